@@ -1,0 +1,581 @@
+"""The workspace: one embedded DuckDB database that keeps everything a user creates.
+
+Datasets (as tables), their column mappings and validation reports, the embedding cache, and
+every run (segmentations, policies, ...) with its settings, metrics and artifacts live in
+``<folder>/retention.duckdb``. Every write that must be all-or-nothing runs in one transaction,
+so a failed ingest or a killed process leaves no half-written dataset or run behind.
+
+One process holds one DuckDB connection per database file (DuckDB allows a single writer
+process); each thread works through its own cursor on it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from retention.errors import InputError
+
+SCHEMA_VERSION = 1
+DATASET_KINDS = ("events", "campaigns", "snapshot")
+RUN_STATUSES = ("running", "done", "failed")
+DEFAULT_FOLDER = "workspace"
+DB_NAME = "retention.duckdb"
+
+_T = TypeVar("_T")
+
+# Migrations: index i brings the schema from version i to i + 1.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE datasets (
+            id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, source_name VARCHAR,
+            sha256 VARCHAR, shape VARCHAR NOT NULL, rows BIGINT NOT NULL,
+            mapping VARCHAR NOT NULL, report VARCHAR NOT NULL, kinds VARCHAR NOT NULL,
+            created TIMESTAMP NOT NULL)""",
+        """CREATE TABLE embeddings (
+            model_id VARCHAR NOT NULL, text_hash VARCHAR NOT NULL, vector BLOB NOT NULL,
+            PRIMARY KEY (model_id, text_hash))""",
+        """CREATE TABLE runs (
+            id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, dataset_id VARCHAR,
+            created TIMESTAMP NOT NULL, finished TIMESTAMP, status VARCHAR NOT NULL,
+            settings VARCHAR NOT NULL, settings_key VARCHAR NOT NULL, metrics VARCHAR,
+            error VARCHAR, pid INTEGER)""",
+        """CREATE TABLE artifacts (
+            run_id VARCHAR NOT NULL, name VARCHAR NOT NULL, format VARCHAR NOT NULL,
+            data BLOB NOT NULL, PRIMARY KEY (run_id, name))""",
+        """CREATE TABLE segment_names (
+            run_id VARCHAR NOT NULL, segment INTEGER NOT NULL, name VARCHAR NOT NULL,
+            PRIMARY KEY (run_id, segment))""",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A stored dataset's metadata."""
+
+    id: str
+    name: str
+    source_name: str | None
+    sha256: str | None
+    shape: str
+    rows: int
+    mapping: dict[str, Any]
+    report: dict[str, Any]
+    kinds: tuple[str, ...]
+    created: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class Run:
+    """A stored run: its settings, status, metrics and artifacts."""
+
+    id: str
+    kind: str
+    dataset_id: str | None
+    created: pd.Timestamp
+    status: str
+    settings: dict[str, Any]
+    metrics: dict[str, Any]
+    error: str | None
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+_connections: dict[Path, duckdb.DuckDBPyConnection] = {}
+_connections_lock = threading.Lock()
+
+
+def _canonical(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _encode_artifact(value: Any) -> tuple[str, bytes]:
+    if isinstance(value, pd.DataFrame):
+        buf = io.BytesIO()
+        value.to_parquet(buf, index=True)
+        return "parquet", buf.getvalue()
+    if isinstance(value, np.ndarray):
+        buf = io.BytesIO()
+        np.save(buf, value, allow_pickle=False)
+        return "npy", buf.getvalue()
+    return "json", json.dumps(value, default=_json_default).encode()
+
+
+def _decode_artifact(fmt: str, data: bytes) -> Any:
+    if fmt == "parquet":
+        return pd.read_parquet(io.BytesIO(data))
+    if fmt == "npy":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    return json.loads(data.decode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"Cannot store {type(value).__name__} as JSON")
+
+
+class Workspace:
+    """A folder holding one DuckDB database with everything the user created.
+
+    ``folder`` defaults to ``$RETENTION_WORKSPACE`` or ``workspace``; it is created when missing.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        chosen = folder if folder is not None else os.environ.get("RETENTION_WORKSPACE")
+        self.folder = Path(chosen or DEFAULT_FOLDER).expanduser().resolve()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"Cannot create the workspace folder {self.folder}: {exc.strerror}. "
+                "Choose a folder you can write to (--workspace DIR or RETENTION_WORKSPACE)."
+            ) from exc
+        self.db_path = self.folder / DB_NAME
+        self._local = threading.local()
+        self._con = self._connect()
+        self._migrate()
+        self._mark_interrupted_runs()
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        with _connections_lock:
+            con = _connections.get(self.db_path)
+            if con is not None:
+                return con
+            last: Exception | None = None
+            for attempt in range(20):
+                try:
+                    con = duckdb.connect(str(self.db_path))
+                    break
+                except duckdb.IOException as exc:  # locked by another process
+                    last = exc
+                    time.sleep(min(0.05 * 2**attempt, 0.5))
+            else:
+                raise InputError(
+                    f"The workspace {self.folder} is in use by another program (is the app or "
+                    "another command running on it?). Close it, or use another workspace folder "
+                    f"with --workspace DIR. ({last})"
+                )
+            _connections[self.db_path] = con
+            return con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor on the process-wide connection."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
+        """Run ``fn`` in one transaction, retrying on write-write conflicts between threads."""
+        for attempt in range(8):
+            try:
+                with self._transaction() as cur:
+                    return fn(cur)
+            except duckdb.TransactionException:
+                if attempt == 7:
+                    raise
+                time.sleep(0.02 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _migrate(self) -> None:
+        cur = self.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise InputError(
+                f"The workspace {self.folder} was written by a newer Retention Studio "
+                f"(schema {version}, this one knows {SCHEMA_VERSION}). Upgrade, or use another "
+                "workspace folder."
+            )
+
+        def apply(cur: duckdb.DuckDBPyConnection) -> None:
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[target]:
+                    cur.execute(statement)
+            cur.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
+
+        if version < SCHEMA_VERSION:
+            self._write(apply)
+
+    def _mark_interrupted_runs(self) -> None:
+        rows = self.cursor().execute("SELECT id, pid FROM runs WHERE status = 'running'").fetchall()
+        for run_id, pid in rows:
+            if pid != os.getpid() and not _pid_alive(pid):
+                self.fail_run(run_id, "interrupted: the program stopped before the run finished")
+
+    @staticmethod
+    def table(dataset_id: str, kind: str) -> str:
+        """The quoted SQL name of one of a dataset's tables."""
+        if kind not in DATASET_KINDS:
+            raise ValueError(f"The 'kind' parameter must be one of {DATASET_KINDS}. Got {kind!r}.")
+        if not dataset_id.isalnum():
+            raise ValueError(f"Not a dataset id: {dataset_id!r}")
+        return f'"ds_{dataset_id}_{kind}"'
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def save_dataset(
+        self,
+        *,
+        name: str,
+        source_name: str | None,
+        sha256: str | None,
+        shape: str,
+        frames: dict[str, pd.DataFrame],
+        mapping: dict[str, Any],
+        report: dict[str, Any],
+    ) -> str:
+        """Store a dataset's frames and metadata in one transaction; return its id."""
+        unknown = set(frames) - set(DATASET_KINDS)
+        if unknown:
+            raise ValueError(f"Unknown dataset table kinds {sorted(unknown)}; use {DATASET_KINDS}")
+        main = "snapshot" if shape == "snapshot" else "events"
+        if main not in frames:
+            raise ValueError(f"A {shape} dataset needs a {main!r} frame")
+        dataset_id = uuid.uuid4().hex[:12]
+        name = (name or source_name or "dataset").strip() or "dataset"
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            for kind, frame in frames.items():
+                view = f"_incoming_{dataset_id}_{kind}"
+                cur.register(view, frame)
+                try:
+                    sql = f"CREATE TABLE {self.table(dataset_id, kind)} AS SELECT * FROM {view}"  # noqa: S608 - generated identifiers
+                    cur.execute(sql)
+                finally:
+                    cur.unregister(view)
+            cur.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
+                [
+                    dataset_id,
+                    name,
+                    source_name,
+                    sha256,
+                    shape,
+                    int(len(frames[main])),
+                    json.dumps(mapping, default=_json_default),
+                    json.dumps(report, default=_json_default),
+                    ",".join(sorted(frames)),
+                ],
+            )
+
+        self._write(write)
+        return dataset_id
+
+    def datasets(self) -> pd.DataFrame:
+        """All datasets, newest first: id, name, source_name, sha256, shape, rows, created."""
+        return (
+            self.cursor()
+            .execute(
+                "SELECT id, name, source_name, sha256, shape, rows, created FROM datasets "
+                "ORDER BY created DESC, id"
+            )
+            .df()
+        )
+
+    def dataset(self, dataset_id: str) -> DatasetInfo:
+        row = (
+            self.cursor()
+            .execute(
+                "SELECT id, name, source_name, sha256, shape, rows, mapping, report, kinds, "
+                "created FROM datasets WHERE id = ?",
+                [dataset_id],
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise InputError(
+                f"There is no dataset {dataset_id!r} in the workspace {self.folder}. "
+                "Pick one from the list of datasets, or upload the file again."
+            )
+        return DatasetInfo(
+            id=row[0],
+            name=row[1],
+            source_name=row[2],
+            sha256=row[3],
+            shape=row[4],
+            rows=int(row[5]),
+            mapping=json.loads(row[6]),
+            report=json.loads(row[7]),
+            kinds=tuple(k for k in row[8].split(",") if k),
+            created=pd.Timestamp(row[9]),
+        )
+
+    def load(self, dataset_id: str, kind: str) -> pd.DataFrame:
+        """One of a dataset's tables as a DataFrame."""
+        info = self.dataset(dataset_id)
+        if kind not in info.kinds:
+            raise InputError(f"The dataset {info.name!r} has no {kind} table.")
+        return self.cursor().execute(f"SELECT * FROM {self.table(dataset_id, kind)}").df()  # noqa: S608
+
+    def rename_dataset(self, dataset_id: str, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise InputError("A dataset name cannot be empty. Type a name.")
+        self.dataset(dataset_id)
+        self._write(
+            lambda cur: cur.execute("UPDATE datasets SET name = ? WHERE id = ?", [name, dataset_id])
+        )
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset, its tables and every run made on it."""
+        info = self.dataset(dataset_id)
+
+        def delete(cur: duckdb.DuckDBPyConnection) -> None:
+            for kind in info.kinds:
+                cur.execute(f"DROP TABLE IF EXISTS {self.table(dataset_id, kind)}")
+            run_ids = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT id FROM runs WHERE dataset_id = ?", [dataset_id]
+                ).fetchall()
+            ]
+            for run_id in run_ids:
+                cur.execute("DELETE FROM artifacts WHERE run_id = ?", [run_id])
+                cur.execute("DELETE FROM segment_names WHERE run_id = ?", [run_id])
+            cur.execute("DELETE FROM runs WHERE dataset_id = ?", [dataset_id])
+            cur.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+
+        self._write(delete)
+
+    # -- embedding cache ------------------------------------------------------------------
+
+    def cached_vectors(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors already cached for ``model_id``, by text hash (misses are absent)."""
+        if len(hashes) == 0:
+            return {}
+        wanted = pd.DataFrame({"text_hash": pd.unique(np.asarray(hashes, dtype=object))})
+        cur = self.cursor()
+        cur.register("_wanted_hashes", wanted)
+        try:
+            rows = cur.execute(
+                "SELECT e.text_hash, e.vector FROM embeddings e "
+                "JOIN _wanted_hashes w ON e.text_hash = w.text_hash WHERE e.model_id = ?",
+                [model_id],
+            ).fetchall()
+        finally:
+            cur.unregister("_wanted_hashes")
+        return {h: np.frombuffer(v, dtype=np.float32) for h, v in rows}
+
+    def cache_vectors(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors (float32) for ``model_id`` by text hash; existing entries are kept."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(hashes) != len(vectors):
+            raise ValueError(f"{len(hashes)} hashes but {len(vectors)} vectors")
+        if len(hashes) == 0:
+            return
+        frame = pd.DataFrame(
+            {
+                "model_id": model_id,
+                "text_hash": list(hashes),
+                "vector": [row.tobytes() for row in vectors],
+            }
+        ).drop_duplicates("text_hash")
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.register("_new_vectors", frame)
+            try:
+                cur.execute(
+                    "INSERT OR IGNORE INTO embeddings SELECT model_id, text_hash, vector "
+                    "FROM _new_vectors"
+                )
+            finally:
+                cur.unregister("_new_vectors")
+
+        self._write(write)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def start_run(self, kind: str, dataset_id: str | None, settings: dict[str, Any]) -> str:
+        """Record a run as ``running``; finish it with :meth:`finish_run` or :meth:`fail_run`."""
+        run_id = uuid.uuid4().hex[:12]
+        key = _canonical(settings)
+        self._write(
+            lambda cur: cur.execute(
+                "INSERT INTO runs (id, kind, dataset_id, created, status, settings, settings_key, "
+                "metrics, pid) VALUES (?, ?, ?, now()::TIMESTAMP, 'running', ?, ?, '{}', ?)",
+                [
+                    run_id,
+                    kind,
+                    dataset_id,
+                    json.dumps(settings, default=_json_default),
+                    key,
+                    os.getpid(),
+                ],
+            )
+        )
+        return run_id
+
+    def finish_run(
+        self, run_id: str, *, metrics: dict[str, Any], artifacts: dict[str, Any]
+    ) -> None:
+        """Store a run's artifacts and metrics and mark it done, all in one transaction."""
+        encoded = {name: _encode_artifact(value) for name, value in artifacts.items()}
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.execute("DELETE FROM artifacts WHERE run_id = ?", [run_id])
+            for name, (fmt, data) in encoded.items():
+                cur.execute("INSERT INTO artifacts VALUES (?, ?, ?, ?)", [run_id, name, fmt, data])
+            cur.execute(
+                "UPDATE runs SET status = 'done', finished = now()::TIMESTAMP, metrics = ? "
+                "WHERE id = ?",
+                [json.dumps(metrics, default=_json_default), run_id],
+            )
+
+        self._write(write)
+
+    def fail_run(self, run_id: str, reason: str) -> None:
+        self._write(
+            lambda cur: cur.execute(
+                "UPDATE runs SET status = 'failed', finished = now()::TIMESTAMP, error = ? "
+                "WHERE id = ?",
+                [reason, run_id],
+            )
+        )
+
+    def runs(self, kind: str | None = None, dataset_id: str | None = None) -> pd.DataFrame:
+        """Runs, newest first, optionally of one kind and/or dataset."""
+        frame = (
+            self.cursor()
+            .execute(
+                "SELECT id, kind, dataset_id, created, finished, status, settings, metrics, error "
+                "FROM runs WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR dataset_id = ?) "
+                "ORDER BY created DESC, id",
+                [kind, kind, dataset_id, dataset_id],
+            )
+            .df()
+        )
+        frame["settings"] = frame["settings"].map(json.loads)
+        frame["metrics"] = frame["metrics"].map(lambda m: json.loads(m) if m else {})
+        return frame
+
+    def load_run(self, run_id: str, *, artifacts: bool = True) -> Run:
+        cur = self.cursor()
+        row = cur.execute(
+            "SELECT id, kind, dataset_id, created, status, settings, metrics, error "
+            "FROM runs WHERE id = ?",
+            [run_id],
+        ).fetchone()
+        if row is None:
+            raise InputError(f"There is no run {run_id!r} in the workspace {self.folder}.")
+        loaded: dict[str, Any] = {}
+        if artifacts:
+            for name, fmt, data in cur.execute(
+                "SELECT name, format, data FROM artifacts WHERE run_id = ? ORDER BY name", [run_id]
+            ).fetchall():
+                loaded[name] = _decode_artifact(fmt, data)
+        return Run(
+            id=row[0],
+            kind=row[1],
+            dataset_id=row[2],
+            created=pd.Timestamp(row[3]),
+            status=row[4],
+            settings=json.loads(row[5]),
+            metrics=json.loads(row[6]) if row[6] else {},
+            error=row[7],
+            artifacts=loaded,
+        )
+
+    def find_run(self, kind: str, dataset_id: str | None, settings: dict[str, Any]) -> Run | None:
+        """The latest finished run of ``kind`` on ``dataset_id`` with exactly these settings."""
+        row = (
+            self.cursor()
+            .execute(
+                "SELECT id FROM runs WHERE kind = ? AND dataset_id IS NOT DISTINCT FROM ? "
+                "AND settings_key = ? AND status = 'done' ORDER BY created DESC LIMIT 1",
+                [kind, dataset_id, _canonical(settings)],
+            )
+            .fetchone()
+        )
+        return self.load_run(row[0]) if row else None
+
+    def latest_run(self, kind: str, dataset_id: str | None) -> Run | None:
+        """The latest finished run of ``kind`` on ``dataset_id``."""
+        row = (
+            self.cursor()
+            .execute(
+                "SELECT id FROM runs WHERE kind = ? AND dataset_id IS NOT DISTINCT FROM ? "
+                "AND status = 'done' ORDER BY created DESC LIMIT 1",
+                [kind, dataset_id],
+            )
+            .fetchone()
+        )
+        return self.load_run(row[0]) if row else None
+
+    # -- segment names --------------------------------------------------------------------
+
+    def segment_names(self, run_id: str) -> dict[int, str]:
+        rows = (
+            self.cursor()
+            .execute("SELECT segment, name FROM segment_names WHERE run_id = ?", [run_id])
+            .fetchall()
+        )
+        return {int(s): n for s, n in rows}
+
+    def rename_segment(self, run_id: str, segment: int, name: str) -> None:
+        name = name.strip()
+        if not name:
+            raise InputError("A segment name cannot be empty. Type a name.")
+        self.load_run(run_id, artifacts=False)
+        self._write(
+            lambda cur: cur.execute(
+                "INSERT OR REPLACE INTO segment_names VALUES (?, ?, ?)",
+                [run_id, int(segment), name],
+            )
+        )
+
+    def close(self) -> None:
+        """Close this process's connection to the database (all Workspaces on it)."""
+        with _connections_lock:
+            con = _connections.pop(self.db_path, None)
+        if con is not None:
+            con.close()
