@@ -551,6 +551,18 @@ class Workspace:
         )
         return self.load_run(row[0]) if row else None
 
+    # -- preferences ----------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A small persisted preference (e.g. the last dataset the user looked at)."""
+        row = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write(
+            lambda cur: cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+        )
+
     # -- segment names --------------------------------------------------------------------
 
     def segment_names(self, run_id: str) -> dict[int, str]:

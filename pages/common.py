@@ -1,0 +1,172 @@
+"""UI helpers every page uses: the workspace, the current dataset and segmentation, errors.
+
+Pages stay short: they read the session, call the library, render, and turn an
+:class:`~retention.errors.InputError` into ``st.error`` + ``st.stop`` via :func:`stop_with_error`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from retention.errors import InputError
+from retention.workspace import DatasetInfo, Run, Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = {
+    "data": "pages/1_data.py",
+    "segments": "pages/2_segments.py",
+    "retention": "pages/3_retention.py",
+    "policy": "pages/4_policy.py",
+    "strategies": "pages/5_strategies.py",
+}
+PAGE_TITLES = {
+    "data": ("Data", ":material/upload_file:"),
+    "segments": ("Segments", ":material/bubble_chart:"),
+    "retention": ("Retention", ":material/monitoring:"),
+    "policy": ("Policy", ":material/model_training:"),
+    "strategies": ("Strategies", ":material/task_alt:"),
+}
+_LAST_DATASET = "ui.last_dataset"
+
+
+def workspace_folder() -> str:
+    """The workspace folder: ``$RETENTION_WORKSPACE`` or ``workspace`` beside the app."""
+    return str(Path(os.environ.get("RETENTION_WORKSPACE") or ROOT / "workspace").resolve())
+
+
+@st.cache_resource(show_spinner=False)
+def _open_workspace(folder: str) -> Workspace:
+    return Workspace(folder)
+
+
+def workspace() -> Workspace:
+    """The (process-wide, cached) workspace."""
+    try:
+        return _open_workspace(workspace_folder())
+    except InputError as exc:
+        stop_with_error(exc)
+        raise  # unreachable: st.stop() raises
+
+
+def stop_with_error(exc: Exception, hint: str | None = None) -> None:
+    """Show a user-facing error and stop the page (never a traceback)."""
+    st.error(str(exc) + (f"\n\n{hint}" if hint else ""), icon=":material/error:")
+    st.stop()
+
+
+def page_link(name: str, label: str, icon: str | None = None) -> None:
+    """A link to another page of the app, by short name (nothing when that page is absent)."""
+    if (ROOT / PAGES[name]).exists():
+        st.page_link(PAGES[name], label=label, icon=icon)
+
+
+def set_current_dataset(dataset_id: str) -> None:
+    """Make ``dataset_id`` the current dataset (kept across pages, refreshes and restarts)."""
+    st.session_state["dataset_id"] = dataset_id
+    st.query_params["dataset"] = dataset_id
+    ws = workspace()
+    if ws.get_meta(_LAST_DATASET) != dataset_id:
+        ws.set_meta(_LAST_DATASET, dataset_id)
+
+
+def current_dataset_id() -> str | None:
+    """The current dataset: this session's choice, the URL's, the last one used, or the newest."""
+    ws = workspace()
+    ids = list(ws.datasets()["id"])
+    if not ids:
+        return None
+    for candidate in (
+        st.session_state.get("dataset_id"),
+        st.query_params.get("dataset"),
+        ws.get_meta(_LAST_DATASET),
+    ):
+        if candidate in ids:
+            return candidate
+    return ids[0]
+
+
+def current_dataset() -> DatasetInfo | None:
+    dataset_id = current_dataset_id()
+    return workspace().dataset(dataset_id) if dataset_id else None
+
+
+def require_dataset() -> DatasetInfo:
+    """The current dataset, or a pointer to the Data page and a stop."""
+    info = current_dataset()
+    if info is None:
+        st.info("There is no dataset yet. Add one on the Data page first.")
+        page_link("data", "Go to the Data page", ":material/upload_file:")
+        st.stop()
+    return info
+
+
+def current_segmentation(dataset_id: str) -> Run | None:
+    """The segmentation the user picked for this dataset, or its latest finished one."""
+    ws = workspace()
+    chosen = st.session_state.get("segmentation_run")
+    if chosen:
+        try:
+            run = ws.load_run(chosen)
+        except InputError:
+            run = None
+        if run is not None and run.dataset_id == dataset_id and run.status == "done":
+            return run
+    return ws.latest_run("segmentation", dataset_id)
+
+
+def segment_names(run: Run) -> dict[int, str]:
+    """Display names of a segmentation's segments: the user's renames over the computed labels."""
+    names: dict[int, str] = {}
+    labels = run.artifacts.get("labels")
+    if labels is not None:
+        names.update(
+            {int(s): str(n) for s, n in zip(labels["segment"], labels["label"], strict=True)}
+        )
+    names.update(workspace().segment_names(run.id))
+    return names
+
+
+def dataset_sidebar() -> None:
+    """The shared sidebar: the workspace and the dataset picker."""
+    ws = workspace()
+    with st.sidebar:
+        datasets = ws.datasets()
+        if datasets.empty:
+            st.caption("No datasets yet.")
+        else:
+            ids = list(datasets["id"])
+            labels = {
+                row.id: f"{row.name} · {row.rows:,} rows"
+                for row in datasets.itertuples(index=False)
+            }
+            current = current_dataset_id()
+            if st.session_state.get("sidebar.dataset") != current:
+                st.session_state["sidebar.dataset"] = current
+            st.selectbox(
+                "Dataset",
+                ids,
+                key="sidebar.dataset",
+                format_func=labels.__getitem__,
+                on_change=lambda: set_current_dataset(st.session_state["sidebar.dataset"]),
+                help="Everything on every page is about this dataset. Add datasets on the Data page.",
+            )
+            if st.query_params.get("dataset") != current:
+                set_current_dataset(current)
+        st.caption(f"Workspace: `{ws.folder}`")
+
+
+def ensure_samples() -> None:
+    """Load the bundled sample datasets into a new workspace (once)."""
+    ws = workspace()
+    if ws.get_meta("samples.loaded"):
+        return
+    from retention.samples import ensure_samples as load
+
+    with st.spinner("Preparing the sample datasets (first start only)…"):
+        try:
+            load(ws)
+        except InputError as exc:  # a broken sample must not block the app
+            st.warning(f"The sample data could not be loaded: {exc}")

@@ -1,0 +1,5 @@
+"""``python -m retention``: the command line."""
+
+from retention.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The command line: ``python -m retention run INPUT --out DIR [options]``.
+
+Bad input exits with status 2 and one line on stderr that starts with ``error:``, names the file,
+column or row and says how to fix it; ``DIR`` is left as it was. Outputs are written into a
+temporary folder beside ``DIR`` and moved in only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from retention.errors import InputError
+
+ROLES = ("user", "time", "amount", "text", "event", "action", "outcome", "propensity", "recency")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see `python -m retention run --help`)\n")
+        raise SystemExit(2)
+
+
+def _key_value(kind: str):
+    def parse(text: str) -> tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+        return key.strip(), value.strip()
+
+    return parse
+
+
+def _segments(text: str) -> str | int:
+    if text == "auto":
+        return "auto"
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'auto' or an int in [2, 50], got {text!r}"
+        ) from None
+    if not 2 <= k <= 50:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an int in [2, 50], got {k}")
+    return k
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {value}")
+    return value
+
+
+def _gamma(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m retention", description="Retention Studio, headless.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser(
+        "run",
+        help="run the whole pipeline on a file",
+        description="Ingest INPUT, find segments, compute retention, train a policy and write "
+        "summary.json, strategies.csv, user_segments.csv and report.html into DIR.",
+    )
+    run.add_argument("input", metavar="INPUT", type=Path, help="event log or campaign snapshot")
+    run.add_argument("--out", metavar="DIR", type=Path, required=True, help="output folder")
+    run.add_argument(
+        "--campaigns",
+        metavar="FILE",
+        type=Path,
+        help="campaign log (user, time, action[, propensity])",
+    )
+    run.add_argument(
+        "--map",
+        metavar="ROLE=COLUMN",
+        type=_key_value("ROLE=COLUMN"),
+        action="append",
+        default=[],
+        help=f"use COLUMN for ROLE (roles: {', '.join(ROLES)}); repeatable",
+    )
+    run.add_argument(
+        "--period", choices=("day", "week", "month"), help="default: chosen from the data"
+    )
+    run.add_argument("--churn-after", metavar="N", type=_positive_int, default=4)
+    run.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")
+    run.add_argument("--gamma", metavar="G", type=_gamma, default=0.9)
+    run.add_argument("--retain-reward", metavar="R", type=_number, default=1.0)
+    run.add_argument("--churn-penalty", metavar="P", type=_number, default=5.0)
+    run.add_argument("--revenue-weight", metavar="W", type=_number, default=0.0)
+    run.add_argument(
+        "--action-cost",
+        metavar="ACTION=COST",
+        type=_key_value("ACTION=COST"),
+        action="append",
+        default=[],
+        help="cost of one action for one user-period; repeatable",
+    )
+    run.add_argument("--episodes", metavar="N", type=_positive_int, default=None)
+    run.add_argument("--seed", metavar="S", type=int, default=0)
+    run.add_argument("--workspace", metavar="DIR", type=Path, default=None)
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    for role, _ in args.map:
+        if role not in ROLES:
+            raise InputError(
+                f"--map {role}=...: unknown role {role!r}. Use one of: {', '.join(ROLES)}."
+            )
+    for action, cost in args.action_cost:
+        try:
+            float(cost)
+        except ValueError:
+            raise InputError(
+                f"--action-cost {action}={cost}: the cost must be a number, e.g. "
+                f"--action-cost {action}=0.5."
+            ) from None
+    if not args.input.is_file():
+        raise InputError(f"{args.input}: no such file. Check the path of the input file.")
+    if args.campaigns is not None and not args.campaigns.is_file():
+        raise InputError(f"{args.campaigns}: no such file. Check the path given to --campaigns.")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder. Choose a folder path.")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished outputs into ``out`` (created when missing)."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for item in staging.iterdir():
+        os.replace(item, out / item.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+class _Progress:
+    """Progress on stderr, only when it is a terminal (so scripts see one clean error line)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.dirty = False
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\r[{fraction:4.0%}] {message[:70]:<70}")
+            sys.stderr.flush()
+            self.dirty = True
+
+    def error(self, message: str) -> None:
+        prefix = "\n" if self.dirty else ""
+        sys.stderr.write(f"{prefix}error: {_one_line(message)}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    from retention.pipeline import PipelineConfig, run_pipeline
+
+    staging: Path | None = None
+    progress = _Progress(args.quiet)
+    try:
+        _check_options(args)
+        out = args.out.resolve()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        config = PipelineConfig(
+            input=args.input,
+            campaigns=args.campaigns,
+            overrides=dict(args.map),
+            period=args.period,
+            churn_after=args.churn_after,
+            segments=args.segments,
+            gamma=args.gamma,
+            retain_reward=args.retain_reward,
+            churn_penalty=args.churn_penalty,
+            revenue_weight=args.revenue_weight,
+            action_costs={a: float(c) for a, c in args.action_cost},
+            episodes=args.episodes,
+            seed=args.seed,
+            workspace=args.workspace,
+        )
+        run_pipeline(config, staging, progress=progress)
+        if progress.dirty:
+            sys.stderr.write("\n")
+        _publish(staging, out)
+        staging = None
+    except InputError as exc:
+        progress.error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        progress.error("interrupted; the output folder was left as it was")
+        return 130
+    except Exception as exc:  # a bug, not bad input: still no traceback for the user
+        if os.environ.get("RETENTION_DEBUG"):
+            raise
+        progress.error(
+            f"internal error ({type(exc).__name__}: {exc}); the output folder was left as it "
+            "was. Set RETENTION_DEBUG=1 to see the details and report it."
+        )
+        return 1
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,73 @@
+"""The bundled sample datasets, loaded into a new workspace so the app starts with data.
+
+* ``online_retail_sample.csv.gz`` — a cleaned real subset of UCI Online Retail (CC0), with its
+  original columns and some of its messy rows (cancellations, missing customer ids).
+* ``planted_events.csv.gz`` + ``planted_campaigns.csv.gz`` — synthetic data with planted truth
+  (see :mod:`retention.synth`), with a randomised campaign log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from retention.ingest import ingest
+from retention.workspace import Workspace
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+_LOADED_KEY = "samples.loaded"
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    file: str
+    campaigns: str | None = None
+    description: str = ""
+
+
+SAMPLES: tuple[Sample, ...] = (
+    Sample(
+        "Online Retail (sample)",
+        "online_retail_sample.csv.gz",
+        description="A UK online gift shop's purchases, 2010–2011 (real data, a subset of "
+        "customers).",
+    ),
+    Sample(
+        "Planted demo (with campaign log)",
+        "planted_events.csv.gz",
+        campaigns="planted_campaigns.csv.gz",
+        description="Synthetic shoppers in four planted segments, with a randomised campaign "
+        "log: a check that the app finds what was planted.",
+    ),
+)
+
+
+def load_sample(ws: Workspace, sample: Sample) -> str:
+    """Ingest one bundled sample into ``ws``; return the dataset id."""
+    campaigns = SAMPLE_DIR / sample.campaigns if sample.campaigns else None
+    prepared = ingest(SAMPLE_DIR / sample.file, campaigns_path=campaigns)
+    report = prepared.report.to_dict()
+    if prepared.campaign_report is not None:
+        report["campaigns"] = prepared.campaign_report.to_dict()
+    return ws.save_dataset(
+        name=sample.name,
+        source_name=sample.file,
+        sha256=prepared.sha256,
+        shape=prepared.shape,
+        frames=prepared.frames,
+        mapping={
+            **prepared.mapping,
+            **{f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()},
+        },
+        report=report,
+    )
+
+
+def ensure_samples(ws: Workspace) -> list[str]:
+    """Load the samples into a workspace once (never again, even if the user deletes them)."""
+    if ws.get_meta(_LOADED_KEY):
+        return []
+    ids = [load_sample(ws, s) for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
+    ws.set_meta(_LOADED_KEY, "1")
+    return ids

@@ -1,0 +1,40 @@
+"""Shared fixtures. No test reaches the network: the model loads from the installed package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A fresh workspace in a temporary folder."""
+    from retention.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="session")
+def planted():
+    """A small planted data set (see retention.synth)."""
+    from retention.synth import make_planted
+
+    return make_planted(n_users=600, n_periods=30, seed=7)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real public data sets; tests using them skip where the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

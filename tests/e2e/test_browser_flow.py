@@ -1,0 +1,64 @@
+"""End to end in a real headless Chromium: upload a file, see the validation report, save it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import screenshot
+
+pytestmark = pytest.mark.e2e
+
+MESSY_CSV = """Customer ID;Order Date;Product;Quantity;Price
+C1;2024-01-03 10:00;ceramic mug;2;4.50
+C1;2024-01-20 11:00;tea kettle;1;19.99
+C2;2024-01-05 09:30;garden hose;1;25.00
+C2;not a date;garden hose;1;25.00
+;2024-01-06 12:00;silk scarf;1;12.00
+C3;2024-02-01 08:00;silk scarf;-1;12.00
+C3;2024-02-11 08:00;leather wallet;1;30.00
+C4;2024-02-15 18:00;toy train;3;8.00
+"""
+
+
+def _wait_idle(page) -> None:
+    page.wait_for_selector("[data-testid='stApp']")
+    page.wait_for_timeout(800)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
+    )
+
+
+def _current_dataset(page) -> str:
+    """The dataset picked in the sidebar's picker."""
+    return (
+        page.locator("[data-testid='stSidebar']")
+        .get_by_role("combobox", name="Dataset")
+        .input_value()
+    )
+
+
+def test_upload_csv_shows_validation_report_and_saves(app_url, page, tmp_path):
+    data = tmp_path / "orders.csv"
+    data.write_text(MESSY_CSV, encoding="utf-8")
+    page.goto(app_url)
+    _wait_idle(page)
+    uploader = page.locator("[data-testid='stFileUploader']").first
+    uploader.locator("input[type=file]").set_input_files(str(data))
+    page.get_by_text("Validation report", exact=True).wait_for()
+    _wait_idle(page)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "Rows left out" in body
+    assert re.search(r"Rows used\s+5", body), body[:2000]
+    screenshot(page, "data_validation_report")
+
+    page.get_by_role("button", name="Save to workspace").click()
+    page.get_by_text("and made it the current dataset").wait_for()
+    _wait_idle(page)
+    assert _current_dataset(page).startswith("orders")
+    screenshot(page, "data_saved")
+
+    page.reload()  # a refresh keeps the current dataset
+    _wait_idle(page)
+    assert _current_dataset(page).startswith("orders")
