@@ -155,6 +155,9 @@ def _check_options(args: argparse.Namespace) -> None:
 def _publish(staging: Path, out: Path) -> None:
     """Move the finished outputs into ``out`` (created when missing)."""
     if not out.exists():
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
         os.replace(staging, out)
         return
     for item in staging.iterdir():
@@ -183,6 +186,10 @@ class _Progress:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # Library chatter (model-loading bars, warnings) would break the one-line error contract.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
     from retention.pipeline import PipelineConfig, run_pipeline
 

@@ -201,15 +201,37 @@ class Workspace:
         return cur
 
     @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self.cursor()
-        cur.execute("BEGIN TRANSACTION")
+    def _own_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A fresh cursor for the workspace's own statements, so they never collide with a
+        result the caller is still reading on :meth:`cursor`."""
+        cur = self._con.cursor()
         try:
             yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    def _q(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor for one read statement (closed when garbage-collected)."""
+        return self._con.cursor()
+
+    def _fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._own_cursor() as cur:
+            return cur.execute(sql, params or []).fetchall()
+
+    def _fetchdf(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        with self._own_cursor() as cur:
+            return cur.execute(sql, params or []).df()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._own_cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
         """Run ``fn`` in one transaction, retrying on write-write conflicts between threads."""
@@ -224,10 +246,10 @@ class Workspace:
         raise AssertionError("unreachable")
 
     def _migrate(self) -> None:
-        cur = self.cursor()
-        cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        with self._own_cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        rows = self._fetchall("SELECT value FROM meta WHERE key = 'schema_version'")
+        version = int(rows[0][0]) if rows else 0
         if version > SCHEMA_VERSION:
             raise InputError(
                 f"The workspace {self.folder} was written by a newer Retention Studio "
@@ -247,7 +269,7 @@ class Workspace:
             self._write(apply)
 
     def _mark_interrupted_runs(self) -> None:
-        rows = self.cursor().execute("SELECT id, pid FROM runs WHERE status = 'running'").fetchall()
+        rows = self._q().execute("SELECT id, pid FROM runs WHERE status = 'running'").fetchall()
         for run_id, pid in rows:
             if pid != os.getpid() and not _pid_alive(pid):
                 self.fail_run(run_id, "interrupted: the program stopped before the run finished")
@@ -314,7 +336,7 @@ class Workspace:
     def datasets(self) -> pd.DataFrame:
         """All datasets, newest first: id, name, source_name, sha256, shape, rows, created."""
         return (
-            self.cursor()
+            self._q()
             .execute(
                 "SELECT id, name, source_name, sha256, shape, rows, created FROM datasets "
                 "ORDER BY created DESC, id"
@@ -324,7 +346,7 @@ class Workspace:
 
     def dataset(self, dataset_id: str) -> DatasetInfo:
         row = (
-            self.cursor()
+            self._q()
             .execute(
                 "SELECT id, name, source_name, sha256, shape, rows, mapping, report, kinds, "
                 "created FROM datasets WHERE id = ?",
@@ -355,7 +377,7 @@ class Workspace:
         info = self.dataset(dataset_id)
         if kind not in info.kinds:
             raise InputError(f"The dataset {info.name!r} has no {kind} table.")
-        return self.cursor().execute(f"SELECT * FROM {self.table(dataset_id, kind)}").df()  # noqa: S608
+        return self._q().execute(f"SELECT * FROM {self.table(dataset_id, kind)}").df()  # noqa: S608
 
     def rename_dataset(self, dataset_id: str, name: str) -> None:
         name = name.strip()
@@ -394,16 +416,13 @@ class Workspace:
         if len(hashes) == 0:
             return {}
         wanted = pd.DataFrame({"text_hash": pd.unique(np.asarray(hashes, dtype=object))})
-        cur = self.cursor()
-        cur.register("_wanted_hashes", wanted)
-        try:
+        with self._own_cursor() as cur:
+            cur.register("_wanted_hashes", wanted)
             rows = cur.execute(
                 "SELECT e.text_hash, e.vector FROM embeddings e "
                 "JOIN _wanted_hashes w ON e.text_hash = w.text_hash WHERE e.model_id = ?",
                 [model_id],
             ).fetchall()
-        finally:
-            cur.unregister("_wanted_hashes")
         return {h: np.frombuffer(v, dtype=np.float32) for h, v in rows}
 
     def cache_vectors(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
@@ -485,7 +504,7 @@ class Workspace:
     def runs(self, kind: str | None = None, dataset_id: str | None = None) -> pd.DataFrame:
         """Runs, newest first, optionally of one kind and/or dataset."""
         frame = (
-            self.cursor()
+            self._q()
             .execute(
                 "SELECT id, kind, dataset_id, created, finished, status, settings, metrics, error "
                 "FROM runs WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR dataset_id = ?) "
@@ -499,19 +518,19 @@ class Workspace:
         return frame
 
     def load_run(self, run_id: str, *, artifacts: bool = True) -> Run:
-        cur = self.cursor()
-        row = cur.execute(
+        rows = self._fetchall(
             "SELECT id, kind, dataset_id, created, status, settings, metrics, error "
             "FROM runs WHERE id = ?",
             [run_id],
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             raise InputError(f"There is no run {run_id!r} in the workspace {self.folder}.")
+        row = rows[0]
         loaded: dict[str, Any] = {}
         if artifacts:
-            for name, fmt, data in cur.execute(
+            for name, fmt, data in self._fetchall(
                 "SELECT name, format, data FROM artifacts WHERE run_id = ? ORDER BY name", [run_id]
-            ).fetchall():
+            ):
                 loaded[name] = _decode_artifact(fmt, data)
         return Run(
             id=row[0],
@@ -528,7 +547,7 @@ class Workspace:
     def find_run(self, kind: str, dataset_id: str | None, settings: dict[str, Any]) -> Run | None:
         """The latest finished run of ``kind`` on ``dataset_id`` with exactly these settings."""
         row = (
-            self.cursor()
+            self._q()
             .execute(
                 "SELECT id FROM runs WHERE kind = ? AND dataset_id IS NOT DISTINCT FROM ? "
                 "AND settings_key = ? AND status = 'done' ORDER BY created DESC LIMIT 1",
@@ -541,7 +560,7 @@ class Workspace:
     def latest_run(self, kind: str, dataset_id: str | None) -> Run | None:
         """The latest finished run of ``kind`` on ``dataset_id``."""
         row = (
-            self.cursor()
+            self._q()
             .execute(
                 "SELECT id FROM runs WHERE kind = ? AND dataset_id IS NOT DISTINCT FROM ? "
                 "AND status = 'done' ORDER BY created DESC LIMIT 1",
@@ -555,7 +574,7 @@ class Workspace:
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A small persisted preference (e.g. the last dataset the user looked at)."""
-        row = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = self._q().execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
@@ -567,7 +586,7 @@ class Workspace:
 
     def segment_names(self, run_id: str) -> dict[int, str]:
         rows = (
-            self.cursor()
+            self._q()
             .execute("SELECT segment, name FROM segment_names WHERE run_id = ?", [run_id])
             .fetchall()
         )

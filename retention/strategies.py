@@ -1,0 +1,219 @@
+"""Strategies: what to do with each segment at each engagement stage, in a marketer's terms.
+
+Built from a segmentation and a trained policy (both as stored in the workspace, so the
+Strategies page, the report and the command line show the same table). Exports escape
+spreadsheet formulas: a cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return gets a leading apostrophe, so a spreadsheet shows it as text instead of running it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+STAGE_ORDER = ("active", "lapsing", "at_risk", "churned", "all")
+STAGE_WORDS = {
+    "active": "active",
+    "lapsing": "lapsing (1 quiet period)",
+    "at_risk": "at risk",
+    "churned": "churned",
+    "all": "everyone",
+}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# How much logged data backs a state's estimate: below THIN it is a guess, above SOLID it is firm.
+THIN, SOLID = 30, 300
+LIFT_PERIOD = 4
+
+
+@dataclass(frozen=True)
+class Strategies:
+    """``table``: one row per segment × stage; ``segments``: one row per segment."""
+
+    table: pd.DataFrame
+    segments: pd.DataFrame
+
+
+def support_level(n: int) -> str:
+    """How much data supports an estimate, in words."""
+    if n < THIN:
+        return "thin"
+    if n < SOLID:
+        return "moderate"
+    return "solid"
+
+
+def build_strategies(
+    recommendations: pd.DataFrame,
+    *,
+    actions: Sequence[str],
+    names: Mapping[int, str],
+    stage_counts: pd.DataFrame,
+    action_costs: Mapping[str, float] | None = None,
+    projections: pd.DataFrame | None = None,
+) -> Strategies:
+    """The strategy tables.
+
+    ``recommendations``: ``segment, stage, action, q_<action>..., n`` (from the policy);
+    ``stage_counts``: ``segment, stage, users`` (users in each stage now); ``projections``:
+    ``segment, policy, period, active_share`` (projected retention under each policy).
+
+    Per segment × stage: the recommended action, its value over doing nothing now
+    (``Q(s, action) − Q(s, none)``), its cost per user and period, how much data supports the
+    state, and a verdict: ``act``, ``leave alone: every action hurts`` (each action's value is
+    below doing nothing even before its cost) or ``leave alone: not worth the cost``.
+    """
+    costs = {a: float((action_costs or {}).get(a, 0.0)) for a in actions}
+    rec = recommendations.copy()
+    rec["segment"] = rec["segment"].astype(int)
+    rec["stage"] = rec["stage"].astype(str)
+    has_none = "none" in actions
+    rows = []
+    for r in rec.itertuples(index=False):
+        row = r._asdict()
+        q = {a: float(row[f"q_{a}"]) for a in actions}
+        best = str(row["action"])
+        q_none = q["none"] if has_none else np.nan
+        others = [a for a in actions if a != "none"]
+        # Value of each action over doing nothing, with its own immediate cost added back:
+        # below zero means the action is estimated to hurt retention, not only to cost money.
+        gross = {a: q[a] + costs[a] - (q_none + costs.get("none", 0.0)) for a in others}
+        if best == "none" and has_none and others:
+            verdict = (
+                "leave alone: every action hurts"
+                if all(g < 0 for g in gross.values())
+                else "leave alone: not worth the cost"
+            )
+        else:
+            verdict = "act"
+        n = int(row.get("n", 0))
+        rows.append(
+            {
+                "segment": int(row["segment"]),
+                "label": names.get(int(row["segment"]), f"Segment {row['segment']}"),
+                "stage": row["stage"],
+                "action": best,
+                "value_vs_nothing": q[best] - q_none if has_none else np.nan,
+                "cost_per_period": costs.get(best, 0.0),
+                "data_support": n,
+                "support": support_level(n),
+                "verdict": verdict,
+                **{f"q_{a}": q[a] for a in actions},
+            }
+        )
+    table = pd.DataFrame(rows)
+    counts = stage_counts.assign(segment=stage_counts["segment"].astype(int))
+    table = table.merge(counts, on=["segment", "stage"], how="left")
+    table["users"] = table["users"].fillna(0).astype(int)
+    totals = table.groupby("segment")["users"].transform("sum")
+    table["share_of_segment"] = np.where(totals > 0, table["users"] / totals.replace(0, 1), 0.0)
+    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    table = table.sort_values(
+        ["segment", "stage"], key=lambda c: c.map(order) if c.name == "stage" else c
+    ).reset_index(drop=True)
+    front = ["segment", "label", "stage", "users", "share_of_segment", "action", "verdict"]
+    table = table[front + [c for c in table.columns if c not in front]]
+    return Strategies(table=table, segments=_segment_rows(table, projections))
+
+
+def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.DataFrame:
+    rows = []
+    for segment, part in table.groupby("segment", sort=True):
+        users = int(part["users"].sum())
+        mix = {r.stage: r.users for r in part.itertuples(index=False)}
+        plan = {r.stage: r.action for r in part.itertuples(index=False)}
+        row = {
+            "segment": int(segment),
+            "label": part["label"].iloc[0],
+            "users": users,
+            "stage_mix": ", ".join(
+                f"{STAGE_WORDS.get(s, s)} {n / users:.0%}" for s, n in mix.items() if users and n
+            ),
+            "plan": "; ".join(f"{STAGE_WORDS.get(s, s)}: {a}" for s, a in plan.items()),
+            "leave_alone_everywhere": bool((part["action"] == "none").all()),
+            "every_action_hurts": bool(
+                (part["verdict"] == "leave alone: every action hurts").all()
+            ),
+            "expected_cost_per_period": float(
+                (part["cost_per_period"] * part["users"]).sum() / users if users else 0.0
+            ),
+            "data_support": int(part["data_support"].sum()),
+        }
+        if projections is not None and not projections.empty:
+            proj = projections[projections["segment"].astype(int) == int(segment)]
+            at = proj[proj["period"] == min(LIFT_PERIOD, int(proj["period"].max()))]
+            share = dict(zip(at["policy"], at["active_share"], strict=False))
+            learned = next((k for k in share if "learned" in str(k)), None)
+            if learned is not None and "none" in share:
+                row[f"active_after_{LIFT_PERIOD}_learned"] = float(share[learned])
+                row[f"active_after_{LIFT_PERIOD}_none"] = float(share["none"])
+                row["retention_lift_points"] = 100.0 * (share[learned] - share["none"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def current_stages(panel: pd.DataFrame) -> pd.DataFrame:
+    """Each user's stage in the data's last period: ``user_id, stage``."""
+    last = panel.loc[panel.groupby("user_id", sort=False)["t"].idxmax(), ["user_id", "stage"]]
+    return last.assign(stage=last["stage"].astype(str)).reset_index(drop=True)
+
+
+def stage_counts(user_stages: pd.DataFrame, assignments: pd.DataFrame) -> pd.DataFrame:
+    """Users per segment and current stage: ``segment, stage, users``."""
+    merged = assignments.merge(user_stages, on="user_id", how="inner")
+    return (
+        merged.groupby(["segment", "stage"], as_index=False)
+        .size()
+        .rename(columns={"size": "users"})
+    )
+
+
+def user_actions(
+    user_stages: pd.DataFrame,
+    assignments: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    names: Mapping[int, str],
+) -> pd.DataFrame:
+    """Every user's segment, stage and recommended action:
+    ``user_id, segment, segment_name, stage, recommended_action``."""
+    rec = recommendations[["segment", "stage", "action"]].astype({"segment": int, "stage": str})
+    users = (
+        assignments[["user_id", "segment"]]
+        .astype({"segment": int})
+        .merge(user_stages, on="user_id", how="left")
+    )
+    users["stage"] = users["stage"].fillna("all").astype(str)
+    out = users.merge(rec, on=["segment", "stage"], how="left")
+    out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), f"Segment {s}"))
+    out = out.rename(columns={"action": "recommended_action"})
+    out["recommended_action"] = out["recommended_action"].fillna("none")
+    out = out.sort_values("user_id", kind="stable").reset_index(drop=True)
+    return out[["user_id", "segment", "segment_name", "stage", "recommended_action"]]
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot run as spreadsheet formulas (leading apostrophe)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            )
+    out.columns = [
+        "'" + c if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in out.columns
+    ]
+    return out
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    """Formula-escaped CSV (UTF-8), with floats at a fixed precision so reruns are identical."""
+    return escape_formulas(frame).to_csv(index=False, float_format="%.6g").encode("utf-8")
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()

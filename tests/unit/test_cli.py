@@ -1,0 +1,243 @@
+"""The command line: the output contract of SPEC §8 and the bad-input error contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from retention.cli import main
+from retention.synth import make_planted
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _external_resources(page: str) -> list[str]:
+    """Scripts, styles, images or frames the page would fetch from elsewhere."""
+
+    class Finder(HTMLParser):
+        found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name in ("src", "href") and value and tag in ("script", "link", "img", "iframe"):
+                    self.found.append(f"{tag} {value}")
+
+    finder = Finder()
+    finder.found = []
+    finder.feed(page)
+    return finder.found
+
+
+@pytest.fixture(scope="module")
+def planted_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("planted")
+    planted = make_planted(n_users=800, n_periods=30, seed=3)
+    events = planted.events.copy()
+    # Ids that look like spreadsheet formulas must come out escaped.
+    events.loc[events["user_id"] == "U00000", "user_id"] = "=HYPERLINK(1)"
+    campaigns = planted.campaigns.copy()
+    campaigns.loc[campaigns["user_id"] == "U00000", "user_id"] = "=HYPERLINK(1)"
+    events.rename(columns={"user_id": "Customer ID", "ts": "Order Date", "text": "Product"}).to_csv(
+        folder / "orders.csv", index=False
+    )
+    campaigns.to_csv(folder / "campaigns.csv", index=False)
+    return folder, planted
+
+
+@pytest.fixture(scope="module")
+def run_twice(planted_files, tmp_path_factory):
+    folder, planted = planted_files
+    outs = []
+    for i in range(2):
+        out = tmp_path_factory.mktemp(f"out{i}") / "result"
+        code = main(
+            [
+                "run",
+                str(folder / "orders.csv"),
+                "--campaigns",
+                str(folder / "campaigns.csv"),
+                "--out",
+                str(out),
+                "--segments",
+                "4",
+                "--seed",
+                "5",
+                "--workspace",
+                str(tmp_path_factory.mktemp(f"ws{i}")),
+                "--quiet",
+            ]
+        )
+        assert code == 0
+        outs.append(out)
+    return outs, planted
+
+
+def test_outputs_follow_the_contract(run_twice):
+    (out, _), planted = run_twice
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.html",
+        "strategies.csv",
+        "summary.json",
+        "user_segments.csv",
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["input"]) >= {"rows", "rows_used", "rows_rejected", "users", "shape"}
+    assert summary["input"]["shape"] == "events"
+    assert summary["input"]["users"] == planted.truth.shape[0]
+    assert summary["mapping"]["user"] == "Customer ID"
+    assert summary["mapping"]["time"] == "Order Date"
+    assert summary["period"] == "week" and summary["churn_after"] == 4
+    segments = summary["segments"]
+    assert [s["segment"] for s in segments] == [0, 1, 2, 3]
+    assert sum(s["users"] for s in segments) == planted.truth.shape[0]
+    assert all(s["keywords"] and isinstance(s["label"], str) for s in segments)
+    curves = summary["retention"]["curves"]
+    assert set(curves) == {"0", "1", "2", "3"}
+    for curve in curves.values():
+        assert curve[0] == 1.0 and all(a >= b for a, b in zip(curve, curve[1:], strict=False))
+    assert summary["retention"]["logrank_p"] < 0.01
+    policy = summary["policy"]
+    assert set(policy) >= {"algorithm", "gamma", "actions", "stages", "value", "optimal_value"}
+    assert len(policy["recommendations"]) == 4 * len(policy["stages"])
+    assert policy["value"] >= 0.99 * policy["optimal_value"]
+    for rec in policy["recommendations"]:
+        assert rec["action"] in policy["actions"] and set(rec["q"]) == set(policy["actions"])
+    ope = summary["ope"]
+    for block in [ope["policy"], *ope["actions"].values()]:
+        for est in ("ips", "snips", "dr"):
+            lo, hi = block[est]["ci"]
+            assert lo <= block[est]["value"] <= hi
+    assert set(summary["timings"]) >= {"ingest", "segments", "retention", "policy", "report"}
+
+    with open(out / "strategies.csv", newline="") as f:
+        strategies = list(csv.DictReader(f))
+    assert {(int(r["segment"]), r["stage"]) for r in strategies} == {
+        (s, st) for s in range(4) for st in policy["stages"]
+    }
+    with open(out / "user_segments.csv", newline="") as f:
+        users = list(csv.DictReader(f))
+    assert len(users) == planted.truth.shape[0]
+    assert {"user_id", "segment", "stage", "recommended_action"} <= set(users[0])
+    ids = {u["user_id"] for u in users}
+    assert "'=HYPERLINK(1)" in ids and "=HYPERLINK(1)" not in ids
+
+    report = (out / "report.html").read_text()
+    assert _external_resources(report) == []
+    assert summary["input"]["sha256"] in report
+
+
+def test_planted_segments_get_their_planted_best_action(run_twice):
+    (out, _), planted = run_twice
+    with open(out / "user_segments.csv", newline="") as f:
+        users = {r["user_id"].lstrip("'"): int(r["segment"]) for r in csv.DictReader(f)}
+    truth = dict(zip(planted.truth["user_id"], planted.truth["segment"], strict=True))
+    truth["=HYPERLINK(1)"] = truth.pop("U00000")
+    # Each found segment is mostly one planted segment: map it to that one.
+    found_to_planted = {}
+    for seg in set(users.values()):
+        members = [truth[u] for u, s in users.items() if s == seg]
+        found_to_planted[seg] = max(set(members), key=members.count)
+    assert sorted(found_to_planted.values()) == [0, 1, 2, 3]
+    summary = json.loads((out / "summary.json").read_text())
+    cells = [r for r in summary["policy"]["recommendations"] if r["stage"] != "churned"]
+    right = sum(
+        r["action"] == planted.specs[found_to_planted[r["segment"]]].best_action for r in cells
+    )
+    assert right / len(cells) >= 0.9
+
+
+def test_same_seed_gives_identical_files(run_twice):
+    (a, b), _ = run_twice
+    for name in ("strategies.csv", "user_segments.csv", "report.html"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    for s in (sa, sb):
+        s.pop("timings")
+        s.pop("workspace")
+    assert sa == sb
+
+
+BAD_FILES = {
+    "empty.csv": b"",
+    "header_only.csv": b"user,time\n",
+    "binary.csv": bytes(range(256)) * 8,
+    "no_user.csv": b"name,when\nx,2024-01-01\ny,2024-01-02\n",
+    "one_user.csv": b"user,time\nu1,2024-01-01\nu1,2024-01-09\n",
+    "bad_times.csv": b"user,time\nu1,soon\nu2,later\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_input_exits_2_with_one_error_line_and_leaves_out_dir(tmp_path, name):
+    bad = tmp_path / name
+    bad.write_bytes(BAD_FILES[name])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retention",
+            "run",
+            str(bad),
+            "--out",
+            str(out),
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert name in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--map", "colour=x"], "unknown role 'colour'"),
+        (["--map", "user=nosuch"], "nosuch"),
+        (["--segments", "1"], "--segments"),
+        (["--gamma", "1.5"], "--gamma"),
+        (["--period", "year"], "--period"),
+        (["--action-cost", "discount=cheap"], "discount=cheap"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, args, needle):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retention",
+            "run",
+            str(ROOT / "sample_data" / "planted_events.csv.gz"),
+            "--out",
+            str(out),
+            "--workspace",
+            str(tmp_path / "ws"),
+            *args,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert not out.exists()
