@@ -32,6 +32,24 @@ PAGE_TITLES = {
 _LAST_DATASET = "ui.last_dataset"
 
 
+def _use_the_router() -> None:
+    """Make a page opened directly by URL on a fresh server run through ``app.py``.
+
+    Streamlit treats a ``pages/`` folder beside the entry point as a legacy multipage app until
+    ``st.navigation`` has run once in the process: until then a first visit to, say,
+    ``/strategies`` runs that page alone, without the router and the shared sidebar. Leaving
+    that mode and rerunning sends the visit through ``app.py`` to the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_use_the_router()
+
+
 def workspace_folder() -> str:
     """The workspace folder: ``$RETENTION_WORKSPACE`` or ``workspace`` beside the app."""
     return str(Path(os.environ.get("RETENTION_WORKSPACE") or ROOT / "workspace").resolve())

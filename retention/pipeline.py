@@ -167,12 +167,17 @@ def train_or_reuse_policy(
     config: PipelineConfig,
     progress: Progress | None = None,
 ) -> tuple[str, PolicyResult]:
-    """A stored policy run with these settings, or a newly trained and stored one."""
-    found = ws.find_run("policy", dataset_id, settings)
-    if found is not None:
-        if progress:
-            progress(1.0, "Loaded the stored policy")
-        return found.id, load_policy_run(ws, found.id)
+    """A stored policy run made for the same request, or a newly trained and stored one.
+
+    ``settings`` is the request (what the command line was asked); it is stored under
+    ``settings["request"]`` beside the full settings the learner reports.
+    """
+    runs = ws.runs("policy", dataset_id)
+    for row in runs[runs["status"] == "done"].itertuples(index=False):
+        if row.settings.get("request") == json.loads(json.dumps(settings, default=str)):
+            if progress:
+                progress(1.0, "Loaded the stored policy")
+            return row.id, load_policy_run(ws, row.id)
     info = ws.dataset(dataset_id)
     reward = config.reward()
     if info.shape == "snapshot":
@@ -196,7 +201,14 @@ def train_or_reuse_policy(
             seed=config.seed,
             progress=progress,
         )
-    result = PolicyResult(**{**result.__dict__, "settings": settings})
+    full = {
+        **result.settings,
+        "segmentation_run": settings["segmentation_run"],
+        "period": settings["period"],
+        "churn_after": settings["churn_after"],
+        "request": settings,
+    }
+    result = PolicyResult(**{**result.__dict__, "settings": full})
     return save_policy_run(ws, dataset_id, result), result
 
 
@@ -231,7 +243,7 @@ def make_strategies(
         actions=policy.actions,
         names=names,
         stage_counts=stage_counts(users, assignments),
-        action_costs=policy.settings.get("reward", {}).get("action_costs"),
+        action_costs=policy.settings.get("action_costs"),
         projections=policy.projections,
     )
 
@@ -436,7 +448,11 @@ def run_pipeline(
             "period": period,
             "churn after (periods)": config.churn_after,
             "segmentation settings": ws.load_run(seg_run, artifacts=False).settings,
-            "policy settings": {k: v for k, v in settings.items() if k != "segmentation_run"},
+            "policy settings": {
+                k: v
+                for k, v in policy.settings.items()
+                if k not in ("segmentation_run", "request")
+            },
             "seed": config.seed,
         }
         html_text = make_report(

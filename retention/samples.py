@@ -44,24 +44,12 @@ SAMPLES: tuple[Sample, ...] = (
 
 
 def load_sample(ws: Workspace, sample: Sample) -> str:
-    """Ingest one bundled sample into ``ws``; return the dataset id."""
+    """Ingest one bundled sample into ``ws`` (or reuse it when already there); its dataset id."""
+    from retention.pipeline import store_dataset
+
     campaigns = SAMPLE_DIR / sample.campaigns if sample.campaigns else None
     prepared = ingest(SAMPLE_DIR / sample.file, campaigns_path=campaigns)
-    report = prepared.report.to_dict()
-    if prepared.campaign_report is not None:
-        report["campaigns"] = prepared.campaign_report.to_dict()
-    return ws.save_dataset(
-        name=sample.name,
-        source_name=sample.file,
-        sha256=prepared.sha256,
-        shape=prepared.shape,
-        frames=prepared.frames,
-        mapping={
-            **prepared.mapping,
-            **{f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()},
-        },
-        report=report,
-    )
+    return store_dataset(ws, prepared, sample.name)
 
 
 def ensure_samples(ws: Workspace) -> list[str]:

@@ -147,10 +147,11 @@ def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.D
             at = proj[proj["period"] == min(LIFT_PERIOD, int(proj["period"].max()))]
             share = dict(zip(at["policy"], at["active_share"], strict=False))
             learned = next((k for k in share if "learned" in str(k)), None)
-            if learned is not None and "none" in share:
+            nothing = next((k for k in share if str(k) in ("none", "always none")), None)
+            if learned is not None and nothing is not None:
                 row[f"active_after_{LIFT_PERIOD}_learned"] = float(share[learned])
-                row[f"active_after_{LIFT_PERIOD}_none"] = float(share["none"])
-                row["retention_lift_points"] = 100.0 * (share[learned] - share["none"])
+                row[f"active_after_{LIFT_PERIOD}_none"] = float(share[nothing])
+                row["retention_lift_points"] = 100.0 * (share[learned] - share[nothing])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,0 +1,271 @@
+"""Strategies: what to do with each segment at each engagement stage — plain words first,
+numbers on demand — and the downloads (user list, strategy table, HTML report)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import (
+    current_segmentation,
+    page_link,
+    require_dataset,
+    segment_names,
+    stop_with_error,
+    workspace,
+)
+from retention.errors import InputError
+from retention.learn import PolicyResult, load_policy_run
+from retention.pipeline import make_report, make_strategies
+from retention.segments import load_segmentation
+from retention.strategies import STAGE_WORDS, current_stages, to_csv_bytes, to_parquet_bytes
+
+ACTION_WORDS = {
+    "none": "leave them alone",
+    "recommendation": "send personalised recommendations",
+    "engagement": "engage them (content, community, reminders)",
+    "discount": "offer a discount",
+}
+
+ws = workspace()
+info = require_dataset()
+st.title("Strategies")
+st.caption(
+    "What to do with each segment, at each engagement stage, according to the policy you "
+    "trained — with what it is expected to bring, what it costs and how much data backs it."
+)
+
+seg_run = current_segmentation(info.id)
+if seg_run is None:
+    st.info("Strategies come from segments and a trained policy. Find segments first.")
+    page_link("segments", "Go to Segments", ":material/bubble_chart:")
+    st.stop()
+
+runs = ws.runs("policy", info.id)
+runs = runs[runs["status"] == "done"]
+runs = runs[runs["settings"].map(lambda s: s.get("segmentation_run") == seg_run.id)]
+if runs.empty:
+    st.info("No policy has been trained on the current segments yet.")
+    page_link("policy", "Go to Policy and train one", ":material/model_training:")
+    st.stop()
+
+run_ids = list(runs["id"])
+labels = {
+    r.id: f"{pd.Timestamp(r.created):%Y-%m-%d %H:%M} · γ {r.settings.get('gamma', '–')} · "
+    f"churn penalty {r.settings.get('churn_penalty', '–')}"
+    for r in runs.itertuples(index=False)
+}
+chosen = st.session_state.get("policy.run")
+policy_id = st.selectbox(
+    "Policy",
+    run_ids,
+    index=run_ids.index(chosen) if chosen in run_ids else 0,
+    format_func=labels.__getitem__,
+    help="The strategies of one trained policy (the latest by default).",
+)
+
+
+@st.cache_data(max_entries=8, show_spinner="Preparing the strategies…")
+def _load(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> dict:
+    policy: PolicyResult = load_policy_run(ws, policy_id)
+    segmentation = load_segmentation(ws, seg_id)
+    names = dict(names_key)
+    period = policy.settings.get("period")
+    churn_after = int(policy.settings.get("churn_after", 4))
+    survival = None
+    if ws.dataset(dataset_id).shape == "events":
+        from retention.cohorts import retention_curves
+        from retention.periods import build_panel
+
+        con, ref = ws.cursor(), ws.table(dataset_id, "events")
+        panel = build_panel(con, ref, period=period or "auto", churn_after=churn_after)
+        users = current_stages(panel)
+        survival = retention_curves(
+            con,
+            ref,
+            period=period or "auto",
+            churn_after=churn_after,
+            by=segmentation.assignments,
+            names=names,
+        )
+    else:
+        from retention.pipeline import user_stage_table
+
+        users = user_stage_table(ws, dataset_id, None, churn_after)
+    strategies = make_strategies(policy, names, users, segmentation.assignments)
+    from retention.strategies import user_actions
+
+    per_user = user_actions(users, segmentation.assignments, policy.recommendations, names)
+    return {
+        "policy": policy,
+        "segmentation": segmentation,
+        "survival": survival,
+        "strategies": strategies,
+        "per_user": per_user,
+    }
+
+
+names = segment_names(seg_run)
+try:
+    loaded = _load(info.id, seg_run.id, policy_id, tuple(sorted(names.items())))
+except InputError as exc:
+    stop_with_error(exc)
+policy: PolicyResult = loaded["policy"]
+strategies = loaded["strategies"]
+table, segments = strategies.table, strategies.segments
+period_word = {"day": "days", "week": "weeks", "month": "months"}.get(
+    str(policy.settings.get("period")), "periods"
+)
+
+for assumption in policy.assumptions:
+    st.warning(f"Assumption: {assumption}", icon=":material/lightbulb:")
+
+# -- plain words: one card per segment --------------------------------------------------------
+for seg in segments.itertuples(index=False):
+    part = table[table["segment"] == seg.segment]
+    with st.container(border=True):
+        head, size = st.columns([3, 1])
+        head.subheader(seg.label)
+        size.metric("Users", f"{seg.users:,}")
+        if seg.every_action_hurts:
+            st.warning(
+                "**Leave them alone.** Every strategy is estimated to make these users less "
+                "likely to stay, even before its cost.",
+                icon=":material/do_not_disturb_on:",
+            )
+        lines = []
+        for r in part.itertuples(index=False):
+            what = ACTION_WORDS.get(r.action, r.action)
+            note = ""
+            if r.verdict == "leave alone: not worth the cost":
+                note = " — actions help a little but not enough to pay for themselves"
+            elif r.verdict == "leave alone: every action hurts":
+                note = " — every action is estimated to hurt"
+            support = {"thin": " ⚠️ little data", "moderate": "", "solid": ""}[r.support]
+            lines.append(
+                f"- **{STAGE_WORDS.get(r.stage, r.stage).capitalize()}** "
+                f"({r.users:,} users now): {what}{note}{support}"
+            )
+        st.markdown("\n".join(lines))
+        if hasattr(seg, "retention_lift_points") and pd.notna(
+            getattr(seg, "retention_lift_points", None)
+        ):
+            learned = seg.active_after_4_learned
+            none = seg.active_after_4_none
+            st.caption(
+                f"Following this plan, about **{learned:.0%}** of a newly active group stays "
+                f"active after 4 {period_word}, vs **{none:.0%}** if you do nothing "
+                f"({seg.retention_lift_points:+.1f} points). Expected cost ≈ "
+                f"{seg.expected_cost_per_period:.2f} per user per {period_word[:-1]}. "
+                f"Based on {seg.data_support:,} observed user-{period_word}."
+            )
+
+# -- honest evaluation ---------------------------------------------------------------------------
+if policy.ope is not None and not policy.ope.empty:
+    st.subheader("Checked against what really happened")
+    ope = policy.ope
+    dr = ope[ope["estimator"] == "dr"].set_index("policy")
+    if "learned policy" in dr.index and "always none" in dr.index:
+        lp, nn = dr.loc["learned policy"], dr.loc["always none"]
+        text = (
+            f"On users held out from training, the recommended plan is estimated to earn "
+            f"**{lp['value']:.3f}** per decision (95% interval {lp['ci_lo']:.3f} to "
+            f"{lp['ci_hi']:.3f}), against **{nn['value']:.3f}** ({nn['ci_lo']:.3f} to "
+            f"{nn['ci_hi']:.3f}) for doing nothing (doubly robust off-policy estimate)."
+        )
+        diff_name = "learned policy − always none"
+        if diff_name in dr.index:
+            d = dr.loc[diff_name]
+            verdict = (
+                "a real improvement"
+                if d["ci_lo"] > 0
+                else "worse than doing nothing"
+                if d["ci_hi"] < 0
+                else "not clearly different from doing nothing"
+            )
+            text += (
+                f" The difference is {d['value']:+.3f} (95% interval {d['ci_lo']:+.3f} to "
+                f"{d['ci_hi']:+.3f}): **{verdict}**."
+            )
+        st.markdown(text)
+    with st.expander("All off-policy estimates"):
+        st.dataframe(ope, hide_index=True, width="stretch")
+
+# -- numbers on demand -------------------------------------------------------------------------
+with st.expander("The full strategy table (every segment × stage)"):
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "share_of_segment": st.column_config.NumberColumn(format="percent"),
+            "value_vs_nothing": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+
+# -- downloads -------------------------------------------------------------------------------------
+st.subheader("Downloads")
+per_user = loaded["per_user"]
+c1, c2, c3, c4 = st.columns(4)
+c1.download_button(
+    "Users → action (CSV)",
+    to_csv_bytes(per_user),
+    file_name=f"{info.name}-user-actions.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    help="One row per user: segment, current stage, recommended action. Safe to open in a "
+    "spreadsheet (formula-like cells are escaped).",
+)
+c2.download_button(
+    "Users → action (Parquet)",
+    to_parquet_bytes(per_user),
+    file_name=f"{info.name}-user-actions.parquet",
+    mime="application/octet-stream",
+    icon=":material/download:",
+)
+c3.download_button(
+    "Strategy table (CSV)",
+    to_csv_bytes(table),
+    file_name=f"{info.name}-strategies.csv",
+    mime="text/csv",
+    icon=":material/download:",
+)
+
+
+@st.cache_data(max_entries=4, show_spinner="Writing the report…")
+def _report(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> bytes:
+    data = _load(dataset_id, seg_id, policy_id, names_key)
+    ds = ws.dataset(dataset_id)
+    facts = {
+        "dataset": ds.name,
+        "input file": ds.source_name or "",
+        "input sha256": ds.sha256 or "",
+        "rows": ds.rows,
+        "column mapping": ds.mapping,
+        "segmentation settings": ws.load_run(seg_id, artifacts=False).settings,
+        "policy settings": {
+            k: v
+            for k, v in data["policy"].settings.items()
+            if k not in ("segmentation_run", "request")
+        },
+        "seed": data["policy"].settings.get("seed"),
+    }
+    return make_report(
+        title=f"Retention report: {ds.name}",
+        facts=facts,
+        segmentation=data["segmentation"],
+        names=dict(names_key),
+        survival=data["survival"],
+        policy=data["policy"],
+        strategies=data["strategies"],
+    ).encode("utf-8")
+
+
+c4.download_button(
+    "Report (HTML)",
+    _report(info.id, seg_run.id, policy_id, tuple(sorted(names.items()))),
+    file_name=f"{info.name}-retention-report.html",
+    mime="text/html",
+    icon=":material/description:",
+    help="A self-contained page with the charts and the exact settings, seed and data hash.",
+)
