@@ -144,6 +144,9 @@ def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.D
         }
         if projections is not None and not projections.empty:
             proj = projections[projections["segment"].astype(int) == int(segment)]
+            if proj.empty:
+                rows.append(row)
+                continue
             at = proj[proj["period"] == min(LIFT_PERIOD, int(proj["period"].max()))]
             share = dict(zip(at["policy"], at["active_share"], strict=False))
             learned = next((k for k in share if "learned" in str(k)), None)

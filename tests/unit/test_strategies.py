@@ -1,0 +1,130 @@
+"""Strategy tables, verdicts, user exports and formula escaping, on hand-built cases."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from retention.strategies import (
+    build_strategies,
+    current_stages,
+    escape_formulas,
+    stage_counts,
+    support_level,
+    to_csv_bytes,
+    user_actions,
+)
+
+ACTIONS = ("none", "recommendation", "discount")
+COSTS = {"none": 0.0, "recommendation": 0.1, "discount": 1.0}
+
+
+def _recs() -> pd.DataFrame:
+    # Segment 0: discount wins clearly. Segment 1 active: every action hurts even before its
+    # cost. Segment 1 lapsing: recommendation helps by 0.05 but costs 0.1 -> not worth it.
+    return pd.DataFrame(
+        {
+            "segment": [0, 0, 1, 1],
+            "stage": ["active", "lapsing", "active", "lapsing"],
+            "action": ["discount", "discount", "none", "none"],
+            "q_none": [1.0, 0.5, 2.0, 1.0],
+            "q_recommendation": [1.1, 0.55, 1.5, 1.0 + 0.05 - 0.1],
+            "q_discount": [1.6, 0.9, 0.5, 0.2],
+            "n": [500, 40, 10, 300],
+        }
+    )
+
+
+def _counts() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "segment": [0, 0, 1, 1],
+            "stage": ["active", "lapsing", "active", "lapsing"],
+            "users": [30, 10, 5, 15],
+        }  # fmt: skip
+    )
+
+
+def test_verdicts_values_and_support():
+    s = build_strategies(
+        _recs(), actions=ACTIONS, names={0: "Bargain hunters"}, stage_counts=_counts(),
+        action_costs=COSTS,
+    )  # fmt: skip
+    t = s.table.set_index(["segment", "stage"])
+    assert t.loc[(0, "active"), "verdict"] == "act"
+    assert t.loc[(0, "active"), "value_vs_nothing"] == pytest.approx(0.6)
+    assert t.loc[(0, "active"), "cost_per_period"] == 1.0
+    assert t.loc[(1, "active"), "verdict"] == "leave alone: every action hurts"
+    assert t.loc[(1, "lapsing"), "verdict"] == "leave alone: not worth the cost"
+    assert list(t["support"]) == ["solid", "moderate", "thin", "solid"]
+    assert t.loc[(0, "active"), "label"] == "Bargain hunters"
+    assert t.loc[(1, "active"), "label"] == "Segment 1"
+    assert t.loc[(0, "active"), "share_of_segment"] == pytest.approx(0.75)
+
+    seg = s.segments.set_index("segment")
+    assert seg.loc[0, "users"] == 40 and seg.loc[1, "users"] == 20
+    assert seg.loc[1, "leave_alone_everywhere"]
+    assert not seg.loc[1, "every_action_hurts"]  # lapsing is "not worth it", not "hurts"
+    assert seg.loc[0, "expected_cost_per_period"] == pytest.approx(1.0)
+
+
+def test_retention_lift_from_projections():
+    proj = pd.DataFrame(
+        {
+            "segment": [0] * 4,
+            "policy": ["learned policy", "always none"] * 2,
+            "period": [0, 0, 4, 4],
+            "active_share": [1.0, 1.0, 0.5, 0.3],
+        }
+    )
+    s = build_strategies(
+        _recs(), actions=ACTIONS, names={}, stage_counts=_counts(), action_costs=COSTS,
+        projections=proj,
+    )  # fmt: skip
+    row = s.segments.set_index("segment").loc[0]
+    assert row["retention_lift_points"] == pytest.approx(20.0)
+
+
+def test_current_stage_is_the_last_period_and_users_get_their_action():
+    panel = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b", "b"],
+            "t": [0, 1, 2, 1, 2],
+            "stage": ["active", "lapsing", "active", "active", "lapsing"],
+        }
+    )
+    stages = current_stages(panel).set_index("user_id")["stage"].to_dict()
+    assert stages == {"a": "active", "b": "lapsing"}
+    assignments = pd.DataFrame({"user_id": ["a", "b"], "segment": [1, 0]})
+    counts = stage_counts(current_stages(panel), assignments)
+    assert counts.set_index(["segment", "stage"])["users"].to_dict() == {
+        (0, "lapsing"): 1,
+        (1, "active"): 1,
+    }
+    out = user_actions(current_stages(panel), assignments, _recs(), {1: "Loyal"})
+    assert out.to_dict("records") == [
+        {"user_id": "a", "segment": 1, "segment_name": "Loyal", "stage": "active",
+         "recommended_action": "none"},
+        {"user_id": "b", "segment": 0, "segment_name": "Segment 0", "stage": "lapsing",
+         "recommended_action": "discount"},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx"])
+def test_formula_like_cells_are_escaped(cell):
+    frame = pd.DataFrame({"user_id": [cell, "plain"], "value": [-1.5, 2.0]})
+    escaped = escape_formulas(frame)
+    assert escaped["user_id"].tolist() == ["'" + cell, "plain"]
+    assert escaped["value"].tolist() == [-1.5, 2.0]  # numbers stay numbers
+    back = pd.read_csv(io.BytesIO(to_csv_bytes(frame)), keep_default_na=False)
+    assert back["user_id"].iloc[0] == "'" + cell.strip("\t\r") or back["user_id"].iloc[
+        0
+    ].startswith("'")
+
+
+def test_support_levels():
+    assert [support_level(n) for n in (0, 29, 30, 299, 300)] == [
+        "thin", "thin", "moderate", "moderate", "solid",
+    ]  # fmt: skip
