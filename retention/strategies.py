@@ -46,6 +46,19 @@ def support_level(n: int) -> str:
     return "solid"
 
 
+def baseline_action(actions: Sequence[str]) -> str | None:
+    """The "do nothing" action: ``none``, or a control arm such as ``No E-Mail`` or ``control``."""
+    if "none" in actions:
+        return "none"
+    for action in actions:
+        low = str(action).strip().lower()
+        if low in ("control", "holdout", "hold-out", "no action", "nothing") or low.startswith(
+            ("no ", "no-", "no_")
+        ):
+            return action
+    return None
+
+
 def build_strategies(
     recommendations: pd.DataFrame,
     *,
@@ -70,18 +83,18 @@ def build_strategies(
     rec = recommendations.copy()
     rec["segment"] = rec["segment"].astype(int)
     rec["stage"] = rec["stage"].astype(str)
-    has_none = "none" in actions
+    nothing = baseline_action(actions)
+    has_none = nothing is not None
     rows = []
-    for r in rec.itertuples(index=False):
-        row = r._asdict()
+    for row in rec.to_dict("records"):
         q = {a: float(row[f"q_{a}"]) for a in actions}
         best = str(row["action"])
-        q_none = q["none"] if has_none else np.nan
-        others = [a for a in actions if a != "none"]
+        q_none = q[nothing] if has_none else np.nan
+        others = [a for a in actions if a != nothing]
         # Value of each action over doing nothing, with its own immediate cost added back:
         # below zero means the action is estimated to hurt retention, not only to cost money.
-        gross = {a: q[a] + costs[a] - (q_none + costs.get("none", 0.0)) for a in others}
-        if best == "none" and has_none and others:
+        gross = {a: q[a] + costs[a] - (q_none + costs.get(str(nothing), 0.0)) for a in others}
+        if best == nothing and has_none and others:
             verdict = (
                 "leave alone: every action hurts"
                 if all(g < 0 for g in gross.values())
@@ -133,7 +146,7 @@ def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.D
                 f"{STAGE_WORDS.get(s, s)} {n / users:.0%}" for s, n in mix.items() if users and n
             ),
             "plan": "; ".join(f"{STAGE_WORDS.get(s, s)}: {a}" for s, a in plan.items()),
-            "leave_alone_everywhere": bool((part["action"] == "none").all()),
+            "leave_alone_everywhere": bool(part["verdict"].str.startswith("leave alone").all()),
             "every_action_hurts": bool(
                 (part["verdict"] == "leave alone: every action hurts").all()
             ),

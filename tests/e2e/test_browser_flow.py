@@ -62,3 +62,60 @@ def test_upload_csv_shows_validation_report_and_saves(app_url, page, tmp_path):
     page.reload()  # a refresh keeps the current dataset
     _wait_idle(page)
     assert _current_dataset(page).startswith("orders")
+
+
+def _goto_page(page, app_url: str, path: str) -> None:
+    page.goto(f"{app_url}/{path}")
+    _wait_idle(page)
+
+
+def _pick_dataset(page, name: str) -> None:
+    """Choose a dataset in the sidebar picker, as a user would."""
+    picker = page.locator("[data-testid='stSidebar']").get_by_role("combobox", name="Dataset")
+    picker.click()
+    page.get_by_role("option", name=re.compile(re.escape(name))).click()
+    _wait_idle(page)
+    assert _current_dataset(page).startswith(name)
+
+
+def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
+    page.goto(app_url)
+    _wait_idle(page)
+    _pick_dataset(page, "Planted demo")
+
+    # Segments: run a segmentation and see the map and the keywords.
+    _goto_page(page, app_url, "segments")
+    page.get_by_role("button", name="Find segments").click()
+    page.get_by_text("Names and keywords").wait_for(timeout=240_000)
+    _wait_idle(page)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "Users by segment" in body and "Profile" in body
+    screenshot(page, "segments")
+
+    # Retention: cohorts and survival curves per segment.
+    _goto_page(page, app_url, "retention")
+    page.get_by_text("Time to churn").wait_for()
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "very unlikely to be chance" in body
+    screenshot(page, "retention")
+
+    # Policy: train with the default settings.
+    _goto_page(page, app_url, "policy")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_timeout(1000)
+    _wait_idle(page)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "optimum" in body.lower()
+    screenshot(page, "policy")
+
+    # Strategies: the plan per segment and a download.
+    _goto_page(page, app_url, "strategies")
+    page.get_by_text("Downloads", exact=True).wait_for()
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "Leave them alone" in body
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Users → action (CSV)").click()
+    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    assert lines[0].startswith("user_id,segment,segment_name,stage,recommended_action")
+    assert len(lines) == 2001
+    screenshot(page, "strategies")
