@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     assert "Leave them alone" in body
     with page.expect_download() as download:
         page.get_by_role("button", name="Users → action (CSV)").click()
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("user_id,segment,segment_name,stage,recommended_action")
     assert len(lines) == 2001
     screenshot(page, "strategies")
