@@ -49,6 +49,8 @@ from retention.strategies import (
 from retention.workspace import Workspace
 
 Progress = Callable[[float, str], None]
+#: The largest local file the command line reads (uploads in the app have their own limit).
+LOCAL_FILE_LIMIT = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -342,7 +344,13 @@ def run_pipeline(
     say = progress or (lambda f, m: None)
     with timer.step("ingest"):
         say(0.0, "Reading the data")
-        prepared = ingest(config.input, campaigns_path=config.campaigns, overrides=config.overrides)
+        # A local file on the command line is not an upload: no upload size limit.
+        prepared = ingest(
+            config.input,
+            campaigns_path=config.campaigns,
+            overrides=config.overrides,
+            max_bytes=LOCAL_FILE_LIMIT,
+        )
     if config.period is not None and config.period not in ("day", "week", "month"):
         raise InputError(f"--period must be day, week or month. Got {config.period!r}.")
 
@@ -449,9 +457,7 @@ def run_pipeline(
             "churn after (periods)": config.churn_after,
             "segmentation settings": ws.load_run(seg_run, artifacts=False).settings,
             "policy settings": {
-                k: v
-                for k, v in policy.settings.items()
-                if k not in ("segmentation_run", "request")
+                k: v for k, v in policy.settings.items() if k not in ("segmentation_run", "request")
             },
             "seed": config.seed,
         }
