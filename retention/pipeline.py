@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 
-from retention import charts  # noqa: F401 - package import keeps submodules importable
 from retention.charts import policy as policy_charts
 from retention.charts import retention as retention_charts
 from retention.charts import segments as segment_charts

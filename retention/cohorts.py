@@ -1,0 +1,566 @@
+"""Cohort triangle (SQL), Kaplan–Meier survival per group (lifelines) and the log-rank test.
+
+* **Cohort table**: users grouped by their first period (the cohort) × periods since first
+  (``k``). *Classic* mode counts users active in period ``k``; *unbounded* mode counts users
+  active in period ``k`` or any later period (so it never rises along a row). Cells after the
+  data's last period are NaN, which makes the triangle.
+* **Survival**: time to churn per group. A user's duration is the number of periods from their
+  first period to the period in which they *first* reach the churn window (recency ==
+  ``churn_after``); that is an observed event. A user who never reaches it is censored at the
+  data's last period (duration ``T - first_t``): a user active in the last period, or lapsing
+  there, is censored, not churned. A churned user who later comes back (win-back) keeps their
+  first churn: survival is about the first churn only (the panel shows the win-backs).
+* **Log-rank**: :func:`lifelines.statistics.multivariate_logrank_test` across the groups, with
+  a sentence a marketer can read.
+
+Groups come from a segmentation (``assignments`` frame ``user_id, segment``) or from any
+categorical column of the events (each user's most frequent value; the top N values, the rest
+as ``Other``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import multivariate_logrank_test
+
+from retention.errors import InputError
+from retention.periods import (
+    DEFAULT_CHURN_AFTER,
+    EventsSource,
+    PeriodGrid,
+    check_churn_after,
+    clean_events_sql,
+    columns_of,
+    events_source,
+    period_grid,
+    period_index_sql,
+    quote_ident,
+    resolve_period,
+)
+
+MODES: tuple[str, ...] = ("classic", "unbounded")
+MODE_EXPLANATIONS: dict[str, str] = {
+    "classic": (
+        "Classic: the share of each cohort that was active in that exact period. A user who "
+        "skips a period and comes back later counts again when they come back."
+    ),
+    "unbounded": (
+        "Unbounded: the share of each cohort that was active in that period or any later one, "
+        "i.e. had not yet left for good. It never goes up along a row."
+    ),
+}
+ALL_USERS = "All users"
+OTHER = "Other"
+MISSING = "(missing)"
+NOT_SEGMENTED = "Not segmented"
+NOISE = "Unassigned (noise)"
+DEFAULT_TOP_N = 8
+MAX_CATEGORIES = 1000  # more distinct values than this looks like an id, not a category
+
+
+# -- cohort table --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CohortTable:
+    """A cohort triangle. ``counts``/``rates`` are indexed by cohort start (``cohort``) with
+    one column per period since first (``k``); cells after the data's end are NaN."""
+
+    mode: str
+    grid: PeriodGrid
+    sizes: pd.Series
+    counts: pd.DataFrame
+    rates: pd.DataFrame
+
+    @property
+    def period(self) -> str:
+        return self.grid.period
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"The 'mode' parameter must be one of {', '.join(MODES)}. Got {mode!r}.")
+    return mode
+
+
+def _user_filter_sql(
+    con: duckdb.DuckDBPyConnection, user_ids: Iterable[str] | None
+) -> tuple[str, str | None]:
+    """A semi-join clause restricting to ``user_ids`` (registered as a view), and its name."""
+    if user_ids is None:
+        return "", None
+    name = f"_users_{uuid.uuid4().hex}"
+    ids = pd.DataFrame({"user_id": pd.Series(list(user_ids), dtype=object).astype(str)})
+    con.register(name, ids)
+    return f"WHERE user_id IN (SELECT user_id FROM {quote_ident(name)})", name  # noqa: S608
+
+
+def _active_periods_sql(clean_events: str, period: str) -> str:
+    """Distinct active (user_id, t) on the data's global grid (origin bound as ``$origin``)."""
+    return (
+        f"SELECT DISTINCT user_id, {period_index_sql(period, 'ts')} AS t "  # noqa: S608
+        f"FROM ({clean_events})"
+    )
+
+
+def cohort_table(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    mode: str = "classic",
+    user_ids: Iterable[str] | None = None,
+) -> CohortTable:
+    """The cohort triangle of an event log, in SQL.
+
+    ``user_ids`` restricts the cohorts to those users (e.g. one segment) while keeping the
+    data's own period grid and end.
+    """
+    _check_mode(mode)
+    grid = period_grid(con, events, period)
+    with events_source(con, events) as ref:
+        where, view = _user_filter_sql(con, user_ids)
+        try:
+            index, clean = period_index_sql(grid.period, "ts"), clean_events_sql(con, ref)
+            ev = f"SELECT user_id, {index} AS t FROM ({clean}) {where}"  # noqa: S608
+            if mode == "classic":  # each user's distinct active periods, counted by (cohort, k)
+                sql = f"""
+                    WITH u AS (SELECT list_distinct(list(t)) AS l FROM ({ev}) GROUP BY user_id),
+                    c AS (SELECT list_min(l) AS cohort_t, unnest(l) AS t FROM u)
+                    SELECT cohort_t, t - cohort_t AS k, count(*) AS users
+                    FROM c GROUP BY cohort_t, k
+                """  # noqa: S608 -- fixed fragments and quoted identifiers only
+            else:  # active in k or later <=> the user's last k is >= k (summed up in _triangle)
+                sql = f"""
+                    WITH u AS (
+                        SELECT min(t) AS first_t, max(t) AS last_t FROM ({ev}) GROUP BY user_id
+                    )
+                    SELECT first_t AS cohort_t, last_t - first_t AS k, count(*) AS users
+                    FROM u GROUP BY cohort_t, k
+                """  # noqa: S608 -- fixed fragments and quoted identifiers only
+            long = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
+        finally:
+            if view:
+                con.unregister(view)
+    return _triangle(long, grid, mode)
+
+
+def _triangle(long: pd.DataFrame, grid: PeriodGrid, mode: str) -> CohortTable:
+    """Pivot long (cohort_t, k, users) counts into the triangle."""
+    ks = pd.RangeIndex(grid.n_periods, name="k")
+    if long.empty:
+        empty = pd.DataFrame(index=pd.DatetimeIndex([], name="cohort"), columns=ks, dtype=float)
+        sizes = pd.Series(index=empty.index, dtype="int64", name="users")
+        return CohortTable(mode, grid, sizes, empty, empty.copy())
+    wide = (
+        long.pivot_table(index="cohort_t", columns="k", values="users", aggfunc="sum")
+        .reindex(columns=ks)
+        .fillna(0.0)
+    )
+    if mode == "unbounded":  # active in k or later = users whose last k is >= k
+        wide = wide.iloc[:, ::-1].cumsum(axis=1).iloc[:, ::-1]
+    cohort_t = wide.index.to_numpy()
+    sizes = wide[0].astype("int64")  # everyone is active in their first period
+    outside = ks.to_numpy()[None, :] > (grid.last_t - cohort_t)[:, None]
+    wide = wide.mask(outside)
+    index = pd.DatetimeIndex([grid.start_of(int(t)) for t in cohort_t], name="cohort")
+    wide.index = index
+    wide.columns = ks
+    sizes = pd.Series(sizes.to_numpy(), index=index, name="users")
+    rates = wide.div(sizes, axis=0)
+    return CohortTable(mode=mode, grid=grid, sizes=sizes, counts=wide, rates=rates)
+
+
+# -- groups ----------------------------------------------------------------------------------
+
+
+def categorical_columns(con: duckdb.DuckDBPyConnection, events: EventsSource) -> list[str]:
+    """Columns of the events that can serve as a breakdown: text-like or boolean, with 2 to
+    :data:`MAX_CATEGORIES` distinct values (not ``user_id``, ``ts``, ``amount`` or ``text``)."""
+    with events_source(con, events) as ref:
+        cols = columns_of(con, ref)
+        candidates = [
+            c
+            for c, kind in cols.items()
+            if c not in {"user_id", "ts", "amount", "text"}
+            and (kind.startswith("VARCHAR") or kind in {"BOOLEAN"} or kind.startswith("ENUM"))
+        ]
+        if not candidates:
+            return []
+        counts = ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in candidates)
+        row = con.execute(f"SELECT {counts} FROM {ref}").fetchall()[0]  # noqa: S608
+    return [c for c, n in zip(candidates, row, strict=True) if 2 <= n <= MAX_CATEGORIES]
+
+
+def user_groups(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    by: str | pd.DataFrame | None = None,
+    *,
+    names: Mapping[int, str] | None = None,
+    top_n: int = DEFAULT_TOP_N,
+) -> pd.DataFrame:
+    """Each user's group, as ``user_id, group`` (``group`` an ordered categorical).
+
+    ``by`` is ``None`` (one group, "All users"), a segmentation's assignments frame
+    (``user_id, segment``; ``names`` maps segment -> display name; -1 is noise; users without an
+    assignment are "Not segmented"), or the name of a categorical events column (each user's
+    most frequent value, ties to the alphabetically first; the ``top_n`` values with most users,
+    the rest "Other", users with only missing values "(missing)").
+    """
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise InputError(f"The 'top_n' parameter must be an int >= 1. Got {top_n!r}.")
+    with events_source(con, events) as ref:
+        users = con.execute(
+            f"SELECT DISTINCT CAST(user_id AS VARCHAR) AS user_id FROM {ref} "  # noqa: S608
+            "WHERE user_id IS NOT NULL AND ts IS NOT NULL ORDER BY user_id"
+        ).df()
+        if by is None:
+            groups = pd.Series(ALL_USERS, index=users.index)
+            return _ordered(users.assign(group=groups), [ALL_USERS])
+        if isinstance(by, pd.DataFrame):
+            return _segment_groups(users, by, names or {})
+        if not isinstance(by, str):
+            raise InputError(
+                "The 'by' parameter must be None, a segmentation's assignments frame or the name "
+                f"of a column. Got {type(by).__name__}."
+            )
+        return _column_groups(con, ref, users, by, top_n)
+
+
+def _ordered(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    present = [g for g in order if g in set(frame["group"])]
+    frame = frame.copy()
+    frame["group"] = pd.Categorical(frame["group"], categories=present, ordered=True)
+    return frame.reset_index(drop=True)
+
+
+def _segment_groups(
+    users: pd.DataFrame, assignments: pd.DataFrame, names: Mapping[int, str]
+) -> pd.DataFrame:
+    missing = [c for c in ("user_id", "segment") if c not in assignments.columns]
+    if missing:
+        raise InputError(
+            "The segment assignments need the columns user_id and segment; missing "
+            f"{', '.join(missing)}. Columns present: {', '.join(map(str, assignments.columns))}."
+        )
+    seg = assignments.assign(user_id=assignments["user_id"].astype(str)).drop_duplicates("user_id")
+    seg_ids = sorted({int(s) for s in seg["segment"]}, key=lambda s: (s < 0, s))
+
+    def display(s: int) -> str:
+        if s in names:
+            return str(names[s])
+        return NOISE if s < 0 else f"Segment {s}"
+
+    labels = {s: display(s) for s in seg_ids}
+    if len(set(labels.values())) < len(labels):  # duplicate names: keep them apart
+        labels = {s: f"{name} ({s})" for s, name in labels.items()}
+    merged = users.merge(seg[["user_id", "segment"]], on="user_id", how="left")
+    group = merged["segment"].map(lambda s: NOT_SEGMENTED if pd.isna(s) else labels[int(s)])
+    order = [labels[s] for s in seg_ids] + [NOT_SEGMENTED]
+    return _ordered(pd.DataFrame({"user_id": merged["user_id"], "group": group}), order)
+
+
+def _column_groups(
+    con: duckdb.DuckDBPyConnection, ref: str, users: pd.DataFrame, column: str, top_n: int
+) -> pd.DataFrame:
+    cols = columns_of(con, ref)
+    if column not in cols or column in {"user_id", "ts"}:
+        allowed = [c for c in cols if c not in {"user_id", "ts"}]
+        raise InputError(
+            f"Cannot break down by {column!r}: it is not a column of the events. "
+            f"Columns you can use: {', '.join(allowed) or 'none'}."
+        )
+    col = quote_ident(column)
+    modes = con.execute(
+        f"""
+        WITH v AS (
+            SELECT CAST(user_id AS VARCHAR) AS user_id, CAST({col} AS VARCHAR) AS value,
+                   count(*) AS n
+            FROM {ref}
+            WHERE user_id IS NOT NULL AND ts IS NOT NULL AND {col} IS NOT NULL
+            GROUP BY 1, 2
+        )
+        SELECT user_id, value FROM v
+        QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY n DESC, value) = 1
+        """  # noqa: S608 -- quoted identifiers only
+    ).df()
+    merged = users.merge(modes, on="user_id", how="left")
+    value = merged["value"].fillna(MISSING)
+    counts = value[value != MISSING].value_counts()
+    counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+    top = list(counts.index[:top_n])
+    group = value.where(value.isin(top) | (value == MISSING), OTHER)
+    order = top + [OTHER, MISSING]
+    return _ordered(pd.DataFrame({"user_id": merged["user_id"], "group": group}), order)
+
+
+# -- survival --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogRank:
+    """Log-rank test across groups (are their survival curves the same?)."""
+
+    statistic: float
+    p_value: float
+    dof: int
+    sentence: str
+
+
+@dataclass(frozen=True)
+class Survival:
+    """Kaplan–Meier time-to-churn curves per group.
+
+    ``curves`` is indexed by ``(group, k)`` (periods since first) with columns ``survival``,
+    ``lower``, ``upper`` (the ``ci`` confidence band), ``at_risk`` (users still observed and not
+    churned at the start of ``k``), ``churned`` and ``censored`` (users whose duration ends at
+    ``k``). ``at_risk`` repeats the at-risk counts as a group × k table.
+    """
+
+    period: str
+    churn_after: int
+    ci: float
+    curves: pd.DataFrame
+    at_risk: pd.DataFrame
+    sizes: pd.Series
+    logrank: LogRank | None
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.sizes.index)
+
+    def curve(self, group: str) -> pd.DataFrame:
+        """One group's curve, indexed by ``k``."""
+        return self.curves.xs(group, level="group")
+
+
+def churn_durations(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+) -> pd.DataFrame:
+    """Time to first churn per user: ``user_id, first_t, duration, churned``.
+
+    A gap of more than ``churn_after`` periods after an active period ``t`` (or no return with
+    ``t + churn_after <= T``) means the user churned at ``t + churn_after``; the first such
+    moment counts. ``duration`` is in periods since the user's first period; users who never
+    churn are censored at ``T`` (``churned`` False).
+    """
+    check_churn_after(churn_after)
+    grid = period_grid(con, events, period)
+    with events_source(con, events) as ref:
+        act = _active_periods_sql(clean_events_sql(con, ref), grid.period)
+        sql = f"""
+            WITH act AS ({act}),
+            spans AS (
+                SELECT user_id, t, first_value(t) OVER w AS first_t, lead(t) OVER w AS next_t
+                FROM act WINDOW w AS (PARTITION BY user_id ORDER BY t)
+            ),
+            firsts AS (
+                SELECT user_id, min(first_t) AS first_t,
+                       min(CASE WHEN t + $w < coalesce(next_t, $last_t + 1 + $w)
+                                 AND t + $w <= $last_t THEN t + $w END) AS churn_t
+                FROM spans GROUP BY user_id
+            )
+            SELECT user_id, CAST(first_t AS INTEGER) AS first_t,
+                   CAST(coalesce(churn_t, $last_t) - first_t AS INTEGER) AS duration,
+                   churn_t IS NOT NULL AS churned
+            FROM firsts ORDER BY user_id
+        """  # noqa: S608 -- fixed fragments and quoted identifiers only
+        params = {"origin": grid.origin.to_pydatetime(), "w": churn_after, "last_t": grid.last_t}
+        out = con.execute(sql, params).df()
+    out["churned"] = out["churned"].astype(bool)
+    return out
+
+
+def logrank_sentence(p_value: float, what: str = "segments") -> str:
+    """The log-rank p-value in words a marketer can act on."""
+    if not np.isfinite(p_value):
+        return f"There is not enough data to compare the {what}."
+    shown = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
+    if p_value < 0.01:
+        return (
+            f"The difference in retention between {what} is very unlikely to be chance ({shown})."
+        )
+    if p_value < 0.05:
+        return (
+            f"The difference in retention between {what} is unlikely to be chance ({shown}), "
+            "though not certain."
+        )
+    if p_value < 0.2:
+        return (
+            f"The difference in retention between {what} could be chance ({shown}): treat it as "
+            "a hint, not a finding."
+        )
+    return (
+        f"The difference in retention between {what} could well be chance ({shown}): don't read "
+        "much into it."
+    )
+
+
+def survival(
+    durations: pd.DataFrame,
+    groups: pd.DataFrame | None = None,
+    *,
+    period: str = "",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+    alpha: float = 0.05,
+    what: str = "segments",
+) -> Survival:
+    """Kaplan–Meier curves (lifelines) per group and a log-rank test across groups.
+
+    ``durations`` is :func:`churn_durations`' frame; ``groups`` is :func:`user_groups`' frame
+    (all users in one group when ``None``). Curves are evaluated at every whole period
+    ``k = 0 .. max duration`` of the group. ``what`` names the groups in the log-rank sentence.
+    """
+    if not 0 < alpha < 1:
+        raise InputError(f"The 'alpha' parameter must be a number in (0, 1). Got {alpha!r}.")
+    data = durations[["user_id", "duration", "churned"]]
+    if groups is None:
+        data = data.assign(group=pd.Categorical([ALL_USERS] * len(data)))
+    else:
+        data = data.merge(groups[["user_id", "group"]], on="user_id", how="inner")
+    if data.empty:
+        raise InputError("No users to compute retention curves for: the data or group is empty.")
+    order = (
+        list(data["group"].cat.categories)
+        if isinstance(data["group"].dtype, pd.CategoricalDtype)
+        else sorted(data["group"].unique())
+    )
+    sizes = data["group"].value_counts().reindex(order).fillna(0).astype("int64")
+    sizes = sizes[sizes > 0].rename("users")
+    sizes.index = pd.Index([str(g) for g in sizes.index], name="group")
+
+    frames = []
+    for group in sizes.index:
+        part = data[data["group"].astype(str) == group]
+        frames.append(_km_curve(part["duration"].to_numpy(), part["churned"].to_numpy(), alpha))
+    curves = pd.concat(frames, keys=list(sizes.index), names=["group", "k"])
+    at_risk = curves["at_risk"].unstack("k").reindex(sizes.index)
+
+    logrank = None
+    if len(sizes) >= 2:
+        test = multivariate_logrank_test(
+            data["duration"].to_numpy(),
+            data["group"].astype(str).to_numpy(),
+            data["churned"].to_numpy(),
+        )
+        p = float(test.p_value)
+        logrank = LogRank(
+            statistic=float(test.test_statistic),
+            p_value=p,
+            dof=int(test.degrees_of_freedom),
+            sentence=logrank_sentence(p, what),
+        )
+    return Survival(
+        period=period,
+        churn_after=churn_after,
+        ci=1 - alpha,
+        curves=curves,
+        at_risk=at_risk,
+        sizes=sizes,
+        logrank=logrank,
+    )
+
+
+def _km_curve(duration: np.ndarray, churned: np.ndarray, alpha: float) -> pd.DataFrame:
+    """One Kaplan–Meier curve at whole periods, with its band and the at-risk counts."""
+    kmf = KaplanMeierFitter(alpha=alpha).fit(duration, event_observed=churned)
+    ks = pd.RangeIndex(int(duration.max()) + 1, name="k")
+    band = kmf.confidence_interval_survival_function_.reindex(ks, method="ffill").fillna(1.0)
+    churned_at = np.bincount(duration[churned.astype(bool)], minlength=len(ks))
+    ended_at = np.bincount(duration, minlength=len(ks))
+    at_risk = len(duration) - np.concatenate([[0], np.cumsum(ended_at)[:-1]])
+    return pd.DataFrame(
+        {
+            "survival": kmf.survival_function_at_times(ks).to_numpy(),
+            "lower": band.iloc[:, 0].to_numpy(),
+            "upper": band.iloc[:, 1].to_numpy(),
+            "at_risk": at_risk.astype("int64"),
+            "churned": churned_at.astype("int64"),
+            "censored": (ended_at - churned_at).astype("int64"),
+        },
+        index=ks,
+    )
+
+
+def retention_curves(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+    by: str | pd.DataFrame | None = None,
+    names: Mapping[int, str] | None = None,
+    top_n: int = DEFAULT_TOP_N,
+    alpha: float = 0.05,
+) -> Survival:
+    """Durations, groups and Kaplan–Meier curves in one call (see :func:`survival`)."""
+    period = resolve_period(con, events, period)
+    durations = churn_durations(con, events, period=period, churn_after=churn_after)
+    groups = user_groups(con, events, by, names=names, top_n=top_n)
+    what = "segments" if isinstance(by, pd.DataFrame) else f"values of {by}" if by else "groups"
+    return survival(
+        durations, groups, period=period, churn_after=churn_after, alpha=alpha, what=what
+    )
+
+
+def retention_summary(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+    assignments: pd.DataFrame | None = None,
+    names: Mapping[int, str] | None = None,
+) -> dict[str, object]:
+    """The ``retention`` block of the command line's ``summary.json`` (SPEC §8).
+
+    ``curves`` maps each segment id (as a string; ``"all"`` without a segmentation) to the
+    Kaplan–Meier survival at periods 0, 1, 2, ...; ``logrank_p`` is the log-rank p-value across
+    segments (``None`` with fewer than two). Users without an assignment are left out.
+    """
+    period = resolve_period(con, events, period)
+    durations = churn_durations(con, events, period=period, churn_after=churn_after)
+    if assignments is None:
+        groups = None
+        keys = {ALL_USERS: "all"}
+    else:
+        seg = assignments.assign(user_id=assignments["user_id"].astype(str))
+        seg = seg.drop_duplicates("user_id")
+        ids = sorted({int(s) for s in seg["segment"]}, key=lambda s: (s < 0, s))
+        groups = pd.DataFrame(
+            {
+                "user_id": seg["user_id"],
+                "group": pd.Categorical(
+                    seg["segment"].astype(int).astype(str), categories=[str(s) for s in ids]
+                ),
+            }
+        )
+        keys = {str(s): str(s) for s in ids}
+    surv = survival(durations, groups, period=period, churn_after=churn_after)
+    return {
+        "period": period,
+        "churn_after": churn_after,
+        "curves": {
+            keys[g]: [round(float(v), 6) for v in surv.curve(g)["survival"]] for g in surv.groups
+        },
+        "users": {keys[g]: int(n) for g, n in surv.sizes.items()},
+        "logrank_p": None if surv.logrank is None else surv.logrank.p_value,
+        "logrank_sentence": None if surv.logrank is None else surv.logrank.sentence,
+        "labels": (
+            {}
+            if assignments is None
+            else {k: (names or {}).get(int(k), f"Segment {k}") for k in keys}
+        ),
+    }

@@ -1,0 +1,402 @@
+"""Periods and engagement stages in SQL: the panel every later step reads (SPEC §3).
+
+Time is cut into periods (``day``, ``week`` starting Monday, ``month``). The global period index
+``t`` counts periods from the data's first period (``t = 0``); ``T`` is the data's last period,
+which is censored. The **panel** has one row per user and period from the user's first period
+``first_t`` to ``T`` inclusive::
+
+    user_id, t, k (= t - first_t), active, recency, stage, revenue, n_events
+
+``recency`` is the number of consecutive inactive periods ending at ``t`` (0 when active) and
+``stage`` is ``active`` (r = 0), ``lapsing`` (r = 1), ``at_risk`` (2 <= r < W) or ``churned``
+(r >= W) with W = ``churn_after``.
+
+How it stays fast at tens of millions of events: the events are aggregated to one row per active
+user-period, and each active row is expanded (``unnest(range(...))``) into the run of periods up to
+the user's next active period (or ``T``). Recency is then just the offset inside that run, so no
+user × period cross join and no window over the whole panel is ever built. All of it runs inside
+DuckDB; :func:`build_panel` returns a pandas frame, or writes a DuckDB table (``out_table``) when
+the panel is too big to hold in memory comfortably (e.g. 500k users × 100 weeks).
+
+``events`` arguments are either a DuckDB table reference (a plain table name, which is quoted
+here, or an already quoted name such as ``Workspace.table(ds, "events")``) or a pandas DataFrame
+with the canonical events columns (registered on the connection for the call).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import overload
+
+import duckdb
+import pandas as pd
+
+from retention.errors import InputError
+
+PERIODS: tuple[str, ...] = ("day", "week", "month")
+STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
+DEFAULT_CHURN_AFTER = 4
+
+# choose_period: the shortest period whose typical gap between a user's active periods is at
+# most this many periods (see choose_period's docstring).
+MAX_TYPICAL_GAP = 1.5
+
+EventsSource = str | pd.DataFrame
+
+_QUOTED = re.compile(r'^"(?:[^"]|"")+"(?:\."(?:[^"]|"")+")*$')
+
+# Fixed SQL fragments per period. Only these constant strings (chosen from PERIODS, never from
+# user text) and quoted identifiers are ever formatted into SQL; all values are bound parameters.
+_TRUNC = {
+    "day": "date_trunc('day', {col})",
+    "week": "date_trunc('week', {col})",
+    "month": "date_trunc('month', {col})",
+}
+# The stage column is a DuckDB ENUM (one byte a row; a pandas categorical on the way out).
+_STAGE_TYPE = "ENUM(" + ", ".join(f"'{s}'" for s in STAGES) + ")"
+_INDEX = {
+    "day": "date_diff('day', {origin}, date_trunc('day', {col}))",
+    "week": "date_diff('day', {origin}, date_trunc('week', {col})) // 7",
+    "month": "date_diff('month', {origin}, date_trunc('month', {col}))",
+}
+
+
+@dataclass(frozen=True)
+class PeriodGrid:
+    """The global period grid of an event log: period length, start of ``t = 0``, last ``t``."""
+
+    period: str
+    origin: pd.Timestamp
+    last_t: int
+
+    @property
+    def n_periods(self) -> int:
+        """Number of periods from the data's first to its last (``T + 1``)."""
+        return self.last_t + 1
+
+    def start_of(self, t: int) -> pd.Timestamp:
+        """The first instant of period ``t``."""
+        if self.period == "day":
+            return self.origin + pd.Timedelta(days=t)
+        if self.period == "week":
+            return self.origin + pd.Timedelta(weeks=t)
+        return self.origin + pd.DateOffset(months=t)
+
+    def label(self, t: int) -> str:
+        """A short human label of period ``t`` (``2024-01-01``, ``week of 2024-01-01``, ``2024-01``)."""
+        start = self.start_of(t)
+        if self.period == "month":
+            return start.strftime("%Y-%m")
+        if self.period == "week":
+            return f"week of {start:%Y-%m-%d}"
+        return f"{start:%Y-%m-%d}"
+
+
+def quote_ident(name: str) -> str:
+    """Quote one SQL identifier safely (double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ref(name: str) -> str:
+    """A safe SQL reference for a table: kept when already quoted, else quoted as one identifier."""
+    if not isinstance(name, str) or not name:
+        raise InputError(f"The events table must be a non-empty table name. Got {name!r}.")
+    return name if _QUOTED.match(name) else quote_ident(name)
+
+
+def check_period(period: str) -> str:
+    """Validate a period name (not ``auto``)."""
+    if period not in PERIODS:
+        raise InputError(
+            f"The 'period' parameter must be one of {', '.join(PERIODS)} (or 'auto' where "
+            f"offered). Got {period!r}."
+        )
+    return period
+
+
+def check_churn_after(churn_after: int) -> int:
+    """Validate the churn window W (periods of inactivity after which a user counts as churned)."""
+    if isinstance(churn_after, bool) or not isinstance(churn_after, int) or churn_after < 2:
+        raise InputError(
+            "The 'churn_after' parameter must be an int >= 2 (periods of inactivity after which "
+            f"a user counts as churned; 1 period is 'lapsing'). Got {churn_after!r}."
+        )
+    return churn_after
+
+
+@contextlib.contextmanager
+def events_source(con: duckdb.DuckDBPyConnection, events: EventsSource) -> Iterator[str]:
+    """Yield a SQL reference to ``events`` (a table name or a DataFrame registered for the call)
+    after checking that it has the ``user_id`` and ``ts`` columns."""
+    if isinstance(events, pd.DataFrame):
+        name = f"_events_{uuid.uuid4().hex}"
+        con.register(name, events)
+        try:
+            _check_columns(con, quote_ident(name), "the events frame")
+            yield quote_ident(name)
+        finally:
+            con.unregister(name)
+    else:
+        ref = table_ref(events)
+        _check_columns(con, ref, f"the events table {ref}")
+        yield ref
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, str]:
+    """Column name -> DuckDB type of a table reference."""
+    try:
+        rel = con.sql(f"SELECT * FROM {ref} LIMIT 0")  # noqa: S608 -- quoted identifier only
+    except duckdb.CatalogException as exc:
+        raise InputError(f"There is no table {ref} in the workspace database.") from exc
+    return dict(zip(rel.columns, map(str, rel.types), strict=True))
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, ref: str, what: str) -> None:
+    cols = columns_of(con, ref)
+    missing = [c for c in ("user_id", "ts") if c not in cols]
+    if missing:
+        raise InputError(
+            f"{what.capitalize()} lacks the column(s) {', '.join(missing)}: events need "
+            f"'user_id' and 'ts' columns. Columns present: {', '.join(cols) or 'none'}."
+        )
+
+
+def clean_events_sql(con: duckdb.DuckDBPyConnection, ref: str) -> str:
+    """SELECT of the usable events (user and time present), with ``amount`` NULL when absent."""
+    amount = "amount" if "amount" in columns_of(con, ref) else "CAST(NULL AS DOUBLE)"
+    return (
+        f"SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(ts AS TIMESTAMP) AS ts, "  # noqa: S608
+        f"CAST({amount} AS DOUBLE) AS amount FROM {ref} "
+        "WHERE user_id IS NOT NULL AND ts IS NOT NULL"
+    )
+
+
+def choose_period(con: duckdb.DuckDBPyConnection, events: EventsSource) -> str:
+    """Pick ``day``, ``week`` or ``month`` from the data's inter-event gaps.
+
+    Rule: the shortest period in which returning users typically come back in the very next
+    period. For each candidate period, each user with at least two distinct active periods gets
+    the median gap (in periods) between their consecutive active periods; if the median of that
+    over users is at most :data:`MAX_TYPICAL_GAP` (1.5) periods, that period is chosen. If no
+    period qualifies (slow buyers) -> ``month``; with no repeat activity at all -> ``week``.
+
+    Why not a gap in days with fixed cut-offs: users active several days within one week have
+    day gaps of 1-3 days that would pull weekly data towards ``day``; counting gaps in periods
+    asks the question the stages ask (does the user come back next period?).
+    """
+    gaps = typical_gaps(con, events)
+    if all(g is None for g in gaps.values()):
+        return "week"
+    for period in PERIODS:
+        gap = gaps[period]
+        if gap is not None and gap <= MAX_TYPICAL_GAP:
+            return period
+    return "month"
+
+
+def typical_gaps(con: duckdb.DuckDBPyConnection, events: EventsSource) -> dict[str, float | None]:
+    """Per period: the median over users of their median gap (in periods) between consecutive
+    active periods; ``None`` when no user is active in two different periods."""
+    with events_source(con, events) as ref:
+        sql = f"""
+            WITH days AS (
+                SELECT DISTINCT user_id, CAST(ts AS DATE) AS d FROM ({clean_events_sql(con, ref)})
+            ), p AS (
+                SELECT user_id, 'day' AS period, date_diff('day', DATE '2000-01-03', d) AS t
+                FROM days
+                UNION ALL
+                SELECT DISTINCT user_id, 'week',
+                       date_diff('day', DATE '2000-01-03', CAST(date_trunc('week', d) AS DATE)) // 7
+                FROM days
+                UNION ALL
+                SELECT DISTINCT user_id, 'month',
+                       date_diff('month', DATE '2000-01-01', CAST(date_trunc('month', d) AS DATE))
+                FROM days
+            ), gaps AS (
+                SELECT period, user_id,
+                       t - lag(t) OVER (PARTITION BY period, user_id ORDER BY t) AS gap
+                FROM p
+            ), per_user AS (
+                SELECT period, median(gap) AS gap FROM gaps WHERE gap IS NOT NULL
+                GROUP BY period, user_id
+            )
+            SELECT period, median(gap) FROM per_user GROUP BY period
+        """  # noqa: S608 -- quoted identifier only
+        rows = dict(con.execute(sql).fetchall())
+    return {p: (None if rows.get(p) is None else float(rows[p])) for p in PERIODS}
+
+
+def resolve_period(con: duckdb.DuckDBPyConnection, events: EventsSource, period: str) -> str:
+    """``period`` itself, or :func:`choose_period`'s pick when it is ``auto``."""
+    if period == "auto":
+        return choose_period(con, events)
+    return check_period(period)
+
+
+def period_grid(
+    con: duckdb.DuckDBPyConnection, events: EventsSource, period: str = "auto"
+) -> PeriodGrid:
+    """The data's period grid: where ``t = 0`` starts and the last period ``T``."""
+    period = resolve_period(con, events, period)
+    with events_source(con, events) as ref:
+        trunc = _TRUNC[period].format(col="min(ts)")
+        index = _INDEX[period].format(origin="origin", col="last_ts")
+        sql = f"""
+            WITH b AS (
+                SELECT {trunc} AS origin, max(ts) AS last_ts
+                FROM ({clean_events_sql(con, ref)})
+            )
+            SELECT origin, {index} FROM b
+        """  # noqa: S608 -- fixed fragments and a quoted identifier only
+        origin, last_t = con.execute(sql).fetchall()[0]
+    if origin is None:
+        raise InputError("The events have no rows with both a user and a time: nothing to analyse.")
+    return PeriodGrid(period=period, origin=pd.Timestamp(origin), last_t=int(last_t))
+
+
+def period_index_sql(period: str, col: str = "ts", origin: str = "$origin") -> str:
+    """SQL expression of the global period index of timestamp column ``col`` (a quoted
+    identifier or expression) relative to ``origin`` (a bound parameter by default)."""
+    return _INDEX[check_period(period)].format(origin=f"CAST({origin} AS TIMESTAMP)", col=col)
+
+
+def period_of(
+    con: duckdb.DuckDBPyConnection,
+    table: EventsSource,
+    grid: PeriodGrid,
+    *,
+    ts_column: str = "ts",
+) -> pd.DataFrame:
+    """Every row of ``table`` (e.g. the campaign log) with its global period index ``t`` added,
+    on the same grid as the events (``grid`` from :func:`period_grid`).
+
+    Rows before the data's first period get ``t < 0`` and rows after its last get ``t > T``;
+    rows without a time get ``t`` NULL. Campaign-log timing (docs/architecture.md): a row in
+    period ``t`` is the action on the transition ``t - 1 -> t``.
+    """
+    if isinstance(table, pd.DataFrame):
+        name = f"_rows_{uuid.uuid4().hex}"
+        con.register(name, table)
+        ref = quote_ident(name)
+    else:
+        name, ref = "", table_ref(table)
+    try:
+        cols = columns_of(con, ref)
+        if ts_column not in cols:
+            raise InputError(
+                f"The column {ts_column!r} is not in {ref}: cannot place its rows in periods. "
+                f"Columns present: {', '.join(cols)}."
+            )
+        index = period_index_sql(grid.period, f"CAST({quote_ident(ts_column)} AS TIMESTAMP)")
+        sql = f"SELECT *, {index} AS t FROM {ref}"  # noqa: S608 -- quoted identifiers only
+        out = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
+    finally:
+        if name:
+            con.unregister(name)
+    out["t"] = out["t"].astype("Int64")
+    return out
+
+
+def panel_sql(clean_events: str, period: str) -> str:
+    """The panel query over a SELECT of clean events (``user_id, ts, amount``).
+
+    Bound parameter: ``$churn_after``. Columns: ``user_id, t, k, active, recency, stage (ENUM
+    of STAGES), revenue, n_events``; unordered.
+    """
+    trunc = _TRUNC[check_period(period)].format(col="min(ts)")
+    index = _INDEX[period].format(origin="o.origin", col="e.ts")
+    return f"""
+        WITH ev AS ({clean_events}),
+        o AS (SELECT {trunc} AS origin FROM ev),
+        act AS (
+            SELECT e.user_id, {index} AS t,
+                   coalesce(sum(e.amount), 0) AS revenue, count(*) AS n_events
+            FROM ev AS e, o
+            GROUP BY e.user_id, t
+        ),
+        last AS (SELECT max(t) AS last_t FROM act),
+        spans AS (
+            SELECT a.user_id, a.t, a.revenue, a.n_events,
+                   first_value(a.t) OVER w AS first_t,
+                   coalesce(lead(a.t) OVER w, l.last_t + 1) AS next_t
+            FROM act AS a, last AS l
+            WINDOW w AS (PARTITION BY a.user_id ORDER BY a.t)
+        ),
+        runs AS (
+            SELECT user_id, t AS active_t, first_t, revenue, n_events,
+                   unnest(range(next_t - t)) AS r
+            FROM spans
+        )
+        SELECT user_id,
+               CAST(active_t + r AS INTEGER) AS t,
+               CAST(active_t + r - first_t AS INTEGER) AS k,
+               r = 0 AS active,
+               CAST(r AS INTEGER) AS recency,
+               CASE WHEN r = 0 THEN CAST('active' AS {_STAGE_TYPE})
+                    WHEN r = 1 THEN CAST('lapsing' AS {_STAGE_TYPE})
+                    WHEN r < $churn_after THEN CAST('at_risk' AS {_STAGE_TYPE})
+                    ELSE CAST('churned' AS {_STAGE_TYPE}) END AS stage,
+               CASE WHEN r = 0 THEN revenue ELSE 0.0 END AS revenue,
+               CAST(CASE WHEN r = 0 THEN n_events ELSE 0 END AS INTEGER) AS n_events
+        FROM runs
+    """  # noqa: S608 -- fixed fragments only
+
+
+@overload
+def build_panel(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = ...,
+    churn_after: int = ...,
+    out_table: None = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def build_panel(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = ...,
+    churn_after: int = ...,
+    out_table: str,
+) -> str: ...
+
+
+def build_panel(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+    out_table: str | None = None,
+) -> pd.DataFrame | str:
+    """Build the panel (module docstring) from an event log.
+
+    Without ``out_table``: a DataFrame sorted by ``user_id, t`` with ``stage`` an ordered
+    categorical over :data:`STAGES`. With ``out_table``: the panel is written to that DuckDB
+    table (replaced if present; nothing is loaded into Python) and its quoted name is returned —
+    use this for large logs. Use :func:`period_grid` for the grid (origin, ``T``) behind ``t``.
+    """
+    check_churn_after(churn_after)
+    period = resolve_period(con, events, period)
+    with events_source(con, events) as ref:
+        sql = panel_sql(clean_events_sql(con, ref), period)
+        params = {"churn_after": churn_after}
+        if out_table is not None:
+            target = table_ref(out_table)
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS {sql}", params)
+            return target
+        panel = con.execute(f"{sql} ORDER BY user_id, t", params).df()
+    return _typed_panel(panel)
+
+
+def _typed_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    panel["stage"] = pd.Categorical(panel["stage"], categories=list(STAGES), ordered=True)
+    panel["active"] = panel["active"].astype(bool)
+    return panel

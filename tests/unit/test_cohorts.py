@@ -1,0 +1,334 @@
+"""Cohort triangle, churn durations, Kaplan–Meier and log-rank (retention.cohorts) against
+hand-computed tables, a pandas reference, lifelines and planted data."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import multivariate_logrank_test
+
+from retention.cohorts import (
+    ALL_USERS,
+    MISSING,
+    NOISE,
+    NOT_SEGMENTED,
+    OTHER,
+    categorical_columns,
+    churn_durations,
+    cohort_table,
+    logrank_sentence,
+    retention_curves,
+    retention_summary,
+    survival,
+    user_groups,
+)
+from retention.errors import InputError
+from retention.periods import build_panel
+from retention.synth import make_planted
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+def weekly(rows: list[tuple[str, int]], **cols: list[object]) -> pd.DataFrame:
+    """Events at (user, week) with week 0 = the week of Monday 2024-01-01."""
+    start = pd.Timestamp("2024-01-01 10:00")
+    return pd.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "ts": [start + pd.Timedelta(weeks=w, days=w % 3) for _, w in rows],
+            "amount": 1.0,
+            **cols,
+        }
+    )
+
+
+# Weeks 0..4 (T = 4). Cohort week 0: a (0, 1, 3), b (0), c (0, 2, 4); cohort week 1: d (1, 2);
+# cohort week 3: e (3, 3).
+TINY = weekly(
+    [("a", 0), ("a", 1), ("a", 3), ("b", 0), ("c", 0), ("c", 2), ("c", 4)]
+    + [("d", 1), ("d", 2), ("e", 3), ("e", 3)]
+)
+NAN = np.nan
+
+
+def test_cohort_table_classic_by_hand(con: duckdb.DuckDBPyConnection) -> None:
+    table = cohort_table(con, TINY, period="week", mode="classic")
+    index = pd.DatetimeIndex(["2024-01-01", "2024-01-08", "2024-01-22"], name="cohort")
+    assert table.sizes.tolist() == [3, 1, 1]
+    assert (table.sizes.index == index).all()
+    expected = [
+        [3, 1, 1, 1, 1],  # k=1: a; k=2: c; k=3: a; k=4: c
+        [1, 1, 0, 0, NAN],  # d active weeks 1, 2
+        [1, 0, NAN, NAN, NAN],
+    ]
+    np.testing.assert_array_equal(table.counts.to_numpy(), np.array(expected, dtype=float))
+    np.testing.assert_allclose(
+        table.rates.to_numpy(), np.array(expected) / np.array([[3], [1], [1]])
+    )
+
+
+def test_cohort_table_unbounded_by_hand(con: duckdb.DuckDBPyConnection) -> None:
+    table = cohort_table(con, TINY, period="week", mode="unbounded")
+    expected = [
+        [3, 2, 2, 2, 1],  # last k: a 3, b 0, c 4
+        [1, 1, 0, 0, NAN],
+        [1, 0, NAN, NAN, NAN],
+    ]
+    np.testing.assert_array_equal(table.counts.to_numpy(), np.array(expected, dtype=float))
+    assert table.sizes.tolist() == [3, 1, 1]
+
+
+def test_cohort_table_for_some_users_keeps_the_grid(con: duckdb.DuckDBPyConnection) -> None:
+    table = cohort_table(con, TINY, period="week", user_ids=["a", "d"])
+    assert table.sizes.tolist() == [1, 1]
+    assert table.counts.shape == (2, 5)  # k still runs to the data's end (T = 4)
+    assert table.counts.iloc[0].tolist() == [1, 1, 0, 1, 0]
+    with pytest.raises(InputError, match="'mode'.*Got 'weekly'"):
+        cohort_table(con, TINY, period="week", mode="weekly")
+
+
+def test_durations_by_hand_and_censoring(con: duckdb.DuckDBPyConnection) -> None:
+    # W = 2, T = 4.
+    d = churn_durations(con, TINY, period="week", churn_after=2).set_index("user_id")
+    # a: 0, 1, 3 -> gap of 1 after week 1 (lapsing only), then 3 -> 4 lapsing: censored at T=4
+    # b: 0 only -> churned at week 2 (k=2)
+    # c: 0, 2, 4 -> gaps of 1: never churned; active in the last period -> censored, k=4
+    # d: 1, 2 -> churned at week 4 (k=3), exactly at T: observed
+    # e: 3 -> lapsing at T: censored at k=1
+    assert d.loc[["a", "b", "c", "d", "e"], "duration"].tolist() == [4, 2, 4, 3, 1]
+    assert d.loc[["a", "b", "c", "d", "e"], "churned"].tolist() == [False, True, False, True, False]
+    assert d.loc[["a", "d", "e"], "first_t"].tolist() == [0, 1, 3]
+
+
+def test_win_back_keeps_first_churn(con: duckdb.DuckDBPyConnection) -> None:
+    ev = weekly([("w", 0), ("w", 4), ("w", 5), ("w", 9)])  # churned at 3 (W=3), back at 4
+    d = churn_durations(con, ev, period="week", churn_after=3)
+    assert d[["duration", "churned"]].values.tolist() == [[3, True]]
+
+
+def test_durations_agree_with_the_panel(con: duckdb.DuckDBPyConnection) -> None:
+    planted = make_planted(n_users=200, n_periods=20, seed=3)
+    panel = build_panel(con, planted.events, period="week", churn_after=4)
+    d = churn_durations(con, planted.events, period="week", churn_after=4).set_index("user_id")
+    churn_k = panel[panel["stage"] == "churned"].groupby("user_id")["k"].min()
+    last_k = panel.groupby("user_id")["k"].max()
+    want = churn_k.reindex(last_k.index).fillna(last_k).astype(int)
+    pd.testing.assert_series_equal(d["duration"], want, check_names=False, check_dtype=False)
+    assert (d["churned"] == last_k.index.isin(churn_k.index)).all()
+
+
+# -- Kaplan–Meier and log-rank ----------------------------------------------------------------
+
+
+def product_limit(duration: np.ndarray, event: np.ndarray, k: int) -> float:
+    """Hand-written Kaplan–Meier: product over event times <= k of (1 - d_i / n_i)."""
+    s = 1.0
+    for t in sorted(set(duration[event.astype(bool)])):
+        if t > k:
+            break
+        n = (duration >= t).sum()
+        d = ((duration == t) & event.astype(bool)).sum()
+        s *= 1 - d / n
+    return s
+
+
+def test_km_equals_lifelines_and_hand_product_limit() -> None:
+    rng = np.random.default_rng(7)
+    duration = rng.integers(0, 12, size=60)
+    event = rng.random(60) < 0.6
+    durations = pd.DataFrame(
+        {"user_id": [f"u{i}" for i in range(60)], "duration": duration, "churned": event}
+    )
+    surv = survival(durations)
+    curve = surv.curve(ALL_USERS)
+    kmf = KaplanMeierFitter().fit(duration, event)
+    ks = np.arange(duration.max() + 1)
+    np.testing.assert_allclose(curve["survival"], kmf.survival_function_at_times(ks).to_numpy())
+    np.testing.assert_allclose(curve["survival"], [product_limit(duration, event, k) for k in ks])
+    band = kmf.confidence_interval_survival_function_
+    for k in set(duration.tolist()):  # at event/censoring times the band is lifelines' band
+        assert curve.loc[k, "lower"] == pytest.approx(band.loc[k].iloc[0])
+        assert curve.loc[k, "upper"] == pytest.approx(band.loc[k].iloc[1])
+    assert (curve["lower"] <= curve["survival"] + 1e-12).all()
+    assert (curve["survival"] <= curve["upper"] + 1e-12).all()
+    np.testing.assert_array_equal(curve["at_risk"], [(duration >= k).sum() for k in ks])
+    assert curve["churned"].sum() == event.sum()
+    assert curve["censored"].sum() == (~event).sum()
+    assert surv.logrank is None
+
+
+def test_logrank_equals_lifelines() -> None:
+    rng = np.random.default_rng(1)
+    n = 90
+    group = np.repeat(["x", "y", "z"], n // 3)
+    duration = rng.integers(1, 10, size=n) + (group == "z") * 3
+    event = rng.random(n) < 0.7
+    ids = [f"u{i}" for i in range(n)]
+    durations = pd.DataFrame({"user_id": ids, "duration": duration, "churned": event})
+    groups = pd.DataFrame({"user_id": ids, "group": group})
+    surv = survival(durations, groups)
+    want = multivariate_logrank_test(duration, group, event)
+    assert surv.logrank is not None
+    assert surv.logrank.p_value == pytest.approx(want.p_value)
+    assert surv.logrank.dof == 2
+    assert surv.sizes.to_dict() == {"x": 30, "y": 30, "z": 30}
+    assert surv.at_risk.shape[0] == 3
+
+
+def test_censoring_at_the_end_by_hand(con: duckdb.DuckDBPyConnection) -> None:
+    # T = 4, W = 2: b churns at k=2, d at k=3; a, c (k=4) and e (k=1) are censored. A user
+    # censored at k is still at risk at k. At risk at k=2: a, b, c, d = 4, one churns -> S(2) =
+    # 3/4; at k=3: a, c, d = 3, d churns -> S(3) = 3/4 * 2/3 = 1/2.
+    surv = retention_curves(con, TINY, period="week", churn_after=2)
+    curve = surv.curve(ALL_USERS)
+    np.testing.assert_allclose(curve["survival"], [1, 1, 0.75, 0.5, 0.5])
+    assert curve["at_risk"].tolist() == [5, 5, 4, 3, 2]
+    assert curve["censored"].tolist() == [0, 1, 0, 0, 2]
+
+
+def test_logrank_sentences() -> None:
+    assert logrank_sentence(1e-5) == (
+        "The difference in retention between segments is very unlikely to be chance (p < 0.001)."
+    )
+    assert "unlikely to be chance (p = 0.03)" in logrank_sentence(0.03)
+    assert "could well be chance (p = 0.6)" in logrank_sentence(0.6, "countries")
+    assert "not enough data" in logrank_sentence(float("nan"))
+
+
+# -- groups -----------------------------------------------------------------------------------
+
+
+def test_groups_by_column_top_n(con: duckdb.DuckDBPyConnection) -> None:
+    ev = weekly(
+        [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("c", 0), ("d", 0), ("e", 0), ("f", 0)],
+        country=["UK", "FR", "FR", "UK", "UK", "DE", "NL", None],
+    )
+    g = user_groups(con, ev, "country", top_n=2).set_index("user_id")["group"]
+    # a's most frequent is FR; UK has 2 users (b, c), FR 1, DE 1, NL 1: ties by name -> DE
+    assert g.to_dict() == {"a": OTHER, "b": "UK", "c": "UK", "d": "DE", "e": OTHER, "f": MISSING}
+    assert list(g.cat.categories) == ["UK", "DE", OTHER, MISSING]
+    assert categorical_columns(con, ev) == ["country"]
+    with pytest.raises(InputError, match="'Country'.*country"):
+        user_groups(con, ev, "Country")
+
+
+def test_groups_by_segments(con: duckdb.DuckDBPyConnection) -> None:
+    assignments = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "segment": [1, 0, -1, 1]})
+    g = user_groups(con, TINY, assignments, names={1: "Gardeners"})
+    got = g.set_index("user_id")["group"].astype(str).to_dict()
+    assert got == {
+        "a": "Gardeners",
+        "b": "Segment 0",
+        "c": NOISE,
+        "d": "Gardeners",
+        "e": NOT_SEGMENTED,
+    }
+    assert list(g["group"].cat.categories) == ["Segment 0", "Gardeners", NOISE, NOT_SEGMENTED]
+
+
+# -- planted data -----------------------------------------------------------------------------
+
+
+def test_planted_segments_differ(con: duckdb.DuckDBPyConnection) -> None:
+    planted = make_planted(n_users=1200, n_periods=30, seed=0)
+    surv = retention_curves(con, planted.events, period="auto", by=planted.truth)
+    assert surv.period == "week"
+    assert len(surv.groups) == 4
+    for group in surv.groups:
+        s = surv.curve(group)["survival"].to_numpy()
+        assert s[0] == 1.0
+        assert (np.diff(s) <= 1e-12).all()
+    assert surv.logrank is not None and surv.logrank.p_value < 0.01
+    assert "very unlikely to be chance" in surv.logrank.sentence
+    # Under the randomised log (each action w.p. 1/4) an active user stays active with
+    # p_active["active"] x mean lift: segment 0: 0.78 x 1.1375 = 0.89, segment 2: 0.70 x 1.1375
+    # = 0.80, segment 1: 0.62 x 1.1375 = 0.71 -> that order of retention.
+    final = {g: surv.curve(g)["survival"].iloc[20] for g in surv.groups}
+    assert final["Segment 0"] > final["Segment 2"] > final["Segment 1"]
+
+    summary = retention_summary(con, planted.events, assignments=planted.truth)
+    assert set(summary["curves"]) == {"0", "1", "2", "3"}
+    assert summary["curves"]["3"][0] == 1.0
+    assert summary["logrank_p"] < 0.01
+    assert summary["period"] == "week" and summary["churn_after"] == 4
+
+
+# -- property test against a pandas reference -------------------------------------------------
+
+
+def reference_cohorts(ev: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Day-period cohort counts with a pandas groupby."""
+    day = ev["ts"].dt.normalize()
+    act = pd.DataFrame({"user_id": ev["user_id"], "t": (day - day.min()).dt.days})
+    act = act.drop_duplicates()
+    last = act["t"].max()
+    first = act.groupby("user_id")["t"].transform("min")
+    act = act.assign(cohort=first, k=act["t"] - first)
+    if mode == "classic":
+        counts = act.groupby(["cohort", "k"]).size().unstack(fill_value=0)
+    else:
+        last_k = act.groupby("user_id").agg(cohort=("cohort", "first"), k=("k", "max"))
+        cells = {
+            c: {k: int((g["k"] >= k).sum()) for k in range(last - c + 1)}
+            for c, g in last_k.groupby("cohort")
+        }
+        counts = pd.DataFrame(cells).T.fillna(0)
+    counts = counts.reindex(columns=range(last + 1), fill_value=0).astype(float)
+    for c in counts.index:
+        counts.loc[c, counts.columns > last - c] = np.nan
+    return counts
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(list("pqrstu")), st.integers(0, 20)), min_size=1, max_size=30
+    ),
+    mode=st.sampled_from(["classic", "unbounded"]),
+)
+def test_cohort_table_equals_pandas_reference(rows: list[tuple[str, int]], mode: str) -> None:
+    ev = pd.DataFrame(
+        {
+            "user_id": [u for u, _ in rows],
+            "ts": [pd.Timestamp("2024-05-01 13:00") + pd.Timedelta(days=d) for _, d in rows],
+        }
+    )
+    with duckdb.connect() as c:
+        got = cohort_table(c, ev, period="day", mode=mode)
+    want = reference_cohorts(ev, mode)
+    np.testing.assert_array_equal(got.counts.to_numpy(), want.to_numpy())
+    assert (
+        got.sizes.tolist()
+        == ev.groupby("user_id")["ts"].min().dt.normalize().value_counts().sort_index().tolist()
+    )
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+def test_figures_show_the_results(con: duckdb.DuckDBPyConnection) -> None:
+    from retention.charts.retention import at_risk_figure, cohort_heatmap, survival_figure
+
+    table = cohort_table(con, TINY, period="week")
+    heat = cohort_heatmap(table)
+    np.testing.assert_array_equal(heat.data[0].z, table.rates.to_numpy())
+    assert heat.data[0].y[0] == "wk 2024-01-01 (n=3)"
+    assignments = pd.DataFrame({"user_id": list("abcde"), "segment": [0, 0, 1, 1, 1]})
+    surv = retention_curves(con, TINY, period="week", churn_after=2, by=assignments)
+    fig = survival_figure(surv)
+    lines = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in lines] == ["Segment 0 (n=2)", "Segment 1 (n=3)"]
+    np.testing.assert_allclose(lines[0].y, surv.curve("Segment 0")["survival"])
+    assert len(fig.data) == 4  # a band per curve
+    cells = at_risk_figure(surv).data[0].cells.values
+    assert list(cells[0]) == ["Segment 0", "Segment 1"]

@@ -1,0 +1,276 @@
+"""Periods, recency and stages (retention.periods) against hand-computed panels and a pandas
+reference implementation."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from retention.errors import InputError
+from retention.periods import (
+    STAGES,
+    build_panel,
+    choose_period,
+    period_grid,
+    period_of,
+)
+from retention.synth import make_planted
+
+MONDAY = pd.Timestamp("2024-01-01")  # a Monday
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+def events(rows: list[tuple[str, str, float | None]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "ts": pd.to_datetime([r[1] for r in rows]),
+            "amount": [r[2] for r in rows],
+        }
+    )
+
+
+# -- hand-computed ----------------------------------------------------------------------------
+
+# Weekly log, churn_after W = 3, data weeks 0..6 (T = 6):
+#   a: active weeks 0, 1, 5  -> gap of 3 inactive weeks: lapsing, at_risk, churned, then win-back
+#   b: active weeks 0, 3     -> gap of 2: lapsing, at_risk, never churned; then inactive to T
+#   c: active week 6 only    -> joins in the last (censored) period: one row
+TINY = events(
+    [
+        ("a", "2024-01-01 09:00", 10.0),
+        ("a", "2024-01-07 23:59", 5.0),  # Sunday: still week 0
+        ("a", "2024-01-08 00:00", 1.0),  # Monday: week 1
+        ("a", "2024-02-05 12:00", None),  # week 5, no amount
+        ("b", "2024-01-03 10:00", 2.0),
+        ("b", "2024-01-24 10:00", 3.0),  # week 3
+        ("c", "2024-02-12 08:00", 7.0),  # week 6
+    ]
+)
+
+
+def test_panel_by_hand(con: duckdb.DuckDBPyConnection) -> None:
+    panel = build_panel(con, TINY, period="week", churn_after=3)
+    expected = pd.DataFrame(
+        [
+            # user, t, k, active, recency, stage, revenue, n_events
+            ("a", 0, 0, True, 0, "active", 15.0, 2),
+            ("a", 1, 1, True, 0, "active", 1.0, 1),
+            ("a", 2, 2, False, 1, "lapsing", 0.0, 0),
+            ("a", 3, 3, False, 2, "at_risk", 0.0, 0),
+            ("a", 4, 4, False, 3, "churned", 0.0, 0),
+            ("a", 5, 5, True, 0, "active", 0.0, 1),  # win-back; NULL amount -> revenue 0
+            ("a", 6, 6, False, 1, "lapsing", 0.0, 0),
+            ("b", 0, 0, True, 0, "active", 2.0, 1),
+            ("b", 1, 1, False, 1, "lapsing", 0.0, 0),
+            ("b", 2, 2, False, 2, "at_risk", 0.0, 0),
+            ("b", 3, 3, True, 0, "active", 3.0, 1),
+            ("b", 4, 4, False, 1, "lapsing", 0.0, 0),
+            ("b", 5, 5, False, 2, "at_risk", 0.0, 0),
+            ("b", 6, 6, False, 3, "churned", 0.0, 0),
+            ("c", 6, 0, True, 0, "active", 7.0, 1),
+        ],
+        columns=["user_id", "t", "k", "active", "recency", "stage", "revenue", "n_events"],
+    )
+    got = panel.astype({"stage": str, "t": int, "k": int, "recency": int, "n_events": int})
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert list(panel["stage"].cat.categories) == list(STAGES)
+
+
+def test_churn_window_edges(con: duckdb.DuckDBPyConnection) -> None:
+    # Daily, W = 2: a gap of exactly W - 1 = 1 inactive day is lapsing only; a gap of W = 2
+    # inactive days reaches churned on the second day.
+    ev = events(
+        [
+            ("u", "2024-03-01", 1.0),
+            ("u", "2024-03-03", 1.0),  # 1 inactive day before
+            ("u", "2024-03-06", 1.0),  # 2 inactive days before
+        ]
+    )
+    panel = build_panel(con, ev, period="day", churn_after=2)
+    assert panel["stage"].astype(str).tolist() == [
+        "active",
+        "lapsing",
+        "active",
+        "lapsing",
+        "churned",
+        "active",
+    ]
+    assert panel["recency"].tolist() == [0, 1, 0, 1, 2, 0]
+    # No at_risk stage exists with W = 2; with W = 3 the same gap is at_risk, not churned.
+    panel3 = build_panel(con, ev, period="day", churn_after=3)
+    assert panel3["stage"].astype(str).tolist()[4] == "at_risk"
+
+
+def test_month_and_day_indices(con: duckdb.DuckDBPyConnection) -> None:
+    ev = events(
+        [
+            ("x", "2023-12-31 23:00", 1.0),
+            ("x", "2024-01-01 01:00", 1.0),
+            ("y", "2024-03-15 00:00", 1.0),
+        ]
+    )
+    grid = period_grid(con, ev, "month")
+    assert grid.origin == pd.Timestamp("2023-12-01") and grid.last_t == 3
+    panel = build_panel(con, ev, period="month", churn_after=2)
+    assert panel.loc[panel.user_id == "x", "t"].tolist() == [0, 1, 2, 3]
+    assert panel.loc[panel.user_id == "x", "active"].tolist() == [True, True, False, False]
+    assert panel.loc[panel.user_id == "y", ["t", "k"]].values.tolist() == [[3, 0]]
+    day = period_grid(con, ev, "day")
+    assert day.origin == pd.Timestamp("2023-12-31") and day.last_t == 75
+    week = period_grid(con, ev, "week")  # 2023-12-31 is a Sunday: its week starts 12-25
+    assert week.origin == pd.Timestamp("2023-12-25") and week.last_t == 11
+    assert week.label(1) == "week of 2024-01-01" and grid.label(2) == "2024-02"
+
+
+def test_period_of_campaigns(con: duckdb.DuckDBPyConnection) -> None:
+    grid = period_grid(con, TINY, "week")
+    campaigns = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "a"],
+            "ts": pd.to_datetime(["2024-01-08 01:00", "2023-12-31 12:00", "2024-02-11 23:00"]),
+            "action": ["discount", "engagement", "recommendation"],
+        }
+    )
+    out = period_of(con, campaigns, grid)
+    assert out["t"].tolist() == [1, -1, 5]
+    assert out["action"].tolist() == campaigns["action"].tolist()
+    with pytest.raises(InputError, match="'when'"):
+        period_of(con, campaigns, grid, ts_column="when")
+
+
+def test_out_table_and_quoted_names(con: duckdb.DuckDBPyConnection) -> None:
+    con.register("tmp", TINY)
+    con.execute('CREATE TABLE "my ""events"" table" AS SELECT * FROM tmp')
+    name = build_panel(
+        con, '"my ""events"" table"', period="week", churn_after=3, out_table="panel out"
+    )
+    assert name == '"panel out"'
+    stored = con.execute(f"SELECT * FROM {name} ORDER BY user_id, t").df()  # noqa: S608
+    in_memory = build_panel(con, TINY, period="week", churn_after=3)
+    pd.testing.assert_frame_equal(
+        stored.assign(stage=stored["stage"].astype(str)),
+        in_memory.assign(stage=in_memory["stage"].astype(str)),
+        check_dtype=False,
+    )
+    # A plain name is quoted as one identifier, not parsed as SQL.
+    with pytest.raises(InputError, match="no table"):
+        build_panel(con, "tmp; DROP TABLE tmp", period="week")
+
+
+def test_bad_input(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(InputError, match="'period'.*Got 'year'"):
+        build_panel(con, TINY, period="year")
+    with pytest.raises(InputError, match="'churn_after'.*Got 1"):
+        build_panel(con, TINY, period="week", churn_after=1)
+    with pytest.raises(InputError, match="user_id"):
+        build_panel(con, TINY.rename(columns={"user_id": "customer"}), period="week")
+    with pytest.raises(InputError, match="nothing to analyse"):
+        period_grid(con, TINY.iloc[:0], "week")
+
+
+# -- choose_period ----------------------------------------------------------------------------
+
+
+def test_choose_period_on_planted_data(con: duckdb.DuckDBPyConnection) -> None:
+    weekly = make_planted(n_users=300, n_periods=20, period="week", seed=1).events
+    daily = make_planted(n_users=300, n_periods=20, period="day", seed=1).events
+    assert choose_period(con, weekly) == "week"
+    assert choose_period(con, daily) == "day"
+
+
+def test_choose_period_month_and_no_repeats(con: duckdb.DuckDBPyConnection) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(40):  # buys every 5 to 8 weeks
+        day = 0
+        for _ in range(6):
+            rows.append((f"u{u}", MONDAY + pd.Timedelta(days=day), 1.0))
+            day += int(rng.integers(35, 57))
+    assert choose_period(con, events(rows)) == "month"
+    once = events([(f"u{u}", f"2024-01-{u + 1:02d}", 1.0) for u in range(10)])
+    assert choose_period(con, once) == "week"
+
+
+# -- property test against a pandas reference -------------------------------------------------
+
+
+def reference_panel(ev: pd.DataFrame, period: str, churn_after: int) -> pd.DataFrame:
+    """Straightforward pandas/Python panel: loop over users and periods."""
+    ts = ev["ts"]
+    if period == "day":
+        key = ts.dt.normalize()
+        origin = key.min()
+        t = (key - origin).dt.days
+    elif period == "week":
+        key = ts.dt.normalize() - pd.to_timedelta(ts.dt.weekday, unit="D")
+        origin = key.min()
+        t = (key - origin).dt.days // 7
+    else:
+        key = ts.dt.year * 12 + ts.dt.month - 1
+        t = key - key.min()
+    ev = ev.assign(t=t.astype(int))
+    last = int(ev["t"].max())
+    rows = []
+    for user, g in ev.groupby("user_id"):
+        by_t = g.groupby("t")
+        revenue = by_t["amount"].sum(min_count=1).fillna(0.0).to_dict()
+        counts = by_t.size().to_dict()
+        first = min(counts)
+        r = 0
+        for tt in range(first, last + 1):
+            active = tt in counts
+            r = 0 if active else r + 1
+            stage = STAGES[0 if r == 0 else 1 if r == 1 else 2 if r < churn_after else 3]
+            rows.append(
+                (user, tt, tt - first, active, r, stage, revenue.get(tt, 0.0), counts.get(tt, 0))
+            )
+    return pd.DataFrame(
+        rows, columns=["user_id", "t", "k", "active", "recency", "stage", "revenue", "n_events"]
+    )
+
+
+event_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["u1", "u2", "u3", "u4", "u5"]),
+        st.integers(0, 120),  # day offset
+        st.integers(0, 23),  # hour
+        st.one_of(st.none(), st.floats(0, 100, allow_nan=False).map(lambda x: round(x, 2))),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=event_rows,
+    period=st.sampled_from(["day", "week", "month"]),
+    churn_after=st.integers(2, 5),
+)
+def test_panel_equals_pandas_reference(
+    rows: list[tuple[str, int, int, float | None]], period: str, churn_after: int
+) -> None:
+    start = pd.Timestamp("2024-01-03")  # a Wednesday
+    ev = pd.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "ts": [start + pd.Timedelta(days=r[1], hours=r[2]) for r in rows],
+            "amount": pd.array([r[3] for r in rows], dtype="Float64").astype(float),
+        }
+    )
+    with duckdb.connect() as c:
+        got = build_panel(c, ev, period=period, churn_after=churn_after)
+    want = reference_panel(ev, period, churn_after)
+    got = got.astype({"stage": str, "t": int, "k": int, "recency": int, "n_events": int})
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, atol=1e-9)
