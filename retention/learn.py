@@ -1,0 +1,1041 @@
+"""Learning the retention policy: value iteration (the exact reference), vectorised tabular
+Q-learning / SARSA on simulated users, batch Q-learning over logged transitions, and
+:func:`train_policy`, the one call the app and the command line make.
+
+Why vectorised: the article's loop simulates one user and does one ``argmax`` and one update per
+step in Python. :class:`QLearner` steps ``n_users`` simulated users at once: one uniform draw per
+user picks the next state from cumulative transition tables, and the Q-table gets one averaged
+update per visited (state, action) per step (``np.bincount``). Same seed, same Q-table.
+
+Values are discounted sums from the MDP's starting distribution (see ``retention.mdp``). "Reaching
+99% of the optimum" means ``1 - (V* - V_pi) / |V*| >= 0.99`` with ``V_pi`` the exact value of the
+greedy policy (:func:`policy_value`) — the plain ratio ``V_pi / V*`` when ``V*`` is positive, and
+still meaningful when churn penalties make values negative.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retention.errors import InputError
+from retention.evaluate import (
+    estimate_propensities,
+    fill_propensities,
+    off_policy_estimates,
+    ope_summary,
+    outcome_model,
+    split_users,
+)
+from retention.mdp import (
+    MDP,
+    NONE,
+    STAGES,
+    RewardSettings,
+    estimate_mdp,
+    logged_transitions,
+    resolve_lift,
+)
+
+Progress = Callable[[float, str], None]
+ALGORITHMS: tuple[str, ...] = ("q", "sarsa", "batch")
+DEFAULT_GAMMAS: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+DEFAULT_PENALTIES: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
+CURVE_COLUMNS = [
+    "episode",
+    "steps",
+    "seconds",
+    "epsilon",
+    "learning_rate",
+    "mean_return",
+    "greedy_value",
+    "optimal_value",
+    "fraction_of_optimum",
+]
+
+
+# --------------------------------------------------------------------------- exact reference
+
+
+def _greedy(q: np.ndarray, atol: float = 1e-9) -> np.ndarray:
+    """Argmax per row; near-ties go to the lowest index (``none`` comes first, so a tie means
+    "do nothing")."""
+    best = q.max(axis=1, keepdims=True)
+    return np.argmax(q >= best - atol * (1.0 + np.abs(best)), axis=1)
+
+
+def _gamma(mdp: MDP, gamma: float | None) -> float:
+    g = mdp.gamma if gamma is None else float(gamma)
+    if not 0.0 <= g < 1.0:
+        raise InputError(f"The 'gamma' parameter must be in [0, 1). Got {g}.")
+    return g
+
+
+def value_iteration(
+    mdp: MDP, gamma: float | None = None, tol: float = 1e-10, max_iter: int = 100_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact optimum by value iteration: ``(V, Q, policy)``. Terminal states are worth 0 (no
+    bootstrapping past them). Stops when the largest change of V is below ``tol``."""
+    g = _gamma(mdp, gamma)
+    r = mdp.expected_reward
+    cont = mdp.T * (~mdp.terminal)[None, None, :]
+    v = np.zeros(mdp.n_states)
+    for _ in range(max_iter):
+        q = r + g * cont @ v
+        v_new = q.max(axis=1)
+        done = np.max(np.abs(v_new - v)) < tol
+        v = v_new
+        if done:
+            break
+    q = r + g * cont @ v
+    return v, q, _greedy(q)
+
+
+def policy_value(mdp: MDP, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
+    """Exact value per state of a policy: deterministic (``policy[s]`` = action index) or
+    stochastic (``policy[s, a]`` = probability). Solves ``(I - gamma P_pi) V = r_pi``."""
+    g = _gamma(mdp, gamma)
+    pi = _as_stochastic(policy, mdp.n_states, mdp.n_actions)
+    cont = mdp.T * (~mdp.terminal)[None, None, :]
+    p_pi = np.einsum("sa,sat->st", pi, cont)
+    r_pi = np.einsum("sa,sa->s", pi, mdp.expected_reward)
+    return np.linalg.solve(np.eye(mdp.n_states) - g * p_pi, r_pi)
+
+
+def start_value(mdp: MDP, policy: np.ndarray, gamma: float | None = None) -> float:
+    """Expected discounted value of a policy from the MDP's starting distribution."""
+    return float(mdp.start @ policy_value(mdp, policy, gamma))
+
+
+def fraction_of_optimum(value: float, optimal_value: float) -> float:
+    """``1 - (V* - V) / |V*|`` (the ratio V / V* when V* > 0)."""
+    return 1.0 - (optimal_value - value) / max(abs(optimal_value), 1e-12)
+
+
+def _as_stochastic(policy: np.ndarray, n_states: int, n_actions: int) -> np.ndarray:
+    policy = np.asarray(policy)
+    if policy.ndim == 2:
+        return policy.astype(float)
+    out = np.zeros((n_states, n_actions))
+    out[np.arange(n_states), policy.astype(int)] = 1.0
+    return out
+
+
+# --------------------------------------------------------------------------- online learner
+
+
+def _cumulative(p: np.ndarray) -> np.ndarray:
+    """Cumulative probabilities along the last axis, ending at exactly 1.0 from the last
+    positive entry on, so a uniform draw in [0, 1) never selects a zero-probability outcome."""
+    cum = np.cumsum(p, axis=-1)
+    return cum / cum[..., -1:]
+
+
+class QLearner:
+    """Tabular Q-learning (or SARSA) on users simulated from an MDP, vectorised over users.
+
+    Each episode starts ``n_users`` simulated users (``starts="uniform"``: exploring starts over
+    the non-terminal states, so rare states get visits; ``"mdp"``: the MDP's starting
+    distribution) and runs ``horizon`` steps. Exploration is epsilon-greedy with
+    ``epsilon_e = max(min_epsilon, epsilon * epsilon_decay**e)`` and the learning rate is
+    ``max(min_learning_rate, learning_rate / (1 + lr_decay * e))`` at episode ``e``. Each step,
+    the targets ``r + gamma * max_a' Q(s', a')`` (SARSA: ``Q(s', a')`` of the next chosen
+    action; 0 past a terminal state) are averaged per visited (s, a) and ``Q(s, a)`` moves that
+    far toward the average. Reaching the horizon truncates, it does not terminate: the last
+    step still bootstraps.
+
+    Learned attributes: ``q_`` (states x actions), ``policy_`` (greedy), ``curve_`` (one row per
+    evaluation: episode, steps, seconds, epsilon, learning_rate, mean_return (discounted, per
+    simulated user and episode), greedy_value (exact, from the MDP's start), optimal_value,
+    fraction_of_optimum), ``value_``, ``optimal_value_``, ``n_steps_`` (user-steps),
+    ``fit_seconds_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: str = "q",
+        episodes: int = 200,
+        n_users: int = 2000,
+        horizon: int = 20,
+        epsilon: float = 1.0,
+        epsilon_decay: float = 0.97,
+        min_epsilon: float | None = None,
+        learning_rate: float = 0.5,
+        lr_decay: float = 1.0,
+        min_learning_rate: float = 0.0005,
+        gamma: float | None = None,
+        starts: str = "uniform",
+        eval_every: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.algorithm = algorithm
+        self.episodes = episodes
+        self.n_users = n_users
+        self.horizon = horizon
+        self.epsilon = epsilon
+        self.epsilon_decay = epsilon_decay
+        self.min_epsilon = min_epsilon
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.min_learning_rate = min_learning_rate
+        self.gamma = gamma
+        self.starts = starts
+        self.eval_every = eval_every
+        self.seed = seed
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "algorithm",
+                "episodes",
+                "n_users",
+                "horizon",
+                "epsilon",
+                "epsilon_decay",
+                "min_epsilon",
+                "learning_rate",
+                "lr_decay",
+                "min_learning_rate",
+                "gamma",
+                "starts",
+                "eval_every",
+                "seed",
+            )
+        }
+
+    def _check(self) -> None:
+        if self.algorithm not in ("q", "sarsa"):
+            raise InputError(
+                f"The 'algorithm' parameter must be 'q' or 'sarsa'. Got {self.algorithm!r}."
+            )
+        for name in ("episodes", "n_users", "horizon"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"The '{name}' parameter must be an int >= 1. Got {v!r}.")
+        for name in ("epsilon", "min_epsilon", "epsilon_decay"):
+            v = getattr(self, name)
+            if v is None and name == "min_epsilon":
+                continue
+            if not 0.0 <= v <= 1.0:
+                raise InputError(f"The '{name}' parameter must be in [0, 1]. Got {v!r}.")
+        for name in ("learning_rate", "min_learning_rate"):
+            v = getattr(self, name)
+            if not 0.0 < v <= 1.0:
+                raise InputError(f"The '{name}' parameter must be in (0, 1]. Got {v!r}.")
+        if self.lr_decay < 0:
+            raise InputError(f"The 'lr_decay' parameter must be >= 0. Got {self.lr_decay!r}.")
+        if self.starts not in ("uniform", "mdp"):
+            raise InputError(
+                f"The 'starts' parameter must be 'uniform' or 'mdp'. Got {self.starts!r}."
+            )
+
+    def _min_epsilon(self) -> float:
+        if self.min_epsilon is not None:
+            return float(self.min_epsilon)
+        return 0.5 if self.algorithm == "q" else 0.05
+
+    def schedule(self, episode: int) -> tuple[float, float]:
+        """(epsilon, learning rate) at an episode."""
+        eps = max(self._min_epsilon(), self.epsilon * self.epsilon_decay**episode)
+        lr = max(self.min_learning_rate, self.learning_rate / (1.0 + self.lr_decay * episode))
+        return eps, lr
+
+    def fit(
+        self,
+        mdp: MDP,
+        progress: Progress | None = None,
+        callback: Callable[[pd.DataFrame], None] | None = None,
+    ) -> QLearner:
+        """Learn ``q_`` on ``mdp``. ``progress(fraction, message)`` is called as episodes finish;
+        ``callback(curve_so_far)`` at each evaluation point (for a live learning curve)."""
+        self._check()
+        g = _gamma(mdp, self.gamma)
+        rng = np.random.default_rng(self.seed)
+        n_s, n_a, n = mdp.n_states, mdp.n_actions, self.n_users
+        cum = _cumulative(mdp.T)
+        rewards, terminal = mdp.R, mdp.terminal
+        start = (~terminal).astype(float) if self.starts == "uniform" else mdp.start.astype(float)
+        start_cum = _cumulative(start)
+        _, _, opt_policy = value_iteration(mdp, g)
+        optimal = start_value(mdp, opt_policy, g)
+        every = self.eval_every or max(1, self.episodes // 100)
+
+        q = np.zeros(n_s * n_a)
+        rows: list[tuple] = []
+        steps = 0
+        t0 = time.perf_counter()
+        for episode in range(self.episodes):
+            eps, lr = self.schedule(episode)
+            s = np.searchsorted(start_cum, rng.random(n), side="right")
+            alive = np.ones(n, bool)
+            ret = np.zeros(n)
+            disc = 1.0
+            a = self._choose(q.reshape(n_s, n_a), s, eps, rng)
+            for _ in range(self.horizon):
+                u = rng.random(n)
+                s2 = (u[:, None] >= cum[s, a]).sum(axis=1)
+                r = rewards[s, a, s2]
+                done = terminal[s2]
+                qm = q.reshape(n_s, n_a)
+                a2 = self._choose(qm, s2, eps, rng)
+                boot = qm[s2].max(axis=1) if self.algorithm == "q" else qm[s2, a2]
+                target = r + g * np.where(done, 0.0, boot)
+                idx = (s * n_a + a)[alive]
+                cnt = np.bincount(idx, minlength=n_s * n_a)
+                tot = np.bincount(idx, weights=target[alive], minlength=n_s * n_a)
+                seen = cnt > 0
+                q[seen] += lr * (tot[seen] / cnt[seen] - q[seen])
+                ret += disc * r * alive
+                disc *= g
+                steps += int(alive.sum())
+                alive &= ~done
+                if not alive.any():
+                    break
+                s, a = s2, a2
+            last = episode == self.episodes - 1
+            if episode % every == 0 or last:
+                qm = q.reshape(n_s, n_a)
+                greedy_value = start_value(mdp, _greedy(qm), g)
+                rows.append(
+                    (
+                        episode + 1,
+                        steps,
+                        time.perf_counter() - t0,
+                        eps,
+                        lr,
+                        float(ret.mean()),
+                        greedy_value,
+                        optimal,
+                        fraction_of_optimum(greedy_value, optimal),
+                    )
+                )
+                if callback is not None:
+                    callback(pd.DataFrame(rows, columns=CURVE_COLUMNS))
+            if progress is not None:
+                progress((episode + 1) / self.episodes, f"episode {episode + 1}/{self.episodes}")
+
+        self.q_ = q.reshape(n_s, n_a).copy()
+        self.policy_ = _greedy(self.q_)
+        self.curve_ = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+        self.value_ = start_value(mdp, self.policy_, g)
+        self.optimal_value_ = optimal
+        self.n_steps_ = steps
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _choose(
+        self, q: np.ndarray, s: np.ndarray, eps: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        a = np.argmax(q[s], axis=1)
+        explore = rng.random(len(s)) < eps
+        return np.where(explore, rng.integers(0, q.shape[1], size=len(s)), a)
+
+
+# --------------------------------------------------------------------------- batch (offline)
+
+
+@dataclass(frozen=True)
+class BatchQResult:
+    """Batch Q-learning result: ``q`` (states x actions), greedy ``policy``, ``counts`` of
+    logged transitions per (state, action), ``iterations`` run."""
+
+    q: np.ndarray
+    policy: np.ndarray
+    counts: np.ndarray
+    iterations: int
+
+
+def batch_q_learning(
+    states: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    next_states: np.ndarray,
+    *,
+    n_states: int,
+    n_actions: int,
+    gamma: float,
+    terminal: np.ndarray | None = None,
+    prior_strength: float = 1.0,
+    tol: float = 1e-8,
+    max_iter: int = 10_000,
+) -> BatchQResult:
+    """Fitted Q iteration over logged ``(s, a, r, s')`` transitions with a tabular model:
+    repeat ``Q(s, a) <- mean over the logged (s, a) of r + gamma * max_a' Q(s', a')`` (0 past a
+    terminal state) until it stops changing. A (state, action) with few rows is shrunk toward
+    the mean over the state's actions with ``prior_strength`` pseudo-rows; one never logged gets
+    that state mean."""
+    if not 0.0 <= gamma < 1.0:
+        raise InputError(f"The 'gamma' parameter must be in [0, 1). Got {gamma}.")
+    s, a = np.asarray(states, int), np.asarray(actions, int)
+    r, s2 = np.asarray(rewards, float), np.asarray(next_states, int)
+    if len(s) == 0:
+        raise InputError("Batch Q-learning needs logged transitions; the log has none.")
+    term = np.zeros(n_states, bool) if terminal is None else np.asarray(terminal, bool)
+    idx = s * n_actions + a
+    cnt = np.bincount(idx, minlength=n_states * n_actions).astype(float)
+    cnt_s = np.bincount(s, minlength=n_states).astype(float)
+    cont = np.where(term[s2], 0.0, gamma)
+    q = np.zeros(n_states * n_actions)
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 -- reported as iterations
+        target = r + cont * q.reshape(n_states, n_actions).max(axis=1)[s2]
+        tot = np.bincount(idx, weights=target, minlength=n_states * n_actions)
+        state_mean = np.bincount(s, weights=target, minlength=n_states) / np.maximum(cnt_s, 1.0)
+        prior = np.repeat(state_mean, n_actions)
+        new = (tot + prior_strength * prior) / np.maximum(cnt + prior_strength, 1e-12)
+        new = np.where(cnt + prior_strength > 0, new, prior)
+        delta = np.max(np.abs(new - q))
+        q = new
+        if delta < tol:
+            break
+    qm = q.reshape(n_states, n_actions)
+    return BatchQResult(
+        q=qm, policy=_greedy(qm), counts=cnt.reshape(n_states, n_actions), iterations=it
+    )
+
+
+# --------------------------------------------------------------------------- projections, stability
+
+
+def project_retention(
+    mdp: MDP, policies: Mapping[str, np.ndarray], *, periods: int = 12
+) -> pd.DataFrame:
+    """Share of a segment's users active at each period under each policy, exactly (by
+    propagating the state distribution), for a cohort that is active at period 0.
+
+    ``policies``: name -> deterministic (per-state action) or stochastic (state x action)
+    policy. Returns ``segment, policy, period, active_share``.
+    """
+    if not mdp.segments:
+        raise InputError("Projected retention needs an MDP estimated from data (estimate_mdp).")
+    n_stage = len(mdp.stages)
+    active_cols = mdp.stage_of == mdp.stages.index("active")
+    frames = []
+    for name, policy in policies.items():
+        pi = _as_stochastic(policy, mdp.n_states, mdp.n_actions)
+        p_pi = np.einsum("sa,sat->st", pi, mdp.T)
+        d = np.zeros((len(mdp.segments), mdp.n_states))
+        d[np.arange(len(mdp.segments)), np.arange(len(mdp.segments)) * n_stage] = 1.0
+        shares = [d[:, active_cols].sum(axis=1)]
+        for _ in range(periods):
+            d = d @ p_pi
+            shares.append(d[:, active_cols].sum(axis=1))
+        arr = np.array(shares)  # periods+1 x segments
+        frames.append(
+            pd.DataFrame(
+                {
+                    "segment": np.tile(np.asarray(mdp.segments, dtype=int), periods + 1),
+                    "policy": name,
+                    "period": np.repeat(np.arange(periods + 1), len(mdp.segments)),
+                    "active_share": arr.ravel(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def stability_map(
+    mdp: MDP,
+    *,
+    gammas: Sequence[float] = DEFAULT_GAMMAS,
+    penalties: Sequence[float] = DEFAULT_PENALTIES,
+) -> pd.DataFrame:
+    """The optimal action (value iteration) of every state over a gamma x churn-penalty grid,
+    other reward settings as in ``mdp.reward``. Returns ``segment, stage, gamma,
+    churn_penalty, action``."""
+    if mdp.reward is None:
+        raise InputError("The stability map needs an MDP estimated from data (estimate_mdp).")
+    states = mdp.states_frame()
+    frames = []
+    for g in gammas:
+        for pen in penalties:
+            settings = replace(mdp.reward, gamma=float(g), churn_penalty=float(pen))
+            _, _, pol = value_iteration(mdp.with_reward(settings), float(g), tol=1e-8)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "segment": states["segment"],
+                        "stage": states["stage"],
+                        "gamma": float(g),
+                        "churn_penalty": float(pen),
+                        "action": np.asarray(mdp.actions, dtype=object)[pol],
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- the one call
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyResult:
+    """Everything the policy page, the report and ``summary.json`` show about one trained policy.
+
+    ``q``: (states x actions) learned values; ``states``: ``state, segment, stage``;
+    ``recommendations``: ``segment, stage, action, q_<action>..., n, optimal_action``;
+    ``disagreements``: the states where the learned action is not the optimum, with
+    ``value_loss`` = Q*(s, optimal) - Q*(s, learned); ``curve``: the learning curve;
+    ``ope``: ``policy, estimator, value, ci_lo, ci_hi, n`` (None without logged actions);
+    ``projections``: ``segment, policy, period, active_share``; ``stability``: ``segment, stage,
+    gamma, churn_penalty, action``. ``mdp`` is kept in memory only (not stored with a run).
+    """
+
+    kind: str
+    algorithm: str
+    gamma: float | None
+    actions: tuple[str, ...]
+    stages: tuple[str, ...]
+    segments: tuple[int, ...]
+    settings: dict[str, Any]
+    q: np.ndarray
+    states: pd.DataFrame
+    recommendations: pd.DataFrame
+    disagreements: pd.DataFrame
+    curve: pd.DataFrame
+    value: float
+    optimal_value: float
+    ope: pd.DataFrame | None = None
+    projections: pd.DataFrame | None = None
+    stability: pd.DataFrame | None = None
+    assumptions: tuple[str, ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)
+    mdp: MDP | None = None
+
+    @property
+    def fraction_of_optimum(self) -> float:
+        return fraction_of_optimum(self.value, self.optimal_value)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``policy`` and ``ope`` blocks of summary.json (SPEC §8)."""
+        recs = [
+            {
+                "segment": int(row["segment"]),
+                "stage": str(row["stage"]),
+                "action": str(row["action"]),
+                "q": {a: float(row[f"q_{a}"]) for a in self.actions},
+            }
+            for _, row in self.recommendations.iterrows()
+        ]
+        policy = {
+            "algorithm": self.algorithm,
+            "gamma": self.gamma,
+            "actions": list(self.actions),
+            "stages": list(self.stages),
+            "value": float(self.value),
+            "optimal_value": float(self.optimal_value),
+            "recommendations": recs,
+        }
+        ope = None
+        if self.ope is not None and not self.ope.empty:
+            ope = ope_summary(self.ope, self.actions, LEARNED)
+        return {"policy": policy, "ope": ope}
+
+
+LEARNED = "learned policy"
+
+
+def _recommendations(
+    q: np.ndarray,
+    states: pd.DataFrame,
+    actions: Sequence[str],
+    support: np.ndarray,
+    optimal_policy: np.ndarray | None,
+) -> pd.DataFrame:
+    policy = _greedy(q)
+    rec = states[["segment", "stage"]].copy().reset_index(drop=True)
+    rec["action"] = np.asarray(actions, dtype=object)[policy]
+    for j, act in enumerate(actions):
+        rec[f"q_{act}"] = q[:, j]
+    rec["n"] = support.astype(int)
+    if optimal_policy is not None:
+        rec["optimal_action"] = np.asarray(actions, dtype=object)[optimal_policy]
+    return rec
+
+
+def train_policy(
+    panel: pd.DataFrame,
+    assignments: pd.DataFrame,
+    *,
+    campaigns: pd.DataFrame | None = None,
+    actions: Sequence[str] | None = None,
+    lift: Mapping[str, float] | pd.DataFrame | None = None,
+    reward: RewardSettings | None = None,
+    algorithm: str = "q",
+    learner: QLearner | None = None,
+    prior_strength: float = 20.0,
+    test_size: float = 0.3,
+    n_bootstrap: int = 200,
+    projection_periods: int = 12,
+    gammas: Sequence[float] = DEFAULT_GAMMAS,
+    penalties: Sequence[float] = DEFAULT_PENALTIES,
+    seed: int = 0,
+    progress: Progress | None = None,
+    callback: Callable[[pd.DataFrame], None] | None = None,
+) -> PolicyResult:
+    """Estimate the MDP from an event-log panel, learn the policy, check it against value
+    iteration, project retention, map its stability, and (with a campaign log) evaluate it
+    off-policy on held-out users.
+
+    ``panel``: the periods panel; ``assignments``: ``user_id, segment``; ``campaigns``:
+    ``user_id, t, action[, propensity]``. ``algorithm``: ``q`` or ``sarsa`` (online, on users
+    simulated from the MDP; settings from ``learner``, whose seed is replaced by ``seed``) or
+    ``batch`` (batch Q-learning over the logged transitions; needs a campaign log).
+
+    With a campaign log, ``test_size`` of the users (seeded split) are held out: the MDP and the
+    policy use the others, the off-policy estimates use only the held-out users.
+    """
+    reward = reward or RewardSettings()
+    if algorithm not in ALGORITHMS:
+        raise InputError(
+            f"The 'algorithm' parameter must be one of {list(ALGORITHMS)}. Got {algorithm!r}."
+        )
+    has_log = campaigns is not None and len(campaigns) > 0
+    if algorithm == "batch" and not has_log:
+        raise InputError(
+            "The 'batch' algorithm learns from logged actions and needs a campaign log; "
+            "choose 'q' or 'sarsa', or add a campaign log."
+        )
+    learner = learner or QLearner()
+    learner = QLearner(
+        **{
+            **learner.get_params(),
+            "seed": seed,
+            "algorithm": algorithm if algorithm != "batch" else "q",
+        }
+    )
+    _step(progress, 0.0, "Estimating transitions")
+    t0 = time.perf_counter()
+
+    train_panel, test_users = panel, None
+    if has_log:
+        users = panel["user_id"].astype(str).unique()
+        test_mask = split_users(users, test_size=test_size, seed=seed)
+        test_users = set(users[test_mask])
+        train_panel = panel[~panel["user_id"].astype(str).isin(test_users)]
+    mdp = estimate_mdp(
+        train_panel,
+        assignments,
+        campaigns=campaigns if has_log else None,
+        actions=actions,
+        lift=lift,
+        prior_strength=prior_strength,
+        reward=reward,
+    )
+    g = mdp.gamma
+    v_opt, q_opt, opt_policy = value_iteration(mdp, g)
+    optimal = float(mdp.start @ v_opt)
+    metrics: dict[str, Any] = {}
+
+    train_log: pd.DataFrame | None = None
+    batch: BatchQResult | None = None
+    if has_log:
+        train_log = _encoded_log(mdp, logged_transitions(train_panel, assignments, campaigns))
+        batch = batch_q_learning(
+            train_log["state"].to_numpy(),
+            train_log["action"].to_numpy(),
+            train_log["reward"].to_numpy(),
+            train_log["next_state"].to_numpy(),
+            n_states=mdp.n_states,
+            n_actions=mdp.n_actions,
+            gamma=g,
+        )
+        metrics["batch_agreement_with_optimum"] = float(np.mean(batch.policy == opt_policy))
+
+    if algorithm == "batch":
+        assert train_log is not None and batch is not None
+        q = batch.q
+        curve = pd.DataFrame(columns=CURVE_COLUMNS)
+        metrics["batch_iterations"] = batch.iterations
+        _step(progress, 0.8, "Batch Q-learning done")
+    else:
+
+        def scaled(frac: float, msg: str) -> None:
+            _step(progress, 0.05 + 0.75 * frac, msg)
+
+        learner.fit(mdp, progress=scaled, callback=callback)
+        q = learner.q_
+        curve = learner.curve_
+        metrics.update(
+            n_steps=int(learner.n_steps_),
+            fit_seconds=float(learner.fit_seconds_),
+            steps_per_second=float(learner.n_steps_ / max(learner.fit_seconds_, 1e-9)),
+        )
+    policy = _greedy(q)
+    value = start_value(mdp, policy, g)
+    states = mdp.states_frame()
+    recommendations = _recommendations(q, states, mdp.actions, mdp.support.sum(axis=1), opt_policy)
+    wrong = np.flatnonzero(policy != opt_policy)
+    disagreements = pd.DataFrame(
+        {
+            "segment": states["segment"].to_numpy()[wrong],
+            "stage": states["stage"].to_numpy()[wrong],
+            "action": np.asarray(mdp.actions, dtype=object)[policy[wrong]],
+            "optimal_action": np.asarray(mdp.actions, dtype=object)[opt_policy[wrong]],
+            "value_loss": q_opt[wrong, opt_policy[wrong]] - q_opt[wrong, policy[wrong]],
+        }
+    )
+
+    _step(progress, 0.82, "Projecting retention")
+    n_a = mdp.n_actions
+    policies: dict[str, np.ndarray] = {LEARNED: policy}
+    for j, act in enumerate(mdp.actions):
+        policies[f"always {act}"] = np.full(mdp.n_states, j)
+    policies["random"] = np.full((mdp.n_states, n_a), 1.0 / n_a)
+    projections = project_retention(mdp, policies, periods=projection_periods)
+    _step(progress, 0.88, "Mapping stability over gamma and churn penalty")
+    stability = stability_map(  # the grid always holds the settings in use
+        mdp,
+        gammas=sorted({*map(float, gammas), float(g)}),
+        penalties=sorted({*map(float, penalties), float(reward.churn_penalty)}),
+    )
+
+    ope = None
+    if has_log:
+        _step(progress, 0.94, "Evaluating on held-out users")
+        assert test_users is not None
+        test_panel = panel[panel["user_id"].astype(str).isin(test_users)]
+        test_log = _encoded_log(mdp, logged_transitions(test_panel, assignments, campaigns))
+        all_log = pd.concat([train_log, test_log])
+        table = estimate_propensities(
+            all_log["state"].to_numpy(), all_log["action"].to_numpy(), mdp.n_states, n_a
+        )
+        test_log["propensity"] = fill_propensities(
+            test_log["propensity"].to_numpy(),
+            test_log["state"].to_numpy(),
+            test_log["action"].to_numpy(),
+            table,
+        )
+        target = {k: v for k, v in policies.items() if k != "random"}
+        ope = off_policy_estimates(
+            test_log,
+            target,
+            mdp.expected_reward,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            contrasts=[(LEARNED, name) for name in target if name != LEARNED],
+        )
+        metrics["test_users"] = len(test_users)
+        metrics["test_transitions"] = len(test_log)
+
+    metrics.update(
+        value=value,
+        optimal_value=optimal,
+        fraction_of_optimum=fraction_of_optimum(value, optimal),
+        disagreements=len(disagreements),
+        seconds=time.perf_counter() - t0,
+    )
+    settings = {
+        "shape": "events",
+        "algorithm": algorithm,
+        **reward.as_dict(),
+        "actions": list(mdp.actions),
+        "lift": None if has_log else _lift_dict(mdp, lift),
+        "prior_strength": prior_strength,
+        "test_size": test_size if has_log else None,
+        "n_bootstrap": n_bootstrap,
+        "learner": {k: v for k, v in learner.get_params().items()},
+        "seed": seed,
+        "campaign_log": has_log,
+    }
+    _step(progress, 1.0, "Done")
+    return PolicyResult(
+        kind="events",
+        algorithm=algorithm,
+        gamma=g,
+        actions=mdp.actions,
+        stages=mdp.stages,
+        segments=mdp.segments,
+        settings=settings,
+        q=q,
+        states=states,
+        recommendations=recommendations,
+        disagreements=disagreements,
+        curve=curve,
+        value=value,
+        optimal_value=optimal,
+        ope=ope,
+        projections=projections,
+        stability=stability,
+        assumptions=mdp.assumptions,
+        metrics=metrics,
+        mdp=mdp,
+    )
+
+
+def _lift_dict(mdp: MDP, lift: Mapping[str, float] | pd.DataFrame | None) -> dict[str, float]:
+    return resolve_lift(lift, mdp.actions)
+
+
+def _encoded_log(mdp: MDP, tr: pd.DataFrame) -> pd.DataFrame:
+    """Logged transitions as state/action/next-state indices with the MDP's reward."""
+    tr = tr[tr["segment"].isin(mdp.segments)]
+    seg_pos = np.searchsorted(np.asarray(mdp.segments), tr["segment"].to_numpy())
+    n_stage = len(mdp.stages)
+    s = seg_pos * n_stage + pd.Categorical(tr["stage"], categories=mdp.stages).codes
+    s2 = seg_pos * n_stage + pd.Categorical(tr["next_stage"], categories=mdp.stages).codes
+    a = pd.Categorical(tr["action"], categories=mdp.actions).codes
+    return pd.DataFrame(
+        {
+            "user_id": tr["user_id"].to_numpy(),
+            "state": s.astype(int),
+            "action": a.astype(int),
+            "next_state": s2.astype(int),
+            "reward": mdp.R[s, a, s2],
+            "propensity": tr["propensity"].to_numpy(dtype=float),
+        }
+    )
+
+
+def _step(progress: Progress | None, frac: float, msg: str) -> None:
+    if progress is not None:
+        progress(min(1.0, max(0.0, frac)), msg)
+
+
+# --------------------------------------------------------------------------- campaign snapshot
+
+
+def snapshot_stage(recency: pd.Series, churn_after: int = 4) -> pd.Series:
+    """Stage of a snapshot's ``recency`` (periods since the last activity), by SPEC §3:
+    0 active, 1 lapsing, 2..W-1 at_risk, >= W churned."""
+    r = pd.to_numeric(recency, errors="coerce")
+    stage = np.select(
+        [r <= 0, r == 1, r < churn_after], ["active", "lapsing", "at_risk"], default="churned"
+    )
+    return pd.Series(stage, index=recency.index)
+
+
+def train_snapshot_policy(
+    snapshot: pd.DataFrame,
+    assignments: pd.DataFrame | None = None,
+    *,
+    reward: RewardSettings | None = None,
+    churn_after: int = 4,
+    prior_strength: float = 20.0,
+    test_size: float = 0.3,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> PolicyResult:
+    """The one-step policy of a campaign snapshot (Hillstrom shape; gamma plays no role).
+
+    State = segment (from ``assignments``; one segment for everyone when None) x recency stage
+    (when the snapshot has a ``recency`` column with values; else the single stage ``all``).
+    Reward = ``outcome - cost(action)`` (costs from ``reward.action_costs``; other reward
+    settings do not apply). The policy takes, per state, the action with the highest mean reward
+    on the training users, each state-action mean shrunk toward the action's overall mean with
+    ``prior_strength`` pseudo-users. Held-out users (``test_size``, seeded split) give the
+    off-policy estimates of the policy and of every single-action policy.
+    """
+    reward = reward or RewardSettings()
+    missing = [c for c in ("user_id", "action", "outcome") if c not in snapshot.columns]
+    if missing:
+        raise InputError(
+            f"The campaign snapshot needs columns user_id, action, outcome; missing {missing}."
+        )
+    _step(progress, 0.0, "Preparing the snapshot")
+    t0 = time.perf_counter()
+    snap = snapshot.copy()
+    snap["user_id"] = snap["user_id"].astype(str)
+    snap["outcome"] = pd.to_numeric(snap["outcome"], errors="coerce")
+    if snap["outcome"].isna().all():
+        raise InputError("The snapshot's 'outcome' column has no numeric values.")
+    snap = snap[snap["outcome"].notna() & snap["action"].notna()]
+    snap["action"] = snap["action"].astype(str)
+    if assignments is None:
+        snap["segment"] = 0
+    else:
+        seg = assignments[["user_id", "segment"]].reset_index(drop=True)
+        seg = seg.assign(user_id=seg["user_id"].astype(str)).drop_duplicates("user_id")
+        snap = snap.reset_index(drop=True).merge(seg, on="user_id")
+        if snap.empty:
+            raise InputError("No user of the snapshot has a segment; run the segmentation first.")
+    has_recency = "recency" in snap.columns and snap["recency"].notna().any()
+    snap["stage"] = snapshot_stage(snap["recency"], churn_after) if has_recency else "all"
+    stages = tuple(st for st in STAGES if (snap["stage"] == st).any()) if has_recency else ("all",)
+
+    found = sorted(snap["action"].unique())
+    actions = tuple([NONE] if NONE in found else []) + tuple(a for a in found if a != NONE)
+    if len(actions) < 2:
+        raise InputError(
+            f"The snapshot needs at least two actions to compare. Got {list(actions)}."
+        )
+    segments = tuple(sorted(int(g) for g in snap["segment"].unique()))
+    n_stage, n_a = len(stages), len(actions)
+    n_s = len(segments) * n_stage
+    s = (
+        np.searchsorted(segments, snap["segment"].to_numpy()) * n_stage
+        + pd.Categorical(snap["stage"], categories=stages).codes
+    )
+    a = pd.Categorical(snap["action"], categories=actions).codes.astype(int)
+    costs = np.array([reward.cost(act) for act in actions])
+    r = snap["outcome"].to_numpy(dtype=float) - costs[a]
+    if "propensity" in snap.columns:
+        prop = pd.to_numeric(snap["propensity"], errors="coerce").to_numpy(dtype=float)
+    else:
+        prop = np.full(len(snap), np.nan)
+    log = pd.DataFrame(
+        {"user_id": snap["user_id"].to_numpy(), "state": s, "action": a, "reward": r}
+    )
+    log["propensity"] = fill_propensities(prop, s, a, estimate_propensities(s, a, n_s, n_a))
+
+    test = split_users(log["user_id"].to_numpy(), test_size=test_size, seed=seed)
+    train = log[~test]
+    _step(progress, 0.3, "Estimating the outcome of each action per state")
+    model = outcome_model(
+        train["state"].to_numpy(),
+        train["action"].to_numpy(),
+        train["reward"].to_numpy(),
+        n_s,
+        n_a,
+        prior_strength=prior_strength,
+    )
+    policy = _greedy(model)
+    share = np.bincount(train["state"].to_numpy(), minlength=n_s) / len(train)
+    value = float(share @ model[np.arange(n_s), policy])
+    states = pd.DataFrame(
+        {
+            "state": np.arange(n_s),
+            "name": [f"{g}/{st}" for g in segments for st in stages],
+            "segment": np.repeat(np.asarray(segments, dtype=int), n_stage),
+            "stage": list(stages) * len(segments),
+        }
+    )
+    support = np.bincount(train["state"].to_numpy(), minlength=n_s)
+    recommendations = _recommendations(model, states, actions, support, None)
+    _step(progress, 0.6, "Evaluating on held-out users")
+    policies: dict[str, np.ndarray] = {LEARNED: policy}
+    for j, act in enumerate(actions):
+        policies[f"always {act}"] = np.full(n_s, j)
+    ope = off_policy_estimates(
+        log[test],
+        policies,
+        model,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        contrasts=[(LEARNED, name) for name in policies if name != LEARNED],
+    )
+    metrics = {
+        "value": value,
+        "optimal_value": value,
+        "fraction_of_optimum": 1.0,
+        "disagreements": 0,
+        "train_users": int((~test).sum()),
+        "test_users": int(test.sum()),
+        "seconds": time.perf_counter() - t0,
+    }
+    settings = {
+        "shape": "snapshot",
+        "algorithm": "one-step",
+        **reward.as_dict(),
+        "actions": list(actions),
+        "churn_after": churn_after,
+        "prior_strength": prior_strength,
+        "test_size": test_size,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+    }
+    assumptions = [
+        "One-step decision: the policy picks the action with the best mean outcome − cost per "
+        "state on the training users; the discount γ plays no role.",
+    ]
+    if has_recency:
+        assumptions.append(
+            f"Stage from recency: 0 active, 1 lapsing, 2–{churn_after - 1} at_risk, "
+            f"≥ {churn_after} churned."
+        )
+    _step(progress, 1.0, "Done")
+    return PolicyResult(
+        kind="snapshot",
+        algorithm="one-step",
+        gamma=None,
+        actions=actions,
+        stages=stages,
+        segments=segments,
+        settings=settings,
+        q=model,
+        states=states,
+        recommendations=recommendations,
+        disagreements=pd.DataFrame(
+            columns=["segment", "stage", "action", "optimal_action", "value_loss"]
+        ),
+        curve=pd.DataFrame(columns=CURVE_COLUMNS),
+        value=value,
+        optimal_value=value,
+        ope=ope,
+        assumptions=tuple(assumptions),
+        metrics=metrics,
+    )
+
+
+# --------------------------------------------------------------------------- stored runs
+
+_FRAMES = ("states", "recommendations", "disagreements", "curve", "ope", "projections", "stability")
+
+
+def save_policy_run(workspace: Any, dataset_id: str | None, result: PolicyResult) -> str:
+    """Store a trained policy as a ``policy`` run (settings, seed, Q-table, curve, metrics and
+    every table the page shows); returns the run id."""
+    run_id = workspace.start_run("policy", dataset_id, result.settings)
+    try:
+        artifacts: dict[str, Any] = {"q": np.asarray(result.q, dtype=float)}
+        for name in _FRAMES:
+            frame = getattr(result, name)
+            if frame is not None:
+                artifacts[name] = frame.reset_index(drop=True)
+        artifacts["meta"] = {
+            "kind": result.kind,
+            "algorithm": result.algorithm,
+            "gamma": result.gamma,
+            "actions": list(result.actions),
+            "stages": list(result.stages),
+            "segments": [int(g) for g in result.segments],
+            "assumptions": list(result.assumptions),
+            "summary": result.summary(),
+        }
+        workspace.finish_run(run_id, metrics=dict(result.metrics), artifacts=artifacts)
+    except Exception as exc:
+        workspace.fail_run(run_id, str(exc))
+        raise
+    return run_id
+
+
+def load_policy_run(workspace: Any, run_id: str) -> PolicyResult:
+    """A stored policy run back as a :class:`PolicyResult` (without the in-memory ``mdp``)."""
+    run = workspace.load_run(run_id)
+    if run.kind != "policy":
+        raise InputError(f"Run {run_id!r} is a {run.kind!r} run, not a policy run.")
+    if run.status != "done":
+        raise InputError(f"Policy run {run_id!r} did not finish (status {run.status!r}).")
+    art, meta = run.artifacts, run.artifacts["meta"]
+    frames = {name: art.get(name) for name in _FRAMES}
+    return PolicyResult(
+        kind=meta["kind"],
+        algorithm=meta["algorithm"],
+        gamma=meta["gamma"],
+        actions=tuple(meta["actions"]),
+        stages=tuple(meta["stages"]),
+        segments=tuple(meta["segments"]),
+        settings=run.settings,
+        q=art["q"],
+        states=frames["states"],
+        recommendations=frames["recommendations"],
+        disagreements=frames["disagreements"],
+        curve=frames["curve"]
+        if frames["curve"] is not None
+        else pd.DataFrame(columns=CURVE_COLUMNS),
+        value=float(run.metrics["value"]),
+        optimal_value=float(run.metrics["optimal_value"]),
+        ope=frames["ope"],
+        projections=frames["projections"],
+        stability=frames["stability"],
+        assumptions=tuple(meta["assumptions"]),
+        metrics=run.metrics,
+    )

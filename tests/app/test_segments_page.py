@@ -1,0 +1,117 @@
+"""The Segments page: run with a progress bar, map and profile, rename, reopen without recomputing,
+errors as messages, behaviour-only data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import retention.segments
+from retention.synth import make_planted
+from tests.app.conftest import make_app
+
+PAGE = "pages/2_segments.py"
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return make_planted(n_users=150, n_periods=12, seed=3, n_segments=3)
+
+
+def _save(ws, events, name: str = "Planted") -> str:
+    return ws.save_dataset(
+        name=name,
+        source_name="planted.csv",
+        sha256=None,
+        shape="events",
+        frames={"events": events},
+        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
+        report={},
+    )
+
+
+def _button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def _charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _run(at):
+    at.selectbox(key="segments.k").set_value(3).run()
+    _button(at, "Find segments").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_run_shows_map_profile_and_keywords_then_reopens_without_recomputing(
+    app_workspace, planted, monkeypatch
+):
+    dataset_id = _save(app_workspace, planted.events)
+    at = make_app(PAGE)
+    assert not at.exception
+    assert any("No segmentation yet" in i.value for i in at.info)
+    _run(at)
+
+    runs = app_workspace.runs("segmentation", dataset_id)
+    assert runs["status"].tolist() == ["done"]
+    run_id = runs["id"].iloc[0]
+    assert at.session_state["segmentation_run"] == run_id
+    assert runs["settings"].iloc[0]["k"] == 3
+    charts = _charts(at)
+    scatter = charts[0]["data"]
+    assert {t["type"] for t in scatter} == {"scattergl"}
+    assert sum(len(t["text"]) for t in scatter) == 150
+    assert [m.value for m in at.metric if m.label == "Segments"] == ["3"]
+    labels = app_workspace.load_run(run_id).artifacts["labels"]
+    assert len(labels) == 3
+    shown_names = [t.value for t in at.text_input if t.key.startswith("segments.name.")]
+    assert shown_names == labels["label"].tolist()
+
+    # Reopening the page (a new session) shows the stored run and computes nothing.
+    def refuse(*args, **kwargs):
+        raise AssertionError("the stored segmentation should be shown, not recomputed")
+
+    monkeypatch.setattr(retention.segments, "run_segmentation", refuse)
+    again = make_app(PAGE)
+    assert not again.exception
+    assert sum(len(t["text"]) for t in _charts(again)[0]["data"]) == 150
+    assert again.selectbox(key="segments.k").value == 3  # controls show the run's settings
+
+
+def test_rename_is_kept(app_workspace, planted):
+    dataset_id = _save(app_workspace, planted.events)
+    at = _run(make_app(PAGE))
+    run_id = app_workspace.runs("segmentation", dataset_id)["id"].iloc[0]
+    at.text_input(key=f"segments.name.{run_id}.0").set_value("Gardeners")
+    _button(at, "Save names").click().run()
+    assert not at.exception
+    assert app_workspace.segment_names(run_id) == {0: "Gardeners"}
+
+    fresh = make_app(PAGE)
+    assert fresh.text_input(key=f"segments.name.{run_id}.0").value == "Gardeners"
+    legend = [t["name"] for t in _charts(fresh)[0]["data"]]
+    assert "Gardeners" in legend
+
+
+def test_bad_model_folder_is_a_message_not_a_traceback(app_workspace, planted, tmp_path):
+    _save(app_workspace, planted.events)
+    at = make_app(PAGE)
+    at.text_input(key="segments.model").set_value(str(tmp_path / "no-such-model")).run()
+    _button(at, "Find segments").click().run()
+    assert not at.exception
+    assert at.error and "not a folder" in at.error[0].value
+
+
+def test_behaviour_only_without_text(app_workspace, planted):
+    events = planted.events.drop(columns=["text"])
+    dataset_id = _save(app_workspace, events, "No text")
+    at = make_app(PAGE)
+    assert any("no text" in i.value for i in at.info)
+    assert not [s for s in at.slider if s.key == "segments.text_weight"]
+    _run(at)
+    run = app_workspace.load_run(app_workspace.runs("segmentation", dataset_id)["id"].iloc[0])
+    assert run.metrics["text_used"] is False
+    assert [m.value for m in at.metric if m.label == "Based on"] == ["behaviour"]

@@ -1,0 +1,209 @@
+"""The retention MDP: transition counts, reward formula, shrinkage, lift table, Gymnasium env."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from retention.errors import InputError
+from retention.mdp import (
+    STAGES,
+    RetentionEnv,
+    RewardSettings,
+    estimate_mdp,
+    logged_transitions,
+    tabular_mdp,
+)
+
+
+def _panel(rows: dict[str, str]) -> pd.DataFrame:
+    """A panel from per-user stage strings: 'A' active, 'L' lapsing, 'R' at_risk, 'C' churned.
+    Every user starts at t = 0; revenue 10 per active period."""
+    code = {"A": "active", "L": "lapsing", "R": "at_risk", "C": "churned"}
+    out = []
+    for user, stages in rows.items():
+        for t, ch in enumerate(stages):
+            out.append(
+                {
+                    "user_id": user,
+                    "t": t,
+                    "k": t,
+                    "active": ch == "A",
+                    "recency": 0,
+                    "stage": code[ch],
+                    "revenue": 10.0 if ch == "A" else 0.0,
+                    "n_events": int(ch == "A"),
+                }
+            )
+    return pd.DataFrame(out)
+
+
+PANEL = _panel({"u1": "AALRC", "u2": "AAAAA", "u3": "ALARC"})
+ASSIGN = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "segment": [0, 0, 0]})
+A, L, R, C = range(4)
+
+
+def test_no_action_transitions_are_stage_counts():
+    mdp = estimate_mdp(PANEL, ASSIGN, reward=RewardSettings(action_costs={}))
+    # From active: u1 A->A, A->L; u2 4x A->A; u3 A->L, A->R?  no: u3 is A L A R C: A->L, L->A, A->R
+    # Transitions from active: AA, AL (u1), AA x4 (u2), AL, AR (u3): 5 AA, 2 AL, 1 AR.
+    np.testing.assert_allclose(mdp.T[A, 0, [A, L, R, C]], [5 / 8, 2 / 8, 1 / 8, 0])
+    # From lapsing: u1 L->R, u3 L->A.
+    np.testing.assert_allclose(mdp.T[L, 0, [A, L, R, C]], [0.5, 0, 0.5, 0])
+    # From at_risk: u1 R->C, u3 R->C.
+    np.testing.assert_allclose(mdp.T[R, 0, [A, L, R, C]], [0, 0, 0, 1])
+    assert mdp.support[A, 0] == 8
+    assert mdp.n_states == 4 and mdp.state_names[0] == "0/active"
+    # Churned never left: fallback pools the stage over segments, then stays put.
+    np.testing.assert_allclose(mdp.T[C, 0], [0, 0, 0, 1])
+
+
+def test_reward_formula_by_hand():
+    reward = RewardSettings(
+        retain_reward=2.0,
+        churn_penalty=7.0,
+        revenue_weight=0.5,
+        action_costs={"discount": 0.3},
+        gamma=0.8,
+    )
+    mdp = estimate_mdp(PANEL, ASSIGN, reward=reward)
+    d = mdp.actions.index("discount")
+    none = mdp.actions.index("none")
+    # Mean revenue of an active period in the segment = 10.
+    assert mdp.R[L, d, A] == pytest.approx(2.0 + 0.5 * 10.0 - 0.3)
+    assert mdp.R[A, none, L] == pytest.approx(0.0)
+    assert mdp.R[R, d, C] == pytest.approx(-7.0 - 0.3)
+    assert mdp.R[C, none, C] == pytest.approx(0.0)  # already churned: no new penalty
+    assert mdp.R[C, d, A] == pytest.approx(2.0 + 5.0 - 0.3)
+    assert mdp.gamma == 0.8
+    # The same dynamics under other settings.
+    other = mdp.with_reward(RewardSettings(churn_penalty=1.0, action_costs={}))
+    assert other.R[R, d, C] == pytest.approx(-1.0)
+    np.testing.assert_array_equal(other.T, mdp.T)
+
+
+def test_lift_table_scales_p_active_and_renormalises():
+    lift = pd.DataFrame(
+        {"action": ["recommendation", "engagement", "discount"], "lift": [1.2, 1.0, 2.0]}
+    )
+    mdp = estimate_mdp(PANEL, ASSIGN, lift=lift)
+    rec, eng, disc = (mdp.actions.index(a) for a in ("recommendation", "engagement", "discount"))
+    base = mdp.T[A, 0]
+    assert mdp.T[A, rec, A] == pytest.approx(1.2 * 5 / 8)
+    # The rest keeps its proportions (2:1 lapsing:at_risk) and the row sums to one.
+    rest = 1 - 1.2 * 5 / 8
+    np.testing.assert_allclose(mdp.T[A, rec, [L, R]], [rest * 2 / 3, rest * 1 / 3])
+    np.testing.assert_allclose(mdp.T[A, eng], base)
+    assert mdp.T[A, disc, A] == pytest.approx(1.0)  # capped at one
+    np.testing.assert_allclose(mdp.T.sum(axis=2), 1.0)
+    assert any("assumed lift table" in a for a in mdp.assumptions)
+    assert mdp.support[A, rec] == 0  # assumed, not observed
+
+
+def test_dirichlet_shrinkage_toward_no_action():
+    # u2's second and third transitions (A->A at t=2, t=3) got a discount; u1's A->L at t=2 too.
+    camp = pd.DataFrame(
+        {
+            "user_id": ["u2", "u2", "u1"],
+            "t": [2, 3, 2],
+            "action": ["discount", "discount", "discount"],
+            "propensity": [0.5, 0.5, 0.5],
+        }
+    )
+    k = 4.0
+    mdp = estimate_mdp(PANEL, ASSIGN, campaigns=camp, prior_strength=k)
+    assert mdp.actions == ("none", "discount")
+    # No-action transitions from active: 8 - 3 = 5: AA (u1 t1), AA x2 (u2 t1, t4), AL (u3), AR (u3)
+    p_none = np.array([3, 1, 1, 0]) / 5
+    np.testing.assert_allclose(mdp.T[A, 0], p_none)
+    n_disc = np.array([2, 1, 0, 0])
+    np.testing.assert_allclose(mdp.T[A, 1], (n_disc + k * p_none) / (3 + k))
+    # Lapsing never saw a discount: it behaves like doing nothing.
+    np.testing.assert_allclose(mdp.T[L, 1], mdp.T[L, 0])
+    assert mdp.support[A, 1] == 3
+
+
+def test_logged_transitions_timing_and_last_row_wins():
+    camp = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u3"],
+            "t": [0, 1, 1, 2],
+            "action": ["discount", "engagement", "recommendation", "discount"],
+        }
+    )
+    tr = logged_transitions(PANEL, ASSIGN, camp)
+    u1 = tr[tr["user_id"] == "u1"].set_index("t")
+    assert 0 not in u1.index  # no state before a user's first period
+    assert u1.loc[1, "action"] == "recommendation"  # the last row of period 1 counts
+    assert (u1.loc[1, "stage"], u1.loc[1, "next_stage"]) == ("active", "active")
+    assert u1.loc[2, "action"] == "none"
+    u3 = tr[tr["user_id"] == "u3"].set_index("t")
+    assert (u3.loc[2, "stage"], u3.loc[2, "next_stage"], u3.loc[2, "action"]) == (
+        "lapsing",
+        "active",
+        "discount",
+    )
+
+
+def test_start_distribution_current_and_first():
+    two = pd.concat([PANEL, _panel({"v1": "AAAAA"})])
+    assign = pd.concat([ASSIGN, pd.DataFrame({"user_id": ["v1"], "segment": [1]})])
+    cur = estimate_mdp(two, assign)
+    # Last period: u1 churned, u2 active, u3 churned (segment 0), v1 active (segment 1).
+    np.testing.assert_allclose(cur.start[[C, A, 4]], [0.5, 0.25, 0.25])
+    first = estimate_mdp(two, assign, start="first")
+    np.testing.assert_allclose(first.start[[A, 4]], [0.75, 0.25])
+    assert cur.state_index(1, "active") == 4
+
+
+def test_input_errors():
+    camp = pd.DataFrame({"user_id": ["u1"], "t": [1], "action": ["sms"]})
+    with pytest.raises(InputError, match="sms"):
+        estimate_mdp(PANEL, ASSIGN, campaigns=camp, actions=["none", "discount"])
+    with pytest.raises(InputError, match="share user ids"):
+        estimate_mdp(PANEL, pd.DataFrame({"user_id": ["x"], "segment": [0]}))
+    with pytest.raises(InputError, match="stage"):
+        estimate_mdp(PANEL.drop(columns="stage"), ASSIGN)
+    with pytest.raises(InputError, match="gamma"):
+        RewardSettings(gamma=1.0)
+
+
+def test_gymnasium_env_passes_check_env_and_matches_P():
+    mdp = estimate_mdp(PANEL, ASSIGN)
+    env = RetentionEnv(mdp, horizon=10)
+    check_env(env, skip_render_check=True)
+    # P[s][a] lists (prob, next, reward, terminated) consistent with T and R.
+    for s in range(mdp.n_states):
+        for a in range(mdp.n_actions):
+            probs = {n: p for p, n, _, _ in mdp.P[s][a]}
+            assert sum(probs.values()) == pytest.approx(1.0)
+            for p, n, r, term in mdp.P[s][a]:
+                assert p == mdp.T[s, a, n] and r == mdp.R[s, a, n] and term is False
+    # Seeded: the same seed gives the same trajectory; draws follow T.
+    traj = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=3)
+        path = [obs]
+        for _ in range(10):
+            obs, *_ = env.step(0)
+            path.append(obs)
+        traj.append(path)
+    assert traj[0] == traj[1]
+    env.reset(seed=0)
+    counts = np.zeros(4)
+    for _ in range(4000):
+        env._state, env._steps = A, 0  # put the user back in 'active' and take one step
+        counts[env.step(0)[0]] += 1
+    np.testing.assert_allclose(counts / 4000, mdp.T[A, 0], atol=0.03)
+
+
+def test_tabular_mdp_validation_and_terminal():
+    T = np.array([[[0.0, 1.0]], [[0.0, 1.0]]])
+    mdp = tabular_mdp(T, np.ones((2, 1)), terminal=[False, True])
+    assert mdp.start.tolist() == [1.0, 0.0]
+    assert mdp.P[0][0] == [(1.0, 1, 1.0, True)]
+    with pytest.raises(InputError):
+        tabular_mdp(np.ones((2, 1, 2)), np.zeros((2, 1)))
+    assert STAGES == ("active", "lapsing", "at_risk", "churned")
