@@ -3,6 +3,8 @@ distinctive words, on a 2-D map; rename a segment and the name is kept."""
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from pages.common import (
@@ -66,6 +68,12 @@ def load_run(folder: str, run_id: str) -> Run:
 def embedder_for(model_path: str | None) -> SentenceTransformerEmbedder:
     """The embedder (its model loads on first use and stays loaded)."""
     return SentenceTransformerEmbedder(model_path)
+
+
+def _plain(text: str) -> str:
+    """User text for st.markdown: markdown and Streamlit's :directives: escaped (no links,
+    images or formatting from the data)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$])", r"\\\1", text)
 
 
 def _default(key: str, value: object) -> None:
@@ -327,11 +335,9 @@ with st.form(f"segments.names.{run.id}"):
             value=names.get(seg, row.label),
             key=f"segments.name.{run.id}.{seg}",
         )
-        b.markdown(
-            f"**{row.users:,} users** · {row.keywords or '—'}  \n"
-            f"<small>Representative users: {row.representatives}</small>",
-            unsafe_allow_html=True,
-        )
+        # Keywords and user ids come from the data: shown as plain text, never as HTML.
+        b.markdown(f"**{row.users:,} users** · {_plain(str(row.keywords or '—'))}")
+        b.caption(f"Representative users: {_plain(str(row.representatives))}")
     saved = st.form_submit_button("Save names")
 if saved:
     try:
