@@ -47,9 +47,6 @@ def _use_the_router() -> None:
         st.rerun()
 
 
-_use_the_router()
-
-
 def workspace_folder() -> str:
     """The workspace folder: ``$RETENTION_WORKSPACE`` or ``workspace`` beside the app."""
     return str(Path(os.environ.get("RETENTION_WORKSPACE") or ROOT / "workspace").resolve())
@@ -61,7 +58,8 @@ def _open_workspace(folder: str) -> Workspace:
 
 
 def workspace() -> Workspace:
-    """The (process-wide, cached) workspace."""
+    """The (process-wide, cached) workspace. Every page calls this first."""
+    _use_the_router()  # not at import time: a rerun raised mid-import breaks other sessions
     try:
         return _open_workspace(workspace_folder())
     except InputError as exc:

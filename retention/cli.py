@@ -1,17 +1,22 @@
-"""The command line: ``python -m retention run INPUT --out DIR [options]``.
+"""The command line: ``python -m retention run INPUT --out DIR [options]``, plus
+``backup --workspace DIR --to FILE`` and ``restore FILE --workspace DIR [--force]``.
 
 Bad input exits with status 2 and one line on stderr that starts with ``error:``, names the file,
 column or row and says how to fix it; ``DIR`` is left as it was. Outputs are written into a
-temporary folder beside ``DIR`` and moved in only when everything succeeded.
+staging folder beside ``DIR`` and published only when everything succeeded, in one atomic
+rename (or, when ``DIR`` already holds files, one atomic exchange), so a killed run leaves
+``DIR`` either as it was or complete. Staging folders left by killed runs are removed by the
+next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -127,6 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", metavar="S", type=int, default=0)
     run.add_argument("--workspace", metavar="DIR", type=Path, default=None)
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    backup = sub.add_parser(
+        "backup",
+        help="write a backup of a workspace to one file",
+        description="Write everything in the workspace (datasets, embedding cache, runs, segment "
+        "names) to one zip file with a checksummed manifest. Stop the app on that workspace "
+        "first.",
+    )
+    backup.add_argument("--workspace", metavar="DIR", type=Path, default=None)
+    backup.add_argument("--to", metavar="FILE", type=Path, required=True, help="backup file")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
+
+    restore = sub.add_parser(
+        "restore",
+        help="restore a workspace from a backup file",
+        description="Check a backup and restore it into a workspace folder, all or nothing. A "
+        "folder that is not empty is refused unless --force.",
+    )
+    restore.add_argument("backup", metavar="FILE", type=Path, help="backup file")
+    restore.add_argument("--workspace", metavar="DIR", type=Path, default=None)
+    restore.add_argument(
+        "--force", action="store_true", help="replace the workspace database in DIR"
+    )
     return parser
 
 
@@ -152,15 +180,58 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--out {args.out}: exists and is not a folder. Choose a folder path.")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False when
+    the system or the file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _keep_alongside(out: Path, staging: Path) -> None:
+    """Link the files of ``out`` that the run does not write into ``staging`` (no copy)."""
+    for item in out.iterdir():
+        target = staging / item.name
+        if target.exists() or target.is_symlink():
+            continue
+        if item.is_symlink():
+            os.symlink(os.readlink(item), target)
+        elif item.is_dir():
+            shutil.copytree(item, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(item, target)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _publish(staging: Path, out: Path) -> None:
-    """Move the finished outputs into ``out`` (created when missing)."""
-    if not out.exists():
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)
-        os.replace(staging, out)
+    """Move the finished outputs into ``out`` (created when missing) in one atomic step."""
+    from retention.backup import publish_folder
+
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        publish_folder(staging, out)
         return
-    for item in staging.iterdir():
+    _keep_alongside(out, staging)
+    staging.chmod(out.stat().st_mode & 0o7777)  # it takes the place of ``out``
+    if _exchange(staging, out):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous outputs
+        return
+    for item in staging.iterdir():  # no atomic exchange here: replace file by file
+        if item.is_dir() and not item.is_symlink() and (out / item.name).is_dir():
+            continue
         os.replace(item, out / item.name)
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -191,6 +262,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return _durability(args)
+
+
+def _durability(args: argparse.Namespace) -> int:
+    """``backup`` and ``restore``: one line on stdout when done, the error contract otherwise."""
+    from retention.backup import backup, restore
+    from retention.workspace import DB_NAME, Workspace
+
+    progress = _Progress(quiet=True)
+    try:
+        if args.command == "backup":
+            folder = Path(
+                args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
+            ).resolve()
+            if not (folder / DB_NAME).is_file():
+                raise InputError(
+                    f"--workspace {folder}: there is no workspace there (no {DB_NAME}). Check "
+                    "the folder."
+                )
+            ws = Workspace(folder)
+            try:
+                info = backup(ws, args.to, force=args.force)
+            finally:
+                ws.close()
+            print(
+                f"Backed up {info.datasets} dataset(s) and {info.runs} run(s) from {folder} "
+                f"to {info.path} ({info.size_bytes:,} bytes)."
+            )
+        else:
+            folder = Path(
+                args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
+            ).resolve()
+            info = restore(args.backup, folder, force=args.force)
+            print(
+                f"Restored {info.datasets} dataset(s) and {info.runs} run(s) from {info.path} "
+                f"into {folder}."
+            )
+    except InputError as exc:
+        progress.error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        progress.error("interrupted; nothing was changed")
+        return 130
+    except Exception as exc:  # a bug, not bad input: still no traceback for the user
+        if os.environ.get("RETENTION_DEBUG"):
+            raise
+        progress.error(
+            f"internal error ({type(exc).__name__}: {exc}); nothing was changed. Set "
+            "RETENTION_DEBUG=1 to see the details and report it."
+        )
+        return 1
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from retention.backup import remove_stale_staging, staging_folder
     from retention.pipeline import PipelineConfig, run_pipeline
 
     staging: Path | None = None
@@ -198,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_options(args)
         out = args.out.resolve()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        remove_stale_staging(out)
+        staging = staging_folder(out)
         config = PipelineConfig(
             input=args.input,
             campaigns=args.campaigns,

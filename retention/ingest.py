@@ -69,6 +69,11 @@ MAX_LINE_BYTES = 8 * 1024**2
 FAST_PATH_BYTES = 32 * 1024**2
 #: Zip entries that expand more than this many times are treated as a zip bomb.
 MAX_ZIP_RATIO = 100
+#: Longest accepted column name, in characters.
+MAX_COLUMN_NAME_CHARS = 1_000
+# The csv module refuses fields over 128 KiB by default; cells up to MAX_CELL_CHARS are allowed
+# (longer ones get a clear message later), so sniffing must not trip over them first.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
 
 #: Placeholders that mean "no user id" in an id column.
 _MISSING_TOKENS = ["", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?", "unknown"]
@@ -648,6 +653,22 @@ def _read_json(text: str, name: str) -> pd.DataFrame:
             f"'{name}' looks like JSON but is not valid JSON Lines ({exc.msg}, line "
             f"{exc.lineno if stripped.startswith('[') else number}). Each line must be one object."
         ) from None
+    except RecursionError:
+        raise _too_deep(name) from None
+    try:
+        return _json_frame(objects, name)
+    except RecursionError:
+        raise _too_deep(name) from None
+
+
+def _too_deep(name: str) -> InputError:
+    return InputError(
+        f"'{name}' has JSON nested too deeply to be a table. Give one object per line whose "
+        "values are plain text or numbers (JSON Lines)."
+    )
+
+
+def _json_frame(objects: list[tuple[int, Any]], name: str) -> pd.DataFrame:
     columns: dict[str, None] = {}
     rows: list[dict[str, str | None]] = []
     for number, obj in objects:
@@ -689,7 +710,7 @@ def _sniff_delimiter(text: str) -> tuple[str, list[list[str]]]:
     best: tuple[int, str, list[list[str]]] | None = None
     for delimiter in (",", "\t", ";", "|"):
         try:
-            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r][:200]
+            rows = [r for r in csv.reader(_lines(sample), delimiter=delimiter) if r][:200]
         except csv.Error:
             continue
         width = _consistent_width(rows)
@@ -700,8 +721,16 @@ def _sniff_delimiter(text: str) -> tuple[str, list[list[str]]]:
     rows = [line.split() for line in sample.splitlines() if line.strip()][:200]
     if _consistent_width(rows) >= 2:
         return "whitespace", rows
-    rows = [r for r in csv.reader(io.StringIO(sample)) if r][:200]
+    try:
+        rows = [r for r in csv.reader(_lines(sample)) if r][:200]
+    except csv.Error:  # not CSV-like at all: one column per line, pandas has the last word
+        rows = [[line] for line in sample.splitlines() if line][:200]
     return ",", rows
+
+
+def _lines(text: str) -> io.StringIO:
+    """Text for ``csv.reader`` with universal newlines (old Mac files end lines with CR)."""
+    return io.StringIO(text, newline=None)
 
 
 def _consistent_width(rows: list[list[str]]) -> int:
@@ -783,6 +812,13 @@ def _check_columns(columns: list[Any], name: str) -> None:
             "the header row. Give every column a name in the first row (a blank first name is "
             "often a saved row index: delete that column)."
         )
+    long = [i + 1 for i, c in enumerate(names) if len(c) > MAX_COLUMN_NAME_CHARS]
+    if long:
+        raise InputError(
+            f"'{name}': the column name at position {long[0]} of the header row is "
+            f"{len(names[long[0] - 1]):,} characters long; names are limited to "
+            f"{MAX_COLUMN_NAME_CHARS:,}. Is the first row really a header? Check the delimiter."
+        )
     seen: dict[str, str] = {}
     dupes: list[str] = []
     for c in names:
@@ -850,9 +886,9 @@ def _ts_from_text(expr: str, family: str) -> str:
             f"ELSE timezone('UTC', TRY_CAST({expr} AS TIMESTAMPTZ)) END)"
         )
     elif family == "epoch_s":
-        parsed = f"make_timestamp(CAST(TRY_CAST({expr} AS DOUBLE) * 1000000 AS BIGINT))"
+        parsed = f"make_timestamp(TRY_CAST(TRY_CAST({expr} AS DOUBLE) * 1000000 AS BIGINT))"
     elif family == "epoch_ms":
-        parsed = f"make_timestamp(CAST(TRY_CAST({expr} AS DOUBLE) * 1000 AS BIGINT))"
+        parsed = f"make_timestamp(TRY_CAST(TRY_CAST({expr} AS DOUBLE) * 1000 AS BIGINT))"
     else:  # our own fixed format strings (no user text goes into the SQL)
         formats = ", ".join("'" + f + "'" for f in TIME_FAMILIES[family])
         parsed = f"try_strptime({expr}, [{formats}])"
@@ -1519,7 +1555,7 @@ def _time_expr(v: str, t: Any, family: str | None) -> str:
     if family in (None, "native"):
         return "CAST(NULL AS TIMESTAMP)"
     if _is_number_type(t) and family not in _EPOCH_FAMILIES:
-        text = f"CAST(CAST({v} AS BIGINT) AS VARCHAR)"
+        text = f"CAST(TRY_CAST({v} AS BIGINT) AS VARCHAR)"
     else:
         text = f"CAST({v} AS VARCHAR)"
     return f"CAST({_ts_from_text(text, family)} AS TIMESTAMP)"

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from retention.workspace import Workspace
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 _LOADED_KEY = "samples.loaded"
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,15 @@ def load_sample(ws: Workspace, sample: Sample) -> str:
 
 
 def ensure_samples(ws: Workspace) -> list[str]:
-    """Load the samples into a workspace once (never again, even if the user deletes them)."""
+    """Load the samples into a workspace once (never again, even if the user deletes them).
+
+    Sessions arriving together wait for the first one, so the samples are stored once.
+    """
     if ws.get_meta(_LOADED_KEY):
         return []
-    ids = [load_sample(ws, s) for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
-    ws.set_meta(_LOADED_KEY, "1")
+    with _LOCK:
+        if ws.get_meta(_LOADED_KEY):
+            return []
+        ids = [load_sample(ws, s) for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
+        ws.set_meta(_LOADED_KEY, "1")
     return ids

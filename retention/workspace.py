@@ -96,6 +96,10 @@ class Run:
 
 _connections: dict[Path, duckdb.DuckDBPyConnection] = {}
 _connections_lock = threading.Lock()
+# One writer at a time per database in this process: DuckDB answers two threads writing the
+# same rows at once (e.g. two sessions upserting one meta key) with a transaction or even a
+# constraint error, so write transactions queue here instead. Reads never wait.
+_write_locks: dict[Path, threading.RLock] = {}
 
 
 def _canonical(settings: dict[str, Any]) -> str:
@@ -164,6 +168,8 @@ class Workspace:
             ) from exc
         self.db_path = self.folder / DB_NAME
         self._local = threading.local()
+        with _connections_lock:
+            self._write_lock = _write_locks.setdefault(self.db_path, threading.RLock())
         self._con = self._connect()
         self._migrate()
         self._mark_interrupted_runs()
@@ -234,10 +240,11 @@ class Workspace:
             cur.execute("COMMIT")
 
     def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], _T]) -> _T:
-        """Run ``fn`` in one transaction, retrying on write-write conflicts between threads."""
+        """Run ``fn`` in one transaction, one writer at a time in this process, retrying on
+        write-write conflicts (with a transaction some other code opened on the connection)."""
         for attempt in range(8):
             try:
-                with self._transaction() as cur:
+                with self._write_lock, self._transaction() as cur:
                     return fn(cur)
             except duckdb.TransactionException:
                 if attempt == 7:
