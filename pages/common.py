@@ -32,14 +32,22 @@ PAGE_TITLES = {
 _LAST_DATASET = "ui.last_dataset"
 
 
+_router_checked = False
+
+
 def _use_the_router() -> None:
     """Make a page opened directly by URL on a fresh server run through ``app.py``.
 
     Streamlit treats a ``pages/`` folder beside the entry point as a legacy multipage app until
     ``st.navigation`` has run once in the process: until then a first visit to, say,
     ``/strategies`` runs that page alone, without the router and the shared sidebar. Leaving
-    that mode and rerunning sends the visit through ``app.py`` to the same page.
+    that mode and rerunning sends the visit through ``app.py`` to the same page. This happens
+    at most once per process (a second rerun could swallow a button click).
     """
+    global _router_checked
+    if _router_checked:
+        return
+    _router_checked = True
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:

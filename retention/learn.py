@@ -4,8 +4,10 @@ Q-learning / SARSA on simulated users, batch Q-learning over logged transitions,
 
 Why vectorised: the article's loop simulates one user and does one ``argmax`` and one update per
 step in Python. :class:`QLearner` steps ``n_users`` simulated users at once: one uniform draw per
-user picks the next state from cumulative transition tables, and the Q-table gets one averaged
-update per visited (state, action) per step (``np.bincount``). Same seed, same Q-table.
+user picks the next state from alias tables (O(1) per draw), and the Q-table gets one averaged
+update per visited (state, action) per step (``np.bincount``), with a learning rate per (state,
+action) that falls with its visits, and Polyak–Ruppert averaging of the Q-table over the second
+half of training. Same seed, same Q-table.
 
 Values are discounted sums from the MDP's starting distribution (see ``retention.mdp``). "Reaching
 99% of the optimum" means ``1 - (V* - V_pi) / |V*| >= 0.99`` with ``V_pi`` the exact value of the
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import gammaln
 
 from retention.errors import InputError
 from retention.evaluate import (
@@ -136,21 +139,88 @@ def _cumulative(p: np.ndarray) -> np.ndarray:
     return cum / cum[..., -1:]
 
 
+def _alias_tables(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias tables (Vose's construction) for each row of ``p`` (rows x outcomes).
+
+    Draw: ``u`` uniform in [0, outcomes); ``j = floor(u)``; the outcome is ``j`` when
+    ``u - j < prob[row, j]``, else ``alias[row, j]``. Exact, and O(1) per draw whatever the
+    number of outcomes; a zero-probability outcome is never drawn."""
+    rows, k = p.shape
+    prob = np.ones((rows, k))
+    alias = np.tile(np.arange(k), (rows, 1))
+    for i in range(rows):
+        scaled = p[i] / p[i].sum() * k
+        small = [j for j in range(k) if scaled[j] < 1.0]
+        large = [j for j in range(k) if scaled[j] >= 1.0]
+        while small and large:
+            lo, hi = small.pop(), large.pop()
+            prob[i, lo], alias[i, lo] = scaled[lo], hi
+            scaled[hi] -= 1.0 - scaled[lo]
+            (small if scaled[hi] < 1.0 else large).append(hi)
+        for j in small:  # left over by rounding: keep it at full weight unless it is impossible
+            if p[i, j] <= 0.0:
+                prob[i, j], alias[i, j] = 0.0, int(np.argmax(p[i]))
+    return prob, alias
+
+
+def _batch_rate(
+    n: np.ndarray, k: np.ndarray, learning_rate: float, lr_decay: float, min_learning_rate: float
+) -> np.ndarray:
+    """The step that ``k`` single updates with rates ``a_i = learning_rate / (1 + lr_decay * i)``
+    (``i = n, ..., n + k - 1``: the pair's visits so far) take together toward their mean
+    target: ``1 - prod(1 - a_i)``, in closed form with log-gamma. ``min_learning_rate`` floors
+    the step as a whole: it is at least that of ``k`` updates at that rate."""
+    if lr_decay == 0.0:
+        keep = np.full(np.shape(n), np.log1p(-learning_rate) if learning_rate < 1 else -np.inf)
+        keep = keep * k
+    else:
+        # prod_i (i + (1 - lr) / d) / (i + 1 / d) over i = n .. n + k - 1
+        a, b = (1.0 - learning_rate) / lr_decay, 1.0 / lr_decay
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keep = gammaln(n + k + a) - gammaln(n + a) - gammaln(n + k + b) + gammaln(n + b)
+        keep = np.where(np.isnan(keep), -np.inf, keep)
+    rate = -np.expm1(keep)
+    if min_learning_rate > 0.0:
+        floor = -np.expm1(k * np.log1p(-min(min_learning_rate, 1.0 - 1e-16)))
+        rate = np.maximum(rate, floor)
+    return np.clip(rate, 0.0, 1.0)
+
+
 class QLearner:
     """Tabular Q-learning (or SARSA) on users simulated from an MDP, vectorised over users.
 
     Each episode starts ``n_users`` simulated users (``starts="uniform"``: exploring starts over
     the non-terminal states, so rare states get visits; ``"mdp"``: the MDP's starting
     distribution) and runs ``horizon`` steps. Exploration is epsilon-greedy with
-    ``epsilon_e = max(min_epsilon, epsilon * epsilon_decay**e)`` and the learning rate is
-    ``max(min_learning_rate, learning_rate / (1 + lr_decay * e))`` at episode ``e``. Each step,
+    ``epsilon_e = max(min_epsilon, epsilon * epsilon_decay**e)`` at episode ``e``. Each step,
     the targets ``r + gamma * max_a' Q(s', a')`` (SARSA: ``Q(s', a')`` of the next chosen
-    action; 0 past a terminal state) are averaged per visited (s, a) and ``Q(s, a)`` moves that
-    far toward the average. Reaching the horizon truncates, it does not terminate: the last
-    step still bootstraps.
+    action; 0 past a terminal state) are averaged per visited (s, a) and ``Q(s, a)`` moves
+    toward that average. Reaching the horizon truncates, it does not terminate: the last step
+    still bootstraps.
 
-    Learned attributes: ``q_`` (states x actions), ``policy_`` (greedy), ``curve_`` (one row per
-    evaluation: episode, steps, seconds, epsilon, learning_rate, mean_return (discounted, per
+    Learning rates are per (state, action) and fall with its visits (a generalised
+    Robbins–Monro schedule): the ``n``-th visit of a pair (``n = 0, 1, ...``) has rate
+    ``max(min_learning_rate, learning_rate / (1 + lr_decay * n))``, and the ``k`` visits of one
+    step move ``Q(s, a)`` as far as ``k`` such single updates would. A rarely visited pair keeps
+    learning fast while a common one averages over many users; one schedule per episode for
+    every pair left rare states and near-ties noisy. ``lr_decay`` of the order of ``1 - gamma``
+    forgets the early, badly bootstrapped targets fast enough (``lr_decay = 1`` with
+    ``learning_rate = 1`` would be the plain running mean of every target, whose early bias
+    fades very slowly).
+
+    Polyak–Ruppert averaging: from episode ``floor(average_from * episodes)`` on, the Q-table
+    returned (and its greedy policy) is the mean of the Q-tables after every step, which removes
+    most of the noise the last updates leave (``average_from=1``: no averaging).
+
+    Defaults by algorithm (``None``): Q-learning explores with ``min_epsilon=0.5`` (it learns
+    the greedy policy's values whatever the exploration), ``lr_decay=0.15`` and
+    ``average_from=0.5``. SARSA learns the value of its own exploring policy, which keeps
+    changing while epsilon decays, so it needs a short memory: ``min_epsilon=0.05``,
+    ``lr_decay=0.02`` and no averaging.
+
+    Learned attributes: ``q_`` (states x actions), ``policy_`` (greedy), ``counts_`` (visits per
+    state and action), ``curve_`` (one row per evaluation: episode, steps, seconds, epsilon,
+    learning_rate (the mean over pairs of the next visit's rate), mean_return (discounted, per
     simulated user and episode), greedy_value (exact, from the MDP's start), optimal_value,
     fraction_of_optimum), ``value_``, ``optimal_value_``, ``n_steps_`` (user-steps),
     ``fit_seconds_``.
@@ -161,14 +231,15 @@ class QLearner:
         *,
         algorithm: str = "q",
         episodes: int = 200,
-        n_users: int = 2000,
+        n_users: int = 10_000,
         horizon: int = 20,
         epsilon: float = 1.0,
         epsilon_decay: float = 0.97,
         min_epsilon: float | None = None,
-        learning_rate: float = 0.5,
-        lr_decay: float = 1.0,
-        min_learning_rate: float = 0.0005,
+        learning_rate: float = 1.0,
+        lr_decay: float | None = None,
+        min_learning_rate: float = 0.0,
+        average_from: float | None = None,
         gamma: float | None = None,
         starts: str = "uniform",
         eval_every: int | None = None,
@@ -184,6 +255,7 @@ class QLearner:
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.min_learning_rate = min_learning_rate
+        self.average_from = average_from
         self.gamma = gamma
         self.starts = starts
         self.eval_every = eval_every
@@ -203,6 +275,7 @@ class QLearner:
                 "learning_rate",
                 "lr_decay",
                 "min_learning_rate",
+                "average_from",
                 "gamma",
                 "starts",
                 "eval_every",
@@ -219,17 +292,23 @@ class QLearner:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise InputError(f"The '{name}' parameter must be an int >= 1. Got {v!r}.")
-        for name in ("epsilon", "min_epsilon", "epsilon_decay"):
+        for name in (
+            "epsilon",
+            "min_epsilon",
+            "epsilon_decay",
+            "min_learning_rate",
+            "average_from",
+        ):
             v = getattr(self, name)
-            if v is None and name == "min_epsilon":
+            if v is None and name in ("min_epsilon", "average_from"):
                 continue
             if not 0.0 <= v <= 1.0:
                 raise InputError(f"The '{name}' parameter must be in [0, 1]. Got {v!r}.")
-        for name in ("learning_rate", "min_learning_rate"):
-            v = getattr(self, name)
-            if not 0.0 < v <= 1.0:
-                raise InputError(f"The '{name}' parameter must be in (0, 1]. Got {v!r}.")
-        if self.lr_decay < 0:
+        if not 0.0 < self.learning_rate <= 1.0:
+            raise InputError(
+                f"The 'learning_rate' parameter must be in (0, 1]. Got {self.learning_rate!r}."
+            )
+        if self.lr_decay is not None and self.lr_decay < 0:
             raise InputError(f"The 'lr_decay' parameter must be >= 0. Got {self.lr_decay!r}.")
         if self.starts not in ("uniform", "mdp"):
             raise InputError(
@@ -241,11 +320,34 @@ class QLearner:
             return float(self.min_epsilon)
         return 0.5 if self.algorithm == "q" else 0.05
 
-    def schedule(self, episode: int) -> tuple[float, float]:
-        """(epsilon, learning rate) at an episode."""
-        eps = max(self._min_epsilon(), self.epsilon * self.epsilon_decay**episode)
-        lr = max(self.min_learning_rate, self.learning_rate / (1.0 + self.lr_decay * episode))
-        return eps, lr
+    def _lr_decay(self) -> float:
+        if self.lr_decay is not None:
+            return float(self.lr_decay)
+        return 0.15 if self.algorithm == "q" else 0.02
+
+    def _average_from(self) -> float:
+        if self.average_from is not None:
+            return float(self.average_from)
+        return 0.5 if self.algorithm == "q" else 1.0
+
+    def schedule(self, episode: int) -> float:
+        """Epsilon at an episode."""
+        return max(self._min_epsilon(), self.epsilon * self.epsilon_decay**episode)
+
+    def resolved_params(self) -> dict[str, Any]:
+        """The parameters with the per-algorithm defaults (``None``) filled in: what a fit
+        uses, as stored with a policy run."""
+        return {
+            **self.get_params(),
+            "min_epsilon": self._min_epsilon(),
+            "lr_decay": self._lr_decay(),
+            "average_from": self._average_from(),
+        }
+
+    def visit_rate(self, visits: np.ndarray) -> np.ndarray:
+        """The learning rate of a (state, action)'s next visit, given its visits so far."""
+        rate = self.learning_rate / (1.0 + self._lr_decay() * np.asarray(visits, dtype=float))
+        return np.maximum(self.min_learning_rate, rate)
 
     def fit(
         self,
@@ -259,57 +361,71 @@ class QLearner:
         g = _gamma(mdp, self.gamma)
         rng = np.random.default_rng(self.seed)
         n_s, n_a, n = mdp.n_states, mdp.n_actions, self.n_users
-        cum = _cumulative(mdp.T)
-        rewards, terminal = mdp.R, mdp.terminal
+        prob, alias = _alias_tables(mdp.T.reshape(n_s * n_a, n_s))
+        rewards, terminal = mdp.R.reshape(n_s * n_a, n_s), mdp.terminal
         start = (~terminal).astype(float) if self.starts == "uniform" else mdp.start.astype(float)
         start_cum = _cumulative(start)
         _, _, opt_policy = value_iteration(mdp, g)
         optimal = start_value(mdp, opt_policy, g)
         every = self.eval_every or max(1, self.episodes // 100)
+        average_start = int(np.floor(self._average_from() * self.episodes))
+        rate = (self.learning_rate, self._lr_decay(), self.min_learning_rate)
 
-        q = np.zeros(n_s * n_a)
+        q = np.zeros((n_s, n_a))
+        q_flat = q.reshape(-1)  # a view: updates through it change q
+        visits = np.zeros(n_s * n_a)
+        q_mean, n_mean = np.zeros((n_s, n_a)), 0
         rows: list[tuple] = []
         steps = 0
         t0 = time.perf_counter()
         for episode in range(self.episodes):
-            eps, lr = self.schedule(episode)
+            eps = self.schedule(episode)
             s = np.searchsorted(start_cum, rng.random(n), side="right")
             alive = np.ones(n, bool)
             ret = np.zeros(n)
             disc = 1.0
-            a = self._choose(q.reshape(n_s, n_a), s, eps, rng)
+            a = self._choose(np.argmax(q, axis=1), s, eps, n_a, rng)
             for _ in range(self.horizon):
-                u = rng.random(n)
-                s2 = (u[:, None] >= cum[s, a]).sum(axis=1)
-                r = rewards[s, a, s2]
+                sa = s * n_a + a
+                u = rng.random(n) * n_s
+                j = np.minimum(u.astype(np.intp), n_s - 1)
+                s2 = np.where(u - j < prob[sa, j], j, alias[sa, j])
+                r = rewards[sa, s2]
                 done = terminal[s2]
-                qm = q.reshape(n_s, n_a)
-                a2 = self._choose(qm, s2, eps, rng)
-                boot = qm[s2].max(axis=1) if self.algorithm == "q" else qm[s2, a2]
+                a2 = self._choose(np.argmax(q, axis=1), s2, eps, n_a, rng)
+                boot = q.max(axis=1)[s2] if self.algorithm == "q" else q[s2, a2]
                 target = r + g * np.where(done, 0.0, boot)
-                idx = (s * n_a + a)[alive]
+                everyone = alive.all()
+                idx = sa if everyone else sa[alive]
                 cnt = np.bincount(idx, minlength=n_s * n_a)
-                tot = np.bincount(idx, weights=target[alive], minlength=n_s * n_a)
-                seen = cnt > 0
-                q[seen] += lr * (tot[seen] / cnt[seen] - q[seen])
+                tot = np.bincount(
+                    idx, weights=target if everyone else target[alive], minlength=n_s * n_a
+                )
+                seen = np.flatnonzero(cnt)
+                k = cnt[seen].astype(float)
+                step = _batch_rate(visits[seen], k, *rate)
+                q_flat[seen] += step * (tot[seen] / k - q_flat[seen])
+                visits[seen] += k
+                if episode >= average_start:
+                    n_mean += 1
+                    q_mean += (q - q_mean) / n_mean
                 ret += disc * r * alive
                 disc *= g
-                steps += int(alive.sum())
+                steps += len(idx)
                 alive &= ~done
                 if not alive.any():
                     break
                 s, a = s2, a2
             last = episode == self.episodes - 1
             if episode % every == 0 or last:
-                qm = q.reshape(n_s, n_a)
-                greedy_value = start_value(mdp, _greedy(qm), g)
+                greedy_value = start_value(mdp, _greedy(q_mean if n_mean else q), g)
                 rows.append(
                     (
                         episode + 1,
                         steps,
                         time.perf_counter() - t0,
                         eps,
-                        lr,
+                        float(self.visit_rate(visits).mean()),
                         float(ret.mean()),
                         greedy_value,
                         optimal,
@@ -321,8 +437,9 @@ class QLearner:
             if progress is not None:
                 progress((episode + 1) / self.episodes, f"episode {episode + 1}/{self.episodes}")
 
-        self.q_ = q.reshape(n_s, n_a).copy()
+        self.q_ = (q_mean if n_mean else q).copy()
         self.policy_ = _greedy(self.q_)
+        self.counts_ = visits.reshape(n_s, n_a)
         self.curve_ = pd.DataFrame(rows, columns=CURVE_COLUMNS)
         self.value_ = start_value(mdp, self.policy_, g)
         self.optimal_value_ = optimal
@@ -330,12 +447,18 @@ class QLearner:
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
+    @staticmethod
     def _choose(
-        self, q: np.ndarray, s: np.ndarray, eps: float, rng: np.random.Generator
+        greedy: np.ndarray, s: np.ndarray, eps: float, n_actions: int, rng: np.random.Generator
     ) -> np.ndarray:
-        a = np.argmax(q[s], axis=1)
-        explore = rng.random(len(s)) < eps
-        return np.where(explore, rng.integers(0, q.shape[1], size=len(s)), a)
+        """Epsilon-greedy from one uniform draw per user: below ``eps`` it also picks the random
+        action (``u / eps`` is uniform on [0, 1) then)."""
+        u = rng.random(len(s))
+        explore = u < eps
+        random_action = np.minimum(
+            (u / max(eps, 1e-300) * n_actions).astype(np.intp), n_actions - 1
+        )
+        return np.where(explore, random_action, greedy[s])
 
 
 # --------------------------------------------------------------------------- batch (offline)
@@ -741,7 +864,7 @@ def train_policy(
         "prior_strength": prior_strength,
         "test_size": test_size if has_log else None,
         "n_bootstrap": n_bootstrap,
-        "learner": {k: v for k, v in learner.get_params().items()},
+        "learner": learner.resolved_params(),
         "seed": seed,
         "campaign_log": has_log,
     }
@@ -1008,34 +1131,80 @@ def save_policy_run(workspace: Any, dataset_id: str | None, result: PolicyResult
 
 
 def load_policy_run(workspace: Any, run_id: str) -> PolicyResult:
-    """A stored policy run back as a :class:`PolicyResult` (without the in-memory ``mdp``)."""
+    """A stored policy run back as a :class:`PolicyResult` (without the in-memory ``mdp``).
+
+    Runs stored by older versions may lack some settings, metadata or tables: what can be
+    rebuilt is (actions and Q-values from the recommendations, states from the Q-table, ...),
+    what cannot is left empty (NaN values, empty tables, no assumptions). A run without a
+    Q-table and without recommendations cannot be shown and raises :class:`InputError`."""
     run = workspace.load_run(run_id)
     if run.kind != "policy":
         raise InputError(f"Run {run_id!r} is a {run.kind!r} run, not a policy run.")
     if run.status != "done":
         raise InputError(f"Policy run {run_id!r} did not finish (status {run.status!r}).")
-    art, meta = run.artifacts, run.artifacts["meta"]
+    art = run.artifacts or {}
+    meta = art.get("meta") if isinstance(art.get("meta"), dict) else {}
+    settings = run.settings if isinstance(run.settings, dict) else {}
+    metrics = run.metrics if isinstance(run.metrics, dict) else {}
     frames = {name: art.get(name) for name in _FRAMES}
+    rec = frames["recommendations"]
+    q = art.get("q")
+
+    actions = meta.get("actions") or settings.get("actions")
+    if not actions and rec is not None:
+        actions = [c.removeprefix("q_") for c in rec.columns if c.startswith("q_")]
+    if q is None and rec is not None and actions:
+        q = rec[[f"q_{a}" for a in actions]].to_numpy(dtype=float)
+    if q is None or not actions or (rec is None and frames["states"] is None):
+        raise InputError(
+            f"Policy run {run_id!r} was stored by an older version without its Q-table or "
+            "recommendations, so it cannot be shown. Train the policy again."
+        )
+    q = np.asarray(q, dtype=float)
+    states = frames["states"]
+    if states is None:
+        states = rec[["segment", "stage"]].reset_index(drop=True)
+        states.insert(0, "state", np.arange(len(states)))
+    if rec is None:
+        rec = _recommendations(q, states, actions, np.zeros(len(states)), None)
+    stages = meta.get("stages") or list(dict.fromkeys(states["stage"].astype(str)))
+    segments = meta.get("segments") or sorted({int(g) for g in states["segment"]})
+    kind = meta.get("kind") or settings.get("shape") or "events"
+    gamma = meta.get("gamma", settings.get("gamma"))
+    curve = frames["curve"]
+    if curve is None or not set(CURVE_COLUMNS) <= set(curve.columns):
+        curve = pd.DataFrame(columns=CURVE_COLUMNS)
+    disagreements = frames["disagreements"]
+    if disagreements is None:
+        disagreements = pd.DataFrame(
+            columns=["segment", "stage", "action", "optimal_action", "value_loss"]
+        )
     return PolicyResult(
-        kind=meta["kind"],
-        algorithm=meta["algorithm"],
-        gamma=meta["gamma"],
-        actions=tuple(meta["actions"]),
-        stages=tuple(meta["stages"]),
-        segments=tuple(meta["segments"]),
-        settings=run.settings,
-        q=art["q"],
-        states=frames["states"],
-        recommendations=frames["recommendations"],
-        disagreements=frames["disagreements"],
-        curve=frames["curve"]
-        if frames["curve"] is not None
-        else pd.DataFrame(columns=CURVE_COLUMNS),
-        value=float(run.metrics["value"]),
-        optimal_value=float(run.metrics["optimal_value"]),
+        kind=str(kind),
+        algorithm=str(meta.get("algorithm") or settings.get("algorithm") or "unknown"),
+        gamma=None if gamma is None else float(gamma),
+        actions=tuple(str(a) for a in actions),
+        stages=tuple(str(st) for st in stages),
+        segments=tuple(int(g) for g in segments),
+        settings=settings,
+        q=q,
+        states=states,
+        recommendations=rec,
+        disagreements=disagreements,
+        curve=curve,
+        value=_number(metrics.get("value")),
+        optimal_value=_number(metrics.get("optimal_value")),
         ope=frames["ope"],
         projections=frames["projections"],
         stability=frames["stability"],
-        assumptions=tuple(meta["assumptions"]),
-        metrics=run.metrics,
+        assumptions=tuple(str(a) for a in meta.get("assumptions") or ()),
+        metrics=metrics,
     )
+
+
+def _number(value: Any) -> float:
+    """A stored number as a float; NaN when absent or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

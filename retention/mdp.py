@@ -342,7 +342,8 @@ def estimate_mdp(
     stage_of = np.tile(np.arange(n_stage), n_seg)
     base = _no_action_estimate(counts, n_seg, n_stage, actions)
     assumptions: list[str] = [
-        "at_risk pools recency 2..W-1 into one state (a Markov approximation of the stage process)."
+        "Users inactive for 2 periods or more, short of churned, share one at_risk stage, as if "
+        "they all behaved alike (a simplification of the model)."
     ]
     if has_log:
         k = prior_strength
@@ -352,8 +353,8 @@ def estimate_mdp(
         T[:, actions.index(NONE)] = base
         if k > 0:
             assumptions.append(
-                f"Per-action transitions are shrunk toward doing nothing with a Dirichlet prior "
-                f"worth {k:g} transitions."
+                f"An action seen on few users is taken to work like doing nothing until the "
+                f"campaign log shows otherwise (a Dirichlet prior worth {k:g} transitions)."
             )
     else:
         lift_map = resolve_lift(lift, actions)
@@ -361,8 +362,8 @@ def estimate_mdp(
         T = np.stack([_apply_lift(base, stage_of, lift_map[act]) for act in actions], axis=1)
         shown = ", ".join(f"{act} ×{lift_map[act]:g}" for act in actions if act != NONE)
         assumptions.append(
-            f"No campaign log: action effects come from an assumed lift table on P(active next "
-            f"period) ({shown})."
+            f"No campaign log: the effect of each action is an assumed lift table, which "
+            f"multiplies the chance a user is active next period ({shown})."
         )
 
     seg = assignments[["user_id", "segment"]].reset_index(drop=True)

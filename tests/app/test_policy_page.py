@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from retention.learn import QLearner, save_policy_run, train_policy
+from retention.periods import build_panel
 from retention.samples import SAMPLE_DIR
 from tests.app.conftest import make_app
 
@@ -75,7 +78,7 @@ def test_train_store_reopen_and_compare(app_workspace, planted_dataset):
     at.toggle(key="policy.compare").set_value(True).run()
     assert not at.exception
     diff = next(d.value for d in at.dataframe if "setting" in d.value.columns)
-    assert {"gamma", "churn_penalty"} <= set(diff["setting"])
+    assert {"discount γ", "churn penalty"} <= set(diff["setting"])
 
     fresh = make_app(PAGE)  # a refresh reopens the stored runs without training
     assert not fresh.exception
@@ -103,3 +106,50 @@ def test_no_campaign_log_shows_the_lift_assumption(app_workspace, planted_datase
     _train(at)
     assert not at.exception
     assert any("no logged actions" in i.value.lower() for i in at.info)
+
+
+def test_reopens_runs_stored_in_other_shapes(app_workspace, planted_dataset):
+    """Runs stored by the command-line pipeline or by older versions (settings of another shape,
+    thinner metadata, missing tables) are shown without a traceback; one that cannot be shown
+    says so."""
+    seg_run = _segment(app_workspace, planted_dataset)
+    truth = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
+    panel = build_panel(
+        app_workspace.cursor(), app_workspace.table(planted_dataset, "events"), period="week"
+    )
+    result = train_policy(
+        panel, truth, learner=QLearner(episodes=5, n_users=300), gammas=[0.9], penalties=[5.0]
+    )
+    ws = app_workspace
+    # The pipeline's shape: the learner's settings plus where they came from and the request.
+    request = {"segmentation_run": seg_run, "period": "week", "churn_after": 4, "episodes": 5}
+    result.settings.update(request, request=request)
+    save_policy_run(ws, planted_dataset, result)
+    # An older pipeline: the bare request as settings, a thin meta, no stored tables.
+    old = ws.start_run("policy", planted_dataset, {"episodes": 200, "seed": 1})
+    recs = result.recommendations.drop(columns=["n", "optimal_action"])
+    ws.finish_run(
+        old,
+        metrics={"value": result.value},
+        artifacts={"recommendations": recs, "meta": {"actions": list(result.actions)}},
+    )
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    show = at.selectbox(key="policy.show")
+    assert show.value == old  # the newest run first
+    assert [m.value for m in at.metric][:3] == [f"{result.value:.3f}", "—", "—"]
+    assert any("no stability map" in i.value for i in at.info)
+    at.toggle(key="policy.compare").set_value(True).run()
+    assert not at.exception, at.exception
+    diff = next(d.value for d in at.dataframe if "setting" in d.value.columns)
+    assert "discount γ" in set(diff["setting"]) and "request" not in set(diff["setting"])
+
+    # A run with neither Q-table nor recommendations: an error message, not a traceback.
+    broken = ws.start_run("policy", planted_dataset, {"seed": 2})
+    ws.finish_run(broken, metrics={}, artifacts={"meta": {}})
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    assert any("cannot be shown" in e.value for e in at.error)
+    at.selectbox(key="policy.show").set_value(old).run()
+    assert not at.exception, at.exception
+    assert np.isclose(float(at.metric[0].value), result.value, atol=1e-3)
