@@ -234,6 +234,8 @@ if train:
                 learning_curve(curve, title="Learning…"), key=f"policy.live.{len(curve)}"
             )
 
+    # Recorded before training so that a training killed half-way shows as interrupted.
+    pending = ws.start_run("policy", info.id, {"segmentation_run": seg_run.id, "training": True})
     try:
         if is_snapshot:
             reward = RewardSettings(action_costs=costs)
@@ -274,10 +276,14 @@ if train:
         result.settings.update(
             segmentation_run=seg_run.id, period=period_used, churn_after=churn_after
         )
-        new_run = save_policy_run(ws, info.id, result)
+        new_run = save_policy_run(ws, info.id, result, run_id=pending)
         st.session_state["policy.run"] = st.session_state["policy.show"] = new_run
     except InputError as exc:
+        ws.fail_run(pending, str(exc))
         stop_with_error(exc)
+    except BaseException as exc:
+        ws.fail_run(pending, f"stopped: {type(exc).__name__}")
+        raise
     bar.empty()
     live.empty()
 
@@ -370,6 +376,14 @@ def show_frame(frame: pd.DataFrame | None, needed: set[str]) -> bool:
 
 
 runs = ws.runs(kind="policy", dataset_id=info.id)
+failed = runs[runs["status"] == "failed"]
+if not failed.empty:
+    last = failed.iloc[0]
+    st.caption(
+        f"{len(failed)} training run(s) did not finish (latest: "
+        f"{pd.Timestamp(last['created']):%Y-%m-%d %H:%M}, {last['error'] or 'no reason recorded'}); "
+        "nothing from them is used."
+    )
 runs = runs[runs["status"] == "done"]
 if runs.empty:
     st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")

@@ -1103,10 +1103,17 @@ def train_snapshot_policy(
 _FRAMES = ("states", "recommendations", "disagreements", "curve", "ope", "projections", "stability")
 
 
-def save_policy_run(workspace: Any, dataset_id: str | None, result: PolicyResult) -> str:
+def save_policy_run(
+    workspace: Any, dataset_id: str | None, result: PolicyResult, run_id: str | None = None
+) -> str:
     """Store a trained policy as a ``policy`` run (settings, seed, Q-table, curve, metrics and
-    every table the page shows); returns the run id."""
-    run_id = workspace.start_run("policy", dataset_id, result.settings)
+    every table the page shows); returns the run id.
+
+    ``run_id``: a run recorded with ``workspace.start_run`` before training began, so that a
+    training killed half-way shows as an interrupted run; without it a new run is recorded.
+    """
+    if run_id is None:
+        run_id = workspace.start_run("policy", dataset_id, result.settings)
     try:
         artifacts: dict[str, Any] = {"q": np.asarray(result.q, dtype=float)}
         for name in _FRAMES:
@@ -1123,7 +1130,9 @@ def save_policy_run(workspace: Any, dataset_id: str | None, result: PolicyResult
             "assumptions": list(result.assumptions),
             "summary": result.summary(),
         }
-        workspace.finish_run(run_id, metrics=dict(result.metrics), artifacts=artifacts)
+        workspace.finish_run(
+            run_id, metrics=dict(result.metrics), artifacts=artifacts, settings=result.settings
+        )
     except Exception as exc:
         workspace.fail_run(run_id, str(exc))
         raise

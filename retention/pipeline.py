@@ -181,8 +181,39 @@ def train_or_reuse_policy(
             return row.id, load_policy_run(ws, row.id)
     info = ws.dataset(dataset_id)
     reward = config.reward()
-    if info.shape == "snapshot":
-        result = train_snapshot_policy(
+    # Recorded before training so that a killed training shows as an interrupted run.
+    pending = ws.start_run("policy", dataset_id, {"request": settings, "training": True})
+    try:
+        result = _train(
+            ws, dataset_id, info.shape, segmentation, settings, panel, config, reward, progress
+        )
+    except BaseException as exc:
+        ws.fail_run(pending, str(exc) or type(exc).__name__)
+        raise
+    full = {
+        **result.settings,
+        "segmentation_run": settings["segmentation_run"],
+        "period": settings["period"],
+        "churn_after": settings["churn_after"],
+        "request": settings,
+    }
+    result = PolicyResult(**{**result.__dict__, "settings": full})
+    return save_policy_run(ws, dataset_id, result, run_id=pending), result
+
+
+def _train(
+    ws: Workspace,
+    dataset_id: str,
+    shape: str,
+    segmentation: SegmentationResult,
+    settings: dict[str, Any],
+    panel: pd.DataFrame | None,
+    config: PipelineConfig,
+    reward: RewardSettings,
+    progress: Progress | None,
+) -> PolicyResult:
+    if shape == "snapshot":
+        return train_snapshot_policy(
             ws.load(dataset_id, "snapshot"),
             segmentation.assignments,
             reward=reward,
@@ -193,7 +224,7 @@ def train_or_reuse_policy(
     else:
         assert panel is not None
         learner = QLearner(episodes=config.episodes) if config.episodes else None
-        result = train_policy(
+        return train_policy(
             panel,
             segmentation.assignments,
             campaigns=campaigns_by_period(ws, dataset_id, settings["period"]),
@@ -202,15 +233,6 @@ def train_or_reuse_policy(
             seed=config.seed,
             progress=progress,
         )
-    full = {
-        **result.settings,
-        "segmentation_run": settings["segmentation_run"],
-        "period": settings["period"],
-        "churn_after": settings["churn_after"],
-        "request": settings,
-    }
-    result = PolicyResult(**{**result.__dict__, "settings": full})
-    return save_policy_run(ws, dataset_id, result), result
 
 
 def segment_names(ws: Workspace, run_id: str, segmentation: SegmentationResult) -> dict[int, str]:

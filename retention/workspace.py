@@ -482,7 +482,12 @@ class Workspace:
         return run_id
 
     def finish_run(
-        self, run_id: str, *, metrics: dict[str, Any], artifacts: dict[str, Any]
+        self,
+        run_id: str,
+        *,
+        metrics: dict[str, Any],
+        artifacts: dict[str, Any],
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """Store a run's artifacts and metrics and mark it done, all in one transaction."""
         encoded = {name: _encode_artifact(value) for name, value in artifacts.items()}
@@ -496,6 +501,11 @@ class Workspace:
                 "WHERE id = ?",
                 [json.dumps(metrics, default=_json_default), run_id],
             )
+            if settings is not None:  # the full settings, known only once the run is done
+                cur.execute(
+                    "UPDATE runs SET settings = ?, settings_key = ? WHERE id = ?",
+                    [json.dumps(settings, default=_json_default), _canonical(settings), run_id],
+                )
 
         self._write(write)
 
