@@ -129,8 +129,8 @@ for seg in segments.itertuples(index=False):
         size.metric("Users", f"{seg.users:,}")
         if seg.every_action_hurts:
             st.warning(
-                "**Leave them alone.** Every strategy is estimated to make these users less "
-                "likely to stay, even before its cost.",
+                "**Leave them alone.** With your reward settings, every strategy is estimated to do "
+                "worse than doing nothing for these users, even before its cost.",
                 icon=":material/do_not_disturb_on:",
             )
         lines = []
@@ -140,7 +140,7 @@ for seg in segments.itertuples(index=False):
             if r.verdict == "leave alone: not worth the cost":
                 note = " — actions help a little but not enough to pay for themselves"
             elif r.verdict == "leave alone: every action hurts":
-                note = " — every action is estimated to hurt"
+                note = " — every action is estimated to do worse than nothing"
             support = {"thin": " ⚠️ little data", "moderate": "", "solid": ""}[r.support]
             lines.append(
                 f"- **{STAGE_WORDS.get(r.stage, r.stage).capitalize()}** "

@@ -344,7 +344,8 @@ def make_report(
             "Strategies",
             paragraphs=["What to do with each segment at each engagement stage."],
             warnings=[
-                f"Leave them alone: every action is estimated to hurt {r.label} ({r.stage})."
+                f"Leave them alone: every action is estimated to do worse than doing nothing for "
+                f"{r.label} ({r.stage}), even before its cost."
                 for r in hurt.itertuples(index=False)
             ],
             tables=[

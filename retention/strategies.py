@@ -92,7 +92,8 @@ def build_strategies(
         q_none = q[nothing] if has_none else np.nan
         others = [a for a in actions if a != nothing]
         # Value of each action over doing nothing, with its own immediate cost added back:
-        # below zero means the action is estimated to hurt retention, not only to cost money.
+        # below zero means the action is estimated to lower the value (retention, revenue and churn
+        # penalties as the user weighs them), not only to cost money.
         gross = {a: q[a] + costs[a] - (q_none + costs.get(str(nothing), 0.0)) for a in others}
         if best == nothing and has_none and others:
             verdict = (
