@@ -941,7 +941,7 @@ def _best_time_families(
             continue
         allowed = list(TIME_FAMILIES)
         if allow_epoch:
-            numeric = pd.to_numeric(sample, errors="coerce")
+            numeric = _to_numeric_text(sample)
             if numeric.notna().mean() >= 0.9 and numeric.between(1e8, 1e13).all():
                 allowed += list(_EPOCH_FAMILIES)
         scores = [(counts[key][families.index(f)], -i, f) for i, f in enumerate(allowed)]
@@ -949,7 +949,7 @@ def _best_time_families(
         if n == 0:
             result[key] = (None, 0.0)
         elif best in _EPOCH_FAMILIES:
-            ms = pd.to_numeric(sample, errors="coerce").median() > 1e11
+            ms = _to_numeric_text(sample).median() > 1e11
             result[key] = ("epoch_ms" if ms else "epoch_s", n / len(sample))
         else:
             result[key] = (best, n / len(sample))
@@ -1039,13 +1039,20 @@ def _numeric(series: pd.Series) -> pd.Series:
         return series.astype(float)
     if pd.api.types.is_numeric_dtype(series):
         return pd.to_numeric(series, errors="coerce").astype(float)
-    plain = pd.to_numeric(series, errors="coerce")
+    plain = _to_numeric_text(series)
     if plain.notna().mean() >= 0.99:
         return plain.astype(float)
     text = series.astype("string").str.strip().str.lower()
     text = text.replace({"true": "1", "false": "0", "yes": "1", "no": "0"})
     cleaned = text.str.replace(r"[\s$€£¥]", "", regex=True).str.replace(",", "", regex=False)
-    return pd.to_numeric(cleaned, errors="coerce").astype(float)
+    return _to_numeric_text(cleaned).astype(float)
+
+
+def _to_numeric_text(series: pd.Series) -> pd.Series:
+    """``pd.to_numeric(errors="coerce")`` on text, through plain Python objects: pandas 2.3's
+    masked string path crashed the interpreter (segmentation fault) on some generated inputs."""
+    values = series.astype(object).where(series.notna(), None)
+    return pd.to_numeric(values, errors="coerce")
 
 
 def _profiles(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> list[_Profile]:
