@@ -9,7 +9,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import page_link, set_current_dataset, stop_with_error, workspace
+from pages.common import (
+    current_dataset,
+    page_link,
+    set_current_dataset,
+    stop_with_error,
+    workspace,
+)
 from retention.errors import InputError
 from retention.ingest import (
     EVENT_ROLES,
@@ -53,6 +59,16 @@ flash = st.session_state.pop("data.flash", None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
     page_link("segments", "Next: find segments", ":material/bubble_chart:")
+else:
+    current = current_dataset()
+    if current is not None:
+        kind = "event log" if current.shape == "events" else "campaign snapshot"
+        st.info(
+            f"You are working on **{current.name}** ({current.rows:,} rows, {kind}). Explore it "
+            "on the next pages, or add your own data below.",
+            icon=":material/dataset:",
+        )
+        page_link("segments", "Find segments in it", ":material/bubble_chart:")
 
 add_tab, manage_tab = st.tabs(["Add data", "Your datasets"])
 
