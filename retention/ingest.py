@@ -1049,10 +1049,22 @@ def _numeric(series: pd.Series) -> pd.Series:
 
 
 def _to_numeric_text(series: pd.Series) -> pd.Series:
-    """``pd.to_numeric(errors="coerce")`` on text, through plain Python objects: pandas 2.3's
-    masked string path crashed the interpreter (segmentation fault) on some generated inputs."""
-    values = series.astype(object).where(series.notna(), None)
-    return pd.to_numeric(values, errors="coerce")
+    """Text to float (NaN where it is not a number), one value at a time in Python.
+
+    Used on detection samples (at most 20,000 values). ``pd.to_numeric(errors="coerce")`` is
+    not used here: pandas 2.3 crashed the interpreter (segmentation fault) on some generated
+    hostile files, with string and with object input alike.
+    """
+
+    def convert(value: object) -> float:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return float("nan")
+        try:
+            return float(str(value))
+        except (ValueError, OverflowError):
+            return float("nan")
+
+    return pd.Series([convert(v) for v in series.tolist()], index=series.index, dtype=float)
 
 
 def _profiles(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> list[_Profile]:
