@@ -262,73 +262,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    return _durability(args)
-
-
-def _durability(args: argparse.Namespace) -> int:
-    """``backup`` and ``restore``: one line on stdout when done, the error contract otherwise."""
-    from retention.backup import backup, restore
-    from retention.workspace import DB_NAME, Workspace
-
-    progress = _Progress(quiet=True)
+    progress = _Progress(quiet=args.command != "run" or args.quiet)
+    untouched = (
+        "the output folder was left as it was" if args.command == "run" else "nothing was changed"
+    )
     try:
-        if args.command == "backup":
-            folder = Path(
-                args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
-            ).resolve()
-            if not (folder / DB_NAME).is_file():
-                raise InputError(
-                    f"--workspace {folder}: there is no workspace there (no {DB_NAME}). Check "
-                    "the folder."
-                )
-            ws = Workspace(folder)
-            try:
-                info = backup(ws, args.to, force=args.force)
-            finally:
-                ws.close()
-            print(
-                f"Backed up {info.datasets} dataset(s) and {info.runs} run(s) from {folder} "
-                f"to {info.path} ({info.size_bytes:,} bytes)."
-            )
+        if args.command == "run":
+            _run(args, progress)
         else:
-            folder = Path(
-                args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
-            ).resolve()
-            info = restore(args.backup, folder, force=args.force)
-            print(
-                f"Restored {info.datasets} dataset(s) and {info.runs} run(s) from {info.path} "
-                f"into {folder}."
-            )
+            _durability(args)
     except InputError as exc:
         progress.error(str(exc))
         return 2
     except KeyboardInterrupt:
-        progress.error("interrupted; nothing was changed")
+        progress.error(f"interrupted; {untouched}")
         return 130
     except Exception as exc:  # a bug, not bad input: still no traceback for the user
         if os.environ.get("RETENTION_DEBUG"):
             raise
         progress.error(
-            f"internal error ({type(exc).__name__}: {exc}); nothing was changed. Set "
-            "RETENTION_DEBUG=1 to see the details and report it."
+            f"internal error ({type(exc).__name__}: {exc}); {untouched}. Set RETENTION_DEBUG=1 "
+            "to see the details and report it."
         )
         return 1
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _durability(args: argparse.Namespace) -> None:
+    """``backup`` and ``restore``: one line on stdout when done, the error contract otherwise."""
+    from retention.backup import backup, restore
+    from retention.workspace import DB_NAME, Workspace
+
+    if args.command == "backup":
+        folder = Path(
+            args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
+        ).resolve()
+        if not (folder / DB_NAME).is_file():
+            raise InputError(
+                f"--workspace {folder}: there is no workspace there (no {DB_NAME}). Check "
+                "the folder."
+            )
+        ws = Workspace(folder)
+        try:
+            info = backup(ws, args.to, force=args.force)
+        finally:
+            ws.close()
+        print(
+            f"Backed up {info.datasets} dataset(s) and {info.runs} run(s) from {folder} "
+            f"to {info.path} ({info.size_bytes:,} bytes)."
+        )
+    else:
+        folder = Path(
+            args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
+        ).resolve()
+        info = restore(args.backup, folder, force=args.force)
+        print(
+            f"Restored {info.datasets} dataset(s) and {info.runs} run(s) from {info.path} "
+            f"into {folder}."
+        )
+
+
+def _run(args: argparse.Namespace, progress: _Progress) -> None:
     from retention.backup import remove_stale_staging, staging_folder
     from retention.pipeline import PipelineConfig, run_pipeline
 
-    staging: Path | None = None
-    progress = _Progress(args.quiet)
+    _check_options(args)
+    out = args.out.resolve()
+    remove_stale_staging(out)
+    staging = staging_folder(out)
     try:
-        _check_options(args)
-        out = args.out.resolve()
-        remove_stale_staging(out)
-        staging = staging_folder(out)
         config = PipelineConfig(
             input=args.input,
             campaigns=args.campaigns,
@@ -349,25 +351,8 @@ def _run(args: argparse.Namespace) -> int:
         if progress.dirty:
             sys.stderr.write("\n")
         _publish(staging, out)
-        staging = None
-    except InputError as exc:
-        progress.error(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        progress.error("interrupted; the output folder was left as it was")
-        return 130
-    except Exception as exc:  # a bug, not bad input: still no traceback for the user
-        if os.environ.get("RETENTION_DEBUG"):
-            raise
-        progress.error(
-            f"internal error ({type(exc).__name__}: {exc}); the output folder was left as it "
-            "was. Set RETENTION_DEBUG=1 to see the details and report it."
-        )
-        return 1
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    return 0
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _one_line(text: str) -> str:
