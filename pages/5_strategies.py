@@ -15,10 +15,9 @@ from pages.common import (
     workspace,
 )
 from retention.errors import InputError
-from retention.learn import PolicyResult, load_policy_run
-from retention.pipeline import make_report, make_strategies
-from retention.segments import load_segmentation
-from retention.strategies import STAGE_WORDS, current_stages, to_csv_bytes, to_parquet_bytes
+from retention.learn import PolicyResult
+from retention.pipeline import StoredStrategies, stored_report, stored_strategies
+from retention.strategies import STAGE_WORDS, to_csv_bytes, to_parquet_bytes
 
 ACTION_WORDS = {
     "none": "leave them alone",
@@ -66,43 +65,8 @@ policy_id = st.selectbox(
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the strategies…")
-def _load(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> dict:
-    policy: PolicyResult = load_policy_run(ws, policy_id)
-    segmentation = load_segmentation(ws, seg_id)
-    names = dict(names_key)
-    period = policy.settings.get("period")
-    churn_after = int(policy.settings.get("churn_after", 4))
-    survival = None
-    if ws.dataset(dataset_id).shape == "events":
-        from retention.cohorts import retention_curves
-        from retention.periods import build_panel
-
-        con, ref = ws.cursor(), ws.table(dataset_id, "events")
-        panel = build_panel(con, ref, period=period or "auto", churn_after=churn_after)
-        users = current_stages(panel)
-        survival = retention_curves(
-            con,
-            ref,
-            period=period or "auto",
-            churn_after=churn_after,
-            by=segmentation.assignments,
-            names=names,
-        )
-    else:
-        from retention.pipeline import user_stage_table
-
-        users = user_stage_table(ws, dataset_id, None, churn_after)
-    strategies = make_strategies(policy, names, users, segmentation.assignments)
-    from retention.strategies import user_actions
-
-    per_user = user_actions(users, segmentation.assignments, policy.recommendations, names)
-    return {
-        "policy": policy,
-        "segmentation": segmentation,
-        "survival": survival,
-        "strategies": strategies,
-        "per_user": per_user,
-    }
+def _load(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> StoredStrategies:
+    return stored_strategies(ws, dataset_id, seg_id, policy_id, dict(names_key))
 
 
 names = segment_names(seg_run)
@@ -110,8 +74,8 @@ try:
     loaded = _load(info.id, seg_run.id, policy_id, tuple(sorted(names.items())))
 except InputError as exc:
     stop_with_error(exc)
-policy: PolicyResult = loaded["policy"]
-strategies = loaded["strategies"]
+policy: PolicyResult = loaded.policy
+strategies = loaded.strategies
 table, segments = strategies.table, strategies.segments
 period_word = {"day": "days", "week": "weeks", "month": "months"}.get(
     str(policy.settings.get("period")), "periods"
@@ -205,7 +169,7 @@ with st.expander("The full strategy table (every segment × stage)"):
 
 # -- downloads -------------------------------------------------------------------------------------
 st.subheader("Downloads")
-per_user = loaded["per_user"]
+per_user = loaded.per_user
 c1, c2, c3, c4 = st.columns(4)
 c1.download_button(
     "Users → action (CSV)",
@@ -234,31 +198,8 @@ c3.download_button(
 
 @st.cache_data(max_entries=4, show_spinner="Writing the report…")
 def _report(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> bytes:
-    data = _load(dataset_id, seg_id, policy_id, names_key)
-    ds = ws.dataset(dataset_id)
-    facts = {
-        "dataset": ds.name,
-        "input file": ds.source_name or "",
-        "input sha256": ds.sha256 or "",
-        "rows": ds.rows,
-        "column mapping": ds.mapping,
-        "segmentation settings": ws.load_run(seg_id, artifacts=False).settings,
-        "policy settings": {
-            k: v
-            for k, v in data["policy"].settings.items()
-            if k not in ("segmentation_run", "request")
-        },
-        "seed": data["policy"].settings.get("seed"),
-    }
-    return make_report(
-        title=f"Retention report: {ds.name}",
-        facts=facts,
-        segmentation=data["segmentation"],
-        names=dict(names_key),
-        survival=data["survival"],
-        policy=data["policy"],
-        strategies=data["strategies"],
-    ).encode("utf-8")
+    stored = _load(dataset_id, seg_id, policy_id, names_key)
+    return stored_report(ws, dataset_id, stored, dict(names_key)).encode("utf-8")
 
 
 c4.download_button(

@@ -271,6 +271,79 @@ def make_strategies(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class StoredStrategies:
+    """Everything the Strategies page and its report show for one stored segmentation + policy."""
+
+    policy: PolicyResult
+    segmentation: SegmentationResult
+    survival: Any | None
+    strategies: Strategies
+    per_user: pd.DataFrame
+
+
+def stored_strategies(
+    ws: Workspace,
+    dataset_id: str,
+    segmentation_run: str,
+    policy_run: str,
+    names: Mapping[int, str],
+) -> StoredStrategies:
+    """Rebuild the strategies of a stored policy run (the current stages come from the data)."""
+    policy = load_policy_run(ws, policy_run)
+    segmentation = load_segmentation(ws, segmentation_run)
+    period = policy.settings.get("period") or "auto"
+    churn_after = int(policy.settings.get("churn_after", 4))
+    survival, panel = None, None
+    if ws.dataset(dataset_id).shape == "events":
+        con, ref = ws.cursor(), ws.table(dataset_id, "events")
+        panel = build_panel(con, ref, period=period, churn_after=churn_after)
+        survival = retention_curves(
+            con, ref, period=period, churn_after=churn_after, by=segmentation.assignments,
+            names=names,
+        )  # fmt: skip
+    users = user_stage_table(ws, dataset_id, panel, churn_after)
+    return StoredStrategies(
+        policy=policy,
+        segmentation=segmentation,
+        survival=survival,
+        strategies=make_strategies(policy, names, users, segmentation.assignments),
+        per_user=user_actions(users, segmentation.assignments, policy.recommendations, names),
+    )
+
+
+def stored_report(
+    ws: Workspace, dataset_id: str, stored: StoredStrategies, names: Mapping[int, str]
+) -> str:
+    """The HTML report of a stored segmentation + policy, with the dataset's own facts."""
+    ds = ws.dataset(dataset_id)
+    seg_run = stored.policy.settings.get("segmentation_run")
+    facts = {
+        "dataset": ds.name,
+        "input file": ds.source_name or "",
+        "input sha256": ds.sha256 or "",
+        "rows": ds.rows,
+        "column mapping": ds.mapping,
+        "segmentation settings": ws.load_run(seg_run, artifacts=False).settings if seg_run else {},
+        "policy settings": _shown_settings(stored.policy.settings),
+        "seed": stored.policy.settings.get("seed"),
+    }
+    return make_report(
+        title=f"Retention report: {ds.name}",
+        facts=facts,
+        segmentation=stored.segmentation,
+        names=names,
+        survival=stored.survival,
+        policy=stored.policy,
+        strategies=stored.strategies,
+    )
+
+
+def _shown_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Policy settings as the report shows them (without workspace ids)."""
+    return {k: v for k, v in settings.items() if k not in ("segmentation_run", "request")}
+
+
 def make_report(
     *,
     title: str,
