@@ -89,6 +89,8 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     page.get_by_role("button", name="Find segments").click()
     page.get_by_text("Names and keywords").wait_for(timeout=240_000)
     _wait_idle(page)
+    # Plotly draws its charts (and their titles) after Streamlit is idle: wait for the map.
+    page.get_by_text("Users by segment").first.wait_for()
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "Users by segment" in body and "Profile" in body
     screenshot(page, "segments")

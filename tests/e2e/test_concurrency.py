@@ -11,18 +11,14 @@ of the page times are printed, not asserted.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from retention.synth import make_planted
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, running_app
 
 pytestmark = pytest.mark.e2e
 
@@ -59,36 +55,10 @@ def _rss_peak_kb(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A fresh app server on 127.0.0.1 with an empty workspace; yields (url, pid)."""
+    """A fresh app server on 127.0.0.1 with an empty workspace; yields (url, process, folder)."""
     workspace = tmp_path_factory.mktemp("concurrency_ws")
-    port = _free_port()
-    env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1")
-    log = open(workspace / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:  # noqa: S310
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start: " + (workspace / "server.log").read_text()[-2000:])
-    yield url, proc, workspace
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_app(workspace) as (url, proc):
+        yield url, proc, workspace
 
 
 async def _idle(page) -> None:
