@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,9 @@ from retention.embeddings import (
     default_model_path,
     embed_distinct,
     model_id_for,
-    text_hash,
 )
 from retention.errors import InputError
+from tests.fakes import CountingEmbedder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,28 +31,6 @@ SENTENCES = [
     "The dog chased the ball across the park.",
     "A puppy ran after a ball in the park.",
 ]
-
-
-class CountingEmbedder:
-    """A fake embedder: bag-of-words hashed into 16 dims; counts the texts it is asked for."""
-
-    model_id = "fake/bag-of-words"
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def embed(self, texts: Sequence[str], progress=None) -> np.ndarray:
-        self.calls.append(list(texts))
-        out = np.zeros((len(texts), 16), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, int(text_hash(word)[:8], 16) % 16] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.where(norms > 0, norms, 1)
-
-    @property
-    def embedded(self) -> int:
-        return sum(len(c) for c in self.calls)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +122,7 @@ def test_importing_the_library_does_not_import_torch():
 
 
 def test_each_distinct_text_is_embedded_once():
-    fake = CountingEmbedder()
+    fake = CountingEmbedder(dims=16)
     texts = ["mug", "kettle", "mug", "mug", "kettle", "plate"]
     vectors, stats = embed_distinct(texts, fake)
     assert sorted(fake.calls[0]) == ["kettle", "mug", "plate"]
@@ -155,7 +132,7 @@ def test_each_distinct_text_is_embedded_once():
 
 
 def test_second_run_on_the_same_texts_embeds_nothing(workspace):
-    fake = CountingEmbedder()
+    fake = CountingEmbedder(dims=16)
     cached = CachedEmbedder(fake, workspace)
     texts = ["ceramic mug", "tea kettle", "ceramic mug"]
     first = cached.embed(texts)
@@ -174,7 +151,7 @@ def test_second_run_on_the_same_texts_embeds_nothing(workspace):
 
 
 def test_cache_is_per_model(workspace):
-    a, b = CountingEmbedder(), CountingEmbedder()
+    a, b = CountingEmbedder(dims=16), CountingEmbedder(dims=16)
     b.model_id = "fake/other"
     CachedEmbedder(a, workspace).embed(["mug"])
     CachedEmbedder(b, workspace).embed(["mug"])

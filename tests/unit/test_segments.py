@@ -17,7 +17,7 @@ from retention.charts.segments import (
     segment_sizes,
     silhouette_curve,
 )
-from retention.embeddings import SentenceTransformerEmbedder, text_hash
+from retention.embeddings import SentenceTransformerEmbedder
 from retention.errors import InputError
 from retention.segments import (
     NOISE,
@@ -35,28 +35,7 @@ from retention.segments import (
     user_documents,
 )
 from retention.synth import make_planted
-
-
-class CountingEmbedder:
-    """Fake embedder: words hashed into 32 dims (texts sharing words are close); counts calls."""
-
-    model_id = "fake/bag-of-words"
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def embed(self, texts: Sequence[str], progress=None) -> np.ndarray:
-        self.calls.append(list(texts))
-        out = np.zeros((len(texts), 32), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in text.lower().split():
-                out[i, int(text_hash(word)[:8], 16) % 32] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.where(norms > 0, norms, 1)
-
-    @property
-    def embedded(self) -> int:
-        return sum(len(c) for c in self.calls)
+from tests.fakes import CountingEmbedder
 
 
 class RefusingEmbedder:
