@@ -29,9 +29,12 @@ import io
 import json
 import os
 import re
+import shutil
 import struct
+import tempfile
 import threading
 import warnings
+import weakref
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -196,7 +199,7 @@ class Prepared:
 
     shape: Shape
     mapping: dict[str, str]
-    frames: dict[str, pd.DataFrame]
+    frames: dict[str, pd.DataFrame | StagedTable]  # StagedTable: big inputs, on disk
     report: ValidationReport
     source_name: str
     sha256: str | None = None
@@ -904,7 +907,9 @@ def _new_connection() -> duckdb.DuckDBPyConnection:
     global _DATABASE
     with _DATABASE_LOCK:
         if _DATABASE is None:
-            _DATABASE = duckdb.connect()
+            from retention.workspace import duckdb_config
+
+            _DATABASE = duckdb.connect(config=duckdb_config())
         con = _DATABASE.cursor()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
@@ -1629,7 +1634,7 @@ def _validate(
     read_notes: Iterable[str] = (),
     skipped: tuple[int, ...] = (),
     skipped_count: int = 0,
-) -> tuple[pd.DataFrame, ValidationReport, _Stats]:
+) -> tuple[pd.DataFrame | StagedTable, ValidationReport, _Stats]:
     """One SQL pass: parse the mapped columns, tag each row with its first rejection reason.
 
     Three layers: ``parsed`` (expressions over the source columns), ``derived`` (expressions
@@ -1794,15 +1799,39 @@ def _validate(
     kept = ["_reason", *output, *(_quote(safe) for _, safe in extras)]
     kept += [f"CASE WHEN _reason IS NOT NULL THEN {alias} END AS {alias}" for _, alias in raw]
     slim = f"SELECT {', '.join(kept)} FROM ({checked})"  # noqa: S608
+    kept_columns = output + [safe for _, safe in extras]
+    raw_aliases = [alias for _, alias in raw]
+    per_code = np.zeros(len(checks) + 1, dtype=np.int64)  # [ok, check 0, check 1, ...]
+    firsts: dict[int, list[np.ndarray]] = {code: [] for code in range(len(checks))}
+    shown: dict[int, list[pa.Table]] = {code: [] for code in range(len(checks))}
+    sink = _Sink(kept_columns)
     try:
-        # One streaming pass into Arrow (DuckDB keeps the input order, so position = row).
+        # One streaming pass in batches (DuckDB keeps the input order, so position = row): the
+        # reasons are counted and sampled per batch and the rows kept go to the sink, which
+        # moves them to a Parquet file on disk once they outgrow memory (SPILL_ROWS).
         params = {"missing": _MISSING_TOKENS} if "$missing" in slim else None
-        table = con.sql(slim, params=params).to_arrow_table()
+        reader = con.sql(slim, params=params).fetch_record_batch(BATCH_ROWS)
+        sink.schema = pa.schema([reader.schema.field(c) for c in kept_columns])
+        offset = 0
+        for batch in reader:
+            codes = pc.fill_null(batch.column("_reason"), -1).to_numpy(zero_copy_only=False)
+            per_code += np.bincount(codes + 1, minlength=len(checks) + 1)
+            for code in range(len(checks)):
+                have = sum(len(f) for f in firsts[code])
+                if have < 5 and per_code[code + 1]:
+                    found = np.flatnonzero(codes == code)[: 5 - have]
+                    if len(found):
+                        firsts[code].append(found + offset)
+                        part = pa.Table.from_batches([batch]).select(raw_aliases)
+                        shown[code].append(part.take(pa.array(found)))
+            ok = codes == -1
+            kept = batch if ok.all() else batch.filter(pa.array(ok))
+            sink.add(pa.Table.from_batches([kept]).select(kept_columns))
+            offset += len(codes)
     except duckdb.Error as exc:
+        sink.discard()
         raise _duckdb_input_error(exc, source.name) from None
 
-    codes = pc.fill_null(table.column("_reason"), -1).to_numpy()
-    per_code = np.bincount(codes + 1, minlength=len(checks) + 1)  # [ok, check 0, check 1, ...]
     rows_used = int(per_code[0])
     samples: dict[str, pd.DataFrame] = {}
     reason_rows: list[dict[str, Any]] = []
@@ -1819,15 +1848,14 @@ def _validate(
         count = int(per_code[code + 1])
         if not count:
             continue
-        first = np.flatnonzero(codes == code)[:5]
-        shown = table.select([alias for _, alias in raw]).take(pa.array(first))
-        frame = shown.rename_columns(raw_cols).to_pandas()
+        first = np.concatenate(firsts[code])
+        frame = pa.concat_tables(shown[code]).rename_columns(raw_cols).to_pandas()
         frame.insert(0, "row", first + 1)
         samples[reason_text] = frame
         reason_rows.append(
             {"reason": reason_text, "rows": count, "sample": [int(x) for x in first + 1]}
         )
-    rows = len(codes) + skipped_count
+    rows = offset + skipped_count
     report = ValidationReport(
         rows=int(rows),
         rows_used=rows_used,
@@ -1836,13 +1864,109 @@ def _validate(
         samples=samples,
         notes=tuple(notes),
     )
-    kept_columns = output + [safe for _, safe in extras]
-    if rows_used < len(codes):
-        table = table.filter(pc.is_null(table.column("_reason")))
-    table = table.select(kept_columns)
-    stats = _stats(con, table, "action" in output)
+    result = sink.finish()
+    try:
+        stats = _stats(con, result.arrow() if isinstance(result, StagedTable) else result,
+                       "action" in output)  # fmt: skip
+    except BaseException:
+        if isinstance(result, StagedTable):
+            result.discard()
+        raise
     report = replace(report, users=stats.users)
-    return _to_pandas(table), report, stats
+    return (result if isinstance(result, StagedTable) else _to_pandas(result)), report, stats
+
+
+#: Rows fetched from DuckDB per batch while validating.
+BATCH_ROWS = 1_000_000
+#: Validated rows held in memory at most; beyond, they are written to a Parquet file on disk
+#: (a :class:`StagedTable`) and the workspace reads them from there.
+SPILL_ROWS = 4_000_000
+
+
+class StagedTable:
+    """Validated rows in a Parquet file on disk: what an input too big for memory becomes.
+
+    The workspace stores it like a DataFrame (``len`` and :meth:`arrow` are all it needs); the
+    file and its temporary folder are deleted with the object (or by :meth:`discard`).
+    """
+
+    def __init__(self, folder: Path, rows: int, columns: list[str]) -> None:
+        self.folder = folder
+        self.path = folder / "rows.parquet"
+        self.rows = rows
+        self.columns = list(columns)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(folder), True)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def arrow(self) -> Any:
+        """A pyarrow dataset over the file (streamed, never loaded whole)."""
+        import pyarrow.dataset as ds
+
+        return ds.dataset(self.path, format="parquet")
+
+    def to_pandas(self) -> pd.DataFrame:
+        return _to_pandas(self.arrow().to_table())
+
+    def discard(self) -> None:
+        self._finalizer()
+
+
+class _Sink:
+    """Collects validated batches in memory; past SPILL_ROWS, writes them to a Parquet file."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        self.parts: list[pa.Table] = []
+        self.rows = 0
+        self.folder: Path | None = None
+        self.writer: Any = None
+        self.schema: pa.Schema | None = None
+
+    def add(self, table: pa.Table) -> None:
+        table = _nanosecond_times(table)
+        self.rows += table.num_rows
+        if self.writer is None:
+            self.parts.append(table)
+            if self.rows > SPILL_ROWS:
+                self._spill()
+        else:
+            self.writer.write_table(table)
+
+    def _spill(self) -> None:
+        import pyarrow.parquet as pq
+
+        self.folder = Path(tempfile.mkdtemp(prefix="retention-ingest-"))
+        schema = pa.unify_schemas([p.schema for p in self.parts])
+        self.writer = pq.ParquetWriter(self.folder / "rows.parquet", schema, compression="zstd")
+        for part in self.parts:
+            self.writer.write_table(part.cast(schema))
+        self.parts = []
+
+    def finish(self) -> pa.Table | StagedTable:
+        if self.writer is None:
+            if not self.parts:
+                assert self.schema is not None
+                return _nanosecond_times(self.schema.empty_table())
+            return pa.concat_tables(self.parts, promote_options="default")
+        self.writer.close()
+        assert self.folder is not None
+        return StagedTable(self.folder, self.rows, self.columns)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _nanosecond_times(table: pa.Table) -> pa.Table:
+    """Timestamps as nanoseconds, as pandas keeps them (so both paths store the same type)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.unit != "ns":
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("ns", f.type.tz)))
+    return table
 
 
 @dataclass(frozen=True)
@@ -2090,7 +2214,7 @@ def ingest(
     if shape is not None and shape not in ("events", "snapshot"):
         raise InputError(f"The 'shape' parameter must be 'events' or 'snapshot'. Got {shape!r}.")
 
-    fast = _fast_csv_plan(path, limit)
+    fast = _fast_parquet_plan(path, limit) or _fast_csv_plan(path, limit)
     if fast is not None:
         prepared = _ingest_fast(path, fast, overrides, shape)
     else:
@@ -2116,6 +2240,21 @@ def ingest(
     return prepared
 
 
+def _unknown_users(campaigns: pd.DataFrame, events: pd.DataFrame | StagedTable) -> int:
+    """Campaign rows whose user has no event (events may be staged on disk)."""
+    if isinstance(events, StagedTable):
+        con = _new_connection()
+        try:
+            con.register("_c", campaigns[["user_id"]])
+            con.register("_e", events.arrow())
+            return int(con.execute(
+                "SELECT count(*) FROM _c WHERE user_id NOT IN (SELECT DISTINCT user_id FROM _e)"
+            ).fetchall()[0][0])  # fmt: skip
+        finally:
+            con.close()
+    return int((~campaigns["user_id"].isin(events["user_id"].unique())).sum())
+
+
 def _family_or_none(family: str | None) -> str | None:
     return family if family in TIME_FAMILIES or family in _EPOCH_FAMILIES else None
 
@@ -2135,7 +2274,7 @@ def _prepare_campaigns_only(
     if len(cframe) == 0:
         raise InputError(_nothing_left_message(cname, creport))
     assert prepared.events is not None
-    unknown = int((~cframe["user_id"].isin(prepared.events["user_id"].unique())).sum())
+    unknown = _unknown_users(cframe, prepared.events)
     if unknown:
         creport = replace(
             creport,
@@ -2159,6 +2298,23 @@ class _FastPlan:
     columns: list[str]
     sha256: str
     size: int
+    kind: str = "csv"
+
+
+def _fast_parquet_plan(path: Path, limit: int) -> _FastPlan | None:
+    """A plan for DuckDB's Parquet reader when the file is a big Parquet file; else None."""
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    if size < FAST_PATH_BYTES or size > limit:
+        return None
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        fh.seek(-4, os.SEEK_END)
+        tail = fh.read(4)
+    if head != b"PAR1" or tail != b"PAR1":
+        return None
+    return _FastPlan(False, "", True, [], _file_sha256(path), size, kind="parquet")
 
 
 def _fast_csv_plan(path: Path, limit: int) -> _FastPlan | None:
@@ -2212,30 +2368,36 @@ def _ingest_fast(
     con = _new_connection()
     try:
         try:
-            relation = con.read_csv(
-                str(path),
-                sep=plan.delimiter,
-                header=plan.header,
-                names=plan.columns,
-                all_varchar=True,
-                quotechar='"',
-                escapechar='"',
-                compression="gzip" if plan.compressed else "none",
-                max_line_size=MAX_LINE_BYTES,
-                ignore_errors=True,
-                store_rejects=True,
-                encoding="utf-8",
-            )
+            if plan.kind == "parquet":
+                relation = con.read_parquet(str(path))
+                _check_columns(list(relation.columns), name)
+            else:
+                relation = con.read_csv(
+                    str(path),
+                    sep=plan.delimiter,
+                    header=plan.header,
+                    names=plan.columns,
+                    all_varchar=True,
+                    quotechar='"',
+                    escapechar='"',
+                    compression="gzip" if plan.compressed else "none",
+                    max_line_size=MAX_LINE_BYTES,
+                    ignore_errors=True,
+                    store_rejects=True,
+                    encoding="utf-8",
+                )
             relation.create_view("_src", replace=True)
         except duckdb.Error as exc:
             raise _duckdb_input_error(exc, name) from None
-        sample = con.execute("SELECT * FROM _src LIMIT 20000").df()
+        head = con.sql("SELECT * FROM _src LIMIT 20000")
+        sample = _to_pandas(head.to_arrow_table()) if plan.kind == "parquet" else head.df()
         if len(sample) == 0:
             raise InputError(
                 f"'{name}' has a header row but no data rows. Export the data again with its rows."
             )
-        for col in sample.columns:
-            sample[col] = sample[col].astype(object).where(sample[col].notna(), None)
+        if plan.kind == "csv":
+            for col in sample.columns:
+                sample[col] = sample[col].astype(object).where(sample[col].notna(), None)
         detection = detect_roles(sample, shape=shape)
         chosen: Shape = detection.shape
         roles: dict[str, str | None] = {**detection.roles, **overrides}
@@ -2250,12 +2412,20 @@ def _ingest_fast(
         time_format = (
             detection.time_format if resolved.get("time") == detection.roles.get("time") else None
         )
+        if plan.kind == "parquet":
+            read_note = "Read by DuckDB as Parquet, straight from disk."
+        else:
+            read_note = (f"Read by DuckDB as CSV{' (gzip)' if plan.compressed else ''}, "
+                         f"delimiter {plan.delimiter!r}, encoding utf-8.")  # fmt: skip
         try:
             frame, report, stats = _validate(source, chosen, resolved, time_format=_family_or_none(time_format),
-                                      read_notes=[f"Read by DuckDB as CSV{' (gzip)' if plan.compressed else ''}, delimiter {plan.delimiter!r}, encoding utf-8."])  # fmt: skip
-            rejects = con.execute(
-                "SELECT count(DISTINCT line), list(DISTINCT line ORDER BY line)[1:5] FROM reject_errors"
-            ).fetchall()[0]
+                                             read_notes=[read_note])  # fmt: skip
+            rejects = None
+            if plan.kind == "csv":
+                rejects = con.execute(
+                    "SELECT count(DISTINCT line), list(DISTINCT line ORDER BY line)[1:5] "
+                    "FROM reject_errors"
+                ).fetchall()[0]
         except duckdb.Error as exc:
             raise _duckdb_input_error(exc, name) from None
         if rejects and rejects[0]:
@@ -2275,17 +2445,17 @@ def _ingest_fast(
                 reasons=pd.DataFrame(rows, columns=["reason", "rows", "sample"]),
             )
         report = _finish_report(report, stats, chosen, name, resolved)
+    except BaseException:
+        if "frame" in locals() and isinstance(frame, StagedTable):
+            frame.discard()
+        raise
     finally:
         con.close()
-    info = SourceInfo(
-        name,
-        "csv.gz" if plan.compressed else "csv",
-        plan.size,
-        plan.sha256,
-        "utf-8",
-        plan.delimiter,
-        plan.header,
-    )
+    if plan.kind == "parquet":
+        info = SourceInfo(name, "parquet", plan.size, plan.sha256)
+    else:
+        info = SourceInfo(name, "csv.gz" if plan.compressed else "csv", plan.size, plan.sha256,
+                          "utf-8", plan.delimiter, plan.header)  # fmt: skip
     return Prepared(
         shape=chosen,
         mapping=resolved,

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,16 @@ _connections_lock = threading.Lock()
 _write_locks: dict[Path, threading.RLock] = {}
 
 
+def duckdb_config() -> dict[str, str]:
+    """DuckDB's settings for our connections: a memory cap (it spills to disk beyond).
+
+    DuckDB would otherwise take up to 80% of the machine's memory for big joins and sorts; the
+    cap keeps the whole pipeline under its memory budget at 50 million events (README, Speed).
+    Set RETENTION_DUCKDB_MEMORY (e.g. ``8GB``) to change it.
+    """
+    return {"memory_limit": os.environ.get("RETENTION_DUCKDB_MEMORY", "3GB")}
+
+
 def _canonical(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
 
@@ -184,7 +194,7 @@ class Workspace:
             last: Exception | None = None
             for attempt in range(20):
                 try:
-                    con = duckdb.connect(str(self.db_path))
+                    con = duckdb.connect(str(self.db_path), config=duckdb_config())
                     break
                 except duckdb.IOException as exc:  # locked by another process
                     last = exc
@@ -299,7 +309,7 @@ class Workspace:
         source_name: str | None,
         sha256: str | None,
         shape: str,
-        frames: dict[str, pd.DataFrame],
+        frames: Mapping[str, Any],
         mapping: dict[str, Any],
         report: dict[str, Any],
     ) -> str:
@@ -316,7 +326,8 @@ class Workspace:
         def write(cur: duckdb.DuckDBPyConnection) -> None:
             for kind, frame in frames.items():
                 view = f"_incoming_{dataset_id}_{kind}"
-                cur.register(view, frame)
+                # A DataFrame, or rows staged on disk (retention.ingest.StagedTable: streamed).
+                cur.register(view, frame.arrow() if hasattr(frame, "arrow") else frame)
                 try:
                     sql = f"CREATE TABLE {self.table(dataset_id, kind)} AS SELECT * FROM {view}"  # noqa: S608 - generated identifiers
                     cur.execute(sql)

@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from retention.synth import make_planted
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, running_app
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, running_app
 
 pytestmark = pytest.mark.e2e
 
 SESSIONS = 10
 STEP_TIMEOUT_MS = 180_000
+UPLOAD_WAIT_MS = 90_000
+retries: list[str] = []  # sessions whose first upload stalled (printed with the figures)
 
 
 def _prefix(i: int) -> str:
@@ -59,6 +61,12 @@ def server(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("concurrency_ws")
     with running_app(workspace) as (url, proc):
         yield url, proc, workspace
+
+
+try:
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # pragma: no cover - playwright is a dev dependency
+    PlaywrightTimeout = TimeoutError  # type: ignore[assignment,misc]
 
 
 async def _idle(page) -> None:
@@ -104,10 +112,21 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
             await _idle(page)
 
         async def upload() -> None:
-            await page.locator(
-                "[data-testid='stFileUploader'] input[type=file]"
-            ).first.set_input_files(str(data))
-            await page.get_by_text("Validation report", exact=True).wait_for()
+            chooser = page.locator("[data-testid='stFileUploader'] input[type=file]").first
+            report = page.get_by_text("Validation report", exact=True)
+            await chooser.set_input_files(str(data))
+            try:
+                await report.wait_for(timeout=UPLOAD_WAIT_MS)
+            except PlaywrightTimeout:
+                # Seen once in CI on a loaded machine: the file went up but no rerun followed.
+                # Keep the evidence, then upload again as a user would; a second miss fails.
+                await _no_errors(page, f"{name} upload")
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(path=str(SCREENSHOTS / f"{name}_upload_stalled.png"))
+                retries.append(name)
+                await chooser.set_input_files([])
+                await chooser.set_input_files(str(data))
+                await report.wait_for()
             await _idle(page)
 
         async def save() -> None:
@@ -195,6 +214,8 @@ def test_ten_sessions_at_once(server, tmp_path):
         f"median {statistics.median(seconds):.2f} s, p95 {_p95(seconds):.2f} s, "
         f"max {max(seconds):.2f} s; server peak RSS {peak_mb:.0f} MB"
     )
+    if retries:
+        print(f"  uploads that stalled once and were repeated: {', '.join(retries)}")
     for label in dict.fromkeys(label for label, _ in times):
         mine = [t for step, t in times if step == label]
         print(f"  {label:<9} median {statistics.median(mine):6.2f} s   p95 {_p95(mine):6.2f} s")

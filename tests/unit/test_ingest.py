@@ -563,3 +563,88 @@ def test_validation_report_round_trips_to_json():
     data = json.loads(json.dumps(p.report.to_dict()))
     assert data["rows"] == 8 and {r["reason"] for r in data["reasons"]} >= {"no user id"}
     assert isinstance(io.StringIO(json.dumps(data)).read(), str)
+
+
+def _messy_events(n: int, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "CustomerID": rng.integers(1, 300, n).astype(float),
+            "InvoiceNo": rng.integers(500000, 600000, n).astype(str),
+            "InvoiceDate": pd.Timestamp("2011-01-01")
+            + pd.to_timedelta(rng.integers(0, 10**7, n), unit="s"),
+            "Description": rng.choice(["red mug", "blue bag", "green lamp", None], n),
+            "Quantity": rng.integers(-2, 12, n),
+            "UnitPrice": rng.normal(5, 2, n).round(2),
+        }
+    )
+    frame.loc[::40, "CustomerID"] = np.nan
+    frame.loc[3::61, "InvoiceNo"] = "C" + frame.loc[3::61, "InvoiceNo"]
+    return frame
+
+
+def test_big_parquet_is_read_from_disk_and_staged_the_same(tmp_path, monkeypatch):
+    """A big Parquet file goes through DuckDB from disk, in batches, staged to a Parquet file
+    on disk past SPILL_ROWS; what is stored equals the in-memory path, row for row."""
+    from retention.workspace import Workspace
+
+    n = 5000
+    path = tmp_path / "retail.parquet"
+    _messy_events(n).to_parquet(path, index=False, row_group_size=700)
+    slow = ingest(path)
+    assert isinstance(slow.events, pd.DataFrame)
+
+    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(ing, "BATCH_ROWS", 512)
+    monkeypatch.setattr(ing, "SPILL_ROWS", 1000)
+    assert ing._fast_parquet_plan(path, 10**9) is not None
+    fast = ingest(path)
+    staged = fast.events
+    assert isinstance(staged, ing.StagedTable) and staged.path.exists()
+    assert fast.mapping == slow.mapping
+    assert fast.mapping["amount"] == "Quantity*UnitPrice"
+    assert len(staged) == slow.report.rows_used == len(slow.events)
+    pd.testing.assert_frame_equal(fast.report.reasons, slow.report.reasons)
+    for reason, sample in slow.report.samples.items():
+        pd.testing.assert_frame_equal(fast.report.samples[reason], sample)
+    assert fast.report.users == slow.report.users
+    pd.testing.assert_frame_equal(staged.to_pandas(), slow.events)
+
+    ws = Workspace(tmp_path / "ws")
+    try:
+        ids = []
+        for p in (slow, fast):
+            ids.append(ws.save_dataset(name="x", source_name=p.source_name, sha256=p.sha256,
+                                       shape=p.shape, frames=p.frames, mapping=p.mapping,
+                                       report={}))  # fmt: skip
+        a, b = (ws.load(i, "events") for i in ids)
+        pd.testing.assert_frame_equal(a, b)
+        assert ws.dataset(ids[1]).rows == len(slow.events)
+    finally:
+        ws.close()
+    folder = staged.folder
+    del fast, staged, p
+    import gc
+
+    gc.collect()
+    assert not folder.exists(), "the staged rows outlive their Prepared"
+
+
+def test_spilled_ingest_failure_leaves_no_staged_file(tmp_path, monkeypatch):
+    """A big input that fails validation at the end (a single user) leaves no file behind."""
+    import tempfile
+
+    frame = _messy_events(3000)
+    frame["CustomerID"] = 17850.0
+    path = tmp_path / "one_user.parquet"
+    frame.to_parquet(path, index=False)
+    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(ing, "BATCH_ROWS", 256)
+    monkeypatch.setattr(ing, "SPILL_ROWS", 500)
+    before = set(Path(tempfile.gettempdir()).glob("retention-ingest-*"))
+    with pytest.raises(ing.InputError, match="single user"):
+        ingest(path)
+    import gc
+
+    gc.collect()
+    assert set(Path(tempfile.gettempdir()).glob("retention-ingest-*")) == before
