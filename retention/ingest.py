@@ -1866,8 +1866,7 @@ def _validate(
     )
     result = sink.finish()
     try:
-        stats = _stats(con, result.arrow() if isinstance(result, StagedTable) else result,
-                       "action" in output)  # fmt: skip
+        stats = _stats(con, result, "action" in output)
     except BaseException:
         if isinstance(result, StagedTable):
             result.discard()
@@ -1880,7 +1879,7 @@ def _validate(
 BATCH_ROWS = 1_000_000
 #: Validated rows held in memory at most; beyond, they are written to a Parquet file on disk
 #: (a :class:`StagedTable`) and the workspace reads them from there.
-SPILL_ROWS = 4_000_000
+SPILL_ROWS = 2_000_000
 
 
 class StagedTable:
@@ -1978,23 +1977,31 @@ class _Stats:
     first_action: str | None
 
 
-def _stats(con: duckdb.DuckDBPyConnection, table: pa.Table, has_action: bool) -> _Stats:
-    """Distinct users/actions and mixed id kinds, by DuckDB over the Arrow result (parallel)."""
-    con.register("_result", table)
+def _stats(
+    con: duckdb.DuckDBPyConnection, table: pa.Table | StagedTable, has_action: bool
+) -> _Stats:
+    """Distinct users/actions and mixed id kinds, by DuckDB over the result (parallel)."""
+    if isinstance(table, StagedTable):
+        con.read_parquet(str(table.path)).create_view("_result", replace=True)
+    else:
+        con.register("_result", table)
     try:
         action = "count(DISTINCT action), min(action)" if has_action else "0, NULL"
         text = "count(*) FILTER (WHERE TRY_CAST(user_id AS HUGEINT) IS NULL)"
         sql = f"SELECT count(DISTINCT user_id), min(user_id), {text}, {action} FROM _result"  # noqa: S608
         users, first_user, text_ids, actions, first_action = con.execute(sql).fetchall()[0]
         examples: tuple[str, ...] = ()
-        if 0 < text_ids < table.num_rows:
+        if 0 < text_ids < len(table):
             found = con.execute(
                 "SELECT DISTINCT user_id FROM _result "
                 "WHERE TRY_CAST(user_id AS HUGEINT) IS NULL ORDER BY 1 LIMIT 3"
             ).fetchall()
             examples = tuple(row[0] for row in found)
     finally:
-        con.unregister("_result")
+        if isinstance(table, StagedTable):
+            con.execute("DROP VIEW IF EXISTS _result")
+        else:
+            con.unregister("_result")
     return _Stats(int(users), first_user, examples, int(actions), first_action)
 
 

@@ -326,10 +326,15 @@ class Workspace:
         def write(cur: duckdb.DuckDBPyConnection) -> None:
             for kind, frame in frames.items():
                 view = f"_incoming_{dataset_id}_{kind}"
-                # A DataFrame, or rows staged on disk (retention.ingest.StagedTable: streamed).
-                cur.register(view, frame.arrow() if hasattr(frame, "arrow") else frame)
+                target = self.table(dataset_id, kind)
+                staged = getattr(frame, "path", None)  # rows staged on disk (StagedTable)
+                if staged is not None:
+                    sql = f"CREATE TABLE {target} AS SELECT * FROM read_parquet(?)"  # noqa: S608 - generated identifier
+                    cur.execute(sql, [str(staged)])
+                    continue
+                cur.register(view, frame)
                 try:
-                    sql = f"CREATE TABLE {self.table(dataset_id, kind)} AS SELECT * FROM {view}"  # noqa: S608 - generated identifiers
+                    sql = f"CREATE TABLE {target} AS SELECT * FROM {view}"  # noqa: S608 - generated identifiers
                     cur.execute(sql)
                 finally:
                     cur.unregister(view)

@@ -579,6 +579,9 @@ def _messy_events(n: int, seed: int = 2) -> pd.DataFrame:
         }
     )
     frame.loc[::40, "CustomerID"] = np.nan
+    frame["CustomerID"] = frame["CustomerID"].map(
+        lambda v: None if pd.isna(v) else ("guest-7" if v == 7 else f"{v:.1f}")
+    )
     frame.loc[3::61, "InvoiceNo"] = "C" + frame.loc[3::61, "InvoiceNo"]
     return frame
 
@@ -608,6 +611,10 @@ def test_big_parquet_is_read_from_disk_and_staged_the_same(tmp_path, monkeypatch
     for reason, sample in slow.report.samples.items():
         pd.testing.assert_frame_equal(fast.report.samples[reason], sample)
     assert fast.report.users == slow.report.users
+    assert any("mix numbers and text" in n for n in fast.report.notes)
+    assert [n for n in fast.report.notes if "Read" not in n] == [
+        n for n in slow.report.notes if "Read" not in n
+    ]
     pd.testing.assert_frame_equal(staged.to_pandas(), slow.events)
 
     ws = Workspace(tmp_path / "ws")
