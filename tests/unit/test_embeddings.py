@@ -81,6 +81,22 @@ def test_auto_precision_follows_the_cpu():
     assert precision == ("bf16" if cpu_supports_bf16() else "fp32")
 
 
+def test_auto_device_picks_a_gpu_at_run_time(monkeypatch):
+    """The device is chosen when the embedder runs, not when it is made or configured."""
+    import torch
+
+    auto = SentenceTransformerEmbedder()  # device="auto" is the default
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert auto.resolved() == ("cuda", "bf16")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert auto.resolved() == ("cuda", "fp32")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert auto.resolved()[0] == "cpu"
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        SentenceTransformerEmbedder(device="cuda").resolved()
+
+
 def test_default_and_explicit_bundled_model_share_an_id(tmp_path):
     assert SentenceTransformerEmbedder().model_id == DEFAULT_MODEL_ID
     assert model_id_for(default_model_path()) == DEFAULT_MODEL_ID
