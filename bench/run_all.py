@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("ingest", "embeddings", "cohorts", "learn", "pipeline")
+BENCHES = ("ingest", "embeddings", "cohorts", "learn", "pipeline", "scale")
 
 
 def main() -> int:
