@@ -504,10 +504,16 @@ def retention_curves(
     names: Mapping[int, str] | None = None,
     top_n: int = DEFAULT_TOP_N,
     alpha: float = 0.05,
+    durations: pd.DataFrame | None = None,
 ) -> Survival:
-    """Durations, groups and Kaplan–Meier curves in one call (see :func:`survival`)."""
+    """Durations, groups and Kaplan–Meier curves in one call (see :func:`survival`).
+
+    ``durations``: :func:`churn_durations` of the same events, period and ``churn_after`` when
+    the caller already has them (the command line shares them with :func:`retention_summary`).
+    """
     period = resolve_period(con, events, period)
-    durations = churn_durations(con, events, period=period, churn_after=churn_after)
+    if durations is None:
+        durations = churn_durations(con, events, period=period, churn_after=churn_after)
     groups = user_groups(con, events, by, names=names, top_n=top_n)
     what = "segments" if isinstance(by, pd.DataFrame) else f"values of {by}" if by else "groups"
     return survival(
@@ -523,15 +529,18 @@ def retention_summary(
     churn_after: int = DEFAULT_CHURN_AFTER,
     assignments: pd.DataFrame | None = None,
     names: Mapping[int, str] | None = None,
+    durations: pd.DataFrame | None = None,
 ) -> dict[str, object]:
     """The ``retention`` block of the command line's ``summary.json`` (SPEC §8).
 
     ``curves`` maps each segment id (as a string; ``"all"`` without a segmentation) to the
     Kaplan–Meier survival at periods 0, 1, 2, ...; ``logrank_p`` is the log-rank p-value across
     segments (``None`` with fewer than two). Users without an assignment are left out.
+    ``durations``: as in :func:`retention_curves`.
     """
     period = resolve_period(con, events, period)
-    durations = churn_durations(con, events, period=period, churn_after=churn_after)
+    if durations is None:
+        durations = churn_durations(con, events, period=period, churn_after=churn_after)
     if assignments is None:
         groups = None
         keys = {ALL_USERS: "all"}

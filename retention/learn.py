@@ -39,10 +39,13 @@ from retention.mdp import (
     MDP,
     NONE,
     STAGES,
+    PanelSummary,
     RewardSettings,
     estimate_mdp,
+    ids_as_text,
     logged_transitions,
     resolve_lift,
+    summarize_panel,
 )
 
 Progress = Callable[[float, str], None]
@@ -684,8 +687,8 @@ def _recommendations(
 
 
 def train_policy(
-    panel: pd.DataFrame,
-    assignments: pd.DataFrame,
+    panel: pd.DataFrame | PanelSummary,
+    assignments: pd.DataFrame | None,
     *,
     campaigns: pd.DataFrame | None = None,
     actions: Sequence[str] | None = None,
@@ -707,7 +710,10 @@ def train_policy(
     iteration, project retention, map its stability, and (with a campaign log) evaluate it
     off-policy on held-out users.
 
-    ``panel``: the periods panel; ``assignments``: ``user_id, segment``; ``campaigns``:
+    ``panel``: the periods panel, or without a campaign log its
+    :class:`~retention.mdp.PanelSummary` (e.g. :func:`~retention.mdp.summarize_events`, which
+    scales to logs whose panel does not fit in memory; the result is the same);
+    ``assignments``: ``user_id, segment`` (unused with a summary); ``campaigns``:
     ``user_id, t, action[, propensity]``. ``algorithm``: ``q`` or ``sarsa`` (online, on users
     simulated from the MDP; settings from ``learner``, whose seed is replaced by ``seed``) or
     ``batch`` (batch Q-learning over the logged transitions; needs a campaign log).
@@ -721,6 +727,13 @@ def train_policy(
             f"The 'algorithm' parameter must be one of {list(ALGORITHMS)}. Got {algorithm!r}."
         )
     has_log = campaigns is not None and len(campaigns) > 0
+    if not isinstance(panel, PanelSummary) and assignments is None:
+        raise InputError("train_policy needs the segment assignments (user_id, segment).")
+    if isinstance(panel, PanelSummary) and (has_log or panel.campaign_log):
+        raise InputError(
+            "With a campaign log the policy needs the panel itself, not its summary: users are "
+            "split into training and held-out users for the off-policy evaluation."
+        )
     if algorithm == "batch" and not has_log:
         raise InputError(
             "The 'batch' algorithm learns from logged actions and needs a campaign log; "
@@ -737,16 +750,22 @@ def train_policy(
     _step(progress, 0.0, "Estimating transitions")
     t0 = time.perf_counter()
 
-    train_panel, test_users = panel, None
+    source, test_users, in_test, train_tr = panel, None, None, None
     if has_log:
-        users = panel["user_id"].astype(str).unique()
+        assert isinstance(panel, pd.DataFrame) and assignments is not None
+        user = ids_as_text(panel["user_id"])
+        users = user.unique()
         test_mask = split_users(users, test_size=test_size, seed=seed)
         test_users = set(users[test_mask])
-        train_panel = panel[~panel["user_id"].astype(str).isin(test_users)]
+        in_test = user.isin(test_users).to_numpy()
+        train_panel = panel[~in_test]
+        # The training transitions are read once: for the MDP and for batch Q-learning.
+        train_tr = logged_transitions(train_panel, assignments, campaigns)
+        source = summarize_panel(train_panel, assignments, campaigns, transitions=train_tr)
+        del train_panel
     mdp = estimate_mdp(
-        train_panel,
+        source,
         assignments,
-        campaigns=campaigns if has_log else None,
         actions=actions,
         lift=lift,
         prior_strength=prior_strength,
@@ -760,7 +779,9 @@ def train_policy(
     train_log: pd.DataFrame | None = None
     batch: BatchQResult | None = None
     if has_log:
-        train_log = _encoded_log(mdp, logged_transitions(train_panel, assignments, campaigns))
+        assert train_tr is not None
+        train_log = _encoded_log(mdp, train_tr)
+        del train_tr
         batch = batch_q_learning(
             train_log["state"].to_numpy(),
             train_log["action"].to_numpy(),
@@ -823,8 +844,8 @@ def train_policy(
     ope = None
     if has_log:
         _step(progress, 0.94, "Evaluating on held-out users")
-        assert test_users is not None
-        test_panel = panel[panel["user_id"].astype(str).isin(test_users)]
+        assert test_users is not None and in_test is not None and assignments is not None
+        test_panel = panel[in_test]
         test_log = _encoded_log(mdp, logged_transitions(test_panel, assignments, campaigns))
         all_log = pd.concat([train_log, test_log])
         table = estimate_propensities(

@@ -20,6 +20,14 @@ Reward (SPEC §6): ``r(s, a, s') = retain_reward*[s' active] + revenue_weight*re
 - churn_penalty*[s' churned and s not churned] - cost(a)``, where ``rev(seg)`` is the segment's
 mean revenue of an active period.
 
+Inputs: everything the estimate needs from the panel is a few counts (:class:`PanelSummary`):
+transitions per (segment, stage, next stage, action), mean revenue of an active period, users per
+stage in the last period and per segment. :func:`summarize_panel` reads them off a pandas panel
+(needed with a campaign log, whose learner and off-policy evaluation use every logged
+transition); :func:`summarize_events` computes them in DuckDB from the events without building
+the panel (1M users × 78 weeks would be 78M rows in pandas). Both go through
+:func:`mdp_from_summary`, so both give the same MDP.
+
 Starting-state distribution: by default where the users are *now* (their (segment, stage) in the
 panel's last period), so a policy's value answers "what is it worth to apply this policy to the
 users we have today"; ``start="first"`` uses where users are when first seen (active).
@@ -27,16 +35,29 @@ users we have today"; ``start="first"`` uses where users are when first seen (ac
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+import duckdb
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 
 from retention.errors import InputError
+from retention.periods import (
+    DEFAULT_CHURN_AFTER,
+    EventsSource,
+    check_churn_after,
+    clean_events_sql,
+    events_source,
+    quote_ident,
+    resolve_period,
+    spans_sql,
+    stage_sql,
+)
 
 STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
 NONE = "none"
@@ -234,6 +255,32 @@ def reward_tensor(
     return gain[None, None, :] - loss[:, None, :] - cost[None, :, None]
 
 
+NO_SEGMENT_MESSAGE = (
+    "No user of the {what} has a segment: the segment assignments and the events do not share "
+    "user ids. Run the segmentation on this dataset first."
+)
+
+
+def ids_as_text(values: pd.Series) -> pd.Series:
+    """``values`` as text; the same Series, not a copy, when it already holds only strings (a
+    panel's user ids), since a copy of a panel's id column costs as much as the ids."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values
+    return values.astype(str)
+
+
+def _segment_table(assignments: pd.DataFrame) -> pd.DataFrame:
+    """``user_id`` (text), ``segment``: one row per user, the last one when a user repeats."""
+    _require(assignments, ("user_id", "segment"), "segment assignments")
+    seg = pd.DataFrame(
+        {
+            "user_id": ids_as_text(assignments["user_id"]).to_numpy(),
+            "segment": assignments["segment"].to_numpy(),
+        }
+    )
+    return seg.drop_duplicates("user_id", keep="last")
+
+
 def logged_transitions(
     panel: pd.DataFrame,
     assignments: pd.DataFrame,
@@ -247,21 +294,15 @@ def logged_transitions(
     and for users without a segment are ignored.
     """
     _require(panel, PANEL_COLUMNS, "panel")
-    _require(assignments, ("user_id", "segment"), "segment assignments")
-    seg = assignments[["user_id", "segment"]].reset_index(drop=True)
-    seg["user_id"] = seg["user_id"].astype(str)
-    seg = seg.drop_duplicates("user_id", keep="last")
+    seg = _segment_table(assignments)
     p = panel[list(PANEL_COLUMNS)].reset_index(drop=True)
-    p["user_id"] = p["user_id"].astype(str)
+    p["user_id"] = ids_as_text(p["user_id"])
     bad = set(p["stage"].unique()) - set(STAGES)
     if bad:
         raise InputError(f"The panel's 'stage' column has {sorted(bad)}; allowed: {list(STAGES)}.")
     p = p.merge(seg, on="user_id", how="inner")
     if p.empty:
-        raise InputError(
-            "No user of the panel has a segment: the segment assignments and the events do not "
-            "share user ids. Run the segmentation on this dataset first."
-        )
+        raise InputError(NO_SEGMENT_MESSAGE.format(what="panel"))
     p = p.sort_values(["user_id", "t"], kind="stable").reset_index(drop=True)
     user = p["user_id"].to_numpy()
     t = p["t"].to_numpy()
@@ -295,9 +336,202 @@ def logged_transitions(
     return out
 
 
-def estimate_mdp(
+@dataclass(frozen=True, eq=False)
+class PanelSummary:
+    """Everything :func:`estimate_mdp` reads from a panel, in a few small tables.
+
+    Built from a pandas panel (:func:`summarize_panel`) or straight from the events in DuckDB
+    (:func:`summarize_events`, which never builds the users × periods panel); both give the same
+    numbers, so the MDP does not depend on which one made it. Only users with a segment count,
+    and only ``segments`` (the segments with at least one transition):
+
+    * ``transitions``: ``segment, stage, next_stage, action, n``, the transitions ``t - 1 -> t``
+      of one user, counted (``action`` is ``none`` without a campaign log);
+    * ``revenue[i]``: mean revenue of an active period of segment ``segments[i]``;
+    * ``current[i, j]``: users of segment ``segments[i]`` in stage ``STAGES[j]`` in the last
+      period (the ``start="current"`` distribution);
+    * ``sizes[i]``: users of segment ``segments[i]`` (the ``start="first"`` distribution);
+    * ``campaign_log``: whether ``action`` comes from a campaign log.
+    """
+
+    segments: tuple[int, ...]
+    transitions: pd.DataFrame
+    revenue: np.ndarray
+    current: np.ndarray
+    sizes: np.ndarray
+    campaign_log: bool = False
+
+
+def _tidy_transitions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Transition counts in one canonical form: typed columns, sorted by segment, stage (in
+    :data:`STAGES` order), next stage and action, no empty rows."""
+    frame = frame[frame["n"] > 0]
+    out = pd.DataFrame(
+        {
+            "segment": frame["segment"].to_numpy().astype("int64"),
+            "stage": frame["stage"].astype(str).to_numpy(),
+            "next_stage": frame["next_stage"].astype(str).to_numpy(),
+            "action": frame["action"].astype(str).to_numpy(),
+            "n": frame["n"].to_numpy().astype("int64"),
+        }
+    )
+    order = {st: i for i, st in enumerate(STAGES)}
+    return out.sort_values(
+        ["segment", "stage", "next_stage", "action"],
+        key=lambda c: c.map(order) if c.name in ("stage", "next_stage") else c,
+        kind="stable",
+    ).reset_index(drop=True)
+
+
+def summarize_panel(
     panel: pd.DataFrame,
     assignments: pd.DataFrame,
+    campaigns: pd.DataFrame | None = None,
+    *,
+    transitions: pd.DataFrame | None = None,
+) -> PanelSummary:
+    """The :class:`PanelSummary` of a pandas panel (and campaign log, if any).
+
+    ``transitions``: :func:`logged_transitions` of the same panel, assignments and campaign log
+    when the caller already has them (they are not computed again).
+    """
+    has_log = campaigns is not None and len(campaigns) > 0
+    tr = transitions
+    if tr is None:
+        tr = logged_transitions(panel, assignments, campaigns if has_log else None)
+    segments = tuple(sorted(int(s) for s in tr["segment"].unique()))
+    counts = tr.groupby(["segment", "stage", "next_stage", "action"]).size()
+    counts = _tidy_transitions(counts.rename("n").reset_index())
+
+    n_seg, n_stage = len(segments), len(STAGES)
+    revenue, current, sizes = np.zeros(n_seg), np.zeros((n_seg, n_stage)), np.zeros(n_seg)
+    if segments:
+        seg = _segment_table(assignments)
+        of = pd.Series(seg["segment"].to_numpy(), index=seg["user_id"].to_numpy())
+        segment = ids_as_text(panel["user_id"]).map(of)
+        keep = segment.isin(segments).to_numpy()
+        seg_of = segment.to_numpy()[keep].astype(int)
+        pos = np.searchsorted(segments, seg_of)
+
+        active = panel["active"].to_numpy()[keep].astype(bool)
+        rev = panel["revenue"].to_numpy()[keep][active]
+        act_rev = pd.Series(rev).groupby(seg_of[active]).mean()
+        revenue = np.array([float(act_rev.get(g, 0.0)) for g in segments])
+
+        t = panel["t"].to_numpy()[keep]
+        last = t == t.max()
+        stage = pd.Categorical(panel["stage"].to_numpy()[keep][last], categories=STAGES).codes
+        np.add.at(current, (pos[last], stage), 1.0)
+
+        firsts = ~pd.Series(panel["user_id"].to_numpy()[keep]).duplicated().to_numpy()
+        sizes = np.bincount(pos[firsts], minlength=n_seg).astype(float)
+    return PanelSummary(
+        segments=segments,
+        transitions=counts,
+        revenue=revenue,
+        current=current,
+        sizes=sizes,
+        campaign_log=has_log,
+    )
+
+
+def summarize_events(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    assignments: pd.DataFrame,
+    *,
+    period: str = "auto",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+) -> PanelSummary:
+    """The :class:`PanelSummary` of the panel :func:`retention.periods.build_panel` would build
+    from ``events`` (no campaign log), computed in DuckDB without building the panel.
+
+    A user's panel is a chain of runs, one per active period ``t``: recency 0, 1, ... up to the
+    next active period ``next_t`` (or the last period). The transitions inside a run depend
+    only on its length ``next_t - t`` and the one into it only on the gap since the previous
+    active period, so the events are reduced to counts per (segment, length, gap) and only those
+    few rows are expanded into stage-to-stage pairs (by :func:`retention.periods.stage_sql`,
+    the same stage rule as the panel). Memory stays at the size of the aggregation over active
+    user-periods, whatever the number of periods.
+    """
+    check_churn_after(churn_after)
+    period = resolve_period(con, events, period)
+    seg = _segment_table(assignments)
+    seg = pd.DataFrame(
+        {"user_id": seg["user_id"].to_numpy(), "segment": seg["segment"].to_numpy(dtype="int64")}
+    )
+    name = f"_segments_{uuid.uuid4().hex}"
+    con.register(name, seg)
+    try:
+        with events_source(con, events) as ref:
+            sql = f"""
+                WITH {spans_sql(clean_events_sql(con, ref), period)},
+                runs AS (
+                    SELECT g.segment, s.next_t - s.t AS len, s.t - s.prev_t AS gap,
+                           s.next_t = l.last_t + 1 AS is_last, s.revenue
+                    FROM spans AS s JOIN {quote_ident(name)} AS g ON s.user_id = g.user_id,
+                         last AS l
+                ),
+                g AS MATERIALIZED (
+                    SELECT segment, len, gap, is_last,
+                           grouping(len, gap, is_last) > 0 AS whole, count(*) AS n,
+                           fsum(revenue) AS revenue
+                    FROM runs
+                    GROUP BY GROUPING SETS ((segment, len, gap, is_last), (segment))
+                ),
+                pairs AS (
+                    SELECT segment, r - 1 AS prev_r, r, n
+                    FROM (SELECT segment, n, unnest(range(1, len)) AS r FROM g WHERE NOT whole)
+                    UNION ALL
+                    SELECT segment, gap - 1, 0, n FROM g WHERE NOT whole AND gap IS NOT NULL
+                )
+                SELECT 'transition' AS kind, segment,
+                       CAST({stage_sql("prev_r")} AS VARCHAR) AS stage,
+                       CAST({stage_sql("r")} AS VARCHAR) AS next_stage,
+                       sum(n) AS n, NULL AS revenue
+                FROM pairs GROUP BY ALL
+                UNION ALL
+                SELECT 'current', segment, CAST({stage_sql("len - 1")} AS VARCHAR), NULL,
+                       sum(n), NULL
+                FROM g WHERE NOT whole AND is_last GROUP BY ALL
+                UNION ALL
+                SELECT 'users', segment, NULL, NULL, sum(n), NULL
+                FROM g WHERE NOT whole AND gap IS NULL GROUP BY ALL
+                UNION ALL
+                SELECT 'revenue', segment, NULL, NULL, n, revenue / n FROM g WHERE whole
+            """  # noqa: S608 -- fixed fragments and quoted identifiers only
+            rows = con.execute(sql, {"churn_after": churn_after}).df()
+    finally:
+        con.unregister(name)
+    if not (rows["kind"] == "users").any():
+        raise InputError(NO_SEGMENT_MESSAGE.format(what="events"))
+    tr = rows[rows["kind"] == "transition"].assign(action=NONE)
+    counts = _tidy_transitions(tr)
+    segments = tuple(sorted(int(s) for s in counts["segment"].unique()))
+    n_seg = len(segments)
+
+    def per_segment(kind: str) -> pd.DataFrame:
+        part = rows[(rows["kind"] == kind) & rows["segment"].isin(segments)]
+        return part.assign(pos=np.searchsorted(segments, part["segment"].to_numpy()))
+
+    revenue = np.zeros(n_seg)
+    rev = per_segment("revenue")
+    revenue[rev["pos"].to_numpy()] = rev["revenue"].to_numpy(dtype=float)
+    current = np.zeros((n_seg, len(STAGES)))
+    cur = per_segment("current")
+    stage = pd.Categorical(cur["stage"], categories=STAGES).codes
+    np.add.at(current, (cur["pos"].to_numpy(), stage), cur["n"].to_numpy(dtype=float))
+    sizes = np.zeros(n_seg)
+    users = per_segment("users")
+    sizes[users["pos"].to_numpy()] = users["n"].to_numpy(dtype=float)
+    return PanelSummary(
+        segments=segments, transitions=counts, revenue=revenue, current=current, sizes=sizes
+    )
+
+
+def estimate_mdp(
+    panel: pd.DataFrame | PanelSummary,
+    assignments: pd.DataFrame | None = None,
     *,
     campaigns: pd.DataFrame | None = None,
     actions: Sequence[str] | None = None,
@@ -308,7 +542,9 @@ def estimate_mdp(
 ) -> MDP:
     """Estimate the retention MDP from the panel, segment assignments and optional campaign log.
 
-    ``campaigns`` has ``user_id, t, action[, propensity]`` (``t`` = the panel's period index; see
+    ``panel`` is the pandas panel, or its :class:`PanelSummary` (then ``assignments`` and
+    ``campaigns`` are not needed: the summary was made with them). ``campaigns`` has ``user_id,
+    t, action[, propensity]`` (``t`` = the panel's period index; see
     :func:`retention.periods.period_of`). ``actions`` defaults to ``none`` + the log's actions, or
     :data:`DEFAULT_ACTIONS` without a log. ``lift`` (action -> multiplier of P(active next), or a
     DataFrame ``action, lift``) is used only without a campaign log; default :data:`DEFAULT_LIFT`.
@@ -320,15 +556,43 @@ def estimate_mdp(
         raise InputError(f"The 'prior_strength' parameter must be >= 0. Got {prior_strength}.")
     if start not in ("current", "first"):
         raise InputError(f"The 'start' parameter must be 'current' or 'first'. Got {start!r}.")
-    has_log = campaigns is not None and len(campaigns) > 0
-    tr = logged_transitions(panel, assignments, campaigns if has_log else None)
+    if isinstance(panel, PanelSummary):
+        if campaigns is not None and len(campaigns) > 0:
+            raise InputError(
+                "A panel summary already holds its transitions: pass the campaign log to "
+                "summarize_panel, not to estimate_mdp."
+            )
+        summary = panel
+    else:
+        if assignments is None:
+            raise InputError("estimate_mdp needs the segment assignments with a panel.")
+        summary = summarize_panel(panel, assignments, campaigns)
+    return mdp_from_summary(
+        summary, actions=actions, lift=lift, prior_strength=prior_strength, reward=reward,
+        start=start,
+    )  # fmt: skip
+
+
+def mdp_from_summary(
+    summary: PanelSummary,
+    *,
+    actions: Sequence[str] | None = None,
+    lift: Mapping[str, float] | pd.DataFrame | None = None,
+    prior_strength: float = 20.0,
+    reward: RewardSettings | None = None,
+    start: str = "current",
+) -> MDP:
+    """The MDP of a :class:`PanelSummary` (see :func:`estimate_mdp` for the arguments)."""
+    reward = reward or RewardSettings()
+    has_log = summary.campaign_log
+    tr = summary.transitions
     actions = _resolve_actions(actions, tr["action"] if has_log else None)
     if tr.empty:
         raise InputError(
             "The panel has no consecutive periods for any user with a segment, so no transition "
             "can be counted. Use a shorter period or more data."
         )
-    segments = tuple(sorted(int(s) for s in tr["segment"].unique()))
+    segments = summary.segments
     n_seg, n_stage, n_act = len(segments), len(STAGES), len(actions)
     n_states = n_seg * n_stage
 
@@ -337,7 +601,7 @@ def estimate_mdp(
     s2 = seg_pos * n_stage + pd.Categorical(tr["next_stage"], categories=STAGES).codes
     a = pd.Categorical(tr["action"], categories=actions).codes
     counts = np.zeros((n_states, n_act, n_states))
-    np.add.at(counts, (s, a, s2), 1.0)
+    np.add.at(counts, (s, a, s2), tr["n"].to_numpy(dtype=float))
 
     stage_of = np.tile(np.arange(n_stage), n_seg)
     base = _no_action_estimate(counts, n_seg, n_stage, actions)
@@ -366,30 +630,12 @@ def estimate_mdp(
             f"multiplies the chance a user is active next period ({shown})."
         )
 
-    seg = assignments[["user_id", "segment"]].reset_index(drop=True)
-    panel_seg = (
-        panel[list(PANEL_COLUMNS)]
-        .reset_index(drop=True)
-        .assign(user_id=lambda f: f["user_id"].astype(str))
-        .merge(
-            seg.assign(user_id=seg["user_id"].astype(str)).drop_duplicates("user_id"), on="user_id"
-        )
-    )
-    panel_seg = panel_seg[panel_seg["segment"].isin(segments)]
-    act_rev = panel_seg[panel_seg["active"].astype(bool)].groupby("segment")["revenue"].mean()
-    revenue_seg = np.array([float(act_rev.get(g, 0.0)) for g in segments])
-    revenue = np.repeat(revenue_seg, n_stage)
-
-    start_dist = np.zeros(n_states)
+    revenue = np.repeat(np.asarray(summary.revenue, dtype=float), n_stage)
     if start == "current":
-        last = panel_seg[panel_seg["t"] == panel_seg["t"].max()]
-        pos = np.searchsorted(segments, last["segment"].to_numpy())
-        idx = pos * n_stage + pd.Categorical(last["stage"], categories=STAGES).codes
-        np.add.at(start_dist, idx, 1.0)
+        start_dist = np.asarray(summary.current, dtype=float).reshape(n_states).copy()
     else:
-        sizes = panel_seg.drop_duplicates("user_id")["segment"].value_counts()
-        for i, g in enumerate(segments):
-            start_dist[i * n_stage] = sizes.get(g, 0)
+        start_dist = np.zeros(n_states)
+        start_dist[::n_stage] = summary.sizes
     start_dist = start_dist / start_dist.sum()
 
     names = tuple(f"{g}/{stage}" for g in segments for stage in STAGES)

@@ -16,7 +16,9 @@ user-period, and each active row is expanded (``unnest(range(...))``) into the r
 the user's next active period (or ``T``). Recency is then just the offset inside that run, so no
 user × period cross join and no window over the whole panel is ever built. All of it runs inside
 DuckDB; :func:`build_panel` returns a pandas frame, or writes a DuckDB table (``out_table``) when
-the panel is too big to hold in memory comfortably (e.g. 500k users × 100 weeks).
+the panel is too big to hold in memory comfortably (e.g. 500k users × 100 weeks). Steps that need
+only a little of it read that straight from the runs: :func:`user_stages` (each user's stage
+now) and :func:`retention.mdp.summarize_events` (the MDP's counts).
 
 ``events`` arguments are either a DuckDB table reference (a plain table name, which is quoted
 here, or an already quoted name such as ``Workspace.table(ds, "events")``) or a pandas DataFrame
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import overload
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from retention.errors import InputError
@@ -198,36 +201,53 @@ def choose_period(con: duckdb.DuckDBPyConnection, events: EventsSource) -> str:
     return "month"
 
 
+# Each period's index of a DATE ``d`` for choose_period (fixed strings; Monday-aligned weeks).
+_GAP_INDEX = {
+    "day": "date_diff('day', DATE '2000-01-03', d)",
+    "week": "date_diff('day', DATE '2000-01-03', CAST(date_trunc('week', d) AS DATE)) // 7",
+    "month": "date_diff('month', DATE '2000-01-01', CAST(date_trunc('month', d) AS DATE))",
+}
+
+
 def typical_gaps(con: duckdb.DuckDBPyConnection, events: EventsSource) -> dict[str, float | None]:
     """Per period: the median over users of their median gap (in periods) between consecutive
-    active periods; ``None`` when no user is active in two different periods."""
+    active periods; ``None`` when no user is active in two different periods.
+
+    Memory: one period at a time, and each user's median is read off the counts of their gap
+    values (the k-th smallest gap is the first whose running count reaches k) rather than by a
+    per-user ``median``, whose state holds every gap of every user at once (that ran out of
+    DuckDB's memory cap at 10 million events). The result is the same: the mean of the two
+    middle gaps, or the middle one.
+    """
+    out: dict[str, float | None] = {}
     with events_source(con, events) as ref:
-        sql = f"""
-            WITH days AS (
-                SELECT DISTINCT user_id, CAST(ts AS DATE) AS d FROM ({clean_events_sql(con, ref)})
-            ), p AS (
-                SELECT user_id, 'day' AS period, date_diff('day', DATE '2000-01-03', d) AS t
-                FROM days
-                UNION ALL
-                SELECT DISTINCT user_id, 'week',
-                       date_diff('day', DATE '2000-01-03', CAST(date_trunc('week', d) AS DATE)) // 7
-                FROM days
-                UNION ALL
-                SELECT DISTINCT user_id, 'month',
-                       date_diff('month', DATE '2000-01-01', CAST(date_trunc('month', d) AS DATE))
-                FROM days
-            ), gaps AS (
-                SELECT period, user_id,
-                       t - lag(t) OVER (PARTITION BY period, user_id ORDER BY t) AS gap
-                FROM p
-            ), per_user AS (
-                SELECT period, median(gap) AS gap FROM gaps WHERE gap IS NOT NULL
-                GROUP BY period, user_id
-            )
-            SELECT period, median(gap) FROM per_user GROUP BY period
-        """  # noqa: S608 -- quoted identifier only
-        rows = dict(con.execute(sql).fetchall())
-    return {p: (None if rows.get(p) is None else float(rows[p])) for p in PERIODS}
+        clean = clean_events_sql(con, ref)
+        for period in PERIODS:
+            sql = f"""
+                WITH p AS (
+                    SELECT DISTINCT user_id, {_GAP_INDEX[period]} AS t
+                    FROM (SELECT user_id, CAST(ts AS DATE) AS d FROM ({clean}))
+                ), gaps AS (
+                    SELECT user_id, t - lag(t) OVER (PARTITION BY user_id ORDER BY t) AS gap
+                    FROM p
+                ), counts AS (
+                    SELECT user_id, gap, count(*) AS n FROM gaps WHERE gap IS NOT NULL
+                    GROUP BY user_id, gap
+                ), running AS (
+                    SELECT user_id, gap,
+                           sum(n) OVER (PARTITION BY user_id ORDER BY gap) AS upto,
+                           sum(n) OVER (PARTITION BY user_id) AS total
+                    FROM counts
+                ), per_user AS (
+                    SELECT (min(gap) FILTER (WHERE upto >= (total + 1) // 2)
+                            + min(gap) FILTER (WHERE upto >= total // 2 + 1)) / 2 AS gap
+                    FROM running GROUP BY user_id
+                )
+                SELECT median(gap) FROM per_user
+            """  # noqa: S608 -- fixed fragments and a quoted identifier only
+            gap = con.execute(sql).fetchall()[0][0]
+            out[period] = None if gap is None else float(gap)
+    return out
 
 
 def resolve_period(con: duckdb.DuckDBPyConnection, events: EventsSource, period: str) -> str:
@@ -301,16 +321,31 @@ def period_of(
     return out
 
 
-def panel_sql(clean_events: str, period: str) -> str:
-    """The panel query over a SELECT of clean events (``user_id, ts, amount``).
+def stage_sql(recency: str) -> str:
+    """SQL expression of the stage (ENUM of :data:`STAGES`) of a recency expression.
 
-    Bound parameter: ``$churn_after``. Columns: ``user_id, t, k, active, recency, stage (ENUM
-    of STAGES), revenue, n_events``; unordered.
+    Bound parameter: ``$churn_after``. The one place the stage rule of SPEC §3 is written in SQL.
+    """
+    return f"""CASE WHEN {recency} = 0 THEN CAST('active' AS {_STAGE_TYPE})
+                    WHEN {recency} = 1 THEN CAST('lapsing' AS {_STAGE_TYPE})
+                    WHEN {recency} < $churn_after THEN CAST('at_risk' AS {_STAGE_TYPE})
+                    ELSE CAST('churned' AS {_STAGE_TYPE}) END"""
+
+
+def spans_sql(clean_events: str, period: str) -> str:
+    """The CTEs (text after ``WITH``) that every panel query starts from, over a SELECT of clean
+    events (``user_id, ts, amount``).
+
+    ``act``: one row per active user-period (``user_id, t, revenue, n_events``); ``last``: the
+    data's last period ``last_t``; ``spans``: each active row with the user's first period
+    ``first_t``, their previous active period ``prev_t`` (NULL on the first) and their next one
+    ``next_t`` (``last_t + 1`` after the last). Periods ``t .. next_t - 1`` are the run that
+    starts at an active period: recency ``t' - t`` in period ``t'``.
     """
     trunc = _TRUNC[check_period(period)].format(col="min(ts)")
     index = _INDEX[period].format(origin="o.origin", col="e.ts")
     return f"""
-        WITH ev AS ({clean_events}),
+        ev AS ({clean_events}),
         o AS (SELECT {trunc} AS origin FROM ev),
         act AS (
             SELECT e.user_id, {index} AS t,
@@ -322,10 +357,22 @@ def panel_sql(clean_events: str, period: str) -> str:
         spans AS (
             SELECT a.user_id, a.t, a.revenue, a.n_events,
                    first_value(a.t) OVER w AS first_t,
+                   lag(a.t) OVER w AS prev_t,
                    coalesce(lead(a.t) OVER w, l.last_t + 1) AS next_t
             FROM act AS a, last AS l
             WINDOW w AS (PARTITION BY a.user_id ORDER BY a.t)
-        ),
+        )
+    """  # noqa: S608 -- fixed fragments only
+
+
+def panel_sql(clean_events: str, period: str) -> str:
+    """The panel query over a SELECT of clean events (``user_id, ts, amount``).
+
+    Bound parameter: ``$churn_after``. Columns: ``user_id, t, k, active, recency, stage (ENUM
+    of STAGES), revenue, n_events``; unordered.
+    """
+    return f"""
+        WITH {spans_sql(clean_events, period)},
         runs AS (
             SELECT user_id, t AS active_t, first_t, revenue, n_events,
                    unnest(range(next_t - t)) AS r
@@ -336,14 +383,49 @@ def panel_sql(clean_events: str, period: str) -> str:
                CAST(active_t + r - first_t AS INTEGER) AS k,
                r = 0 AS active,
                CAST(r AS INTEGER) AS recency,
-               CASE WHEN r = 0 THEN CAST('active' AS {_STAGE_TYPE})
-                    WHEN r = 1 THEN CAST('lapsing' AS {_STAGE_TYPE})
-                    WHEN r < $churn_after THEN CAST('at_risk' AS {_STAGE_TYPE})
-                    ELSE CAST('churned' AS {_STAGE_TYPE}) END AS stage,
+               {stage_sql("r")} AS stage,
                CASE WHEN r = 0 THEN revenue ELSE 0.0 END AS revenue,
                CAST(CASE WHEN r = 0 THEN n_events ELSE 0 END AS INTEGER) AS n_events
         FROM runs
     """  # noqa: S608 -- fixed fragments only
+
+
+def user_stages_sql(clean_events: str, period: str) -> str:
+    """Each user's stage in the data's last period (``user_id, stage``; unordered).
+
+    Only each user's last event matters: their recency in the last period ``T`` is ``T`` minus
+    the period of that event, so one row per user is aggregated (no per-period rows, no window).
+    Bound parameter: ``$churn_after``.
+    """
+    trunc = _TRUNC[check_period(period)].format(col="min(ts)")
+    index = _INDEX[period].format(origin="o.origin", col="u.last_ts")
+    return f"""
+        WITH ev AS ({clean_events}),
+        o AS (SELECT {trunc} AS origin FROM ev),
+        u AS (SELECT user_id, max(ts) AS last_ts FROM ev GROUP BY user_id),
+        per_user AS (SELECT u.user_id, {index} AS t FROM u, o),
+        last AS (SELECT max(t) AS last_t FROM per_user)
+        SELECT p.user_id, {stage_sql("(l.last_t - p.t)")} AS stage
+        FROM per_user AS p, last AS l
+    """  # noqa: S608 -- fixed fragments only
+
+
+def user_stages(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    churn_after: int = DEFAULT_CHURN_AFTER,
+) -> pd.DataFrame:
+    """Each user's stage in the data's last period, ``user_id, stage`` (text) sorted by
+    ``user_id``: what :func:`retention.strategies.current_stages` reads off the panel, computed
+    in DuckDB so the panel is never built (one row per user comes back, not one per period)."""
+    check_churn_after(churn_after)
+    period = resolve_period(con, events, period)
+    with events_source(con, events) as ref:
+        sql = user_stages_sql(clean_events_sql(con, ref), period)
+        query = f"SELECT user_id, CAST(stage AS VARCHAR) AS stage FROM ({sql}) ORDER BY user_id"  # noqa: S608
+        return con.execute(query, {"churn_after": churn_after}).df()
 
 
 @overload
@@ -392,8 +474,37 @@ def build_panel(
             target = table_ref(out_table)
             con.execute(f"CREATE OR REPLACE TABLE {target} AS {sql}", params)
             return target
-        panel = con.execute(f"{sql} ORDER BY user_id, t", params).df()
+        panel = _fetch_compact(con.execute(f"{sql} ORDER BY user_id, t", params))
     return _typed_panel(panel)
+
+
+# Rows per chunk when the panel comes back to pandas (in DuckDB vectors of 2048 rows: ~1M rows).
+_CHUNK_VECTORS = 512
+
+
+def _fetch_compact(result: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The result as a DataFrame whose equal user ids share one string object.
+
+    Fetched a chunk at a time: a plain ``.df()`` makes one Python string per row, so a user with
+    78 periods costs 78 copies of their id (about 4 GB of ids alone at 1M users × 78 weeks).
+    Column by column, the chunks are joined and let go, so the panel is held about once.
+    """
+    chunks = []
+    while True:
+        chunk = result.fetch_df_chunk(_CHUNK_VECTORS)
+        if chunks and chunk.empty:
+            break
+        codes, uniques = pd.factorize(chunk["user_id"])
+        chunk["user_id"] = np.asarray(uniques, dtype=object)[codes]
+        chunks.append(chunk)
+        if chunk.empty:
+            break
+    if len(chunks) == 1:
+        return chunks[0]
+    columns = {}
+    for name in list(chunks[0].columns):
+        columns[name] = pd.concat([c.pop(name) for c in chunks], ignore_index=True)
+    return pd.DataFrame(columns, copy=False)
 
 
 def _typed_panel(panel: pd.DataFrame) -> pd.DataFrame:

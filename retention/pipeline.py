@@ -9,6 +9,7 @@ recomputed (results are seeded, so reopening gives what recomputing would).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,12 @@ import pandas as pd
 from retention.charts import policy as policy_charts
 from retention.charts import retention as retention_charts
 from retention.charts import segments as segment_charts
-from retention.cohorts import logrank_sentence, retention_curves, retention_summary
+from retention.cohorts import (
+    churn_durations,
+    logrank_sentence,
+    retention_curves,
+    retention_summary,
+)
 from retention.errors import InputError
 from retention.ingest import Prepared, ingest
 from retention.learn import (
@@ -33,14 +39,13 @@ from retention.learn import (
     train_policy,
     train_snapshot_policy,
 )
-from retention.mdp import RewardSettings
-from retention.periods import build_panel, period_grid, period_of, resolve_period
+from retention.mdp import PanelSummary, RewardSettings, summarize_events
+from retention.periods import build_panel, period_grid, period_of, resolve_period, user_stages
 from retention.report import Section, render_report
 from retention.segments import SegmentationResult, load_segmentation, run_segmentation
 from retention.strategies import (
     Strategies,
     build_strategies,
-    current_stages,
     stage_counts,
     to_csv_bytes,
     user_actions,
@@ -83,20 +88,46 @@ class PipelineConfig:
 
 
 class _Timer:
+    """Seconds and peak resident memory (MB) of each step.
+
+    Linux only for memory: the kernel's peak-RSS mark (VmHWM) is reset when a step starts
+    (``/proc/self/clear_refs``) and read when it ends; elsewhere the memory figures are absent.
+    """
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
 
     def step(self, name: str):
         timer = self
 
         class _Step:
             def __enter__(self) -> None:
+                _reset_peak_rss()
                 self.start = time.perf_counter()
 
             def __exit__(self, *exc: object) -> None:
                 timer.timings[name] = round(time.perf_counter() - self.start, 3)
+                peak = _peak_rss_mb()
+                if peak is not None:
+                    timer.peak_mb[name] = peak
 
         return _Step()
+
+
+def _reset_peak_rss() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
@@ -164,14 +195,16 @@ def train_or_reuse_policy(
     segmentation: SegmentationResult,
     settings: dict[str, Any],
     *,
-    panel: pd.DataFrame | None,
     config: PipelineConfig,
+    panel: pd.DataFrame | None = None,
     progress: Progress | None = None,
 ) -> tuple[str, PolicyResult]:
     """A stored policy run made for the same request, or a newly trained and stored one.
 
     ``settings`` is the request (what the command line was asked); it is stored under
-    ``settings["request"]`` beside the full settings the learner reports.
+    ``settings["request"]`` beside the full settings the learner reports. ``panel``: the
+    events' panel if the caller has it; otherwise training reads what it needs from the
+    workspace (see :func:`_train`), and a reused run reads nothing.
     """
     runs = ws.runs("policy", dataset_id)
     for row in runs[runs["status"] == "done"].itertuples(index=False):
@@ -222,12 +255,26 @@ def _train(
             progress=progress,
         )
     else:
-        assert panel is not None
+        # Without a campaign log the MDP needs only counts, which DuckDB computes from the events
+        # (the users x periods panel never reaches pandas: it would not fit at 1M users); with a
+        # log the learner needs every logged transition, so the panel is built.
         learner = QLearner(episodes=config.episodes) if config.episodes else None
+        con, events = ws.cursor(), ws.table(dataset_id, "events")
+        period, churn_after = settings["period"], int(settings["churn_after"])
+        campaigns = campaigns_by_period(ws, dataset_id, period)
+        source: pd.DataFrame | PanelSummary
+        if panel is not None:
+            source = panel
+        elif campaigns is None:
+            source = summarize_events(
+                con, events, segmentation.assignments, period=period, churn_after=churn_after
+            )
+        else:
+            source = build_panel(con, events, period=period, churn_after=churn_after)
         return train_policy(
-            panel,
+            source,
             segmentation.assignments,
-            campaigns=campaigns_by_period(ws, dataset_id, settings["period"]),
+            campaigns=campaigns,
             reward=reward,
             learner=learner,
             seed=config.seed,
@@ -244,12 +291,12 @@ def segment_names(ws: Workspace, run_id: str, segmentation: SegmentationResult) 
     return names
 
 
-def user_stage_table(
-    ws: Workspace, dataset_id: str, panel: pd.DataFrame | None, churn_after: int
-) -> pd.DataFrame:
-    """Each user's current stage: from the panel's last period, or a snapshot's recency."""
-    if panel is not None:
-        return current_stages(panel)
+def user_stage_table(ws: Workspace, dataset_id: str, period: str, churn_after: int) -> pd.DataFrame:
+    """Each user's current stage: their stage in the events' last period (computed in DuckDB,
+    without the panel), or from a snapshot's recency."""
+    if ws.dataset(dataset_id).shape == "events":
+        con, events = ws.cursor(), ws.table(dataset_id, "events")
+        return user_stages(con, events, period=period, churn_after=churn_after)
     snapshot = ws.load(dataset_id, "snapshot")
     if "recency" in snapshot and snapshot["recency"].notna().any():
         stage = snapshot_stage(snapshot["recency"], churn_after)
@@ -294,15 +341,14 @@ def stored_strategies(
     segmentation = load_segmentation(ws, segmentation_run)
     period = policy.settings.get("period") or "auto"
     churn_after = int(policy.settings.get("churn_after", 4))
-    survival, panel = None, None
+    survival = None
     if ws.dataset(dataset_id).shape == "events":
         con, ref = ws.cursor(), ws.table(dataset_id, "events")
-        panel = build_panel(con, ref, period=period, churn_after=churn_after)
         survival = retention_curves(
             con, ref, period=period, churn_after=churn_after, by=segmentation.assignments,
             names=names,
         )  # fmt: skip
-    users = user_stage_table(ws, dataset_id, panel, churn_after)
+    users = user_stage_table(ws, dataset_id, period, churn_after)
     return StoredStrategies(
         policy=policy,
         segmentation=segmentation,
@@ -467,18 +513,21 @@ def run_pipeline(
         segmentation = load_segmentation(ws, seg_run)
         names = segment_names(ws, seg_run, segmentation)
 
-    panel = None
     survival = None
     retention_block: dict[str, Any] = {"curves": {}, "logrank_p": None}
     if events_ref:
         with timer.step("retention"):
             say(0.58, "Computing retention curves")
+            durations = churn_durations(
+                con, events_ref, period=period, churn_after=config.churn_after
+            )
             retention_block = retention_summary(
                 con,
                 events_ref,
                 period=period,
                 churn_after=config.churn_after,
                 assignments=segmentation.assignments,
+                durations=durations,
             )
             survival = retention_curves(
                 con,
@@ -487,11 +536,14 @@ def run_pipeline(
                 churn_after=config.churn_after,
                 by=segmentation.assignments,
                 names=names,
+                durations=durations,
             )
-        with timer.step("stages"):
-            panel = build_panel(con, events_ref, period=period, churn_after=config.churn_after)
+            del durations
     else:
         retention_block["note"] = "A campaign snapshot has no event times: no retention curves."
+
+    with timer.step("stages"):
+        users = user_stage_table(ws, dataset_id, period, config.churn_after)
 
     with timer.step("policy"):
         settings = policy_settings(config, seg_run, period)
@@ -500,13 +552,11 @@ def run_pipeline(
             dataset_id,
             segmentation,
             settings,
-            panel=panel,
             config=config,
             progress=_scaled(progress, 0.62, 0.95),
         )
 
     with timer.step("strategies"):
-        users = user_stage_table(ws, dataset_id, panel, config.churn_after)
         strategies = make_strategies(policy, names, users, segmentation.assignments)
         per_user = user_actions(users, segmentation.assignments, policy.recommendations, names)
 
@@ -566,6 +616,8 @@ def run_pipeline(
             strategies=strategies,
         )
     summary["timings"] = timer.timings
+    if timer.peak_mb:
+        summary["peak_memory_mb"] = timer.peak_mb
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text(html_text, encoding="utf-8")

@@ -174,7 +174,10 @@ def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.D
 
 
 def current_stages(panel: pd.DataFrame) -> pd.DataFrame:
-    """Each user's stage in the data's last period: ``user_id, stage``."""
+    """Each user's stage in the data's last period: ``user_id, stage``.
+
+    For events in DuckDB, :func:`retention.periods.user_stages` gives the same without building
+    the panel (the pipeline and the Strategies page use it)."""
     last = panel.loc[panel.groupby("user_id", sort=False)["t"].idxmax(), ["user_id", "stage"]]
     return last.assign(stage=last["stage"].astype(str)).reset_index(drop=True)
 

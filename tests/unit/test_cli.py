@@ -157,8 +157,8 @@ def test_same_seed_gives_identical_files(run_twice):
     for name in ("strategies.csv", "user_segments.csv", "report.html"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
-    for s in (sa, sb):
-        s.pop("timings")
+    for s in (sa, sb):  # measurements of the run itself, not results
+        assert set(s.pop("peak_memory_mb")) == set(s.pop("timings"))
         s.pop("workspace")
     assert sa == sb
 
