@@ -271,9 +271,16 @@ elif metrics.get("silhouette_by_k"):
     c4.metric("Silhouette", f"{metrics['silhouette_by_k'].get(str(metrics['k']), 0):.2f}")
 
 st.plotly_chart(segment_map(art["map2d"], names), key="segments.map_chart")
+mapped, users_total = len(art["map2d"]), int(metrics.get("users", len(art["assignments"])))
 st.caption(
     "Each dot is a user, placed so that users with similar purchases and behaviour are close. "
     "Hover to see a user's top items."
+    + (
+        f" The map shows a sample of {mapped:,} of the {users_total:,} users, drawn within each "
+        "segment in proportion to its size."
+        if mapped < users_total
+        else ""
+    )
 )
 left, right = st.columns(2)
 with left:

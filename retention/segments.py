@@ -3,21 +3,27 @@
 The pipeline, each step swappable:
 
 1. **Aggregate** (DuckDB): per user the behaviour features (recency, frequency, monetary value,
-   tenure) and per user and distinct text a count and a spend.
+   tenure) and per user and distinct text a count and a spend, as integer codes (the user's row,
+   the text's index among the distinct texts): no per-row strings leave DuckDB.
 2. **Embed** each distinct text once (:mod:`retention.embeddings`, cached in the workspace). A
    user's text vector is the spend- (or frequency-) weighted mean of their items' vectors; the
    ``document`` option embeds each user's whole document instead (slower, rarely better).
 3. **Combine**: behaviour features are log-transformed and standardised; the text block and the
    behaviour block are scaled so that ``text_weight`` is the text block's share of the total
    variance. Without text, behaviour alone. The result is reduced to its first 50 principal
-   components (clustering cost; the first two are the PCA map).
+   components (clustering cost; the first two are the PCA map). Above 50,000 users
+   (:data:`REDUCE_SAMPLE`) the user vectors are never all in memory: the scaling and the
+   principal axes are fitted on a seeded sample of 50,000 users and every user is projected in
+   chunks (:func:`reduce_in_chunks`); up to that, exactly as described.
 4. **Cluster** with :class:`Segmenter`: k-means with k chosen by silhouette (on a sample of at
    most 5,000 users, k = 2..12) or set by hand, MiniBatchKMeans above 50,000 users; or HDBSCAN,
    whose noise is segment ``-1``. Segments are numbered by size, largest first.
 5. **Label**: class-based TF-IDF (:func:`ctfidf`) over each segment's users' documents; three
    representative users (closest to the segment's centre). Without text, labels describe the
    behaviour ("recent, high spend").
-6. **Map**: a 2-D PCA (or UMAP) projection for the scatter plot, computed once with the run.
+6. **Map**: a 2-D PCA (or UMAP) projection for the scatter plot, computed once with the run,
+   of at most 20,000 users (:data:`MAP_SAMPLE`; above that a seeded sample drawn within each
+   segment in proportion to its size).
 7. **Profile** per segment: users, share, mean recency / frequency / monetary, revenue, and
    retention after 1 and 4 periods.
 
@@ -69,7 +75,15 @@ SILHOUETTE_SAMPLE = 5_000
 SILHOUETTE_TOLERANCE = 0.05  # relative
 MINIBATCH_ABOVE = 50_000
 REDUCED_DIMENSIONS = 50
-UMAP_SAMPLE = 20_000
+# Above this many users the text vectors are never all in memory at once: the reduction (the
+# no-text fill, the block weights and the principal axes) is fitted on a seeded sample of this
+# many users, then every user is projected chunk by chunk. At or below it, the exact computation
+# (a full SVD: about 1 GB and a few seconds at 50,000 users, twice that at 100,000).
+REDUCE_SAMPLE = 50_000
+CHUNK_USERS = 20_000  # users per chunk when building and projecting text vectors
+MAP_SAMPLE = 20_000  # the map shows at most this many users (a seeded sample)
+UMAP_SAMPLE = MAP_SAMPLE
+ITEM_CHUNK = 4_000_000  # user-text rows per step when counting texts per segment
 NOISE = -1
 RETENTION_AFTER: tuple[int, ...] = (1, 4)
 SNAPSHOT_RESERVED: tuple[str, ...] = ("user_id", "action", "outcome", "propensity")
@@ -239,7 +253,9 @@ class Segmenter:
     def fit(self, X: np.ndarray) -> Segmenter:
         _check_k(self.k)
         _check_choice("algorithm", self.algorithm, ALGORITHMS)
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        if X.dtype != np.float32:  # float32 stays so (half the memory at scale), else float64
+            X = np.asarray(X, dtype=np.float64)
         n = len(X)
         if n < 2:
             raise InputError(f"Segmentation needs at least 2 users. Got {n}.")
@@ -325,9 +341,10 @@ def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
     ids = [c for c in pd.unique(labels) if c != NOISE]
     sizes = {c: int((labels == c).sum()) for c in ids}
     order = sorted(ids, key=lambda c: -sizes[c])  # stable: ties keep first-appearance order
-    mapping = {c: i for i, c in enumerate(order)}
-    mapping[NOISE] = NOISE
-    return np.array([mapping[c] for c in labels], dtype=np.int64)
+    out = np.full(len(labels), NOISE, dtype=np.int64)
+    for i, c in enumerate(order):
+        out[labels == c] = i
+    return out
 
 
 # -- c-TF-IDF labels -------------------------------------------------------------------------
@@ -412,11 +429,46 @@ def ctfidf(
 
 @dataclass(frozen=True)
 class UserData:
-    """Per-user behaviour and per-user texts, aggregated from an event log."""
+    """Per-user behaviour and per-user texts, aggregated from an event log.
 
-    users: pd.DataFrame  # user_id, recency_days, frequency, monetary, tenure_days, n_events
-    items: pd.DataFrame  # user_id, text, n, spend (one row per user and distinct text)
+    ``users``: ``user_id, recency_days, frequency, monetary, tenure_days, n_events``, one row per
+    user, sorted by ``user_id``. ``items``: one row per user and distinct text, as integer codes:
+    ``user`` (the row in ``users``), ``text`` (the index in ``texts``), ``n`` (events) and
+    ``spend``; sorted by user (a user's rows in no particular order: :func:`ranked_items` puts
+    them most frequent first). ``texts``: the distinct texts, sorted.
+
+    ``texts=None`` means ``items`` holds strings instead (``user_id, text, n, spend``);
+    :func:`coded` turns such data into codes.
+    """
+
+    users: pd.DataFrame
+    items: pd.DataFrame
     has_amount: bool
+    texts: np.ndarray | None = None
+
+
+def coded(data: UserData) -> UserData:
+    """``data`` with integer-coded items (as :func:`aggregate_users` returns it)."""
+    if data.texts is not None:
+        return data
+    items = data.items
+    texts, text_index = np.unique(items["text"].to_numpy(dtype=object), return_inverse=True)
+    user_index = pd.Index(data.users["user_id"]).get_indexer(items["user_id"])
+    if (user_index < 0).any():
+        raise ValueError("UserData.items names users that are not in UserData.users")
+    frame = pd.DataFrame(
+        {
+            "user": user_index.astype(np.int32),
+            "text": np.asarray(text_index).reshape(-1).astype(np.int32),
+            "n": items["n"].to_numpy(),
+            "spend": items["spend"].to_numpy(dtype=float)
+            if "spend" in items
+            else np.zeros(len(items)),
+        }
+    )
+    if (np.diff(user_index) < 0).any():  # rows must be grouped by user, in users' order
+        frame = frame.iloc[np.argsort(user_index, kind="stable")].reset_index(drop=True)
+    return UserData(data.users, frame, data.has_amount, texts)
 
 
 @contextlib.contextmanager
@@ -457,26 +509,47 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
                count(DISTINCT CAST(e.ts AS DATE)) AS frequency,
                coalesce(sum(e.amount), 0.0) AS monetary,
                date_diff('second', min(e.ts), any_value(b.end_ts)) / 86400.0 AS tenure_days,
-               count(*) AS n_events
+               count(*) AS n_events,
+               count(e.amount) AS n_amounts
         FROM e, b GROUP BY e.user_id ORDER BY e.user_id
         """  # noqa: S608 -- fixed fragments and a quoted identifier only
     ).df()
-    items = con.execute(
+    texts = con.execute(
+        f"SELECT DISTINCT text FROM ({clean}) WHERE text IS NOT NULL ORDER BY text"  # noqa: S608
+    ).fetchnumpy()["text"]
+    # Codes, not strings, leave DuckDB: a user's code is their row in ``users`` (both sorted by
+    # user_id), a text's its index in ``texts``. Sorted by user only (a full sort costs a fifth
+    # more at 50 million events); the few places that rank a user's texts do it themselves.
+    found = con.execute(
         f"""
-        WITH e AS ({clean})
-        SELECT user_id, text, count(*) AS n, sum(greatest(coalesce(amount, 0), 0)) AS spend
-        FROM e WHERE text IS NOT NULL GROUP BY user_id, text
-        ORDER BY user_id, n DESC, spend DESC, text
+        WITH e AS ({clean}),
+        g AS (
+            SELECT user_id, text, count(*) AS n,
+                   sum(greatest(coalesce(amount, 0), 0)) AS spend
+            FROM e WHERE text IS NOT NULL GROUP BY user_id, text
+        ),
+        u AS (
+            SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS INTEGER) AS code
+            FROM (SELECT DISTINCT user_id FROM e)
+        ),
+        t AS (
+            SELECT text, CAST(row_number() OVER (ORDER BY text) - 1 AS INTEGER) AS code
+            FROM (SELECT DISTINCT text FROM g)
+        )
+        SELECT u.code AS "user", t.code AS text, CAST(g.n AS INTEGER) AS n, g.spend
+        FROM g JOIN u USING (user_id) JOIN t USING (text)
+        ORDER BY "user"
         """  # noqa: S608 -- fixed fragments and a quoted identifier only
-    ).df()
-    has_amount = bool(
-        con.execute(f"SELECT count(amount) > 0 FROM ({clean})").fetchall()[0][0]  # noqa: S608
-    )
+    ).fetchnumpy()
+    items = pd.DataFrame({"user": np.asarray(found.pop("user"), dtype=np.int32)})
+    for name, dtype in (("text", np.int32), ("n", np.int32), ("spend", np.float64)):
+        items[name] = np.asarray(found.pop(name), dtype=dtype)  # one block each: no copies
     if users.empty:
         raise InputError("The events have no rows with both a user and a time: nothing to segment.")
+    has_amount = bool(users.pop("n_amounts").sum() > 0)
     users["frequency"] = users["frequency"].astype(np.int64)
-    items["n"] = items["n"].astype(np.int64)
-    return UserData(users=users, items=items, has_amount=has_amount)
+    texts = np.asarray(texts, dtype=object)
+    return UserData(users=users, items=items, has_amount=has_amount, texts=texts)
 
 
 def behaviour_matrix(users: pd.DataFrame, has_amount: bool) -> tuple[np.ndarray, list[str]]:
@@ -507,16 +580,32 @@ def combine(text: np.ndarray | None, behaviour: np.ndarray, text_weight: float) 
     Each block is divided by the square root of its total variance (sum over columns) and
     multiplied by the square root of its weight; a block with weight 0 or no variance is left out.
     """
-    blocks = []
-    for block, weight in ((text, text_weight), (behaviour, 1.0 - text_weight)):
-        if block is None or block.shape[1] == 0 or weight <= 0:
-            continue
-        total = float(block.var(axis=0).sum())
-        if total > 0:
-            blocks.append(block * np.sqrt(weight / total))
+    scales = (
+        _block_scale(_total_variance(text), text_weight),
+        _block_scale(_total_variance(behaviour), 1.0 - text_weight),
+    )
+    blocks = [
+        block * scale
+        for block, scale in zip((text, behaviour), scales, strict=True)
+        if block is not None and scale is not None
+    ]
     if not blocks:
         return np.zeros((len(behaviour), 1))
     return np.hstack(blocks)
+
+
+def _total_variance(block: np.ndarray | None) -> float | None:
+    if block is None or block.shape[1] == 0:
+        return None
+    return float(block.var(axis=0).sum())
+
+
+def _block_scale(total: float | None, weight: float) -> float | None:
+    """A block's factor in :func:`combine`; ``None``: the block is left out (no columns, no
+    weight or no variance)."""
+    if total is None or weight <= 0 or not total > 0:
+        return None
+    return np.sqrt(weight / total)
 
 
 def reduce_dimensions(X: np.ndarray, n_components: int = REDUCED_DIMENSIONS) -> np.ndarray:
@@ -534,16 +623,250 @@ def reduce_dimensions(X: np.ndarray, n_components: int = REDUCED_DIMENSIONS) -> 
     return PCA(n_components, svd_solver="full").fit_transform(X)
 
 
+def _filled(U: np.ndarray, has: np.ndarray) -> np.ndarray:
+    """float64 text vectors where users without text get the mean vector of the users with text
+    (nothing changes when all or none have text)."""
+    U = U.astype(np.float64)
+    if has.any() and not has.all():
+        U[~has] = U[has].mean(axis=0)
+    return U
+
+
+def _scaled_rows(
+    U: np.ndarray,
+    has: np.ndarray,
+    fill: np.ndarray,
+    behaviour: np.ndarray,
+    scales: tuple[float | None, float | None],
+) -> np.ndarray:
+    """``[text * scale | behaviour * scale]`` as one float32 array, users without text getting
+    ``fill``; a block whose scale is ``None`` is left out."""
+    text_scale, behaviour_scale = scales
+    d = U.shape[1] if text_scale is not None else 0
+    width = d + (behaviour.shape[1] if behaviour_scale is not None else 0)
+    if width == 0:
+        return np.zeros((len(behaviour), 1), dtype=np.float32)
+    out = np.empty((len(behaviour), width), dtype=np.float32)
+    if text_scale is not None:
+        out[:, :d] = U
+        out[~has, :d] = fill
+        out[:, :d] *= np.float32(text_scale)
+    if behaviour_scale is not None:
+        out[:, d:] = behaviour * behaviour_scale
+    return out
+
+
+def reduce_in_chunks(
+    text: UserText,
+    behaviour: np.ndarray,
+    text_weight: float,
+    *,
+    sample_size: int | None = None,
+    chunk_users: int | None = None,
+    n_components: int = REDUCED_DIMENSIONS,
+    random_state: int = 0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`combine` then :func:`reduce_dimensions`, never holding every user's text vector.
+
+    What the reduction learns (the vector users without text get, the two block weights, the
+    principal axes) is fitted on a seeded sample of ``sample_size`` users (default
+    :data:`REDUCE_SAMPLE`), in float32; then every user's vector is built and projected
+    ``chunk_users`` at a time (default :data:`CHUNK_USERS`). Memory: the sample, one chunk and the
+    result (float32, one row per user). Returns the result and ``users_with_text``,
+    ``pca_fitted_on``.
+    """
+    from sklearn.decomposition import PCA
+
+    sample_size = REDUCE_SAMPLE if sample_size is None else sample_size
+    chunk_users = CHUNK_USERS if chunk_users is None else chunk_users
+    n = len(behaviour)
+    sample = np.arange(n)
+    if n > sample_size:
+        rng = np.random.default_rng(random_state)
+        sample = np.sort(rng.choice(n, size=sample_size, replace=False))
+    U = np.empty((len(sample), text.dim), dtype=np.float32)
+    has = np.empty(len(sample), dtype=bool)
+    for lo in range(0, len(sample), chunk_users):  # users without text have zero rows
+        U[lo : lo + chunk_users], has[lo : lo + chunk_users] = text.rows(
+            sample[lo : lo + chunk_users]
+        )
+    with_text = max(int(has.sum()), 1)
+    # Users without text get the sample's mean vector of users with text; the filled block's
+    # total variance is then (sum of squared norms - with_text * |fill|^2) / sample size.
+    fill = U.sum(axis=0, dtype=np.float64) / with_text
+    squares = float(np.einsum("ij,ij->", U, U, dtype=np.float64))
+    text_total = max(squares - with_text * float(fill @ fill), 0.0) / len(sample)
+    scales = (
+        _block_scale(text_total, text_weight),
+        _block_scale(_total_variance(behaviour[sample]), 1.0 - text_weight),
+    )
+    fitted = _scaled_rows(U, has, fill, behaviour[sample], scales)
+    del U
+    k = min(n_components, fitted.shape[1], len(fitted))
+    pca = PCA(k, svd_solver="covariance_eigh").fit(fitted) if k >= 2 else None
+    centre = fitted.mean(axis=0, dtype=np.float64)
+    del fitted
+    out = np.empty((n, k if pca is not None else len(centre)), dtype=np.float32)
+    users_with_text = 0
+    for lo in range(0, n, chunk_users):
+        hi = min(lo + chunk_users, n)
+        U, has = text.rows(slice(lo, hi))
+        users_with_text += int(has.sum())
+        chunk = _scaled_rows(U, has, fill, behaviour[lo:hi], scales)
+        out[lo:hi] = pca.transform(chunk) if pca is not None else chunk - centre
+        if progress is not None:
+            progress(hi / n, f"Projecting users: {hi:,} of {n:,}")
+    return out, {"users_with_text": users_with_text, "pca_fitted_on": len(sample)}
+
+
 def user_documents(items: pd.DataFrame, user_ids: Sequence[str]) -> pd.Series:
-    """Each user's document: their distinct texts, most frequent first, joined by '; '."""
+    """Each user's document: their distinct texts, most frequent first, joined by '; '.
+
+    ``items`` holds strings (``user_id, text``, most frequent first within a user).
+    """
     docs = items.groupby("user_id", sort=False)["text"].agg("; ".join)
     return docs.reindex(pd.Index(user_ids, name="user_id")).fillna("")
 
 
-def _top_items(items: pd.DataFrame, user_ids: Sequence[str], n: int = 3) -> pd.Series:
-    top = items.groupby("user_id", sort=False).head(n)
-    joined = top.groupby("user_id", sort=False)["text"].agg(", ".join)
-    return joined.reindex(pd.Index(user_ids, name="user_id")).fillna("")
+def _item_rows(items_user: np.ndarray, users: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the (user-sorted) items that belong to ``users`` (sorted user rows, or a
+    slice of them), and for each such row the position of its user within ``users``."""
+    if isinstance(users, slice):
+        bounds = np.array([users.start, users.stop], dtype=items_user.dtype)
+        lo, hi = np.searchsorted(items_user, bounds)  # same dtype: no copy of the haystack
+        return np.arange(lo, hi), items_user[lo:hi] - users.start
+    users = np.asarray(users).astype(items_user.dtype, copy=False)
+    starts = np.searchsorted(items_user, users, side="left")
+    ends = np.searchsorted(items_user, users, side="right")
+    lengths = ends - starts
+    owner = np.repeat(np.arange(len(users)), lengths)
+    offsets = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return starts[owner] + offsets, owner
+
+
+def ranked_items(items: pd.DataFrame, picked: np.ndarray | None = None) -> np.ndarray:
+    """Item rows (``picked``, default all) by user, then most frequent first: ``n``, then
+    ``spend`` descending, then the text."""
+    picked = np.arange(len(items)) if picked is None else np.asarray(picked)
+    order = np.lexsort(
+        (
+            items["text"].to_numpy()[picked],
+            -items["spend"].to_numpy()[picked],
+            -items["n"].to_numpy()[picked].astype(np.int64),
+            items["user"].to_numpy()[picked],
+        )
+    )
+    return picked[order]
+
+
+def _top_items(data: UserData, rows: np.ndarray, n: int = 3) -> list[str]:
+    """Per user row in ``rows`` (sorted): their ``n`` most frequent texts, joined by ', '."""
+    if data.texts is None or data.items.empty:
+        return [""] * len(rows)
+    user = data.items["user"].to_numpy()
+    picked = ranked_items(data.items, _item_rows(user, rows)[0])
+    owner = np.searchsorted(rows, user[picked])  # the position of each row's user in ``rows``
+    first = np.searchsorted(owner, np.arange(len(rows)))
+    kept = (np.arange(len(picked)) - first[owner]) < n
+    names = data.texts[data.items["text"].to_numpy()[picked[kept]]]
+    bounds = np.searchsorted(owner[kept], np.arange(len(rows) + 1))
+    return [", ".join(names[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _documents(data: UserData) -> np.ndarray:
+    """Each user's document (as :func:`user_documents`), in ``data.users`` order."""
+    picked = ranked_items(data.items)
+    frame = pd.DataFrame(
+        {
+            "user": data.items["user"].to_numpy()[picked],
+            "text": data.texts[data.items["text"].to_numpy()[picked]],
+        }
+    )
+    docs = frame.groupby("user", sort=False)["text"].agg("; ".join)
+    return docs.reindex(pd.RangeIndex(len(data.users))).fillna("").to_numpy(dtype=object)
+
+
+@dataclass
+class UserText:
+    """Users' L2-normalised text vectors, built on demand for any set of users.
+
+    ``items``: the weighted mean of the user's distinct texts' vectors (``vectors`` holds one row
+    per distinct text); ``document``: the vector of the user's whole document (``vectors`` holds
+    one row per user, and ``documents`` tells which users have one). Users without text get a
+    zero row (``has`` is False). ``info``: what was embedded (for the run's metrics).
+    """
+
+    data: UserData
+    vectors: np.ndarray
+    user_vector: str
+    weighting: str
+    info: dict[str, Any]
+    documents: np.ndarray | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def rows(self, users: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """float32 vectors of ``users`` (sorted user rows, or a slice) and whether each has text.
+
+        Row by row the same numbers whatever the set of users asked for.
+        """
+        if self.documents is not None:
+            return l2_normalise(self.vectors[users]), self.documents[users]
+        items = self.data.items
+        picked, owner = _item_rows(items["user"].to_numpy(), users)
+        m = (users.stop - users.start) if isinstance(users, slice) else len(users)
+        weight = items["n"].to_numpy()[picked].astype(float)
+        if self.weighting == "spend" and self.data.has_amount:
+            spend = items["spend"].to_numpy()[picked].astype(float)
+            user_spend = np.bincount(owner, weights=spend, minlength=m)
+            weight = np.where(user_spend[owner] > 0, spend, weight)
+        W = sparse.csr_matrix(
+            (weight, (owner, items["text"].to_numpy()[picked])), shape=(m, len(self.vectors))
+        )
+        row_sum = np.asarray(W.sum(axis=1)).ravel()
+        has = row_sum > 0
+        U = np.asarray(sparse.diags(1.0 / np.where(has, row_sum, 1.0)) @ W @ self.vectors)
+        return l2_normalise(U), has
+
+
+def embed_user_text(
+    data: UserData,
+    embedder: Embedder,
+    *,
+    user_vector: str = "items",
+    weighting: str = "spend",
+    progress: Progress | None = None,
+) -> UserText:
+    """Embed what :class:`UserText` needs: each distinct text once (``items``), or each user's
+    document (``document``)."""
+    data = coded(data)
+    n_users, documents = len(data.users), None
+    if user_vector == "document":
+        docs = _documents(data)
+        has = docs != ""
+        embedded = embedder.embed(docs[has].tolist(), progress=progress)
+        vectors = np.zeros((n_users, embedded.shape[1]), dtype=np.float32)
+        vectors[has] = embedded
+        info: dict[str, Any] = {"texts_needed": int(has.sum())}
+        documents = has
+    else:
+        texts = data.texts if data.texts is not None else np.array([], dtype=object)
+        vectors = embedder.embed(texts.tolist(), progress=progress)
+        info = {"texts_needed": len(texts)}
+    stats = getattr(embedder, "stats", None)
+    if stats is not None:
+        info.update(texts_cached=stats.cached, texts_embedded=stats.embedded)
+    return UserText(data, vectors, user_vector, weighting, info, documents)
+
+
+def _public_info(text: UserText, users_with_text: int) -> dict[str, Any]:
+    info = dict(text.info)
+    ordered = {"texts_needed": info.pop("texts_needed"), "users_with_text": users_with_text}
+    ordered.update(info)
+    return ordered
 
 
 def text_vectors(
@@ -554,47 +877,17 @@ def text_vectors(
     weighting: str = "spend",
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One L2-normalised text vector per user (rows in ``data.users`` order).
+    """One L2-normalised text vector per user (rows in ``data.users`` order), all in memory.
 
     ``items``: the weighted mean of the user's distinct items' vectors (weights: spend, or the
     count where the user spent nothing; or counts). ``document``: the user's whole document.
     Users without text get the mean of everyone's vector (neutral).
     """
-    users = data.users["user_id"].tolist()
-    items = data.items
-    if user_vector == "document":
-        docs = user_documents(items, users)
-        has = docs.to_numpy() != ""
-        vectors = embedder.embed(docs[has].tolist(), progress=progress)
-        dim = vectors.shape[1]
-        U = np.zeros((len(users), dim), dtype=np.float32)
-        U[has] = vectors
-        n_texts = int(has.sum())
-    else:
-        distinct, text_index = np.unique(items["text"].to_numpy(dtype=object), return_inverse=True)
-        vectors = embedder.embed(distinct.tolist(), progress=progress)
-        user_index = pd.Index(users).get_indexer(items["user_id"])
-        weight = items["n"].to_numpy(dtype=float)
-        if weighting == "spend" and data.has_amount:
-            spend = items["spend"].to_numpy(dtype=float)
-            user_spend = np.bincount(user_index, weights=spend, minlength=len(users))
-            weight = np.where(user_spend[user_index] > 0, spend, weight)
-        W = sparse.csr_matrix(
-            (weight, (user_index, np.asarray(text_index).reshape(-1))),
-            shape=(len(users), len(distinct)),
-        )
-        row_sum = np.asarray(W.sum(axis=1)).ravel()
-        has = row_sum > 0
-        U = np.asarray(sparse.diags(1.0 / np.where(has, row_sum, 1.0)) @ W @ vectors)
-        n_texts = len(distinct)
-    U = l2_normalise(U).astype(np.float64)
-    if has.any() and not has.all():
-        U[~has] = U[has].mean(axis=0)
-    stats = getattr(embedder, "stats", None)
-    info: dict[str, Any] = {"texts_needed": n_texts, "users_with_text": int(has.sum())}
-    if stats is not None:
-        info.update(texts_cached=stats.cached, texts_embedded=stats.embedded)
-    return U, info
+    text = embed_user_text(
+        data, embedder, user_vector=user_vector, weighting=weighting, progress=progress
+    )
+    U, has = text.rows(slice(0, len(text.data.users)))
+    return _filled(U, has), _public_info(text, int(has.sum()))
 
 
 # -- labels, map, profile --------------------------------------------------------------------
@@ -610,26 +903,28 @@ def _representatives(X: np.ndarray, labels: np.ndarray, user_ids: np.ndarray, n:
     return out
 
 
-def _text_keywords(
-    items: pd.DataFrame, user_ids: np.ndarray, labels: np.ndarray, top_n: int = 10
-) -> dict[int, list[str]]:
+def _text_keywords(data: UserData, labels: np.ndarray, top_n: int = 10) -> dict[int, list[str]]:
     """c-TF-IDF keywords per segment over its users' documents (each distinct text once per
-    user), vectorising each distinct text once."""
+    user), vectorising each distinct text once: the segment × text counts times the text × term
+    counts."""
     segments = sorted(np.unique(labels).tolist())
-    if items.empty:
+    if data.items.empty or data.texts is None:
         return {s: [] for s in segments}
-    distinct, text_index = np.unique(items["text"].to_numpy(dtype=object), return_inverse=True)
     vectorizer = _vectorizer()
     try:
-        T = vectorizer.fit_transform(distinct.tolist())  # texts × terms
+        T = vectorizer.fit_transform(data.texts.tolist())  # texts × terms
     except ValueError:
         return {s: [] for s in segments}
-    user_pos = pd.Index(user_ids).get_indexer(items["user_id"])
-    seg_of_item = np.searchsorted(segments, labels[user_pos])
-    C = sparse.csr_matrix(
-        (np.ones(len(items)), (seg_of_item, np.asarray(text_index).reshape(-1))),
-        shape=(len(segments), len(distinct)),
-    )
+    segment_of_user = np.searchsorted(segments, labels)
+    user = data.items["user"].to_numpy()
+    text = data.items["text"].to_numpy()
+    shape = (len(segments), len(data.texts))
+    C = sparse.csr_matrix(shape, dtype=float)
+    for lo in range(0, len(user), ITEM_CHUNK):  # bounded memory: a chunk of rows at a time
+        hi = min(lo + ITEM_CHUNK, len(user))
+        C = C + sparse.csr_matrix(
+            (np.ones(hi - lo), (segment_of_user[user[lo:hi]], text[lo:hi])), shape=shape
+        )
     ranked = top_terms(C @ T, vectorizer.get_feature_names_out().tolist(), top_n)
     return {s: [t for t, _ in terms] for s, terms in zip(segments, ranked, strict=True)}
 
@@ -679,35 +974,58 @@ def _labels_frame(
     return pd.DataFrame(rows)
 
 
+def map_rows(labels: np.ndarray, max_points: int = MAP_SAMPLE, seed: int = 0) -> np.ndarray:
+    """The users the map shows: all of them up to ``max_points``, else a seeded sample of at
+    most ``max_points`` drawn within each segment in proportion to its size (every segment keeps
+    at least one user). Sorted row indices."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    segments, counts = np.unique(labels, return_counts=True)
+    if len(segments) * 2 > max_points:  # too many segments to keep each: a plain sample
+        return np.sort(rng.choice(n, size=max_points, replace=False))
+    take = np.maximum(1, counts * (max_points - len(segments)) // n)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == s), size=int(m), replace=False)
+        for s, m in zip(segments, take, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
 def map_2d(
-    X: np.ndarray, method: str = "pca", random_state: int = 0
+    X: np.ndarray,
+    method: str = "pca",
+    random_state: int = 0,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D coordinates for the map and the row indices they belong to.
 
-    PCA maps every user. UMAP (``umap-learn``, imported only here) is fitted on at most 20,000
-    users (a seeded sample), which is all the map shows anyway.
+    The map shows ``rows`` (default: every user up to :data:`MAP_SAMPLE`, else a seeded sample
+    of that many), and PCA or UMAP (``umap-learn``, imported only here) is fitted on them alone.
     """
     _check_choice("map_method", method, MAP_METHODS)
     n = len(X)
-    rows = np.arange(n)
-    if n < 3 or X.shape[1] < 2:
-        coords = np.zeros((n, 2))
-        coords[:, : min(2, X.shape[1])] = X[:, : min(2, X.shape[1])]
+    if rows is None:
+        rows = np.arange(n)
+        if n > MAP_SAMPLE:
+            rows = np.sort(np.random.default_rng(random_state).choice(n, MAP_SAMPLE, replace=False))
+    shown = X if len(rows) == n else X[rows]  # (rows are sorted and distinct)
+    if len(rows) < 3 or X.shape[1] < 2:
+        coords = np.zeros((len(rows), 2))
+        coords[:, : min(2, X.shape[1])] = shown[:, : min(2, X.shape[1])]
         return coords, rows
     if method == "umap":
-        if n > UMAP_SAMPLE:
-            rows = np.sort(
-                np.random.default_rng(random_state).choice(n, UMAP_SAMPLE, replace=False)
-            )
         import umap
 
         reducer = umap.UMAP(
             n_components=2, n_neighbors=min(15, len(rows) - 1), random_state=random_state
         )
-        return np.asarray(reducer.fit_transform(X[rows]), dtype=float), rows
+        return np.asarray(reducer.fit_transform(shown), dtype=float), rows
     from sklearn.decomposition import PCA
 
-    return PCA(2, random_state=random_state).fit_transform(X), rows
+    return PCA(2, random_state=random_state).fit_transform(shown), rows
 
 
 def retention_by_segment(
@@ -790,24 +1108,40 @@ def _segment_events(
     metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
 
     use_text = not data.items.empty and settings.text_weight > 0
-    T = None
+    text = None
     if use_text:
         inner = embedder or SentenceTransformerEmbedder(settings.model_path)
-        cached = CachedEmbedder(inner, workspace)
-        T, info = text_vectors(
+        text = embed_user_text(
             data,
-            cached,
+            CachedEmbedder(inner, workspace),
             user_vector=settings.user_vector,
             weighting=settings.weighting,
             progress=_Stage(progress, 0.05, 0.7),
         )
-        metrics.update(info)
+        if len(user_ids) > REDUCE_SAMPLE:  # never all text vectors at once
+            X, reduced = reduce_in_chunks(
+                text,
+                B,
+                settings.text_weight,
+                random_state=settings.random_state,
+                progress=_Stage(progress, 0.7, 0.75),
+            )
+            metrics.update(_public_info(text, reduced["users_with_text"]))
+            metrics["pca_fitted_on"] = reduced["pca_fitted_on"]
+        else:
+            U, has = text.rows(slice(0, len(user_ids)))
+            T = _filled(U, has)
+            del U
+            metrics.update(_public_info(text, int(has.sum())))
+            X = reduce_dimensions(combine(T, B, settings.text_weight))
+            del T
         metrics["embedder"] = describe(inner)
+    else:
+        X = reduce_dimensions(combine(None, B, 0.0))
     metrics["text_used"] = bool(use_text)
     metrics["text_available"] = not data.items.empty
-    X = reduce_dimensions(combine(T, B, settings.text_weight if use_text else 0.0))
 
-    _Stage(progress, 0.7, 0.85)(0.0, "Finding segments")
+    _Stage(progress, 0.75 if use_text else 0.7, 0.85)(0.0, "Finding segments")
     segmenter = Segmenter(
         settings.k,
         settings.algorithm,
@@ -818,7 +1152,7 @@ def _segment_events(
     metrics.update(_cluster_metrics(segmenter))
 
     _Stage(progress, 0.85, 0.9)(0.0, "Labelling segments")
-    keywords = _text_keywords(data.items, user_ids, labels) if use_text else {}
+    keywords = _text_keywords(data, labels) if use_text else {}
     label_frame = _labels_frame(
         labels,
         keywords,
@@ -827,15 +1161,16 @@ def _segment_events(
     )
 
     _Stage(progress, 0.9, 0.97)(0.0, "Drawing the map")
+    rows = map_rows(labels, MAP_SAMPLE, settings.random_state)  # at most MAP_SAMPLE users
     if settings.map_method == "pca" and X.shape[1] >= 2:  # X is already in PCA coordinates
-        coords, rows = X[:, :2], np.arange(len(X))
+        coords = X[rows, :2].astype(np.float64)
     else:
-        coords, rows = map_2d(X, settings.map_method, settings.random_state)
-    top = _top_items(data.items, user_ids.tolist())
+        coords, rows = map_2d(X, settings.map_method, settings.random_state, rows=rows)
+    top = _top_items(data, rows)
     names_of = dict(zip(label_frame["segment"], label_frame["label"], strict=True))
     hover = [
-        f"{user_ids[i]} · {names_of[int(labels[i])]}" + (f"<br>{top.iat[i]}" if top.iat[i] else "")
-        for i in rows
+        f"{user_ids[i]} · {names_of[int(labels[i])]}" + (f"<br>{items}" if items else "")
+        for i, items in zip(rows, top, strict=True)
     ]
     map_frame = pd.DataFrame(
         {
@@ -848,10 +1183,12 @@ def _segment_events(
     )
 
     _Stage(progress, 0.97, 1.0)(0.0, "Profiling segments")
+    users, has_amount = data.users, data.has_amount
+    del X, data, text  # the retention query below may want the memory
     assignments = pd.DataFrame({"user_id": user_ids.astype(str), "segment": labels})
     retention, period = retention_by_segment(con, ref, assignments, settings.period)
     metrics["period"] = period
-    profile = _profile(data.users, labels, data.has_amount, retention)
+    profile = _profile(users, labels, has_amount, retention)
     profile.insert(1, "label", profile["segment"].map(names_of))
     if progress is not None:
         progress(1.0, f"{segmenter.k_} segments")
@@ -1071,7 +1408,9 @@ def segment_snapshot(
     )
     names_of = dict(zip(label_frame["segment"], label_frame["label"], strict=True))
     _Stage(progress, 0.8, 0.95)(0.0, "Drawing the map")
-    coords, rows = map_2d(X, map_method, random_state)
+    coords, rows = map_2d(
+        X, map_method, random_state, rows=map_rows(labels, MAP_SAMPLE, random_state)
+    )
     shown = list(raw.columns[:4])
     hover = [
         f"{user_ids[i]} · {names_of[int(labels[i])]}<br>"

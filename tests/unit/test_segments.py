@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.spatial.distance import pdist
 from sklearn.metrics import adjusted_rand_score
 
+from retention import segments
 from retention.charts.segments import (
     sample_map,
     segment_map,
@@ -23,14 +26,22 @@ from retention.segments import (
     NOISE,
     Segmenter,
     SegmentSettings,
+    UserData,
+    aggregate_users,
+    behaviour_matrix,
     combine,
     ctfidf,
     ctfidf_scores,
+    embed_user_text,
     load_segmentation,
+    map_rows,
+    reduce_dimensions,
+    reduce_in_chunks,
     retention_by_segment,
     run_segmentation,
     segment_snapshot,
     segment_users,
+    text_vectors,
     top_terms,
     user_documents,
 )
@@ -400,3 +411,169 @@ def test_pca_map_and_figures():
     assert segment_sizes(result.profile, names).data[0].type == "bar"
     assert len(segment_retention(result.profile).data) == 2
     assert silhouette_curve(result.metrics) is None  # k set by hand
+
+
+# -- scale: integer-coded items, vectors in chunks, sampled reduction and map ----------------
+
+
+def _shop_events() -> pd.DataFrame:
+    """Users b, a and c: a padded duplicate of a text, a refund, an empty text, no text."""
+    t = pd.Timestamp("2024-01-01")
+    rows = [
+        ("b", t, 10.0, "mug"),
+        ("b", t + pd.Timedelta(days=1), 5.0, " mug "),
+        ("b", t + pd.Timedelta(days=2), 0.0, "red plate"),
+        ("a", t, 2.0, "red plate"),
+        ("a", t + pd.Timedelta(days=3), -4.0, "blue bowl"),
+        ("a", t + pd.Timedelta(days=3), 1.0, ""),
+        ("c", t + pd.Timedelta(days=4), 3.0, None),
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "ts", "amount", "text"])
+
+
+def _aggregate(events: pd.DataFrame) -> UserData:
+    con = duckdb.connect()
+    con.register("ev", events)
+    return aggregate_users(con, '"ev"')
+
+
+def test_items_are_integer_codes_into_users_and_texts():
+    data = _aggregate(_shop_events())
+    assert data.users["user_id"].tolist() == ["a", "b", "c"]
+    assert data.texts.tolist() == ["blue bowl", "mug", "red plate"]
+    assert data.items["user"].is_monotonic_increasing
+    decoded = {
+        (data.users["user_id"].iat[u], data.texts[t]): (n, spend)
+        for u, t, n, spend in data.items[["user", "text", "n", "spend"]].itertuples(index=False)
+    }
+    assert decoded == {
+        ("a", "red plate"): (1, 2.0),
+        ("a", "blue bowl"): (1, 0.0),  # a refund adds no spend
+        ("b", "mug"): (2, 15.0),  # " mug " is "mug"
+        ("b", "red plate"): (1, 0.0),
+    }
+    assert data.has_amount
+
+
+def test_coded_items_give_the_same_user_vectors_as_the_string_path():
+    data = _aggregate(_shop_events())
+    fake = CountingEmbedder()
+    vec = dict(zip(data.texts, fake.embed(data.texts.tolist()), strict=True))
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v)
+
+    # By hand: spend weights (a user who spent nothing would fall back to counts), else counts;
+    # c has no text and gets the mean of the others.
+    by_hand = {
+        "spend": [unit(vec["red plate"]), unit(vec["mug"])],  # a: 2 vs 0; b: 15 vs 0
+        "frequency": [
+            unit((vec["red plate"] + vec["blue bowl"]) / 2),
+            unit((2 * vec["mug"] + vec["red plate"]) / 3),
+        ],
+    }
+    strings = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "b"],
+            "text": ["blue bowl", "red plate", "mug", "red plate"],
+            "n": [1, 1, 2, 1],
+            "spend": [0.0, 2.0, 15.0, 0.0],
+        }
+    )
+    string_data = UserData(users=data.users, items=strings, has_amount=True)
+    for weighting, (a, b) in by_hand.items():
+        U, info = text_vectors(data, fake, weighting=weighting)
+        np.testing.assert_allclose(U, np.vstack([a, b, (a + b) / 2]), atol=1e-6)
+        assert info["texts_needed"] == 3 and info["users_with_text"] == 2
+        from_strings, _ = text_vectors(string_data, fake, weighting=weighting)
+        np.testing.assert_array_equal(from_strings, U)
+
+
+def test_user_vectors_do_not_depend_on_the_chunk():
+    planted = make_planted(n_users=120, n_periods=12, seed=5, n_segments=3)
+    data = _aggregate(planted.events)
+    text = embed_user_text(data, CountingEmbedder())
+    n = len(data.users)
+    full, has = text.rows(slice(0, n))
+    assert has.all() and full.dtype == np.float32
+    parts = [text.rows(slice(lo, min(lo + 17, n)))[0] for lo in range(0, n, 17)]
+    np.testing.assert_array_equal(np.vstack(parts), full)
+    some = np.array([3, 4, 50, n - 1])
+    np.testing.assert_array_equal(text.rows(some)[0], full[some])
+
+
+def test_sampled_reduction_keeps_every_distance_when_the_sample_is_everyone():
+    planted = make_planted(n_users=120, n_periods=12, seed=5, n_segments=3)
+    data = _aggregate(planted.events)
+    fake = CountingEmbedder()  # 32 dimensions + 4 behaviour columns: all components are kept
+    B, _ = behaviour_matrix(data.users, data.has_amount)
+    exact = reduce_dimensions(combine(text_vectors(data, fake)[0], B, 0.75))
+    text = embed_user_text(data, fake)
+    chunked, info = reduce_in_chunks(text, B, 0.75, sample_size=1_000, chunk_users=17)
+    assert info == {"users_with_text": 120, "pca_fitted_on": 120}
+    assert chunked.shape == exact.shape
+    # The same points up to a rotation: every pairwise distance is kept.
+    np.testing.assert_allclose(pdist(chunked), pdist(exact), rtol=1e-3, atol=1e-4)
+    again, _ = reduce_in_chunks(text, B, 0.75, sample_size=1_000, chunk_users=1_000)
+    np.testing.assert_allclose(again, chunked, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n_segments", "seed"), [(4, 1), (6, 3)])
+def test_chunked_path_above_the_threshold_recovers_planted_segments(
+    model, monkeypatch, n_segments, seed
+):
+    monkeypatch.setattr(segments, "REDUCE_SAMPLE", 150)
+    monkeypatch.setattr(segments, "CHUNK_USERS", 64)
+    planted = make_planted(n_users=360, n_periods=16, seed=seed, n_segments=n_segments)
+    fixed = segment_users(planted.events, settings={"k": n_segments}, embedder=model)
+    assert fixed.metrics["pca_fitted_on"] == 150  # the sampled, chunked path ran
+    assert fixed.metrics["users_with_text"] == 360
+    assert _ari(fixed, planted.truth) >= 0.9
+    auto = segment_users(planted.events, settings={"k": "auto"}, embedder=model)
+    assert auto.metrics["k"] == n_segments
+    assert _ari(auto, planted.truth) >= 0.9
+
+
+def test_map_rows_are_a_bounded_stratified_sample():
+    labels = np.repeat([0, 1, 2], [45_000, 4_998, 2])
+    rows = map_rows(labels, 20_000, seed=0)
+    assert len(rows) <= 20_000
+    assert (np.diff(rows) > 0).all()  # sorted, no user twice
+    counts = np.bincount(labels[rows], minlength=3)
+    assert counts[2] >= 1  # a tiny segment still shows
+    assert counts[0] / len(rows) == pytest.approx(0.9, abs=0.01)
+    np.testing.assert_array_equal(rows, map_rows(labels, 20_000, seed=0))
+    np.testing.assert_array_equal(map_rows(labels[:100], 20_000), np.arange(100))
+
+
+def test_pca_map_holds_at_most_the_sample(monkeypatch):
+    monkeypatch.setattr(segments, "MAP_SAMPLE", 50)
+    planted = make_planted(n_users=200, n_periods=12, seed=6, n_segments=3)
+    result = segment_users(planted.events, settings={"k": 3}, embedder=CountingEmbedder())
+    shown = result.map2d
+    assert 45 <= len(shown) <= 50 and shown["user_id"].is_unique
+    assert set(shown["segment"]) == set(result.assignments["segment"])
+    merged = shown.merge(result.assignments, on="user_id", suffixes=("", "_all"))
+    assert len(merged) == len(shown) and (merged["segment"] == merged["segment_all"]).all()
+    assert shown["hover"].str.contains("<br>").all()  # top items of the sampled users
+    assert len(result.assignments) == 200
+
+
+def test_map_hover_lists_top_items_most_frequent_first():
+    t = pd.Timestamp("2024-01-01")
+    bought = {
+        "a": [("mug", 1.0)] * 3 + [("plate", 10.0)] * 2 + [("cup", 4.0)] * 2 + [("bowl", 9.0)],
+        "b": [("zebra mug", 5.0), ("apple", 5.0), ("kettle", 1.0), ("kettle", 1.0)],
+        "c": [("teapot", 3.0)],
+    }
+    rows = [
+        (user, t + pd.Timedelta(days=i), amount, text)
+        for user, items in bought.items()
+        for i, (text, amount) in enumerate(items)
+    ]
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "amount", "text"])
+    result = segment_users(events, settings={"k": 2}, embedder=CountingEmbedder())
+    hover = result.map2d.set_index("user_id")["hover"]
+    assert hover["a"].endswith("<br>mug, plate, cup")  # count, then spend
+    assert hover["b"].endswith("<br>kettle, apple, zebra mug")  # ties: alphabetical
+    assert hover["c"].endswith("<br>teapot")
