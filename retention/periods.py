@@ -209,6 +209,10 @@ _GAP_INDEX = {
 }
 
 
+#: Users whose gaps decide the automatic period; more users are hash-sampled down to about this.
+GAP_SAMPLE_USERS = 100_000
+
+
 def typical_gaps(con: duckdb.DuckDBPyConnection, events: EventsSource) -> dict[str, float | None]:
     """Per period: the median over users of their median gap (in periods) between consecutive
     active periods; ``None`` when no user is active in two different periods.
@@ -222,6 +226,12 @@ def typical_gaps(con: duckdb.DuckDBPyConnection, events: EventsSource) -> dict[s
     out: dict[str, float | None] = {}
     with events_source(con, events) as ref:
         clean = clean_events_sql(con, ref)
+        # Above GAP_SAMPLE_USERS users, a fixed hash-sample of about that many users (a median
+        # of medians barely moves; at 50 million events this cut the choice from 34 s to a few).
+        users = con.execute(f"SELECT approx_count_distinct(user_id) FROM ({clean})").fetchall()  # noqa: S608
+        every = max(1, -(-int(users[0][0] or 0) // GAP_SAMPLE_USERS))
+        if every > 1:
+            clean = f"SELECT * FROM ({clean}) WHERE hash(user_id) % {every} = 0"  # noqa: S608
         for period in PERIODS:
             sql = f"""
                 WITH p AS (

@@ -502,7 +502,10 @@ def run_pipeline(
     con = ws.cursor()
     events_ref = ws.table(dataset_id, "events") if info.shape == "events" else None
 
-    period = resolve_period(con, events_ref, config.period or "auto") if events_ref else "period"
+    with timer.step("period"):  # the automatic choice reads every user's gaps: timed too
+        period = (
+            resolve_period(con, events_ref, config.period or "auto") if events_ref else "period"
+        )
     with timer.step("segments"):
         seg_settings = {"k": config.segments, "random_state": config.seed}
         if events_ref:

@@ -274,3 +274,23 @@ def test_panel_equals_pandas_reference(
     want = reference_panel(ev, period, churn_after)
     got = got.astype({"stage": str, "t": int, "k": int, "recency": int, "n_events": int})
     pd.testing.assert_frame_equal(got, want, check_dtype=False, atol=1e-9)
+
+
+def test_period_choice_on_a_hash_sample_of_users_agrees(monkeypatch):
+    """Above GAP_SAMPLE_USERS users the typical gaps come from a fixed hash-sample of users:
+    the same period is chosen and the gaps stay close to the exact ones."""
+    import duckdb
+
+    from retention import periods
+    from retention.synth import make_planted
+
+    events = make_planted(n_users=3000, n_periods=30, seed=4).events
+    con = duckdb.connect()
+    con.register("ev", events)
+    exact = periods.typical_gaps(con, "ev")
+    monkeypatch.setattr(periods, "GAP_SAMPLE_USERS", 500)
+    sampled = periods.typical_gaps(con, "ev")
+    assert periods.choose_period(con, "ev") == "week"
+    for period, gap in exact.items():
+        assert gap is not None and sampled[period] is not None
+        assert abs(sampled[period] - gap) <= 0.25 * gap + 0.5, (period, gap, sampled[period])
