@@ -44,7 +44,17 @@ from scale_data import write_scale_data  # noqa: E402
 RESULTS = HERE / "results"
 #: millions of events → users (the issue: 100,000 to 1,000,000 users)
 SIZES = {1: 100_000, 10: 400_000, 50: 1_000_000}
-STAGES = ("ingest", "store", "period", "segments", "retention", "stages", "policy", "strategies", "report")
+STAGES = (
+    "ingest",
+    "store",
+    "period",
+    "segments",
+    "retention",
+    "stages",
+    "policy",
+    "strategies",
+    "report",
+)
 NAIVE_MAX = 10  # millions of events
 
 
