@@ -117,7 +117,7 @@ def _table(results: dict, repeats: dict[int, int]) -> str:
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     meds = [results[s]["ours"]["median"] for s in sizes]
     lines.append("| **whole command** | " + " | ".join(
-        f"**{m['seconds']:,.1f} s / {m['peak_mb']:,.0f} MB**" for m in meds) + " |")  # fmt: skip
+        f"**{m['seconds']:,.1f} s / {_peak(m):,.0f} MB**" for m in meds) + " |")  # fmt: skip
     lines.append("| users · segments | " + " | ".join(
         f"{m['users']:,} · {m['segments']}" for m in meds) + " |")  # fmt: skip
     base = meds[0]
@@ -130,12 +130,24 @@ def _table(results: dict, repeats: dict[int, int]) -> str:
     lines.append("| speed-up vs naive | " + " | ".join(
         (f"{results[s]['naive']['total_s'] / results[s]['ours']['median']['seconds']:.1f}×"
          if results[s].get("naive") else "–") for s in sizes) + " |")  # fmt: skip
-    notes = sorted(
-        {n for s in sizes if results[s].get("naive") for n in results[s]["naive"]["notes"]}
-    )
-    if notes:
-        lines += ["", "Naive: " + "; ".join(notes) + "."]
+    growth = [
+        f"{a}M → {b}M: events ×{meds[j + 1]['events'] / meds[j]['events']:.1f}, time "
+        f"×{meds[j + 1]['seconds'] / meds[j]['seconds']:.1f}, peak memory "
+        f"×{_peak(meds[j + 1]) / _peak(meds[j]):.1f}"
+        for j, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False))
+    ]
+    if growth:
+        lines += ["", "Growth: " + "; ".join(growth) + "."]
+    for s in sizes:
+        if results[s].get("naive"):
+            lines += ["", f"Naive at {s}M: " + "; ".join(results[s]["naive"]["notes"]) + "."]
     return "\n".join(lines)
+
+
+def _peak(run: dict) -> float:
+    """The command's peak RSS: its ru_maxrss covers only the stretch since the last per-stage
+    reset of the kernel's mark, so take the larger of it and every stage's peak."""
+    return max([run["peak_mb"], *run["stage_peak_mb"].values()])
 
 
 def main() -> int:
@@ -146,16 +158,22 @@ def main() -> int:
                         help="runs of ours per size (default: 3 at 1M, 2 at 10M, 1 at 50M)")  # fmt: skip
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite the Markdown from the saved JSON (no runs)")  # fmt: skip
     parser.add_argument("--naive-for", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_for:  # the naive pipeline's own process (see naive_pipeline_total)
         print(json.dumps(_naive(args.naive_for, args.k, args.quick), default=float))
         return 0
+    suffix = "_quick" if args.quick else ""
+    saved = RESULTS / f"scale{suffix}.json"
+    if args.render:
+        _write(json.loads(saved.read_text()), suffix)
+        return 0
     sizes = [1] if args.quick else args.sizes
     default_repeats = {1: 3, 10: 2, 50: 1}
     repeats = {s: 1 if args.quick else (args.repeats or default_repeats[s]) for s in sizes}
-    suffix = "_quick" if args.quick else ""
     results: dict[str, dict] = {}
     for size in sizes:
         path = _data(size, args.data_dir)
@@ -169,23 +187,34 @@ def main() -> int:
             print(f"  naive: {naive['total_s']:.1f} s ({time.perf_counter() - t:.0f} s to "
                   f"measure), peak {naive['peak_mb']:,.0f} MB", flush=True)  # fmt: skip
         results[str(size)] = entry
-    load = os.getloadavg()[0]
+    meta = {
+        "command": "python bench/bench_scale.py"
+        + (" --quick" if args.quick else " --sizes " + " ".join(map(str, sizes))),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}",
+        "duckdb_memory": os.environ.get("RETENTION_DUCKDB_MEMORY", "3GB"),
+        "load_at_end": round(os.getloadavg()[0], 1),
+        "repeats": {str(s): r for s, r in repeats.items()},
+    }
+    _write({"meta": meta, "results": results}, suffix)
+    return 0
+
+
+def _write(saved: dict, suffix: str) -> None:
+    meta, results = saved["meta"], saved["results"]
     text = "\n".join([
         "# Scale: generated event logs → report.html (time and peak memory per stage)",
         "",
-        f"Command: `python bench/bench_scale.py{' --quick' if args.quick else ''}"
-        f"{' --sizes ' + ' '.join(map(str, sizes)) if not args.quick else ''}`; "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"DuckDB memory cap {os.environ.get('RETENTION_DUCKDB_MEMORY', '3GB')}; load average "
-        f"{load:.1f} at the end (shared machine).",
+        f"Command: `{meta['command']}`; {meta['machine']}, DuckDB memory cap "
+        f"{meta['duckdb_memory']}; load average {meta['load_at_end']} at the end (shared "
+        "machine).",
         "",
-        _table(results, repeats),
+        _table(results, {int(s): r for s, r in meta["repeats"].items()}),
     ])  # fmt: skip
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"scale{suffix}.md").write_text(text + "\n")
-    (RESULTS / f"scale{suffix}.json").write_text(json.dumps(results, indent=2, default=float))
-    return 0
+    (RESULTS / f"scale{suffix}.json").write_text(json.dumps(saved, indent=2, default=float))
 
 
 def naive_pipeline_total(path: Path, k: int, quick: bool) -> dict:
