@@ -2,6 +2,7 @@
 
     python bench/run_all.py            # full runs (several minutes each on 2 cores)
     python bench/run_all.py --quick    # smoke-sized inputs, about a minute each
+    python bench/run_all.py --collect  # only rebuild SUMMARY.md from the saved results
 
 Each benchmark measures ours side by side with the naive way in the same run and writes
 ``bench/results/<name>.json`` and ``<name>.md`` (``<name>_quick.*`` with --quick).
@@ -23,7 +24,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", choices=BENCHES, default=list(BENCHES))
+    parser.add_argument("--collect", action="store_true", help="no runs: rebuild SUMMARY.md")
     args = parser.parse_args()
+    if args.collect:
+        args.only = []
     suffix = "_quick" if args.quick else ""
     failures = []
     for name in args.only:
