@@ -256,7 +256,7 @@ names = segment_names(run)
 profile = art["profile"]
 
 # ----------------------------------------------------------------------------- overview
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = st.columns([1, 1, 2, 1])  # "text + behaviour" needs the room
 c1.metric("Users", f"{metrics.get('users', len(art['assignments'])):,}")
 c2.metric("Segments", metrics.get("k", len(profile)))
 c3.metric(
