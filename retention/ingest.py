@@ -2113,7 +2113,7 @@ def prepare(
             cframe, campaign_report, _ = _validate(csource, "campaigns", campaign_mapping_used)
             if len(cframe) == 0:
                 raise InputError(_nothing_left_message(cname, campaign_report))
-            unknown = int((~cframe["user_id"].isin(frame["user_id"].unique())).sum())
+            unknown = _unknown_users(cframe, frame)
             if unknown:
                 campaign_report = replace(
                     campaign_report,
@@ -2247,19 +2247,24 @@ def ingest(
     return prepared
 
 
-def _unknown_users(campaigns: pd.DataFrame, events: pd.DataFrame | StagedTable) -> int:
-    """Campaign rows whose user has no event (events may be staged on disk)."""
-    if isinstance(events, StagedTable):
-        con = _new_connection()
-        try:
-            con.register("_c", campaigns[["user_id"]])
-            con.register("_e", events.arrow())
-            return int(con.execute(
-                "SELECT count(*) FROM _c WHERE user_id NOT IN (SELECT DISTINCT user_id FROM _e)"
-            ).fetchall()[0][0])  # fmt: skip
-        finally:
-            con.close()
-    return int((~campaigns["user_id"].isin(events["user_id"].unique())).sum())
+def _unknown_users(
+    campaigns: pd.DataFrame | StagedTable, events: pd.DataFrame | StagedTable
+) -> int:
+    """Campaign rows whose user has no event (either side may be staged on disk)."""
+    if isinstance(campaigns, pd.DataFrame) and isinstance(events, pd.DataFrame):
+        return int((~campaigns["user_id"].isin(events["user_id"].unique())).sum())
+    con = _new_connection()
+    try:
+        for name, frame in (("_c", campaigns), ("_e", events)):
+            if isinstance(frame, StagedTable):
+                con.read_parquet(str(frame.path)).create_view(name, replace=True)
+            else:
+                con.register(name, frame[["user_id"]])
+        return int(con.execute(
+            "SELECT count(*) FROM _c WHERE user_id NOT IN (SELECT DISTINCT user_id FROM _e)"
+        ).fetchall()[0][0])  # fmt: skip
+    finally:
+        con.close()
 
 
 def _family_or_none(family: str | None) -> str | None:

@@ -655,3 +655,36 @@ def test_spilled_ingest_failure_leaves_no_staged_file(tmp_path, monkeypatch):
 
     gc.collect()
     assert set(Path(tempfile.gettempdir()).glob("retention-ingest-*")) == before
+
+
+def test_big_event_and_campaign_logs_both_staged(tmp_path, monkeypatch):
+    """A big event log with a big campaign log: both staged on disk, the campaign rows of
+    unknown users still counted, and both stored as the in-memory path stores them."""
+    from retention.synth import make_planted
+    from retention.workspace import Workspace
+
+    planted = make_planted(n_users=300, n_periods=12, seed=5)
+    events, campaigns = tmp_path / "events.parquet", tmp_path / "campaigns.parquet"
+    planted.events.to_parquet(events, index=False)
+    extra = planted.campaigns.head(7).assign(user_id="ghost")
+    pd.concat([planted.campaigns, extra]).to_parquet(campaigns, index=False)
+    slow = ingest(events, campaigns_path=campaigns)
+    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(ing, "BATCH_ROWS", 300)
+    monkeypatch.setattr(ing, "SPILL_ROWS", 400)
+    fast = ingest(events, campaigns_path=campaigns)
+    assert isinstance(fast.events, ing.StagedTable)
+    assert isinstance(fast.campaigns, ing.StagedTable)
+    assert any("7 campaign rows name users that have no events" in n
+               for n in fast.campaign_report.notes)  # fmt: skip
+    assert fast.campaign_report.notes == slow.campaign_report.notes
+    ws = Workspace(tmp_path / "ws")
+    try:
+        ids = [ws.save_dataset(name="x", source_name="e", sha256=p.sha256, shape=p.shape,
+                               frames=p.frames, mapping=p.mapping, report={})
+               for p in (slow, fast)]  # fmt: skip
+        for kind in ("events", "campaigns"):
+            a, b = (ws.load(i, kind) for i in ids)
+            pd.testing.assert_frame_equal(a, b)
+    finally:
+        ws.close()
