@@ -38,9 +38,9 @@ from retention.mdp import (
     DEFAULT_COSTS,
     DEFAULT_LIFT,
     RewardSettings,
-    summarize_events,
 )
-from retention.periods import build_panel, period_grid, period_of
+from retention.periods import resolve_period
+from retention.pipeline import campaigns_by_period, policy_input
 
 ws = workspace()
 st.title("Policy")
@@ -63,28 +63,10 @@ is_snapshot = info.shape == "snapshot"
 
 
 @st.cache_data(max_entries=4, show_spinner="Placing campaigns in periods…")
-def event_inputs(
-    folder: str, dataset_id: str, period: str, churn_after: int
-) -> tuple[pd.DataFrame | None, str]:
+def event_inputs(folder: str, dataset_id: str, period: str) -> tuple[pd.DataFrame | None, str]:
     """The campaign log placed in periods, and the period used (cached per dataset)."""
-    con = workspace().cursor()
-    events = workspace().table(dataset_id, "events")
-    grid = period_grid(con, events, period)
-    campaigns = None
-    if "campaigns" in workspace().dataset(dataset_id).kinds:
-        camp = period_of(con, workspace().table(dataset_id, "campaigns"), grid)
-        camp = camp[camp["t"].notna()]
-        campaigns = camp.assign(t=camp["t"].astype(int))[["user_id", "t", "action", "propensity"]]
-    return campaigns, grid.period
-
-
-def training_data(dataset_id: str, assignments: pd.DataFrame, period: str, churn_after: int):
-    """What the learner reads: the stage transitions summed in DuckDB (no campaign log), or
-    the per-user panel (a campaign log needs each user's logged transitions)."""
-    con, events = ws.cursor(), ws.table(dataset_id, "events")
-    if campaigns is None:
-        return summarize_events(con, events, assignments, period=period, churn_after=churn_after)
-    return build_panel(con, events, period=period, churn_after=churn_after)
+    used = resolve_period(workspace().cursor(), workspace().table(dataset_id, "events"), period)
+    return campaigns_by_period(workspace(), dataset_id, used), used
 
 
 try:
@@ -93,7 +75,7 @@ try:
         campaigns, period_used = None, "period"
         actions = sorted(snapshot["action"].astype(str).unique())
     else:
-        campaigns, period_used = event_inputs(str(ws.folder), info.id, period, churn_after)
+        campaigns, period_used = event_inputs(str(ws.folder), info.id, period)
         if campaigns is not None:
             logged = set(campaigns["action"].astype(str)) - {"none"}
             actions = ["none", *[a for a in DEFAULT_ACTIONS if a in logged]]
@@ -275,7 +257,7 @@ if train:
                     zip(edited["action"], edited["lift"].fillna(1.0).astype(float), strict=True)
                 )
             result = train_policy(
-                training_data(info.id, assignments, period_used, churn_after),
+                policy_input(ws, info.id, assignments, period_used, churn_after, campaigns),
                 assignments,
                 campaigns=campaigns,
                 actions=list(edited["action"]),

@@ -196,15 +196,13 @@ def train_or_reuse_policy(
     settings: dict[str, Any],
     *,
     config: PipelineConfig,
-    panel: pd.DataFrame | None = None,
     progress: Progress | None = None,
 ) -> tuple[str, PolicyResult]:
     """A stored policy run made for the same request, or a newly trained and stored one.
 
     ``settings`` is the request (what the command line was asked); it is stored under
-    ``settings["request"]`` beside the full settings the learner reports. ``panel``: the
-    events' panel if the caller has it; otherwise training reads what it needs from the
-    workspace (see :func:`_train`), and a reused run reads nothing.
+    ``settings["request"]`` beside the full settings the learner reports. Training reads what
+    it needs from the workspace (:func:`policy_input`); a reused run reads nothing.
     """
     runs = ws.runs("policy", dataset_id)
     for row in runs[runs["status"] == "done"].itertuples(index=False):
@@ -218,7 +216,7 @@ def train_or_reuse_policy(
     pending = ws.start_run("policy", dataset_id, {"request": settings, "training": True})
     try:
         result = _train(
-            ws, dataset_id, info.shape, segmentation, settings, panel, config, reward, progress
+            ws, dataset_id, info.shape, segmentation, settings, config, reward, progress
         )
     except BaseException as exc:
         ws.fail_run(pending, str(exc) or type(exc).__name__)
@@ -234,13 +232,32 @@ def train_or_reuse_policy(
     return save_policy_run(ws, dataset_id, result, run_id=pending), result
 
 
+def policy_input(
+    ws: Workspace,
+    dataset_id: str,
+    assignments: pd.DataFrame,
+    period: str,
+    churn_after: int,
+    campaigns: pd.DataFrame | None,
+) -> pd.DataFrame | PanelSummary:
+    """What the learner reads from an event log (the app's Policy page and the command line).
+
+    Without a campaign log the MDP needs only sums, which DuckDB computes from the events (the
+    users x periods panel never reaches pandas: it would not fit at 1M users); with a log the
+    learner needs every logged transition, so the panel is built.
+    """
+    con, events = ws.cursor(), ws.table(dataset_id, "events")
+    if campaigns is None:
+        return summarize_events(con, events, assignments, period=period, churn_after=churn_after)
+    return build_panel(con, events, period=period, churn_after=churn_after)
+
+
 def _train(
     ws: Workspace,
     dataset_id: str,
     shape: str,
     segmentation: SegmentationResult,
     settings: dict[str, Any],
-    panel: pd.DataFrame | None,
     config: PipelineConfig,
     reward: RewardSettings,
     progress: Progress | None,
@@ -255,22 +272,12 @@ def _train(
             progress=progress,
         )
     else:
-        # Without a campaign log the MDP needs only counts, which DuckDB computes from the events
-        # (the users x periods panel never reaches pandas: it would not fit at 1M users); with a
-        # log the learner needs every logged transition, so the panel is built.
         learner = QLearner(episodes=config.episodes) if config.episodes else None
-        con, events = ws.cursor(), ws.table(dataset_id, "events")
         period, churn_after = settings["period"], int(settings["churn_after"])
         campaigns = campaigns_by_period(ws, dataset_id, period)
-        source: pd.DataFrame | PanelSummary
-        if panel is not None:
-            source = panel
-        elif campaigns is None:
-            source = summarize_events(
-                con, events, segmentation.assignments, period=period, churn_after=churn_after
-            )
-        else:
-            source = build_panel(con, events, period=period, churn_after=churn_after)
+        source = policy_input(
+            ws, dataset_id, segmentation.assignments, period, churn_after, campaigns
+        )
         return train_policy(
             source,
             segmentation.assignments,

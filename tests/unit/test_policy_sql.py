@@ -220,7 +220,8 @@ def pipeline_run(tmp_path_factory):
 
 
 def test_pipeline_policy_and_users_equal_the_pandas_path(pipeline_run):
-    from retention.pipeline import _train, policy_settings, segment_names, stored_strategies
+    from retention.learn import QLearner, train_policy
+    from retention.pipeline import segment_names, stored_strategies
     from retention.segments import load_segmentation
     from retention.workspace import Workspace
 
@@ -233,11 +234,10 @@ def test_pipeline_policy_and_users_equal_the_pandas_path(pipeline_run):
         con, events = ws.cursor(), ws.table(ids["dataset"], "events")
         period = summary["period"]
         panel = build_panel(con, events, period=period, churn_after=config.churn_after)
-        settings = policy_settings(config, ids["segmentation_run"], period)
         # The pandas path: the same training on the pandas panel.
-        pandas_policy = _train(
-            ws, ids["dataset"], "events", segmentation, settings, panel, config,
-            config.reward(), None,
+        pandas_policy = train_policy(
+            panel, segmentation.assignments, reward=config.reward(), seed=config.seed,
+            learner=QLearner(episodes=config.episodes) if config.episodes else None,
         )  # fmt: skip
         expected = json.loads(json.dumps(pandas_policy.summary()["policy"]))
         assert summary["policy"] == expected
