@@ -38,6 +38,7 @@ import weakref
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -1977,15 +1978,31 @@ class _Stats:
     first_action: str | None
 
 
+@contextmanager
+def _exposed(
+    con: duckdb.DuckDBPyConnection, name: str, frame: pa.Table | pd.DataFrame | StagedTable
+) -> Iterator[None]:
+    """``frame`` as the relation ``name`` on ``con``: registered from memory, or read by DuckDB
+    from disk when it is a :class:`StagedTable`."""
+    staged = isinstance(frame, StagedTable)
+    if staged:
+        con.read_parquet(str(frame.path)).create_view(name, replace=True)
+    else:
+        con.register(name, frame)
+    try:
+        yield
+    finally:
+        if staged:
+            con.execute(f"DROP VIEW IF EXISTS {_quote(name)}")
+        else:
+            con.unregister(name)
+
+
 def _stats(
     con: duckdb.DuckDBPyConnection, table: pa.Table | StagedTable, has_action: bool
 ) -> _Stats:
     """Distinct users/actions and mixed id kinds, by DuckDB over the result (parallel)."""
-    if isinstance(table, StagedTable):
-        con.read_parquet(str(table.path)).create_view("_result", replace=True)
-    else:
-        con.register("_result", table)
-    try:
+    with _exposed(con, "_result", table):
         action = "count(DISTINCT action), min(action)" if has_action else "0, NULL"
         text = "count(*) FILTER (WHERE TRY_CAST(user_id AS HUGEINT) IS NULL)"
         sql = f"SELECT count(DISTINCT user_id), min(user_id), {text}, {action} FROM _result"  # noqa: S608
@@ -1997,11 +2014,6 @@ def _stats(
                 "WHERE TRY_CAST(user_id AS HUGEINT) IS NULL ORDER BY 1 LIMIT 3"
             ).fetchall()
             examples = tuple(row[0] for row in found)
-    finally:
-        if isinstance(table, StagedTable):
-            con.execute("DROP VIEW IF EXISTS _result")
-        else:
-            con.unregister("_result")
     return _Stats(int(users), first_user, examples, int(actions), first_action)
 
 
@@ -2251,18 +2263,11 @@ def _unknown_users(
     campaigns: pd.DataFrame | StagedTable, events: pd.DataFrame | StagedTable
 ) -> int:
     """Campaign rows whose user has no event (either side may be staged on disk)."""
-    if isinstance(campaigns, pd.DataFrame) and isinstance(events, pd.DataFrame):
-        return int((~campaigns["user_id"].isin(events["user_id"].unique())).sum())
     con = _new_connection()
     try:
-        for name, frame in (("_c", campaigns), ("_e", events)):
-            if isinstance(frame, StagedTable):
-                con.read_parquet(str(frame.path)).create_view(name, replace=True)
-            else:
-                con.register(name, frame[["user_id"]])
-        return int(con.execute(
-            "SELECT count(*) FROM _c WHERE user_id NOT IN (SELECT DISTINCT user_id FROM _e)"
-        ).fetchall()[0][0])  # fmt: skip
+        with _exposed(con, "_c", campaigns), _exposed(con, "_e", events):
+            sql = "SELECT count(*) FROM _c WHERE user_id NOT IN (SELECT DISTINCT user_id FROM _e)"
+            return int(con.execute(sql).fetchall()[0][0])
     finally:
         con.close()
 
