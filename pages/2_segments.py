@@ -23,11 +23,11 @@ from retention.charts.segments import (
 from retention.embeddings import DEFAULT_MODEL_ID, SentenceTransformerEmbedder
 from retention.errors import InputError
 from retention.periods import columns_of
+from retention.runs import run_segmentation
 from retention.segments import (
     DEFAULT_TEXT_WEIGHT,
     K_MAX,
     SegmentSettings,
-    run_segmentation,
 )
 from retention.workspace import Run
 

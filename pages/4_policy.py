@@ -26,13 +26,7 @@ from retention.charts.policy import (
     stability_map,
 )
 from retention.errors import InputError
-from retention.learn import (
-    QLearner,
-    load_policy_run,
-    save_policy_run,
-    train_policy,
-    train_snapshot_policy,
-)
+from retention.learn import PolicyResult, QLearner, train_policy, train_snapshot_policy
 from retention.mdp import (
     DEFAULT_ACTIONS,
     DEFAULT_COSTS,
@@ -41,6 +35,7 @@ from retention.mdp import (
 )
 from retention.periods import resolve_period
 from retention.pipeline import campaigns_by_period, policy_input
+from retention.runs import load_policy, train_policy_run
 
 ws = workspace()
 st.title("Policy")
@@ -230,56 +225,48 @@ if train:
                 learning_curve(curve, title="Learning…"), key=f"policy.live.{len(curve)}"
             )
 
-    # Recorded before training so that a training killed half-way shows as interrupted.
-    pending = ws.start_run("policy", info.id, {"segmentation_run": seg_run.id, "training": True})
-    try:
+    def train() -> PolicyResult:
         if is_snapshot:
-            reward = RewardSettings(action_costs=costs)
-            result = train_snapshot_policy(
+            return train_snapshot_policy(
                 snapshot,
                 assignments,
-                reward=reward,
+                reward=RewardSettings(action_costs=costs),
                 churn_after=churn_after,
                 seed=int(seed),
                 progress=on_progress,
             )
-        else:
-            reward = RewardSettings(
-                retain_reward=retain,
-                churn_penalty=penalty,
-                revenue_weight=rev_weight,
-                action_costs=costs,
-                gamma=gamma,
-            )
-            lift = None
-            if campaigns is None:
-                lift = dict(
-                    zip(edited["action"], edited["lift"].fillna(1.0).astype(float), strict=True)
-                )
-            result = train_policy(
-                policy_input(ws, info.id, assignments, period_used, churn_after, campaigns),
-                assignments,
-                campaigns=campaigns,
-                actions=list(edited["action"]),
-                lift=lift,
-                reward=reward,
-                algorithm=algorithm,
-                learner=QLearner(episodes=int(episodes), min_epsilon=epsilon, learning_rate=lr),
-                seed=int(seed),
-                progress=on_progress,
-                callback=on_curve,
-            )
-        result.settings.update(
-            segmentation_run=seg_run.id, period=period_used, churn_after=churn_after
+        reward = RewardSettings(
+            retain_reward=retain,
+            churn_penalty=penalty,
+            revenue_weight=rev_weight,
+            action_costs=costs,
+            gamma=gamma,
         )
-        new_run = save_policy_run(ws, info.id, result, run_id=pending)
-        st.session_state["policy.run"] = st.session_state["policy.show"] = new_run
+        lift = None
+        if campaigns is None:
+            lift = dict(
+                zip(edited["action"], edited["lift"].fillna(1.0).astype(float), strict=True)
+            )
+        return train_policy(
+            policy_input(ws, info.id, assignments, period_used, churn_after, campaigns),
+            assignments,
+            campaigns=campaigns,
+            actions=list(edited["action"]),
+            lift=lift,
+            reward=reward,
+            algorithm=algorithm,
+            learner=QLearner(episodes=int(episodes), min_epsilon=epsilon, learning_rate=lr),
+            seed=int(seed),
+            progress=on_progress,
+            callback=on_curve,
+        )
+
+    request = {"segmentation_run": seg_run.id, "period": period_used, "churn_after": churn_after}
+    try:
+        new_run, _ = train_policy_run(ws, info.id, request, train, reuse=False)
     except InputError as exc:
-        ws.fail_run(pending, str(exc))
         stop_with_error(exc)
-    except BaseException as exc:
-        ws.fail_run(pending, f"stopped: {type(exc).__name__}")
-        raise
+    st.session_state["policy.run"] = st.session_state["policy.show"] = new_run
     bar.empty()
     live.empty()
 
@@ -395,7 +382,7 @@ st.selectbox(
     key="policy.show",
 )
 try:
-    result = load_policy_run(ws, st.session_state["policy.show"])
+    result = load_policy(ws, st.session_state["policy.show"])
 except InputError as exc:
     stop_with_error(exc, "Pick another run above, or train again.")
 settings = result.settings
@@ -576,7 +563,7 @@ if len(ids) > 1 and st.toggle("Compare two runs side by side", key="policy.compa
     other_ids = [i for i in ids if i != st.session_state["policy.show"]]
     st.selectbox("Compare with", other_ids, format_func=run_label, key="policy.other")
     try:
-        other = load_policy_run(ws, st.session_state["policy.other"])
+        other = load_policy(ws, st.session_state["policy.other"])
     except InputError as exc:
         stop_with_error(exc, "Pick another run to compare with.")
     mine, theirs = _flat(result.settings), _flat(other.settings)

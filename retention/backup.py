@@ -33,6 +33,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from retention.errors import InputError
+from retention.sql import quote_ident
 from retention.workspace import (
     _MIGRATIONS,
     DATASET_KINDS,
@@ -126,10 +127,6 @@ def _write_parquet(cur: duckdb.DuckDBPyConnection, table: str, path: Path) -> in
     return rows
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def backup(workspace: Workspace, to: str | os.PathLike[str], *, force: bool = False) -> BackupInfo:
     """Write a consistent backup of ``workspace`` to the zip file ``to``.
 
@@ -168,7 +165,7 @@ def backup(workspace: Workspace, to: str | os.PathLike[str], *, force: bool = Fa
                         )
                 for name, extra in names:
                     file = tables_dir / f"{name}.parquet"
-                    rows = _write_parquet(cur, _quote(name), file)
+                    rows = _write_parquet(cur, quote_ident(name), file)
                     entries[name] = {"file": f"tables/{name}.parquet", "rows": rows, **extra}
                 n_runs = int(cur.execute("SELECT count(*) FROM runs").fetchone()[0])
             finally:
@@ -321,7 +318,7 @@ def _load(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any], files: Path)
                 table = Workspace.table(entry["dataset_id"], entry["table"])
                 con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet(?)", [file])  # noqa: S608
             else:
-                table = _quote(name)
+                table = quote_ident(name)
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [file])  # noqa: S608
             rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
             if rows != entry["rows"]:

@@ -41,9 +41,9 @@ from retention.periods import (
     events_source,
     period_grid,
     period_index_sql,
-    quote_ident,
     resolve_period,
 )
+from retention.sql import quote_ident
 
 MODES: tuple[str, ...] = ("classic", "unbounded")
 MODE_EXPLANATIONS: dict[str, str] = {

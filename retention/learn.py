@@ -668,7 +668,7 @@ class PolicyResult:
 LEARNED = "learned policy"
 
 
-def _recommendations(
+def recommendations_table(
     q: np.ndarray,
     states: pd.DataFrame,
     actions: Sequence[str],
@@ -815,7 +815,9 @@ def train_policy(
     policy = _greedy(q)
     value = start_value(mdp, policy, g)
     states = mdp.states_frame()
-    recommendations = _recommendations(q, states, mdp.actions, mdp.support.sum(axis=1), opt_policy)
+    recommendations = recommendations_table(
+        q, states, mdp.actions, mdp.support.sum(axis=1), opt_policy
+    )
     wrong = np.flatnonzero(policy != opt_policy)
     disagreements = pd.DataFrame(
         {
@@ -1053,7 +1055,7 @@ def train_snapshot_policy(
         }
     )
     support = np.bincount(train["state"].to_numpy(), minlength=n_s)
-    recommendations = _recommendations(model, states, actions, support, None)
+    recommendations = recommendations_table(model, states, actions, support, None)
     _step(progress, 0.6, "Evaluating on held-out users")
     policies: dict[str, np.ndarray] = {LEARNED: policy}
     for j, act in enumerate(actions):
@@ -1117,124 +1119,3 @@ def train_snapshot_policy(
         assumptions=tuple(assumptions),
         metrics=metrics,
     )
-
-
-# --------------------------------------------------------------------------- stored runs
-
-_FRAMES = ("states", "recommendations", "disagreements", "curve", "ope", "projections", "stability")
-
-
-def save_policy_run(
-    workspace: Any, dataset_id: str | None, result: PolicyResult, run_id: str | None = None
-) -> str:
-    """Store a trained policy as a ``policy`` run (settings, seed, Q-table, curve, metrics and
-    every table the page shows); returns the run id.
-
-    ``run_id``: a run recorded with ``workspace.start_run`` before training began, so that a
-    training killed half-way shows as an interrupted run; without it a new run is recorded.
-    """
-    if run_id is None:
-        run_id = workspace.start_run("policy", dataset_id, result.settings)
-    try:
-        artifacts: dict[str, Any] = {"q": np.asarray(result.q, dtype=float)}
-        for name in _FRAMES:
-            frame = getattr(result, name)
-            if frame is not None:
-                artifacts[name] = frame.reset_index(drop=True)
-        artifacts["meta"] = {
-            "kind": result.kind,
-            "algorithm": result.algorithm,
-            "gamma": result.gamma,
-            "actions": list(result.actions),
-            "stages": list(result.stages),
-            "segments": [int(g) for g in result.segments],
-            "assumptions": list(result.assumptions),
-            "summary": result.summary(),
-        }
-        workspace.finish_run(
-            run_id, metrics=dict(result.metrics), artifacts=artifacts, settings=result.settings
-        )
-    except Exception as exc:
-        workspace.fail_run(run_id, str(exc))
-        raise
-    return run_id
-
-
-def load_policy_run(workspace: Any, run_id: str) -> PolicyResult:
-    """A stored policy run back as a :class:`PolicyResult` (without the in-memory ``mdp``).
-
-    Runs stored by older versions may lack some settings, metadata or tables: what can be
-    rebuilt is (actions and Q-values from the recommendations, states from the Q-table, ...),
-    what cannot is left empty (NaN values, empty tables, no assumptions). A run without a
-    Q-table and without recommendations cannot be shown and raises :class:`InputError`."""
-    run = workspace.load_run(run_id)
-    if run.kind != "policy":
-        raise InputError(f"Run {run_id!r} is a {run.kind!r} run, not a policy run.")
-    if run.status != "done":
-        raise InputError(f"Policy run {run_id!r} did not finish (status {run.status!r}).")
-    art = run.artifacts or {}
-    meta = art.get("meta") if isinstance(art.get("meta"), dict) else {}
-    settings = run.settings if isinstance(run.settings, dict) else {}
-    metrics = run.metrics if isinstance(run.metrics, dict) else {}
-    frames = {name: art.get(name) for name in _FRAMES}
-    rec = frames["recommendations"]
-    q = art.get("q")
-
-    actions = meta.get("actions") or settings.get("actions")
-    if not actions and rec is not None:
-        actions = [c.removeprefix("q_") for c in rec.columns if c.startswith("q_")]
-    if q is None and rec is not None and actions:
-        q = rec[[f"q_{a}" for a in actions]].to_numpy(dtype=float)
-    if q is None or not actions or (rec is None and frames["states"] is None):
-        raise InputError(
-            f"Policy run {run_id!r} was stored by an older version without its Q-table or "
-            "recommendations, so it cannot be shown. Train the policy again."
-        )
-    q = np.asarray(q, dtype=float)
-    states = frames["states"]
-    if states is None:
-        states = rec[["segment", "stage"]].reset_index(drop=True)
-        states.insert(0, "state", np.arange(len(states)))
-    if rec is None:
-        rec = _recommendations(q, states, actions, np.zeros(len(states)), None)
-    stages = meta.get("stages") or list(dict.fromkeys(states["stage"].astype(str)))
-    segments = meta.get("segments") or sorted({int(g) for g in states["segment"]})
-    kind = meta.get("kind") or settings.get("shape") or "events"
-    gamma = meta.get("gamma", settings.get("gamma"))
-    curve = frames["curve"]
-    if curve is None or not set(CURVE_COLUMNS) <= set(curve.columns):
-        curve = pd.DataFrame(columns=CURVE_COLUMNS)
-    disagreements = frames["disagreements"]
-    if disagreements is None:
-        disagreements = pd.DataFrame(
-            columns=["segment", "stage", "action", "optimal_action", "value_loss"]
-        )
-    return PolicyResult(
-        kind=str(kind),
-        algorithm=str(meta.get("algorithm") or settings.get("algorithm") or "unknown"),
-        gamma=None if gamma is None else float(gamma),
-        actions=tuple(str(a) for a in actions),
-        stages=tuple(str(st) for st in stages),
-        segments=tuple(int(g) for g in segments),
-        settings=settings,
-        q=q,
-        states=states,
-        recommendations=rec,
-        disagreements=disagreements,
-        curve=curve,
-        value=_number(metrics.get("value")),
-        optimal_value=_number(metrics.get("optimal_value")),
-        ope=frames["ope"],
-        projections=frames["projections"],
-        stability=frames["stability"],
-        assumptions=tuple(str(a) for a in meta.get("assumptions") or ()),
-        metrics=metrics,
-    )
-
-
-def _number(value: Any) -> float:
-    """A stored number as a float; NaN when absent or not a number."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")

@@ -53,11 +53,11 @@ from retention.periods import (
     check_churn_after,
     clean_events_sql,
     events_source,
-    quote_ident,
     resolve_period,
     spans_sql,
     stage_sql,
 )
+from retention.sql import quote_ident
 
 STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
 NONE = "none"

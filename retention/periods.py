@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from retention.errors import InputError
+from retention.sql import quote_ident
 
 PERIODS: tuple[str, ...] = ("day", "week", "month")
 STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
@@ -97,11 +98,6 @@ class PeriodGrid:
         if self.period == "week":
             return f"week of {start:%Y-%m-%d}"
         return f"{start:%Y-%m-%d}"
-
-
-def quote_ident(name: str) -> str:
-    """Quote one SQL identifier safely (double quotes doubled)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def table_ref(name: str) -> str:

@@ -29,12 +29,10 @@ from retention.cohorts import (
     retention_summary,
 )
 from retention.errors import InputError
-from retention.ingest import Prepared, ingest
+from retention.ingest import ingest
 from retention.learn import (
     PolicyResult,
     QLearner,
-    load_policy_run,
-    save_policy_run,
     snapshot_stage,
     train_policy,
     train_snapshot_policy,
@@ -42,7 +40,14 @@ from retention.learn import (
 from retention.mdp import PanelSummary, RewardSettings, summarize_events
 from retention.periods import build_panel, period_grid, period_of, resolve_period, user_stages
 from retention.report import Section, render_report
-from retention.segments import SegmentationResult, load_segmentation, run_segmentation
+from retention.runs import (
+    load_policy,
+    load_segmentation,
+    run_segmentation,
+    store_dataset,
+    train_policy_run,
+)
+from retention.segments import SegmentationResult
 from retention.strategies import (
     Strategies,
     build_strategies,
@@ -50,6 +55,7 @@ from retention.strategies import (
     to_csv_bytes,
     user_actions,
 )
+from retention.words import scaled
 from retention.workspace import Workspace
 
 Progress = Callable[[float, str], None]
@@ -130,39 +136,6 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
-    if progress is None:
-        return None
-    return lambda f, m: progress(lo + (hi - lo) * min(max(f, 0.0), 1.0), m)
-
-
-def store_dataset(ws: Workspace, prepared: Prepared, name: str) -> str:
-    """Store a prepared dataset, or reuse the stored one with the same bytes and mapping."""
-    mapping = {
-        **prepared.mapping,
-        **{f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()},
-    }
-    if prepared.campaigns_sha256:
-        mapping["campaign.sha256"] = prepared.campaigns_sha256
-    datasets = ws.datasets()
-    for row in datasets[datasets["sha256"] == prepared.sha256].itertuples(index=False):
-        info = ws.dataset(row.id)
-        if info.mapping == mapping and info.shape == prepared.shape:
-            return info.id
-    report = prepared.report.to_dict()
-    if prepared.campaign_report is not None:
-        report["campaigns"] = prepared.campaign_report.to_dict()
-    return ws.save_dataset(
-        name=name,
-        source_name=prepared.source_name,
-        sha256=prepared.sha256,
-        shape=prepared.shape,
-        frames=prepared.frames,
-        mapping=mapping,
-        report=report,
-    )
-
-
 def policy_settings(config: PipelineConfig, segmentation_run: str, period: str) -> dict[str, Any]:
     """The settings a policy run is stored (and found again) under."""
     return {
@@ -204,32 +177,16 @@ def train_or_reuse_policy(
     ``settings["request"]`` beside the full settings the learner reports. Training reads what
     it needs from the workspace (:func:`policy_input`); a reused run reads nothing.
     """
-    runs = ws.runs("policy", dataset_id)
-    for row in runs[runs["status"] == "done"].itertuples(index=False):
-        if row.settings.get("request") == json.loads(json.dumps(settings, default=str)):
-            if progress:
-                progress(1.0, "Loaded the stored policy")
-            return row.id, load_policy_run(ws, row.id)
     info = ws.dataset(dataset_id)
-    reward = config.reward()
-    # Recorded before training so that a killed training shows as an interrupted run.
-    pending = ws.start_run("policy", dataset_id, {"request": settings, "training": True})
-    try:
-        result = _train(
-            ws, dataset_id, info.shape, segmentation, settings, config, reward, progress
-        )
-    except BaseException as exc:
-        ws.fail_run(pending, str(exc) or type(exc).__name__)
-        raise
-    full = {
-        **result.settings,
-        "segmentation_run": settings["segmentation_run"],
-        "period": settings["period"],
-        "churn_after": settings["churn_after"],
-        "request": settings,
-    }
-    result = PolicyResult(**{**result.__dict__, "settings": full})
-    return save_policy_run(ws, dataset_id, result, run_id=pending), result
+    return train_policy_run(
+        ws,
+        dataset_id,
+        settings,
+        lambda: _train(
+            ws, dataset_id, info.shape, segmentation, settings, config, config.reward(), progress
+        ),
+        progress=progress,
+    )
 
 
 def policy_input(
@@ -344,7 +301,7 @@ def stored_strategies(
     names: Mapping[int, str],
 ) -> StoredStrategies:
     """Rebuild the strategies of a stored policy run (the current stages come from the data)."""
-    policy = load_policy_run(ws, policy_run)
+    policy = load_policy(ws, policy_run)
     segmentation = load_segmentation(ws, segmentation_run)
     period = policy.settings.get("period") or "auto"
     churn_after = int(policy.settings.get("churn_after", 4))
@@ -518,7 +475,7 @@ def run_pipeline(
         if events_ref:
             seg_settings["period"] = period
         seg_run = run_segmentation(
-            ws, dataset_id, settings=seg_settings, progress=_scaled(progress, 0.05, 0.55)
+            ws, dataset_id, settings=seg_settings, progress=scaled(progress, 0.05, 0.55)
         )
         segmentation = load_segmentation(ws, seg_run)
         names = segment_names(ws, seg_run, segmentation)
@@ -563,7 +520,7 @@ def run_pipeline(
             segmentation,
             settings,
             config=config,
-            progress=_scaled(progress, 0.62, 0.95),
+            progress=scaled(progress, 0.62, 0.95),
         )
 
     with timer.step("strategies"):

@@ -47,7 +47,7 @@ SAMPLES: tuple[Sample, ...] = (
 
 def load_sample(ws: Workspace, sample: Sample) -> str:
     """Ingest one bundled sample into ``ws`` (or reuse it when already there); its dataset id."""
-    from retention.pipeline import store_dataset
+    from retention.runs import store_dataset
 
     campaigns = SAMPLE_DIR / sample.campaigns if sample.campaigns else None
     prepared = ingest(SAMPLE_DIR / sample.file, campaigns_path=campaigns)

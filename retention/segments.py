@@ -27,7 +27,7 @@ The pipeline, each step swappable:
 7. **Profile** per segment: users, share, mean recency / frequency / monetary, revenue, and
    retention after 1 and 4 periods.
 
-:func:`run_segmentation` runs it on a workspace dataset and stores a ``segmentation`` run (or
+:func:`retention.runs.run_segmentation` runs it on a workspace dataset and stores a ``segmentation`` run (or
 returns the stored one with the same settings); :func:`segment_users` is the same on a plain
 events DataFrame; :func:`segment_snapshot` clusters a campaign snapshot (one row per user) on
 its feature columns.
@@ -156,7 +156,7 @@ class SegmentSettings:
 
 @dataclass(frozen=True)
 class SegmentationResult:
-    """A segmentation: what :func:`run_segmentation` stores as the run's artifacts.
+    """A segmentation: what :func:`retention.runs.run_segmentation` stores as the run's artifacts.
 
     * ``assignments``: ``user_id, segment`` (``-1`` = HDBSCAN noise)
     * ``labels``: ``segment, label, keywords, users, representatives``
@@ -1238,67 +1238,37 @@ def run_settings(
     return stored
 
 
-def run_segmentation(
+def segment_dataset(
     ws: Workspace,
     dataset_id: str,
-    *,
     settings: SegmentSettings | dict[str, Any] | None = None,
-    progress: Progress | None = None,
+    *,
     embedder: Embedder | None = None,
-    force: bool = False,
-) -> str:
-    """Segment a workspace dataset and store a ``segmentation`` run; return the run id.
+    progress: Progress | None = None,
+) -> SegmentationResult:
+    """Segment a workspace dataset (storing it as a run is :func:`retention.runs.run_segmentation`).
 
-    A finished run with the same settings (and model) is returned as it is, unless ``force``.
-    Event logs go through the whole pipeline; a campaign snapshot is clustered on its feature
-    columns (:func:`segment_snapshot`). A failure marks the run failed and re-raises.
+    Event logs go through the whole pipeline (with the workspace's embedding cache); a campaign
+    snapshot is clustered on its feature columns (:func:`segment_snapshot`).
     """
     info = ws.dataset(dataset_id)
     parsed = SegmentSettings.coerce(settings)
-    stored = run_settings(parsed, embedder)
-    if not force:
-        found = ws.find_run("segmentation", dataset_id, stored)
-        if found is not None:
-            if progress is not None:
-                progress(1.0, "Loaded the stored segmentation")
-            return found.id
-    run_id = ws.start_run("segmentation", dataset_id, stored)
+    if info.shape == "snapshot":
+        return segment_snapshot(
+            ws.load(dataset_id, "snapshot"),
+            k=parsed.k,
+            algorithm=parsed.algorithm,
+            map_method=parsed.map_method,
+            min_cluster_size=parsed.min_cluster_size,
+            random_state=parsed.random_state,
+            progress=progress,
+        )
+    # A cursor of its own, so the embedding cache can use the workspace's meanwhile.
+    con = ws.cursor().cursor()
     try:
-        if info.shape == "snapshot":
-            result = segment_snapshot(
-                ws.load(dataset_id, "snapshot"),
-                k=parsed.k,
-                algorithm=parsed.algorithm,
-                map_method=parsed.map_method,
-                min_cluster_size=parsed.min_cluster_size,
-                random_state=parsed.random_state,
-                progress=progress,
-            )
-        else:
-            # A cursor of its own, so the embedding cache can use the workspace's meanwhile.
-            con = ws.cursor().cursor()
-            try:
-                result = _segment_events(
-                    con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress
-                )
-            finally:
-                con.close()
-        ws.finish_run(run_id, metrics=result.metrics, artifacts=result.artifacts())
-    except BaseException as exc:
-        ws.fail_run(run_id, str(exc) or type(exc).__name__)
-        raise
-    return run_id
-
-
-def load_segmentation(ws: Workspace, run_id: str) -> SegmentationResult:
-    """A stored segmentation run as a :class:`SegmentationResult`."""
-    run = ws.load_run(run_id)
-    if run.kind != "segmentation":
-        raise InputError(f"The run {run_id!r} is a {run.kind} run, not a segmentation.")
-    if run.status != "done":
-        raise InputError(f"The segmentation {run_id!r} is {run.status}: {run.error or ''}")
-    a = run.artifacts
-    return SegmentationResult(a["assignments"], a["labels"], a["map2d"], a["profile"], run.metrics)
+        return _segment_events(con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress)
+    finally:
+        con.close()
 
 
 # -- campaign snapshots ----------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retention.learn import QLearner, save_policy_run, train_policy
+from retention.learn import QLearner, train_policy
 from retention.periods import build_panel
+from retention.runs import save_policy
 from retention.samples import SAMPLE_DIR
 from tests.app.conftest import make_app
 
@@ -124,7 +125,7 @@ def test_reopens_runs_stored_in_other_shapes(app_workspace, planted_dataset):
     # The pipeline's shape: the learner's settings plus where they came from and the request.
     request = {"segmentation_run": seg_run, "period": "week", "churn_after": 4, "episodes": 5}
     result.settings.update(request, request=request)
-    save_policy_run(ws, planted_dataset, result)
+    save_policy(ws, planted_dataset, result)
     # An older pipeline: the bare request as settings, a thin meta, no stored tables.
     old = ws.start_run("policy", planted_dataset, {"episodes": 200, "seed": 1})
     recs = result.recommendations.drop(columns=["n", "optimal_action"])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import retention.segments
+import retention.runs
 from retention.synth import make_planted
 from tests.app.conftest import make_app
 
@@ -74,7 +74,7 @@ def test_run_shows_map_profile_and_keywords_then_reopens_without_recomputing(
     def refuse(*args, **kwargs):
         raise AssertionError("the stored segmentation should be shown, not recomputed")
 
-    monkeypatch.setattr(retention.segments, "run_segmentation", refuse)
+    monkeypatch.setattr(retention.runs, "segment_dataset", refuse)
     again = make_app(PAGE)
     assert not again.exception
     assert sum(len(t["text"]) for t in _charts(again)[0]["data"]) == 150

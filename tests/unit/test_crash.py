@@ -306,7 +306,7 @@ if mode == "ingest":
             ws.delete_dataset(new)
             say("deleted", new)
 elif mode in ("embed", "cluster"):
-    from retention.segments import run_segmentation
+    from retention.runs import run_segmentation
 
     say("ready")
     i = 0
@@ -321,9 +321,9 @@ elif mode in ("embed", "cluster"):
         run = run_segmentation(ws, dataset_id, settings=settings, embedder=embedder, force=True)
         say("run", run, f"fake-{i}")
 elif mode == "train":
-    from retention.learn import QLearner, save_policy_run, train_policy
+    from retention.learn import QLearner, train_policy
     from retention.periods import build_panel
-    from retention.segments import load_segmentation
+    from retention.runs import load_segmentation, save_policy
 
     segmentation = load_segmentation(ws, ws.get_meta("test.segmentation"))
     panel = build_panel(ws.cursor(), ws.table(dataset_id, "events"), period="week")
@@ -335,14 +335,13 @@ elif mode == "train":
             panel, segmentation.assignments, learner=QLearner(episodes=30, n_users=500),
             n_bootstrap=20, seed=i,
         )
-        say("run", save_policy_run(ws, dataset_id, result))
+        say("run", save_policy(ws, dataset_id, result))
 """
 
 
 def _setup_workspace(folder: Path, data: Path, with_segmentation: bool) -> None:
     from retention.ingest import ingest
-    from retention.pipeline import store_dataset
-    from retention.segments import run_segmentation
+    from retention.runs import run_segmentation, store_dataset
 
     ws = Workspace(folder)
     try:

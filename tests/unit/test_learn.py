@@ -15,10 +15,8 @@ from retention.learn import (
     _alias_tables,
     _batch_rate,
     batch_q_learning,
-    load_policy_run,
     policy_value,
     project_retention,
-    save_policy_run,
     stability_map,
     start_value,
     train_policy,
@@ -27,6 +25,7 @@ from retention.learn import (
 )
 from retention.mdp import RewardSettings, estimate_mdp, tabular_mdp
 from retention.periods import build_panel, period_grid, period_of
+from retention.runs import load_policy, save_policy
 from retention.synth import make_planted
 
 # Two states. In s0: action 0 pays 1 and stays; action 1 pays 0 and moves to s1 for good,
@@ -302,8 +301,8 @@ def test_projection_and_stability_by_hand():
 
 def test_store_and_reopen_policy_run(workspace, planted_run):
     _, _, result = planted_run
-    run_id = save_policy_run(workspace, None, result)
-    back = load_policy_run(workspace, run_id)
+    run_id = save_policy(workspace, None, result)
+    back = load_policy(workspace, run_id)
     np.testing.assert_array_equal(back.q, result.q)
     pd.testing.assert_frame_equal(back.recommendations, result.recommendations)
     assert back.summary() == result.summary()

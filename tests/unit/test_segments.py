@@ -22,6 +22,7 @@ from retention.charts.segments import (
 )
 from retention.embeddings import SentenceTransformerEmbedder
 from retention.errors import InputError
+from retention.runs import load_segmentation, run_segmentation
 from retention.segments import (
     NOISE,
     Segmenter,
@@ -33,12 +34,10 @@ from retention.segments import (
     ctfidf,
     ctfidf_scores,
     embed_user_text,
-    load_segmentation,
     map_rows,
     reduce_dimensions,
     reduce_in_chunks,
     retention_by_segment,
-    run_segmentation,
     segment_snapshot,
     segment_users,
     text_vectors,

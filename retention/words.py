@@ -1,0 +1,40 @@
+"""The words every front door uses for the same things: period names, segment names, progress.
+
+One home, so the Policy page, the Strategies page, the report and the command line never say
+the same thing three ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Progress = Callable[[float, str], None]
+
+#: The plural word for a period, as a user reads it ("retained for 3 months").
+PERIOD_WORDS: dict[str, str] = {"day": "days", "week": "weeks", "month": "months"}
+#: The segment of users HDBSCAN left unclustered.
+NOISE_SEGMENT = -1
+NOISE_NAME = "Unclustered"
+
+
+def period_word(period: str | None) -> str:
+    """ "days" / "weeks" / "months" for a period, "periods" when it is not known."""
+    return PERIOD_WORDS.get(period or "", "periods")
+
+
+def segment_display_name(segment: int) -> str:
+    """The default name of a segment (1-based, as every page shows it): "Segment 1", ...;
+    the noise segment of HDBSCAN is "Unclustered"."""
+    segment = int(segment)
+    return NOISE_NAME if segment == NOISE_SEGMENT else f"Segment {segment + 1}"
+
+
+def scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    """A progress callback for one step that fills ``[lo, hi]`` of the overall bar."""
+    if progress is None:
+        return None
+
+    def report(fraction: float, message: str) -> None:
+        progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)
+
+    return report
