@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from retention import ingest as ing
+from retention.ingest import limits, sources
 from retention.ingest import (
     Prepared,
     SourceInfo,
@@ -438,7 +440,7 @@ def test_ingest_overrides_and_derived_amount_mapping(tmp_path):
     p2 = ingest(path, overrides={"amount": "Quantity*UnitPrice"})
     assert p2.events["amount"].tolist() == pytest.approx([15.3, 2.5, 4.95])
     assert (
-        isinstance(p2, Prepared) and p2.sha256 == ing.hashlib.sha256(path.read_bytes()).hexdigest()
+        isinstance(p2, Prepared) and p2.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     )
     assert p2.summary() == {
         "rows": 3,
@@ -527,8 +529,8 @@ def test_fast_duckdb_path_matches_pandas_path(tmp_path, monkeypatch):
         gzip.compress(frame.to_csv(index=False).encode() + b"1,2011-01-01,x,1,EXTRA\n")
     )
     slow = ingest(path)
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    assert ing._fast_csv_plan(path, 10**9) is not None
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    assert sources.csv_plan(path, 10**9) is not None
     fast = ingest(path)
     assert fast.mapping == slow.mapping
     pd.testing.assert_frame_equal(fast.events, slow.events)
@@ -597,10 +599,10 @@ def test_big_parquet_is_read_from_disk_and_staged_the_same(tmp_path, monkeypatch
     slow = ingest(path)
     assert isinstance(slow.events, pd.DataFrame)
 
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    monkeypatch.setattr(ing, "BATCH_ROWS", 512)
-    monkeypatch.setattr(ing, "SPILL_ROWS", 1000)
-    assert ing._fast_parquet_plan(path, 10**9) is not None
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(limits, "BATCH_ROWS", 512)
+    monkeypatch.setattr(limits, "SPILL_ROWS", 1000)
+    assert sources.parquet_plan(path, 10**9) is not None
     fast = ingest(path)
     staged = fast.events
     assert isinstance(staged, ing.StagedTable) and staged.path.exists()
@@ -645,9 +647,9 @@ def test_spilled_ingest_failure_leaves_no_staged_file(tmp_path, monkeypatch):
     frame["CustomerID"] = 17850.0
     path = tmp_path / "one_user.parquet"
     frame.to_parquet(path, index=False)
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    monkeypatch.setattr(ing, "BATCH_ROWS", 256)
-    monkeypatch.setattr(ing, "SPILL_ROWS", 500)
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(limits, "BATCH_ROWS", 256)
+    monkeypatch.setattr(limits, "SPILL_ROWS", 500)
     before = set(Path(tempfile.gettempdir()).glob("retention-ingest-*"))
     with pytest.raises(ing.InputError, match="single user"):
         ingest(path)
@@ -669,9 +671,9 @@ def test_big_event_and_campaign_logs_both_staged(tmp_path, monkeypatch):
     extra = planted.campaigns.head(7).assign(user_id="ghost")
     pd.concat([planted.campaigns, extra]).to_parquet(campaigns, index=False)
     slow = ingest(events, campaigns_path=campaigns)
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    monkeypatch.setattr(ing, "BATCH_ROWS", 300)
-    monkeypatch.setattr(ing, "SPILL_ROWS", 400)
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(limits, "BATCH_ROWS", 300)
+    monkeypatch.setattr(limits, "SPILL_ROWS", 400)
     fast = ingest(events, campaigns_path=campaigns)
     assert isinstance(fast.events, ing.StagedTable)
     assert isinstance(fast.campaigns, ing.StagedTable)
