@@ -35,6 +35,24 @@ ROLE_LABELS = {
     "recency": "Recency",
 }
 
+#: What each role means, in words for users (the Data page's help texts).
+ROLE_HELP = {
+    "user": "Who did it: a customer or user id.",
+    "time": "When it happened: a date or date-time.",
+    "amount": "Money spent (optional). Quantity × unit price works too.",
+    "text": "What users bought or wrote: product names, reviews, searches (optional).",
+    "event": "The kind of event: purchase, visit, review… (optional).",
+    "action": "The treatment each user got (e.g. which e-mail).",
+    "outcome": "What happened after: visited, converted, spend.",
+    "propensity": "The chance the user had of getting that treatment (optional).",
+    "recency": "How long since the user's last activity (optional).",
+}
+#: Each shape, in words for users.
+SHAPE_LABELS = {
+    "events": "Event log — one row per purchase, visit, review…",
+    "snapshot": "Campaign snapshot — one row per user, with the treatment and the outcome",
+}
+
 
 def fix_hint(role: str) -> str:
     """How a user maps ``role`` to a column, on the command line and in the app."""
@@ -119,6 +137,14 @@ class ValidationReport:
     notes: tuple[str, ...] = ()
     users: int = 0  # distinct user ids among the rows used
 
+    def reasons_table(self) -> pd.DataFrame:
+        """The reasons for people: 'Reason', 'Rows', 'Example row numbers' ("3, 17, 40")."""
+        table = self.reasons.copy()
+        table["sample"] = table["sample"].map(lambda rows: ", ".join(str(r) for r in rows))
+        return table.rename(
+            columns={"reason": "Reason", "rows": "Rows", "sample": "Example row numbers"}
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for the workspace and summary.json)."""
         return {
@@ -173,6 +199,13 @@ class Prepared:
     @property
     def users(self) -> int:
         return self.report.users
+
+    def report_dict(self) -> dict[str, Any]:
+        """The report as stored with the dataset (the campaign log's under ``campaigns``)."""
+        report = self.report.to_dict()
+        if self.campaign_report is not None:
+            report["campaigns"] = self.campaign_report.to_dict()
+        return report
 
     def summary(self) -> dict[str, Any]:
         """The ``input`` block of summary.json."""
