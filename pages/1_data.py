@@ -4,6 +4,7 @@ save it to the workspace; rename and delete datasets."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -18,35 +19,26 @@ from pages.common import (
 )
 from retention.errors import InputError
 from retention.ingest import (
+    CAMPAIGN_ROLES,
     EVENT_ROLES,
     REQUIRED_ROLES,
+    ROLE_HELP,
+    SHAPE_LABELS,
     SNAPSHOT_ROLES,
     Detection,
+    FrameSource,
     Prepared,
+    TableSource,
     ValidationReport,
     detect_campaign_roles,
     detect_roles,
-    prepare,
+    open_source,
+    prepare_source,
     read_table,
 )
 from retention.samples import SAMPLE_DIR, SAMPLES
 
 NONE = "— not in this file —"
-ROLE_HELP = {
-    "user": "Who did it: a customer or user id.",
-    "time": "When it happened: a date or date-time.",
-    "amount": "Money spent (optional). Quantity × unit price works too.",
-    "text": "What users bought or wrote: product names, reviews, searches (optional).",
-    "event": "The kind of event: purchase, visit, review… (optional).",
-    "action": "The treatment each user got (e.g. which e-mail).",
-    "outcome": "What happened after: visited, converted, spend.",
-    "propensity": "The chance the user had of getting that treatment (optional).",
-    "recency": "How long since the user's last activity (optional).",
-}
-SHAPES = {
-    "events": "Event log — one row per purchase, visit, review…",
-    "snapshot": "Campaign snapshot — one row per user, with the treatment and the outcome",
-}
 
 ws = workspace()
 st.title("Data")
@@ -73,16 +65,33 @@ else:
 add_tab, manage_tab = st.tabs(["Add data", "Your datasets"])
 
 
-@st.cache_data(max_entries=4, show_spinner="Reading the file…")
-def _read(data: bytes, name: str) -> tuple[pd.DataFrame, str]:
-    frame = read_table(data, name)
-    info = frame.attrs.get("source")
-    return frame, info.describe() if info is not None else ""
+# Read, detect and validate once per file hash (+ mapping): typing a name re-runs none of them.
+# A source is a resource: a big upload is a temporary file DuckDB reads, deleted on eviction.
+@st.cache_resource(max_entries=4, show_spinner="Reading the file…")
+def _open(sha: str, name: str, _data: bytes, campaigns: bool = False) -> TableSource:
+    # A campaign log is read whole, as `--campaigns` reads it on the command line.
+    return FrameSource(read_table(_data, name)) if campaigns else open_source(_data, name)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _detect(frame: pd.DataFrame, shape: str | None) -> Detection:
-    return detect_roles(frame, shape)  # type: ignore[arg-type]
+def _detect(sha: str, shape: str | None, _source: TableSource) -> Detection:
+    return detect_roles(_source.detection_frame, shape)  # type: ignore[arg-type]
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _detect_campaigns(sha: str, _source: TableSource) -> dict[str, str]:
+    return detect_campaign_roles(_source.detection_frame)
+
+
+def _prepare(key: tuple, run: Callable[[], Prepared]) -> Prepared:
+    """This session's last validation, redone when ``key`` changes (session_state, not
+    st.cache_data: a big input's rows are a StagedTable file living as long as its Prepared)."""
+    cached = st.session_state.get("data.prepared")
+    if cached is None or cached[0] != key:
+        with st.spinner("Validating…"):
+            cached = (key, run())
+        st.session_state["data.prepared"] = cached
+    return cached[1]
 
 
 def _show_report(report: ValidationReport, title: str) -> None:
@@ -93,17 +102,7 @@ def _show_report(report: ValidationReport, title: str) -> None:
     c3.metric("Rows left out", f"{rejected:,}")
     if rejected:
         st.markdown(f"**{title}: why rows were left out**")
-        reasons = report.reasons.copy()
-        reasons["sample"] = reasons["sample"].map(
-            lambda rows: ", ".join(str(r) for r in rows) if len(rows) else ""
-        )
-        st.dataframe(
-            reasons.rename(
-                columns={"reason": "Reason", "rows": "Rows", "sample": "Example row numbers"}
-            ),
-            hide_index=True,
-            width="stretch",
-        )
+        st.dataframe(report.reasons_table(), hide_index=True, width="stretch")
         for reason, sample in report.samples.items():
             with st.expander(f"Examples: {reason}"):
                 st.dataframe(sample, hide_index=True, width="stretch")
@@ -111,32 +110,32 @@ def _show_report(report: ValidationReport, title: str) -> None:
         st.caption(f"ℹ️ {note}")
 
 
-def _role_pickers(
-    frame: pd.DataFrame, detection: Detection, roles: tuple[str, ...], key: str
-) -> dict[str, str | None]:
-    columns = [str(c) for c in frame.columns]
+def _pickers(
+    columns: list[str], guess: dict[str, str | None], roles: tuple[str, ...], key: str,
+    detection: Detection | None = None,
+) -> dict[str, str | None]:  # fmt: skip
+    """One select box per role, preset to the guess; {role: column or None}."""
     options = [NONE, *columns]
-    derived = detection.roles.get("amount")
-    if derived and derived not in columns:
-        options.append(derived)
+    derived = guess.get("amount")
+    amount_options = options + ([derived] if derived and derived not in columns else [])
     chosen: dict[str, str | None] = {}
-    cols = st.columns(min(len(roles), 5))
+    cols = st.columns(min(len(roles), 5 if detection else 4))
     for i, role in enumerate(roles):
-        guess = detection.roles.get(role)
-        label = role.capitalize() + (" *" if role in REQUIRED_ROLES[detection.shape] else "")
+        here = amount_options if role == "amount" else options
+        label, help = role.capitalize(), None
+        if detection is not None:
+            label += " *" if role in REQUIRED_ROLES[detection.shape] else ""
+            help = ROLE_HELP[role] + (f" Detected: {detection.why[role]}" if role in detection.why else "")  # fmt: skip
+        index = here.index(guess[role]) if guess.get(role) in here else 0
         pick = cols[i % len(cols)].selectbox(
-            label,
-            options if role == "amount" else [NONE, *columns],
-            index=(options.index(guess) if guess in options else 0),
-            help=ROLE_HELP[role]
-            + (f" Detected: {detection.why[role]}" if role in detection.why else ""),
-            key=f"{key}.{role}",
+            label, here, index=index, help=help, key=f"{key}.{role}"
         )
         chosen[role] = None if pick == NONE else pick
     return chosen
 
 
-with add_tab:
+def _chosen_files() -> tuple[tuple[str, bytes] | None, tuple[str, bytes] | None]:
+    """(name, bytes) of the file and of the campaign log, uploaded or a bundled sample."""
     source = st.radio(
         "Source",
         ["Upload a file", "A bundled sample"],
@@ -144,8 +143,6 @@ with add_tab:
         label_visibility="collapsed",
         key="data.source",
     )
-    file: tuple[str, bytes] | None = None
-    campaign_file: tuple[str, bytes] | None = None
     if source == "Upload a file":
         upload = st.file_uploader(
             "Your file",
@@ -158,18 +155,22 @@ with add_tab:
                 "it, the propensity). Users without a row in a period got no action."
             )
             campaign_upload = st.file_uploader("Campaign log", key="campaign_upload")
-        if upload is not None:
-            file = (upload.name, upload.getvalue())
-        if campaign_upload is not None:
-            campaign_file = (campaign_upload.name, campaign_upload.getvalue())
-    else:
-        available = [s for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
-        sample = st.selectbox("Sample", available, format_func=lambda s: s.name, key="data.sample")
-        st.caption(sample.description)
-        file = (sample.file, (SAMPLE_DIR / sample.file).read_bytes())
-        if sample.campaigns:
-            campaign_file = (sample.campaigns, (SAMPLE_DIR / sample.campaigns).read_bytes())
+        file = None if upload is None else (upload.name, upload.getvalue())
+        campaigns = (
+            None if campaign_upload is None else (campaign_upload.name, campaign_upload.getvalue())
+        )
+        return file, campaigns
+    available = [s for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
+    sample = st.selectbox("Sample", available, format_func=lambda s: s.name, key="data.sample")
+    st.caption(sample.description)
+    file = (sample.file, (SAMPLE_DIR / sample.file).read_bytes())
+    if sample.campaigns:
+        return file, (sample.campaigns, (SAMPLE_DIR / sample.campaigns).read_bytes())
+    return file, None
 
+
+with add_tab:
+    file, campaign_file = _chosen_files()
     if file is None:
         st.info(
             "Upload a file to start. The sample datasets are already in your workspace: pick "
@@ -178,62 +179,55 @@ with add_tab:
         )
     else:
         file_name, data = file
-        file_key = hashlib.sha256(data).hexdigest()[:16]
+        sha = hashlib.sha256(data).hexdigest()
+        file_key = sha[:16]
         try:
-            raw, how = _read(data, file_name)
+            source = _open(sha, file_name, data)
         except InputError as exc:
             stop_with_error(exc)
-        st.success(f"Read **{file_name}**: {len(raw):,} rows, {raw.shape[1]} columns ({how}).")
-        preview = raw.head(50).copy()
-        preview.attrs = {}
-        st.dataframe(preview, width="stretch", height=240)
+        st.success(
+            f"Read **{file_name}**: {source.rows():,} rows, {len(source.columns)} columns "
+            f"({source.describe()})."
+        )
+        st.dataframe(source.preview(50), width="stretch", height=240)
 
-        detected = _detect(raw, None)
+        detected = _detect(sha, None, source)
         shape = st.radio(
             "What kind of data is this?",
-            list(SHAPES),
-            index=list(SHAPES).index(detected.shape),
-            format_func=SHAPES.__getitem__,
+            list(SHAPE_LABELS),
+            index=list(SHAPE_LABELS).index(detected.shape),
+            format_func=SHAPE_LABELS.__getitem__,
             horizontal=True,
             key=f"shape.{file_key}",
         )
-        detection = detected if shape == detected.shape else _detect(raw, shape)
+        detection = detected if shape == detected.shape else _detect(sha, shape, source)
         st.markdown("**Which column is which?** Detected for you — change anything that is wrong.")
-        mapping = _role_pickers(
-            raw,
-            detection,
-            EVENT_ROLES if shape == "events" else SNAPSHOT_ROLES,
-            f"roles.{file_key}",
-        )
+        roles = EVENT_ROLES if shape == "events" else SNAPSHOT_ROLES
+        mapping = _pickers(source.columns, detection.roles, roles, f"roles.{file_key}", detection)
 
-        campaigns_raw, campaign_mapping = None, None
+        campaigns, campaign_mapping, campaign_sha = None, None, None
         if campaign_file is not None and shape == "events":
+            campaign_sha = hashlib.sha256(campaign_file[1]).hexdigest()
             try:
-                campaigns_raw, _ = _read(campaign_file[1], campaign_file[0])
+                campaigns = _open(campaign_sha, *campaign_file, campaigns=True)
             except InputError as exc:
                 stop_with_error(exc)
-            guess = detect_campaign_roles(campaigns_raw)
+            guess = _detect_campaigns(campaign_sha, campaigns)
             st.markdown("**Campaign log columns**")
-            cols = st.columns(4)
-            campaign_mapping = {}
-            for i, role in enumerate(("user", "time", "action", "propensity")):
-                options = [NONE, *[str(c) for c in campaigns_raw.columns]]
-                pick = cols[i].selectbox(
-                    role.capitalize(),
-                    options,
-                    index=options.index(guess[role]) if guess.get(role) in options else 0,
-                    key=f"campaign.{file_key}.{role}",
-                )
-                campaign_mapping[role] = None if pick == NONE else pick
+            campaign_mapping = _pickers(campaigns.columns, guess, CAMPAIGN_ROLES, f"campaign.{file_key}")  # fmt: skip
 
+        key = (sha, shape, tuple(mapping.items()), campaign_sha, str(campaign_mapping))
         try:
-            prepared: Prepared = prepare(
-                raw,
-                mapping,
-                shape,  # type: ignore[arg-type]
-                campaigns=campaigns_raw,
-                campaign_mapping=campaign_mapping,
-                source_name=file_name,
+            prepared = _prepare(
+                key,
+                lambda: prepare_source(
+                    source,
+                    mapping,
+                    shape,  # type: ignore[arg-type]
+                    detection=detection,
+                    campaigns=campaigns,
+                    campaign_mapping=campaign_mapping,
+                ),
             )
         except InputError as exc:
             stop_with_error(exc)
@@ -246,23 +240,16 @@ with add_tab:
 
         name = st.text_input("Dataset name", value=Path(file_name).name.split(".")[0])
         if st.button("Save to workspace", type="primary", icon=":material/save:"):
-            report = prepared.report.to_dict()
-            if prepared.campaign_report is not None:
-                report["campaigns"] = prepared.campaign_report.to_dict()
+            campaign_map = {f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()}  # fmt: skip
             try:
                 dataset_id = ws.save_dataset(
                     name=name,
                     source_name=file_name,
-                    sha256=hashlib.sha256(data).hexdigest(),
+                    sha256=sha,
                     shape=shape,
                     frames=prepared.frames,
-                    mapping={
-                        **prepared.mapping,
-                        **{
-                            f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()
-                        },
-                    },
-                    report=report,
+                    mapping={**prepared.mapping, **campaign_map},
+                    report=prepared.report_dict(),
                 )
             except InputError as exc:
                 stop_with_error(exc)

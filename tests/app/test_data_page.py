@@ -55,3 +55,28 @@ def test_rename_and_delete(app_workspace, planted_dataset):
     at.button(key="delete").click().run()
     assert not at.exception
     assert app_workspace.datasets().empty
+
+
+def test_typing_a_name_does_not_validate_again(app_workspace, monkeypatch):
+    """The upload is validated once per (file, shape, mapping): a rerun for the dataset name
+    reuses it, a changed mapping does not."""
+    import retention.ingest
+
+    calls = []
+    real = retention.ingest.prepare_source
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(retention.ingest, "prepare_source", counting)
+    at = make_app()
+    at.radio(key="data.source").set_value("A bundled sample").run()
+    at.selectbox(key="data.sample").select_index(-1).run()
+    assert not at.exception and calls[-1]["user"] == "user_id"
+    calls.clear()
+    at.text_input[0].set_value("Another name").run()
+    at.text_input[0].set_value("Another name, again").run()
+    assert not at.exception and calls == []
+    _picker(at, "Amount").set_value("— not in this file —").run()
+    assert not at.exception and len(calls) == 1 and calls[0]["amount"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -17,8 +18,10 @@ from retention.ingest import (
     SourceInfo,
     detect_roles,
     ingest,
+    limits,
     prepare,
     read_table,
+    sources,
 )
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -437,9 +440,7 @@ def test_ingest_overrides_and_derived_amount_mapping(tmp_path):
     assert p.events["text"].isna().all()
     p2 = ingest(path, overrides={"amount": "Quantity*UnitPrice"})
     assert p2.events["amount"].tolist() == pytest.approx([15.3, 2.5, 4.95])
-    assert (
-        isinstance(p2, Prepared) and p2.sha256 == ing.hashlib.sha256(path.read_bytes()).hexdigest()
-    )
+    assert isinstance(p2, Prepared) and p2.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert p2.summary() == {
         "rows": 3,
         "rows_used": 3,
@@ -527,8 +528,8 @@ def test_fast_duckdb_path_matches_pandas_path(tmp_path, monkeypatch):
         gzip.compress(frame.to_csv(index=False).encode() + b"1,2011-01-01,x,1,EXTRA\n")
     )
     slow = ingest(path)
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    assert ing._fast_csv_plan(path, 10**9) is not None
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    assert sources.csv_plan(path, 10**9) is not None
     fast = ingest(path)
     assert fast.mapping == slow.mapping
     pd.testing.assert_frame_equal(fast.events, slow.events)
@@ -597,10 +598,10 @@ def test_big_parquet_is_read_from_disk_and_staged_the_same(tmp_path, monkeypatch
     slow = ingest(path)
     assert isinstance(slow.events, pd.DataFrame)
 
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    monkeypatch.setattr(ing, "BATCH_ROWS", 512)
-    monkeypatch.setattr(ing, "SPILL_ROWS", 1000)
-    assert ing._fast_parquet_plan(path, 10**9) is not None
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(limits, "BATCH_ROWS", 512)
+    monkeypatch.setattr(limits, "SPILL_ROWS", 1000)
+    assert sources.parquet_plan(path, 10**9) is not None
     fast = ingest(path)
     staged = fast.events
     assert isinstance(staged, ing.StagedTable) and staged.path.exists()
@@ -645,9 +646,9 @@ def test_spilled_ingest_failure_leaves_no_staged_file(tmp_path, monkeypatch):
     frame["CustomerID"] = 17850.0
     path = tmp_path / "one_user.parquet"
     frame.to_parquet(path, index=False)
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    monkeypatch.setattr(ing, "BATCH_ROWS", 256)
-    monkeypatch.setattr(ing, "SPILL_ROWS", 500)
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(limits, "BATCH_ROWS", 256)
+    monkeypatch.setattr(limits, "SPILL_ROWS", 500)
     before = set(Path(tempfile.gettempdir()).glob("retention-ingest-*"))
     with pytest.raises(ing.InputError, match="single user"):
         ingest(path)
@@ -669,9 +670,9 @@ def test_big_event_and_campaign_logs_both_staged(tmp_path, monkeypatch):
     extra = planted.campaigns.head(7).assign(user_id="ghost")
     pd.concat([planted.campaigns, extra]).to_parquet(campaigns, index=False)
     slow = ingest(events, campaigns_path=campaigns)
-    monkeypatch.setattr(ing, "FAST_PATH_BYTES", 0)
-    monkeypatch.setattr(ing, "BATCH_ROWS", 300)
-    monkeypatch.setattr(ing, "SPILL_ROWS", 400)
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    monkeypatch.setattr(limits, "BATCH_ROWS", 300)
+    monkeypatch.setattr(limits, "SPILL_ROWS", 400)
     fast = ingest(events, campaigns_path=campaigns)
     assert isinstance(fast.events, ing.StagedTable)
     assert isinstance(fast.campaigns, ing.StagedTable)
@@ -688,3 +689,119 @@ def test_big_event_and_campaign_logs_both_staged(tmp_path, monkeypatch):
             pd.testing.assert_frame_equal(a, b)
     finally:
         ws.close()
+
+
+# --- one path, two sources: these fail when the pandas and DuckDB paths drift apart -----------
+
+
+def _drift_file(tmp_path: Path, kind: str) -> Path:
+    frame = _messy_events(1500, seed=4)
+    if kind == "parquet":
+        path = tmp_path / "events.parquet"
+        frame.to_parquet(path, index=False)
+        return path
+    text = frame.to_csv(index=False) + "1,2,2011-01-01,x,1,2,EXTRA\n"  # one malformed line
+    path = tmp_path / f"events.{kind}"
+    path.write_bytes(gzip.compress(text.encode()) if kind == "csv.gz" else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "csv.gz", "parquet"])
+def test_frame_and_file_sources_prepare_identically(tmp_path, monkeypatch, kind):
+    """The same file as a pandas-backed and as a DuckDB-backed source: same detection, frames,
+    report (reasons, samples, counts, notes but the 'Read ...' one) and hash."""
+    path = _drift_file(tmp_path, kind)
+    in_memory = sources.FrameSource(read_table(path))
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    on_disk = sources.open_source(path)
+    assert isinstance(on_disk, sources.FileSource)
+    assert on_disk.columns == in_memory.columns and on_disk.sha256 == in_memory.sha256
+
+    detections = [detect_roles(s.detection_frame) for s in (in_memory, on_disk)]
+    assert detections[0].roles == detections[1].roles
+    assert detections[0].time_format == detections[1].time_format
+    a, b = (
+        ing.prepare_source(s, d.roles, d.shape, detection=d)
+        for s, d in zip((in_memory, on_disk), detections, strict=True)
+    )
+    assert a.mapping == b.mapping and a.shape == b.shape and a.sha256 == b.sha256
+    pd.testing.assert_frame_equal(a.events, b.events)
+    pd.testing.assert_frame_equal(a.report.reasons, b.report.reasons)
+    assert a.report.samples.keys() == b.report.samples.keys()
+    for reason, sample in a.report.samples.items():
+        pd.testing.assert_frame_equal(sample, b.report.samples[reason])
+    assert (a.report.rows, a.report.rows_used, a.report.users) == (
+        b.report.rows,
+        b.report.rows_used,
+        b.report.users,
+    )
+    assert a.report.notes[0].startswith("Read as") and b.report.notes[0].startswith("Read by")
+    assert a.report.notes[1:] == b.report.notes[1:]
+    if kind != "parquet":
+        assert "malformed line (wrong number of fields)" in set(a.report.reasons.reason)
+
+
+def test_a_big_upload_takes_the_duckdb_path_and_its_spool_goes_with_it(tmp_path, monkeypatch):
+    """Uploaded bytes big enough for DuckDB are spooled to a temporary file and read from disk,
+    as the command line reads a path; the file is deleted with the source."""
+    import gc
+
+    data = _drift_file(tmp_path, "csv").read_bytes()
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    source = sources.open_source(data, "upload.csv")
+    assert isinstance(source, sources.FileSource) and source.name == "upload.csv"
+    assert source.rows() == 1500
+    spool = source.path
+    assert spool.exists()
+    slow = prepare(read_table(data, "upload.csv"), detect_roles(source.sample).roles, "events")
+    fast = ing.prepare_source(source, detect_roles(source.sample).roles, "events")
+    pd.testing.assert_frame_equal(fast.events, slow.events)
+    del source
+    gc.collect()
+    assert not spool.exists()
+
+
+def test_campaign_sha_is_set_on_every_path(tmp_path, monkeypatch):
+    """Whichever door a campaign log comes in by, the stored dataset can name its bytes."""
+    from retention.synth import make_planted
+
+    planted = make_planted(n_users=120, n_periods=8, seed=3)
+    events, campaigns = tmp_path / "events.csv", tmp_path / "campaigns.csv"
+    planted.events.to_csv(events, index=False)
+    planted.campaigns.to_csv(campaigns, index=False)
+    sha = hashlib.sha256(campaigns.read_bytes()).hexdigest()
+    raw_campaigns = read_table(campaigns)
+    cmap = ing.detect_campaign_roles(raw_campaigns)
+    raw = read_table(events)
+    roles = detect_roles(raw).roles
+
+    found = {
+        "ingest (pandas)": ingest(events, campaigns_path=campaigns),
+        "prepare": prepare(raw, roles, "events", campaigns=raw_campaigns),
+        "prepare, mapped": prepare(
+            raw, roles, "events", campaigns=raw_campaigns, campaign_mapping=cmap
+        ),  # fmt: skip
+        "Data page": ing.prepare_source(
+            sources.open_source(events.read_bytes(), "events.csv"),
+            roles,
+            "events",
+            campaigns=sources.FrameSource(read_table(campaigns.read_bytes(), "campaigns.csv")),
+            campaign_mapping=cmap,
+        ),  # fmt: skip
+    }
+    monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
+    found["ingest (DuckDB)"] = ingest(events, campaigns_path=campaigns)
+    assert isinstance(found["Data page"].events, pd.DataFrame)
+    for door, p in found.items():
+        assert p.campaigns_sha256 == sha, door
+        assert p.campaigns is not None and len(p.campaigns) == len(planted.campaigns), door
+
+
+def test_the_app_upload_limit_is_the_ingest_limit():
+    """.streamlit/config.toml cannot import Python: this keeps its number in step."""
+    import tomllib
+
+    config = Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml"
+    with config.open("rb") as fh:
+        max_upload_mb = tomllib.load(fh)["server"]["maxUploadSize"]
+    assert max_upload_mb * 1024**2 == limits.DEFAULT_MAX_BYTES
