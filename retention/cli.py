@@ -15,6 +15,7 @@ import argparse
 import ctypes
 import errno
 import os
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -131,7 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--episodes", metavar="N", type=_positive_int, default=None)
     run.add_argument("--seed", metavar="S", type=int, default=0)
     run.add_argument("--workspace", metavar="DIR", type=Path, default=None)
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument(
+        "--progress",
+        choices=("auto", "lines", "none"),
+        default="auto",
+        help="progress on stderr: 'auto' a bar when stderr is a terminal, 'lines' one line per "
+        "step and percent (for logs and scripts), 'none' nothing (default: auto)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr (--progress none)")
 
     backup = sub.add_parser(
         "backup",
@@ -237,17 +245,36 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 class _Progress:
-    """Progress on stderr, only when it is a terminal (so scripts see one clean error line)."""
+    """Progress on stderr: a bar on a terminal, or plain lines for logs and scripts.
 
-    def __init__(self, quiet: bool) -> None:
-        self.enabled = not quiet and sys.stderr.isatty()
+    ``mode`` is ``"auto"`` (a bar only when stderr is a terminal, so a script sees one clean
+    error line), ``"lines"`` (``[ 37%] Embedding texts: ...`` once per step and percent, then
+    ``[100%] Publishing ...`` and ``[100%] Done ...`` around the move into ``--out``) or
+    ``"none"``.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.bar = mode == "auto" and sys.stderr.isatty()
+        self.lines = mode == "lines"
         self.dirty = False
+        self._last: tuple[int, str] | None = None
 
     def __call__(self, fraction: float, message: str) -> None:
-        if self.enabled:
+        if self.bar:
             sys.stderr.write(f"\r[{fraction:4.0%}] {message[:70]:<70}")
             sys.stderr.flush()
             self.dirty = True
+        elif self.lines:
+            key = (int(fraction * 100), re.sub(r"[\d,./]+", "#", message))  # once per percent
+            if key != self._last:
+                self._last = key
+                sys.stderr.write(f"[{fraction:4.0%}] {message}\n")
+                sys.stderr.flush()
+
+    def step(self, message: str) -> None:
+        """A step outside the pipeline's own progress (publishing the outputs)."""
+        if self.lines:
+            self(1.0, message)
 
     def error(self, message: str) -> None:
         prefix = "\n" if self.dirty else ""
@@ -262,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
-    progress = _Progress(quiet=args.command != "run" or args.quiet)
+    mode = "none" if args.command != "run" or args.quiet else args.progress
+    progress = _Progress(mode)
     untouched = (
         "the output folder was left as it was" if args.command == "run" else "nothing was changed"
     )
@@ -350,7 +378,9 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
         run_pipeline(config, staging, progress=progress)
         if progress.dirty:
             sys.stderr.write("\n")
+        progress.step(f"Publishing the outputs to {out}")
         _publish(staging, out)
+        progress.step(f"Done: the outputs are in {out}")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -245,6 +245,8 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """L2-normalised float32 vectors of ``texts``, one row each, in the given order."""
         texts = [str(t) for t in texts]
+        if progress is not None:
+            progress(0.0, "Loading the embedding model")
         model = self.model()
         dim = _dimension(model)
         if not texts:

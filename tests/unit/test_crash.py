@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 OUTPUTS = ("report.html", "strategies.csv", "summary.json", "user_segments.csv")
 KILLS: list[str] = []  # one entry per SIGKILL sent, for the suite-wide count
+KILL_TESTS: set[str] = set()  # the kill tests that ran (the count needs all of them)
+ALL_KILL_TESTS = 6  # test_cli_killed_at_every_step, ..._while_embedding, 4 library steps
 
 
 def _env() -> dict[str, str]:
@@ -71,10 +73,15 @@ def small_files(tmp_path_factory) -> dict[str, Path]:
 
 
 class _Proc:
-    """A subprocess whose stdout lines are collected as they come."""
+    """A subprocess whose stdout and stderr lines are collected as they come.
+
+    Kills are aimed by what the process reports it is doing (a line it printed), never by a
+    wall-clock guess: how long a step takes depends on the machine and what else runs on it.
+    """
 
     def __init__(self, args: list[str]) -> None:
-        self.lines: list[str] = []
+        self.lines: list[str] = []  # stdout
+        self.err_lines: list[str] = []  # stderr
         self.proc = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -83,28 +90,51 @@ class _Proc:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.stderr = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(
+                target=self._read, args=(self.proc.stderr, self.err_lines), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    @staticmethod
+    def _read(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line.rstrip("\n"))
 
-    def wait_for(self, prefix: str, timeout: float = 120.0) -> bool:
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.err_lines)
+
+    def wait_until(self, ready, what: str, timeout: float = 600.0) -> bool:
+        """Wait until ``ready(self)``; False if the process exited first. The timeout only
+        guards against a hung process: it is far above the slowest honest run."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if any(line.startswith(prefix) for line in self.lines):
+        while time.monotonic() < deadline:
+            if ready(self):
                 return True
-            time.sleep(0.02)
-        return any(line.startswith(prefix) for line in self.lines)
+            if self.proc.poll() is not None:
+                for reader in self._readers:
+                    reader.join(timeout=10)
+                return bool(ready(self))
+            time.sleep(0.005)
+        raise AssertionError(f"not seen within {timeout} s: {what}; stderr: {self.stderr}")
+
+    def wait_for(self, prefix: str, *, stream: str = "stdout") -> bool:
+        """Wait until a line starting with ``prefix`` appears; False if the process exited."""
+        return self.wait_until(lambda p: p.count(prefix, stream=stream) > 0, repr(prefix))
+
+    def count(self, prefix: str, *, stream: str = "stdout") -> int:
+        lines = self.lines if stream == "stdout" else self.err_lines
+        return sum(line.startswith(prefix) for line in list(lines))
 
     @property
     def returncode(self) -> int | None:
         return self.proc.returncode
 
-    def kill_after(self, delay: float) -> bool:
+    def kill(self, delay: float = 0.0) -> bool:
         """SIGKILL after ``delay`` seconds; False when the process had already exited."""
         try:
             self.proc.wait(timeout=delay)
@@ -116,11 +146,16 @@ class _Proc:
         KILLS.append(" ".join(self.proc.args[:4]))
         return True
 
+    def kill_when(self, prefix: str, delay: float = 0.0, *, stream: str = "stdout") -> bool:
+        """SIGKILL ``delay`` seconds after a line starting with ``prefix``; False when the
+        process exited before it could be killed."""
+        self.wait_for(prefix, stream=stream)
+        return self.kill(delay)
+
     def finish(self, timeout: float = 600) -> int:
         self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        assert self.proc.stderr is not None
-        self.stderr = self.proc.stderr.read()
+        for reader in self._readers:
+            reader.join(timeout=10)
         return self.proc.returncode
 
 
@@ -176,42 +211,71 @@ def _assert_complete(files: dict[str, bytes] | None, seed: int) -> None:
 # -- the command line ------------------------------------------------------------------------------
 
 
-def test_cli_killed_at_random_moments(tmp_path, small_files):
-    """kill -9 the whole pipeline (behaviour-only segments, so no model load) at random moments."""
+def _unchanged_or_complete(before: dict[str, bytes] | None, out: Path, seed: int) -> None:
+    """What ``--out DIR`` promises after a kill: as it was, or the whole new output."""
+    after = _outputs(out)
+    if after != before:
+        _assert_complete(after, seed)
+
+
+#: Where a kill of the command line is aimed: the progress line it waits for (``--progress
+#: lines``). ``[100%] Publishing`` is the move into ``--out``; the rest are pipeline steps.
+CLI_STEPS = (
+    "[  0%] Reading the data",
+    "[  5%] Reading events",
+    "Finding segments",
+    "Profiling segments",
+    "Computing retention curves",
+    "Estimating transitions",
+    "episode",
+    "Projecting retention",
+    "Evaluating on held-out users",
+    "[100%] Publishing",
+)
+
+
+def _at_step(proc: _Proc, step: str) -> bool:
+    """Wait for the progress line of ``step`` (matched anywhere after the percentage)."""
+    return proc.wait_until(lambda p: any(step in line for line in list(p.err_lines)), step)
+
+
+def test_cli_killed_at_every_step(tmp_path, small_files):
+    """kill -9 the whole pipeline (behaviour-only segments, so no model load) in every step it
+    reports, the move into ``--out`` included; ``--out`` is as it was or complete."""
+    KILL_TESTS.add("cli")
     rng = random.Random(20240601)
     ws = tmp_path / "ws"
     existing = tmp_path / "existing"
-    args = ["--campaigns", str(small_files["campaigns"]), "--workspace", str(ws), "--quiet"]
-    args += ["--segments", "3", "--episodes", "40"]
+    args = ["--campaigns", str(small_files["campaigns"]), "--workspace", str(ws)]
+    args += ["--segments", "3", "--episodes", "40", "--progress", "lines"]
     first = _Proc(_cli("run", str(small_files["events"]), "--out", str(existing), *args))
     assert first.finish() == 0, first.stderr
     (existing / "notes.txt").write_text("the user's own file\n")  # must survive every publish
     _assert_complete(_outputs(existing), 0)
 
     kills = 0
-    for i in range(1, 13):
-        if kills == 8:
-            break
+    for i, step in enumerate(CLI_STEPS, start=1):
         out = existing if i % 2 else tmp_path / f"fresh{i}"
         before = _outputs(out)
+        # A new seed each time, so nothing is reused and every step really runs.
         proc = _Proc(
             _cli("run", str(small_files["events"]), "--out", str(out), "--seed", str(i), *args)
         )
-        killed = proc.kill_after(rng.uniform(0.3, 5.0))
-        after = _outputs(out)
+        assert _at_step(proc, step), (step, proc.stderr)
+        killed = proc.kill(rng.uniform(0.0, 0.05))
         if killed:
             kills += 1
-            if after != before:  # moved in: must be the whole new output
-                _assert_complete(after, i)
-        else:
+            _unchanged_or_complete(before, out, i)
+        else:  # it finished within the few milliseconds after the step began
             assert proc.returncode == 0, proc.stderr
-            _assert_complete(after, i)
+            _assert_complete(_outputs(out), i)
         if out == existing:
             assert (existing / "notes.txt").read_text() == "the user's own file\n"
         runs = _check_workspace(ws)
         failed = runs[runs["status"] == "failed"]
         assert failed["error"].str.contains("interrupted").all(), failed["error"].tolist()
-    assert kills >= 6, kills
+    # Every step but the last few milliseconds of a run leaves time to kill it.
+    assert kills >= len(CLI_STEPS) - 2, kills
 
     # A clean run afterwards succeeds and clears the staging folders killed runs left behind.
     final = _Proc(_cli("run", str(small_files["events"]), "--out", str(existing), *args))
@@ -222,32 +286,36 @@ def test_cli_killed_at_random_moments(tmp_path, small_files):
 
 
 def test_cli_on_the_planted_sample_killed_while_embedding(tmp_path):
-    """The real sample with text: kills land in ingest, model loading and embedding."""
-    rng = random.Random(7)
+    """The real sample with text: killed while the model loads, while it embeds, and (on the
+    warm rerun, which embeds nothing) while the outputs are moved into place."""
+    KILL_TESTS.add("embedding")
     ws = tmp_path / "ws"
-    for i in range(2):
+    args = ["--campaigns", str(SAMPLE / "planted_campaigns.csv.gz"), "--workspace", str(ws)]
+    args += ["--progress", "lines"]
+    for i, (step, delay) in enumerate(
+        [("Loading the embedding model", 0.5), ("Embedding texts", 0.0), ("Publishing", 0.0)]
+    ):
         out = tmp_path / f"out{i}"
-        proc = _Proc(
-            _cli(
-                "run",
-                str(SAMPLE / "planted_events.csv.gz"),
-                "--campaigns",
-                str(SAMPLE / "planted_campaigns.csv.gz"),
-                "--out",
-                str(out),
-                "--workspace",
-                str(ws),
-                "--quiet",
+        if step == "Publishing":  # a finished run first, so the rerun reuses everything
+            done = _Proc(
+                _cli("run", str(SAMPLE / "planted_events.csv.gz"), "--out", str(out), *args)
             )
-        )
-        if proc.kill_after(rng.uniform(2.0, 20.0)):
-            assert _outputs(out) is None
+            assert done.finish() == 0, done.stderr
+            out = tmp_path / f"out{i}b"
+        proc = _Proc(_cli("run", str(SAMPLE / "planted_events.csv.gz"), "--out", str(out), *args))
+        assert _at_step(proc, step), (step, proc.stderr)
+        if proc.kill(delay):
+            _unchanged_or_complete(None, out, 0)
+            if step != "Publishing":
+                assert _outputs(out) is None  # the run had not reached the publish step
         else:
+            assert proc.returncode == 0, proc.stderr
             _assert_complete(_outputs(out), 0)
-        if (ws / "retention.duckdb").exists():
-            runs = _check_workspace(ws)
-            failed = runs[runs["status"] == "failed"]
-            assert failed["error"].str.contains("interrupted").all()
+        runs = _check_workspace(ws)
+        failed = runs[runs["status"] == "failed"]
+        assert failed["error"].str.contains("interrupted").all()
+        if step == "Embedding texts" and proc.returncode == -signal.SIGKILL:
+            assert len(failed) >= 1, "the kill while embedding left no interrupted run"
 
 
 # -- library steps in a loop -----------------------------------------------------------------------
@@ -318,7 +386,10 @@ elif mode in ("embed", "cluster"):
         else:
             settings = {"k": 2 + i % 4, "text_weight": 0.0, "random_state": i}
             embedder = FakeEmbedder("unused")
-        run = run_segmentation(ws, dataset_id, settings=settings, embedder=embedder, force=True)
+        run = run_segmentation(
+            ws, dataset_id, settings=settings, embedder=embedder, force=True,
+            progress=lambda f, m: say("progress", i, f),
+        )
         say("run", run, f"fake-{i}")
 elif mode == "train":
     from retention.learn import QLearner, train_policy
@@ -354,10 +425,30 @@ def _setup_workspace(folder: Path, data: Path, with_segmentation: bool) -> None:
         ws.close()
 
 
+def _aim(proc: _Proc, mode: str, rng: random.Random, k: int) -> bool:
+    """Wait for the moment a library worker's kill is aimed at, by what it has reported."""
+    if mode in ("embed", "cluster"):  # inside run n, before its last progress report
+        n = rng.randint(1, 2)
+
+        def inside(p: _Proc) -> bool:
+            return any(
+                line.split()[:2] == ["progress", str(n)] and float(line.split()[2]) < 0.9
+                for line in list(p.lines)
+            )
+
+        return proc.wait_until(inside, f"progress of run {n}")
+    if mode == "ingest":  # after n datasets were committed (n = 0: straight away)
+        n = rng.randint(0, 4)
+        return proc.wait_until(lambda p: p.count("dataset") >= n, f"{n} datasets")
+    n = k % 2  # train: after one stored policy (kill 1), while training the first (kill 2)
+    return proc.wait_until(lambda p: p.count("run") >= n, f"{n} policies")
+
+
 @pytest.mark.parametrize(
     ("mode", "kills"), [("ingest", 4), ("embed", 4), ("cluster", 3), ("train", 3)]
 )
 def test_library_steps_killed_at_random_moments(tmp_path, small_files, mode, kills):
+    KILL_TESTS.add(mode)
     rng = random.Random(f"{mode}-42")
     folder = tmp_path / "ws"
     data = small_files["events"] if mode == "ingest" else small_files["events_text"]
@@ -372,10 +463,11 @@ def test_library_steps_killed_at_random_moments(tmp_path, small_files, mode, kil
     for k in range(kills):
         proc = _Proc([sys.executable, "-c", WORKER, mode, str(folder), str(data)])
         if k == 0:  # the first kill lands anywhere, opening the workspace included
-            assert proc.kill_after(rng.uniform(0.2, 3.0))
+            assert proc.kill(rng.uniform(0.2, 3.0)), proc.stderr
         else:
             assert proc.wait_for("ready"), (proc.finish(), proc.stderr)
-            assert proc.kill_after(rng.uniform(0.0, 3.0)), proc.finish()
+            assert _aim(proc, mode, rng, k), (proc.finish(), proc.stderr)
+            assert proc.kill(rng.uniform(0.0, 0.05)), proc.stderr
         for line in proc.lines:
             word, *rest = line.split()
             if word == "run":
@@ -431,8 +523,8 @@ def test_library_steps_killed_at_random_moments(tmp_path, small_files, mode, kil
 
 def test_at_least_twenty_kills_in_this_file():
     """The suite kills real processes at least 20 times (runs last in this file)."""
-    if len(KILLS) == 0:
-        pytest.skip("run with the kill tests of this file")
+    if len(KILL_TESTS) < ALL_KILL_TESTS:
+        pytest.skip(f"only {len(KILL_TESTS)} of the {ALL_KILL_TESTS} kill tests ran")
     print(f"{len(KILLS)} processes killed with SIGKILL")
     assert len(KILLS) >= 20, KILLS
 
@@ -566,7 +658,8 @@ def test_a_killed_restore_leaves_the_workspace_old_or_new(tmp_path, small_files)
     rng = random.Random(3)
     for _ in range(3):
         proc = _Proc(_cli("restore", str(backup_file), "--workspace", str(target), "--force"))
-        killed = proc.kill_after(rng.uniform(0.5, 3.5))
+        # Either outcome is checked (old or new), so the moment needs no aiming.
+        killed = proc.kill(rng.uniform(0.5, 3.5))
         assert killed or proc.returncode == 0, proc.stderr
         state = _workspace_state(target)
         try:
