@@ -685,16 +685,3 @@ def recommendations_table(
     if optimal_policy is not None:
         rec["optimal_action"] = np.asarray(actions, dtype=object)[optimal_policy]
     return rec
-
-
-_MOVED = ("train_policy", "train_snapshot_policy", "snapshot_stage")
-
-
-def __getattr__(name: str) -> Any:
-    """``train_policy`` and the snapshot policy moved to :mod:`retention.policy`; they stay
-    importable from here for callers not yet moved (imported lazily: policy imports learn)."""
-    if name in _MOVED:
-        from retention import policy
-
-        return getattr(policy, name)
-    raise AttributeError(f"module 'retention.learn' has no attribute {name!r}")
