@@ -291,6 +291,14 @@ def user_groups(
         return _column_groups(con, ref, users, by, top_n)
 
 
+def groups_word(by: str | pd.DataFrame | None) -> str:
+    """What the groups of :func:`user_groups` ``by`` are called in a sentence: "segments",
+    "values of country" or "groups"."""
+    if isinstance(by, pd.DataFrame):
+        return "segments"
+    return f"values of {by}" if by else "groups"
+
+
 def _ordered(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     present = [g for g in order if g in set(frame["group"])]
     frame = frame.copy()
@@ -566,9 +574,13 @@ def retention_curves(
     if durations is None:
         durations = churn_durations(con, events, period=period, churn_after=churn_after)
     groups = user_groups(con, events, by, names=names, top_n=top_n)
-    what = "segments" if isinstance(by, pd.DataFrame) else f"values of {by}" if by else "groups"
     return survival(
-        durations, groups, period=period, churn_after=churn_after, alpha=alpha, what=what
+        durations,
+        groups,
+        period=period,
+        churn_after=churn_after,
+        alpha=alpha,
+        what=groups_word(by),
     )
 
 
