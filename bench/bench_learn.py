@@ -8,7 +8,7 @@ The MDP is estimated from the planted demo data (``retention.synth.make_planted`
 40 weeks, randomised campaign log; the true segments). Part 1, throughput:
 
 * naive: the article's loop — one simulated user, ``env.reset()`` / ``env.step(a)`` on the
-  Gymnasium env (:class:`retention.mdp.RetentionEnv`), one ``np.argmax`` and one Q update per
+  Gymnasium env (:class:`retention.env.RetentionEnv`), one ``np.argmax`` and one Q update per
   step, epsilon-greedy;
 * ours: :class:`retention.learn.QLearner` with default settings (10,000 users stepped at once).
   Its time includes everything ``fit`` does (the exact greedy-policy evaluations of the learning
@@ -45,13 +45,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from retention.env import RetentionEnv  # noqa: E402
 from retention.learn import (  # noqa: E402
     QLearner,
     fraction_of_optimum,
     start_value,
     value_iteration,
 )
-from retention.mdp import MDP, RetentionEnv, estimate_mdp  # noqa: E402
+from retention.mdp import MDP, estimate_mdp  # noqa: E402
 from retention.periods import build_panel, period_grid, period_of  # noqa: E402
 from retention.synth import make_planted  # noqa: E402
 

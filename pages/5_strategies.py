@@ -17,7 +17,19 @@ from pages.common import (
 from retention.errors import InputError
 from retention.learn import PolicyResult
 from retention.pipeline import StoredStrategies, stored_report, stored_strategies
-from retention.strategies import STAGE_WORDS, to_csv_bytes, to_parquet_bytes
+from retention.policy import run_label
+from retention.strategies import (
+    ACTIVE_LEARNED,
+    ACTIVE_NOTHING,
+    LIFT_PERIOD,
+    STAGE_WORDS,
+    VERDICT_HURTS,
+    VERDICT_NOT_WORTH,
+    held_out_verdict,
+    to_csv_bytes,
+    to_parquet_bytes,
+)
+from retention.words import period_word
 
 ACTION_WORDS = {
     "none": "leave them alone",
@@ -49,17 +61,13 @@ if runs.empty:
     st.stop()
 
 run_ids = list(runs["id"])
-labels = {
-    r.id: f"{pd.Timestamp(r.created):%Y-%m-%d %H:%M} · γ {r.settings.get('gamma', '–')} · "
-    f"churn penalty {r.settings.get('churn_penalty', '–')}"
-    for r in runs.itertuples(index=False)
-}
+by_id = runs.set_index("id")
 chosen = st.session_state.get("policy.run")
 policy_id = st.selectbox(
     "Policy",
     run_ids,
     index=run_ids.index(chosen) if chosen in run_ids else 0,
-    format_func=labels.__getitem__,
+    format_func=lambda run_id: run_label(by_id.loc[run_id]),
     help="The strategies of one trained policy (the latest by default).",
 )
 
@@ -77,21 +85,19 @@ except InputError as exc:
 policy: PolicyResult = loaded.policy
 strategies = loaded.strategies
 table, segments = strategies.table, strategies.segments
-period_word = {"day": "days", "week": "weeks", "month": "months"}.get(
-    str(policy.settings.get("period")), "periods"
-)
+periods = period_word(policy.settings.get("period"))
 
 for assumption in policy.assumptions:
     st.warning(f"Assumption: {assumption}", icon=":material/lightbulb:")
 
 # -- plain words: one card per segment --------------------------------------------------------
-for seg in segments.itertuples(index=False):
-    part = table[table["segment"] == seg.segment]
+for _, seg in segments.iterrows():
+    part = table[table["segment"] == seg["segment"]]
     with st.container(border=True):
         head, size = st.columns([3, 1])
-        head.subheader(seg.label)
-        size.metric("Users", f"{seg.users:,}")
-        if seg.every_action_hurts:
+        head.subheader(seg["label"])
+        size.metric("Users", f"{seg['users']:,}")
+        if seg["every_action_hurts"]:
             st.warning(
                 "**Leave them alone.** With your reward settings, every strategy is estimated to do "
                 "worse than doing nothing for these users, even before its cost.",
@@ -101,9 +107,9 @@ for seg in segments.itertuples(index=False):
         for r in part.itertuples(index=False):
             what = ACTION_WORDS.get(r.action, r.action)
             note = ""
-            if r.verdict == "leave alone: not worth the cost":
+            if r.verdict == VERDICT_NOT_WORTH:
                 note = " — actions help a little but not enough to pay for themselves"
-            elif r.verdict == "leave alone: every action hurts":
+            elif r.verdict == VERDICT_HURTS:
                 note = " — every action is estimated to do worse than nothing"
             support = {"thin": " ⚠️ little data", "moderate": "", "solid": ""}[r.support]
             lines.append(
@@ -111,49 +117,45 @@ for seg in segments.itertuples(index=False):
                 f"({r.users:,} users now): {what}{note}{support}"
             )
         st.markdown("\n".join(lines))
-        if hasattr(seg, "retention_lift_points") and pd.notna(
-            getattr(seg, "retention_lift_points", None)
-        ):
-            learned = seg.active_after_4_learned
-            none = seg.active_after_4_none
+        if pd.notna(seg.get("retention_lift_points")):
             st.caption(
-                f"Following this plan, about **{learned:.0%}** of a newly active group stays "
-                f"active after 4 {period_word}, vs **{none:.0%}** if you do nothing "
-                f"({seg.retention_lift_points:+.1f} points). Expected cost ≈ "
-                f"{seg.expected_cost_per_period:.2f} per user per {period_word[:-1]}. "
-                f"Based on {seg.data_support:,} observed user-{period_word}."
+                f"Following this plan, about **{seg[ACTIVE_LEARNED]:.0%}** of a newly active "
+                f"group stays active after {LIFT_PERIOD} {periods}, vs "
+                f"**{seg[ACTIVE_NOTHING]:.0%}** if you do nothing "
+                f"({seg['retention_lift_points']:+.1f} points). Expected cost ≈ "
+                f"{seg['expected_cost_per_period']:.2f} per user per {periods[:-1]}. "
+                f"Based on {seg['data_support']:,} observed user-{periods}."
             )
+if strategies.unclustered:
+    with st.container(border=True):
+        st.subheader("Unclustered users")
+        st.markdown(
+            f"**{strategies.unclustered:,}** users fit no segment, so the policy has no "
+            f"strategy for them: they are left alone (**{strategies.nothing or 'no action'}**) "
+            "in the downloads."
+        )
 
 # -- honest evaluation ---------------------------------------------------------------------------
 if policy.ope is not None and not policy.ope.empty:
     st.subheader("Checked against what really happened")
-    ope = policy.ope
-    dr = ope[ope["estimator"] == "dr"].set_index("policy")
-    if "learned policy" in dr.index and "always none" in dr.index:
-        lp, nn = dr.loc["learned policy"], dr.loc["always none"]
+    check = held_out_verdict(policy.ope, policy.actions)
+    if check is not None:
+        (lp, lp_lo, lp_hi), (nn, nn_lo, nn_hi) = check.learned, check.nothing
         text = (
             f"On users held out from training, the recommended plan is estimated to earn "
-            f"**{lp['value']:.3f}** per decision (95% interval {lp['ci_lo']:.3f} to "
-            f"{lp['ci_hi']:.3f}), against **{nn['value']:.3f}** ({nn['ci_lo']:.3f} to "
-            f"{nn['ci_hi']:.3f}) for doing nothing (doubly robust off-policy estimate)."
+            f"**{lp:.3f}** per decision (95% interval {lp_lo:.3f} to {lp_hi:.3f}), against "
+            f"**{nn:.3f}** ({nn_lo:.3f} to {nn_hi:.3f}) for doing nothing (doubly robust "
+            "off-policy estimate)."
         )
-        diff_name = "learned policy − always none"
-        if diff_name in dr.index:
-            d = dr.loc[diff_name]
-            verdict = (
-                "a real improvement"
-                if d["ci_lo"] > 0
-                else "worse than doing nothing"
-                if d["ci_hi"] < 0
-                else "not clearly different from doing nothing"
-            )
+        if check.difference is not None:
+            d, d_lo, d_hi = check.difference
             text += (
-                f" The difference is {d['value']:+.3f} (95% interval {d['ci_lo']:+.3f} to "
-                f"{d['ci_hi']:+.3f}): **{verdict}**."
+                f" The difference is {d:+.3f} (95% interval {d_lo:+.3f} to {d_hi:+.3f}): "
+                f"**{check.verdict}**."
             )
         st.markdown(text)
     with st.expander("All off-policy estimates"):
-        st.dataframe(ope, hide_index=True, width="stretch")
+        st.dataframe(policy.ope, hide_index=True, width="stretch")
 
 # -- numbers on demand -------------------------------------------------------------------------
 with st.expander("The full strategy table (every segment × stage)"):

@@ -21,7 +21,7 @@ as ``Other``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -44,6 +44,7 @@ from retention.periods import (
     resolve_period,
 )
 from retention.sql import quote_ident
+from retention.words import segment_display_name
 
 MODES: tuple[str, ...] = ("classic", "unbounded")
 MODE_EXPLANATIONS: dict[str, str] = {
@@ -60,8 +61,8 @@ ALL_USERS = "All users"
 OTHER = "Other"
 MISSING = "(missing)"
 NOT_SEGMENTED = "Not segmented"
-NOISE = "Unassigned (noise)"
 DEFAULT_TOP_N = 8
+RETENTION_AFTER: tuple[int, ...] = (1, 4)  # the segment profile's "retention after k"
 MAX_CATEGORIES = 1000  # more distinct values than this looks like an id, not a category
 
 
@@ -130,26 +131,80 @@ def cohort_table(
         try:
             index, clean = period_index_sql(grid.period, "ts"), clean_events_sql(con, ref)
             ev = f"SELECT user_id, {index} AS t FROM ({clean}) {where}"  # noqa: S608
-            if mode == "classic":  # each user's distinct active periods, counted by (cohort, k)
-                sql = f"""
-                    WITH u AS (SELECT list_distinct(list(t)) AS l FROM ({ev}) GROUP BY user_id),
-                    c AS (SELECT list_min(l) AS cohort_t, unnest(l) AS t FROM u)
-                    SELECT cohort_t, t - cohort_t AS k, count(*) AS users
-                    FROM c GROUP BY cohort_t, k
-                """  # noqa: S608 -- fixed fragments and quoted identifiers only
-            else:  # active in k or later <=> the user's last k is >= k (summed up in _triangle)
-                sql = f"""
-                    WITH u AS (
-                        SELECT min(t) AS first_t, max(t) AS last_t FROM ({ev}) GROUP BY user_id
-                    )
-                    SELECT first_t AS cohort_t, last_t - first_t AS k, count(*) AS users
-                    FROM u GROUP BY cohort_t, k
-                """  # noqa: S608 -- fixed fragments and quoted identifiers only
+            sql = _cohort_counts_sql(ev, mode)
             long = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
         finally:
             if view:
                 con.unregister(view)
     return _triangle(long, grid, mode)
+
+
+def _cohort_counts_sql(ev: str, mode: str, grouped: bool = False) -> str:
+    """Users per (cohort_t, k) of the active periods ``ev`` (``user_id, t``; with ``grouped``,
+    also ``segment``, then counted per segment too).
+
+    Classic: each user's distinct active periods, counted by (cohort, k). Unbounded: active in
+    k or later <=> the user's last k is >= k (counted here at the last k, summed up later).
+    """
+    seg = "segment, " if grouped else ""
+    if mode == "classic":
+        return f"""
+            WITH u AS (
+                SELECT {seg}list_distinct(list(t)) AS l FROM ({ev}) GROUP BY {seg}user_id
+            ),
+            c AS (SELECT {seg}list_min(l) AS cohort_t, unnest(l) AS t FROM u)
+            SELECT {seg}cohort_t, t - cohort_t AS k, count(*) AS users
+            FROM c GROUP BY {seg}cohort_t, k
+        """  # noqa: S608 -- fixed fragments and quoted identifiers only
+    return f"""
+        WITH u AS (
+            SELECT {seg}min(t) AS first_t, max(t) AS last_t FROM ({ev}) GROUP BY {seg}user_id
+        )
+        SELECT {seg}first_t AS cohort_t, last_t - first_t AS k, count(*) AS users
+        FROM u GROUP BY {seg}cohort_t, k
+    """  # noqa: S608 -- fixed fragments and quoted identifiers only
+
+
+def retention_by_segment(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    assignments: pd.DataFrame,
+    *,
+    period: str = "auto",
+    after: Sequence[int] = RETENTION_AFTER,
+) -> tuple[pd.DataFrame, str]:
+    """Share of each segment's users active ``k`` periods after their first period, among the
+    users observed that long (first period + k <= the data's last period).
+
+    It is the classic cohort table's column ``k`` (:func:`cohort_table`), pooled over the
+    segment's cohorts that reach ``k``. Users without an assignment are left out. Returns a
+    frame ``segment, retention_<k>...`` (NaN where no user of the segment is observed that long)
+    and the period used.
+    """
+    grid = period_grid(con, events, period)
+    seg = assignments[["user_id", "segment"]].assign(user_id=assignments["user_id"].astype(str))
+    view = f"_segments_{uuid.uuid4().hex}"
+    with events_source(con, events) as ref:
+        con.register(view, seg)
+        try:
+            index, clean = period_index_sql(grid.period, "ts"), clean_events_sql(con, ref)
+            ev = (
+                f"SELECT e.user_id, {index} AS t, g.segment FROM ({clean}) e "  # noqa: S608
+                f"JOIN {quote_ident(view)} g USING (user_id)"
+            )
+            sql = _cohort_counts_sql(ev, "classic", grouped=True)
+            long = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
+        finally:
+            con.unregister(view)
+    out = pd.DataFrame({"segment": sorted(assignments["segment"].unique().tolist())})
+    for k in after:
+        observed = long[long["cohort_t"] + k <= grid.last_t]
+        eligible = observed[observed["k"] == 0].groupby("segment")["users"].sum()
+        retained = observed[observed["k"] == k].groupby("segment")["users"].sum()
+        eligible = eligible[eligible > 0]
+        share = retained.reindex(eligible.index, fill_value=0) / eligible
+        out[f"retention_{k}"] = out["segment"].map(share).astype(float)
+    return out, grid.period
 
 
 def _triangle(long: pd.DataFrame, grid: PeriodGrid, mode: str) -> CohortTable:
@@ -210,8 +265,9 @@ def user_groups(
     """Each user's group, as ``user_id, group`` (``group`` an ordered categorical).
 
     ``by`` is ``None`` (one group, "All users"), a segmentation's assignments frame
-    (``user_id, segment``; ``names`` maps segment -> display name; -1 is noise; users without an
-    assignment are "Not segmented"), or the name of a categorical events column (each user's
+    (``user_id, segment``; ``names`` maps segment -> display name, else
+    :func:`~retention.words.segment_display_name`; users without an assignment are
+    "Not segmented"), or the name of a categorical events column (each user's
     most frequent value, ties to the alphabetically first; the ``top_n`` values with most users,
     the rest "Other", users with only missing values "(missing)").
     """
@@ -235,6 +291,14 @@ def user_groups(
         return _column_groups(con, ref, users, by, top_n)
 
 
+def groups_word(by: str | pd.DataFrame | None) -> str:
+    """What the groups of :func:`user_groups` ``by`` are called in a sentence: "segments",
+    "values of country" or "groups"."""
+    if isinstance(by, pd.DataFrame):
+        return "segments"
+    return f"values of {by}" if by else "groups"
+
+
 def _ordered(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     present = [g for g in order if g in set(frame["group"])]
     frame = frame.copy()
@@ -254,12 +318,7 @@ def _segment_groups(
     seg = assignments.assign(user_id=assignments["user_id"].astype(str)).drop_duplicates("user_id")
     seg_ids = sorted({int(s) for s in seg["segment"]}, key=lambda s: (s < 0, s))
 
-    def display(s: int) -> str:
-        if s in names:
-            return str(names[s])
-        return NOISE if s < 0 else f"Segment {s}"
-
-    labels = {s: display(s) for s in seg_ids}
+    labels = {s: str(names[s]) if s in names else segment_display_name(s) for s in seg_ids}
     if len(set(labels.values())) < len(labels):  # duplicate names: keep them apart
         labels = {s: f"{name} ({s})" for s, name in labels.items()}
     merged = users.merge(seg[["user_id", "segment"]], on="user_id", how="left")
@@ -515,9 +574,13 @@ def retention_curves(
     if durations is None:
         durations = churn_durations(con, events, period=period, churn_after=churn_after)
     groups = user_groups(con, events, by, names=names, top_n=top_n)
-    what = "segments" if isinstance(by, pd.DataFrame) else f"values of {by}" if by else "groups"
     return survival(
-        durations, groups, period=period, churn_after=churn_after, alpha=alpha, what=what
+        durations,
+        groups,
+        period=period,
+        churn_after=churn_after,
+        alpha=alpha,
+        what=groups_word(by),
     )
 
 
@@ -570,6 +633,6 @@ def retention_summary(
         "labels": (
             {}
             if assignments is None
-            else {k: (names or {}).get(int(k), f"Segment {k}") for k in keys}
+            else {k: (names or {}).get(int(k), segment_display_name(int(k))) for k in keys}
         ),
     }

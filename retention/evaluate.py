@@ -25,6 +25,7 @@ empirical action frequencies per state.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,12 @@ from retention.errors import InputError
 
 ESTIMATORS: tuple[str, ...] = ("ips", "snips", "dr")
 LOG_COLUMNS = ("user_id", "state", "action", "reward", "propensity")
+#: The name of the learned policy in the estimates.
+LEARNED = "learned policy"
+#: What the difference of two policies' estimates says, by where its interval lies.
+BETTER = "a real improvement"
+WORSE = "worse than doing nothing"
+UNCLEAR = "not clearly different from doing nothing"
 
 
 def split_users(
@@ -217,3 +224,38 @@ def ope_summary(ope: pd.DataFrame, actions: Sequence[str], policy_name: str) -> 
 
 def _num(x: float) -> float | None:
     return None if pd.isna(x) else float(x)
+
+
+@dataclass(frozen=True)
+class OpeVerdict:
+    """The learned policy against doing nothing, by the doubly robust estimate:
+    ``learned`` and ``nothing`` are ``(value, ci_lo, ci_hi)``; ``difference`` the same for
+    their paired difference (None when not estimated); ``verdict`` :data:`BETTER`,
+    :data:`WORSE` or :data:`UNCLEAR` (None without a difference)."""
+
+    learned: tuple[float, float, float]
+    nothing: tuple[float, float, float]
+    difference: tuple[float, float, float] | None = None
+    verdict: str | None = None
+
+
+def ope_verdict(
+    ope: pd.DataFrame, *, nothing: str = "always none", learned: str = LEARNED
+) -> OpeVerdict | None:
+    """:class:`OpeVerdict` of ``learned`` against the ``nothing`` policy in a table of
+    :func:`off_policy_estimates` (doubly robust rows); None when either is missing. The verdict
+    is "better" only when the whole 95% interval of the difference is above 0."""
+    dr = ope[ope["estimator"] == "dr"].set_index("policy")
+    if learned not in dr.index or nothing not in dr.index:
+        return None
+
+    def triple(name: str) -> tuple[float, float, float]:
+        row = dr.loc[name]
+        return float(row["value"]), float(row["ci_lo"]), float(row["ci_hi"])
+
+    diff_name = f"{learned} − {nothing}"
+    if diff_name not in dr.index:
+        return OpeVerdict(triple(learned), triple(nothing))
+    diff = triple(diff_name)
+    verdict = BETTER if diff[1] > 0 else WORSE if diff[2] < 0 else UNCLEAR
+    return OpeVerdict(triple(learned), triple(nothing), diff, verdict)

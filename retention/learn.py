@@ -1,6 +1,8 @@
 """Learning the retention policy: value iteration (the exact reference), vectorised tabular
-Q-learning / SARSA on simulated users, batch Q-learning over logged transitions, and
-:func:`train_policy`, the one call the app and the command line make.
+Q-learning / SARSA on simulated users, batch Q-learning over logged transitions, the exact
+projections and stability map of a policy, and :class:`PolicyResult`, what a trained policy is.
+:func:`retention.policy.train_policy` chains them into the one call the app and the command line
+make.
 
 Why vectorised: the article's loop simulates one user and does one ``argmax`` and one update per
 step in Python. :class:`QLearner` steps ``n_users`` simulated users at once: one uniform draw per
@@ -12,7 +14,9 @@ half of training. Same seed, same Q-table.
 Values are discounted sums from the MDP's starting distribution (see ``retention.mdp``). "Reaching
 99% of the optimum" means ``1 - (V* - V_pi) / |V*| >= 0.99`` with ``V_pi`` the exact value of the
 greedy policy (:func:`policy_value`) — the plain ratio ``V_pi / V*`` when ``V*`` is positive, and
-still meaningful when churn penalties make values negative.
+still meaningful when churn penalties make values negative. ``V*`` is one number everywhere
+(the learning curve, the metrics, the report): :func:`optimum`, the exact value of value
+iteration's policy, computed like ``V_pi`` so that a policy equal to the optimum scores exactly 1.
 """
 
 from __future__ import annotations
@@ -27,29 +31,10 @@ import pandas as pd
 from scipy.special import gammaln
 
 from retention.errors import InputError
-from retention.evaluate import (
-    estimate_propensities,
-    fill_propensities,
-    off_policy_estimates,
-    ope_summary,
-    outcome_model,
-    split_users,
-)
-from retention.mdp import (
-    MDP,
-    NONE,
-    STAGES,
-    PanelSummary,
-    RewardSettings,
-    estimate_mdp,
-    ids_as_text,
-    logged_transitions,
-    resolve_lift,
-    summarize_panel,
-)
+from retention.evaluate import LEARNED, ope_summary
+from retention.mdp import MDP
 
 Progress = Callable[[float, str], None]
-ALGORITHMS: tuple[str, ...] = ("q", "sarsa", "batch")
 DEFAULT_GAMMAS: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 DEFAULT_PENALTIES: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0)
 CURVE_COLUMNS = [
@@ -68,9 +53,9 @@ CURVE_COLUMNS = [
 # --------------------------------------------------------------------------- exact reference
 
 
-def _greedy(q: np.ndarray, atol: float = 1e-9) -> np.ndarray:
-    """Argmax per row; near-ties go to the lowest index (``none`` comes first, so a tie means
-    "do nothing")."""
+def greedy(q: np.ndarray, atol: float = 1e-9) -> np.ndarray:
+    """The greedy policy of a Q-table: argmax per row; near-ties go to the lowest index (the
+    do-nothing action comes first, so a tie means "do nothing")."""
     best = q.max(axis=1, keepdims=True)
     return np.argmax(q >= best - atol * (1.0 + np.abs(best)), axis=1)
 
@@ -99,7 +84,7 @@ def value_iteration(
         if done:
             break
     q = r + g * cont @ v
-    return v, q, _greedy(q)
+    return v, q, greedy(q)
 
 
 def policy_value(mdp: MDP, policy: np.ndarray, gamma: float | None = None) -> np.ndarray:
@@ -116,6 +101,24 @@ def policy_value(mdp: MDP, policy: np.ndarray, gamma: float | None = None) -> np
 def start_value(mdp: MDP, policy: np.ndarray, gamma: float | None = None) -> float:
     """Expected discounted value of a policy from the MDP's starting distribution."""
     return float(mdp.start @ policy_value(mdp, policy, gamma))
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """The exact optimum of an MDP: ``q`` (value iteration's Q*), its greedy ``policy`` and
+    ``value``, the exact start value of that policy (the one "optimum" every figure uses)."""
+
+    q: np.ndarray
+    policy: np.ndarray
+    value: float
+
+
+def optimum(mdp: MDP, gamma: float | None = None) -> Optimum:
+    """Value iteration's optimal policy and its exact value from the MDP's start (solved like
+    every other policy's value, so the learned policy's share of it is exactly 1 when they
+    agree, and the learning curve and the metrics show the same number)."""
+    _, q, policy = value_iteration(mdp, gamma)
+    return Optimum(q=q, policy=policy, value=start_value(mdp, policy, gamma))
 
 
 def fraction_of_optimum(value: float, optimal_value: float) -> float:
@@ -368,8 +371,7 @@ class QLearner:
         rewards, terminal = mdp.R.reshape(n_s * n_a, n_s), mdp.terminal
         start = (~terminal).astype(float) if self.starts == "uniform" else mdp.start.astype(float)
         start_cum = _cumulative(start)
-        _, _, opt_policy = value_iteration(mdp, g)
-        optimal = start_value(mdp, opt_policy, g)
+        optimal = optimum(mdp, g).value
         every = self.eval_every or max(1, self.episodes // 100)
         average_start = int(np.floor(self._average_from() * self.episodes))
         rate = (self.learning_rate, self._lr_decay(), self.min_learning_rate)
@@ -421,7 +423,7 @@ class QLearner:
                 s, a = s2, a2
             last = episode == self.episodes - 1
             if episode % every == 0 or last:
-                greedy_value = start_value(mdp, _greedy(q_mean if n_mean else q), g)
+                greedy_value = start_value(mdp, greedy(q_mean if n_mean else q), g)
                 rows.append(
                     (
                         episode + 1,
@@ -441,7 +443,7 @@ class QLearner:
                 progress((episode + 1) / self.episodes, f"episode {episode + 1}/{self.episodes}")
 
         self.q_ = (q_mean if n_mean else q).copy()
-        self.policy_ = _greedy(self.q_)
+        self.policy_ = greedy(self.q_)
         self.counts_ = visits.reshape(n_s, n_a)
         self.curve_ = pd.DataFrame(rows, columns=CURVE_COLUMNS)
         self.value_ = start_value(mdp, self.policy_, g)
@@ -523,7 +525,7 @@ def batch_q_learning(
             break
     qm = q.reshape(n_states, n_actions)
     return BatchQResult(
-        q=qm, policy=_greedy(qm), counts=cnt.reshape(n_states, n_actions), iterations=it
+        q=qm, policy=greedy(qm), counts=cnt.reshape(n_states, n_actions), iterations=it
     )
 
 
@@ -598,7 +600,7 @@ def stability_map(
     return pd.concat(frames, ignore_index=True)
 
 
-# --------------------------------------------------------------------------- the one call
+# --------------------------------------------------------------------------- the result
 
 
 @dataclass(frozen=True, eq=False)
@@ -665,9 +667,6 @@ class PolicyResult:
         return {"policy": policy, "ope": ope}
 
 
-LEARNED = "learned policy"
-
-
 def recommendations_table(
     q: np.ndarray,
     states: pd.DataFrame,
@@ -675,7 +674,9 @@ def recommendations_table(
     support: np.ndarray,
     optimal_policy: np.ndarray | None,
 ) -> pd.DataFrame:
-    policy = _greedy(q)
+    """Per state: ``segment, stage``, the greedy ``action``, ``q_<action>`` per action, the data
+    ``n`` behind it, and (when given) the exact ``optimal_action``."""
+    policy = greedy(q)
     rec = states[["segment", "stage"]].copy().reset_index(drop=True)
     rec["action"] = np.asarray(actions, dtype=object)[policy]
     for j, act in enumerate(actions):
@@ -684,438 +685,3 @@ def recommendations_table(
     if optimal_policy is not None:
         rec["optimal_action"] = np.asarray(actions, dtype=object)[optimal_policy]
     return rec
-
-
-def train_policy(
-    panel: pd.DataFrame | PanelSummary,
-    assignments: pd.DataFrame | None,
-    *,
-    campaigns: pd.DataFrame | None = None,
-    actions: Sequence[str] | None = None,
-    lift: Mapping[str, float] | pd.DataFrame | None = None,
-    reward: RewardSettings | None = None,
-    algorithm: str = "q",
-    learner: QLearner | None = None,
-    prior_strength: float = 20.0,
-    test_size: float = 0.3,
-    n_bootstrap: int = 200,
-    projection_periods: int = 12,
-    gammas: Sequence[float] = DEFAULT_GAMMAS,
-    penalties: Sequence[float] = DEFAULT_PENALTIES,
-    seed: int = 0,
-    progress: Progress | None = None,
-    callback: Callable[[pd.DataFrame], None] | None = None,
-) -> PolicyResult:
-    """Estimate the MDP from an event-log panel, learn the policy, check it against value
-    iteration, project retention, map its stability, and (with a campaign log) evaluate it
-    off-policy on held-out users.
-
-    ``panel``: the periods panel, or without a campaign log its
-    :class:`~retention.mdp.PanelSummary` (e.g. :func:`~retention.mdp.summarize_events`, which
-    scales to logs whose panel does not fit in memory; the result is the same);
-    ``assignments``: ``user_id, segment`` (unused with a summary); ``campaigns``:
-    ``user_id, t, action[, propensity]``. ``algorithm``: ``q`` or ``sarsa`` (online, on users
-    simulated from the MDP; settings from ``learner``, whose seed is replaced by ``seed``) or
-    ``batch`` (batch Q-learning over the logged transitions; needs a campaign log).
-
-    With a campaign log, ``test_size`` of the users (seeded split) are held out: the MDP and the
-    policy use the others, the off-policy estimates use only the held-out users.
-    """
-    reward = reward or RewardSettings()
-    if algorithm not in ALGORITHMS:
-        raise InputError(
-            f"The 'algorithm' parameter must be one of {list(ALGORITHMS)}. Got {algorithm!r}."
-        )
-    has_log = campaigns is not None and len(campaigns) > 0
-    if not isinstance(panel, PanelSummary) and assignments is None:
-        raise InputError("train_policy needs the segment assignments (user_id, segment).")
-    if isinstance(panel, PanelSummary) and (has_log or panel.campaign_log):
-        raise InputError(
-            "With a campaign log the policy needs the panel itself, not its summary: users are "
-            "split into training and held-out users for the off-policy evaluation."
-        )
-    if algorithm == "batch" and not has_log:
-        raise InputError(
-            "The 'batch' algorithm learns from logged actions and needs a campaign log; "
-            "choose 'q' or 'sarsa', or add a campaign log."
-        )
-    learner = learner or QLearner()
-    learner = QLearner(
-        **{
-            **learner.get_params(),
-            "seed": seed,
-            "algorithm": algorithm if algorithm != "batch" else "q",
-        }
-    )
-    _step(progress, 0.0, "Estimating transitions")
-    t0 = time.perf_counter()
-
-    source, test_users, in_test, train_tr = panel, None, None, None
-    if has_log:
-        assert isinstance(panel, pd.DataFrame) and assignments is not None
-        user = ids_as_text(panel["user_id"])
-        users = user.unique()
-        test_mask = split_users(users, test_size=test_size, seed=seed)
-        test_users = set(users[test_mask])
-        in_test = user.isin(test_users).to_numpy()
-        train_panel = panel[~in_test]
-        # The training transitions are read once: for the MDP and for batch Q-learning.
-        train_tr = logged_transitions(train_panel, assignments, campaigns)
-        source = summarize_panel(train_panel, assignments, campaigns, transitions=train_tr)
-        del train_panel
-    mdp = estimate_mdp(
-        source,
-        assignments,
-        actions=actions,
-        lift=lift,
-        prior_strength=prior_strength,
-        reward=reward,
-    )
-    g = mdp.gamma
-    v_opt, q_opt, opt_policy = value_iteration(mdp, g)
-    optimal = float(mdp.start @ v_opt)
-    metrics: dict[str, Any] = {}
-
-    train_log: pd.DataFrame | None = None
-    batch: BatchQResult | None = None
-    if has_log:
-        assert train_tr is not None
-        train_log = _encoded_log(mdp, train_tr)
-        del train_tr
-        batch = batch_q_learning(
-            train_log["state"].to_numpy(),
-            train_log["action"].to_numpy(),
-            train_log["reward"].to_numpy(),
-            train_log["next_state"].to_numpy(),
-            n_states=mdp.n_states,
-            n_actions=mdp.n_actions,
-            gamma=g,
-        )
-        metrics["batch_agreement_with_optimum"] = float(np.mean(batch.policy == opt_policy))
-
-    if algorithm == "batch":
-        assert train_log is not None and batch is not None
-        q = batch.q
-        curve = pd.DataFrame(columns=CURVE_COLUMNS)
-        metrics["batch_iterations"] = batch.iterations
-        _step(progress, 0.8, "Batch Q-learning done")
-    else:
-
-        def scaled(frac: float, msg: str) -> None:
-            _step(progress, 0.05 + 0.75 * frac, msg)
-
-        learner.fit(mdp, progress=scaled, callback=callback)
-        q = learner.q_
-        curve = learner.curve_
-        metrics.update(
-            n_steps=int(learner.n_steps_),
-            fit_seconds=float(learner.fit_seconds_),
-            steps_per_second=float(learner.n_steps_ / max(learner.fit_seconds_, 1e-9)),
-        )
-    policy = _greedy(q)
-    value = start_value(mdp, policy, g)
-    states = mdp.states_frame()
-    recommendations = recommendations_table(
-        q, states, mdp.actions, mdp.support.sum(axis=1), opt_policy
-    )
-    wrong = np.flatnonzero(policy != opt_policy)
-    disagreements = pd.DataFrame(
-        {
-            "segment": states["segment"].to_numpy()[wrong],
-            "stage": states["stage"].to_numpy()[wrong],
-            "action": np.asarray(mdp.actions, dtype=object)[policy[wrong]],
-            "optimal_action": np.asarray(mdp.actions, dtype=object)[opt_policy[wrong]],
-            "value_loss": q_opt[wrong, opt_policy[wrong]] - q_opt[wrong, policy[wrong]],
-        }
-    )
-
-    _step(progress, 0.82, "Projecting retention")
-    n_a = mdp.n_actions
-    policies: dict[str, np.ndarray] = {LEARNED: policy}
-    for j, act in enumerate(mdp.actions):
-        policies[f"always {act}"] = np.full(mdp.n_states, j)
-    policies["random"] = np.full((mdp.n_states, n_a), 1.0 / n_a)
-    projections = project_retention(mdp, policies, periods=projection_periods)
-    _step(progress, 0.88, "Mapping stability over gamma and churn penalty")
-    stability = stability_map(  # the grid always holds the settings in use
-        mdp,
-        gammas=sorted({*map(float, gammas), float(g)}),
-        penalties=sorted({*map(float, penalties), float(reward.churn_penalty)}),
-    )
-
-    ope = None
-    if has_log:
-        _step(progress, 0.94, "Evaluating on held-out users")
-        assert test_users is not None and in_test is not None and assignments is not None
-        test_panel = panel[in_test]
-        test_log = _encoded_log(mdp, logged_transitions(test_panel, assignments, campaigns))
-        all_log = pd.concat([train_log, test_log])
-        table = estimate_propensities(
-            all_log["state"].to_numpy(), all_log["action"].to_numpy(), mdp.n_states, n_a
-        )
-        test_log["propensity"] = fill_propensities(
-            test_log["propensity"].to_numpy(),
-            test_log["state"].to_numpy(),
-            test_log["action"].to_numpy(),
-            table,
-        )
-        target = {k: v for k, v in policies.items() if k != "random"}
-        ope = off_policy_estimates(
-            test_log,
-            target,
-            mdp.expected_reward,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            contrasts=[(LEARNED, name) for name in target if name != LEARNED],
-        )
-        metrics["test_users"] = len(test_users)
-        metrics["test_transitions"] = len(test_log)
-
-    metrics.update(
-        value=value,
-        optimal_value=optimal,
-        fraction_of_optimum=fraction_of_optimum(value, optimal),
-        disagreements=len(disagreements),
-        seconds=time.perf_counter() - t0,
-    )
-    settings = {
-        "shape": "events",
-        "algorithm": algorithm,
-        **reward.as_dict(),
-        "actions": list(mdp.actions),
-        "lift": None if has_log else _lift_dict(mdp, lift),
-        "prior_strength": prior_strength,
-        "test_size": test_size if has_log else None,
-        "n_bootstrap": n_bootstrap,
-        "learner": learner.resolved_params(),
-        "seed": seed,
-        "campaign_log": has_log,
-    }
-    _step(progress, 1.0, "Done")
-    return PolicyResult(
-        kind="events",
-        algorithm=algorithm,
-        gamma=g,
-        actions=mdp.actions,
-        stages=mdp.stages,
-        segments=mdp.segments,
-        settings=settings,
-        q=q,
-        states=states,
-        recommendations=recommendations,
-        disagreements=disagreements,
-        curve=curve,
-        value=value,
-        optimal_value=optimal,
-        ope=ope,
-        projections=projections,
-        stability=stability,
-        assumptions=mdp.assumptions,
-        metrics=metrics,
-        mdp=mdp,
-    )
-
-
-def _lift_dict(mdp: MDP, lift: Mapping[str, float] | pd.DataFrame | None) -> dict[str, float]:
-    return resolve_lift(lift, mdp.actions)
-
-
-def _encoded_log(mdp: MDP, tr: pd.DataFrame) -> pd.DataFrame:
-    """Logged transitions as state/action/next-state indices with the MDP's reward."""
-    tr = tr[tr["segment"].isin(mdp.segments)]
-    seg_pos = np.searchsorted(np.asarray(mdp.segments), tr["segment"].to_numpy())
-    n_stage = len(mdp.stages)
-    s = seg_pos * n_stage + pd.Categorical(tr["stage"], categories=mdp.stages).codes
-    s2 = seg_pos * n_stage + pd.Categorical(tr["next_stage"], categories=mdp.stages).codes
-    a = pd.Categorical(tr["action"], categories=mdp.actions).codes
-    return pd.DataFrame(
-        {
-            "user_id": tr["user_id"].to_numpy(),
-            "state": s.astype(int),
-            "action": a.astype(int),
-            "next_state": s2.astype(int),
-            "reward": mdp.R[s, a, s2],
-            "propensity": tr["propensity"].to_numpy(dtype=float),
-        }
-    )
-
-
-def _step(progress: Progress | None, frac: float, msg: str) -> None:
-    if progress is not None:
-        progress(min(1.0, max(0.0, frac)), msg)
-
-
-# --------------------------------------------------------------------------- campaign snapshot
-
-
-def snapshot_stage(recency: pd.Series, churn_after: int = 4) -> pd.Series:
-    """Stage of a snapshot's ``recency`` (periods since the last activity), by SPEC §3:
-    0 active, 1 lapsing, 2..W-1 at_risk, >= W churned."""
-    r = pd.to_numeric(recency, errors="coerce")
-    stage = np.select(
-        [r <= 0, r == 1, r < churn_after], ["active", "lapsing", "at_risk"], default="churned"
-    )
-    return pd.Series(stage, index=recency.index)
-
-
-def train_snapshot_policy(
-    snapshot: pd.DataFrame,
-    assignments: pd.DataFrame | None = None,
-    *,
-    reward: RewardSettings | None = None,
-    churn_after: int = 4,
-    prior_strength: float = 20.0,
-    test_size: float = 0.3,
-    n_bootstrap: int = 200,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> PolicyResult:
-    """The one-step policy of a campaign snapshot (Hillstrom shape; gamma plays no role).
-
-    State = segment (from ``assignments``; one segment for everyone when None) x recency stage
-    (when the snapshot has a ``recency`` column with values; else the single stage ``all``).
-    Reward = ``outcome - cost(action)`` (costs from ``reward.action_costs``; other reward
-    settings do not apply). The policy takes, per state, the action with the highest mean reward
-    on the training users, each state-action mean shrunk toward the action's overall mean with
-    ``prior_strength`` pseudo-users. Held-out users (``test_size``, seeded split) give the
-    off-policy estimates of the policy and of every single-action policy.
-    """
-    reward = reward or RewardSettings()
-    missing = [c for c in ("user_id", "action", "outcome") if c not in snapshot.columns]
-    if missing:
-        raise InputError(
-            f"The campaign snapshot needs columns user_id, action, outcome; missing {missing}."
-        )
-    _step(progress, 0.0, "Preparing the snapshot")
-    t0 = time.perf_counter()
-    snap = snapshot.copy()
-    snap["user_id"] = snap["user_id"].astype(str)
-    snap["outcome"] = pd.to_numeric(snap["outcome"], errors="coerce")
-    if snap["outcome"].isna().all():
-        raise InputError("The snapshot's 'outcome' column has no numeric values.")
-    snap = snap[snap["outcome"].notna() & snap["action"].notna()]
-    snap["action"] = snap["action"].astype(str)
-    if assignments is None:
-        snap["segment"] = 0
-    else:
-        seg = assignments[["user_id", "segment"]].reset_index(drop=True)
-        seg = seg.assign(user_id=seg["user_id"].astype(str)).drop_duplicates("user_id")
-        snap = snap.reset_index(drop=True).merge(seg, on="user_id")
-        if snap.empty:
-            raise InputError("No user of the snapshot has a segment; run the segmentation first.")
-    has_recency = "recency" in snap.columns and snap["recency"].notna().any()
-    snap["stage"] = snapshot_stage(snap["recency"], churn_after) if has_recency else "all"
-    stages = tuple(st for st in STAGES if (snap["stage"] == st).any()) if has_recency else ("all",)
-
-    found = sorted(snap["action"].unique())
-    actions = tuple([NONE] if NONE in found else []) + tuple(a for a in found if a != NONE)
-    if len(actions) < 2:
-        raise InputError(
-            f"The snapshot needs at least two actions to compare. Got {list(actions)}."
-        )
-    segments = tuple(sorted(int(g) for g in snap["segment"].unique()))
-    n_stage, n_a = len(stages), len(actions)
-    n_s = len(segments) * n_stage
-    s = (
-        np.searchsorted(segments, snap["segment"].to_numpy()) * n_stage
-        + pd.Categorical(snap["stage"], categories=stages).codes
-    )
-    a = pd.Categorical(snap["action"], categories=actions).codes.astype(int)
-    costs = np.array([reward.cost(act) for act in actions])
-    r = snap["outcome"].to_numpy(dtype=float) - costs[a]
-    if "propensity" in snap.columns:
-        prop = pd.to_numeric(snap["propensity"], errors="coerce").to_numpy(dtype=float)
-    else:
-        prop = np.full(len(snap), np.nan)
-    log = pd.DataFrame(
-        {"user_id": snap["user_id"].to_numpy(), "state": s, "action": a, "reward": r}
-    )
-    log["propensity"] = fill_propensities(prop, s, a, estimate_propensities(s, a, n_s, n_a))
-
-    test = split_users(log["user_id"].to_numpy(), test_size=test_size, seed=seed)
-    train = log[~test]
-    _step(progress, 0.3, "Estimating the outcome of each action per state")
-    model = outcome_model(
-        train["state"].to_numpy(),
-        train["action"].to_numpy(),
-        train["reward"].to_numpy(),
-        n_s,
-        n_a,
-        prior_strength=prior_strength,
-    )
-    policy = _greedy(model)
-    share = np.bincount(train["state"].to_numpy(), minlength=n_s) / len(train)
-    value = float(share @ model[np.arange(n_s), policy])
-    states = pd.DataFrame(
-        {
-            "state": np.arange(n_s),
-            "name": [f"{g}/{st}" for g in segments for st in stages],
-            "segment": np.repeat(np.asarray(segments, dtype=int), n_stage),
-            "stage": list(stages) * len(segments),
-        }
-    )
-    support = np.bincount(train["state"].to_numpy(), minlength=n_s)
-    recommendations = recommendations_table(model, states, actions, support, None)
-    _step(progress, 0.6, "Evaluating on held-out users")
-    policies: dict[str, np.ndarray] = {LEARNED: policy}
-    for j, act in enumerate(actions):
-        policies[f"always {act}"] = np.full(n_s, j)
-    ope = off_policy_estimates(
-        log[test],
-        policies,
-        model,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        contrasts=[(LEARNED, name) for name in policies if name != LEARNED],
-    )
-    metrics = {
-        "value": value,
-        "optimal_value": value,
-        "fraction_of_optimum": 1.0,
-        "disagreements": 0,
-        "train_users": int((~test).sum()),
-        "test_users": int(test.sum()),
-        "seconds": time.perf_counter() - t0,
-    }
-    settings = {
-        "shape": "snapshot",
-        "algorithm": "one-step",
-        **reward.as_dict(),
-        "actions": list(actions),
-        "churn_after": churn_after,
-        "prior_strength": prior_strength,
-        "test_size": test_size,
-        "n_bootstrap": n_bootstrap,
-        "seed": seed,
-    }
-    assumptions = [
-        "One-step decision: the policy picks the action with the best mean outcome − cost per "
-        "state on the training users; the discount γ plays no role.",
-    ]
-    if has_recency:
-        assumptions.append(
-            f"Stage from recency: 0 active, 1 lapsing, 2–{churn_after - 1} at_risk, "
-            f"≥ {churn_after} churned."
-        )
-    _step(progress, 1.0, "Done")
-    return PolicyResult(
-        kind="snapshot",
-        algorithm="one-step",
-        gamma=None,
-        actions=actions,
-        stages=stages,
-        segments=segments,
-        settings=settings,
-        q=model,
-        states=states,
-        recommendations=recommendations,
-        disagreements=pd.DataFrame(
-            columns=["segment", "stage", "action", "optimal_action", "value_loss"]
-        ),
-        curve=pd.DataFrame(columns=CURVE_COLUMNS),
-        value=value,
-        optimal_value=value,
-        ope=ope,
-        assumptions=tuple(assumptions),
-        metrics=metrics,
-    )

@@ -42,7 +42,6 @@ from functools import cached_property
 from typing import Any
 
 import duckdb
-import gymnasium as gym
 import numpy as np
 import pandas as pd
 
@@ -586,7 +585,7 @@ def mdp_from_summary(
     reward = reward or RewardSettings()
     has_log = summary.campaign_log
     tr = summary.transitions
-    actions = _resolve_actions(actions, tr["action"] if has_log else None)
+    actions = resolve_actions(actions, tr["action"] if has_log else None)
     if tr.empty:
         raise InputError(
             "The panel has no consecutive periods for any user with a segment, so no transition "
@@ -657,7 +656,7 @@ def mdp_from_summary(
     )
 
 
-def _resolve_actions(actions: Sequence[str] | None, logged: pd.Series | None) -> tuple[str, ...]:
+def resolve_actions(actions: Sequence[str] | None, logged: pd.Series | None) -> tuple[str, ...]:
     logged_set = set() if logged is None else set(logged.unique()) - {NONE}
     # Known strategies keep their usual order; any others follow alphabetically.
     seen = [a for a in DEFAULT_ACTIONS if a in logged_set] + sorted(
@@ -742,50 +741,3 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
             f"The {what} needs columns {list(columns)}; missing {missing} "
             f"(has {list(frame.columns)})."
         )
-
-
-class RetentionEnv(gym.Env):
-    """Gymnasium environment over an :class:`MDP`: one simulated user per episode.
-
-    Discrete observations (state index) and actions; an episode ends at a terminal state
-    (``terminated``) or after ``horizon`` steps (``truncated``). All randomness comes from the
-    env's seeded ``np_random`` generator.
-    """
-
-    metadata = {"render_modes": []}
-
-    def __init__(self, mdp: MDP, horizon: int = 52) -> None:
-        if horizon < 1:
-            raise InputError(f"The 'horizon' parameter must be >= 1. Got {horizon}.")
-        self.mdp = mdp
-        self.horizon = int(horizon)
-        self.P = mdp.P
-        self.observation_space = gym.spaces.Discrete(mdp.n_states)
-        self.action_space = gym.spaces.Discrete(mdp.n_actions)
-        # Cumulative tables ending at exactly 1.0, so a draw never picks a zero-probability state.
-        cum = np.cumsum(mdp.T, axis=2)
-        self._cum = cum / cum[:, :, -1:]
-        cum_start = np.cumsum(mdp.start)
-        self._cum_start = cum_start / cum_start[-1]
-        self._state = 0
-        self._steps = 0
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[int, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._state = int(np.searchsorted(self._cum_start, self.np_random.random(), side="right"))
-        self._steps = 0
-        return self._state, {}
-
-    def step(self, action: int) -> tuple[int, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise InputError(f"Action must be in 0..{self.mdp.n_actions - 1}. Got {action!r}.")
-        s, a = self._state, int(action)
-        nxt = int(np.searchsorted(self._cum[s, a], self.np_random.random(), side="right"))
-        reward = float(self.mdp.R[s, a, nxt])
-        self._state = nxt
-        self._steps += 1
-        terminated = bool(self.mdp.terminal[nxt])
-        truncated = self._steps >= self.horizon
-        return nxt, reward, terminated, truncated, {}

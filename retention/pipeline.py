@@ -30,22 +30,16 @@ from retention.cohorts import (
 )
 from retention.errors import InputError
 from retention.ingest import ingest
-from retention.learn import (
-    PolicyResult,
-    QLearner,
-    snapshot_stage,
-    train_policy,
-    train_snapshot_policy,
-)
-from retention.mdp import PanelSummary, RewardSettings, summarize_events
-from retention.periods import build_panel, period_grid, period_of, resolve_period, user_stages
+from retention.learn import PolicyResult
+from retention.mdp import RewardSettings
+from retention.periods import resolve_period, user_stages
+from retention.policy import policy_settings, snapshot_stage, train_or_reuse_policy
 from retention.report import Section, render_report
 from retention.runs import (
     load_policy,
     load_segmentation,
     run_segmentation,
     store_dataset,
-    train_policy_run,
 )
 from retention.segments import SegmentationResult
 from retention.strategies import (
@@ -134,116 +128,6 @@ def _peak_rss_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-def policy_settings(config: PipelineConfig, segmentation_run: str, period: str) -> dict[str, Any]:
-    """The settings a policy run is stored (and found again) under."""
-    return {
-        "segmentation_run": segmentation_run,
-        "period": period,
-        "churn_after": config.churn_after,
-        "reward": config.reward().as_dict(),
-        "episodes": config.episodes,
-        "seed": config.seed,
-        "algorithm": "q",
-    }
-
-
-def campaigns_by_period(ws: Workspace, dataset_id: str, period: str) -> pd.DataFrame | None:
-    """The campaign log with each row's period index ``t`` on the events' grid."""
-    info = ws.dataset(dataset_id)
-    if "campaigns" not in info.kinds:
-        return None
-    con = ws.cursor()
-    grid = period_grid(con, ws.table(dataset_id, "events"), period)
-    placed = period_of(con, ws.table(dataset_id, "campaigns"), grid)
-    placed = placed.dropna(subset=["t"])
-    placed["t"] = placed["t"].astype(int)
-    return placed[["user_id", "t", "action", "propensity"]]
-
-
-def train_or_reuse_policy(
-    ws: Workspace,
-    dataset_id: str,
-    segmentation: SegmentationResult,
-    settings: dict[str, Any],
-    *,
-    config: PipelineConfig,
-    progress: Progress | None = None,
-) -> tuple[str, PolicyResult]:
-    """A stored policy run made for the same request, or a newly trained and stored one.
-
-    ``settings`` is the request (what the command line was asked); it is stored under
-    ``settings["request"]`` beside the full settings the learner reports. Training reads what
-    it needs from the workspace (:func:`policy_input`); a reused run reads nothing.
-    """
-    info = ws.dataset(dataset_id)
-    return train_policy_run(
-        ws,
-        dataset_id,
-        settings,
-        lambda: _train(
-            ws, dataset_id, info.shape, segmentation, settings, config, config.reward(), progress
-        ),
-        progress=progress,
-    )
-
-
-def policy_input(
-    ws: Workspace,
-    dataset_id: str,
-    assignments: pd.DataFrame,
-    period: str,
-    churn_after: int,
-    campaigns: pd.DataFrame | None,
-) -> pd.DataFrame | PanelSummary:
-    """What the learner reads from an event log (the app's Policy page and the command line).
-
-    Without a campaign log the MDP needs only sums, which DuckDB computes from the events (the
-    users x periods panel never reaches pandas: it would not fit at 1M users); with a log the
-    learner needs every logged transition, so the panel is built.
-    """
-    con, events = ws.cursor(), ws.table(dataset_id, "events")
-    if campaigns is None:
-        return summarize_events(con, events, assignments, period=period, churn_after=churn_after)
-    return build_panel(con, events, period=period, churn_after=churn_after)
-
-
-def _train(
-    ws: Workspace,
-    dataset_id: str,
-    shape: str,
-    segmentation: SegmentationResult,
-    settings: dict[str, Any],
-    config: PipelineConfig,
-    reward: RewardSettings,
-    progress: Progress | None,
-) -> PolicyResult:
-    if shape == "snapshot":
-        return train_snapshot_policy(
-            ws.load(dataset_id, "snapshot"),
-            segmentation.assignments,
-            reward=reward,
-            churn_after=config.churn_after,
-            seed=config.seed,
-            progress=progress,
-        )
-    else:
-        learner = QLearner(episodes=config.episodes) if config.episodes else None
-        period, churn_after = settings["period"], int(settings["churn_after"])
-        campaigns = campaigns_by_period(ws, dataset_id, period)
-        source = policy_input(
-            ws, dataset_id, segmentation.assignments, period, churn_after, campaigns
-        )
-        return train_policy(
-            source,
-            segmentation.assignments,
-            campaigns=campaigns,
-            reward=reward,
-            learner=learner,
-            seed=config.seed,
-            progress=progress,
-        )
 
 
 def segment_names(ws: Workspace, run_id: str, segmentation: SegmentationResult) -> dict[int, str]:

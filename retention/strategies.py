@@ -15,26 +15,43 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-STAGE_ORDER = ("active", "lapsing", "at_risk", "churned", "all")
+from retention.evaluate import OpeVerdict, ope_verdict
+from retention.words import NOISE_SEGMENT, segment_display_name
+
+STAGE_ORDER = ("active", "lapsing", "at_risk", "churned", "unknown", "all")
 STAGE_WORDS = {
     "active": "active",
     "lapsing": "lapsing (1 quiet period)",
     "at_risk": "at risk",
     "churned": "churned",
+    "unknown": "recency unknown",
     "all": "everyone",
 }
+#: The verdict of a segment × stage: act, or leave the users alone (and why).
+VERDICT_ACT = "act"
+VERDICT_HURTS = "leave alone: every action hurts"
+VERDICT_NOT_WORTH = "leave alone: not worth the cost"
+VERDICTS = (VERDICT_ACT, VERDICT_HURTS, VERDICT_NOT_WORTH)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # How much logged data backs a state's estimate: below THIN it is a guess, above SOLID it is firm.
 THIN, SOLID = 30, 300
 LIFT_PERIOD = 4
+#: Columns of :attr:`Strategies.segments`: the share still active after ``LIFT_PERIOD`` periods
+#: under the learned plan and under doing nothing.
+ACTIVE_LEARNED = f"active_after_{LIFT_PERIOD}_learned"
+ACTIVE_NOTHING = f"active_after_{LIFT_PERIOD}_none"
 
 
 @dataclass(frozen=True)
 class Strategies:
-    """``table``: one row per segment × stage; ``segments``: one row per segment."""
+    """``table``: one row per segment × stage; ``segments``: one row per segment;
+    ``unclustered``: users HDBSCAN left in no segment (they have no strategy of their own and
+    are left alone: ``nothing``, the data's do-nothing action)."""
 
     table: pd.DataFrame
     segments: pd.DataFrame
+    unclustered: int = 0
+    nothing: str | None = None
 
 
 def support_level(n: int) -> str:
@@ -80,7 +97,7 @@ def build_strategies(
     below doing nothing even before its cost) or ``leave alone: not worth the cost``.
     """
     costs = {a: float((action_costs or {}).get(a, 0.0)) for a in actions}
-    rec = recommendations.copy()
+    rec = recommendations[recommendations["segment"].astype(int) != NOISE_SEGMENT].copy()
     rec["segment"] = rec["segment"].astype(int)
     rec["stage"] = rec["stage"].astype(str)
     nothing = baseline_action(actions)
@@ -96,18 +113,14 @@ def build_strategies(
         # penalties as the user weighs them), not only to cost money.
         gross = {a: q[a] + costs[a] - (q_none + costs.get(str(nothing), 0.0)) for a in others}
         if best == nothing and has_none and others:
-            verdict = (
-                "leave alone: every action hurts"
-                if all(g < 0 for g in gross.values())
-                else "leave alone: not worth the cost"
-            )
+            verdict = VERDICT_HURTS if all(g < 0 for g in gross.values()) else VERDICT_NOT_WORTH
         else:
-            verdict = "act"
+            verdict = VERDICT_ACT
         n = int(row.get("n", 0))
         rows.append(
             {
                 "segment": int(row["segment"]),
-                "label": names.get(int(row["segment"]), f"Segment {row['segment']}"),
+                "label": names.get(int(row["segment"]), segment_display_name(row["segment"])),
                 "stage": row["stage"],
                 "action": best,
                 "value_vs_nothing": q[best] - q_none if has_none else np.nan,
@@ -120,6 +133,7 @@ def build_strategies(
         )
     table = pd.DataFrame(rows)
     counts = stage_counts.assign(segment=stage_counts["segment"].astype(int))
+    unclustered = int(counts.loc[counts["segment"] == NOISE_SEGMENT, "users"].sum())
     table = table.merge(counts, on=["segment", "stage"], how="left")
     table["users"] = table["users"].fillna(0).astype(int)
     totals = table.groupby("segment")["users"].transform("sum")
@@ -130,7 +144,12 @@ def build_strategies(
     ).reset_index(drop=True)
     front = ["segment", "label", "stage", "users", "share_of_segment", "action", "verdict"]
     table = table[front + [c for c in table.columns if c not in front]]
-    return Strategies(table=table, segments=_segment_rows(table, projections))
+    return Strategies(
+        table=table,
+        segments=_segment_rows(table, projections),
+        unclustered=unclustered,
+        nothing=nothing,
+    )
 
 
 def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.DataFrame:
@@ -147,10 +166,10 @@ def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.D
                 f"{STAGE_WORDS.get(s, s)} {n / users:.0%}" for s, n in mix.items() if users and n
             ),
             "plan": "; ".join(f"{STAGE_WORDS.get(s, s)}: {a}" for s, a in plan.items()),
-            "leave_alone_everywhere": bool(part["verdict"].str.startswith("leave alone").all()),
-            "every_action_hurts": bool(
-                (part["verdict"] == "leave alone: every action hurts").all()
+            "leave_alone_everywhere": bool(
+                part["verdict"].isin([VERDICT_HURTS, VERDICT_NOT_WORTH]).all()
             ),
+            "every_action_hurts": bool((part["verdict"] == VERDICT_HURTS).all()),
             "expected_cost_per_period": float(
                 (part["cost_per_period"] * part["users"]).sum() / users if users else 0.0
             ),
@@ -166,8 +185,8 @@ def _segment_rows(table: pd.DataFrame, projections: pd.DataFrame | None) -> pd.D
             learned = next((k for k in share if "learned" in str(k)), None)
             nothing = next((k for k in share if str(k) in ("none", "always none")), None)
             if learned is not None and nothing is not None:
-                row[f"active_after_{LIFT_PERIOD}_learned"] = float(share[learned])
-                row[f"active_after_{LIFT_PERIOD}_none"] = float(share[nothing])
+                row[ACTIVE_LEARNED] = float(share[learned])
+                row[ACTIVE_NOTHING] = float(share[nothing])
                 row["retention_lift_points"] = 100.0 * (share[learned] - share[nothing])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -197,10 +216,19 @@ def user_actions(
     assignments: pd.DataFrame,
     recommendations: pd.DataFrame,
     names: Mapping[int, str],
+    actions: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every user's segment, stage and recommended action:
-    ``user_id, segment, segment_name, stage, recommended_action``."""
+    ``user_id, segment, segment_name, stage, recommended_action``.
+
+    A user the policy has no state for (unclustered, or in a stage it never saw) is left alone:
+    their action is the data's do-nothing action (:func:`baseline_action` of ``actions``, by
+    default the recommendations' ``q_<action>`` columns; empty when the data have none)."""
+    if actions is None:
+        actions = [c.removeprefix("q_") for c in recommendations.columns if c.startswith("q_")]
+    nothing = baseline_action(actions) if actions else "none"
     rec = recommendations[["segment", "stage", "action"]].astype({"segment": int, "stage": str})
+    rec = rec[rec["segment"] != NOISE_SEGMENT]
     users = (
         assignments[["user_id", "segment"]]
         .astype({"segment": int})
@@ -208,11 +236,20 @@ def user_actions(
     )
     users["stage"] = users["stage"].fillna("all").astype(str)
     out = users.merge(rec, on=["segment", "stage"], how="left")
-    out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), f"Segment {s}"))
+    out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), segment_display_name(s)))
     out = out.rename(columns={"action": "recommended_action"})
-    out["recommended_action"] = out["recommended_action"].fillna("none")
+    out["recommended_action"] = out["recommended_action"].fillna(nothing or "")
     out = out.sort_values("user_id", kind="stable").reset_index(drop=True)
     return out[["user_id", "segment", "segment_name", "stage", "recommended_action"]]
+
+
+def held_out_verdict(ope: pd.DataFrame | None, actions: Sequence[str]) -> OpeVerdict | None:
+    """The learned plan against doing nothing (the data's do-nothing action) on held-out users
+    (:func:`retention.evaluate.ope_verdict`); None without estimates or a do-nothing action."""
+    nothing = baseline_action(actions)
+    if ope is None or ope.empty or nothing is None:
+        return None
+    return ope_verdict(ope, nothing=f"always {nothing}")
 
 
 def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,9 +9,9 @@ from plotly.colors import hex_to_rgb, qualitative
 
 from retention.cohorts import CohortTable, Survival
 from retention.periods import PeriodGrid
+from retention.words import period_word
 
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
-PERIOD_WORDS = {"day": "days", "week": "weeks", "month": "months"}
 
 
 def _cohort_label(grid: PeriodGrid, start: pd.Timestamp) -> str:
@@ -26,7 +26,7 @@ def cohort_heatmap(table: CohortTable, *, title: str | None = None) -> go.Figure
     """The cohort triangle as a heatmap: one row per cohort (labelled with its size), one column
     per period since first; cells show the share retained."""
     rates = table.rates
-    words = PERIOD_WORDS.get(table.period, "periods")
+    words = period_word(table.period)
     y = [
         f"{_cohort_label(table.grid, c)} (n={n:,})"
         for c, n in zip(rates.index, table.sizes, strict=True)
@@ -77,7 +77,7 @@ def _rgba(color: str, alpha: float) -> str:
 
 def survival_figure(surv: Survival, *, title: str | None = None, bands: bool = True) -> go.Figure:
     """Kaplan–Meier curves (share not yet churned) per group, as steps, with confidence bands."""
-    words = PERIOD_WORDS.get(surv.period, "periods")
+    words = period_word(surv.period)
     fig = go.Figure()
     for i, group in enumerate(surv.groups):
         curve = surv.curve(group)
@@ -133,10 +133,19 @@ def at_risk_columns(surv: Survival, max_columns: int = 12) -> list[int]:
     return list(range(0, n, step))
 
 
+def at_risk_table(surv: Survival, max_columns: int = 12) -> pd.DataFrame:
+    """Users still followed (at risk) per group at evenly spaced periods, as whole numbers, with
+    columns named for a reader ("3 weeks")."""
+    cols = at_risk_columns(surv, max_columns)
+    table = surv.at_risk.reindex(columns=cols).fillna(0).astype("int64")
+    table.columns = [f"{c} {period_word(surv.period)}" for c in cols]
+    return table
+
+
 def at_risk_figure(surv: Survival, *, max_columns: int = 12) -> go.Figure:
     """The number of users still followed (at risk) per group at evenly spaced periods."""
     cols = at_risk_columns(surv, max_columns)
-    words = PERIOD_WORDS.get(surv.period, "periods")
+    words = period_word(surv.period)
     table = surv.at_risk.reindex(columns=cols)
     cells = [list(table.index)] + [
         ["" if pd.isna(v) else f"{int(v):,}" for v in table[c]] for c in cols

@@ -13,21 +13,25 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from retention.words import NOISE_SEGMENT, segment_display_name
+
 MAP_MAX_POINTS = 20_000
 NOISE_COLOUR = "#b0b0b0"
 
 
 def _name(segment: int, names: Mapping[int, str] | None) -> str:
+    """The user's name for a segment, else its default display name."""
     if names and int(segment) in names:
         return str(names[int(segment)])
-    return "Unclustered" if int(segment) == -1 else f"Segment {int(segment) + 1}"
+    return segment_display_name(segment)
 
 
 def segment_colours(segments: list[int]) -> dict[int, str]:
     """One colour per segment, stable by segment number; noise (-1) is grey."""
     palette = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
     return {
-        s: NOISE_COLOUR if s == -1 else palette[s % len(palette)] for s in sorted(set(segments))
+        s: NOISE_COLOUR if s == NOISE_SEGMENT else palette[s % len(palette)]
+        for s in sorted(set(segments))
     }
 
 

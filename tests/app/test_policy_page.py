@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retention.learn import QLearner, train_policy
+from retention.learn import QLearner
 from retention.periods import build_panel
+from retention.policy import train_policy
 from retention.runs import save_policy
 from retention.samples import SAMPLE_DIR
 from tests.app.conftest import make_app

@@ -115,3 +115,19 @@ def test_behaviour_only_without_text(app_workspace, planted):
     run = app_workspace.load_run(app_workspace.runs("segmentation", dataset_id)["id"].iloc[0])
     assert run.metrics["text_used"] is False
     assert [m.value for m in at.metric if m.label == "Based on"] == ["behaviour"]
+
+
+def test_automatic_k_is_explained_with_the_codes_own_rule(app_workspace, planted):
+    # The page once said "within 0.02 of the best" while the code takes the smallest k within
+    # 5% of the best silhouette: its words now come from the code (auto_k_rule).
+    from retention.segments import auto_k_rule
+
+    _save(app_workspace, planted.events)
+    at = make_app(PAGE)
+    assert auto_k_rule() in at.selectbox(key="segments.k").help
+    _button(at, "Find segments").click().run()  # k = "auto" by default
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any(auto_k_rule() in c for c in captions)
+    assert not any("0.02" in c for c in captions)
+    assert "within 5% of the best" in auto_k_rule()

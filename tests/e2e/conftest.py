@@ -91,11 +91,36 @@ def browser():
         b.close()
 
 
+#: How long a browser step may take before it fails: far above the slowest honest case on a
+#: loaded 2-core machine (a first segmentation loads the model and embeds), so only a real hang
+#: fails. Every wait is on a condition; none of them sleeps this long when things work.
+STEP_TIMEOUT_MS = 300_000
+
+#: The app is idle: connected, and no script run going on (Streamlit's own attributes on
+#: ``stApp``, the ones its end-to-end tests wait on), and no "Running…" status widget.
+IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return !!app
+        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
+def wait_idle(page, timeout: int = STEP_TIMEOUT_MS) -> None:
+    """Wait until the app has finished its script run (twice in a row 200 ms apart, so a rerun
+    that a widget queued just before is not missed)."""
+    for _ in range(2):
+        page.wait_for_function(IDLE_JS, timeout=timeout)
+        page.wait_for_timeout(200)
+    page.wait_for_function(IDLE_JS, timeout=timeout)
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    pg.set_default_timeout(120_000)
+    pg.set_default_timeout(STEP_TIMEOUT_MS)
     yield pg
     context.close()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -24,11 +24,7 @@ C4;2024-02-15 18:00;toy train;3;8.00
 
 
 def _wait_idle(page) -> None:
-    page.wait_for_selector("[data-testid='stApp']")
-    page.wait_for_timeout(800)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
-    )
+    wait_idle(page)
 
 
 def _current_dataset(page) -> str:
@@ -48,6 +44,7 @@ def test_upload_csv_shows_validation_report_and_saves(app_url, page, tmp_path):
     uploader = page.locator("[data-testid='stFileUploader']").first
     uploader.locator("input[type=file]").set_input_files(str(data))
     page.get_by_text("Validation report", exact=True).wait_for()
+    page.get_by_text("Rows used").first.wait_for()
     _wait_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "Rows left out" in body
@@ -87,7 +84,7 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # Segments: run a segmentation and see the map and the keywords.
     _goto_page(page, app_url, "segments")
     page.get_by_role("button", name="Find segments").click()
-    page.get_by_text("Names and keywords").wait_for(timeout=240_000)
+    page.get_by_text("Names and keywords").wait_for()
     _wait_idle(page)
     # Plotly draws its charts (and their titles) after Streamlit is idle: wait for the map.
     page.get_by_text("Users by segment").first.wait_for()
@@ -98,6 +95,8 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # Retention: cohorts and survival curves per segment.
     _goto_page(page, app_url, "retention")
     page.get_by_text("Time to churn").wait_for()
+    page.get_by_text("very unlikely to be chance").first.wait_for()
+    _wait_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "very unlikely to be chance" in body
     screenshot(page, "retention")
@@ -105,7 +104,7 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # Policy: train with the default settings.
     _goto_page(page, app_url, "policy")
     page.get_by_role("button", name="Train", exact=True).click()
-    page.wait_for_timeout(1000)
+    page.get_by_text("Optimum (value iteration)", exact=True).wait_for()  # the trained run shows
     _wait_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "optimum" in body.lower()
@@ -114,6 +113,8 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # Strategies: the plan per segment and a download.
     _goto_page(page, app_url, "strategies")
     page.get_by_text("Downloads", exact=True).wait_for()
+    page.get_by_text("Leave them alone").first.wait_for()
+    _wait_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "Leave them alone" in body
     with page.expect_download() as download:

@@ -18,12 +18,18 @@ from pathlib import Path
 import pytest
 
 from retention.synth import make_planted
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, running_app
+from tests.e2e.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE_JS,
+    SCREENSHOTS,
+    STEP_TIMEOUT_MS,
+    running_app,
+)
 
 pytestmark = pytest.mark.e2e
 
 SESSIONS = 10
-STEP_TIMEOUT_MS = 180_000
 UPLOAD_WAIT_MS = 90_000
 retries: list[str] = []  # sessions whose first upload stalled (printed with the figures)
 
@@ -70,12 +76,11 @@ except ImportError:  # pragma: no cover - playwright is a dev dependency
 
 
 async def _idle(page) -> None:
-    await page.wait_for_selector("[data-testid='stApp']")
-    await page.wait_for_timeout(500)
-    await page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-        timeout=STEP_TIMEOUT_MS,
-    )
+    """The script run is over (twice in a row, 200 ms apart: a queued rerun is not missed)."""
+    for _ in range(2):
+        await page.wait_for_function(IDLE_JS, timeout=STEP_TIMEOUT_MS)
+        await page.wait_for_timeout(200)
+    await page.wait_for_function(IDLE_JS, timeout=STEP_TIMEOUT_MS)
 
 
 async def _no_errors(page, where: str) -> None:
@@ -89,7 +94,7 @@ async def _no_errors(page, where: str) -> None:
 async def _nav(page, title: str) -> None:
     """Go to another page by the sidebar's link (same browser session, as a user would)."""
     await page.locator("[data-testid='stSidebarNavLink']", has_text=title).first.click()
-    await page.wait_for_timeout(300)
+    await page.wait_for_url(f"**/{title.lower()}*")
     await _idle(page)
 
 
@@ -147,9 +152,8 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
         async def train() -> None:
             await _nav(page, "Policy")
             await page.get_by_role("button", name="Train", exact=True).click()
-            await page.wait_for_timeout(500)
-            await _idle(page)
             await page.get_by_text("Optimum (value iteration)", exact=True).wait_for()
+            await _idle(page)
 
         await step("open", open_app)
         await step("upload", upload)

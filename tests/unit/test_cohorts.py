@@ -15,13 +15,13 @@ from lifelines.statistics import multivariate_logrank_test
 from retention.cohorts import (
     ALL_USERS,
     MISSING,
-    NOISE,
     NOT_SEGMENTED,
     OTHER,
     categorical_columns,
     churn_durations,
     cohort_table,
     logrank_sentence,
+    retention_by_segment,
     retention_curves,
     retention_summary,
     survival,
@@ -30,6 +30,7 @@ from retention.cohorts import (
 from retention.errors import InputError
 from retention.periods import build_panel
 from retention.synth import make_planted
+from retention.words import segment_display_name
 
 
 @pytest.fixture
@@ -226,14 +227,20 @@ def test_groups_by_segments(con: duckdb.DuckDBPyConnection) -> None:
     assignments = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "segment": [1, 0, -1, 1]})
     g = user_groups(con, TINY, assignments, names={1: "Gardeners"})
     got = g.set_index("user_id")["group"].astype(str).to_dict()
+    # Unnamed segments get the name every page shows (1-based; -1 is "Unclustered").
     assert got == {
         "a": "Gardeners",
-        "b": "Segment 0",
-        "c": NOISE,
+        "b": "Segment 1",
+        "c": "Unclustered",
         "d": "Gardeners",
         "e": NOT_SEGMENTED,
     }
-    assert list(g["group"].cat.categories) == ["Segment 0", "Gardeners", NOISE, NOT_SEGMENTED]
+    assert list(g["group"].cat.categories) == [
+        segment_display_name(0),
+        "Gardeners",
+        segment_display_name(-1),
+        NOT_SEGMENTED,
+    ]
 
 
 # -- planted data -----------------------------------------------------------------------------
@@ -252,9 +259,9 @@ def test_planted_segments_differ(con: duckdb.DuckDBPyConnection) -> None:
     assert "very unlikely to be chance" in surv.logrank.sentence
     # Under the randomised log (each action w.p. 1/4) an active user stays active with
     # p_active["active"] x mean lift: segment 0: 0.78 x 1.1375 = 0.89, segment 2: 0.70 x 1.1375
-    # = 0.80, segment 1: 0.62 x 1.1375 = 0.71 -> that order of retention.
+    # = 0.80, segment 1: 0.62 x 1.1375 = 0.71 -> that order of retention (shown 1-based).
     final = {g: surv.curve(g)["survival"].iloc[20] for g in surv.groups}
-    assert final["Segment 0"] > final["Segment 2"] > final["Segment 1"]
+    assert final["Segment 1"] > final["Segment 3"] > final["Segment 2"]
 
     summary = retention_summary(con, planted.events, assignments=planted.truth)
     assert set(summary["curves"]) == {"0", "1", "2", "3"}
@@ -327,8 +334,51 @@ def test_figures_show_the_results(con: duckdb.DuckDBPyConnection) -> None:
     surv = retention_curves(con, TINY, period="week", churn_after=2, by=assignments)
     fig = survival_figure(surv)
     lines = [t for t in fig.data if t.showlegend is not False]
-    assert [t.name for t in lines] == ["Segment 0 (n=2)", "Segment 1 (n=3)"]
-    np.testing.assert_allclose(lines[0].y, surv.curve("Segment 0")["survival"])
+    assert [t.name for t in lines] == ["Segment 1 (n=2)", "Segment 2 (n=3)"]  # 1-based
+    np.testing.assert_allclose(lines[0].y, surv.curve("Segment 1")["survival"])
     assert len(fig.data) == 4  # a band per curve
     cells = at_risk_figure(surv).data[0].cells.values
-    assert list(cells[0]) == ["Segment 0", "Segment 1"]
+    assert list(cells[0]) == ["Segment 1", "Segment 2"]
+
+
+# -- retention after k periods, per segment (the segment profile) ---------------------------
+
+
+def test_retention_by_segment_after_k_periods_by_hand() -> None:
+    # Weekly. u1 active weeks 0,1,4; u2 weeks 0,2,4; u3 week 0,1 ; u4 first in week 3 (only
+    # observable for k=1 since the last week is 4).
+    weeks = {"u1": [0, 1, 4], "u2": [0, 2, 4], "u3": [0, 1], "u4": [3, 4]}
+    rows = [
+        (u, pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=w, hours=1))
+        for u, ws in weeks.items()
+        for w in ws
+    ]
+    events = pd.DataFrame(rows, columns=["user_id", "ts"])
+    assignments = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u4"], "segment": [0, 0, 1, 1]})
+    con = duckdb.connect()
+    con.register("ev", events)
+    frame, period = retention_by_segment(con, '"ev"', assignments, period="week")
+    assert period == "week"
+    frame = frame.set_index("segment")
+    assert frame.loc[0, "retention_1"] == pytest.approx(0.5)  # u1 yes, u2 no
+    assert frame.loc[0, "retention_4"] == pytest.approx(1.0)  # both in week 4
+    assert frame.loc[1, "retention_1"] == pytest.approx(1.0)  # u3 week 1, u4 week 4
+    assert frame.loc[1, "retention_4"] == pytest.approx(0.0)  # u3 only (u4 not observable)
+
+
+def test_retention_by_segment_is_the_classic_cohort_table_pooled(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    # One definition: for each segment, retention after k is the classic cohort table of its
+    # users, column k, pooled over the cohorts that reach k.
+    planted = make_planted(n_users=200, n_periods=14, seed=2, n_segments=3)
+    frame, period = retention_by_segment(
+        con, planted.events, planted.truth, period="week", after=(1, 2, 5)
+    )
+    frame = frame.set_index("segment")
+    for segment, users in planted.truth.groupby("segment")["user_id"]:
+        table = cohort_table(con, planted.events, period=period, user_ids=users)
+        for k in (1, 2, 5):
+            reached = table.counts[k].notna()
+            expected = table.counts.loc[reached, k].sum() / table.sizes[reached].sum()
+            assert frame.loc[segment, f"retention_{k}"] == pytest.approx(expected)

@@ -392,7 +392,8 @@ elif mode in ("embed", "cluster"):
         )
         say("run", run, f"fake-{i}")
 elif mode == "train":
-    from retention.learn import QLearner, train_policy
+    from retention.learn import QLearner
+    from retention.policy import train_policy
     from retention.periods import build_panel
     from retention.runs import load_segmentation, save_policy
 

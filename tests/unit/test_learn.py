@@ -19,12 +19,11 @@ from retention.learn import (
     project_retention,
     stability_map,
     start_value,
-    train_policy,
-    train_snapshot_policy,
     value_iteration,
 )
 from retention.mdp import RewardSettings, estimate_mdp, tabular_mdp
 from retention.periods import build_panel, period_grid, period_of
+from retention.policy import train_policy, train_snapshot_policy
 from retention.runs import load_policy, save_policy
 from retention.synth import make_planted
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from retention.errors import InputError
-from retention.learn import QLearner, train_policy
+from retention.learn import QLearner
 from retention.mdp import PanelSummary, estimate_mdp, summarize_events, summarize_panel
 from retention.periods import build_panel, period_grid, period_of, user_stages
+from retention.policy import train_policy
 from retention.strategies import current_stages, user_actions
 from retention.synth import make_planted
 
@@ -214,14 +215,15 @@ def pipeline_run(tmp_path_factory):
         raise AssertionError("the pipeline built the pandas panel without a campaign log")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("retention.pipeline.build_panel", no_panel)
+        patch.setattr("retention.policy.build_panel", no_panel)
         run_pipeline(config, out)
     return config, out
 
 
 def test_pipeline_policy_and_users_equal_the_pandas_path(pipeline_run):
-    from retention.learn import QLearner, train_policy
+    from retention.learn import QLearner
     from retention.pipeline import segment_names, stored_strategies
+    from retention.policy import train_policy
     from retention.runs import load_segmentation
     from retention.workspace import Workspace
 

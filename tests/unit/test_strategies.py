@@ -60,7 +60,7 @@ def test_verdicts_values_and_support():
     assert t.loc[(1, "lapsing"), "verdict"] == "leave alone: not worth the cost"
     assert list(t["support"]) == ["solid", "moderate", "thin", "solid"]
     assert t.loc[(0, "active"), "label"] == "Bargain hunters"
-    assert t.loc[(1, "active"), "label"] == "Segment 1"
+    assert t.loc[(1, "active"), "label"] == "Segment 2"  # 1-based fallback name
     assert t.loc[(0, "active"), "share_of_segment"] == pytest.approx(0.75)
 
     seg = s.segments.set_index("segment")
@@ -107,7 +107,7 @@ def test_current_stage_is_the_last_period_and_users_get_their_action():
     assert out.to_dict("records") == [
         {"user_id": "a", "segment": 1, "segment_name": "Loyal", "stage": "active",
          "recommended_action": "none"},
-        {"user_id": "b", "segment": 0, "segment_name": "Segment 0", "stage": "lapsing",
+        {"user_id": "b", "segment": 0, "segment_name": "Segment 1", "stage": "lapsing",
          "recommended_action": "discount"},
     ]  # fmt: skip
 

@@ -1,0 +1,132 @@
+"""The settings form of the Segments page: every choice of
+:class:`~retention.segments.SegmentSettings`, seeded from the segmentation on show, in a
+marketer's words (the automatic k's from :func:`~retention.segments.auto_k_rule`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from retention.embeddings import DEFAULT_MODEL_ID
+from retention.segments import (
+    DEFAULT_TEXT_WEIGHT,
+    K_MAX,
+    Segmenter,
+    SegmentSettings,
+    auto_k_rule,
+)
+
+K_CHOICES: list[int | str] = ["auto", *range(2, 21)]
+ALGORITHM_WORDS = {
+    "kmeans": "k-means (you choose k, or it is chosen for you)",
+    "hdbscan": "HDBSCAN (finds its own number; stray users go to 'Unclustered')",
+}
+MAP_WORDS = {"pca": "PCA (fast)", "umap": "UMAP (clearer groups, slower)"}
+USER_VECTOR_WORDS = {
+    "items": "Mean of the user's items (each distinct text embedded once)",
+    "document": "The user's whole document (slower)",
+}
+WEIGHTING_WORDS = {"spend": "by spend", "frequency": "by how often bought"}
+
+
+def _default(key: str, value: object) -> None:
+    """Seed a widget's value once (from the segmentation on show), then leave it to the user."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def _k_label(k: int | str) -> str:
+    lo, hi = Segmenter().k_range
+    return f"Automatic ({lo}–{hi})" if k == "auto" else str(k)
+
+
+def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict[str, Any] | None:
+    """The settings, seeded from the segmentation on show; the chosen values when the user
+    presses Find segments, else ``None``."""
+    _default("segments.text_weight", float(settings.text_weight))
+    _default("segments.k", settings.k if settings.k in K_CHOICES else "auto")
+    _default("segments.algorithm", settings.algorithm)
+    _default("segments.map", settings.map_method)
+    _default("segments.model", settings.model_path or "")
+    _default("segments.user_vector", settings.user_vector)
+    _default("segments.weighting", settings.weighting)
+    chosen: dict[str, Any] = {
+        "text_weight": settings.text_weight,
+        "user_vector": settings.user_vector,
+        "weighting": settings.weighting,
+    }
+    with st.container(border=True):
+        left, mid, right = st.columns(3)
+        with left:
+            if text:
+                chosen["text_weight"] = st.slider(
+                    "Weight of what users buy vs how they behave",
+                    0.0,
+                    1.0,
+                    step=0.05,
+                    key="segments.text_weight",
+                    help=(
+                        "1 = only the text of their purchases; 0 = only behaviour (recency, "
+                        "frequency, spend, tenure). It is the text's share of the variance; "
+                        f"default {DEFAULT_TEXT_WEIGHT}."
+                    ),
+                )
+            else:
+                st.info(
+                    "This dataset has no text: segments use the snapshot's features."
+                    if snapshot
+                    else "This dataset has no text: segments use behaviour only (recency, "
+                    "frequency, spend, tenure).",
+                    icon=":material/info:",
+                )
+        with mid:
+            chosen["algorithm"] = st.selectbox(
+                "Method",
+                list(ALGORITHM_WORDS),
+                format_func=ALGORITHM_WORDS.__getitem__,
+                key="segments.algorithm",
+            )
+            chosen["k"] = st.selectbox(
+                "Number of segments",
+                K_CHOICES,
+                format_func=_k_label,
+                key="segments.k",
+                disabled=chosen["algorithm"] == "hdbscan",
+                help=f"{auto_k_rule()} Up to {K_MAX} by hand.",
+            )
+        with right:
+            chosen["map_method"] = st.radio(
+                "Map",
+                list(MAP_WORDS),
+                format_func=MAP_WORDS.__getitem__,
+                key="segments.map",
+                horizontal=True,
+            )
+            model = st.text_input(
+                "Embedding model folder",
+                key="segments.model",
+                placeholder=f"bundled {DEFAULT_MODEL_ID.split('/')[-1]}",
+                disabled=not text,
+                help="Leave empty for the bundled model, or give a local sentence-transformers "
+                "folder.",
+            )
+            chosen["model_path"] = model.strip() or None
+        if text:
+            with st.expander("Advanced"):
+                chosen["user_vector"] = st.radio(
+                    "A user's text vector",
+                    list(USER_VECTOR_WORDS),
+                    format_func=USER_VECTOR_WORDS.__getitem__,
+                    key="segments.user_vector",
+                )
+                chosen["weighting"] = st.radio(
+                    "Weight each item",
+                    list(WEIGHTING_WORDS),
+                    format_func=WEIGHTING_WORDS.__getitem__,
+                    key="segments.weighting",
+                    horizontal=True,
+                )
+        clicked = st.button("Find segments", type="primary", icon=":material/play_arrow:")
+    chosen["text_weight"] = float(chosen["text_weight"])
+    return chosen if clicked else None

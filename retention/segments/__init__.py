@@ -1,0 +1,86 @@
+"""User segments from what users buy or write and how they behave (SPEC §4).
+
+The package reads as the pipeline, each step a module and each swappable:
+
+* :mod:`~retention.segments.features`: per-user behaviour and item counts (DuckDB), the
+  behaviour matrix, and combining it with the text block;
+* :mod:`~retention.segments.text`: users' documents and text vectors (each distinct text
+  embedded once);
+* :mod:`~retention.segments.reduce`: principal components, exactly or sampled and chunked;
+* :mod:`~retention.segments.cluster`: :class:`Segmenter` (k-means with automatic k, HDBSCAN);
+* :mod:`~retention.segments.label`: c-TF-IDF keywords, labels, representative users;
+* :mod:`~retention.segments.layout`: the 2-D map;
+* :mod:`~retention.segments.pipeline`: the steps put together for an event log, and the
+  segment profile; :mod:`~retention.segments.snapshot`: a campaign snapshot;
+* :mod:`~retention.segments.settings`: the settings and the result.
+
+This module re-exports the names other code uses.
+"""
+
+from retention.segments.cluster import NOISE, Segmenter, auto_k_rule
+from retention.segments.features import (
+    UserData,
+    aggregate_users,
+    behaviour_matrix,
+    coded,
+    combine,
+    has_text,
+)
+from retention.segments.label import ctfidf, ctfidf_scores, top_terms
+from retention.segments.layout import map_2d, map_rows
+from retention.segments.pipeline import (
+    run_settings,
+    segment_dataset,
+    segment_users,
+    segmentation_basis,
+)
+from retention.segments.reduce import reduce_dimensions, reduce_in_chunks
+from retention.segments.settings import (
+    ALGORITHMS,
+    DEFAULT_TEXT_WEIGHT,
+    K_MAX,
+    MAP_METHODS,
+    USER_VECTORS,
+    WEIGHTINGS,
+    SegmentationResult,
+    SegmentSettings,
+)
+from retention.segments.snapshot import segment_snapshot, snapshot_features
+from retention.segments.text import UserText, embed_user_text, text_vectors, user_documents
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_TEXT_WEIGHT",
+    "K_MAX",
+    "MAP_METHODS",
+    "NOISE",
+    "USER_VECTORS",
+    "WEIGHTINGS",
+    "SegmentSettings",
+    "SegmentationResult",
+    "Segmenter",
+    "UserData",
+    "UserText",
+    "aggregate_users",
+    "auto_k_rule",
+    "behaviour_matrix",
+    "coded",
+    "combine",
+    "ctfidf",
+    "ctfidf_scores",
+    "embed_user_text",
+    "has_text",
+    "map_2d",
+    "map_rows",
+    "reduce_dimensions",
+    "reduce_in_chunks",
+    "run_settings",
+    "segment_dataset",
+    "segment_snapshot",
+    "segment_users",
+    "segmentation_basis",
+    "snapshot_features",
+    "text_vectors",
+    "top_terms",
+    "user_documents",
+]

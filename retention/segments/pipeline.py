@@ -1,0 +1,259 @@
+"""Segments of an event log, step by step: the one place the steps are put together.
+
+1. **Aggregate** per user (:mod:`~retention.segments.features`, DuckDB).
+2. **Embed** each distinct text once and build user text vectors (:mod:`~retention.segments.text`).
+3. **Combine and reduce** text and behaviour (:mod:`~retention.segments.reduce`).
+4. **Cluster** (:mod:`~retention.segments.cluster`).
+5. **Label** segments by their most distinctive words (:mod:`~retention.segments.label`).
+6. **Map** the users in 2-D (:mod:`~retention.segments.layout`).
+7. **Profile** each segment: users, share, mean recency / frequency / monetary, revenue, and
+   retention after 1 and 4 periods (as the cohort table counts it:
+   :func:`retention.cohorts.retention_by_segment`).
+
+:func:`retention.runs.run_segmentation` runs it on a workspace dataset and stores the run;
+:func:`segment_dataset` is what it calls; :func:`segment_users` is the same on a plain events
+DataFrame. Campaign snapshots go to :func:`retention.segments.snapshot.segment_snapshot`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from retention.cohorts import retention_by_segment
+from retention.embeddings import (
+    CachedEmbedder,
+    Embedder,
+    SentenceTransformerEmbedder,
+    describe,
+    model_id_for,
+)
+from retention.segments.cluster import Segmenter, cluster_metrics
+from retention.segments.features import (
+    UserData,
+    aggregate_users,
+    behaviour_matrix,
+    combine,
+    registered,
+)
+from retention.segments.label import (
+    behaviour_keywords,
+    labels_frame,
+    representatives,
+    text_keywords,
+)
+from retention.segments.layout import map_2d, map_frame, map_rows
+from retention.segments.reduce import reduce_dimensions, reduce_users
+from retention.segments.settings import SegmentationResult, SegmentSettings, announce
+from retention.segments.snapshot import segment_snapshot
+from retention.segments.text import embed_user_text, top_items
+from retention.words import Progress, scaled
+from retention.workspace import Workspace
+
+
+def _user_vectors(
+    data: UserData,
+    B: np.ndarray,
+    settings: SegmentSettings,
+    embedder: Embedder | None,
+    workspace: Workspace | None,
+    progress: Progress | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics)."""
+    use_text = not data.items.empty and settings.text_weight > 0
+    metrics: dict[str, Any] = {}
+    if use_text:
+        inner = embedder or SentenceTransformerEmbedder(settings.model_path)
+        text = embed_user_text(
+            data,
+            CachedEmbedder(inner, workspace),
+            user_vector=settings.user_vector,
+            weighting=settings.weighting,
+            progress=scaled(progress, 0.05, 0.7),
+        )
+        X, info = reduce_users(
+            text,
+            B,
+            settings.text_weight,
+            random_state=settings.random_state,
+            progress=scaled(progress, 0.7, 0.75),
+        )
+        metrics.update(info)
+        metrics["embedder"] = describe(inner)
+    else:
+        X = reduce_dimensions(combine(None, B, 0.0))
+    metrics["text_used"] = bool(use_text)
+    metrics["text_available"] = not data.items.empty
+    return X, metrics
+
+
+def _events_map(
+    X: np.ndarray,
+    data: UserData,
+    labels: np.ndarray,
+    names_of: dict[int, str],
+    settings: SegmentSettings,
+) -> pd.DataFrame:
+    """Step 6: the map of at most :data:`~retention.segments.layout.MAP_SAMPLE` users, each
+    hover naming the user, their segment and their top items."""
+    rows = map_rows(labels, seed=settings.random_state)
+    if settings.map_method == "pca" and X.shape[1] >= 2:  # X is already in PCA coordinates
+        coords = X[rows, :2].astype(np.float64)
+    else:
+        coords, rows = map_2d(X, settings.map_method, settings.random_state, rows=rows)
+    user_ids = data.users["user_id"].to_numpy(dtype=object)
+    hover = [
+        f"{user_ids[i]} · {names_of[int(labels[i])]}" + (f"<br>{items}" if items else "")
+        for i, items in zip(rows, top_items(data, rows), strict=True)
+    ]
+    return map_frame(user_ids, labels, rows, coords, hover)
+
+
+def _profile(
+    users: pd.DataFrame, labels: np.ndarray, has_amount: bool, retention: pd.DataFrame | None
+) -> pd.DataFrame:
+    """Step 7: users, share, behaviour means and revenue per segment, with its retention."""
+    frame = users.assign(segment=labels)
+    grouped = frame.groupby("segment")
+    profile = pd.DataFrame(
+        {
+            "users": grouped.size(),
+            "recency_days": grouped["recency_days"].mean(),
+            "frequency": grouped["frequency"].mean(),
+            "monetary": grouped["monetary"].mean() if has_amount else np.nan,
+            "revenue": grouped["monetary"].sum() if has_amount else np.nan,
+        }
+    ).reset_index()
+    profile.insert(2, "share", profile["users"] / len(users))
+    if retention is not None:
+        profile = profile.merge(retention, on="segment", how="left")
+    return profile
+
+
+def _segment_events(
+    con: duckdb.DuckDBPyConnection,
+    ref: str,
+    settings: SegmentSettings,
+    embedder: Embedder | None,
+    workspace: Workspace | None,
+    progress: Progress | None,
+) -> SegmentationResult:
+    """The seven steps on the events table ``ref`` (quoted), in order."""
+    announce(progress, 0.0, "Reading events")
+    data = aggregate_users(con, ref)
+    user_ids = data.users["user_id"].to_numpy(dtype=object)
+    B, names = behaviour_matrix(data.users, data.has_amount)
+    metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
+    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress)
+    metrics.update(vector_metrics)
+
+    announce(progress, 0.75 if metrics["text_used"] else 0.7, "Finding segments")
+    segmenter = Segmenter(
+        settings.k,
+        settings.algorithm,
+        min_cluster_size=settings.min_cluster_size,
+        random_state=settings.random_state,
+    ).fit(X)
+    labels = segmenter.labels_
+    metrics.update(cluster_metrics(segmenter))
+
+    announce(progress, 0.85, "Labelling segments")
+    label_frame = labels_frame(
+        labels,
+        text_keywords(data, labels) if metrics["text_used"] else {},
+        representatives(X, labels, user_ids),
+        behaviour_keywords(B, names, labels),
+    )
+    names_of = dict(zip(label_frame["segment"], label_frame["label"], strict=True))
+
+    announce(progress, 0.9, "Drawing the map")
+    shown_map = _events_map(X, data, labels, names_of, settings)
+
+    announce(progress, 0.97, "Profiling segments")
+    users, has_amount = data.users, data.has_amount
+    del X, data  # the retention query below may want the memory
+    assignments = pd.DataFrame({"user_id": user_ids.astype(str), "segment": labels})
+    retention, period = retention_by_segment(con, ref, assignments, period=settings.period)
+    metrics["period"] = period
+    profile = _profile(users, labels, has_amount, retention)
+    profile.insert(1, "label", profile["segment"].map(names_of))
+    if progress is not None:
+        progress(1.0, f"{segmenter.k_} segments")
+    return SegmentationResult(assignments, label_frame, shown_map, profile, metrics)
+
+
+def segment_users(
+    events: pd.DataFrame,
+    *,
+    settings: SegmentSettings | dict[str, Any] | None = None,
+    embedder: Embedder | None = None,
+    workspace: Workspace | None = None,
+    progress: Progress | None = None,
+) -> SegmentationResult:
+    """Segment the users of a canonical events frame (``user_id, ts, amount, text``).
+
+    ``embedder`` defaults to the bundled model; with a ``workspace`` its vector cache is used.
+    """
+    settings = SegmentSettings.coerce(settings)
+    con = duckdb.connect()
+    try:
+        with registered(con, events) as ref:
+            return _segment_events(con, ref, settings, embedder, workspace, progress)
+    finally:
+        con.close()
+
+
+def run_settings(
+    settings: SegmentSettings | dict[str, Any] | None, embedder: Embedder | None = None
+) -> dict[str, Any]:
+    """The settings as stored with a run: the dataclass's fields plus the model's id."""
+    settings = SegmentSettings.coerce(settings)
+    stored = settings.to_dict()
+    stored["model"] = (
+        embedder.model_id if embedder is not None else model_id_for(settings.model_path)
+    )
+    return stored
+
+
+def segment_dataset(
+    ws: Workspace,
+    dataset_id: str,
+    settings: SegmentSettings | dict[str, Any] | None = None,
+    *,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+) -> SegmentationResult:
+    """Segment a workspace dataset (storing it as a run is :func:`retention.runs.run_segmentation`).
+
+    Event logs go through the whole pipeline (with the workspace's embedding cache); a campaign
+    snapshot is clustered on its feature columns (:func:`segment_snapshot`).
+    """
+    info = ws.dataset(dataset_id)
+    parsed = SegmentSettings.coerce(settings)
+    if info.shape == "snapshot":
+        return segment_snapshot(
+            ws.load(dataset_id, "snapshot"),
+            k=parsed.k,
+            algorithm=parsed.algorithm,
+            map_method=parsed.map_method,
+            min_cluster_size=parsed.min_cluster_size,
+            random_state=parsed.random_state,
+            progress=progress,
+        )
+    # A cursor of its own, so the embedding cache can use the workspace's meanwhile.
+    con = ws.cursor().cursor()
+    try:
+        return _segment_events(con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress)
+    finally:
+        con.close()
+
+
+def segmentation_basis(metrics: dict[str, Any], settings: dict[str, Any], snapshot: bool) -> str:
+    """What a stored segmentation was based on, in a word or three: "text + behaviour", "text",
+    "features" (a snapshot) or "behaviour"."""
+    if metrics.get("text_used"):
+        return "text + behaviour" if settings.get("text_weight", 0) < 1 else "text"
+    return "features" if snapshot else "behaviour"
