@@ -16,7 +16,8 @@ from pages.common import (
 )
 from retention.errors import InputError
 from retention.learn import PolicyResult
-from retention.pipeline import StoredStrategies, stored_report, stored_strategies
+from retention.report import stored_report
+from retention.results import StoredStrategies, stored_strategies
 from retention.strategies import STAGE_WORDS, to_csv_bytes, to_parquet_bytes
 
 ACTION_WORDS = {

@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from retention.errors import InputError
+from retention.results import display_names
 from retention.workspace import DatasetInfo, Run, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,27 +33,41 @@ PAGE_TITLES = {
 _LAST_DATASET = "ui.last_dataset"
 
 
-_router_checked = False
+_routed = False  # True once app.py has routed a run in this process (see _use_the_router)
+
+
+def app_pages() -> list[st.Page]:
+    """The app's pages, in menu order (a page whose file is absent is left out)."""
+    return [
+        st.Page(PAGES[name], title=title, icon=icon, default=name == "data")
+        for name, (title, icon) in PAGE_TITLES.items()
+        if (ROOT / PAGES[name]).exists()
+    ]
+
+
+def route() -> st.Page:
+    """The page this run shows, from ``st.navigation`` over :func:`app_pages` (the router in
+    ``app.py`` calls this before it draws the shared sidebar)."""
+    global _routed
+    page = st.navigation(app_pages())
+    _routed = True
+    return page
 
 
 def _use_the_router() -> None:
-    """Make a page opened directly by URL on a fresh server run through ``app.py``.
+    """Send a page opened directly by URL on a fresh server through ``app.py``.
 
     Streamlit treats a ``pages/`` folder beside the entry point as a legacy multipage app until
-    ``st.navigation`` has run once in the process: until then a first visit to, say,
-    ``/strategies`` runs that page alone, without the router and the shared sidebar. Leaving
-    that mode and rerunning sends the visit through ``app.py`` to the same page. This happens
-    at most once per process (a second rerun could swallow a button click).
+    ``st.navigation`` has been called once in the process (documented: calling it makes
+    Streamlit ignore ``pages/``). Until then a first visit to, say, ``/strategies`` runs that
+    page alone, without the router and the shared sidebar. Such a page calls ``st.navigation``
+    itself, with the same pages (so the URL keeps its page), and reruns: the rerun goes
+    through ``app.py``. Once ``app.py`` has routed a run this never happens again.
     """
-    global _router_checked
-    if _router_checked:
+    if _routed:
         return
-    _router_checked = True
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    st.navigation(app_pages(), position="hidden")
+    st.rerun()
 
 
 def workspace_folder() -> str:
@@ -143,14 +158,7 @@ def current_segmentation(dataset_id: str) -> Run | None:
 
 def segment_names(run: Run) -> dict[int, str]:
     """Display names of a segmentation's segments: the user's renames over the computed labels."""
-    names: dict[int, str] = {}
-    labels = run.artifacts.get("labels")
-    if labels is not None:
-        names.update(
-            {int(s): str(n) for s, n in zip(labels["segment"], labels["label"], strict=True)}
-        )
-    names.update(workspace().segment_names(run.id))
-    return names
+    return display_names(run.artifacts.get("labels"), workspace().segment_names(run.id))
 
 
 def dataset_sidebar() -> None:
