@@ -13,22 +13,18 @@ import streamlit as st
 
 from retention.errors import InputError
 from retention.results import display_names
+from retention.samples import ensure_samples as load_samples
+from retention.samples import samples_loaded
 from retention.workspace import DatasetInfo, Run, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {
-    "data": "pages/1_data.py",
-    "segments": "pages/2_segments.py",
-    "retention": "pages/3_retention.py",
-    "policy": "pages/4_policy.py",
-    "strategies": "pages/5_strategies.py",
-}
-PAGE_TITLES = {
-    "data": ("Data", ":material/upload_file:"),
-    "segments": ("Segments", ":material/bubble_chart:"),
-    "retention": ("Retention", ":material/monitoring:"),
-    "policy": ("Policy", ":material/model_training:"),
-    "strategies": ("Strategies", ":material/task_alt:"),
+#: The app's pages in menu order: short name -> (file, title, icon). The first is the default.
+PAGES: dict[str, tuple[str, str, str]] = {
+    "data": ("pages/1_data.py", "Data", ":material/upload_file:"),
+    "segments": ("pages/2_segments.py", "Segments", ":material/bubble_chart:"),
+    "retention": ("pages/3_retention.py", "Retention", ":material/monitoring:"),
+    "policy": ("pages/4_policy.py", "Policy", ":material/model_training:"),
+    "strategies": ("pages/5_strategies.py", "Strategies", ":material/task_alt:"),
 }
 _LAST_DATASET = "ui.last_dataset"
 
@@ -39,9 +35,9 @@ _routed = False  # True once app.py has routed a run in this process (see _use_t
 def app_pages() -> list[st.Page]:
     """The app's pages, in menu order (a page whose file is absent is left out)."""
     return [
-        st.Page(PAGES[name], title=title, icon=icon, default=name == "data")
-        for name, (title, icon) in PAGE_TITLES.items()
-        if (ROOT / PAGES[name]).exists()
+        st.Page(file, title=title, icon=icon, default=name == "data")
+        for name, (file, title, icon) in PAGES.items()
+        if (ROOT / file).exists()
     ]
 
 
@@ -98,8 +94,9 @@ def stop_with_error(exc: Exception, hint: str | None = None) -> None:
 
 def page_link(name: str, label: str, icon: str | None = None) -> None:
     """A link to another page of the app, by short name (nothing when that page is absent)."""
-    if (ROOT / PAGES[name]).exists():
-        st.page_link(PAGES[name], label=label, icon=icon)
+    file = PAGES[name][0]
+    if (ROOT / file).exists():
+        st.page_link(file, label=label, icon=icon)
 
 
 def set_current_dataset(dataset_id: str) -> None:
@@ -193,12 +190,10 @@ def dataset_sidebar() -> None:
 def ensure_samples() -> None:
     """Load the bundled sample datasets into a new workspace (once)."""
     ws = workspace()
-    if ws.get_meta("samples.loaded"):
+    if samples_loaded(ws):
         return
-    from retention.samples import ensure_samples as load
-
     with st.spinner("Preparing the sample datasets (first start only)…"):
         try:
-            load(ws)
+            load_samples(ws)
         except InputError as exc:  # a broken sample must not block the app
             st.warning(f"The sample data could not be loaded: {exc}")

@@ -412,7 +412,8 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
     """``run``: every option is checked (:func:`_check_options`, the config's own checks) before
     anything is read or written; the outputs are staged and published in one step."""
     from retention.backup import remove_stale_staging, staging_folder
-    from retention.pipeline import PipelineConfig, run_pipeline
+    from retention.config import PipelineConfig
+    from retention.pipeline import run_pipeline
 
     _check_options(args)
     config = PipelineConfig(
