@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# The address the app listens on: this computer only by default. A network address needs sign-in
+# (.streamlit/secrets.toml [auth]) or ALLOW_OPEN=1, which prints a warning (retention/serve.py).
+HOST ?= 127.0.0.1
+ALLOW_OPEN ?=
 
 .PHONY: run test lint bench chromium clean-venv
 
@@ -19,7 +23,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	HF_HUB_OFFLINE=1 $(PY) -m retention.serve --host $(HOST) --port $(PORT) $(if $(ALLOW_OPEN),--allow-open)
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

@@ -12,9 +12,11 @@ from pathlib import Path
 import streamlit as st
 
 from retention.errors import InputError
+from retention.private import restrict_umask
 from retention.results import display_names
 from retention.samples import ensure_samples as load_samples
 from retention.samples import samples_loaded
+from retention.serve import ALLOW_OPEN_ENV, exposure_problem
 from retention.workspace import DatasetInfo, Run, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,19 @@ def _use_the_router() -> None:
         return
     st.navigation(app_pages(), position="hidden")
     st.rerun()
+
+
+def refuse_an_open_server() -> None:
+    """Stop here when the server listens on a network address without sign-in (and nobody
+    passed ``--allow-open``): the same rule as ``python -m retention.serve``, for a server
+    started some other way. Files this process writes from now on are private (600/700)."""
+    problem = exposure_problem(
+        st.get_option("server.address"), allow_open=bool(os.environ.get(ALLOW_OPEN_ENV))
+    )
+    if problem:
+        st.error(problem, icon=":material/lock:")
+        st.stop()
+    restrict_umask()
 
 
 def workspace_folder() -> str:

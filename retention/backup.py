@@ -33,6 +33,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from retention.errors import InputError
+from retention.private import PRIVATE_DIR, restrict_umask
 from retention.sql import quote_ident
 from retention.workspace import (
     _MIGRATIONS,
@@ -99,9 +100,9 @@ def remove_stale_staging(target: Path, tag: str = "") -> list[Path]:
 
 def publish_folder(staging: Path, target: Path) -> None:
     """Make ``staging`` appear as ``target`` in one atomic rename (``target`` absent or empty)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)
+    umask = restrict_umask()
+    os.umask(umask)  # only read it here; the caller's umask stays as it was
+    staging.chmod(PRIVATE_DIR & ~umask)
     os.replace(staging, target)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from retention.errors import InputError
+from retention.private import restrict_umask
 
 T = TypeVar("T")
 ROLES = ("user", "time", "amount", "text", "event", "action", "outcome", "propensity", "recency")
@@ -379,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
+    restrict_umask()  # outputs, backups and the workspace: readable by this account only
     args = build_parser().parse_args(argv)
     mode = "none" if args.command != "run" or args.quiet else args.progress
     progress = _Progress(mode)

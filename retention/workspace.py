@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from retention.errors import InputError
+from retention.private import make_private_dir, restrict_umask, tighten_tree
 
 SCHEMA_VERSION = 1
 DATASET_KINDS = ("events", "campaigns", "snapshot")
@@ -174,8 +175,9 @@ class Workspace:
     def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
         chosen = folder if folder is not None else os.environ.get("RETENTION_WORKSPACE")
         self.folder = Path(chosen or DEFAULT_FOLDER).expanduser().resolve()
+        restrict_umask()  # DuckDB creates its WAL and spill files whenever it needs them
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.folder)
         except OSError as exc:
             raise InputError(
                 f"Cannot create the workspace folder {self.folder}: {exc.strerror}. "
@@ -186,6 +188,8 @@ class Workspace:
         with _connections_lock:
             self._write_lock = _write_locks.setdefault(self.db_path, threading.RLock())
         self._con = self._connect()
+        for path in self.folder.glob(f"{DB_NAME}*"):  # the database, its WAL and spill folder
+            tighten_tree(path)
         self._migrate()
         self._mark_interrupted_runs()
 

@@ -43,6 +43,7 @@ from retention.ingest.read import (
     sniff_kind,
 )
 from retention.ingest.validate import Malformed, Relation
+from retention.private import PRIVATE_FILE
 
 
 class FrameSource:
@@ -285,9 +286,11 @@ class _Spool:
     """Bytes in a file in a private temporary folder, deleted with the object."""
 
     def __init__(self, data: bytes) -> None:
-        folder = tempfile.mkdtemp(prefix="retention-upload-")
+        folder = tempfile.mkdtemp(prefix="retention-upload-")  # 700: this account only
         self.path = Path(folder) / "upload"
-        self.path.write_bytes(data)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         self._finalizer = weakref.finalize(self, shutil.rmtree, folder, True)
 
     def discard(self) -> None:

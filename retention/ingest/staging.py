@@ -72,7 +72,7 @@ class Sink:
     def _spill(self) -> None:
         import pyarrow.parquet as pq
 
-        self.folder = Path(tempfile.mkdtemp(prefix="retention-ingest-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="retention-ingest-"))  # 700: this account only
         schema = pa.unify_schemas([p.schema for p in self.parts])
         self.writer = pq.ParquetWriter(self.folder / "rows.parquet", schema, compression="zstd")
         for part in self.parts:
