@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from retention.mdp import NONE, logged_transitions
-from retention.periods import TIMINGS, credit_period
+from retention.periods import TIMING_HELP, TIMINGS, credit_period
 
 #: Effects whose two-sided p-value is below this are "clear" (|z| >= 3.29).
 CLEAR_P = 0.001
@@ -340,3 +340,66 @@ def timing_warnings(
             f"these sends are meant for the next {period}, choose 'nearest'."
         )
     return out
+
+
+# --------------------------------------------------------------------------- for people
+
+
+def evidence_view(evidence: pd.DataFrame, names: dict[int, str] | None = None) -> pd.DataFrame:
+    """The evidence table as the Policy page and the report show it: named segments, shares and
+    changes in percentage points, the interval as text, and the decisions behind each."""
+    if evidence is None or evidence.empty:
+        return pd.DataFrame()
+    names = names or {}
+    e = evidence
+    return pd.DataFrame(
+        {
+            "segment": [names.get(int(g), f"segment {int(g)}") for g in e["segment"]],
+            "stage": e["stage"].astype(str),
+            "action": e["action"].astype(str),
+            "active next period after the action (%)": (100 * e["p_active"]).round(1),
+            "after doing nothing (%)": (100 * e["p_none"]).round(1),
+            "change (percentage points)": (100 * e["change"]).round(1),
+            "95% interval (pp)": [
+                f"{100 * lo:+.1f} to {100 * hi:+.1f}"
+                for lo, hi in zip(e["ci_lo"], e["ci_hi"], strict=True)
+            ],
+            "decisions with the action": e["n"].astype(int),
+            "decisions with nothing": e["n_none"].astype(int),
+        }
+    )
+
+
+def timing_sentence(timing: str, period: str) -> str:
+    """One sentence naming the timing rule in use and what it means."""
+    return (
+        f"Campaign timing: '{timing}' — {TIMING_HELP.get(timing, timing)}; it decides which "
+        f"move from one {period} to the next each send is credited to."
+    )
+
+
+def segment_ope_view(
+    ope_segments: pd.DataFrame | None, names: dict[int, str] | None = None
+) -> pd.DataFrame:
+    """Per segment, the doubly robust estimates on its held-out users: the learned policy,
+    doing nothing, and their difference, each with its 95% bootstrap interval."""
+    if ope_segments is None or ope_segments.empty:
+        return pd.DataFrame()
+    names = names or {}
+    dr = ope_segments[ope_segments["estimator"] == "dr"]
+    rows = []
+    for g, part in dr.groupby("segment", sort=True):
+        by = part.set_index("policy")
+        row: dict[str, Any] = {"segment": names.get(int(g), f"segment {int(g)}")}
+        for label, policy in (
+            ("learned policy", "learned policy"),
+            ("doing nothing", "always none"),
+            ("learned − nothing", "learned policy − always none"),
+        ):
+            if policy in by.index:
+                r = by.loc[policy]
+                row[f"{label}: value per decision"] = round(float(r["value"]), 4)
+                row[f"{label}: 95% interval"] = f"{r['ci_lo']:.4f} to {r['ci_hi']:.4f}"
+        row["held-out decisions"] = int(part["n"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)

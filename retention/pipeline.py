@@ -32,9 +32,9 @@ from retention.errors import InputError
 from retention.ingest import ingest
 from retention.learn import PolicyResult
 from retention.mdp import RewardSettings
-from retention.periods import resolve_period, user_stages
+from retention.periods import DEFAULT_TIMING, resolve_period, user_stages
 from retention.policy import policy_settings, snapshot_stage, train_or_reuse_policy
-from retention.report import Section, render_report
+from retention.report import Section, campaign_section, render_report
 from retention.runs import (
     load_policy,
     load_segmentation,
@@ -65,6 +65,7 @@ class PipelineConfig:
     campaigns: Path | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     period: str | None = None
+    campaign_timing: str = DEFAULT_TIMING
     churn_after: int = 4
     segments: int | str = "auto"
     gamma: float = 0.9
@@ -305,6 +306,9 @@ def make_report(
             tables=tables,
         )
     )
+    campaign = campaign_section(policy.campaign, policy.evidence, policy.ope_segments, names)
+    if campaign is not None:
+        sections.append(campaign)
     hurt = strategies.table[strategies.table["verdict"] == "leave alone: every action hurts"]
     sections.append(
         Section(
@@ -339,6 +343,7 @@ def run_pipeline(
             campaigns_path=config.campaigns,
             overrides=config.overrides,
             max_bytes=LOCAL_FILE_LIMIT,
+            campaign_timing=config.campaign_timing,
         )
     if config.period is not None and config.period not in ("day", "week", "month"):
         raise InputError(f"--period must be day, week or month. Got {config.period!r}.")
@@ -440,6 +445,8 @@ def run_pipeline(
         summary["campaign_mapping"] = prepared.campaign_mapping
     if summary_policy.get("ope"):
         summary["ope"] = summary_policy["ope"]
+    if summary_policy.get("campaign"):
+        summary["campaign"] = summary_policy["campaign"]
 
     with timer.step("report"):
         say(0.96, "Writing the report")
@@ -447,6 +454,7 @@ def run_pipeline(
             "input file": Path(config.input).name,
             "input sha256": prepared.sha256,
             "campaign log": Path(config.campaigns).name if config.campaigns else "none",
+            **({"campaign timing": config.campaign_timing} if config.campaigns else {}),
             "rows used / left out": f"{prepared.report.rows_used:,} / {prepared.report.rows_rejected:,}",
             "column mapping": prepared.mapping,
             "period": period,
