@@ -167,7 +167,11 @@ def effects_by_timing(
     parts = []
     for timing in TIMINGS:
         tr = logged_transitions(panel, assignments, with_timing(placed, timing))
-        parts.append(pooled_effects(tr).assign(timing=timing))
+        part = pooled_effects(tr).assign(timing=timing)
+        if not part.empty:
+            parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=EFFECT_COLUMNS)
     out = pd.concat(parts, ignore_index=True)
     out["clear"] = 2 * stats.norm.sf(out["z"].abs()) < CLEAR_P
     return out[EFFECT_COLUMNS]
