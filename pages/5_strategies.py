@@ -16,8 +16,9 @@ from pages.common import (
 )
 from retention.errors import InputError
 from retention.learn import PolicyResult
-from retention.pipeline import StoredStrategies, stored_report, stored_strategies
 from retention.policy import run_label
+from retention.report import stored_report
+from retention.results import StoredStrategies, stored_strategies
 from retention.strategies import (
     ACTIVE_LEARNED,
     ACTIVE_NOTHING,

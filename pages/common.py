@@ -12,47 +12,58 @@ from pathlib import Path
 import streamlit as st
 
 from retention.errors import InputError
+from retention.results import display_names
+from retention.samples import ensure_samples as load_samples
+from retention.samples import samples_loaded
 from retention.workspace import DatasetInfo, Run, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {
-    "data": "pages/1_data.py",
-    "segments": "pages/2_segments.py",
-    "retention": "pages/3_retention.py",
-    "policy": "pages/4_policy.py",
-    "strategies": "pages/5_strategies.py",
-}
-PAGE_TITLES = {
-    "data": ("Data", ":material/upload_file:"),
-    "segments": ("Segments", ":material/bubble_chart:"),
-    "retention": ("Retention", ":material/monitoring:"),
-    "policy": ("Policy", ":material/model_training:"),
-    "strategies": ("Strategies", ":material/task_alt:"),
+#: The app's pages in menu order: short name -> (file, title, icon). The first is the default.
+PAGES: dict[str, tuple[str, str, str]] = {
+    "data": ("pages/1_data.py", "Data", ":material/upload_file:"),
+    "segments": ("pages/2_segments.py", "Segments", ":material/bubble_chart:"),
+    "retention": ("pages/3_retention.py", "Retention", ":material/monitoring:"),
+    "policy": ("pages/4_policy.py", "Policy", ":material/model_training:"),
+    "strategies": ("pages/5_strategies.py", "Strategies", ":material/task_alt:"),
 }
 _LAST_DATASET = "ui.last_dataset"
 
 
-_router_checked = False
+_routed = False  # True once app.py has routed a run in this process (see _use_the_router)
+
+
+def app_pages() -> list[st.Page]:
+    """The app's pages, in menu order (a page whose file is absent is left out)."""
+    return [
+        st.Page(file, title=title, icon=icon, default=name == "data")
+        for name, (file, title, icon) in PAGES.items()
+        if (ROOT / file).exists()
+    ]
+
+
+def route() -> st.Page:
+    """The page this run shows, from ``st.navigation`` over :func:`app_pages` (the router in
+    ``app.py`` calls this before it draws the shared sidebar)."""
+    global _routed
+    page = st.navigation(app_pages())
+    _routed = True
+    return page
 
 
 def _use_the_router() -> None:
-    """Make a page opened directly by URL on a fresh server run through ``app.py``.
+    """Send a page opened directly by URL on a fresh server through ``app.py``.
 
     Streamlit treats a ``pages/`` folder beside the entry point as a legacy multipage app until
-    ``st.navigation`` has run once in the process: until then a first visit to, say,
-    ``/strategies`` runs that page alone, without the router and the shared sidebar. Leaving
-    that mode and rerunning sends the visit through ``app.py`` to the same page. This happens
-    at most once per process (a second rerun could swallow a button click).
+    ``st.navigation`` has been called once in the process (documented: calling it makes
+    Streamlit ignore ``pages/``). Until then a first visit to, say, ``/strategies`` runs that
+    page alone, without the router and the shared sidebar. Such a page calls ``st.navigation``
+    itself, with the same pages (so the URL keeps its page), and reruns: the rerun goes
+    through ``app.py``. Once ``app.py`` has routed a run this never happens again.
     """
-    global _router_checked
-    if _router_checked:
+    if _routed:
         return
-    _router_checked = True
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    st.navigation(app_pages(), position="hidden")
+    st.rerun()
 
 
 def workspace_folder() -> str:
@@ -83,8 +94,9 @@ def stop_with_error(exc: Exception, hint: str | None = None) -> None:
 
 def page_link(name: str, label: str, icon: str | None = None) -> None:
     """A link to another page of the app, by short name (nothing when that page is absent)."""
-    if (ROOT / PAGES[name]).exists():
-        st.page_link(PAGES[name], label=label, icon=icon)
+    file = PAGES[name][0]
+    if (ROOT / file).exists():
+        st.page_link(file, label=label, icon=icon)
 
 
 def set_current_dataset(dataset_id: str) -> None:
@@ -143,14 +155,7 @@ def current_segmentation(dataset_id: str) -> Run | None:
 
 def segment_names(run: Run) -> dict[int, str]:
     """Display names of a segmentation's segments: the user's renames over the computed labels."""
-    names: dict[int, str] = {}
-    labels = run.artifacts.get("labels")
-    if labels is not None:
-        names.update(
-            {int(s): str(n) for s, n in zip(labels["segment"], labels["label"], strict=True)}
-        )
-    names.update(workspace().segment_names(run.id))
-    return names
+    return display_names(run.artifacts.get("labels"), workspace().segment_names(run.id))
 
 
 def dataset_sidebar() -> None:
@@ -185,12 +190,10 @@ def dataset_sidebar() -> None:
 def ensure_samples() -> None:
     """Load the bundled sample datasets into a new workspace (once)."""
     ws = workspace()
-    if ws.get_meta("samples.loaded"):
+    if samples_loaded(ws):
         return
-    from retention.samples import ensure_samples as load
-
     with st.spinner("Preparing the sample datasets (first start only)…"):
         try:
-            load(ws)
+            load_samples(ws)
         except InputError as exc:  # a broken sample must not block the app
             st.warning(f"The sample data could not be loaded: {exc}")

@@ -18,13 +18,14 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from retention.errors import InputError
 from retention.periods import DEFAULT_TIMING, TIMING_HELP, TIMINGS
 
+T = TypeVar("T")
 ROLES = ("user", "time", "amount", "text", "event", "action", "outcome", "propensity", "recency")
 
 
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _key_value(kind: str):
+def _key_value(kind: str) -> Callable[[str], tuple[str, str]]:
     def parse(text: str) -> tuple[str, str]:
         key, sep, value = text.partition("=")
         if not sep or not key.strip() or not value.strip():
@@ -42,6 +43,57 @@ def _key_value(kind: str):
         return key.strip(), value.strip()
 
     return parse
+
+
+def _role_column(text: str) -> tuple[str, str]:
+    """``--map ROLE=COLUMN`` with a known role."""
+    role, column = _key_value("ROLE=COLUMN")(text)
+    if role not in ROLES:
+        raise argparse.ArgumentTypeError(
+            f"{text}: unknown role {role!r}. Use one of: {', '.join(ROLES)}."
+        )
+    return role, column
+
+
+def _action_cost(text: str) -> tuple[str, float]:
+    """``--action-cost ACTION=COST`` with a finite number as the cost."""
+    action, cost = _key_value("ACTION=COST")(text)
+    try:
+        value = _number(cost)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text}: the cost must be a finite number, e.g. --action-cost {action}=0.5."
+        ) from None
+    return action, value
+
+
+def _library_check(value: T, check: Callable[[T], object]) -> T:
+    """Apply the library's own check of a setting to an option's value, so the rule lives in
+    one place and a bad value stops the run before any work."""
+    try:
+        check(value)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _churn_after(text: str) -> int:
+    from retention.periods import check_churn_after  # heavy: imported only when given
+
+    return _library_check(_int(text), check_churn_after)
+
+
+def _seed(text: str) -> int:
+    from retention.config import check_seed  # heavy: imported only when given
+
+    return _library_check(_int(text), check_seed)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int, got {text!r}") from None
 
 
 def _segments(text: str) -> str | int:
@@ -108,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--map",
         metavar="ROLE=COLUMN",
-        type=_key_value("ROLE=COLUMN"),
+        type=_role_column,
         action="append",
         default=[],
         help=f"use COLUMN for ROLE (roles: {', '.join(ROLES)}); repeatable",
@@ -124,7 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         + "; ".join(f"{k}: {v}" for k, v in TIMING_HELP.items())
         + f" (default {DEFAULT_TIMING})",
     )
-    run.add_argument("--churn-after", metavar="N", type=_positive_int, default=4)
+    run.add_argument(
+        "--churn-after",
+        metavar="N",
+        type=_churn_after,
+        default=4,
+        help="periods without activity after which a user counts as churned (>= 2)",
+    )
     run.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")
     run.add_argument("--gamma", metavar="G", type=_gamma, default=0.9)
     run.add_argument("--retain-reward", metavar="R", type=_number, default=1.0)
@@ -133,13 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--action-cost",
         metavar="ACTION=COST",
-        type=_key_value("ACTION=COST"),
+        type=_action_cost,
         action="append",
         default=[],
         help="cost of one action for one user-period; repeatable",
     )
     run.add_argument("--episodes", metavar="N", type=_positive_int, default=None)
-    run.add_argument("--seed", metavar="S", type=int, default=0)
+    run.add_argument("--seed", metavar="S", type=_seed, default=0)
     run.add_argument("--workspace", metavar="DIR", type=Path, default=None)
     run.add_argument(
         "--progress",
@@ -176,25 +234,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    for role, _ in args.map:
-        if role not in ROLES:
-            raise InputError(
-                f"--map {role}=...: unknown role {role!r}. Use one of: {', '.join(ROLES)}."
-            )
-    for action, cost in args.action_cost:
-        try:
-            float(cost)
-        except ValueError:
-            raise InputError(
-                f"--action-cost {action}={cost}: the cost must be a number, e.g. "
-                f"--action-cost {action}=0.5."
-            ) from None
-    if not args.input.is_file():
-        raise InputError(f"{args.input}: no such file. Check the path of the input file.")
-    if args.campaigns is not None and not args.campaigns.is_file():
-        raise InputError(f"{args.campaigns}: no such file. Check the path given to --campaigns.")
+    """What argparse cannot check alone, before any work: each role or action given once, the
+    input files readable, the output and workspace folders writable."""
+    _given_once("--map", [role for role, _ in args.map])
+    _given_once("--action-cost", [action for action, _ in args.action_cost])
+    _readable(args.input, "Check the path of the input file.")
+    if args.campaigns is not None:
+        _readable(args.campaigns, "Check the path given to --campaigns.")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: exists and is not a folder. Choose a folder path.")
+    # Outputs are staged beside --out and renamed into place: both places must be writable.
+    _writable_folder("--out", args.out.resolve().parent)
+    if args.out.is_dir():
+        _writable_folder("--out", args.out.resolve())
+    if args.workspace is not None:
+        if args.workspace.exists() and not args.workspace.is_dir():
+            raise InputError(
+                f"--workspace {args.workspace}: exists and is not a folder. Choose a folder path."
+            )
+        _writable_folder("--workspace", args.workspace.resolve())
+
+
+def _given_once(option: str, keys: list[str]) -> None:
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise InputError(f"{option} {repeated[0]}=... is given more than once. Give each one once.")
+
+
+def _readable(path: Path, hint: str) -> None:
+    """A file that exists and can be opened for reading."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file. {hint}")
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc}). {hint}") from None
+
+
+def _writable_folder(option: str, folder: Path) -> None:
+    """``folder``, or the nearest part of its path that exists, is a folder this process may
+    write in (it is created on publishing when missing)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(
+            f"{option} {folder}: {existing} is not a folder. Choose a path made of folders."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option} {folder}: {existing} is not writable. Choose a folder you can write in."
+        )
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -330,10 +421,8 @@ def _durability(args: argparse.Namespace) -> None:
     from retention.backup import backup, restore
     from retention.workspace import DB_NAME, Workspace
 
+    folder = Path(args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace").resolve()
     if args.command == "backup":
-        folder = Path(
-            args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
-        ).resolve()
         if not (folder / DB_NAME).is_file():
             raise InputError(
                 f"--workspace {folder}: there is no workspace there (no {DB_NAME}). Check "
@@ -349,9 +438,6 @@ def _durability(args: argparse.Namespace) -> None:
             f"to {info.path} ({info.size_bytes:,} bytes)."
         )
     else:
-        folder = Path(
-            args.workspace or os.environ.get("RETENTION_WORKSPACE") or "workspace"
-        ).resolve()
         info = restore(args.backup, folder, force=args.force)
         print(
             f"Restored {info.datasets} dataset(s) and {info.runs} run(s) from {info.path} "
@@ -360,31 +446,34 @@ def _durability(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace, progress: _Progress) -> None:
+    """``run``: every option is checked (:func:`_check_options`, the config's own checks) before
+    anything is read or written; the outputs are staged and published in one step."""
     from retention.backup import remove_stale_staging, staging_folder
-    from retention.pipeline import PipelineConfig, run_pipeline
+    from retention.config import PipelineConfig
+    from retention.pipeline import run_pipeline
 
     _check_options(args)
+    config = PipelineConfig(
+        input=args.input,
+        campaigns=args.campaigns,
+        overrides=dict(args.map),
+        period=args.period,
+        campaign_timing=args.campaign_timing,
+        churn_after=args.churn_after,
+        segments=args.segments,
+        gamma=args.gamma,
+        retain_reward=args.retain_reward,
+        churn_penalty=args.churn_penalty,
+        revenue_weight=args.revenue_weight,
+        action_costs=dict(args.action_cost),
+        episodes=args.episodes,
+        seed=args.seed,
+        workspace=args.workspace,
+    )
     out = args.out.resolve()
     remove_stale_staging(out)
     staging = staging_folder(out)
     try:
-        config = PipelineConfig(
-            input=args.input,
-            campaigns=args.campaigns,
-            overrides=dict(args.map),
-            period=args.period,
-            campaign_timing=args.campaign_timing,
-            churn_after=args.churn_after,
-            segments=args.segments,
-            gamma=args.gamma,
-            retain_reward=args.retain_reward,
-            churn_penalty=args.churn_penalty,
-            revenue_weight=args.revenue_weight,
-            action_costs={a: float(c) for a, c in args.action_cost},
-            episodes=args.episodes,
-            seed=args.seed,
-            workspace=args.workspace,
-        )
         run_pipeline(config, staging, progress=progress)
         if progress.dirty:
             sys.stderr.write("\n")

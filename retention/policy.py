@@ -92,7 +92,7 @@ from retention.strategies import baseline_action
 from retention.words import NOISE_SEGMENT, scaled
 
 if TYPE_CHECKING:
-    from retention.pipeline import PipelineConfig
+    from retention.config import PipelineConfig
     from retention.segments import SegmentationResult
     from retention.workspace import Workspace
 

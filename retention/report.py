@@ -2,6 +2,10 @@
 scripts, styles or fonts, so it opens with no network. It states the exact settings, seed, data
 hash and library versions used. Every text that came from the user's data is HTML-escaped.
 
+:func:`render_report` turns sections into HTML; :func:`make_report` assembles the retention
+report's sections (the same function for the app and the command line), and
+:func:`stored_report` makes it for a stored segmentation + policy.
+
 The output is deterministic: the same inputs give the same bytes (chart ids are fixed, no
 timestamps).
 """
@@ -18,6 +22,15 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+
+from retention.charts import policy as policy_charts
+from retention.charts import retention as retention_charts
+from retention.charts import segments as segment_charts
+from retention.learn import PolicyResult
+from retention.results import StoredStrategies
+from retention.segments import SegmentationResult
+from retention.strategies import Strategies
+from retention.workspace import Workspace
 
 LIBRARIES = (
     "retention-studio",
@@ -140,6 +153,137 @@ def render_report(title: str, facts: Mapping[str, Any], sections: Sequence[Secti
     parts.append(_facts_html({**facts, "library versions": library_versions()}))
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+# -- the retention report ------------------------------------------------------------------------
+
+#: Settings kept with a policy run that are workspace bookkeeping, not choices: not shown.
+_HIDDEN_SETTINGS = ("segmentation_run", "request")
+
+
+def shown_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Policy settings as the report shows them (without workspace ids and the request)."""
+    return {k: v for k, v in settings.items() if k not in _HIDDEN_SETTINGS}
+
+
+def stored_report(
+    ws: Workspace, dataset_id: str, stored: StoredStrategies, names: Mapping[int, str]
+) -> str:
+    """The HTML report of a stored segmentation + policy, with the dataset's own facts."""
+    ds = ws.dataset(dataset_id)
+    seg_run = stored.policy.settings.get("segmentation_run")
+    facts = {
+        "dataset": ds.name,
+        "input file": ds.source_name or "",
+        "input sha256": ds.sha256 or "",
+        "rows": ds.rows,
+        "column mapping": ds.mapping,
+        "segmentation settings": ws.load_run(seg_run, artifacts=False).settings if seg_run else {},
+        "policy settings": shown_settings(stored.policy.settings),
+        "seed": stored.policy.settings.get("seed"),
+    }
+    return make_report(
+        title=f"Retention report: {ds.name}",
+        facts=facts,
+        segmentation=stored.segmentation,
+        names=names,
+        survival=stored.survival,
+        policy=stored.policy,
+        strategies=stored.strategies,
+    )
+
+
+def make_report(
+    *,
+    title: str,
+    facts: Mapping[str, Any],
+    segmentation: SegmentationResult,
+    names: Mapping[int, str],
+    survival: Any | None,
+    policy: PolicyResult,
+    strategies: Strategies,
+) -> str:
+    """The self-contained HTML report: segments, retention (events only), policy, strategies."""
+    sections = [_segments_section(segmentation, names)]
+    if survival is not None:
+        sections.append(_retention_section(survival))
+    sections.append(_policy_section(policy, names))
+    campaign = campaign_section(policy.campaign, policy.evidence, policy.ope_segments, names)
+    if campaign is not None:
+        sections.append(campaign)
+    sections.append(_strategies_section(strategies))
+    return render_report(title, facts, sections)
+
+
+def _segments_section(segmentation: SegmentationResult, names: Mapping[int, str]) -> Section:
+    labels = segmentation.labels.assign(
+        name=segmentation.labels["segment"].map(lambda s: names.get(int(s), str(s)))
+    )
+    return Section(
+        "Segments",
+        paragraphs=[
+            f"{len(labels)} segments of {int(labels['users'].sum()):,} users, found from what "
+            "they buy and write plus how they behave. Keywords are the terms most distinctive "
+            "of each segment."
+        ],
+        figures=[segment_charts.segment_sizes(segmentation.profile, names)],
+        tables=[("", labels[["segment", "name", "users", "keywords"]])],
+    )
+
+
+def _retention_section(survival: Any) -> Section:
+    paragraphs = ["Share of each segment's users who have not churned yet, by periods since "
+                  "their first activity (Kaplan–Meier, with 95% bands)."]  # fmt: skip
+    if survival.logrank is not None:
+        paragraphs.append(survival.logrank.sentence)
+    return Section(
+        "Retention", paragraphs=paragraphs, figures=[retention_charts.survival_figure(survival)]
+    )
+
+
+def _policy_section(policy: PolicyResult, names: Mapping[int, str]) -> Section:
+    figures = [policy_charts.policy_map(policy.recommendations, policy.actions, names)]
+    if policy.projections is not None and not policy.projections.empty:
+        figures.append(policy_charts.retention_projection(policy.projections, names))
+    if not policy.curve.empty:
+        figures.append(policy_charts.learning_curve(policy.curve))
+    tables = []
+    if policy.ope is not None and not policy.ope.empty:
+        figures.append(policy_charts.ope_forest(policy.ope))
+        tables.append(
+            (
+                "Off-policy estimates on held-out users (value per logged decision, 95% bootstrap "
+                "intervals).",
+                policy.ope,
+            )
+        )
+    return Section(
+        "Policy",
+        paragraphs=[
+            f"The learned policy reaches {policy.fraction_of_optimum:.1%} of the best possible "
+            f"value on the estimated model ({policy.value:.3f} vs {policy.optimal_value:.3f})."
+        ],
+        warnings=[f"Assumption: {a}" for a in policy.assumptions],
+        figures=figures,
+        tables=tables,
+    )
+
+
+def _strategies_section(strategies: Strategies) -> Section:
+    hurt = strategies.table[strategies.table["verdict"] == "leave alone: every action hurts"]
+    return Section(
+        "Strategies",
+        paragraphs=["What to do with each segment at each engagement stage."],
+        warnings=[
+            f"Leave them alone: every action is estimated to do worse than doing nothing for "
+            f"{r.label} ({r.stage}), even before its cost."
+            for r in hurt.itertuples(index=False)
+        ],
+        tables=[
+            ("Per segment", strategies.segments),
+            ("Per segment and stage", strategies.table),
+        ],
+    )
 
 
 def campaign_section(

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retention.ingest import ingest
+from retention.runs import store_dataset
 from retention.workspace import Workspace
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
-_LOADED_KEY = "samples.loaded"
+#: Set in a workspace once the samples were loaded into it (they are never loaded again).
+LOADED_KEY = "samples.loaded"
 _LOCK = threading.Lock()
 
 
@@ -47,11 +49,14 @@ SAMPLES: tuple[Sample, ...] = (
 
 def load_sample(ws: Workspace, sample: Sample) -> str:
     """Ingest one bundled sample into ``ws`` (or reuse it when already there); its dataset id."""
-    from retention.runs import store_dataset
-
     campaigns = SAMPLE_DIR / sample.campaigns if sample.campaigns else None
     prepared = ingest(SAMPLE_DIR / sample.file, campaigns_path=campaigns)
     return store_dataset(ws, prepared, sample.name)
+
+
+def samples_loaded(ws: Workspace) -> bool:
+    """Whether the samples were loaded into ``ws`` once already."""
+    return bool(ws.get_meta(LOADED_KEY))
 
 
 def ensure_samples(ws: Workspace) -> list[str]:
@@ -59,11 +64,11 @@ def ensure_samples(ws: Workspace) -> list[str]:
 
     Sessions arriving together wait for the first one, so the samples are stored once.
     """
-    if ws.get_meta(_LOADED_KEY):
+    if samples_loaded(ws):
         return []
     with _LOCK:
-        if ws.get_meta(_LOADED_KEY):
+        if samples_loaded(ws):
             return []
         ids = [load_sample(ws, s) for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
-        ws.set_meta(_LOADED_KEY, "1")
+        ws.set_meta(LOADED_KEY, "1")
     return ids

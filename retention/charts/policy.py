@@ -16,6 +16,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from retention.words import segment_display_name
+
 ACTION_COLOURS: dict[str, str] = {
     "none": "#9e9e9e",
     "recommendation": "#1f77b4",
@@ -34,9 +36,10 @@ def action_colours(actions: Sequence[str]) -> dict[str, str]:
 
 
 def _seg_name(segment: int, names: Mapping[int, str] | None) -> str:
+    """A segment as the policy charts label it: its number and display name."""
     if names and int(segment) in names:
         return f"{int(segment)} · {names[int(segment)]}"
-    return f"segment {int(segment)}"
+    return segment_display_name(segment)
 
 
 def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figure:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -215,6 +216,7 @@ def test_bad_input_exits_2_with_one_error_line_and_leaves_out_dir(tmp_path, name
         (["--gamma", "1.5"], "--gamma"),
         (["--period", "year"], "--period"),
         (["--action-cost", "discount=cheap"], "discount=cheap"),
+        (["--churn-after", "1"], "--churn-after"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, args, needle):
@@ -241,3 +243,109 @@ def test_bad_options_exit_2(tmp_path, args, needle):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
     assert not out.exists()
+    assert not (tmp_path / "ws").exists()
+
+
+# -- every option is checked before any work ---------------------------------------------------
+
+PLANTED = ROOT / "sample_data" / "planted_events.csv.gz"
+
+
+def _exit_code(argv: list[str]) -> int:
+    """``main``'s exit status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any reading of the data fails the test: a bad option must stop the run before."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the run started before every option was checked")
+
+    monkeypatch.setattr("retention.pipeline.ingest", forbidden)
+
+
+def _assert_refused(tmp_path, capsys, args, needle, *, source=PLANTED):
+    out, ws = tmp_path / "out", tmp_path / "ws"
+    argv = ["run", str(source), "--out", str(out), "--workspace", str(ws), "--quiet", *args]
+    assert _exit_code(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+    assert not out.exists() and not ws.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--period", "auto"], "--period"),
+        (["--churn-after", "1"], "'churn_after' parameter must be an int >= 2"),
+        (["--churn-after", "two"], "--churn-after"),
+        (["--segments", "51"], "--segments"),
+        (["--segments", "some"], "--segments"),
+        (["--gamma", "-0.1"], "--gamma"),
+        (["--gamma", "1"], "--gamma"),
+        (["--retain-reward", "inf"], "--retain-reward"),
+        (["--churn-penalty", "nan"], "--churn-penalty"),
+        (["--revenue-weight", "lots"], "--revenue-weight"),
+        (["--action-cost", "discount"], "ACTION=COST"),
+        (["--action-cost", "discount=nan"], "discount=nan"),
+        (["--action-cost", "a=1", "--action-cost", "a=2"], "--action-cost a=... is given more"),
+        (["--episodes", "0"], "--episodes"),
+        (["--episodes", "many"], "--episodes"),
+        (["--seed", "-1"], "'seed' parameter must be an int in [0, 4294967295]"),
+        (["--seed", str(2**32)], "--seed"),
+        (["--seed", "0.5"], "--seed"),
+        (["--map", "user"], "ROLE=COLUMN"),
+        (["--map", "colour=x"], "unknown role 'colour'"),
+        (["--map", "user=a", "--map", "user=b"], "--map user=... is given more than once"),
+    ],
+)
+def test_every_option_is_checked_before_any_work(tmp_path, capsys, no_work, args, needle):
+    _assert_refused(tmp_path, capsys, args, needle)
+
+
+def test_missing_input_and_campaign_files_are_refused(tmp_path, capsys, no_work):
+    _assert_refused(tmp_path, capsys, [], "no such file", source=tmp_path / "nothing.csv")
+    _assert_refused(tmp_path, capsys, [], "no such file", source=tmp_path)  # a folder
+    args = ["--campaigns", str(tmp_path / "none.csv")]
+    _assert_refused(tmp_path, capsys, args, "--campaigns")
+
+
+def test_unreadable_input_is_refused(tmp_path, capsys, no_work, monkeypatch):
+    # Tests may run as root, who reads any file: the refusal is simulated at open().
+    real_open = Path.open
+
+    def open_(self, *args, **kwargs):
+        if self == PLANTED:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    _assert_refused(tmp_path, capsys, [], "cannot be read (Permission denied)")
+
+
+def test_out_and_workspace_must_be_writable_folders(tmp_path, capsys, no_work, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for args, needle in [
+        (["--out", str(a_file / "out")], "a_file is not a folder"),
+        (["--out", str(a_file)], "exists and is not a folder"),
+        (["--workspace", str(a_file)], "exists and is not a folder"),
+        (["--workspace", str(a_file / "ws")], "a_file is not a folder"),
+    ]:
+        _assert_refused(tmp_path, capsys, args, needle)  # the later --out/--workspace wins
+    assert a_file.read_text() == "x"
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(  # as root every folder is writable: simulate one that is not
+        os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode)
+    )
+    _assert_refused(tmp_path, capsys, ["--out", str(locked / "out")], "locked is not writable")
+    assert list(locked.iterdir()) == []

@@ -222,8 +222,8 @@ def pipeline_run(tmp_path_factory):
 
 def test_pipeline_policy_and_users_equal_the_pandas_path(pipeline_run):
     from retention.learn import QLearner
-    from retention.pipeline import segment_names, stored_strategies
     from retention.policy import train_policy
+    from retention.results import segment_names, stored_strategies
     from retention.runs import load_segmentation
     from retention.workspace import Workspace
 
