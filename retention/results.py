@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 
 from retention.cohorts import retention_curves
-from retention.learn import PolicyResult, snapshot_stage
+from retention.learn import PolicyResult
 from retention.periods import DEFAULT_CHURN_AFTER, user_stages
+from retention.policy import snapshot_stage
 from retention.runs import load_policy, load_segmentation
 from retention.segments import SegmentationResult
 from retention.strategies import Strategies, build_strategies, stage_counts, user_actions
