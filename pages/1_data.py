@@ -36,6 +36,8 @@ from retention.ingest import (
     prepare_source,
     read_table,
 )
+from retention.periods import DEFAULT_TIMING, TIMING_HELP, TIMINGS
+from retention.runs import dataset_mapping
 from retention.samples import SAMPLE_DIR, SAMPLES
 
 NONE = "— not in this file —"
@@ -205,7 +207,7 @@ with add_tab:
         roles = EVENT_ROLES if shape == "events" else SNAPSHOT_ROLES
         mapping = _pickers(source.columns, detection.roles, roles, f"roles.{file_key}", detection)
 
-        campaigns, campaign_mapping, campaign_sha = None, None, None
+        campaigns, campaign_mapping, campaign_sha, timing = None, None, None, DEFAULT_TIMING
         if campaign_file is not None and shape == "events":
             campaign_sha = hashlib.sha256(campaign_file[1]).hexdigest()
             try:
@@ -215,8 +217,16 @@ with add_tab:
             guess = _detect_campaigns(campaign_sha, campaigns)
             st.markdown("**Campaign log columns**")
             campaign_mapping = _pickers(campaigns.columns, guess, CAMPAIGN_ROLES, f"campaign.{file_key}")  # fmt: skip
+            timing = st.selectbox(
+                "Which period does a send count for?",
+                TIMINGS,
+                format_func=lambda t: f"{t}: {TIMING_HELP[t]}",
+                help="A campaign acts on what happens after it is sent. 'nearest' suits most "
+                "schedules, including sends on the evening before a period starts.",
+                key=f"campaign.timing.{file_key}",
+            )
 
-        key = (sha, shape, tuple(mapping.items()), campaign_sha, str(campaign_mapping))
+        key = (sha, shape, tuple(mapping.items()), campaign_sha, str(campaign_mapping), timing)
         try:
             prepared = _prepare(
                 key,
@@ -227,6 +237,7 @@ with add_tab:
                     detection=detection,
                     campaigns=campaigns,
                     campaign_mapping=campaign_mapping,
+                    campaign_timing=timing,
                 ),
             )
         except InputError as exc:
@@ -240,7 +251,6 @@ with add_tab:
 
         name = st.text_input("Dataset name", value=Path(file_name).name.split(".")[0])
         if st.button("Save to workspace", type="primary", icon=":material/save:"):
-            campaign_map = {f"campaign.{k}": v for k, v in (prepared.campaign_mapping or {}).items()}  # fmt: skip
             try:
                 dataset_id = ws.save_dataset(
                     name=name,
@@ -248,7 +258,7 @@ with add_tab:
                     sha256=sha,
                     shape=shape,
                     frames=prepared.frames,
-                    mapping={**prepared.mapping, **campaign_map},
+                    mapping=dataset_mapping(prepared),
                     report=prepared.report_dict(),
                 )
             except InputError as exc:

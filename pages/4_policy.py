@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pages import campaign_views
 from pages import policy_views as views
 from pages.common import (
     current_segmentation,
@@ -15,6 +16,7 @@ from pages.common import (
     stop_with_error,
     workspace,
 )
+from retention.campaigns import timing_sentence
 from retention.charts.policy import learning_curve
 from retention.errors import InputError
 from retention.policy import PolicyChoices, policy_choices, run_label, train_from_form
@@ -50,6 +52,8 @@ try:
     choices = choices_of(str(ws.folder), info.id, period)
 except InputError as exc:
     stop_with_error(exc)
+if choices.timing:
+    st.caption(f":material/schedule: {timing_sentence(choices.timing, choices.period)}")
 
 # ----------------------------------------------------------------------------- train
 form = views.settings_form(choices, expanded=ws.runs(kind="policy", dataset_id=info.id).empty)
@@ -105,6 +109,7 @@ except InputError as exc:
     stop_with_error(exc, "Pick another run above, or train again.")
 
 views.headline(result)
+campaign_views.show(result, names)
 views.disagreements(result, names)
 views.tabs(result, names, period_word(result.settings.get("period")))
 

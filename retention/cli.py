@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from retention.errors import InputError
+from retention.periods import DEFAULT_TIMING, TIMING_HELP, TIMINGS
 from retention.private import restrict_umask
 
 T = TypeVar("T")
@@ -167,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--period", choices=("day", "week", "month"), help="default: chosen from the data"
+    )
+    run.add_argument(
+        "--campaign-timing",
+        choices=TIMINGS,
+        default=DEFAULT_TIMING,
+        help="which move between periods a campaign send counts for: "
+        + "; ".join(f"{k}: {v}" for k, v in TIMING_HELP.items())
+        + f" (default {DEFAULT_TIMING})",
     )
     run.add_argument(
         "--churn-after",
@@ -451,6 +460,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
         campaigns=args.campaigns,
         overrides=dict(args.map),
         period=args.period,
+        campaign_timing=args.campaign_timing,
         churn_after=args.churn_after,
         segments=args.segments,
         gamma=args.gamma,

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from retention.errors import InputError
 from retention.mdp import RewardSettings
-from retention.periods import DEFAULT_CHURN_AFTER, check_churn_after, check_period
+from retention.periods import (
+    DEFAULT_CHURN_AFTER,
+    DEFAULT_TIMING,
+    check_churn_after,
+    check_period,
+    check_timing,
+)
 from retention.segments import SegmentSettings
 
 #: Seeds go to NumPy and scikit-learn, which take unsigned 32-bit seeds.
@@ -44,6 +50,7 @@ class PipelineConfig:
     campaigns: Path | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     period: str | None = None
+    campaign_timing: str = DEFAULT_TIMING
     churn_after: int = DEFAULT_CHURN_AFTER
     segments: int | str = "auto"
     gamma: float = 0.9
@@ -58,6 +65,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.period is not None:
             check_period(self.period)
+        check_timing(self.campaign_timing)
         check_churn_after(self.churn_after)
         check_seed(self.seed)
         check_episodes(self.episodes)

@@ -613,7 +613,11 @@ class PolicyResult:
     ``value_loss`` = Q*(s, optimal) - Q*(s, learned); ``curve``: the learning curve;
     ``ope``: ``policy, estimator, value, ci_lo, ci_hi, n`` (None without logged actions);
     ``projections``: ``segment, policy, period, active_share``; ``stability``: ``segment, stage,
-    gamma, churn_penalty, action``. ``mdp`` is kept in memory only (not stored with a run).
+    gamma, churn_penalty, action``. With a campaign log: ``ope_segments`` (``ope`` per segment's
+    held-out users, with a ``segment`` column), ``evidence`` (``retention.campaigns``' table per
+    segment × stage × action) and ``campaign`` (the log's checks,
+    ``retention.campaigns.CampaignChecks.to_dict``). ``mdp`` is kept in memory only (not stored
+    with a run).
     """
 
     kind: str
@@ -636,6 +640,9 @@ class PolicyResult:
     assumptions: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
     mdp: MDP | None = None
+    ope_segments: pd.DataFrame | None = None
+    evidence: pd.DataFrame | None = None
+    campaign: dict[str, Any] | None = None
 
     @property
     def fraction_of_optimum(self) -> float:
@@ -664,7 +671,22 @@ class PolicyResult:
         ope = None
         if self.ope is not None and not self.ope.empty:
             ope = ope_summary(self.ope, self.actions, LEARNED)
-        return {"policy": policy, "ope": ope}
+            if self.ope_segments is not None and not self.ope_segments.empty:
+                ope["segments"] = {
+                    str(int(g)): ope_summary(part, self.actions, LEARNED)
+                    for g, part in self.ope_segments.groupby("segment", sort=True)
+                }
+        out: dict[str, Any] = {"policy": policy, "ope": ope}
+        if self.campaign is not None:
+            evidence = self.evidence if self.evidence is not None else pd.DataFrame()
+            out["campaign"] = {
+                **self.campaign,
+                "evidence": [
+                    {**row, "ci": [row.pop("ci_lo"), row.pop("ci_hi")]}
+                    for row in evidence.to_dict("records")
+                ],
+            }
+        return out
 
 
 def recommendations_table(

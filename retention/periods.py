@@ -297,12 +297,14 @@ def period_of(
     *,
     ts_column: str = "ts",
 ) -> pd.DataFrame:
-    """Every row of ``table`` (e.g. the campaign log) with its global period index ``t`` added,
-    on the same grid as the events (``grid`` from :func:`period_grid`).
+    """Every row of ``table`` (e.g. the campaign log) with its global period index ``t`` (the
+    period containing the row's time) and ``phase`` (how far into that period the time falls,
+    0 at its start, < 1) added, on the same grid as the events (``grid`` from
+    :func:`period_grid`).
 
     Rows before the data's first period get ``t < 0`` and rows after its last get ``t > T``;
-    rows without a time get ``t`` NULL. Campaign-log timing (docs/architecture.md): a row in
-    period ``t`` is the action on the transition ``t - 1 -> t``.
+    rows without a time get ``t`` NULL. Which transition a campaign row is credited to is
+    :func:`credit_period` of these two columns.
     """
     if isinstance(table, pd.DataFrame):
         name = f"_rows_{uuid.uuid4().hex}"
@@ -317,14 +319,58 @@ def period_of(
                 f"The column {ts_column!r} is not in {ref}: cannot place its rows in periods. "
                 f"Columns present: {', '.join(cols)}."
             )
-        index = period_index_sql(grid.period, f"CAST({quote_ident(ts_column)} AS TIMESTAMP)")
-        sql = f"SELECT *, {index} AS t FROM {ref}"  # noqa: S608 -- quoted identifiers only
+        ts = f"CAST({quote_ident(ts_column)} AS TIMESTAMP)"
+        index = period_index_sql(grid.period, ts)
+        start = _TRUNC[grid.period].format(col=ts)
+        end = f"({start} + INTERVAL 1 {grid.period.upper()})"
+        phase = f"(epoch_us({ts}) - epoch_us({start})) / (epoch_us({end}) - epoch_us({start}))"
+        sql = f"SELECT *, {index} AS t, {phase} AS phase FROM {ref}"  # noqa: S608 -- fixed/quoted
         out = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
     finally:
         if name:
             con.unregister(name)
     out["t"] = out["t"].astype("Int64")
+    out["phase"] = out["phase"].astype(float)
     return out
+
+
+#: How a campaign send is credited to a move between periods (SPEC §1 "Timing"), first = default.
+TIMINGS: tuple[str, ...] = ("nearest", "start", "next")
+DEFAULT_TIMING = "nearest"
+#: What each timing rule means, in plain words (the Data page, the report, the CLI help).
+TIMING_HELP: dict[str, str] = {
+    "nearest": "a send counts for the period whose start is nearest to it (a Sunday-evening or "
+    "a Monday-morning e-mail both count for the week that starts that Monday)",
+    "start": "a send counts for the period that contains it",
+    "next": "a send counts for the period after the one that contains it",
+}
+
+
+def check_timing(timing: str) -> str:
+    """Validate a campaign timing rule name."""
+    if timing not in TIMINGS:
+        raise InputError(
+            f"The 'campaign timing' setting must be one of {', '.join(TIMINGS)}. Got {timing!r}."
+        )
+    return timing
+
+
+def credit_period(t: np.ndarray, phase: np.ndarray, timing: str) -> np.ndarray:
+    """The transition index each send is credited to: the move ``t' - 1 -> t'`` into period
+    ``t'``, from the period ``t`` that contains the send and its ``phase`` in it (see
+    :func:`period_of`).
+
+    ``start``: ``t' = t``; ``next``: ``t' = t + 1``; ``nearest``: the period whose start is
+    nearest to the send, ``t`` in the first half of its period and ``t + 1`` from the middle on
+    (a tie goes to the later period). A campaign acts on what happens after it is sent, so a
+    send late in a period cannot have caused the move into that same period.
+    """
+    t = np.asarray(t, dtype=np.int64)
+    if check_timing(timing) == "start":
+        return t
+    if timing == "next":
+        return t + 1
+    return t + (np.asarray(phase, dtype=float) >= 0.5)
 
 
 def stage_sql(recency: str) -> str:

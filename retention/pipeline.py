@@ -53,6 +53,7 @@ def run_pipeline(
             campaigns_path=config.campaigns,
             overrides=config.overrides,
             max_bytes=LOCAL_FILE_BYTES,
+            campaign_timing=config.campaign_timing,
         )
 
     ws = Workspace(config.workspace)
@@ -199,6 +200,8 @@ def _summary(
         summary["campaign_mapping"] = prepared.campaign_mapping
     if summary_policy.get("ope"):
         summary["ope"] = summary_policy["ope"]
+    if summary_policy.get("campaign"):
+        summary["campaign"] = summary_policy["campaign"]
     return summary
 
 
@@ -215,6 +218,7 @@ def _facts(
         "input file": Path(config.input).name,
         "input sha256": prepared.sha256,
         "campaign log": Path(config.campaigns).name if config.campaigns else "none",
+        **({"campaign timing": config.campaign_timing} if config.campaigns else {}),
         "rows used / left out": f"{report.rows_used:,} / {report.rows_rejected:,}",
         "column mapping": prepared.mapping,
         "period": period,

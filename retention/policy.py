@@ -5,11 +5,15 @@ a test can call on its own:
 
 1. :func:`estimate` — split the users (with a campaign log), read the logged transitions once,
    estimate the MDP (``retention.mdp``);
+   with a campaign log, :func:`check` what the log says (when sends fall, whether it is
+   randomised, the effects under each timing rule, the evidence per segment × stage × action;
+   ``retention.campaigns``);
 2. :func:`fit` — learn the Q-table: online Q-learning/SARSA on simulated users, or batch
    Q-learning over the logged transitions (``retention.learn``);
 3. :func:`diagnose` — compare with the exact optimum, project retention, map the stability over
    the discount and the churn penalty;
-4. :func:`evaluate` — off-policy estimates on the held-out users (``retention.evaluate``).
+4. :func:`evaluate` — off-policy estimates on the held-out users (``retention.evaluate``),
+   overall and per segment (:func:`evaluate_segments`).
 
 :func:`train_snapshot_policy` is the one-step policy of a campaign snapshot. The rest is what the
 front doors share: the stored run of a dataset (:func:`train_or_reuse_policy`,
@@ -29,12 +33,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from retention.campaigns import CampaignChecks, check_campaigns, evidence_table, with_timing
 from retention.errors import InputError
 from retention.evaluate import (
     estimate_propensities,
@@ -75,7 +80,13 @@ from retention.mdp import (
     summarize_events,
     summarize_panel,
 )
-from retention.periods import build_panel, period_grid, period_of, resolve_period
+from retention.periods import (
+    build_panel,
+    check_timing,
+    period_grid,
+    period_of,
+    resolve_period,
+)
 from retention.runs import train_policy_run
 from retention.strategies import baseline_action
 from retention.words import NOISE_SEGMENT, scaled
@@ -114,6 +125,7 @@ SETTING_NAMES: dict[str, str] = {
     "period": "period",
     "churn_after": "churned after (periods)",
     "segmentation_run": "segmentation run",
+    "campaign_timing": "campaign timing",
 }
 #: The stage of a snapshot user whose recency is missing (see :func:`snapshot_stage`).
 UNKNOWN_STAGE = "unknown"
@@ -231,6 +243,22 @@ def encoded_log(mdp: MDP, transitions: pd.DataFrame) -> pd.DataFrame:
             "propensity": tr["propensity"].to_numpy(dtype=float),
         }
     )
+
+
+def check(
+    panel: pd.DataFrame,
+    assignments: pd.DataFrame,
+    campaigns: pd.DataFrame,
+    *,
+    timing: str,
+    period: str,
+) -> tuple[CampaignChecks, pd.DataFrame]:
+    """What the campaign log says (all users, the rule in use): its checks and the evidence
+    table per segment × stage × action (``retention.campaigns``). ``campaigns`` is placed by
+    :func:`campaigns_by_period` (it has ``t_in`` and ``phase``)."""
+    checks = check_campaigns(panel, assignments, campaigns, timing=timing, period=period)
+    transitions = logged_transitions(panel, assignments, with_timing(campaigns, timing))
+    return checks, evidence_table(transitions)
 
 
 # --------------------------------------------------------------------------- 2. fit
@@ -396,6 +424,22 @@ def evaluate(
     )
 
 
+def evaluate_segments(
+    est: Estimate, policies: Mapping[str, np.ndarray], *, n_bootstrap: int = 200, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`evaluate` on each segment's held-out users alone, with a ``segment`` column: the
+    overall estimate can hide a segment the policy serves badly."""
+    assert est.test_transitions is not None
+    parts = []
+    for g in est.mdp.segments:
+        part = est.test_transitions[est.test_transitions["segment"] == g]
+        if part.empty:
+            continue
+        one = replace(est, test_transitions=part)
+        parts.append(evaluate(one, policies, n_bootstrap=n_bootstrap, seed=seed).assign(segment=g))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 # --------------------------------------------------------------------------- the chain
 
 
@@ -416,11 +460,14 @@ def train_policy(
     gammas: Sequence[float] = DEFAULT_GAMMAS,
     penalties: Sequence[float] = DEFAULT_PENALTIES,
     seed: int = 0,
+    campaign_timing: str | None = None,
+    period: str = "period",
     progress: Progress | None = None,
     callback: Callback | None = None,
 ) -> PolicyResult:
     """Estimate the MDP from an event-log panel, learn the policy, diagnose it against the exact
-    optimum, and (with a campaign log) evaluate it off-policy on held-out users.
+    optimum, and (with a campaign log) check the log and evaluate the policy off-policy on
+    held-out users, overall and per segment.
 
     ``panel``: the periods panel, or without a campaign log its
     :class:`~retention.mdp.PanelSummary` (e.g. :func:`~retention.mdp.summarize_events`, which
@@ -429,6 +476,9 @@ def train_policy(
     out); ``campaigns``: ``user_id, t, action[, propensity]``. ``algorithm``: ``q`` or ``sarsa``
     (online, on users simulated from the MDP; settings from ``learner``, whose seed is replaced
     by ``seed``) or ``batch`` (batch Q-learning over the logged transitions; needs a log).
+    ``campaign_timing``: the rule ``campaigns`` was credited by; with a log placed by
+    :func:`campaigns_by_period` (columns ``t_in``, ``phase``) the log is checked under every
+    rule (:func:`check`); ``period`` names the period in its sentences.
     """
     reward = reward or RewardSettings()
     has_log = campaigns is not None and len(campaigns) > 0
@@ -444,16 +494,25 @@ def train_policy(
         actions=actions, lift=lift, reward=reward, prior_strength=prior_strength,
         test_size=test_size, seed=seed,
     )  # fmt: skip
+    checks, evidence = None, None
+    if est.has_log and campaign_timing is not None and "phase" in campaigns:
+        _step(progress, 0.03, "Checking the campaign log")
+        assert isinstance(panel, pd.DataFrame) and assignments is not None
+        checks, evidence = check(
+            panel, clustered(assignments), campaigns, timing=check_timing(campaign_timing),
+            period=period,
+        )  # fmt: skip
     fitted = fit(est, algorithm, learner, progress=scaled(progress, 0.05, 0.8), callback=callback)
     diag = diagnose(
         est.mdp, fitted.q, projection_periods=projection_periods, gammas=gammas,
         penalties=penalties, progress=scaled(progress, 0.82, 0.94),
     )  # fmt: skip
     metrics = dict(fitted.metrics)
-    ope = None
+    ope = ope_segments = None
     if est.has_log:
         _step(progress, 0.94, "Evaluating on held-out users")
         ope = evaluate(est, diag.policies, n_bootstrap=n_bootstrap, seed=seed)
+        ope_segments = evaluate_segments(est, diag.policies, n_bootstrap=n_bootstrap, seed=seed)
         metrics["test_users"] = est.test_users
         metrics["test_transitions"] = int(ope["n"].iloc[0])
     metrics.update(
@@ -476,6 +535,7 @@ def train_policy(
         "learner": learner.resolved_params(),
         "seed": seed,
         "campaign_log": has_log,
+        **({"campaign_timing": campaign_timing} if has_log and campaign_timing else {}),
     }
     _step(progress, 1.0, "Done")
     return PolicyResult(
@@ -485,6 +545,8 @@ def train_policy(
         disagreements=diag.disagreements, curve=fitted.curve, value=diag.value,
         optimal_value=diag.optimal_value, ope=ope, projections=diag.projections,
         stability=diag.stability, assumptions=mdp.assumptions, metrics=metrics, mdp=mdp,
+        ope_segments=ope_segments, evidence=evidence,
+        campaign=None if checks is None else checks.to_dict(),
     )  # fmt: skip
 
 
@@ -738,17 +800,36 @@ def policy_settings(config: PipelineConfig, segmentation_run: str, period: str) 
     }
 
 
-def campaigns_by_period(ws: Workspace, dataset_id: str, period: str) -> pd.DataFrame | None:
-    """The campaign log with each row's period index ``t`` on the events' grid."""
+#: The rule of a dataset stored before timing rules existed (how its runs were made).
+LEGACY_TIMING = "start"
+
+
+def campaign_timing(ws: Workspace, dataset_id: str) -> str | None:
+    """The dataset's campaign timing rule (stored with its mapping); None without a log."""
     info = ws.dataset(dataset_id)
     if "campaigns" not in info.kinds:
+        return None
+    return check_timing(str(info.mapping.get("campaign.timing", LEGACY_TIMING)))
+
+
+def campaigns_by_period(
+    ws: Workspace, dataset_id: str, period: str, timing: str | None = None
+) -> pd.DataFrame | None:
+    """The campaign log on the events' grid: ``user_id, t, action, propensity, t_in, phase``,
+    ``t`` the transition each row is credited to under ``timing`` (default: the dataset's
+    rule), ``t_in`` the period containing it and ``phase`` how far into it (the one place a
+    campaign row meets the timing rule, so the MDP, the evaluation and the checks agree)."""
+    stored = campaign_timing(ws, dataset_id)
+    if stored is None:
         return None
     con = ws.cursor()
     grid = period_grid(con, ws.table(dataset_id, "events"), period)
     placed = period_of(con, ws.table(dataset_id, "campaigns"), grid)
-    placed = placed.dropna(subset=["t"])
-    placed["t"] = placed["t"].astype(int)
-    return placed[["user_id", "t", "action", "propensity"]]
+    placed = placed.dropna(subset=["t"]).rename(columns={"t": "t_in"})
+    placed["t_in"] = placed["t_in"].astype(int)
+    placed = placed[["user_id", "t_in", "phase", "action", "propensity"]]
+    out = with_timing(placed, timing or stored)
+    return out[["user_id", "t", "action", "propensity", "t_in", "phase"]]
 
 
 def train_or_reuse_policy(
@@ -831,6 +912,8 @@ def _train(
         reward=reward,
         learner=learner,
         seed=config.seed,
+        campaign_timing=campaign_timing(ws, dataset_id),
+        period=period,
         progress=progress,
     )
 
@@ -850,6 +933,7 @@ class PolicyChoices:
     campaigns: pd.DataFrame | None
     actions: tuple[str, ...]
     algorithms: tuple[str, ...]
+    timing: str | None = None
 
     @property
     def is_snapshot(self) -> bool:
@@ -880,7 +964,8 @@ def policy_choices(ws: Workspace, dataset_id: str, period: str) -> PolicyChoices
     if campaigns is None:
         return PolicyChoices("events", used, None, DEFAULT_ACTIONS, ("q", "sarsa"))
     logged = tuple(resolve_actions(None, campaigns["action"].astype(str)))
-    return PolicyChoices("events", used, campaigns, logged, ALGORITHMS)
+    timing = campaign_timing(ws, dataset_id)
+    return PolicyChoices("events", used, campaigns, logged, ALGORITHMS, timing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -939,7 +1024,8 @@ def train_from_form(
                          choices.campaigns),
             assignments, campaigns=choices.campaigns, actions=list(names), lift=lift,
             reward=reward, algorithm=form.algorithm, learner=learner, seed=int(form.seed),
-            progress=progress, callback=callback,
+            campaign_timing=choices.timing, period=choices.period, progress=progress,
+            callback=callback,
         )  # fmt: skip
 
     request = {

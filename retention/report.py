@@ -208,6 +208,9 @@ def make_report(
     if survival is not None:
         sections.append(_retention_section(survival))
     sections.append(_policy_section(policy, names))
+    campaign = campaign_section(policy.campaign, policy.evidence, policy.ope_segments, names)
+    if campaign is not None:
+        sections.append(campaign)
     sections.append(_strategies_section(strategies))
     return render_report(title, facts, sections)
 
@@ -280,4 +283,63 @@ def _strategies_section(strategies: Strategies) -> Section:
             ("Per segment", strategies.segments),
             ("Per segment and stage", strategies.table),
         ],
+    )
+
+
+def campaign_section(
+    campaign: Mapping[str, Any] | None,
+    evidence: pd.DataFrame | None,
+    ope_segments: pd.DataFrame | None,
+    names: Mapping[int, str],
+) -> Section | None:
+    """The report's "Campaign log" section: the timing rule, when sends fall, the effects under
+    each rule, the warnings, the evidence per segment × stage × action and the per-segment
+    off-policy estimates (None without a campaign log)."""
+    from retention.campaigns import (
+        CampaignChecks,
+        effects_side_by_side,
+        evidence_view,
+        timing_sentence,
+    )
+    from retention.charts.campaigns import send_time_histogram
+
+    if not campaign:
+        return None
+    checks = CampaignChecks.from_dict(dict(campaign))
+    rand = checks.randomisation
+    paragraphs = [timing_sentence(checks.timing, checks.period)]
+    if rand.get("p") is not None:
+        paragraphs.append(
+            f"Is the log randomised? Chi-square test of the action against the users' stage: "
+            f"p = {rand['p']:.2g}, Cramér's V = {rand['cramer_v']:.2f} "
+            f"({'no sign of targeting' if rand.get('randomised') else 'actions depend on the stage'})."  # fmt: skip
+        )
+    tables = [
+        (
+            f"Change in the chance of being active next {checks.period} against doing nothing, "
+            "per segment and action, under each timing rule (percentage points, 95% interval; "
+            "✓ = clear, p < 0.001).",
+            effects_side_by_side(checks.effects, checks.period),
+        ),
+        (
+            "Evidence per segment, stage and action (rule in use): share of users active next "
+            f"{checks.period} after the action and after doing nothing, the change with its 95% "
+            "Newcombe interval, and the logged decisions behind each.",
+            evidence_view(evidence if evidence is not None else pd.DataFrame(), dict(names)),
+        ),
+    ]
+    if ope_segments is not None and not ope_segments.empty:
+        tables.append(
+            (
+                "Off-policy estimates per segment, on its held-out users (value per logged "
+                "decision, 95% bootstrap intervals).",
+                ope_segments,
+            )
+        )
+    return Section(
+        "Campaign log",
+        paragraphs=paragraphs,
+        warnings=list(checks.warnings),
+        figures=[send_time_histogram(checks.send_times, checks.period)],
+        tables=tables,
     )

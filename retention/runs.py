@@ -120,6 +120,8 @@ def dataset_mapping(prepared: Prepared) -> dict[str, str]:
     }
     if prepared.campaigns_sha256:
         mapping["campaign.sha256"] = prepared.campaigns_sha256
+    if prepared.campaign_timing:
+        mapping["campaign.timing"] = prepared.campaign_timing
     return mapping
 
 
@@ -193,7 +195,10 @@ def load_segmentation(ws: Workspace, run_id: str) -> SegmentationResult:
 
 # -- policies ----------------------------------------------------------------------------------
 
-_FRAMES = ("states", "recommendations", "disagreements", "curve", "ope", "projections", "stability")
+_FRAMES = (
+    "states", "recommendations", "disagreements", "curve", "ope", "projections", "stability",
+    "ope_segments", "evidence",
+)  # fmt: skip
 
 
 def policy_stored(result: PolicyResult) -> Stored:
@@ -213,6 +218,7 @@ def policy_stored(result: PolicyResult) -> Stored:
         "segments": [int(g) for g in result.segments],
         "assumptions": list(result.assumptions),
         "summary": result.summary(),
+        "campaign": result.campaign,
     }
     return Stored(metrics=dict(result.metrics), artifacts=artifacts, settings=result.settings)
 
@@ -340,6 +346,9 @@ def load_policy(ws: Workspace, run_id: str) -> PolicyResult:
         stability=frames["stability"],
         assumptions=tuple(str(a) for a in meta.get("assumptions") or ()),
         metrics=metrics,
+        ope_segments=frames["ope_segments"],
+        evidence=frames["evidence"],
+        campaign=meta.get("campaign") if isinstance(meta.get("campaign"), dict) else None,
     )
 
 

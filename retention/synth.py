@@ -9,7 +9,7 @@ Dynamics, per user and period ``t`` after the user's first period:
 
 * the user's stage at ``t - 1`` follows SPEC §3 from their recency (``churn_after`` = 4);
 * an action ``a`` is drawn uniformly from ``ACTIONS`` (``none`` leaves no campaign row; any other
-  action is logged at the start of period ``t``, matching the campaign-log timing contract);
+  action is logged around the boundary into period ``t``, see ``send_time``);
 * the user is active in ``t`` with probability ``min(0.97, p_active[stage] * lift[a])``;
 * an active period has ``1 + Poisson(1)`` purchases of items from the segment's vocabulary
   (and, rarely, a generic item every segment buys).
@@ -28,6 +28,11 @@ ACTIONS: tuple[str, ...] = ("none", "recommendation", "engagement", "discount")
 STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
 START = pd.Timestamp("2024-01-01")  # a Monday
 _PERIOD = {"day": pd.Timedelta(days=1), "week": pd.Timedelta(weeks=1)}
+#: When the campaign send for the move into period ``t`` is logged (``make_planted(send_time=)``):
+#: ``start`` — just after period ``t`` starts (an hour in for weeks); ``end_before`` — late in the
+#: period before (6 hours before ``t`` starts for weeks: "decide on Sunday, act on Monday");
+#: ``around`` — uniformly within ±1 day of the boundary (±0.4 of a period for days).
+SEND_TIMES: tuple[str, ...] = ("start", "end_before", "around")
 
 
 @dataclass(frozen=True)
@@ -218,13 +223,20 @@ def make_planted(
     seed: int = 0,
     n_segments: int = 4,
     churn_after: int = 4,
+    send_time: str = "start",
 ) -> Planted:
     """Generate an event log and a randomised campaign log with planted segments.
 
     Returns a :class:`Planted` whose ``events`` has columns ``user_id, ts, amount, text, event,
     country``, ``campaigns`` has ``user_id, ts, action, propensity`` and ``truth`` has
-    ``user_id, segment``. Same arguments, same data.
+    ``user_id, segment``. ``send_time`` (one of :data:`SEND_TIMES`) places each send relative to
+    the start of the period it acts on; the dynamics do not depend on it. Same arguments, same
+    data.
     """
+    if send_time not in SEND_TIMES:
+        raise ValueError(
+            f"The 'send_time' parameter must be one of {list(SEND_TIMES)}. Got {send_time!r}."
+        )
     if period not in _PERIOD:
         raise ValueError(f"The 'period' parameter must be 'day' or 'week'. Got {period!r}.")
     if n_users < 10:
@@ -293,13 +305,27 @@ def make_planted(
     campaigns = pd.DataFrame(
         {
             "user_id": user_ids[cu],
-            "ts": START + step * ct + pd.Timedelta(hours=1) * (1 if period == "week" else 0.1),
+            "ts": START + step * ct + _send_offsets(send_time, period, cu.size, rng),
             "action": np.array(ACTIONS, dtype=object)[actions[cu, ct]].astype(str),
             "propensity": 1.0 / len(ACTIONS),
         }
     ).sort_values(["ts", "user_id"], kind="stable", ignore_index=True)
     truth = pd.DataFrame({"user_id": user_ids, "segment": segment.astype(int)})
     return Planted(events, campaigns, truth, specs, period, churn_after)
+
+
+def _send_offsets(
+    send_time: str, period: str, n: int, rng: np.random.Generator
+) -> pd.TimedeltaIndex:
+    """Offsets of ``n`` sends from the start of the period they act on (see :data:`SEND_TIMES`).
+    Drawn after the events, so ``start`` logs are the same as before the option existed."""
+    step = _PERIOD[period]
+    if send_time == "start":
+        return pd.to_timedelta(np.full(n, 1 if period == "week" else 0.1), unit="h")
+    if send_time == "end_before":
+        return pd.to_timedelta(np.full(n, -(6 if period == "week" else 0.1 * 24)), unit="h")
+    half_width = min(pd.Timedelta(days=1), 0.4 * step).total_seconds()
+    return pd.to_timedelta(np.round(rng.uniform(-half_width, half_width, n)), unit="s")
 
 
 def main(argv: list[str] | None = None) -> None:

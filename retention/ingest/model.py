@@ -181,6 +181,7 @@ class Prepared:
     campaign_mapping: dict[str, str] | None = None
     campaign_report: ValidationReport | None = None
     campaigns_sha256: str | None = None
+    campaign_timing: str | None = None  # the rule crediting sends to periods (retention.periods)
     detection: Detection | None = None
     source: SourceInfo | None = None
 

@@ -40,6 +40,7 @@ from retention.ingest.sources import FrameSource, TableSource, open_source
 from retention.ingest.staging import StagedTable, exposed
 from retention.ingest.times import check_time_format, family_or_none
 from retention.ingest.validate import Stats, resolve_mapping, validate
+from retention.periods import DEFAULT_TIMING, check_timing
 
 
 def prepare_source(
@@ -51,21 +52,23 @@ def prepare_source(
     detection: Detection | None = None,
     campaigns: FrameSource | None = None,
     campaign_mapping: Mapping[str, str | None] | None = None,
+    campaign_timing: str = DEFAULT_TIMING,
 ) -> Prepared:
     """Validate ``source`` under ``mapping`` ({role: column}) into a :class:`Prepared`.
 
     ``time_format`` forces a format family; otherwise, when ``detection`` found the mapped time
     column, its family is used, else the family parsing most of a sample. A campaign log
     (``campaigns``, with an event log only) is validated by :func:`add_campaigns`, its roles
-    detected when ``campaign_mapping`` is None.
+    detected when ``campaign_mapping`` is None, with the timing rule ``campaign_timing``.
     """
     check_shape(shape)
     check_time_format(time_format)
+    check_timing(campaign_timing)
     prepared = _prepare_rows(source, mapping, shape, time_format, detection)
     if campaigns is not None:
         if shape != "events":
             raise InputError("A campaign log goes with an event log, not with a campaign snapshot.")
-        prepared = add_campaigns(prepared, campaigns, campaign_mapping)
+        prepared = add_campaigns(prepared, campaigns, campaign_mapping, timing=campaign_timing)
     return prepared
 
 
@@ -126,12 +129,20 @@ def _time_format(
 
 
 def add_campaigns(
-    prepared: Prepared, campaigns: FrameSource, mapping: Mapping[str, str | None] | None = None
+    prepared: Prepared,
+    campaigns: FrameSource,
+    mapping: Mapping[str, str | None] | None = None,
+    *,
+    timing: str = DEFAULT_TIMING,
 ) -> Prepared:
-    """``prepared`` (an event log) with its campaign log validated, mapped and hashed.
+    """``prepared`` (an event log) with its campaign log validated, mapped and hashed, and the
+    timing rule that credits its sends to periods (``retention.periods.TIMINGS``).
 
-    Campaign rows naming users without events are kept and counted in a note.
+    Campaign rows naming users without events, or falling outside the events' time span, are
+    kept and counted in notes. A log none of whose rows falls inside that span, or whose
+    actions never repeat (an id column mapped as the action), is refused.
     """
+    check_timing(timing)
     con = new_connection()
     try:
         relation = campaigns.open(con, "_campaigns")
@@ -146,17 +157,64 @@ def add_campaigns(
     if len(cframe) == 0:
         raise InputError(_nothing_left_message(campaigns.name, creport))
     assert prepared.events is not None
+    notes = _campaign_checks(cframe, prepared.events, campaigns.name, resolved)
     unknown = _unknown_users(cframe, prepared.events)
     if unknown:
-        note = f"{unknown:,} campaign rows name users that have no events."
-        creport = replace(creport, notes=(*creport.notes, note))
+        notes.append(f"{unknown:,} campaign rows name users that have no events.")
+    creport = replace(creport, notes=(*creport.notes, *notes))
     return replace(
         prepared,
         frames={**prepared.frames, "campaigns": cframe},
         campaign_mapping=resolved,
         campaign_report=creport,
         campaigns_sha256=campaigns.sha256,
+        campaign_timing=timing,
     )
+
+
+def _campaign_checks(
+    campaigns: pd.DataFrame | StagedTable,
+    events: pd.DataFrame | StagedTable,
+    name: str,
+    mapping: Mapping[str, str],
+) -> list[str]:
+    """Refuse a campaign log that cannot serve (no row inside the events' time span; actions
+    that never repeat); notes on the rows outside that span."""
+    con = new_connection()
+    try:
+        with exposed(con, "_c", campaigns), exposed(con, "_e", events):
+            ((first, last),) = con.execute("SELECT min(ts), max(ts) FROM _e").fetchall()
+            inside, c_first, c_last = con.execute(
+                "SELECT count(*) FILTER (WHERE ts BETWEEN $a AND $b), min(ts), max(ts) FROM _c",
+                {"a": first, "b": last},
+            ).fetchall()[0]
+            most = con.execute(
+                "SELECT max(n) FROM (SELECT count(*) AS n FROM _c GROUP BY action)"
+            ).fetchall()[0][0]
+            rows = con.execute("SELECT count(*) FROM _c").fetchall()[0][0]
+    finally:
+        con.close()
+    if inside == 0:
+        raise InputError(
+            f"None of the {rows:,} rows of the campaign log '{name}' falls within the event "
+            f"log's time span ({first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}); the campaign "
+            f"log runs from {c_first:%Y-%m-%d %H:%M} to {c_last:%Y-%m-%d %H:%M}. Check that "
+            f"the campaign log belongs to this event log and that its time column "
+            f"('{mapping.get('time')}') is the send time."
+        )
+    if rows >= 2 and most < 2:
+        raise InputError(
+            f"The action column '{mapping.get('action')}' of the campaign log '{name}' never "
+            f"repeats a value ({rows:,} rows, {rows:,} different actions): it looks like an id, "
+            f"not the treatment. Map the column that names the action (e.g. 'discount', "
+            f"'email'), with --map campaign.action=COLUMN or on the Data page."
+        )
+    if inside < rows:
+        return [
+            f"{rows - inside:,} campaign rows fall outside the event log's time span and "
+            "cannot count for any move between periods."
+        ]
+    return []
 
 
 def prepare(
@@ -168,6 +226,7 @@ def prepare(
     campaign_mapping: Mapping[str, str | None] | None = None,
     source_name: str | None = None,
     time_format: str | None = None,
+    campaign_timing: str = DEFAULT_TIMING,
 ) -> Prepared:
     """Validate a raw frame into the canonical frames of docs/architecture.md.
 
@@ -191,6 +250,7 @@ def prepare(
         if campaigns is None
         else FrameSource(campaigns, default_name="the campaign log"),
         campaign_mapping=campaign_mapping,
+        campaign_timing=campaign_timing,
     )
 
 
@@ -201,6 +261,7 @@ def ingest(
     overrides: Mapping[str, str | None] | None = None,
     shape: Shape | None = None,
     max_bytes: int | None = None,
+    campaign_timing: str = DEFAULT_TIMING,
 ) -> Prepared:
     """Read, detect roles, apply ``overrides`` ({role: column}) and prepare, in one call.
 
@@ -209,6 +270,7 @@ def ingest(
     delimiter) are read by DuckDB straight from disk; everything else via :func:`read_table`.
     Both go through :func:`prepare_source`.
     """
+    check_timing(campaign_timing)
     limit = limits.max_upload_bytes() if max_bytes is None else max_bytes
     overrides = dict(overrides or {})
     campaign_overrides = {
@@ -227,7 +289,7 @@ def ingest(
         raise InputError("--campaigns goes with an event log; this input is a campaign snapshot.")
     campaigns = FrameSource(read_table(campaigns_path, max_bytes=limit))
     campaign_mapping = {**detect_campaign_roles(campaigns.frame), **campaign_overrides}
-    return add_campaigns(prepared, campaigns, campaign_mapping)
+    return add_campaigns(prepared, campaigns, campaign_mapping, timing=campaign_timing)
 
 
 def _nothing_left_message(name: str, report: ValidationReport) -> str:

@@ -155,3 +155,42 @@ def test_reopens_runs_stored_in_other_shapes(app_workspace, planted_dataset):
     at.selectbox(key="policy.show").set_value(old).run()
     assert not at.exception, at.exception
     assert np.isclose(float(at.metric[0].value), result.value, atol=1e-3)
+
+
+def test_campaign_checks_show_the_rule_and_warn_on_a_mistimed_log(app_workspace):
+    """Sends at the end of the week before, stored with the rule 'start': the page names the
+    rule and warns; the evidence table is there."""
+    from retention.ingest import prepare
+    from retention.policy import PolicyForm, policy_choices, train_from_form
+    from retention.runs import store_dataset
+    from retention.synth import make_planted
+
+    planted = make_planted(n_users=600, n_periods=20, seed=1, send_time="end_before")
+    prepared = prepare(
+        planted.events,
+        {"user": "user_id", "time": "ts", "amount": "amount", "text": "text", "event": "event"},
+        "events",
+        campaigns=planted.campaigns,
+        campaign_mapping={"user": "user_id", "time": "ts", "action": "action"},
+        campaign_timing="start",
+    )
+    ds = store_dataset(app_workspace, prepared, "mistimed")
+    run_id = app_workspace.start_run("segmentation", ds, {"k": 4})
+    labels = pd.DataFrame(
+        {"segment": [0, 1, 2, 3], "label": ["a", "b", "c", "d"], "keywords": ["", "", "", ""],
+         "users": [150] * 4, "representatives": ["", "", "", ""]}
+    )  # fmt: skip
+    app_workspace.finish_run(
+        run_id, metrics={}, artifacts={"assignments": planted.truth, "labels": labels}
+    )
+    choices = policy_choices(app_workspace, ds, "week")
+    assert choices.timing == "start"
+    form = PolicyForm(actions=choices.action_table(), episodes=20)
+    train_from_form(app_workspace, ds, run_id, planted.truth, choices, form)
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    shown = " ".join(c.value for c in at.caption)
+    assert "Campaign timing: 'start'" in shown
+    warnings = " ".join(w.value for w in at.warning)
+    assert "'nearest'" in warnings
+    assert any("decisions with the action" in d.value.columns for d in at.dataframe)

@@ -1,0 +1,72 @@
+"""The Policy page's campaign-log checks (issue 12): the timing rule in use, when sends fall,
+the effects under each timing rule, the warnings, the evidence per segment × stage × action and
+the off-policy estimates per segment. The library decides (``retention.campaigns``); this
+renders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import streamlit as st
+
+from retention.campaigns import (
+    CampaignChecks,
+    effects_side_by_side,
+    evidence_view,
+    segment_ope_view,
+    timing_sentence,
+)
+from retention.charts.campaigns import send_time_histogram
+from retention.learn import PolicyResult
+
+
+def show(result: PolicyResult, names: Mapping[int, str]) -> None:
+    """Everything the campaign log says about this run; nothing without a log."""
+    if not result.campaign:
+        return
+    checks = CampaignChecks.from_dict(result.campaign)
+    period = checks.period
+    st.subheader("Can the campaign log be trusted?")
+    st.caption(timing_sentence(checks.timing, period) + " Change it on the Data page.")
+    for warning in checks.warnings:
+        st.warning(warning, icon=":material/warning:")
+    if checks.warnings:
+        st.caption(
+            "The share of the optimum above is measured on the model estimated from this log: "
+            "it cannot tell whether the log was read the right way."
+        )
+    left, right = st.columns([2, 3])
+    left.plotly_chart(send_time_histogram(checks.send_times, period), key="campaign.sends")
+    rand = checks.randomisation
+    with right:
+        if rand.get("p") is not None:
+            verdict = (
+                "no sign that actions were chosen by stage: differences are measured effects"
+                if rand.get("randomised")
+                else "actions depend on the stage: differences are not measured effects"
+            )
+            st.markdown(
+                f"**Randomised?** {verdict} (chi-square test of action against stage: "
+                f"p = {rand['p']:.2g}, Cramér's V = {rand['cramer_v']:.2f}; V near 0 = "
+                "independent)."
+            )
+        st.markdown(
+            f"**Which {period} does a send act on?** The change in the chance of being active "
+            f"next {period} against doing nothing, per segment and action, if sends count "
+            f"under each rule (percentage points, 95% interval; ✓ = clear, p < 0.001). A "
+            "randomised send credited to the wrong move shows no effect."
+        )
+        st.dataframe(effects_side_by_side(checks.effects, period), hide_index=True)
+    st.markdown(
+        f"**Evidence per segment, stage and action** (rule '{checks.timing}'): the share of "
+        f"users active next {period} after each action and after doing nothing, the change "
+        "with its 95% interval (Newcombe), and how many logged decisions are behind each."
+    )
+    st.dataframe(evidence_view(result.evidence, dict(names)), hide_index=True)
+    per_segment = segment_ope_view(result.ope_segments, dict(names))
+    if not per_segment.empty:
+        st.markdown(
+            "**Off-policy estimates per segment** on its held-out users (doubly robust, mean "
+            "reward of one period per logged decision, 95% bootstrap intervals)."
+        )
+        st.dataframe(per_segment, hide_index=True)
