@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from pages.common import (
@@ -17,19 +17,17 @@ from pages.common import (
     stop_with_error,
     workspace,
 )
+from pages.data_views import chosen_files, manage_datasets, role_pickers, show_report
 from retention.errors import InputError
 from retention.ingest import (
     CAMPAIGN_ROLES,
     EVENT_ROLES,
-    REQUIRED_ROLES,
-    ROLE_HELP,
     SHAPE_LABELS,
     SNAPSHOT_ROLES,
     Detection,
     FrameSource,
     Prepared,
     TableSource,
-    ValidationReport,
     detect_campaign_roles,
     detect_roles,
     open_source,
@@ -37,10 +35,7 @@ from retention.ingest import (
     read_table,
 )
 from retention.periods import DEFAULT_TIMING, TIMING_HELP, TIMINGS
-from retention.runs import dataset_mapping
-from retention.samples import SAMPLE_DIR, SAMPLES
-
-NONE = "— not in this file —"
+from retention.runs import find_dataset, store_dataset
 
 ws = workspace()
 st.title("Data")
@@ -96,83 +91,8 @@ def _prepare(key: tuple, run: Callable[[], Prepared]) -> Prepared:
     return cached[1]
 
 
-def _show_report(report: ValidationReport, title: str) -> None:
-    used, rejected = report.rows_used, report.rows_rejected
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Rows in the file", f"{report.rows:,}")
-    c2.metric("Rows used", f"{used:,}")
-    c3.metric("Rows left out", f"{rejected:,}")
-    if rejected:
-        st.markdown(f"**{title}: why rows were left out**")
-        st.dataframe(report.reasons_table(), hide_index=True, width="stretch")
-        for reason, sample in report.samples.items():
-            with st.expander(f"Examples: {reason}"):
-                st.dataframe(sample, hide_index=True, width="stretch")
-    for note in report.notes:
-        st.caption(f"ℹ️ {note}")
-
-
-def _pickers(
-    columns: list[str], guess: dict[str, str | None], roles: tuple[str, ...], key: str,
-    detection: Detection | None = None,
-) -> dict[str, str | None]:  # fmt: skip
-    """One select box per role, preset to the guess; {role: column or None}."""
-    options = [NONE, *columns]
-    derived = guess.get("amount")
-    amount_options = options + ([derived] if derived and derived not in columns else [])
-    chosen: dict[str, str | None] = {}
-    cols = st.columns(min(len(roles), 5 if detection else 4))
-    for i, role in enumerate(roles):
-        here = amount_options if role == "amount" else options
-        label, help = role.capitalize(), None
-        if detection is not None:
-            label += " *" if role in REQUIRED_ROLES[detection.shape] else ""
-            help = ROLE_HELP[role] + (f" Detected: {detection.why[role]}" if role in detection.why else "")  # fmt: skip
-        index = here.index(guess[role]) if guess.get(role) in here else 0
-        pick = cols[i % len(cols)].selectbox(
-            label, here, index=index, help=help, key=f"{key}.{role}"
-        )
-        chosen[role] = None if pick == NONE else pick
-    return chosen
-
-
-def _chosen_files() -> tuple[tuple[str, bytes] | None, tuple[str, bytes] | None]:
-    """(name, bytes) of the file and of the campaign log, uploaded or a bundled sample."""
-    source = st.radio(
-        "Source",
-        ["Upload a file", "A bundled sample"],
-        horizontal=True,
-        label_visibility="collapsed",
-        key="data.source",
-    )
-    if source == "Upload a file":
-        upload = st.file_uploader(
-            "Your file",
-            help="The data never leaves this computer: it is stored in the workspace folder.",
-            key="upload",
-        )
-        with st.expander("Campaign log (optional, with an event log)"):
-            st.caption(
-                "One row per treatment a user received: user, time, action (and, if you have "
-                "it, the propensity). Users without a row in a period got no action."
-            )
-            campaign_upload = st.file_uploader("Campaign log", key="campaign_upload")
-        file = None if upload is None else (upload.name, upload.getvalue())
-        campaigns = (
-            None if campaign_upload is None else (campaign_upload.name, campaign_upload.getvalue())
-        )
-        return file, campaigns
-    available = [s for s in SAMPLES if (SAMPLE_DIR / s.file).exists()]
-    sample = st.selectbox("Sample", available, format_func=lambda s: s.name, key="data.sample")
-    st.caption(sample.description)
-    file = (sample.file, (SAMPLE_DIR / sample.file).read_bytes())
-    if sample.campaigns:
-        return file, (sample.campaigns, (SAMPLE_DIR / sample.campaigns).read_bytes())
-    return file, None
-
-
 with add_tab:
-    file, campaign_file = _chosen_files()
+    file, campaign_file = chosen_files()
     if file is None:
         st.info(
             "Upload a file to start. The sample datasets are already in your workspace: pick "
@@ -205,7 +125,9 @@ with add_tab:
         detection = detected if shape == detected.shape else _detect(sha, shape, source)
         st.markdown("**Which column is which?** Detected for you — change anything that is wrong.")
         roles = EVENT_ROLES if shape == "events" else SNAPSHOT_ROLES
-        mapping = _pickers(source.columns, detection.roles, roles, f"roles.{file_key}", detection)
+        mapping = role_pickers(
+            source.columns, detection.roles, roles, f"roles.{file_key}", detection
+        )
 
         campaigns, campaign_mapping, campaign_sha, timing = None, None, None, DEFAULT_TIMING
         if campaign_file is not None and shape == "events":
@@ -216,7 +138,7 @@ with add_tab:
                 stop_with_error(exc)
             guess = _detect_campaigns(campaign_sha, campaigns)
             st.markdown("**Campaign log columns**")
-            campaign_mapping = _pickers(campaigns.columns, guess, CAMPAIGN_ROLES, f"campaign.{file_key}")  # fmt: skip
+            campaign_mapping = role_pickers(campaigns.columns, guess, CAMPAIGN_ROLES, f"campaign.{file_key}")  # fmt: skip
             timing = st.selectbox(
                 "Which period does a send count for?",
                 TIMINGS,
@@ -244,76 +166,35 @@ with add_tab:
             stop_with_error(exc)
 
         st.subheader("Validation report")
-        _show_report(prepared.report, "Your file")
+        show_report(prepared.report, "Your file")
         if prepared.campaign_report is not None:
-            _show_report(prepared.campaign_report, "Campaign log")
+            show_report(prepared.campaign_report, "Campaign log")
         st.caption(f"{prepared.users:,} users.")
 
+        # The file's own bytes and name (the sample or the upload), whichever source read it.
+        prepared = replace(prepared, sha256=sha, source_name=file_name)
+        stored = find_dataset(ws, prepared)
+        if stored is not None:
+            st.info(
+                f"This file, read with these columns, is already in your workspace as "
+                f"**{ws.dataset(stored).name}**. Saving again opens that dataset; nothing is "
+                "stored twice.",
+                icon=":material/content_copy:",
+            )
         name = st.text_input("Dataset name", value=Path(file_name).name.split(".")[0])
         if st.button("Save to workspace", type="primary", icon=":material/save:"):
             try:
-                dataset_id = ws.save_dataset(
-                    name=name,
-                    source_name=file_name,
-                    sha256=sha,
-                    shape=shape,
-                    frames=prepared.frames,
-                    mapping=dataset_mapping(prepared),
-                    report=prepared.report_dict(),
-                )
+                dataset_id = store_dataset(ws, prepared, name)
             except InputError as exc:
                 stop_with_error(exc)
             set_current_dataset(dataset_id)
-            st.session_state["data.flash"] = f"Saved “{name}” and made it the current dataset."
+            st.session_state["data.flash"] = (
+                f"Saved “{name}” and made it the current dataset."
+                if stored is None
+                else f"“{ws.dataset(dataset_id).name}” already held this file: made it the "
+                "current dataset."
+            )
             st.rerun()
 
 with manage_tab:
-    datasets = ws.datasets()
-    if datasets.empty:
-        st.info("No datasets yet.")
-    else:
-        table = datasets.assign(created=datasets["created"].dt.strftime("%Y-%m-%d %H:%M"))
-        st.dataframe(
-            table[["name", "shape", "rows", "source_name", "created"]].rename(
-                columns={
-                    "name": "Name",
-                    "shape": "Kind",
-                    "rows": "Rows",
-                    "source_name": "File",
-                    "created": "Added",
-                }
-            ),
-            hide_index=True,
-            width="stretch",
-        )
-        ids = list(datasets["id"])
-        names = dict(zip(datasets["id"], datasets["name"], strict=True))
-        target = st.selectbox("Dataset", ids, format_func=names.__getitem__, key="manage.target")
-        info = ws.dataset(target)
-        with st.expander("Column roles and validation report"):
-            st.json(info.mapping, expanded=True)
-            rep = info.report
-            st.write(
-                f"{rep.get('rows_used', info.rows):,} rows used, "
-                f"{rep.get('rows_rejected', 0):,} left out."
-            )
-            if rep.get("reasons"):
-                st.dataframe(pd.DataFrame(rep["reasons"]), hide_index=True)
-        c1, c2 = st.columns(2)
-        with c1:
-            new_name = st.text_input("New name", value=names[target], key=f"rename.{target}")
-            if st.button("Rename", key="rename"):
-                try:
-                    ws.rename_dataset(target, new_name)
-                except InputError as exc:
-                    stop_with_error(exc)
-                st.rerun()
-        with c2:
-            sure = st.checkbox(
-                f"Yes, delete “{names[target]}” and everything computed on it", key="delete.sure"
-            )
-            if st.button("Delete", disabled=not sure, key="delete", icon=":material/delete:"):
-                ws.delete_dataset(target)
-                st.session_state.pop("dataset_id", None)
-                st.query_params.pop("dataset", None)
-                st.rerun()
+    manage_datasets(ws)

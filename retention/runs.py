@@ -141,9 +141,6 @@ def store_dataset(ws: Workspace, prepared: Prepared, name: str) -> str:
     found = find_dataset(ws, prepared)
     if found is not None:
         return found
-    report = prepared.report.to_dict()
-    if prepared.campaign_report is not None:
-        report["campaigns"] = prepared.campaign_report.to_dict()
     return ws.save_dataset(
         name=name,
         source_name=prepared.source_name,
@@ -151,7 +148,7 @@ def store_dataset(ws: Workspace, prepared: Prepared, name: str) -> str:
         shape=prepared.shape,
         frames=prepared.frames,
         mapping=dataset_mapping(prepared),
-        report=report,
+        report=prepared.report_dict(),
     )
 
 

@@ -34,6 +34,16 @@ def test_sample_is_read_mapped_validated_and_saved_and_survives_refresh(app_work
     assert picker.value == app_workspace.datasets()["id"].iloc[0]
     assert "My planted data" in picker.format_func(picker.value)
 
+    # The same file with the same columns again: the page says so, and saving stores nothing new
+    # (one home for storing a dataset: retention.runs.store_dataset, as on the command line).
+    fresh.radio(key="data.source").set_value("A bundled sample").run()
+    fresh.selectbox(key="data.sample").select_index(-1).run()
+    assert any("already in your workspace" in i.value for i in fresh.info)
+    [b for b in fresh.button if b.label == "Save to workspace"][0].click().run()
+    assert not fresh.exception
+    assert list(app_workspace.datasets()["name"]) == ["My planted data"]
+    assert any("already held this file" in s.value for s in fresh.success)
+
 
 def test_bad_mapping_is_a_clear_error_not_a_traceback(app_workspace):
     at = make_app()
