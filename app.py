@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import dataset_sidebar, ensure_samples, refuse_an_open_server, route
+from pages.ui.common import dataset_sidebar, ensure_samples, refuse_an_open_server, route
 
 st.set_page_config(page_title="Retention Studio", page_icon=":material/insights:", layout="wide")
 refuse_an_open_server()

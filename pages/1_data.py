@@ -10,14 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.common import (
+from pages.ui.common import (
     current_dataset,
     page_link,
     set_current_dataset,
     stop_with_error,
     workspace,
 )
-from pages.data_views import chosen_files, manage_datasets, role_pickers, show_report
+from pages.ui.data_views import chosen_files, manage_datasets, role_pickers, show_report
 from retention.errors import InputError
 from retention.ingest import (
     CAMPAIGN_ROLES,

@@ -2,21 +2,21 @@
 distinctive words, on a 2-D map; rename a segment and the name is kept.
 
 The page reads the settings, runs :func:`retention.runs.run_segmentation` and renders the run
-(:mod:`pages.segments_form`, :mod:`pages.segments_views`)."""
+(:mod:`pages.ui.segments_form`, :mod:`pages.ui.segments_views`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import (
+from pages.ui.common import (
     current_segmentation,
     require_dataset,
     segment_names,
     stop_with_error,
     workspace,
 )
-from pages.segments_form import settings_form
-from pages.segments_views import (
+from pages.ui.segments_form import settings_form
+from pages.ui.segments_views import (
     download,
     how_k_was_chosen,
     names_form,

@@ -3,21 +3,21 @@ churn (Kaplan–Meier), with the log-rank test in plain words.
 
 The page reads the controls, computes through :mod:`retention.cohorts` (cached by workspace
 folder + dataset id + settings, so a rerun with the same settings is a cache hit) and renders
-(:mod:`pages.retention_views`)."""
+(:mod:`pages.ui.retention_views`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
+from pages.ui.common import (
     current_segmentation,
     require_dataset,
     segment_names,
     stop_with_error,
     workspace,
 )
-from pages.retention_views import (
+from pages.ui.retention_views import (
     NONE,
     SEGMENTS,
     cohort_controls,

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages import campaign_views
-from pages import policy_views as views
-from pages.common import (
+from pages.ui import campaign_views
+from pages.ui import policy_views as views
+from pages.ui.common import (
     current_segmentation,
     page_link,
     require_dataset,
@@ -16,6 +16,7 @@ from pages.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.policy_form import settings_form
 from retention.campaigns import timing_sentence
 from retention.charts.policy import learning_curve
 from retention.errors import InputError
@@ -56,7 +57,7 @@ if choices.timing:
     st.caption(f":material/schedule: {timing_sentence(choices.timing, choices.period)}")
 
 # ----------------------------------------------------------------------------- train
-form = views.settings_form(choices, expanded=ws.runs(kind="policy", dataset_id=info.id).empty)
+form = settings_form(choices, expanded=ws.runs(kind="policy", dataset_id=info.id).empty)
 if st.button("Train", type="primary", icon=":material/model_training:"):
     bar = st.progress(0.0, "Starting…")
     live = st.empty()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
+from pages.ui.common import (
     current_segmentation,
     page_link,
     require_dataset,

@@ -1,5 +1,5 @@
 """Rendering for the Segments page: the run picker, the overview, the profile, the names
-form and the download (the settings form is :mod:`pages.segments_form`). Each function draws
+form and the download (the settings form is :mod:`pages.ui.segments_form`). Each function draws
 one part and returns what the user chose; the page decides what to run, the library computes."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import stop_with_error
+from pages.ui.common import stop_with_error
 from retention.errors import InputError
 from retention.ingest import REQUIRED_ROLES, ROLE_HELP, Detection, ValidationReport
 from retention.samples import SAMPLE_DIR, SAMPLES

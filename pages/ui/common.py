@@ -19,7 +19,7 @@ from retention.samples import samples_loaded
 from retention.serve import ALLOW_OPEN_ENV, exposure_problem
 from retention.workspace import DatasetInfo, Run, Workspace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: The app's pages in menu order: short name -> (file, title, icon). The first is the default.
 PAGES: dict[str, tuple[str, str, str]] = {
     "data": ("pages/1_data.py", "Data", ":material/upload_file:"),
