@@ -35,6 +35,7 @@ from scipy import stats
 
 from retention.mdp import NONE, logged_transitions
 from retention.periods import TIMING_HELP, TIMINGS, credit_period
+from retention.words import segment_name
 
 #: Effects whose two-sided p-value is below this are "clear" (|z| >= 3.29).
 CLEAR_P = 0.001
@@ -358,7 +359,7 @@ def evidence_view(evidence: pd.DataFrame, names: dict[int, str] | None = None) -
     e = evidence
     return pd.DataFrame(
         {
-            "segment": [names.get(int(g), f"segment {int(g)}") for g in e["segment"]],
+            "segment": [segment_name(names, g) for g in e["segment"]],
             "stage": e["stage"].astype(str),
             "action": e["action"].astype(str),
             "active next period after the action (%)": (100 * e["p_active"]).round(1),
@@ -394,7 +395,7 @@ def segment_ope_view(
     rows = []
     for g, part in dr.groupby("segment", sort=True):
         by = part.set_index("policy")
-        row: dict[str, Any] = {"segment": names.get(int(g), f"segment {int(g)}")}
+        row: dict[str, Any] = {"segment": segment_name(names, g)}
         for label, policy in (
             ("learned policy", "learned policy"),
             ("doing nothing", "always none"),

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from retention.errors import InputError
-from retention.periods import DEFAULT_TIMING, TIMING_HELP, TIMINGS
+from retention.periods import DEFAULT_CHURN_AFTER, DEFAULT_TIMING, TIMING_HELP, TIMINGS
 from retention.private import restrict_umask
 
 T = TypeVar("T")
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--churn-after",
         metavar="N",
         type=_churn_after,
-        default=4,
+        default=DEFAULT_CHURN_AFTER,
         help="periods without activity after which a user counts as churned (>= 2)",
     )
     run.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")

@@ -29,7 +29,8 @@ from retention.charts import segments as segment_charts
 from retention.learn import PolicyResult
 from retention.results import StoredStrategies
 from retention.segments import SegmentationResult
-from retention.strategies import Strategies
+from retention.strategies import VERDICT_HURTS, Strategies
+from retention.words import segment_name
 from retention.workspace import Workspace
 
 LIBRARIES = (
@@ -217,7 +218,7 @@ def make_report(
 
 def _segments_section(segmentation: SegmentationResult, names: Mapping[int, str]) -> Section:
     labels = segmentation.labels.assign(
-        name=segmentation.labels["segment"].map(lambda s: names.get(int(s), str(s)))
+        name=segmentation.labels["segment"].map(lambda s: segment_name(names, s))
     )
     return Section(
         "Segments",
@@ -270,7 +271,7 @@ def _policy_section(policy: PolicyResult, names: Mapping[int, str]) -> Section:
 
 
 def _strategies_section(strategies: Strategies) -> Section:
-    hurt = strategies.table[strategies.table["verdict"] == "leave alone: every action hurts"]
+    hurt = strategies.table[strategies.table["verdict"] == VERDICT_HURTS]
     return Section(
         "Strategies",
         paragraphs=["What to do with each segment at each engagement stage."],

@@ -6,7 +6,7 @@ the same thing three ways.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 Progress = Callable[[float, str], None]
 
@@ -27,6 +27,13 @@ def segment_display_name(segment: int) -> str:
     the noise segment of HDBSCAN is "Unclustered"."""
     segment = int(segment)
     return NOISE_NAME if segment == NOISE_SEGMENT else f"Segment {segment + 1}"
+
+
+def segment_name(names: Mapping[int, str] | None, segment: int) -> str:
+    """A segment's name as every page, chart and export shows it: the user's or the keyword
+    name when there is one, else :func:`segment_display_name`."""
+    name = (names or {}).get(int(segment))
+    return str(name) if name else segment_display_name(segment)
 
 
 def scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:

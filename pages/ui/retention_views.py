@@ -17,7 +17,7 @@ from retention.cohorts import (
     CohortTable,
     Survival,
 )
-from retention.periods import PERIODS, PeriodGrid
+from retention.periods import DEFAULT_CHURN_AFTER, PERIODS, PeriodGrid
 from retention.words import period_word
 
 NONE = "none"
@@ -44,7 +44,7 @@ def controls(auto: str, columns: list[str], has_segments: bool) -> Choices:
     (``st.session_state["period"]`` / ``["churn_after"]``), which they then update."""
     period_options = ["auto", *PERIODS]
     saved_period = st.session_state.get("period", "auto")
-    saved_churn = st.session_state.get("churn_after", 4)
+    saved_churn = st.session_state.get("churn_after", DEFAULT_CHURN_AFTER)
     with st.container(border=True):
         left, mid, right = st.columns(3)
         with left:

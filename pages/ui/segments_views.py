@@ -17,7 +17,8 @@ from retention.charts.segments import (
     silhouette_curve,
 )
 from retention.segments import auto_k_rule, segmentation_basis
-from retention.words import period_word, segment_display_name
+from retention.strategies import to_csv_bytes
+from retention.words import period_word, segment_display_name, segment_name
 from retention.workspace import Run
 
 PROFILE_COLUMNS = {
@@ -108,7 +109,7 @@ def profile_table(profile: pd.DataFrame, names: dict[int, str], period: str | No
     """The per-segment profile, with the meaning of "retention after k"."""
     st.subheader("Profile")
     table = profile.copy()
-    table.insert(1, "name", table["segment"].map(lambda s: names.get(int(s), str(s))))
+    table.insert(1, "name", table["segment"].map(lambda s: segment_name(names, s)))
     table = table.drop(columns=["label", "segment"], errors="ignore")
     st.dataframe(
         table.rename(columns=PROFILE_COLUMNS),
@@ -173,10 +174,10 @@ def how_k_was_chosen(metrics: dict[str, Any]) -> None:
 
 def download(assignments: pd.DataFrame, names: dict[int, str]) -> None:
     """The user → segment table as CSV, with each segment's name."""
-    table = assignments.assign(name=lambda d: d["segment"].map(lambda s: names.get(int(s), str(s))))
+    table = assignments.assign(name=lambda d: d["segment"].map(lambda s: segment_name(names, s)))
     st.download_button(
         "Download user → segment (CSV)",
-        table.to_csv(index=False).encode(),
+        to_csv_bytes(table),  # formulas escaped, as every export
         file_name="user_segments.csv",
         mime="text/csv",
         icon=":material/download:",

@@ -36,9 +36,9 @@ def action_colours(actions: Sequence[str]) -> dict[str, str]:
 
 
 def _seg_name(segment: int, names: Mapping[int, str] | None) -> str:
-    """A segment as the policy charts label it: its number and display name."""
+    """A segment as the policy charts label it: its number (1-based, as on every page) and name."""
     if names and int(segment) in names:
-        return f"{int(segment)} · {names[int(segment)]}"
+        return f"{int(segment) + 1} · {names[int(segment)]}"
     return segment_display_name(segment)
 
 

@@ -31,11 +31,6 @@ def new_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def quote(identifier: str) -> str:
-    """A safely quoted SQL identifier (any text, including quotes, is just a name)."""
-    return '"' + str(identifier).replace('"', '""') + '"'
-
-
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Arrow → pandas with strings as string[pyarrow] (cheap for millions of rows), ts in ns."""
 

@@ -3,7 +3,7 @@
 Each builder takes ``v``: the name of a value prepared by the first layer of the validation query
 (see :func:`prepared_value`) — the source column itself for typed columns (numbers, timestamps),
 or the column trimmed and cast to VARCHAR for text. Trimming once there keeps per-row work small.
-Only identifiers quoted by :func:`~retention.ingest.db.quote` and our own constants go into the
+Only identifiers quoted by :func:`~retention.sql.quote_ident` and our own constants go into the
 SQL text; user values stay data (the registered table and the bound ``$missing`` list).
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from retention.ingest.db import quote
 from retention.ingest.times import EPOCH_FAMILIES, ts_from_text
+from retention.sql import quote_ident
 
 #: Placeholders that mean "no user id" in an id column (bound to the query as ``$missing``).
 MISSING_TOKENS = ["", "nan", "null", "none", "na", "n/a", "#n/a", "-", "?", "unknown"]
@@ -39,8 +39,8 @@ def is_text_type(t: Any) -> bool:
 def prepared_value(col: str, t: Any) -> str:
     """SQL for the first layer: the column, trimmed to VARCHAR when it holds text."""
     if not is_text_type(t):
-        return quote(col)
-    text = f"CAST({quote(col)} AS VARCHAR)"
+        return quote_ident(col)
+    text = f"CAST({quote_ident(col)} AS VARCHAR)"
     # trim() only where needed: the LIKE tests are twice as fast as trimming every value.
     return f"(CASE WHEN {text} LIKE ' %' OR {text} LIKE '% ' THEN trim({text}) ELSE {text} END)"
 

@@ -42,6 +42,10 @@ from retention.ingest.times import check_time_format, family_or_none
 from retention.ingest.validate import Stats, resolve_mapping, validate
 from retention.periods import DEFAULT_TIMING, check_timing
 
+#: Below this many rows a campaign log whose actions are all different may still be real (a
+#: handful of sends); from here on, an action that never repeats is an id, not a treatment.
+ID_LIKE_ROWS = 20
+
 
 def prepare_source(
     source: TableSource,
@@ -202,7 +206,7 @@ def _campaign_checks(
             f"the campaign log belongs to this event log and that its time column "
             f"('{mapping.get('time')}') is the send time."
         )
-    if rows >= 2 and most < 2:
+    if rows >= ID_LIKE_ROWS and most < 2:
         raise InputError(
             f"The action column '{mapping.get('action')}' of the campaign log '{name}' never "
             f"repeats a value ({rows:,} rows, {rows:,} different actions): it looks like an id, "

@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow as pa
 
 from retention.ingest import limits
-from retention.ingest.db import quote, to_pandas
+from retention.ingest.db import to_pandas
+from retention.sql import quote_ident
 
 
 class StagedTable:
@@ -119,6 +120,6 @@ def exposed(
         yield
     finally:
         if staged:
-            con.execute(f"DROP VIEW IF EXISTS {quote(name)}")
+            con.execute(f"DROP VIEW IF EXISTS {quote_ident(name)}")
         else:
             con.unregister(name)

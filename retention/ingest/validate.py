@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from retention.errors import InputError
 from retention.ingest import limits
-from retention.ingest.db import duckdb_input_error, quote, to_pandas
+from retention.ingest.db import duckdb_input_error, to_pandas
 from retention.ingest.detect import name_tokens
 from retention.ingest.expressions import (
     MISSING_TOKENS,
@@ -43,6 +43,7 @@ from retention.ingest.expressions import (
 from retention.ingest.model import REQUIRED_ROLES, ValidationReport, fix_hint
 from retention.ingest.staging import Sink, StagedTable, exposed
 from retention.ingest.times import TIME_NAME_RE, best_time_family
+from retention.sql import quote_ident
 
 #: Names an extra (unmapped) column may not take: the canonical columns.
 _EXTRA_RESERVED = {"user_id", "ts", "amount", "text", "event", "action", "outcome", "propensity"}
@@ -218,7 +219,7 @@ def _plan_amount(q: _Layers, amount: str | None, mapped: set[str]) -> None:
     q.derived.append((" * ".join(f"_n{i}" for i in range(len(parts))), "amount"))
     cancel = _cancel_column(q.relation, mapped)
     if cancel:
-        flag = f"coalesce(upper(trim(CAST({quote(cancel)} AS VARCHAR))) LIKE 'C%', false)"
+        flag = f"coalesce(upper(trim(CAST({quote_ident(cancel)} AS VARCHAR))) LIKE 'C%', false)"
         q.passed.append((flag, "_cancel"))
         q.checks.append((f"cancellation ({cancel} starts with C)", "_cancel"))
     negative = " OR ".join(f"_n{i} < 0" for i in range(len(parts)))
@@ -308,7 +309,7 @@ def _sql(
 ) -> str:
     """The query: first layer → parsed → derived → reason → only what is read afterwards.
 
-    SQL text holds only identifiers quoted by ``quote`` and our own constants; user values are
+    SQL text holds only identifiers quoted by ``quote_ident`` and our own constants; user values are
     data in the relation and bound parameters ($missing). Row numbers are the input order
     (DuckDB keeps it); only a table without a user column needs them in the query, as user ids.
     """
@@ -317,7 +318,9 @@ def _sql(
         whens = " ".join(f"WHEN {cond} THEN {i}" for i, (_, cond) in enumerate(q.checks))
         reason = f"CASE {whens} END"
     prepared = [(prepared_value(col, q.type(col)), alias) for col, alias in q.values.items()]
-    first = _select(prepared + q.passed + raw + [(quote(c), quote(s)) for c, s in extras])
+    first = _select(
+        prepared + q.passed + raw + [(quote_ident(c), quote_ident(s)) for c, s in extras]
+    )
     middle = f", {_select(q.derived)}" if q.derived else ""
     source = q.relation.relation
     if numbered:
@@ -329,7 +332,7 @@ def _sql(
     derived_rows = f"SELECT *{middle} FROM ({parsed_rows})"  # noqa: S608
     checked = f"SELECT *, {reason} AS _reason FROM ({derived_rows})"  # noqa: S608
     # Raw values only for rejected rows (the samples).
-    kept = ["_reason", *q.output, *(quote(safe) for _, safe in extras)]
+    kept = ["_reason", *q.output, *(quote_ident(safe) for _, safe in extras)]
     kept += [f"CASE WHEN _reason IS NOT NULL THEN {alias} END AS {alias}" for _, alias in raw]
     return f"SELECT {', '.join(kept)} FROM ({checked})"  # noqa: S608
 
@@ -361,7 +364,7 @@ def plan(
     if kind == "snapshot":
         _plan_recency(q, mapping.get("recency"))
     raw_cols = _raw_columns(mapping, relation.types)
-    raw = [(f"CAST({quote(c)} AS VARCHAR)", f"_raw{i}") for i, c in enumerate(raw_cols)]
+    raw = [(f"CAST({quote_ident(c)} AS VARCHAR)", f"_raw{i}") for i, c in enumerate(raw_cols)]
     extras = _extras(q, mapping) if kind != "campaigns" else []
     sql = _sql(q, raw, extras, numbered=not mapping.get("user"))
     return Plan(
