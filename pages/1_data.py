@@ -166,9 +166,9 @@ with add_tab:
             stop_with_error(exc)
 
         st.subheader("Validation report")
-        show_report(prepared.report, "Your file")
-        if prepared.campaign_report is not None:
-            show_report(prepared.campaign_report, "Campaign log")
+        show_report(prepared.report, f"Your file: {file_name}")
+        if prepared.campaign_report is not None and campaign_file is not None:
+            show_report(prepared.campaign_report, f"Campaign log: {campaign_file[0]}")
         st.caption(f"{prepared.users:,} users.")
 
         # The file's own bytes and name (the sample or the upload), whichever source read it.

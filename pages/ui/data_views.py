@@ -16,7 +16,10 @@ NONE = "— not in this file —"
 
 
 def show_report(report: ValidationReport, title: str) -> None:
+    """One file's validation report, under the file's own heading (the event log and the
+    campaign log each get one)."""
     used, rejected = report.rows_used, report.rows_rejected
+    st.markdown(f"**{title}**")
     c1, c2, c3 = st.columns(3)
     c1.metric("Rows in the file", f"{report.rows:,}")
     c2.metric("Rows used", f"{used:,}")

@@ -19,6 +19,9 @@ def test_sample_is_read_mapped_validated_and_saved_and_survives_refresh(app_work
     assert any("Validation report" in s.value for s in at.subheader)
     used = [m.value for m in at.metric if m.label == "Rows used"]
     assert used == [f"{57707:,}", f"{44649:,}"]  # the events, then the campaign log
+    headings = [m.value for m in at.markdown]
+    assert "**Your file: planted_events.csv.gz**" in headings
+    assert "**Campaign log: planted_campaigns.csv.gz**" in headings  # each report says whose
     assert _picker(at, "User").value == "user_id"
     assert _picker(at, "Time").value == "ts"
 
