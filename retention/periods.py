@@ -135,13 +135,13 @@ def events_source(con: duckdb.DuckDBPyConnection, events: EventsSource) -> Itera
         name = f"_events_{uuid.uuid4().hex}"
         con.register(name, events)
         try:
-            _check_columns(con, quote_ident(name), "the events frame")
+            check_event_columns(con, quote_ident(name), "the events frame")
             yield quote_ident(name)
         finally:
             con.unregister(name)
     else:
         ref = table_ref(events)
-        _check_columns(con, ref, f"the events table {ref}")
+        check_event_columns(con, ref, f"the events table {ref}")
         yield ref
 
 
@@ -154,7 +154,9 @@ def columns_of(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, str]:
     return dict(zip(rel.columns, map(str, rel.types), strict=True))
 
 
-def _check_columns(con: duckdb.DuckDBPyConnection, ref: str, what: str) -> None:
+def check_event_columns(con: duckdb.DuckDBPyConnection, ref: str, what: str) -> list[str]:
+    """The columns of the events table ``ref``; an :class:`InputError` naming ``what`` when it
+    lacks ``user_id`` or ``ts`` (every step over events needs both)."""
     cols = columns_of(con, ref)
     missing = [c for c in ("user_id", "ts") if c not in cols]
     if missing:
@@ -162,6 +164,7 @@ def _check_columns(con: duckdb.DuckDBPyConnection, ref: str, what: str) -> None:
             f"{what.capitalize()} lacks the column(s) {', '.join(missing)}: events need "
             f"'user_id' and 'ts' columns. Columns present: {', '.join(cols) or 'none'}."
         )
+    return cols
 
 
 def clean_events_sql(con: duckdb.DuckDBPyConnection, ref: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from retention.errors import InputError
-from retention.periods import columns_of
+from retention.periods import check_event_columns, columns_of
 from retention.sql import quote_ident
 
 BEHAVIOUR: tuple[str, ...] = ("recency", "frequency", "monetary", "tenure")
@@ -85,13 +85,7 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
     recency and tenure are days from the user's last / first event to the data's last event;
     frequency counts distinct active days; monetary is the sum of ``amount`` (0 when none).
     """
-    cols = columns_of(con, ref)
-    missing = [c for c in ("user_id", "ts") if c not in cols]
-    if missing:
-        raise InputError(
-            f"The events lack the column(s) {', '.join(missing)}; segmentation needs 'user_id' "
-            f"and 'ts'. Columns present: {', '.join(cols)}."
-        )
+    cols = check_event_columns(con, ref, "the events")
     amount = "CAST(amount AS DOUBLE)" if "amount" in cols else "CAST(NULL AS DOUBLE)"
     text = "NULLIF(trim(CAST(text AS VARCHAR)), '')" if "text" in cols else "CAST(NULL AS VARCHAR)"
     clean = (
