@@ -20,7 +20,7 @@ from pages.ui.policy_form import settings_form
 from retention.campaigns import timing_sentence
 from retention.charts.policy import learning_curve
 from retention.errors import InputError
-from retention.policy import PolicyChoices, policy_choices, run_label, train_from_form
+from retention.policy_runs import PolicyChoices, policy_choices, run_label, train_from_form
 from retention.runs import load_policy
 from retention.words import period_word
 

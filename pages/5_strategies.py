@@ -16,7 +16,7 @@ from pages.ui.common import (
 )
 from retention.errors import InputError
 from retention.learn import PolicyResult
-from retention.policy import run_label
+from retention.policy_runs import run_label
 from retention.report import stored_report
 from retention.results import StoredStrategies, stored_strategies
 from retention.strategies import (

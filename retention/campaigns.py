@@ -58,7 +58,7 @@ EFFECT_COLUMNS = ["timing", "segment", "action", "change", "ci_lo", "ci_hi", "z"
 
 def with_timing(placed: pd.DataFrame, timing: str) -> pd.DataFrame:
     """The placed campaign log (``t_in`` = the period containing the send, ``phase`` in it; see
-    :func:`retention.policy.campaigns_by_period`) with ``t`` = the transition each row is
+    :func:`retention.policy_runs.campaigns_by_period`) with ``t`` = the transition each row is
     credited to under ``timing``."""
     out = placed.copy()
     out["t"] = credit_period(out["t_in"].to_numpy(), out["phase"].to_numpy(), timing)

@@ -19,7 +19,7 @@ from retention.charts.policy import (
     stability_map,
 )
 from retention.learn import PolicyResult
-from retention.policy import number_text, settings_diff
+from retention.policy_runs import number_text, settings_diff
 from retention.words import segment_display_name
 
 
