@@ -275,6 +275,22 @@ class CampaignChecks:
         )
 
 
+def randomisation_sentence(checks: CampaignChecks) -> str | None:
+    """What the chi-square test of action against stage says, in words (None: not tested)."""
+    rand = checks.randomisation
+    if rand.get("p") is None:
+        return None
+    verdict = (
+        "no sign that actions were chosen by stage: differences are measured effects"
+        if checks.randomised
+        else "actions depend on the stage: differences are not measured effects"
+    )
+    return (
+        f"**Randomised?** {verdict} (chi-square test of action against stage: "
+        f"p = {rand['p']:.2g}, Cramér's V = {rand['cramer_v']:.2f}; V near 0 = independent)."
+    )
+
+
 def check_campaigns(
     panel: pd.DataFrame,
     assignments: pd.DataFrame,
