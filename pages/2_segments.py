@@ -26,6 +26,7 @@ from pages.ui.segments_views import (
 )
 from retention.embeddings import SentenceTransformerEmbedder
 from retention.errors import InputError
+from retention.results import segmentation_runs
 from retention.runs import run_segmentation
 from retention.segments import SegmentSettings, has_text
 from retention.workspace import Run
@@ -99,8 +100,7 @@ if shown is None:
     st.info("No segmentation yet for this dataset. Choose the settings and press Find segments.")
     st.stop()
 
-runs = ws.runs("segmentation", info.id)
-picked = run_picker(runs[runs["status"] == "done"], shown.id)
+picked = run_picker(segmentation_runs(ws, info.id), shown.id)
 if picked != shown.id:
     st.session_state["segmentation_run"] = picked
     st.rerun()

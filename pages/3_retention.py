@@ -7,7 +7,6 @@ folder + dataset id + settings, so a rerun with the same settings is a cache hit
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from pages.ui.common import (
@@ -19,26 +18,16 @@ from pages.ui.common import (
 )
 from pages.ui.retention_views import (
     NONE,
-    SEGMENTS,
     cohort_controls,
     cohort_section,
     controls,
     span_caption,
     survival_section,
 )
-from retention.cohorts import (
-    ALL_USERS,
-    CohortTable,
-    Survival,
-    categorical_columns,
-    churn_durations,
-    cohort_table,
-    groups_word,
-    survival,
-    user_groups,
-)
+from retention.cohorts import CohortTable, categorical_columns
 from retention.errors import InputError
-from retention.periods import PeriodGrid, choose_period, period_grid
+from retention.periods import choose_period
+from retention.results import RetentionSurvival, retention_cohorts, retention_survival
 
 Names = tuple[tuple[int, str], ...]
 
@@ -58,31 +47,6 @@ def breakdown_columns(folder: str, dataset_id: str) -> list[str]:
     return categorical_columns(ws.cursor(), ws.table(dataset_id, "events"))
 
 
-def breakdown_by(breakdown: str, seg_run_id: str | None) -> str | pd.DataFrame | None:
-    """The breakdown picked, as :func:`retention.cohorts.user_groups` takes it."""
-    if breakdown == NONE:
-        return None
-    if breakdown == SEGMENTS:
-        return workspace().load_run(seg_run_id).artifacts["assignments"][["user_id", "segment"]]
-    return breakdown
-
-
-@st.cache_data(max_entries=16, show_spinner="Grouping users…")
-def groups_for(
-    folder: str, dataset_id: str, breakdown: str, seg_run_id: str | None, names: Names, top_n: int
-) -> pd.DataFrame:
-    ws = workspace()
-    by = breakdown_by(breakdown, seg_run_id)
-    events = ws.table(dataset_id, "events")
-    return user_groups(ws.cursor(), events, by, names=dict(names), top_n=top_n)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def grid_for(folder: str, dataset_id: str, period: str) -> PeriodGrid:
-    ws = workspace()
-    return period_grid(ws.cursor(), ws.table(dataset_id, "events"), period)
-
-
 @st.cache_data(max_entries=16, show_spinner="Computing the cohort table…")
 def cohorts_for(
     folder: str,
@@ -95,22 +59,10 @@ def cohorts_for(
     top_n: int,
     group: str,
 ) -> CohortTable:
-    ws = workspace()
-    user_ids = None
-    if group != ALL_USERS:
-        groups = groups_for(folder, dataset_id, breakdown, seg_run_id, names, top_n)
-        user_ids = groups.loc[groups["group"] == group, "user_id"]
-    return cohort_table(
-        ws.cursor(), ws.table(dataset_id, "events"), period=period, mode=mode, user_ids=user_ids
-    )
-
-
-@st.cache_data(max_entries=16, show_spinner="Computing time to churn…")
-def durations_for(folder: str, dataset_id: str, period: str, churn_after: int) -> pd.DataFrame:
-    ws = workspace()
-    return churn_durations(
-        ws.cursor(), ws.table(dataset_id, "events"), period=period, churn_after=churn_after
-    )
+    return retention_cohorts(
+        workspace(), dataset_id, period, mode, breakdown, seg_run_id, group=group,
+        names=dict(names), top_n=top_n,
+    )  # fmt: skip
 
 
 @st.cache_data(max_entries=16, show_spinner="Fitting Kaplan–Meier curves…")
@@ -123,11 +75,11 @@ def survival_for(
     seg_run_id: str | None,
     names: Names,
     top_n: int,
-) -> Survival:
-    durations = durations_for(folder, dataset_id, period, churn_after)
-    groups = groups_for(folder, dataset_id, breakdown, seg_run_id, names, top_n)
-    what = groups_word(breakdown_by(breakdown, seg_run_id))
-    return survival(durations, groups, period=period, churn_after=churn_after, what=what)
+) -> RetentionSurvival:
+    return retention_survival(
+        workspace(), dataset_id, period, churn_after, breakdown, seg_run_id, names=dict(names),
+        top_n=top_n,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- page
@@ -161,11 +113,11 @@ names_key = tuple(sorted(names.items()))
 seg_id = seg_run.id if seg_run is not None else None
 by_key = (chosen.breakdown, seg_id, names_key, chosen.top_n)
 try:
-    grid = grid_for(folder, info.id, period)
-    surv = survival_for(folder, info.id, period, chosen.churn_after, *by_key)
+    shown = survival_for(folder, info.id, period, chosen.churn_after, *by_key)
 except InputError as exc:
     stop_with_error(exc)
-span_caption(surv, grid, period)
+surv = shown.survival
+span_caption(surv, shown.grid, period)
 
 mode, cohort_group = cohort_controls(surv.groups)
 try:

@@ -20,7 +20,8 @@ from pages.ui.policy_form import settings_form
 from retention.campaigns import timing_sentence
 from retention.charts.policy import learning_curve
 from retention.errors import InputError
-from retention.policy import PolicyChoices, policy_choices, run_label, train_from_form
+from retention.policy_runs import PolicyChoices, policy_choices, run_label, train_from_form
+from retention.results import policy_runs
 from retention.runs import load_policy
 from retention.words import period_word
 
@@ -80,8 +81,7 @@ if st.button("Train", type="primary", icon=":material/model_training:"):
     live.empty()
 
 # ----------------------------------------------------------------------------- show a run
-runs = ws.runs(kind="policy", dataset_id=info.id)
-failed = runs[runs["status"] == "failed"]
+failed = policy_runs(ws, info.id, status="failed")
 if not failed.empty:
     last = failed.iloc[0]
     st.caption(
@@ -89,7 +89,7 @@ if not failed.empty:
         f"{pd.Timestamp(last['created']):%Y-%m-%d %H:%M}, {last['error'] or 'no reason recorded'}); "
         "nothing from them is used."
     )
-runs = runs[runs["status"] == "done"]
+runs = policy_runs(ws, info.id)
 if runs.empty:
     st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")
     st.stop()

@@ -16,28 +16,19 @@ from pages.ui.common import (
 )
 from retention.errors import InputError
 from retention.learn import PolicyResult
-from retention.policy import run_label
+from retention.policy_runs import run_label
 from retention.report import stored_report
-from retention.results import StoredStrategies, stored_strategies
+from retention.results import StoredStrategies, policy_runs, stored_strategies
 from retention.strategies import (
     ACTIVE_LEARNED,
     ACTIVE_NOTHING,
     LIFT_PERIOD,
-    STAGE_WORDS,
-    VERDICT_HURTS,
-    VERDICT_NOT_WORTH,
     held_out_verdict,
+    plan_sentence,
     to_csv_bytes,
     to_parquet_bytes,
 )
-from retention.words import period_word
-
-ACTION_WORDS = {
-    "none": "leave them alone",
-    "recommendation": "send personalised recommendations",
-    "engagement": "engage them (content, community, reminders)",
-    "discount": "offer a discount",
-}
+from retention.words import period_word, period_word_singular
 
 ws = workspace()
 info = require_dataset()
@@ -53,9 +44,7 @@ if seg_run is None:
     page_link("segments", "Go to Segments", ":material/bubble_chart:")
     st.stop()
 
-runs = ws.runs("policy", info.id)
-runs = runs[runs["status"] == "done"]
-runs = runs[runs["settings"].map(lambda s: s.get("segmentation_run") == seg_run.id)]
+runs = policy_runs(ws, info.id, seg_run.id)
 if runs.empty:
     st.info("No policy has been trained on the current segments yet.")
     page_link("policy", "Go to Policy and train one", ":material/model_training:")
@@ -87,6 +76,7 @@ policy: PolicyResult = loaded.policy
 strategies = loaded.strategies
 table, segments = strategies.table, strategies.segments
 periods = period_word(policy.settings.get("period"))
+period = period_word_singular(policy.settings.get("period"))
 
 for assumption in policy.assumptions:
     st.warning(f"Assumption: {assumption}", icon=":material/lightbulb:")
@@ -104,19 +94,10 @@ for _, seg in segments.iterrows():
                 "worse than doing nothing for these users, even before its cost.",
                 icon=":material/do_not_disturb_on:",
             )
-        lines = []
-        for r in part.itertuples(index=False):
-            what = ACTION_WORDS.get(r.action, r.action)
-            note = ""
-            if r.verdict == VERDICT_NOT_WORTH:
-                note = " — actions help a little but not enough to pay for themselves"
-            elif r.verdict == VERDICT_HURTS:
-                note = " — every action is estimated to do worse than nothing"
-            support = {"thin": " ⚠️ little data", "moderate": "", "solid": ""}[r.support]
-            lines.append(
-                f"- **{STAGE_WORDS.get(r.stage, r.stage).capitalize()}** "
-                f"({r.users:,} users now): {what}{note}{support}"
-            )
+        lines = [
+            f"- {plan_sentence(r.stage, r.users, r.action, r.verdict, r.support)}"
+            for r in part.itertuples(index=False)
+        ]
         st.markdown("\n".join(lines))
         if pd.notna(seg.get("retention_lift_points")):
             st.caption(
@@ -124,7 +105,7 @@ for _, seg in segments.iterrows():
                 f"group stays active after {LIFT_PERIOD} {periods}, vs "
                 f"**{seg[ACTIVE_NOTHING]:.0%}** if you do nothing "
                 f"({seg['retention_lift_points']:+.1f} points). Expected cost ≈ "
-                f"{seg['expected_cost_per_period']:.2f} per user per {periods[:-1]}. "
+                f"{seg['expected_cost_per_period']:.2f} per user per {period}. "
                 f"Based on {seg['data_support']:,} observed user-{periods}."
             )
 if strategies.unclustered:

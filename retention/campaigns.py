@@ -59,7 +59,7 @@ EFFECT_COLUMNS = ["timing", "segment", "action", "change", "ci_lo", "ci_hi", "z"
 
 def with_timing(placed: pd.DataFrame, timing: str) -> pd.DataFrame:
     """The placed campaign log (``t_in`` = the period containing the send, ``phase`` in it; see
-    :func:`retention.policy.campaigns_by_period`) with ``t`` = the transition each row is
+    :func:`retention.policy_runs.campaigns_by_period`) with ``t`` = the transition each row is
     credited to under ``timing``."""
     out = placed.copy()
     out["t"] = credit_period(out["t_in"].to_numpy(), out["phase"].to_numpy(), timing)
@@ -274,6 +274,22 @@ class CampaignChecks:
             randomisation=dict(data.get("randomisation") or {}),
             warnings=tuple(data.get("warnings") or ()),
         )
+
+
+def randomisation_sentence(checks: CampaignChecks) -> str | None:
+    """What the chi-square test of action against stage says, in words (None: not tested)."""
+    rand = checks.randomisation
+    if rand.get("p") is None:
+        return None
+    verdict = (
+        "no sign that actions were chosen by stage: differences are measured effects"
+        if checks.randomised
+        else "actions depend on the stage: differences are not measured effects"
+    )
+    return (
+        f"**Randomised?** {verdict} (chi-square test of action against stage: "
+        f"p = {rand['p']:.2g}, Cramér's V = {rand['cramer_v']:.2f}; V near 0 = independent)."
+    )
 
 
 def check_campaigns(

@@ -126,6 +126,17 @@ def fraction_of_optimum(value: float, optimal_value: float) -> float:
     return 1.0 - (optimal_value - value) / max(abs(optimal_value), 1e-12)
 
 
+#: The share of the optimum from which a learned policy's disagreements with the exact optimum
+#: are near-ties: together they cost at most 1% of the best possible value.
+NEAR_TIE_SHARE = 0.99
+
+
+def near_ties(share: float) -> bool:
+    """Whether a learned policy at ``share`` of the optimum (:func:`fraction_of_optimum`) only
+    differs from it by near-ties (:data:`NEAR_TIE_SHARE`); False when the share is unknown."""
+    return bool(np.isfinite(share)) and share >= NEAR_TIE_SHARE
+
+
 def _as_stochastic(policy: np.ndarray, n_states: int, n_actions: int) -> np.ndarray:
     policy = np.asarray(policy)
     if policy.ndim == 2:

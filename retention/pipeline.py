@@ -25,7 +25,7 @@ from retention.learn import (
     PolicyResult,
 )
 from retention.periods import resolve_period
-from retention.policy import policy_settings, train_or_reuse_policy
+from retention.policy_runs import PolicyRequest, train_or_reuse_policy
 from retention.report import make_report, shown_settings
 from retention.results import make_strategies, segment_names, user_stage_table
 from retention.runs import load_segmentation, run_segmentation, store_dataset
@@ -93,13 +93,12 @@ def run_pipeline(
         users = user_stage_table(ws, dataset_id, period, config.churn_after)
 
     with timer.step("policy"):
-        settings = policy_settings(config, seg_run, period)
+        request = PolicyRequest.from_config(config, seg_run, period)
         policy_run, policy = train_or_reuse_policy(
             ws,
             dataset_id,
-            segmentation,
-            settings,
-            config=config,
+            segmentation.assignments,
+            request,
             progress=scaled(progress, 0.62, 0.95),
         )
 

@@ -15,11 +15,9 @@ a test can call on its own:
 4. :func:`evaluate` — off-policy estimates on the held-out users (``retention.evaluate``),
    overall and per segment (:func:`evaluate_segments`).
 
-:func:`train_snapshot_policy` is the one-step policy of a campaign snapshot. The rest is what the
-front doors share: the stored run of a dataset (:func:`train_or_reuse_policy`,
-:func:`policy_input`), the choices the Policy page offers (:func:`policy_choices`,
-:func:`train_from_form`) and how a stored run is named and compared (:func:`run_label`,
-:func:`settings_diff`).
+:func:`train_snapshot_policy` is the one-step policy of a campaign snapshot. Nothing here reads
+or writes the workspace: a dataset's stored policy runs (what the front doors share) are
+``retention.policy_runs``.
 
 **Unclustered users.** HDBSCAN leaves some users in no segment (segment
 :data:`~retention.words.NOISE_SEGMENT`). They share no behaviour, so they get no states of their
@@ -30,11 +28,10 @@ own: the MDP, the learner and the off-policy evaluation use clustered users only
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,9 +63,6 @@ from retention.learn import (
     start_value,
 )
 from retention.mdp import (
-    DEFAULT_ACTIONS,
-    DEFAULT_COSTS,
-    DEFAULT_LIFT,
     STAGES,
     PanelSummary,
     RewardSettings,
@@ -77,56 +71,15 @@ from retention.mdp import (
     logged_transitions,
     resolve_actions,
     resolve_lift,
-    summarize_events,
     summarize_panel,
 )
-from retention.periods import (
-    build_panel,
-    check_timing,
-    period_grid,
-    period_of,
-    resolve_period,
-)
-from retention.runs import train_policy_run
+from retention.periods import check_timing
 from retention.strategies import baseline_action
 from retention.words import NOISE_SEGMENT, scaled
-
-if TYPE_CHECKING:
-    from retention.config import PipelineConfig
-    from retention.segments import SegmentationResult
-    from retention.workspace import Workspace
 
 Progress = Callable[[float, str], None]
 Callback = Callable[[pd.DataFrame], None]
 ALGORITHMS: tuple[str, ...] = ("q", "sarsa", "batch")
-#: How each algorithm is named on screen.
-ALGORITHM_NAMES: dict[str, str] = {
-    "q": "Q-learning",
-    "sarsa": "SARSA",
-    "batch": "batch Q-learning",
-    "one-step": "one-step (snapshot)",
-}
-#: How each stored setting is named on screen (others: the key with spaces).
-SETTING_NAMES: dict[str, str] = {
-    "gamma": "discount γ",
-    "retain_reward": "retain reward",
-    "churn_penalty": "churn penalty",
-    "revenue_weight": "revenue weight",
-    "action_costs": "action costs",
-    "actions": "actions",
-    "lift": "assumed lift",
-    "algorithm": "algorithm",
-    "seed": "seed",
-    "episodes": "episodes",
-    "min_epsilon": "exploration ε",
-    "learning_rate": "learning rate",
-    "prior_strength": "prior strength (campaign log)",
-    "test_size": "held-out share",
-    "period": "period",
-    "churn_after": "churned after (periods)",
-    "segmentation_run": "segmentation run",
-    "campaign_timing": "campaign timing",
-}
 #: The stage of a snapshot user whose recency is missing (see :func:`snapshot_stage`).
 UNKNOWN_STAGE = "unknown"
 SNAPSHOT_STAGES: tuple[str, ...] = (*STAGES, UNKNOWN_STAGE)
@@ -255,7 +208,7 @@ def check(
 ) -> tuple[CampaignChecks, pd.DataFrame]:
     """What the campaign log says (all users, the rule in use): its checks and the evidence
     table per segment × stage × action (``retention.campaigns``). ``campaigns`` is placed by
-    :func:`campaigns_by_period` (it has ``t_in`` and ``phase``)."""
+    :func:`~retention.policy_runs.campaigns_by_period` (it has ``t_in`` and ``phase``)."""
     checks = check_campaigns(panel, assignments, campaigns, timing=timing, period=period)
     transitions = logged_transitions(panel, assignments, with_timing(campaigns, timing))
     return checks, evidence_table(transitions)
@@ -477,7 +430,7 @@ def train_policy(
     (online, on users simulated from the MDP; settings from ``learner``, whose seed is replaced
     by ``seed``) or ``batch`` (batch Q-learning over the logged transitions; needs a log).
     ``campaign_timing``: the rule ``campaigns`` was credited by; with a log placed by
-    :func:`campaigns_by_period` (columns ``t_in``, ``phase``) the log is checked under every
+    :func:`~retention.policy_runs.campaigns_by_period` (columns ``t_in``, ``phase``) the log is checked under every
     rule (:func:`check`); ``period`` names the period in its sentences.
     """
     reward = reward or RewardSettings()
@@ -782,321 +735,3 @@ def _snapshot_assumptions(data: SnapshotLog, churn_after: int) -> tuple[str, ...
             "churned."
         )
     return tuple(notes)
-
-
-# --------------------------------------------------------------------------- a dataset's run
-
-
-def policy_settings(config: PipelineConfig, segmentation_run: str, period: str) -> dict[str, Any]:
-    """The settings a command-line policy run is stored (and found again) under."""
-    return {
-        "segmentation_run": segmentation_run,
-        "period": period,
-        "churn_after": config.churn_after,
-        "reward": config.reward().as_dict(),
-        "episodes": config.episodes,
-        "seed": config.seed,
-        "algorithm": "q",
-    }
-
-
-#: The rule of a dataset stored before timing rules existed (how its runs were made).
-LEGACY_TIMING = "start"
-
-
-def campaign_timing(ws: Workspace, dataset_id: str) -> str | None:
-    """The dataset's campaign timing rule (stored with its mapping); None without a log."""
-    info = ws.dataset(dataset_id)
-    if "campaigns" not in info.kinds:
-        return None
-    return check_timing(str(info.mapping.get("campaign.timing", LEGACY_TIMING)))
-
-
-def campaigns_by_period(
-    ws: Workspace, dataset_id: str, period: str, timing: str | None = None
-) -> pd.DataFrame | None:
-    """The campaign log on the events' grid: ``user_id, t, action, propensity, t_in, phase``,
-    ``t`` the transition each row is credited to under ``timing`` (default: the dataset's
-    rule), ``t_in`` the period containing it and ``phase`` how far into it (the one place a
-    campaign row meets the timing rule, so the MDP, the evaluation and the checks agree)."""
-    stored = campaign_timing(ws, dataset_id)
-    if stored is None:
-        return None
-    con = ws.cursor()
-    grid = period_grid(con, ws.table(dataset_id, "events"), period)
-    placed = period_of(con, ws.table(dataset_id, "campaigns"), grid)
-    placed = placed.dropna(subset=["t"]).rename(columns={"t": "t_in"})
-    placed["t_in"] = placed["t_in"].astype(int)
-    placed = placed[["user_id", "t_in", "phase", "action", "propensity"]]
-    out = with_timing(placed, timing or stored)
-    return out[["user_id", "t", "action", "propensity", "t_in", "phase"]]
-
-
-def train_or_reuse_policy(
-    ws: Workspace,
-    dataset_id: str,
-    segmentation: SegmentationResult,
-    settings: dict[str, Any],
-    *,
-    config: PipelineConfig,
-    progress: Progress | None = None,
-) -> tuple[str, PolicyResult]:
-    """A stored policy run made for the same request, or a newly trained and stored one.
-
-    ``settings`` is the request (what the command line was asked); it is stored under
-    ``settings["request"]`` beside the full settings the learner reports. Training reads what
-    it needs from the workspace (:func:`policy_input`); a reused run reads nothing.
-    """
-    info = ws.dataset(dataset_id)
-    return train_policy_run(
-        ws,
-        dataset_id,
-        settings,
-        lambda: _train(
-            ws, dataset_id, info.shape, segmentation, settings, config, config.reward(), progress
-        ),
-        progress=progress,
-    )
-
-
-def policy_input(
-    ws: Workspace,
-    dataset_id: str,
-    assignments: pd.DataFrame,
-    period: str,
-    churn_after: int,
-    campaigns: pd.DataFrame | None,
-) -> pd.DataFrame | PanelSummary:
-    """What the learner reads from an event log (the app's Policy page and the command line).
-
-    Without a campaign log the MDP needs only sums, which DuckDB computes from the events (the
-    users x periods panel never reaches pandas: it would not fit at 1M users); with a log the
-    learner needs every logged transition, so the panel is built.
-    """
-    con, events = ws.cursor(), ws.table(dataset_id, "events")
-    if campaigns is None:
-        return summarize_events(
-            con, events, clustered(assignments), period=period, churn_after=churn_after
-        )
-    return build_panel(con, events, period=period, churn_after=churn_after)
-
-
-def _train(
-    ws: Workspace,
-    dataset_id: str,
-    shape: str,
-    segmentation: SegmentationResult,
-    settings: dict[str, Any],
-    config: PipelineConfig,
-    reward: RewardSettings,
-    progress: Progress | None,
-) -> PolicyResult:
-    """Train the command line's policy of a stored dataset (snapshot or event log)."""
-    if shape == "snapshot":
-        return train_snapshot_policy(
-            ws.load(dataset_id, "snapshot"),
-            segmentation.assignments,
-            reward=reward,
-            churn_after=config.churn_after,
-            seed=config.seed,
-            progress=progress,
-        )
-    learner = QLearner(episodes=config.episodes) if config.episodes else None
-    period, churn_after = settings["period"], int(settings["churn_after"])
-    campaigns = campaigns_by_period(ws, dataset_id, period)
-    source = policy_input(ws, dataset_id, segmentation.assignments, period, churn_after, campaigns)
-    return train_policy(
-        source,
-        segmentation.assignments,
-        campaigns=campaigns,
-        reward=reward,
-        learner=learner,
-        seed=config.seed,
-        campaign_timing=campaign_timing(ws, dataset_id),
-        period=period,
-        progress=progress,
-    )
-
-
-# --------------------------------------------------------------------------- the Policy page
-
-
-@dataclass(frozen=True, eq=False)
-class PolicyChoices:
-    """What the Policy page offers for a dataset: its ``shape``, the ``period`` in use (resolved;
-    ``"period"`` for a snapshot), the ``campaigns`` placed in periods (None without a log), the
-    ``actions`` (the log's or the snapshot's, else the default strategies) and the
-    ``algorithms``."""
-
-    shape: str
-    period: str
-    campaigns: pd.DataFrame | None
-    actions: tuple[str, ...]
-    algorithms: tuple[str, ...]
-    timing: str | None = None
-
-    @property
-    def is_snapshot(self) -> bool:
-        return self.shape == "snapshot"
-
-    @property
-    def assumed_lift(self) -> bool:
-        """Whether the effect of each action is an assumption (an event log without a log)."""
-        return self.campaigns is None and not self.is_snapshot
-
-    def action_table(self) -> pd.DataFrame:
-        """The editable ``action, cost[, lift]`` table, with the default costs and lifts."""
-        costs = [0.0 if self.is_snapshot else DEFAULT_COSTS.get(a, 0.0) for a in self.actions]
-        table = pd.DataFrame({"action": list(self.actions), "cost": costs})
-        if self.assumed_lift:
-            table["lift"] = [DEFAULT_LIFT.get(a, 1.0) for a in self.actions]
-        return table
-
-
-def policy_choices(ws: Workspace, dataset_id: str, period: str) -> PolicyChoices:
-    """The Policy page's choices for a dataset (see :class:`PolicyChoices`)."""
-    if ws.dataset(dataset_id).shape == "snapshot":
-        snapshot = ws.load(dataset_id, "snapshot")
-        actions = snapshot_actions(snapshot["action"].dropna().astype(str).unique())
-        return PolicyChoices("snapshot", "period", None, actions, ())
-    used = resolve_period(ws.cursor(), ws.table(dataset_id, "events"), period)
-    campaigns = campaigns_by_period(ws, dataset_id, used)
-    if campaigns is None:
-        return PolicyChoices("events", used, None, DEFAULT_ACTIONS, ("q", "sarsa"))
-    logged = tuple(resolve_actions(None, campaigns["action"].astype(str)))
-    timing = campaign_timing(ws, dataset_id)
-    return PolicyChoices("events", used, campaigns, logged, ALGORITHMS, timing)
-
-
-@dataclass(frozen=True, eq=False)
-class PolicyForm:
-    """What the Policy page's form asks: the reward, the learner and the ``actions`` table
-    (``action, cost[, lift]``, as edited)."""
-
-    actions: pd.DataFrame
-    gamma: float = 0.9
-    retain_reward: float = 1.0
-    churn_penalty: float = 5.0
-    revenue_weight: float = 0.0
-    algorithm: str = "q"
-    episodes: int = 200
-    epsilon: float = 0.5
-    learning_rate: float = 1.0
-    seed: int = 0
-
-
-def train_from_form(
-    ws: Workspace,
-    dataset_id: str,
-    segmentation_run: str,
-    assignments: pd.DataFrame,
-    choices: PolicyChoices,
-    form: PolicyForm,
-    *,
-    churn_after: int = 4,
-    progress: Progress | None = None,
-    callback: Callback | None = None,
-) -> str:
-    """Train (always anew) and store the policy the Policy page's form asks for; the run id."""
-    table = form.actions.dropna(subset=["action"])
-    names = table["action"].astype(str).str.strip()
-    costs = dict(zip(names, table["cost"].fillna(0.0).astype(float), strict=True))
-
-    def train() -> PolicyResult:
-        if choices.is_snapshot:
-            return train_snapshot_policy(
-                ws.load(dataset_id, "snapshot"), assignments,
-                reward=RewardSettings(action_costs=costs), churn_after=churn_after,
-                seed=int(form.seed), progress=progress,
-            )  # fmt: skip
-        reward = RewardSettings(
-            retain_reward=form.retain_reward, churn_penalty=form.churn_penalty,
-            revenue_weight=form.revenue_weight, action_costs=costs, gamma=form.gamma,
-        )  # fmt: skip
-        lift = None
-        if choices.assumed_lift:
-            lift = dict(zip(names, table["lift"].fillna(1.0).astype(float), strict=True))
-        learner = QLearner(
-            episodes=int(form.episodes), min_epsilon=form.epsilon, learning_rate=form.learning_rate
-        )
-        return train_policy(
-            policy_input(ws, dataset_id, assignments, choices.period, churn_after,
-                         choices.campaigns),
-            assignments, campaigns=choices.campaigns, actions=list(names), lift=lift,
-            reward=reward, algorithm=form.algorithm, learner=learner, seed=int(form.seed),
-            campaign_timing=choices.timing, period=choices.period, progress=progress,
-            callback=callback,
-        )  # fmt: skip
-
-    request = {
-        "segmentation_run": segmentation_run,
-        "period": choices.period,
-        "churn_after": churn_after,
-    }
-    run_id, _ = train_policy_run(ws, dataset_id, request, train, reuse=False)
-    return run_id
-
-
-def number_text(value: Any, spec: str = ".3f") -> str:
-    """A stored number for display; a dash when it is missing or not a number."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return format(v, spec) if math.isfinite(v) else "—"
-
-
-def run_label(row: Mapping[str, Any]) -> str:
-    """One line naming a stored policy run (a row of ``Workspace.runs``): when, algorithm,
-    discount and churn penalty (event logs), seed and value."""
-    s = row["settings"] if isinstance(row["settings"], dict) else {}
-    m = row["metrics"] if isinstance(row["metrics"], dict) else {}
-    parts = [f"{row['created']:%Y-%m-%d %H:%M:%S}"]
-    if s.get("algorithm"):
-        parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
-    if s.get("shape") != "snapshot":
-        if s.get("gamma") is not None:
-            parts.append(f"discount {number_text(s['gamma'], 'g')}")
-        if s.get("churn_penalty") is not None:
-            parts.append(f"churn penalty {number_text(s['churn_penalty'], 'g')}")
-    if s.get("seed") is not None:
-        parts.append(f"seed {s['seed']}")
-    parts.append(f"value {number_text(m.get('value'))}")
-    return " · ".join(parts)
-
-
-def flat_settings(settings: Mapping[str, Any]) -> dict[str, str]:
-    """Settings one level flat (the learner's own settings beside the rest), as text, without
-    the stored command-line request (it repeats the settings)."""
-    out: dict[str, str] = {}
-    for key, value in settings.items():
-        if key == "request":
-            continue
-        if key == "learner" and isinstance(value, dict):
-            for k, v in value.items():  # the learner's gamma and seed are the run's own
-                if v is not None and k not in settings:
-                    out[k] = str(v)
-        elif value is None:
-            out[key] = "—"
-        elif isinstance(value, bool):
-            out[key] = "yes" if value else "no"
-        elif isinstance(value, dict):
-            out[key] = ", ".join(
-                f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()
-            )
-        else:
-            out[key] = str(value)
-    return out
-
-
-def settings_diff(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> pd.DataFrame:
-    """The settings two runs differ in: ``setting, this run, other run`` (named for people)."""
-    a, b = flat_settings(mine), flat_settings(theirs)
-    return pd.DataFrame(
-        [
-            (SETTING_NAMES.get(k, k.replace("_", " ")), a.get(k, "—"), b.get(k, "—"))
-            for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)
-        ],
-        columns=["setting", "this run", "other run"],
-    )

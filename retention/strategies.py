@@ -32,6 +32,21 @@ VERDICT_ACT = "act"
 VERDICT_HURTS = "leave alone: every action hurts"
 VERDICT_NOT_WORTH = "leave alone: not worth the cost"
 VERDICTS = (VERDICT_ACT, VERDICT_HURTS, VERDICT_NOT_WORTH)
+#: What a verdict adds to a stage of a plan, in words (acting needs no explanation).
+VERDICT_NOTES = {
+    VERDICT_ACT: "",
+    VERDICT_NOT_WORTH: "actions help a little but not enough to pay for themselves",
+    VERDICT_HURTS: "every action is estimated to do worse than nothing",
+}
+#: How the default actions read in a plan (other actions: their name).
+ACTION_WORDS = {
+    "none": "leave them alone",
+    "recommendation": "send personalised recommendations",
+    "engagement": "engage them (content, community, reminders)",
+    "discount": "offer a discount",
+}
+#: What a support level adds to a stage of a plan.
+SUPPORT_NOTES = {"thin": " ⚠️ little data", "moderate": "", "solid": ""}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # How much logged data backs a state's estimate: below THIN it is a guess, above SOLID it is firm.
 THIN, SOLID = 30, 300
@@ -61,6 +76,17 @@ def support_level(n: int) -> str:
     if n < SOLID:
         return "moderate"
     return "solid"
+
+
+def plan_sentence(stage: str, users: int, action: str, verdict: str, support: str) -> str:
+    """One stage of a segment's plan in words (Markdown), e.g. "**Loyal** (1,200 users now):
+    offer a discount ⚠️ little data"; a leave-alone verdict says why."""
+    note = VERDICT_NOTES.get(verdict, "")
+    return (
+        f"**{STAGE_WORDS.get(stage, stage).capitalize()}** ({users:,} users now): "
+        f"{ACTION_WORDS.get(action, action)}{f' — {note}' if note else ''}"
+        f"{SUPPORT_NOTES.get(support, '')}"
+    )
 
 
 def baseline_action(actions: Sequence[str]) -> str | None:

@@ -22,6 +22,11 @@ def period_word(period: str | None) -> str:
     return PERIOD_WORDS.get(period or "", "periods")
 
 
+def period_word_singular(period: str | None) -> str:
+    """ "day" / "week" / "month" for a period, "period" when it is not known."""
+    return period if period in PERIOD_WORDS else "period"
+
+
 def segment_display_name(segment: int) -> str:
     """The default name of a segment (1-based, as every page shows it): "Segment 1", ...;
     the noise segment of HDBSCAN is "Unclustered"."""

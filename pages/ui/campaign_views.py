@@ -13,6 +13,7 @@ from retention.campaigns import (
     CampaignChecks,
     effects_side_by_side,
     evidence_view,
+    randomisation_sentence,
     segment_ope_view,
     timing_sentence,
 )
@@ -37,19 +38,10 @@ def show(result: PolicyResult, names: Mapping[int, str]) -> None:
         )
     left, right = st.columns([2, 3])
     left.plotly_chart(send_time_histogram(checks.send_times, period), key="campaign.sends")
-    rand = checks.randomisation
+    randomised = randomisation_sentence(checks)
     with right:
-        if rand.get("p") is not None:
-            verdict = (
-                "no sign that actions were chosen by stage: differences are measured effects"
-                if rand.get("randomised")
-                else "actions depend on the stage: differences are not measured effects"
-            )
-            st.markdown(
-                f"**Randomised?** {verdict} (chi-square test of action against stage: "
-                f"p = {rand['p']:.2g}, Cramér's V = {rand['cramer_v']:.2f}; V near 0 = "
-                "independent)."
-            )
+        if randomised is not None:
+            st.markdown(randomised)
         st.markdown(
             f"**Which {period} does a send act on?** The change in the chance of being active "
             f"next {period} against doing nothing, per segment and action, if sends count "

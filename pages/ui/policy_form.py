@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from retention.learn import QLearner
-from retention.policy import PolicyChoices, PolicyForm
+from retention.policy_runs import PolicyChoices, PolicyForm
 
 ALGORITHM_CHOICES = {
     "q": "Q-learning",

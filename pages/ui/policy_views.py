@@ -18,8 +18,8 @@ from retention.charts.policy import (
     retention_projection,
     stability_map,
 )
-from retention.learn import PolicyResult
-from retention.policy import number_text, settings_diff
+from retention.learn import PolicyResult, near_ties
+from retention.policy_runs import number_text, settings_diff
 from retention.words import segment_display_name
 
 
@@ -82,7 +82,7 @@ def disagreements(result: PolicyResult, names: Mapping[int, str]) -> None:
         f"In {len(dis)} of {len(result.recommendations)} segment × stage cells the learned "
         "action is not the exact best one."
     )
-    if math.isfinite(share) and share >= 0.99:
+    if near_ties(share):
         st.info(
             text + f" These are near-ties: together they cost {max(0.0, 1 - share):.2%} of the "
             "best possible value.",

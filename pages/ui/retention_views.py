@@ -18,10 +18,11 @@ from retention.cohorts import (
     Survival,
 )
 from retention.periods import DEFAULT_CHURN_AFTER, PERIODS, PeriodGrid
+from retention.results import BY_SEGMENTS, NO_BREAKDOWN
 from retention.words import period_word
 
-NONE = "none"
-SEGMENTS = "segments"
+NONE = NO_BREAKDOWN
+SEGMENTS = BY_SEGMENTS
 MODE_WORDS = {
     "classic": "active in that period (classic)",
     "unbounded": "active then or later (unbounded)",

@@ -161,7 +161,7 @@ def test_campaign_checks_show_the_rule_and_warn_on_a_mistimed_log(app_workspace)
     """Sends at the end of the week before, stored with the rule 'start': the page names the
     rule and warns; the evidence table is there."""
     from retention.ingest import prepare
-    from retention.policy import PolicyForm, policy_choices, train_from_form
+    from retention.policy_runs import PolicyForm, policy_choices, train_from_form
     from retention.runs import store_dataset
     from retention.synth import make_planted
 

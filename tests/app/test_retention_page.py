@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import retention.cohorts
+import retention.results
 from retention.synth import make_planted
 from tests.app.conftest import make_app
 
@@ -112,13 +112,13 @@ def test_controls_update_results_and_session(app_workspace, events_dataset) -> N
 
 def test_rerun_uses_cached_results(app_workspace, events_dataset, monkeypatch) -> None:
     calls = []
-    real = retention.cohorts.churn_durations
+    real = retention.results.churn_durations
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(retention.cohorts, "churn_durations", counted)
+    monkeypatch.setattr(retention.results, "churn_durations", counted)
     at = make_app(PAGE)
     assert not at.exception and len(calls) == 1
     at.run()

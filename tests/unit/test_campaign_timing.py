@@ -258,3 +258,17 @@ def test_cli_accepts_campaign_timing_and_refuses_a_bad_one(tmp_path, capsys) -> 
     err = capsys.readouterr().err
     assert err.startswith("error:") and "--campaign-timing" in err and "later" in err
     assert not out.exists()
+
+
+def test_the_randomisation_sentence_reads_the_test():
+    from retention.campaigns import CampaignChecks, randomisation_sentence
+
+    def checks(randomisation: dict) -> CampaignChecks:
+        empty = pd.DataFrame()
+        return CampaignChecks("nearest", "week", empty, empty, randomisation, ())
+
+    assert randomisation_sentence(checks({})) is None
+    yes = randomisation_sentence(checks({"p": 0.5, "cramer_v": 0.02, "randomised": True}))
+    assert "no sign that actions were chosen by stage" in yes and "p = 0.5" in yes
+    no = randomisation_sentence(checks({"p": 1e-9, "cramer_v": 0.4, "randomised": False}))
+    assert "actions depend on the stage" in no and "V = 0.40" in no

@@ -352,3 +352,10 @@ def test_hillstrom_no_email_matches_the_observed_arm(shared_data):
         row = ope.loc[("always No E-Mail", est)]
         assert row["value"] == pytest.approx(observed, abs=0.005)
         assert row["ci_lo"] <= observed <= row["ci_hi"]
+
+
+def test_near_ties_from_99_percent_of_the_optimum():
+    from retention.learn import NEAR_TIE_SHARE, near_ties
+
+    assert near_ties(NEAR_TIE_SHARE) and near_ties(1.0)
+    assert not near_ties(0.98) and not near_ties(float("nan")) and not near_ties(float("-inf"))

@@ -3,6 +3,8 @@ page's library calls, on tiny hand-built data whose answers are known by hand.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,11 +15,11 @@ from retention.learn import QLearner, optimum, start_value
 from retention.mdp import RewardSettings, estimate_mdp, tabular_mdp
 from retention.policy import (
     encoded_log,
-    settings_diff,
     snapshot_stage,
     train_policy,
     train_snapshot_policy,
 )
+from retention.policy_runs import PolicyChoices, PolicyForm, PolicyRequest, settings_diff
 from retention.strategies import build_strategies, user_actions
 from tests.unit.test_mdp import ASSIGN, PANEL, _panel
 
@@ -140,3 +142,33 @@ def test_settings_diff_names_what_differs():
     theirs = {"gamma": 0.5, "seed": 0, "learner": {"episodes": 40, "seed": 0}}
     diff = settings_diff(mine, theirs)
     assert diff.values.tolist() == [["episodes", "20", "40"], ["discount γ", "0.9", "0.5"]]
+
+
+def test_a_command_line_request_stores_as_it_always_has():
+    """The command line's request keeps its stored keys (old runs are still found again)."""
+    from retention.config import PipelineConfig
+
+    config = PipelineConfig(input=Path("x.csv"), episodes=30, seed=2)
+    request = PolicyRequest.from_config(config, "seg1", "week")
+    stored = request.as_dict()
+    assert list(stored) == [
+        "segmentation_run", "period", "churn_after", "reward", "episodes", "seed", "algorithm"
+    ]  # fmt: skip
+    assert stored["reward"] == config.reward().as_dict() and stored["episodes"] == 30
+    assert request.learner().get_params()["episodes"] == 30
+    assert PolicyRequest("seg1", "week").learner() is None  # all the learner's defaults
+
+
+def test_the_policy_form_builds_the_same_kind_of_request():
+    """The page's form: the edited actions, their costs and (without a log) the assumed lift."""
+    table = pd.DataFrame({"action": [" email", "none", None], "cost": [0.5, None, 1.0],
+                          "lift": [1.2, None, 1.0]})  # fmt: skip
+    choices = PolicyChoices("events", "week", None, ("email", "none"), ("q", "sarsa"))
+    request = PolicyForm(actions=table, gamma=0.8, episodes=20, epsilon=0.1).request(
+        choices, "seg1", churn_after=3
+    )
+    assert request.actions == ("email", "none") and request.lift == {"email": 1.2, "none": 1.0}
+    assert request.reward.action_costs == {"email": 0.5, "none": 0.0}
+    assert request.reward.gamma == 0.8 and request.churn_after == 3
+    assert request.learner().get_params()["min_epsilon"] == 0.1
+    assert request.as_dict()["actions"] == ["email", "none"]

@@ -215,7 +215,7 @@ def pipeline_run(tmp_path_factory):
         raise AssertionError("the pipeline built the pandas panel without a campaign log")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("retention.policy.build_panel", no_panel)
+        patch.setattr("retention.policy_runs.build_panel", no_panel)
         run_pipeline(config, out)
     return config, out
 

@@ -128,3 +128,27 @@ def test_support_levels():
     assert [support_level(n) for n in (0, 29, 30, 299, 300)] == [
         "thin", "thin", "moderate", "moderate", "solid",
     ]  # fmt: skip
+
+
+def test_plan_sentence_says_why_users_are_left_alone():
+    from retention.strategies import VERDICT_ACT, VERDICT_HURTS, VERDICT_NOT_WORTH, plan_sentence
+
+    assert plan_sentence("new", 1200, "discount", VERDICT_ACT, "solid").endswith(
+        "(1,200 users now): offer a discount"
+    )
+    assert plan_sentence("new", 5, "none", VERDICT_HURTS, "thin").endswith(
+        "leave them alone — every action is estimated to do worse than nothing ⚠️ little data"
+    )
+    assert "not enough to pay for themselves" in plan_sentence(
+        "new", 5, "none", VERDICT_NOT_WORTH, "moderate"
+    )
+    assert ": sms" in plan_sentence("odd stage", 1, "sms", VERDICT_ACT, "solid")
+
+
+def test_a_period_word_in_the_singular():
+    from retention.words import period_word, period_word_singular
+
+    assert [period_word_singular(p) for p in ("day", "week", "month", None, "auto")] == [
+        "day", "week", "month", "period", "period"
+    ]  # fmt: skip
+    assert period_word("week") == "weeks"

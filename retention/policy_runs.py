@@ -1,0 +1,446 @@
+"""A dataset's stored policy runs: what the app's Policy page and the command line share.
+
+``retention.policy`` trains (it never touches the workspace); this module reads what training
+needs from the workspace and stores the result as a run (``retention.runs``):
+
+* :class:`PolicyRequest` is what one run is trained from, whichever front door asks:
+  :meth:`PolicyRequest.from_config` (the command line), :meth:`PolicyForm.request` (the Policy
+  page's form). :func:`train_or_reuse_policy` is the one function that trains (or reuses) a run
+  from it, so the two cannot pass ``actions``, the learner or the campaign timing differently.
+* :func:`campaigns_by_period` places the campaign log on the events' grid under the dataset's
+  timing rule; :func:`policy_input` is what the learner reads from the events.
+* :func:`policy_choices` is what the Policy page offers; :func:`run_label` and
+  :func:`settings_diff` name and compare stored runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from retention.campaigns import with_timing
+from retention.learn import PolicyResult, QLearner
+from retention.mdp import (
+    DEFAULT_ACTIONS,
+    DEFAULT_COSTS,
+    DEFAULT_LIFT,
+    PanelSummary,
+    RewardSettings,
+    resolve_actions,
+    summarize_events,
+)
+from retention.periods import build_panel, check_timing, period_grid, period_of, resolve_period
+from retention.policy import (
+    ALGORITHMS,
+    Callback,
+    Progress,
+    clustered,
+    snapshot_actions,
+    train_policy,
+    train_snapshot_policy,
+)
+from retention.runs import train_policy_run
+
+if TYPE_CHECKING:
+    from retention.config import PipelineConfig
+    from retention.workspace import Workspace
+
+
+#: How each algorithm is named on screen.
+ALGORITHM_NAMES: dict[str, str] = {
+    "q": "Q-learning",
+    "sarsa": "SARSA",
+    "batch": "batch Q-learning",
+    "one-step": "one-step (snapshot)",
+}
+#: How each stored setting is named on screen (others: the key with spaces).
+SETTING_NAMES: dict[str, str] = {
+    "gamma": "discount γ",
+    "retain_reward": "retain reward",
+    "churn_penalty": "churn penalty",
+    "revenue_weight": "revenue weight",
+    "action_costs": "action costs",
+    "actions": "actions",
+    "lift": "assumed lift",
+    "algorithm": "algorithm",
+    "seed": "seed",
+    "episodes": "episodes",
+    "min_epsilon": "exploration ε",
+    "learning_rate": "learning rate",
+    "prior_strength": "prior strength (campaign log)",
+    "test_size": "held-out share",
+    "period": "period",
+    "churn_after": "churned after (periods)",
+    "segmentation_run": "segmentation run",
+    "campaign_timing": "campaign timing",
+}
+
+
+#: The rule of a dataset stored before timing rules existed (how its runs were made).
+LEGACY_TIMING = "start"
+
+
+def campaign_timing(ws: Workspace, dataset_id: str) -> str | None:
+    """The dataset's campaign timing rule (stored with its mapping); None without a log."""
+    info = ws.dataset(dataset_id)
+    if "campaigns" not in info.kinds:
+        return None
+    return check_timing(str(info.mapping.get("campaign.timing", LEGACY_TIMING)))
+
+
+def campaigns_by_period(
+    ws: Workspace, dataset_id: str, period: str, timing: str | None = None
+) -> pd.DataFrame | None:
+    """The campaign log on the events' grid: ``user_id, t, action, propensity, t_in, phase``,
+    ``t`` the transition each row is credited to under ``timing`` (default: the dataset's
+    rule), ``t_in`` the period containing it and ``phase`` how far into it (the one place a
+    campaign row meets the timing rule, so the MDP, the evaluation and the checks agree)."""
+    stored = campaign_timing(ws, dataset_id)
+    if stored is None:
+        return None
+    con = ws.cursor()
+    grid = period_grid(con, ws.table(dataset_id, "events"), period)
+    placed = period_of(con, ws.table(dataset_id, "campaigns"), grid)
+    placed = placed.dropna(subset=["t"]).rename(columns={"t": "t_in"})
+    placed["t_in"] = placed["t_in"].astype(int)
+    placed = placed[["user_id", "t_in", "phase", "action", "propensity"]]
+    out = with_timing(placed, timing or stored)
+    return out[["user_id", "t", "action", "propensity", "t_in", "phase"]]
+
+
+def policy_input(
+    ws: Workspace,
+    dataset_id: str,
+    assignments: pd.DataFrame,
+    period: str,
+    churn_after: int,
+    campaigns: pd.DataFrame | None,
+) -> pd.DataFrame | PanelSummary:
+    """What the learner reads from an event log (the app's Policy page and the command line).
+
+    Without a campaign log the MDP needs only sums, which DuckDB computes from the events (the
+    users x periods panel never reaches pandas: it would not fit at 1M users); with a log the
+    learner needs every logged transition, so the panel is built.
+    """
+    con, events = ws.cursor(), ws.table(dataset_id, "events")
+    if campaigns is None:
+        return summarize_events(
+            con, events, clustered(assignments), period=period, churn_after=churn_after
+        )
+    return build_panel(con, events, period=period, churn_after=churn_after)
+
+
+# --------------------------------------------------------------------------- one request
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyRequest:
+    """What one policy run is trained from (both front doors build one).
+
+    ``episodes``, ``min_epsilon``, ``learning_rate``: the learner's settings (None: its
+    default); ``actions``: the actions to consider (None: the log's, else the defaults);
+    ``lift``: the assumed effect of each action (event logs without a campaign log only).
+    The campaign log and its timing rule are the dataset's own, read when training.
+    """
+
+    segmentation_run: str
+    period: str
+    churn_after: int = 4
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    algorithm: str = "q"
+    seed: int = 0
+    episodes: int | None = None
+    min_epsilon: float | None = None
+    learning_rate: float | None = None
+    actions: tuple[str, ...] | None = None
+    lift: Mapping[str, float] | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: PipelineConfig, segmentation_run: str, period: str
+    ) -> PolicyRequest:
+        """The command line's request (Q-learning with the configured episodes)."""
+        return cls(
+            segmentation_run=segmentation_run,
+            period=period,
+            churn_after=config.churn_after,
+            reward=config.reward(),
+            seed=config.seed,
+            episodes=config.episodes,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The request as stored with its run (and found again by, when reused); the optional
+        settings only when given, so a command-line request reads as it always has."""
+        out: dict[str, Any] = {
+            "segmentation_run": self.segmentation_run,
+            "period": self.period,
+            "churn_after": self.churn_after,
+            "reward": self.reward.as_dict(),
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "algorithm": self.algorithm,
+        }
+        extra = {
+            "min_epsilon": self.min_epsilon,
+            "learning_rate": self.learning_rate,
+            "actions": None if self.actions is None else list(self.actions),
+            "lift": None if self.lift is None else dict(self.lift),
+        }
+        return out | {key: value for key, value in extra.items() if value is not None}
+
+    def learner(self) -> QLearner | None:
+        """The learner's settings asked for (None: all defaults)."""
+        params: dict[str, Any] = {
+            "episodes": self.episodes or None,
+            "min_epsilon": self.min_epsilon,
+            "learning_rate": self.learning_rate,
+        }
+        given = {key: value for key, value in params.items() if value is not None}
+        return QLearner(**given) if given else None
+
+
+def train_or_reuse_policy(
+    ws: Workspace,
+    dataset_id: str,
+    assignments: pd.DataFrame,
+    request: PolicyRequest,
+    *,
+    reuse: bool = True,
+    progress: Progress | None = None,
+    callback: Callback | None = None,
+) -> tuple[str, PolicyResult]:
+    """A stored policy run made for the same request (``reuse``), or a newly trained and stored
+    one: the run id and the result. The one way either front door trains.
+
+    The request is stored under ``settings["request"]`` beside the full settings the learner
+    reports. Training reads what it needs from the workspace (:func:`policy_input`, the
+    dataset's campaign log and timing rule); a reused run reads nothing.
+    """
+    return train_policy_run(
+        ws,
+        dataset_id,
+        request.as_dict(),
+        lambda: train_request(ws, dataset_id, assignments, request, progress, callback),
+        reuse=reuse,
+        progress=progress,
+    )
+
+
+def train_request(
+    ws: Workspace,
+    dataset_id: str,
+    assignments: pd.DataFrame,
+    request: PolicyRequest,
+    progress: Progress | None = None,
+    callback: Callback | None = None,
+) -> PolicyResult:
+    """Train (without storing) the policy ``request`` asks for on a stored dataset (snapshot or
+    event log)."""
+    if ws.dataset(dataset_id).shape == "snapshot":
+        return train_snapshot_policy(
+            ws.load(dataset_id, "snapshot"),
+            assignments,
+            reward=request.reward,
+            churn_after=request.churn_after,
+            seed=request.seed,
+            progress=progress,
+        )
+    period = request.period
+    campaigns = campaigns_by_period(ws, dataset_id, period)
+    source = policy_input(ws, dataset_id, assignments, period, request.churn_after, campaigns)
+    return train_policy(
+        source,
+        assignments,
+        campaigns=campaigns,
+        actions=None if request.actions is None else list(request.actions),
+        lift=request.lift,
+        reward=request.reward,
+        algorithm=request.algorithm,
+        learner=request.learner(),
+        seed=request.seed,
+        campaign_timing=campaign_timing(ws, dataset_id),
+        period=period,
+        progress=progress,
+        callback=callback,
+    )
+
+
+# --------------------------------------------------------------------------- the Policy page
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyChoices:
+    """What the Policy page offers for a dataset: its ``shape``, the ``period`` in use (resolved;
+    ``"period"`` for a snapshot), the ``campaigns`` placed in periods (None without a log), the
+    ``actions`` (the log's or the snapshot's, else the default strategies) and the
+    ``algorithms``."""
+
+    shape: str
+    period: str
+    campaigns: pd.DataFrame | None
+    actions: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    timing: str | None = None
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.shape == "snapshot"
+
+    @property
+    def assumed_lift(self) -> bool:
+        """Whether the effect of each action is an assumption (an event log without a log)."""
+        return self.campaigns is None and not self.is_snapshot
+
+    def action_table(self) -> pd.DataFrame:
+        """The editable ``action, cost[, lift]`` table, with the default costs and lifts."""
+        costs = [0.0 if self.is_snapshot else DEFAULT_COSTS.get(a, 0.0) for a in self.actions]
+        table = pd.DataFrame({"action": list(self.actions), "cost": costs})
+        if self.assumed_lift:
+            table["lift"] = [DEFAULT_LIFT.get(a, 1.0) for a in self.actions]
+        return table
+
+
+def policy_choices(ws: Workspace, dataset_id: str, period: str) -> PolicyChoices:
+    """The Policy page's choices for a dataset (see :class:`PolicyChoices`)."""
+    if ws.dataset(dataset_id).shape == "snapshot":
+        snapshot = ws.load(dataset_id, "snapshot")
+        actions = snapshot_actions(snapshot["action"].dropna().astype(str).unique())
+        return PolicyChoices("snapshot", "period", None, actions, ())
+    used = resolve_period(ws.cursor(), ws.table(dataset_id, "events"), period)
+    campaigns = campaigns_by_period(ws, dataset_id, used)
+    if campaigns is None:
+        return PolicyChoices("events", used, None, DEFAULT_ACTIONS, ("q", "sarsa"))
+    logged = tuple(resolve_actions(None, campaigns["action"].astype(str)))
+    timing = campaign_timing(ws, dataset_id)
+    return PolicyChoices("events", used, campaigns, logged, ALGORITHMS, timing)
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyForm:
+    """What the Policy page's form asks: the reward, the learner and the ``actions`` table
+    (``action, cost[, lift]``, as edited)."""
+
+    actions: pd.DataFrame
+    gamma: float = 0.9
+    retain_reward: float = 1.0
+    churn_penalty: float = 5.0
+    revenue_weight: float = 0.0
+    algorithm: str = "q"
+    episodes: int = 200
+    epsilon: float = 0.5
+    learning_rate: float = 1.0
+    seed: int = 0
+
+    def request(
+        self, choices: PolicyChoices, segmentation_run: str, churn_after: int = 4
+    ) -> PolicyRequest:
+        """The :class:`PolicyRequest` this form asks for (a snapshot's reward is its costs)."""
+        table = self.actions.dropna(subset=["action"])
+        names = table["action"].astype(str).str.strip()
+        costs = dict(zip(names, table["cost"].fillna(0.0).astype(float), strict=True))
+        lift = None
+        if choices.assumed_lift:
+            lift = dict(zip(names, table["lift"].fillna(1.0).astype(float), strict=True))
+        if choices.is_snapshot:
+            reward = RewardSettings(action_costs=costs)
+        else:
+            reward = RewardSettings(
+                retain_reward=self.retain_reward, churn_penalty=self.churn_penalty,
+                revenue_weight=self.revenue_weight, action_costs=costs, gamma=self.gamma,
+            )  # fmt: skip
+        return PolicyRequest(
+            segmentation_run=segmentation_run, period=choices.period, churn_after=churn_after,
+            reward=reward, algorithm=self.algorithm, seed=int(self.seed),
+            episodes=int(self.episodes), min_epsilon=self.epsilon,
+            learning_rate=self.learning_rate, actions=tuple(names), lift=lift,
+        )  # fmt: skip
+
+
+def train_from_form(
+    ws: Workspace,
+    dataset_id: str,
+    segmentation_run: str,
+    assignments: pd.DataFrame,
+    choices: PolicyChoices,
+    form: PolicyForm,
+    *,
+    churn_after: int = 4,
+    progress: Progress | None = None,
+    callback: Callback | None = None,
+) -> str:
+    """Train (always anew) and store the policy the Policy page's form asks for; the run id."""
+    request = form.request(choices, segmentation_run, churn_after)
+    run_id, _ = train_or_reuse_policy(
+        ws, dataset_id, assignments, request, reuse=False, progress=progress, callback=callback
+    )
+    return run_id
+
+
+def number_text(value: Any, spec: str = ".3f") -> str:
+    """A stored number for display; a dash when it is missing or not a number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return format(v, spec) if math.isfinite(v) else "—"
+
+
+def run_label(row: Mapping[str, Any]) -> str:
+    """One line naming a stored policy run (a row of ``Workspace.runs``): when, algorithm,
+    discount and churn penalty (event logs), seed and value."""
+    s = row["settings"] if isinstance(row["settings"], dict) else {}
+    m = row["metrics"] if isinstance(row["metrics"], dict) else {}
+    parts = [f"{row['created']:%Y-%m-%d %H:%M:%S}"]
+    if s.get("algorithm"):
+        parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
+    if s.get("shape") != "snapshot":
+        if s.get("gamma") is not None:
+            parts.append(f"discount {number_text(s['gamma'], 'g')}")
+        if s.get("churn_penalty") is not None:
+            parts.append(f"churn penalty {number_text(s['churn_penalty'], 'g')}")
+    if s.get("seed") is not None:
+        parts.append(f"seed {s['seed']}")
+    parts.append(f"value {number_text(m.get('value'))}")
+    return " · ".join(parts)
+
+
+def flat_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Settings one level flat (the learner's own settings beside the rest), as text, without
+    the stored command-line request (it repeats the settings)."""
+    out: dict[str, str] = {}
+    for key, value in settings.items():
+        if key == "request":
+            continue
+        if key == "learner" and isinstance(value, dict):
+            for k, v in value.items():  # the learner's gamma and seed are the run's own
+                if v is not None and k not in settings:
+                    out[k] = str(v)
+        elif value is None:
+            out[key] = "—"
+        elif isinstance(value, bool):
+            out[key] = "yes" if value else "no"
+        elif isinstance(value, dict):
+            out[key] = ", ".join(
+                f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()
+            )
+        else:
+            out[key] = str(value)
+    return out
+
+
+def settings_diff(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> pd.DataFrame:
+    """The settings two runs differ in: ``setting, this run, other run`` (named for people)."""
+    a, b = flat_settings(mine), flat_settings(theirs)
+    return pd.DataFrame(
+        [
+            (SETTING_NAMES.get(k, k.replace("_", " ")), a.get(k, "—"), b.get(k, "—"))
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        ],
+        columns=["setting", "this run", "other run"],
+    )
