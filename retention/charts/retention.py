@@ -75,6 +75,20 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def steps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of a Kaplan–Meier step line: each value holds from its ``x`` until the next
+    one (``y[i]`` on ``[x[i], x[i+1])``), then drops. Drawn as straight lines, so the same path
+    can be walked backwards (a band's lower edge) without moving its steps."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2:
+        return x, y
+    xs = np.empty(2 * len(x) - 1)
+    ys = np.empty(2 * len(x) - 1)
+    xs[0::2], ys[0::2] = x, y
+    xs[1::2], ys[1::2] = x[1:], y[:-1]
+    return xs, ys
+
+
 def survival_figure(surv: Survival, *, title: str | None = None, bands: bool = True) -> go.Figure:
     """Kaplan–Meier curves (share not yet churned) per group, as steps, with confidence bands."""
     words = period_word(surv.period)
@@ -85,13 +99,18 @@ def survival_figure(surv: Survival, *, title: str | None = None, bands: bool = T
         k = curve.index.to_numpy()
         name = f"{group} (n={int(surv.sizes[group]):,})"
         if bands:
+            # The band is one closed shape: the upper edge's steps forward, then the lower
+            # edge's steps backward (plotly's "hv" shape would step early when walked back).
+            ux, uy = steps(k, curve["upper"].to_numpy())
+            lx, ly = steps(k, curve["lower"].to_numpy())
             fig.add_trace(
                 go.Scatter(
-                    x=np.concatenate([k, k[::-1]]),
-                    y=np.concatenate([curve["upper"].to_numpy(), curve["lower"].to_numpy()[::-1]]),
+                    x=np.concatenate([ux, lx[::-1]]),
+                    y=np.concatenate([uy, ly[::-1]]),
+                    mode="lines",  # no corner markers on short curves
                     fill="toself",
                     fillcolor=_rgba(color, 0.15),
-                    line={"width": 0, "shape": "hv"},
+                    line={"width": 0},
                     hoverinfo="skip",
                     showlegend=False,
                     legendgroup=group,

@@ -17,6 +17,7 @@ from retention.cohorts import (
     MISSING,
     NOT_SEGMENTED,
     OTHER,
+    Survival,
     categorical_columns,
     churn_durations,
     cohort_table,
@@ -382,3 +383,41 @@ def test_retention_by_segment_is_the_classic_cohort_table_pooled(
             reached = table.counts[k].notna()
             expected = table.counts.loc[reached, k].sum() / table.sizes[reached].sum()
             assert frame.loc[segment, f"retention_{k}"] == pytest.approx(expected)
+
+
+def test_the_confidence_band_steps_where_its_curve_steps() -> None:
+    """The 95% band holds each period's bounds from that period until the next, on both edges
+    (the lower edge used to be drawn one period early, leaving the curve outside its band)."""
+    from retention.charts.retention import steps, survival_figure
+
+    k = np.array([0, 1, 2, 3])
+    curves = pd.DataFrame(
+        {
+            "group": "g",
+            "k": k,
+            "survival": [1.0, 0.8, 0.5, 0.4],
+            "lower": [1.0, 0.7, 0.3, 0.2],
+            "upper": [1.0, 0.9, 0.7, 0.6],
+            "at_risk": [10, 8, 5, 4],
+            "churned": [0, 2, 3, 1],
+            "censored": [0, 0, 0, 4],
+        }
+    ).set_index(["group", "k"])
+    surv = Survival(
+        period="month", churn_after=4, ci=0.95, curves=curves,
+        at_risk=pd.DataFrame([[10, 8, 5, 4]], index=["g"], columns=k),
+        sizes=pd.Series({"g": 10}), logrank=None,
+    )  # fmt: skip
+    band, line = survival_figure(surv).data
+    assert band.mode == "lines"  # no stray corner markers on short curves
+    x, y = np.asarray(band.x, dtype=float), np.asarray(band.y, dtype=float)
+    # The closed shape: the upper edge's steps forward, then the lower edge's steps back.
+    ux, uy = steps(k, curves["upper"].to_numpy())
+    lx, ly = steps(k, curves["lower"].to_numpy())
+    np.testing.assert_array_equal(x, np.concatenate([ux, lx[::-1]]))
+    np.testing.assert_array_equal(y, np.concatenate([uy, ly[::-1]]))
+    # Hand-checked corners: each bound holds over [k, k+1) and drops at k+1.
+    assert list(zip(lx, ly, strict=True)) == [
+        (0, 1.0), (1, 1.0), (1, 0.7), (2, 0.7), (2, 0.3), (3, 0.3), (3, 0.2),
+    ]  # fmt: skip
+    assert list(line.x) == [0, 1, 2, 3]
