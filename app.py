@@ -6,11 +6,17 @@ workspace and the dataset picker) is drawn once here for every page; then the pa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages.ui.common import dataset_sidebar, ensure_samples, refuse_an_open_server, route
 
-st.set_page_config(page_title="Retention Studio", page_icon=":material/insights:", layout="wide")
+FAVICON = Path(__file__).parent / "pages" / "ui" / "favicon.png"
+
+# The tab icon is a file of ours: a ":material/..." icon would make every browser fetch it from
+# a font CDN, and the app promises to run offline.
+st.set_page_config(page_title="Retention Studio", page_icon=str(FAVICON), layout="wide")
 refuse_an_open_server()
 
 page = route()

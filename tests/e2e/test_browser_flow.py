@@ -76,7 +76,21 @@ def _pick_dataset(page, name: str) -> None:
     assert _current_dataset(page).startswith(name)
 
 
+def _record_requests(page) -> list[str]:
+    """Every URL the browser asks for from now on."""
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    return seen
+
+
+def _off_the_machine(urls: list[str], app_url: str) -> list[str]:
+    """The requests that left this machine (the app promises to run offline)."""
+    local = (app_url, "data:", "blob:", "about:", "http://127.0.0.1", "http://localhost")
+    return sorted({u for u in urls if not u.startswith(local)})
+
+
 def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
+    requests = _record_requests(page)
     page.goto(app_url)
     _wait_idle(page)
     _pick_dataset(page, "Planted demo")
@@ -123,3 +137,4 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     assert lines[0].startswith("user_id,segment,segment_name,stage,recommended_action")
     assert len(lines) == 2001
     screenshot(page, "strategies")
+    assert requests and _off_the_machine(requests, app_url) == []
