@@ -25,7 +25,7 @@ written here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,9 +178,11 @@ def effects_by_timing(
     return out[EFFECT_COLUMNS]
 
 
-def effects_side_by_side(effects: pd.DataFrame, period: str = "period") -> pd.DataFrame:
-    """The effects table as people read it: one row per segment and action, one column per
-    timing rule, each cell the change in P(active next period) in percentage points with its
+def effects_side_by_side(
+    effects: pd.DataFrame, period: str = "period", names: Mapping[int, str] | None = None
+) -> pd.DataFrame:
+    """The effects table as people read it: one row per named segment and action, one column
+    per timing rule, each cell the change in P(active next period) in percentage points with its
     95% interval, marked ✓ where it is clear."""
 
     def cell(r: pd.Series) -> str:
@@ -193,6 +195,7 @@ def effects_side_by_side(effects: pd.DataFrame, period: str = "period") -> pd.Da
     wide = shown.pivot(index=["segment", "action"], columns="timing", values="text")
     wide = wide.reindex(columns=[t for t in TIMINGS if t in wide.columns]).reset_index()
     wide.columns.name = None
+    wide["segment"] = [segment_name(names, g) for g in wide["segment"]]
     return wide.rename(columns={t: f"'{t}': change in P(active next {period})" for t in TIMINGS})
 
 

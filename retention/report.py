@@ -320,7 +320,7 @@ def campaign_section(
             f"Change in the chance of being active next {checks.period} against doing nothing, "
             "per segment and action, under each timing rule (percentage points, 95% interval; "
             "✓ = clear, p < 0.001).",
-            effects_side_by_side(checks.effects, checks.period),
+            effects_side_by_side(checks.effects, checks.period, names),
         ),
         (
             "Evidence per segment, stage and action (rule in use): share of users active next "

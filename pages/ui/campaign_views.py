@@ -48,7 +48,7 @@ def show(result: PolicyResult, names: Mapping[int, str]) -> None:
             f"under each rule (percentage points, 95% interval; ✓ = clear, p < 0.001). A "
             "randomised send credited to the wrong move shows no effect."
         )
-        st.dataframe(effects_side_by_side(checks.effects, period), hide_index=True)
+        st.dataframe(effects_side_by_side(checks.effects, period, names), hide_index=True)
     st.markdown(
         f"**Evidence per segment, stage and action** (rule '{checks.timing}'): the share of "
         f"users active next {period} after each action and after doing nothing, the change "

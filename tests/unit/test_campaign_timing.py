@@ -130,8 +130,9 @@ def test_checks_warn_on_a_rule_against_the_log_and_stay_quiet_on_a_right_one(end
     effects = right.effects.set_index(["timing", "segment", "action"])
     assert effects.loc[("nearest", 0, "recommendation"), "clear"]
     assert not effects.loc[("start", 0, "recommendation"), "clear"]
-    wide = effects_side_by_side(right.effects, "week")
+    wide = effects_side_by_side(right.effects, "week", {0: "kitchen lovers"})
     assert len(wide) == 12 and wide.shape[1] == 5
+    assert set(wide["segment"]) == {"kitchen lovers", "Segment 2", "Segment 3", "Segment 4"}
 
 
 def test_checks_warn_when_start_sends_are_read_as_next() -> None:
