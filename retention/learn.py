@@ -203,6 +203,29 @@ def _batch_rate(
     return np.clip(rate, 0.0, 1.0)
 
 
+def _batch_update(
+    q_flat: np.ndarray,
+    visits: np.ndarray,
+    sa: np.ndarray,
+    target: np.ndarray,
+    alive: np.ndarray,
+    rate: tuple[float, float, float],
+) -> int:
+    """One step of every simulated user at once: each visited state-action moves toward the mean
+    of its users' targets (users who already churned are left out), at the visit-count rate.
+    Updates ``q_flat`` and ``visits`` in place; returns how many users stepped."""
+    everyone = alive.all()
+    idx = sa if everyone else sa[alive]
+    cnt = np.bincount(idx, minlength=q_flat.size)
+    tot = np.bincount(idx, weights=target if everyone else target[alive], minlength=q_flat.size)
+    seen = np.flatnonzero(cnt)
+    k = cnt[seen].astype(float)
+    step = _batch_rate(visits[seen], k, *rate)
+    q_flat[seen] += step * (tot[seen] / k - q_flat[seen])
+    visits[seen] += k
+    return len(idx)
+
+
 class QLearner:
     """Tabular Q-learning (or SARSA) on users simulated from an MDP, vectorised over users.
 
@@ -411,23 +434,12 @@ class QLearner:
                 a2 = self._choose(np.argmax(q, axis=1), s2, eps, n_a, rng)
                 boot = q.max(axis=1)[s2] if self.algorithm == "q" else q[s2, a2]
                 target = r + g * np.where(done, 0.0, boot)
-                everyone = alive.all()
-                idx = sa if everyone else sa[alive]
-                cnt = np.bincount(idx, minlength=n_s * n_a)
-                tot = np.bincount(
-                    idx, weights=target if everyone else target[alive], minlength=n_s * n_a
-                )
-                seen = np.flatnonzero(cnt)
-                k = cnt[seen].astype(float)
-                step = _batch_rate(visits[seen], k, *rate)
-                q_flat[seen] += step * (tot[seen] / k - q_flat[seen])
-                visits[seen] += k
+                steps += _batch_update(q_flat, visits, sa, target, alive, rate)
                 if episode >= average_start:
                     n_mean += 1
                     q_mean += (q - q_mean) / n_mean
                 ret += disc * r * alive
                 disc *= g
-                steps += len(idx)
                 alive &= ~done
                 if not alive.any():
                     break
@@ -436,17 +448,9 @@ class QLearner:
             if episode % every == 0 or last:
                 greedy_value = start_value(mdp, greedy(q_mean if n_mean else q), g)
                 rows.append(
-                    (
-                        episode + 1,
-                        steps,
-                        time.perf_counter() - t0,
-                        eps,
-                        float(self.visit_rate(visits).mean()),
-                        float(ret.mean()),
-                        greedy_value,
-                        optimal,
-                        fraction_of_optimum(greedy_value, optimal),
-                    )
+                    (episode + 1, steps, time.perf_counter() - t0, eps)
+                    + (float(self.visit_rate(visits).mean()), float(ret.mean()), greedy_value)
+                    + (optimal, fraction_of_optimum(greedy_value, optimal))
                 )
                 if callback is not None:
                     callback(pd.DataFrame(rows, columns=CURVE_COLUMNS))
