@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -171,8 +170,6 @@ with add_tab:
             show_report(prepared.campaign_report, f"Campaign log: {campaign_file[0]}")
         st.caption(f"{prepared.users:,} users.")
 
-        # The file's own bytes and name (the sample or the upload), whichever source read it.
-        prepared = replace(prepared, sha256=sha, source_name=file_name)
         stored = find_dataset(ws, prepared)
         if stored is not None:
             st.info(
