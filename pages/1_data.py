@@ -178,7 +178,10 @@ with add_tab:
                 "stored twice.",
                 icon=":material/content_copy:",
             )
-        name = st.text_input("Dataset name", value=Path(file_name).name.split(".")[0])
+        default_name = (
+            Path(file_name).name.split(".")[0] if stored is None else ws.dataset(stored).name
+        )
+        name = st.text_input("Dataset name", value=default_name)
         if st.button("Save to workspace", type="primary", icon=":material/save:"):
             try:
                 dataset_id = store_dataset(ws, prepared, name)
