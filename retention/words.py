@@ -50,3 +50,30 @@ def scaled(progress: Progress | None, lo: float, hi: float) -> Progress | None:
         progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)
 
     return report
+
+
+#: Symbols of the currencies the app names; any other ISO code is written after the amount.
+CURRENCY_SYMBOLS: dict[str, str] = {
+    "GBP": "£", "USD": "$", "EUR": "€", "JPY": "¥", "CNY": "¥", "INR": "₹", "KRW": "₩",
+    "AUD": "A$", "CAD": "C$", "CHF": "CHF ", "BRL": "R$",
+}  # fmt: skip
+
+
+def money(amount: float, currency: str | None, decimals: int = 2) -> str:
+    """An amount as a user reads it: "£1,234.50", "1,234.50 SEK", or "1,234.50 (currency of
+    your data)" when the currency is not known."""
+    number = f"{abs(float(amount)):,.{decimals}f}"
+    sign = "−" if float(amount) < 0 and round(abs(float(amount)), decimals) > 0 else ""
+    code = (currency or "").strip().upper()
+    if not code:
+        return f"{sign}{number} (currency of your data)"
+    symbol = CURRENCY_SYMBOLS.get(code)
+    return f"{sign}{symbol}{number}" if symbol else f"{sign}{number} {code}"
+
+
+def currency_unit(currency: str | None) -> str:
+    """The unit to put in a column header: "£", "SEK", or "your data's currency"."""
+    code = (currency or "").strip().upper()
+    if not code:
+        return "your data's currency"
+    return CURRENCY_SYMBOLS.get(code, code).strip()

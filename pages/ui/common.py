@@ -6,8 +6,10 @@ Pages stay short: they read the session, call the library, render, and turn an
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -29,6 +31,8 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "strategies": ("pages/5_strategies.py", "Strategies", ":material/task_alt:"),
 }
 _LAST_DATASET = "ui.last_dataset"
+_SETTING = "ui.setting."  # workspace meta key prefix of a remembered widget value
+_CURRENCY = "dataset.currency."  # workspace meta key prefix of a dataset's currency
 
 
 _routed = False  # True once app.py has routed a run in this process (see _use_the_router)
@@ -212,3 +216,43 @@ def ensure_samples() -> None:
             load_samples(ws)
         except InputError as exc:  # a broken sample must not block the app
             st.warning(f"The sample data could not be loaded: {exc}")
+
+
+def remember(key: str, default: Any) -> str:
+    """Keep the widget ``key``'s value across pages, refreshes and restarts; returns ``key``.
+
+    Call it just before creating the widget, and create the widget with ``key=key`` and *no*
+    value argument (the value comes from ``st.session_state``). The first run of a session
+    takes the value last saved in the workspace (or ``default``); every later run saves the
+    value the widget holds when it differs from the saved one. Values must be JSON (numbers,
+    strings, booleans, lists; a list comes back as a tuple). Not for range sliders: without a
+    value argument Streamlit makes a single-value slider.
+    """
+    ws = _open_workspace(workspace_folder())  # pages have routed through workspace() already
+    meta_key = _SETTING + key
+    saved = ws.get_meta(meta_key)
+    if key not in st.session_state:
+        value = _decode(saved) if saved is not None else default
+        st.session_state[key] = value
+    else:
+        # Re-assigning keeps a widget's value when the user visits a page without the widget.
+        st.session_state[key] = st.session_state[key]
+    encoded = json.dumps(st.session_state[key], default=str)
+    if encoded != saved:
+        ws.set_meta(meta_key, encoded)
+    return key
+
+
+def _decode(text: str) -> Any:
+    value = json.loads(text)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def dataset_currency(dataset_id: str) -> str | None:
+    """The currency the user set for a dataset's revenue (an ISO code such as "GBP"), if any."""
+    return workspace().get_meta(_CURRENCY + dataset_id) or None
+
+
+def set_dataset_currency(dataset_id: str, currency: str | None) -> None:
+    """Set (or clear, with ``None``/"") the currency of a dataset's revenue."""
+    workspace().set_meta(_CURRENCY + dataset_id, (currency or "").strip().upper())
