@@ -182,9 +182,11 @@ def segment_names(run: Run) -> dict[int, str]:
 
 #: The remembered "hide the first-steps overview" choice (see :func:`remember`).
 OVERVIEW_HIDDEN = "data.overview_hidden"
+#: How many characters of a dataset's name the sidebar's picker shows.
+SIDEBAR_NAME_CHARS = 29
 
 
-def short_name(name: str, limit: int = 34) -> str:
+def short_name(name: str, limit: int = SIDEBAR_NAME_CHARS) -> str:
     """``name`` in at most ``limit`` characters, cut at a word boundary with "…" (a single word
     longer than that is cut inside it). Show the full name beside it on hover."""
     name = " ".join(str(name).split())
@@ -207,10 +209,9 @@ def dataset_sidebar() -> None:
         else:
             ids = list(datasets["id"])
             names = dict(zip(datasets["id"], datasets["name"], strict=True))
-            labels = {
-                row.id: f"{short_name(row.name)} · {row.rows:,} rows"
-                for row in datasets.itertuples(index=False)
-            }
+            rows = dict(zip(datasets["id"], datasets["rows"], strict=True))
+            # The box shows about 30 characters: the name alone, cut at a word boundary.
+            labels = {i: short_name(name, SIDEBAR_NAME_CHARS) for i, name in names.items()}
             current = current_dataset_id()
             if st.session_state.get("sidebar.dataset") != current:
                 st.session_state["sidebar.dataset"] = current
@@ -220,8 +221,8 @@ def dataset_sidebar() -> None:
                 key="sidebar.dataset",
                 format_func=labels.__getitem__,
                 on_change=lambda: set_current_dataset(st.session_state["sidebar.dataset"]),
-                help=f"Now: **{names[current]}**. Everything on every page is about this "
-                "dataset. Add datasets on the Data page.",
+                help=f"Now: **{names[current]}** ({rows[current]:,} rows). Everything on every "
+                "page is about this dataset. Add datasets on the Data page.",
             )
             if st.query_params.get("dataset") != current:
                 set_current_dataset(current)

@@ -297,7 +297,7 @@ def manage_datasets(ws: Workspace) -> None:
     names = dict(zip(datasets["id"], datasets["name"], strict=True))
     _follow_current(ids)
     target = st.selectbox(
-        "Dataset",
+        "Dataset to see, rename or delete",
         ids,
         format_func=lambda i: short_name(names[i], 80),
         key="manage.target",
@@ -344,8 +344,9 @@ def manage_datasets(ws: Workspace) -> None:
             st.rerun()
     with c2:
         sure = st.checkbox(
-            f"Yes, delete “{short_name(names[target], 60)}” and everything computed on it",
+            "Yes, delete this dataset and everything computed on it",
             key="delete.sure",
+            help=f"Deletes “{names[target]}”, its segments and its policies from the workspace.",
         )
         if st.button("Delete", disabled=not sure, key="delete", icon=":material/delete:"):
             ws.delete_dataset(target)
