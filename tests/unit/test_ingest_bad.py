@@ -268,3 +268,15 @@ def test_an_error_without_hints_reads_the_same_at_both_front_doors():
     assert str(exc) == exc.in_app == "The file is empty."
     exc = InputError("Bad.", cli_hint="Use --x.", ui_hint="Tick the box.")
     assert (str(exc), exc.in_app) == ("Bad. Use --x.", "Bad. Tick the box.")
+
+
+def test_the_command_line_keeps_its_own_wording(tmp_path, capsys):
+    """The command line says which option fixes it, never which box to pick in the browser."""
+    from retention.cli import main
+
+    path = _write(tmp_path, "notime.csv", "user_id,product\n1,mug\n2,bag\n1,lamp\n")
+    argv = ["run", str(path), "--out", str(tmp_path / "out"), "--workspace", str(tmp_path / "ws")]
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--map time=COLUMN" in err
+    assert "box" not in err and "Data page" not in err
