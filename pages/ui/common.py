@@ -257,7 +257,7 @@ def ensure_samples() -> None:
         try:
             load_samples(ws)
         except InputError as exc:  # a broken sample must not block the app
-            st.warning(f"The sample data could not be loaded: {exc}")
+            st.warning(f"The sample data could not be loaded: {exc.in_app}")
 
 
 def remember(key: str, default: Any) -> str:
