@@ -110,9 +110,12 @@ def first_steps_overview(datasets: pd.DataFrame) -> None:
                 else:
                     page_link(page, f"**{i}. {title}**")
             c2.markdown(what[0].upper() + what[1:])
+        sample = next((n for n in datasets.get("name", []) if n == SAMPLES[0].name), None)
         st.markdown(
-            "**Where to start:** the sample datasets are already loaded. Pick *Online Retail "
-            "(sample)* in the sidebar and open **Segments**, or add your own file below."
+            f"**Where to start:** pick *{sample}* in the sidebar and open **Segments**, or add "
+            "your own file below."
+            if sample
+            else "**Where to start:** add your file below, then open **Segments**."
         )
         st.checkbox(
             "Hide this overview", key=key, help="About / settings in the sidebar brings it back."

@@ -163,6 +163,7 @@ def test_dataset_view_shows_roles_as_a_table_and_opens_on_the_current_dataset(
     at = make_app()
     assert not at.exception
     assert at.selectbox(key="manage.target").value == planted_dataset
+    assert any("pick *Online Retail (sample)* in the sidebar" in m.value for m in at.markdown)
     roles = next(df.value for df in at.dataframe if "Role" in df.value.columns)
     assert list(roles.columns) == ["Role", "Column", "What it is used for"]
     table = roles.set_index("Role")
@@ -203,6 +204,7 @@ def test_first_time_overview_shows_five_steps_and_is_dismissed_for_good(app_work
     labels = [link.label for link in at.get("page_link")]
     for step in ("Segments", "Retention", "Policy", "Strategies"):
         assert any(step in label for label in labels), step
+    assert "add your file below" in text  # no sample in this workspace: start with a file
     at.checkbox(key="data.overview_hidden").check().run()
     assert "five steps" not in " ".join(m.value for m in at.markdown)
     fresh = make_app()  # remembered in the workspace
