@@ -252,7 +252,9 @@ def dataset_summary(info: DatasetInfo) -> str:
     if rep.get("users"):
         parts.insert(1, f"{rep['users']:,} users")
     currency = dataset_currency(info.id)
-    parts.append(f"revenue in {currency_format(currency)}" if currency else "currency not set")
+    symbol = CURRENCY_SYMBOLS.get(currency or "", "").strip()
+    unit = f"{currency} ({symbol})" if symbol and symbol != currency else currency
+    parts.append(f"revenue in {unit}" if currency else "currency not set")
     return ", ".join(parts)
 
 
