@@ -219,6 +219,15 @@ def chosen_files() -> tuple[tuple[str, bytes] | None, tuple[str, bytes] | None]:
     return file, None
 
 
+#: What each column of a campaign log is used for (the dataset's roles table).
+CAMPAIGN_USES = {
+    "user": "Whom each campaign was sent to.",
+    "time": "When it was sent: the period it counts for.",
+    "action": "The treatment sent: the actions the policy learns about.",
+    "propensity": "The chance of getting that treatment, to judge the policy fairly.",
+}
+
+
 def roles_table(info: DatasetInfo) -> pd.DataFrame:
     """A dataset's column roles for people: role, column, what the app uses it for (the
     campaign log's roles and timing rule after the file's own)."""
@@ -232,7 +241,7 @@ def roles_table(info: DatasetInfo) -> pd.DataFrame:
     if any(k.startswith("campaign.") for k in mapping):
         rows += [
             (f"Campaign log: {ROLE_LABELS[r].lower()}", column_words(mapping[f"campaign.{r}"]),
-             "The campaign log's " + ROLE_USES[r][0].lower() + ROLE_USES[r][1:])
+             CAMPAIGN_USES[r])
             for r in CAMPAIGN_ROLES
             if mapping.get(f"campaign.{r}")
         ]  # fmt: skip
@@ -311,12 +320,7 @@ def manage_datasets(ws: Workspace) -> None:
     info = ws.dataset(target)
     st.markdown(f"**{info.name}**")
     st.caption(dataset_summary(info) + (f" · from {info.source_name}" if info.source_name else ""))
-    st.dataframe(
-        roles_table(info),
-        hide_index=True,
-        width="stretch",
-        column_config={"What it is used for": st.column_config.TextColumn(width="large")},
-    )
+    st.table(roles_table(info).set_index("Role"))  # a table, not a grid: long text wraps
     key = f"currency.{target}"
     saved = dataset_currency(target) or ""
     st.session_state[key] = saved  # the workspace's value (the box saves into it on change)

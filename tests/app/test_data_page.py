@@ -164,14 +164,15 @@ def test_dataset_view_shows_roles_as_a_table_and_opens_on_the_current_dataset(
     assert not at.exception
     assert at.selectbox(key="manage.target").value == planted_dataset
     assert any("pick *Online Retail (sample)* in the sidebar" in m.value for m in at.markdown)
-    roles = next(df.value for df in at.dataframe if "Role" in df.value.columns)
-    assert list(roles.columns) == ["Role", "Column", "What it is used for"]
-    table = roles.set_index("Role")
+    table = at.table[0].value
+    assert table.index.name == "Role"
+    assert list(table.columns) == ["Column", "What it is used for"]
     assert table.loc["User", "Column"] == "user_id" and table.loc["Time", "Column"] == "ts"
     assert "segments" in table.loc["Text", "What it is used for"].lower()
     assert table.loc["Campaign log: action", "Column"] == "action"
     assert "Campaign timing" in table.index
-    shown = " ".join(str(v) for df in at.dataframe for v in df.value.to_numpy().ravel())
+    grids = [*at.dataframe, *at.table]
+    shown = " ".join(str(v) for df in grids for v in df.value.to_numpy().ravel())
     assert "sha256" not in shown.lower() and not any(len(w) == 64 for w in shown.split())
     assert not at.json  # no raw JSON
     # The sidebar moves the current dataset: the picker follows.
