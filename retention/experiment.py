@@ -76,7 +76,16 @@ CELL_COLUMNS = [
     "reachable",
 ]
 #: One row per user-period of a test: the move ``t - 1 -> t`` under the user's arm.
-TRANSITION_COLUMNS = ["user_id", "t", "segment", "stage", "action", "propensity", "active_next"]
+TRANSITION_COLUMNS = [
+    "user_id",
+    "t",
+    "segment",
+    "stage",
+    "action",
+    "propensity",
+    "active_next",
+    "next_stage",
+]
 EFFECT_COLUMNS = [
     "segment",
     "stage",
@@ -227,6 +236,7 @@ class ExperimentPlan:
     periods: int = 1
     churn_after: int = 4
     formula: str = POWER_FORMULA
+    source: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """``plan.json``: SPEC §8's keys, plus the window and the formula used."""
@@ -261,6 +271,7 @@ class ExperimentPlan:
             "periods": self.periods,
             "churn_after": self.churn_after,
             "formula": self.formula,
+            "source": dict(self.source),
             "cells": cells,
         }
 
@@ -288,6 +299,7 @@ class ExperimentPlan:
                 start=str(data.get("start", "")),
                 periods=int(data.get("periods", 1)),
                 churn_after=int(data.get("churn_after", 4)),
+                source={str(k): str(v) for k, v in dict(data.get("source") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InputError):
@@ -305,7 +317,9 @@ class ExperimentPlan:
         return to_csv_bytes(self.assignment[ASSIGNMENT_COLUMNS])
 
     def plan_json(self) -> bytes:
-        return json.dumps(self.to_json(), indent=2, allow_nan=False).encode("utf-8")
+        return json.dumps(self.to_json(), indent=2, allow_nan=False, ensure_ascii=False).encode(
+            "utf-8"
+        )
 
 
 def _num(x: float) -> float | None:
@@ -488,6 +502,9 @@ class World:
                 )
             )
             rec = np.where(active, 0, rec + 1)
+            frames[-1]["next_stage"] = np.asarray(STAGES, dtype=object)[
+                stage_of_recency(rec, self.churn_after)
+            ]
         return pd.concat(frames, ignore_index=True)[TRANSITION_COLUMNS]
 
     def simulate_logs(
@@ -679,6 +696,9 @@ def _user_periods(
             )
         )
         rec = np.where(active[:, t], 0, rec + 1)
+        frames[-1]["next_stage"] = np.asarray(STAGES, dtype=object)[
+            stage_of_recency(rec, plan.churn_after)
+        ]
     return pd.concat(frames, ignore_index=True)[TRANSITION_COLUMNS]
 
 
