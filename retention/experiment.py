@@ -38,6 +38,7 @@ from scipy import stats
 
 from retention.errors import InputError
 from retention.mdp import MDP, NONE, STAGES
+from retention.words import segment_display_name
 
 #: The strategies a test compares by default (``none`` is the holdout).
 DEFAULT_TEST_ACTIONS: tuple[str, ...] = ("recommendation", "engagement", "discount")
@@ -391,7 +392,9 @@ def plan_test(
     cells = cells.sort_values(
         ["segment", "stage"], key=lambda c: c.map(order) if c.name == "stage" else c
     ).reset_index(drop=True)
-    cells["segment_name"] = [names.get(int(g), f"Segment {int(g)}") for g in cells["segment"]]
+    cells["segment_name"] = [
+        names.get(int(g), segment_display_name(int(g))) for g in cells["segment"]
+    ]
     n = users_needed(cells["baseline"].fillna(0.0).to_numpy(), settings.mde, settings.power,
                      settings.alpha)  # fmt: skip
     smallest = min(settings.shares().values())
@@ -404,7 +407,9 @@ def plan_test(
         reach = cells.loc[cells["reachable"], "periods_needed"]
         periods = int(reach.max()) if len(reach) else settings.max_periods
     plan_id = _plan_id(pool["user_id"].astype(str), settings)
-    pool["segment_name"] = pool["segment"].map(lambda g: names.get(int(g), f"Segment {int(g)}"))
+    pool["segment_name"] = pool["segment"].map(
+        lambda g: names.get(int(g), segment_display_name(int(g)))
+    )
     assignment = assign(pool, settings.shares(), salt=plan_id)
     assignment["plan_id"] = plan_id
     assignment["recency"] = assignment["recency"].astype(int)
@@ -978,7 +983,9 @@ def next_wave(
         )
     out = assign(u, table, salt=plan_id)
     out["plan_id"] = plan_id
-    out["segment_name"] = out["segment"].map(lambda g: names.get(int(g), f"Segment {int(g)}"))
+    out["segment_name"] = out["segment"].map(
+        lambda g: names.get(int(g), segment_display_name(int(g)))
+    )
     return out[ASSIGNMENT_COLUMNS]
 
 
@@ -1058,3 +1065,80 @@ def _advance(start: pd.Timestamp, period: str, n: int) -> pd.Timestamp:
     if period == "month":
         return start + pd.DateOffset(months=n)
     return start + (pd.Timedelta(weeks=1) if period == "week" else pd.Timedelta(days=1)) * n
+
+
+# --- plain-language tables for the page and the report ---------------------------------------
+
+#: What each jargon word means, for hover help on the page.
+JARGON = {
+    "mde": "The smallest change worth finding (minimum detectable effect): 0.10 means the test "
+    "is sized to notice a strategy that raises the chance of being active next period by 10% "
+    "of what it is now (e.g. from 40% to 44%).",
+    "power": "How sure the test is to notice a change of that size if it is there (statistical "
+    "power): 0.8 means 8 times out of 10.",
+    "alpha": "How often the test may cry wolf — call a change real when there is none "
+    "(significance level α): 0.05 means 1 time in 20.",
+    "holdout": "The share of each group that gets nothing ('none'), so there is something to "
+    "compare with.",
+}
+
+
+def plan_view(cells: pd.DataFrame, periods: str = "periods") -> pd.DataFrame:
+    """The plan's cells in words a marketer reads: one row per segment × stage."""
+
+    def verdict(r: pd.Series) -> str:
+        if not np.isfinite(r["n_per_arm"]):
+            return "no: the change is too large for this baseline to show"
+        if r["reachable"]:
+            return f"yes, in {int(r['periods_needed'])} {periods}"
+        return f"no: cannot reach power (would take {int(r['periods_needed']):,} {periods})"
+
+    return pd.DataFrame(
+        {
+            "Segment": cells["segment_name"],
+            "Stage": cells["stage"],
+            "Users now": cells["users"].astype(int),
+            "Active next period now (%)": (100 * cells["baseline"]).round(1),
+            "Users needed per strategy": cells["n_per_arm"].map(
+                lambda n: f"{int(n):,}" if np.isfinite(n) else "—"
+            ),
+            f"{periods.capitalize()} needed": cells["periods_needed"].map(
+                lambda n: f"{int(n):,}" if np.isfinite(n) else "—"
+            ),
+            "Can the test tell?": cells.apply(verdict, axis=1),
+        }
+    )
+
+
+def effect_verdict(lo: float, hi: float) -> str:
+    """What a lift's 95% interval says."""
+    if lo > 1.0:
+        return "helps"
+    if hi < 1.0:
+        return "hurts"
+    return "not clear yet"
+
+
+def effects_view(effects: pd.DataFrame, names: Mapping[int, str] | None = None) -> pd.DataFrame:
+    """Measured effects in words: change of the chance of being active next period, interval,
+    how many user-periods back it, and the verdict."""
+    names = dict(names or {})
+    return pd.DataFrame(
+        {
+            "Segment": [
+                names.get(int(g), segment_display_name(int(g))) for g in effects["segment"]
+            ],
+            "Stage": effects["stage"],
+            "Strategy": effects["action"],
+            "Change in chance active next period (%)": (100 * (effects["lift"] - 1)).round(1),
+            "95% interval (%)": [
+                f"{100 * (lo - 1):+.0f} to {100 * (hi - 1):+.0f}"
+                for lo, hi in zip(effects["ci_lo"], effects["ci_hi"], strict=True)
+            ],
+            "Observations": effects["n"].astype(int),
+            "Verdict": [
+                effect_verdict(lo, hi)
+                for lo, hi in zip(effects["ci_lo"], effects["ci_hi"], strict=True)
+            ],
+        }
+    )
