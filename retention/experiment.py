@@ -1142,3 +1142,42 @@ def effects_view(effects: pd.DataFrame, names: Mapping[int, str] | None = None) 
             ],
         }
     )
+
+
+# --- `run` with a campaign log: the experiment block of summary.json -------------------------
+
+
+def srm_from_log(per_action: pd.DataFrame, threshold: float = SRM_P) -> Srm | None:
+    """SRM of a campaign log that is not a planned test: ``per_action`` holds ``action, rows,
+    propensity`` (the log's rows per action and their mean logged propensity). Each action's
+    expected share of the rows is its propensity over the sum of the logged actions'
+    propensities — right for logs whose propensities are the same for every user (uniform
+    randomisation, as the planted demo's); None when a propensity is missing or fewer than two
+    actions were logged."""
+    p = per_action.dropna(subset=["propensity"])
+    if len(p) < 2 or len(p) < len(per_action):
+        return None
+    table = p.assign(segment=0, stage="all", users=p["rows"].astype(int))
+    table = table.assign(propensity=table["propensity"] / table["propensity"].sum())
+    return srm_check(table[["segment", "stage", "action", "users", "propensity"]], threshold)
+
+
+def evidence_counts(evidence: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cell_counts`' table back from :func:`retention.campaigns.evidence_table` (which
+    holds each action's and ``none``'s decisions and share active next period)."""
+    acts = evidence.assign(active=(evidence["p_active"] * evidence["n"]).round().astype(int))
+    none = evidence.drop_duplicates(["segment", "stage"]).assign(action=NONE)
+    none = none.assign(n=none["n_none"], active=(none["p_none"] * none["n_none"]).round())
+    cols = ["segment", "stage", "action", "n", "active"]
+    out = pd.concat([acts[cols], none[cols]], ignore_index=True)
+    return out.astype({"n": int, "active": int})
+
+
+def log_experiment(srm: Srm | None, evidence: pd.DataFrame | None) -> dict | None:
+    """``summary.json`` → ``experiment`` for ``run`` with a campaign log: the SRM check and the
+    lifts per segment × stage × action measured in the log (shrunk as in
+    :func:`measure_effects`)."""
+    if evidence is None or evidence.empty:
+        return None if srm is None else {"srm": srm.to_dict(), "lifts": []}
+    lifts = lifts_summary(measure_effects(evidence_counts(evidence)))
+    return {"srm": None if srm is None else srm.to_dict(), "lifts": lifts}

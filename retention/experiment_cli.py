@@ -199,10 +199,4 @@ def _results(args: argparse.Namespace, out: Path) -> None:
     summary = {"input": {"file": str(args.input)}, "period": period, "experiment": result.summary()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     (out / "effects.csv").write_bytes(to_csv_bytes(result.effects))
-    from retention.experiment import next_wave
-
-    wave_id = plan.plan_id + "-2"
-    users = plan.assignment[["user_id", "segment", "stage", "recency"]]
-    names = dict(zip(plan.cells["segment"], plan.cells["segment_name"], strict=True))
-    wave = next_wave(users, result.next_shares, wave_id, names)
-    (out / "next_assignment.csv").write_bytes(to_csv_bytes(wave))
+    (out / "next_assignment.csv").write_bytes(to_csv_bytes(result.next_assignment))

@@ -39,6 +39,7 @@ from retention.experiment import (
     lifts_summary,
     measure_effects,
     measured_mdp,
+    next_wave,
     plan_inputs,
     plan_test,
     read_results,
@@ -155,7 +156,9 @@ def read_results_files(
 
 @dataclass(frozen=True, eq=False)
 class ExperimentResult:
-    """What a test measured and what follows from it."""
+    """What a test measured and what follows from it: ``next_shares`` (Thompson shares per
+    segment × stage × arm) and ``next_assignment`` (the next wave, the same users, those shares as
+    propensities; plan id ``<plan_id>-2``)."""
 
     plan_id: str
     srm: Srm
@@ -164,6 +167,7 @@ class ExperimentResult:
     recommendations: pd.DataFrame
     ope: pd.DataFrame
     next_shares: pd.DataFrame
+    next_assignment: pd.DataFrame
     data: ExperimentData
     held_out_users: int
 
@@ -221,6 +225,12 @@ def analyse(
         recommendations=recs[recs["stage"] != "churned"].reset_index(drop=True),
         ope=ope,
         next_shares=shares,
+        next_assignment=next_wave(
+            plan.assignment[["user_id", "segment", "stage", "recency"]],
+            shares,
+            f"{plan.plan_id}-2",
+            dict(zip(plan.cells["segment"], plan.cells["segment_name"], strict=True)),
+        ),
         data=data,
         held_out_users=int(test["user_id"].nunique()),
     )

@@ -90,10 +90,21 @@ def results_section(result: ExperimentResult, names: dict[int, str], period: str
         )
     with st.expander("All off-policy estimates"):
         st.dataframe(result.ope, hide_index=True, width="stretch")
-    st.download_button(
+    c1, c2 = st.columns(2)
+    c1.download_button(
         "Measured effects (CSV)",
         to_csv_bytes(result.effects),
         file_name=f"{result.plan_id}-effects.csv",
         mime="text/csv",
         icon=":material/download:",
+    )
+    c2.download_button(
+        "Next wave (CSV)",
+        to_csv_bytes(result.next_assignment),
+        file_name=f"{result.plan_id}-2-assignment.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        help="The same users, with more of each group sent to what worked best so far "
+        "(Thompson sampling); every strategy keeps at least 5% and the comparison group is "
+        "kept, so the next results can still be checked.",
     )

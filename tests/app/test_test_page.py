@@ -71,3 +71,5 @@ def test_results_view_warns_of_a_sample_ratio_mismatch():
     assert any("do not match the planned shares" in w.value for w in at.warning)
     assert any("measured in test" in m.value for m in at.markdown)
     assert "Verdict" in at.dataframe[0].value.columns
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Measured effects (CSV)", "Next wave (CSV)"]

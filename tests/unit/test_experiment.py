@@ -214,3 +214,23 @@ def test_thompson_wave_favours_the_best_arm_and_ips_recovers_uniform(planted, pl
     seg = users["segment"].to_numpy()
     true = np.mean([world.p(seg, stage, np.full(len(seg), k)).mean() for k in range(len(arms))])
     assert lo <= true <= hi, (lo, true, hi)
+
+
+def test_a_plain_campaign_log_gets_an_srm_check_and_lifts():
+    from retention.experiment import evidence_counts, log_experiment, srm_from_log
+
+    per_action = pd.DataFrame(
+        {"action": ["discount", "engagement", "recommendation"], "rows": [1000, 1010, 800],
+         "propensity": [0.25, 0.25, 0.25]}
+    )  # fmt: skip
+    assert srm_from_log(per_action).flagged  # a fifth of one arm missing
+    assert not srm_from_log(per_action.assign(rows=[1000, 1010, 990])).flagged
+    assert srm_from_log(per_action.assign(propensity=[0.25, None, 0.25])) is None
+    evidence = pd.DataFrame(
+        {"segment": [0, 0], "stage": ["active", "active"], "action": ["discount", "engagement"],
+         "n": [100, 120], "p_active": [0.6, 0.5], "n_none": [90, 90], "p_none": [0.5, 0.5]}
+    )  # fmt: skip
+    counts = evidence_counts(evidence)
+    assert counts.set_index("action").loc[NONE, "active"] == 45
+    block = log_experiment(None, evidence)
+    assert block["srm"] is None and len(block["lifts"]) == 2

@@ -98,3 +98,17 @@ def test_plan_options_are_checked_first(planned, capsys):
         assert exc.value.code == 2 and len(err) == 1 and option in err[0]
         assert "retention plan --help" in err[0]
     assert not (folder / "x").exists()
+
+
+def test_run_with_a_campaign_log_reads_it_as_an_experiment(planned, tmp_path):
+    folder, planted, common = planned
+    planted.campaigns.to_csv(folder / "campaigns.csv", index=False)
+    out = tmp_path / "run"
+    code = main(["run", str(folder / "events.csv"), "--campaigns", str(folder / "campaigns.csv"),
+                 "--out", str(out), "--quiet", "--episodes", "2000", *common])  # fmt: skip
+    assert code == 0
+    exp = json.loads((out / "summary.json").read_text())["experiment"]
+    assert set(exp["srm"]) == {"chi2", "p", "flagged"} and not exp["srm"]["flagged"]
+    assert exp["lifts"] and {"segment", "stage", "action", "lift", "ci", "n"} <= set(
+        exp["lifts"][0]
+    )
