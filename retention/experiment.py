@@ -775,11 +775,12 @@ def measure_effects(counts: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 
     ``counts``: ``segment, stage, action, n, active`` (:func:`cell_counts`). Per cell, the log
     of the ratio of the two rates (each with half a success and half a failure added, so empty
-    or all-active cells stay finite) with its delta-method variance. Across segments, for each
-    stage and action, these are shrunk by a normal–normal empirical Bayes model (the spread
-    between segments by DerSimonian–Laird; the posterior variance includes the uncertainty of
-    the common mean), so a thin cell borrows from the other segments and a well-measured one
-    keeps its own estimate; ``shrinkage`` says how far (0 = its own, 1 = the common mean).
+    or all-active cells stay finite) with its delta-method variance. For each action, these are
+    shrunk across segments toward the stage's common value by a normal–normal empirical Bayes
+    model (:func:`_eb`: the spread between segments by the method of moments over all stages;
+    the posterior variance includes the uncertainty of the common value), so a thin cell
+    borrows from the other segments and a well-measured one keeps its own estimate;
+    ``shrinkage`` says how far (0 = its own, 1 = the common value).
     """
     z = stats.norm.ppf(0.5 + level / 2.0)
     c = counts.copy()
@@ -793,8 +794,9 @@ def measure_effects(counts: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     post_m = np.empty(len(e))
     post_v = np.empty(len(e))
     shrink = np.empty(len(e))
-    for _, idx in e.groupby(["stage", "action"]).indices.items():
-        m, v, b = _eb(e["theta"].to_numpy()[idx], e["v"].to_numpy()[idx])
+    for _, idx in e.groupby("action").indices.items():
+        stage = e["stage"].to_numpy()[idx]
+        m, v, b = _eb(e["theta"].to_numpy()[idx], e["v"].to_numpy()[idx], stage)
         post_m[idx], post_v[idx], shrink[idx] = m, v, b
     e["raw_lift"] = np.exp(e["theta"])
     e["lift"] = np.exp(post_m)
@@ -808,20 +810,38 @@ def measure_effects(counts: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return e[EFFECT_COLUMNS].reset_index(drop=True)
 
 
-def _eb(theta: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normal–normal empirical Bayes over groups: posterior means, variances, shrinkage."""
-    if len(theta) < 3:  # too few groups to estimate their spread: each keeps its own
-        return theta, v, np.zeros_like(theta)
+def _eb(
+    theta: np.ndarray, v: np.ndarray, strata: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal–normal empirical Bayes over segments: posterior means, variances, shrinkage.
+
+    ``theta_i ~ N(mu_stratum, tau2 + v_i)``: each stratum (stage) has its own common mean, and
+    one between-segment variance ``tau2`` is estimated over all strata together (the
+    method-of-moments estimator of a meta-regression with the stratum as a factor). With only a
+    handful of segments per stage, a per-stage ``tau2`` is often estimated at 0 and would pool
+    thin cells completely; the well-measured stages show how far segments really differ."""
     w = 1.0 / v
-    mu = np.sum(w * theta) / w.sum()
-    q = np.sum(w * (theta - mu) ** 2)
-    tau2 = max(0.0, (q - (len(theta) - 1)) / (w.sum() - np.sum(w**2) / w.sum()))
-    ws = 1.0 / (v + tau2)
-    mu = np.sum(ws * theta) / ws.sum()
-    var_mu = 1.0 / ws.sum()
-    b = v / (v + tau2)
-    mean = theta - b * (theta - mu)
-    var = v * (1.0 - b) + b**2 * var_mu
+    q, df, c = 0.0, 0, 0.0
+    groups = [np.flatnonzero(strata == k) for k in pd.unique(strata)]
+    for idx in groups:
+        wi = w[idx]
+        mu = np.sum(wi * theta[idx]) / wi.sum()
+        q += float(np.sum(wi * (theta[idx] - mu) ** 2))
+        df += len(idx) - 1
+        c += float(wi.sum() - np.sum(wi**2) / wi.sum())
+    if df < 2 or c <= 0:  # too few segments to estimate their spread: each keeps its own
+        return theta, v, np.zeros_like(theta)
+    tau2 = max(0.0, (q - df) / c)
+    mean, var, b = theta.copy(), v.copy(), np.zeros_like(theta)
+    for idx in groups:
+        if len(idx) < 2:
+            continue
+        ws = 1.0 / (v[idx] + tau2)
+        mu = np.sum(ws * theta[idx]) / ws.sum()
+        var_mu = 1.0 / ws.sum()
+        b[idx] = v[idx] / (v[idx] + tau2)
+        mean[idx] = theta[idx] - b[idx] * (theta[idx] - mu)
+        var[idx] = v[idx] * (1.0 - b[idx]) + b[idx] ** 2 * var_mu
     return mean, var, b
 
 
