@@ -1107,6 +1107,8 @@ def plan_view(cells: pd.DataFrame, periods: str = "periods") -> pd.DataFrame:
     """The plan's cells in words a marketer reads: one row per segment × stage."""
 
     def verdict(r: pd.Series) -> str:
+        if pd.isna(r["baseline"]):
+            return "no: the data show no moves from this stage to size the test on"
         if not np.isfinite(r["n_per_arm"]):
             return "no: the change is too large for this baseline to show"
         if r["reachable"]:
