@@ -1,5 +1,6 @@
 """The command line: ``python -m retention run INPUT --out DIR [options]``, plus
-``backup --workspace DIR --to FILE`` and ``restore FILE --workspace DIR [--force]``.
+``backup --workspace DIR --to FILE``, ``restore FILE --workspace DIR [--force]`` and the test
+commands ``plan`` and ``results`` (:mod:`retention.experiment_cli`).
 
 Bad input exits with status 2 and one line on stderr that starts with ``error:``, names the file,
 column or row and says how to fix it; ``DIR`` is left as it was. Outputs are written into a
@@ -32,7 +33,8 @@ ROLES = ("user", "time", "amount", "text", "event", "action", "outcome", "propen
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see `python -m retention run --help`)\n")
+        prog = self.prog if self.prog != "python -m retention" else "python -m retention run"
+        sys.stderr.write(f"error: {message} (see `{prog} --help`)\n")
         raise SystemExit(2)
 
 
@@ -208,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
         "step and percent (for logs and scripts), 'none' nothing (default: auto)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress on stderr (--progress none)")
+
+    from retention.experiment_cli import add_commands
+
+    add_commands(sub)  # plan, results
 
     backup = sub.add_parser(
         "backup",
@@ -394,11 +400,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "none" if args.command != "run" or args.quiet else args.progress
     progress = _Progress(mode)
     untouched = (
-        "the output folder was left as it was" if args.command == "run" else "nothing was changed"
+        "the output folder was left as it was"
+        if args.command in ("run", "plan", "results")
+        else "nothing was changed"
     )
     try:
         if args.command == "run":
             _run(args, progress)
+        elif args.command in ("plan", "results"):
+            from retention.experiment_cli import run_command
+
+            run_command(args)
         else:
             _durability(args)
     except InputError as exc:

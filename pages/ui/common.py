@@ -29,6 +29,7 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "retention": ("pages/3_retention.py", "Retention", ":material/monitoring:"),
     "policy": ("pages/4_policy.py", "Policy", ":material/model_training:"),
     "strategies": ("pages/5_strategies.py", "Strategies", ":material/task_alt:"),
+    "test": ("pages/6_test.py", "Test", ":material/science:"),
 }
 _LAST_DATASET = "ui.last_dataset"
 _SETTING = "ui.setting."  # workspace meta key prefix of a remembered widget value
