@@ -630,8 +630,8 @@ def mdp_from_summary(
     stage_of = np.tile(np.arange(n_stage), n_seg)
     base = _no_action_estimate(counts, n_seg, n_stage, actions)
     assumptions: list[str] = [
-        "Users inactive for 2 periods or more, short of churned, share one at_risk stage, as if "
-        "they all behaved alike (a simplification of the model)."
+        "Users inactive for 2 periods or more, short of churned, share one 'at risk' stage, as "
+        "if they all behaved alike (a simplification of the model)."
     ]
     if has_log:
         k = prior_strength

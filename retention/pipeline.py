@@ -122,6 +122,7 @@ def run_pipeline(
             survival=survival,
             policy=policy,
             strategies=strategies,
+            currency=config.currency,
         )
     summary["timings"] = timer.timings
     if timer.peak_mb:
@@ -181,6 +182,7 @@ def _summary(
         "mapping": prepared.mapping,
         "period": period,
         "churn_after": config.churn_after,
+        "currency": config.currency,
         "seed": config.seed,
         "segments": [
             {
@@ -222,6 +224,7 @@ def _facts(
         "column mapping": prepared.mapping,
         "period": period,
         "churn after (periods)": config.churn_after,
+        "currency of the revenue": config.currency or "not set",
         "segmentation settings": segmentation_settings,
         "policy settings": shown_settings(policy.settings),
         "seed": config.seed,
