@@ -484,8 +484,9 @@ def _tables_section(
         "The numbers behind the plans",
         warnings=[
             f"Leave them alone: every action is estimated to do worse than doing nothing for "
-            f"{r.label} ({stage_words(str(r.stage), period)}), even before its cost."
-            for r in hurt.itertuples(index=False)
+            f"{label} ({'; '.join(stage_words(str(s), period) for s in part['stage'])}), even "
+            "before its cost."
+            for label, part in hurt.groupby("label", sort=False)
         ],
         tables=tables,
         notes=[reward_units_sentence(policy.settings, period)],
