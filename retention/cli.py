@@ -143,6 +143,16 @@ def _number(text: str) -> float:
     return value
 
 
+def _currency(text: str) -> str:
+    """An ISO 4217 currency code ("GBP", "eur"): three letters, upper-cased."""
+    code = text.strip().upper()
+    if len(code) != 3 or not code.isalpha() or not code.isascii():
+        raise argparse.ArgumentTypeError(
+            f"must be a three-letter currency code such as GBP, EUR or USD, got {text!r}"
+        )
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m retention", description="Retention Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -198,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="cost of one action for one user-period; repeatable",
+    )
+    run.add_argument(
+        "--currency",
+        metavar="CODE",
+        type=_currency,
+        default=None,
+        help="currency of the revenue and costs (GBP, EUR, USD, ...): money in the report and "
+        "summary.json is stated in it (default: not stated)",
     )
     run.add_argument("--episodes", metavar="N", type=_positive_int, default=None)
     run.add_argument("--seed", metavar="S", type=_seed, default=0)
@@ -483,6 +501,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
         episodes=args.episodes,
         seed=args.seed,
         workspace=args.workspace,
+        currency=args.currency,
     )
     out = args.out.resolve()
     remove_stale_staging(out)

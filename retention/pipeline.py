@@ -124,6 +124,7 @@ def run_pipeline(
             survival=survival,
             policy=policy,
             strategies=strategies,
+            currency=config.currency,
         )
     summary["timings"] = timer.timings
     if timer.peak_mb:
@@ -183,6 +184,7 @@ def _summary(
         "mapping": prepared.mapping,
         "period": period,
         "churn_after": config.churn_after,
+        "currency": config.currency,
         "seed": config.seed,
         "segments": [
             {
@@ -236,6 +238,7 @@ def _facts(
         "column mapping": prepared.mapping,
         "period": period,
         "churn after (periods)": config.churn_after,
+        "currency of the revenue": config.currency or "not set",
         "segmentation settings": segmentation_settings,
         "policy settings": shown_settings(policy.settings),
         "seed": config.seed,
