@@ -4,11 +4,18 @@ through the library (:mod:`retention.cohorts`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 
-from retention.charts.retention import at_risk_table, cohort_heatmap, survival_figure
+from pages.ui.common import remember
+from retention.charts.retention import (
+    at_risk_table,
+    cohort_heatmap,
+    incomplete_note,
+    survival_figure,
+)
 from retention.cohorts import (
     ALL_USERS,
     DEFAULT_TOP_N,
@@ -16,10 +23,19 @@ from retention.cohorts import (
     MODES,
     CohortTable,
     Survival,
+    p_value_text,
 )
-from retention.periods import DEFAULT_CHURN_AFTER, PERIODS, PeriodGrid
+from retention.periods import (
+    DEFAULT_CHURN_AFTER,
+    PERIODS,
+    ChurnWindowCheck,
+    InactiveRuns,
+    PeriodGrid,
+    check_churn_window,
+    convert_churn_after,
+)
 from retention.results import BY_SEGMENTS, NO_BREAKDOWN
-from retention.words import period_word
+from retention.words import counted, period_word, period_word_singular
 
 NONE = NO_BREAKDOWN
 SEGMENTS = BY_SEGMENTS
@@ -27,52 +43,94 @@ MODE_WORDS = {
     "classic": "active in that period (classic)",
     "unbounded": "active then or later (unbounded)",
 }
+#: The page's settings, kept in the workspace across refreshes (:func:`remember`).
+PERIOD_KEY = "retention.period"
+CHURN_KEY = "retention.churn_after"
+CHURN_UNIT_KEY = "retention.churn_unit"  # the period the churn window is counted in
+BREAKDOWN_KEY = "retention.breakdown"
+TOP_N_KEY = "retention.top_n"
+MODE_KEY = "retention.mode"
+COHORT_GROUP_KEY = "retention.cohort_group"
+#: What the Policy and Segments pages read: the period as picked ("auto" or a period) and the
+#: churn window in that period.
+SHARED_PERIOD = "period"
+SHARED_CHURN = "churn_after"
 
 
 @dataclass(frozen=True)
 class Choices:
-    """What the user chose in the controls (``period`` resolved, ``period_choice`` as picked)."""
+    """What the user chose in the controls (``period`` resolved, ``period_choice`` as picked)
+    and whether the data can show the churn window (``window``)."""
 
     period_choice: str
     period: str
     churn_after: int
     breakdown: str
     top_n: int
+    window: ChurnWindowCheck
 
 
-def controls(auto: str, columns: list[str], has_segments: bool) -> Choices:
-    """Period, churn window and breakdown, seeded from the settings the Policy page shares
-    (``st.session_state["period"]`` / ``["churn_after"]``), which they then update."""
+def _remember_choice(key: str, options: list, default: object) -> str:
+    """:func:`remember` for a selectbox or radio whose options depend on the data: a kept value
+    that is not among today's options (a column of another dataset) falls back to ``default``."""
+    remember(key, default)
+    if st.session_state[key] not in options:
+        st.session_state[key] = default if default in options else options[0]
+    return key
+
+
+def _churn_window_key(period: str, highest: int) -> str:
+    """The churn window's widget key, its value carried over as the same length of time when
+    the period changed (4 months -> 17 weeks) and kept within the slider's range."""
+    key = remember(CHURN_KEY, DEFAULT_CHURN_AFTER)
+    unit = remember(CHURN_UNIT_KEY, period)
+    try:
+        value = int(st.session_state[key])
+    except (TypeError, ValueError):
+        value = DEFAULT_CHURN_AFTER
+    if st.session_state[unit] in PERIODS and st.session_state[unit] != period:
+        value = convert_churn_after(max(2, value), st.session_state[unit], period)
+    st.session_state[unit] = period
+    st.session_state[key] = min(max(2, value), highest)
+    return key
+
+
+def controls(
+    auto: str, columns: list[str], has_segments: bool, runs_for: Callable[[str], InactiveRuns]
+) -> Choices:
+    """Period, churn window and breakdown, kept across refreshes in the workspace; they also
+    set the period and churn window the other pages read (``st.session_state["period"]`` /
+    ``["churn_after"]``). ``runs_for(period)``: how long users are seen inactive in that period,
+    which bounds the churn window."""
     period_options = ["auto", *PERIODS]
-    saved_period = st.session_state.get("period", "auto")
-    saved_churn = st.session_state.get("churn_after", DEFAULT_CHURN_AFTER)
     with st.container(border=True):
         left, mid, right = st.columns(3)
         with left:
             period_choice = st.selectbox(
                 "Period",
                 period_options,
-                index=period_options.index(saved_period) if saved_period in period_options else 0,
                 format_func=lambda p: f"Automatic ({auto})" if p == "auto" else p.capitalize(),
-                key="retention.period",
+                key=_remember_choice(PERIOD_KEY, period_options, "auto"),
                 help=(
                     "How time is cut. Automatic picks the shortest period in which returning "
                     "users typically come back in the very next period."
                 ),
             )
         period = auto if period_choice == "auto" else period_choice
-        words = period_word(period)
+        words, word = period_word(period), period_word_singular(period)
+        runs = runs_for(period)
+        longest = max(3, runs.grid.n_periods - 1)  # a window must fit inside the data
         with mid:
             churn_after = st.slider(
                 f"Churn window ({words} inactive)",
                 2,
-                26,
-                min(26, max(2, int(saved_churn))),
-                key="retention.churn_after",
+                longest,
+                key=_churn_window_key(period, longest),
                 help=(
                     f"A user who has been inactive this many {words} in a row counts as churned. "
-                    f"1 inactive {period} is 'lapsing', more is 'at risk' until the window is "
-                    "reached."
+                    f"1 inactive {word} is 'lapsing', more is 'at risk' until the window is "
+                    "reached. Changing the period keeps the same length of time (4 months "
+                    "become 17 weeks)."
                 ),
             )
         with right:
@@ -84,8 +142,12 @@ def controls(auto: str, columns: list[str], has_segments: bool) -> Choices:
                     SEGMENTS: "Segments (current segmentation)",
                     NONE: "Nothing (all users)",
                 }.get(b, f"Column: {b}"),
-                key="retention.breakdown",
-                help="Compare retention between segments, or between the values of a column.",
+                key=_remember_choice(BREAKDOWN_KEY, options, options[0]),
+                help=(
+                    "Compare retention between segments, or between the values of a column "
+                    "that sorts users into a few groups (text or categories, such as country; "
+                    "per-purchase numbers such as quantity or price are not offered)."
+                ),
             )
         top_n = DEFAULT_TOP_N
         if breakdown not in (SEGMENTS, NONE):
@@ -93,20 +155,49 @@ def controls(auto: str, columns: list[str], has_segments: bool) -> Choices:
                 f"Most common values of {breakdown} to show (the rest are 'Other')",
                 1,
                 20,
-                DEFAULT_TOP_N,
-                key="retention.top_n",
+                key=remember(TOP_N_KEY, DEFAULT_TOP_N),
             )
-    st.session_state["period"] = period_choice
-    st.session_state["churn_after"] = int(churn_after)
-    return Choices(period_choice, period, int(churn_after), breakdown, int(top_n))
+    st.session_state[SHARED_PERIOD] = period_choice
+    st.session_state[SHARED_CHURN] = int(churn_after)
+    window = check_churn_window(runs, int(churn_after))
+    return Choices(period_choice, period, int(churn_after), breakdown, int(top_n), window)
+
+
+def use_churn_window(value: int) -> None:
+    """Button callback: set the churn window slider to ``value``."""
+    st.session_state[CHURN_KEY] = int(value)
+
+
+def churn_window_notice(choices: Choices) -> None:
+    """Refuse a churn window the data cannot show (with the suggested one a click away) and
+    stop; caution about one it shows only thinly."""
+    window, words = choices.window, period_word(choices.period)
+    if window.problem:
+        st.error(window.problem, icon=":material/block:")
+        if window.suggested != choices.churn_after:
+            st.button(
+                f"Use {window.suggested} {words}",
+                on_click=use_churn_window,
+                args=(window.suggested,),
+                key="retention.use_suggested",
+            )
+        st.stop()
+    if window.caution:
+        st.warning(window.caution, icon=":material/warning:")
 
 
 def span_caption(surv: Survival, grid: PeriodGrid, period: str) -> None:
     """How many users over which periods, and what censoring means here."""
+    word = period_word_singular(period)
+    ends = (
+        f"the data ends on {grid.last_ts:%Y-%m-%d}, before the last {word} does, so"
+        if grid.ends_mid_period and grid.last_ts is not None
+        else f"the last {word} is the end of the data, so"
+    )
     st.caption(
-        f"{int(surv.sizes.sum()):,} users over {grid.n_periods} {period_word(period)} "
-        f"({grid.label(0)} to {grid.label(grid.last_t)}); the last {period} is still open, so "
-        "users in it are followed up to there (censored), not counted as churned."
+        f"{counted(surv.sizes.sum(), 'user')} over {counted(grid.n_periods, word)} "
+        f"({grid.label(0)} to {grid.label(grid.last_t)}); {ends} users still active then are "
+        "followed up to there (censored), not counted as churned."
     )
 
 
@@ -120,13 +211,14 @@ def cohort_controls(groups: list[str]) -> tuple[str, str]:
             MODES,
             format_func=MODE_WORDS.__getitem__,
             horizontal=True,
-            key="retention.mode",
+            key=_remember_choice(MODE_KEY, list(MODES), MODES[0]),
         )
     with c2:
+        options = [ALL_USERS] + [g for g in groups if g != ALL_USERS]
         group = st.selectbox(
             "Cohorts of",
-            [ALL_USERS] + [g for g in groups if g != ALL_USERS],
-            key="retention.cohort_group",
+            options,
+            key=_remember_choice(COHORT_GROUP_KEY, options, ALL_USERS),
         )
     st.caption(MODE_EXPLANATIONS[mode])
     return mode, group
@@ -134,11 +226,13 @@ def cohort_controls(groups: list[str]) -> tuple[str, str]:
 
 def cohort_section(table: CohortTable, period: str) -> None:
     """The cohort heatmap and how to read it."""
+    word = period_word_singular(period)
     st.plotly_chart(cohort_heatmap(table), key="retention.heatmap")
+    note = incomplete_note(table)
     st.caption(
-        f"Each row is a cohort: the users whose first activity fell in that {period} (n = its "
-        f"size). Each column counts {period_word(period)} since then. The triangle ends where "
-        "the data ends."
+        f"Each row is a cohort: the users whose first activity fell in that {word} (n = its "
+        f"number of users). Each column counts {period_word(period)} since then. The triangle "
+        "ends where the data ends." + (f" {note[0].upper()}{note[1:]}." if note else "")
     )
 
 
@@ -158,9 +252,10 @@ def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:
         shown = st.success if surv.logrank.p_value < 0.05 else st.info
         shown(surv.logrank.sentence, icon=":material/query_stats:")
         st.caption(
-            f"Log-rank test across {len(surv.groups)} groups: χ² = "
-            f"{surv.logrank.statistic:,.1f} with {surv.logrank.dof} degree(s) of freedom, "
-            f"p = {surv.logrank.p_value:.3g}."
+            f"Log-rank test (do the curves differ by more than chance?) across "
+            f"{len(surv.groups)} groups: χ² = {surv.logrank.statistic:,.1f} with "
+            f"{counted(surv.logrank.dof, 'degree')} of freedom, "
+            f"{p_value_text(surv.logrank.p_value)}."
         )
     elif compared:
         st.info("Only one group has users, so there is nothing to compare.")

@@ -96,10 +96,11 @@ def test_controls_update_results_and_session(app_workspace, events_dataset) -> N
     at.slider(key="retention.churn_after").set_value(6).run()
     at.selectbox(key="retention.period").set_value("day").run()
     assert not at.exception
-    assert at.session_state["churn_after"] == 6
+    # 6 weeks are 42 days: the window keeps its length of time when the period changes.
+    assert at.session_state["churn_after"] == 42
     assert at.session_state["period"] == "day"
     km = charts(at)[1]
-    assert "6 days inactive" in km["layout"]["title"]["text"]
+    assert "42 days inactive" in km["layout"]["title"]["text"]
     at.selectbox(key="retention.breakdown").set_value("country").run()
     assert not at.exception
     assert set(at.dataframe[0].value.index) <= {
@@ -148,3 +149,112 @@ def test_snapshot_dataset_is_explained(app_workspace) -> None:
     at = make_app(PAGE)
     assert not at.exception
     assert any("campaign snapshot" in i.value for i in at.info)
+
+
+def test_a_refresh_keeps_every_setting(app_workspace, events_dataset) -> None:
+    at = make_app(PAGE)
+    at.selectbox(key="retention.period").set_value("month").run()
+    at.slider(key="retention.churn_after").set_value(3).run()
+    at.selectbox(key="retention.breakdown").set_value("country").run()
+    at.number_input(key="retention.top_n").set_value(2).run()
+    at.radio(key="retention.mode").set_value("unbounded").run()
+    assert not at.exception
+
+    fresh = make_app(PAGE)  # a refresh is a new session on the same workspace
+    assert not fresh.exception
+    assert fresh.selectbox(key="retention.period").value == "month"
+    assert fresh.slider(key="retention.churn_after").value == 3
+    assert fresh.selectbox(key="retention.breakdown").value == "country"
+    assert fresh.number_input(key="retention.top_n").value == 2
+    assert fresh.radio(key="retention.mode").value == "unbounded"
+    # The other pages read these two.
+    assert fresh.session_state["period"] == "month"
+    assert fresh.session_state["churn_after"] == 3
+    assert "3 months inactive" in charts(fresh)[1]["layout"]["title"]["text"]
+
+
+def test_churn_window_keeps_its_length_when_the_period_changes(
+    app_workspace, events_dataset
+) -> None:
+    at = make_app(PAGE)
+    at.selectbox(key="retention.period").set_value("month").run()
+    at.slider(key="retention.churn_after").set_value(4).run()
+    at.selectbox(key="retention.period").set_value("week").run()
+    assert at.slider(key="retention.churn_after").value == 17  # 4 months ≈ 17 weeks
+    assert at.slider(key="retention.churn_after").label == "Churn window (weeks inactive)"
+    at.selectbox(key="retention.period").set_value("month").run()
+    assert not at.exception
+    assert at.slider(key="retention.churn_after").value == 4
+
+
+def _monthly_buyers(ws) -> str:
+    """13 months (January 2024 to January 2025); 30 users buy every month, 10 users skip
+    months 3 to 5 (the longest gap anyone shows: 3 months), one user buys once in month 0 and
+    in the last month. The data ends on 10 January 2025, mid-month."""
+    rows = []
+    for i in range(41):
+        months = range(13)
+        if 30 <= i < 40:
+            months = [m for m in range(13) if m not in (3, 4, 5)]
+        if i == 40:
+            months = [0, 12]
+        rows += [
+            (f"u{i:02d}", pd.Timestamp("2024-01-10") + pd.DateOffset(months=m)) for m in months
+        ]
+    events = pd.DataFrame(rows, columns=["user_id", "ts"]).assign(amount=1.0)
+    return ws.save_dataset(
+        name="Monthly",
+        source_name="monthly.csv",
+        sha256="monthly-test",
+        shape="events",
+        frames={"events": events},
+        mapping={"user": "user_id", "time": "ts", "amount": "amount"},
+        report={},
+    )
+
+
+def test_a_churn_window_the_data_cannot_show_is_refused_with_a_suggestion(app_workspace) -> None:
+    _monthly_buyers(app_workspace)
+    at = make_app(PAGE)
+    assert at.selectbox(key="retention.period").format_func("auto") == "Automatic (month)"
+    slider = at.slider(key="retention.churn_after")
+    assert slider.max == 12  # 13 months of data: a window must fit inside it
+    slider.set_value(12).run()
+    assert not at.exception
+    assert at.error, "a 12-month window on this data must be refused"
+    message = at.error[0].value
+    assert "No user in this data is inactive for 12 months in a row" in message
+    assert "the longest gap is 11 months" in message
+    assert "Try a churn window of 4 months" in message
+    assert not charts(at), "no flat curves under a refused window"
+    # The suggestion is one click away.
+    next(b for b in at.button if b.label == "Use 4 months").click().run()
+    assert not at.exception and not at.error
+    assert at.slider(key="retention.churn_after").value == 4
+    assert len(charts(at)) == 2
+    # A long window some users reach: shown, with a caution in numbers.
+    at.slider(key="retention.churn_after").set_value(11).run()
+    assert not at.exception and not at.error
+    assert at.warning and "(1 of 41 users)" in at.warning[0].value
+    assert "first 2 months" in at.warning[0].value
+
+
+def test_last_incomplete_month_is_marked(app_workspace) -> None:
+    _monthly_buyers(app_workspace)
+    at = make_app(PAGE)
+    heatmap = charts(at)[0]
+    assert [t.get("name") for t in heatmap["data"]] == ["retained", "incomplete"]
+    note = "2025-01 is incomplete: the data ends on 2025-01-10"
+    assert note in heatmap["layout"]["title"]["text"]
+    assert any(note in c.value for c in at.caption)
+    assert any(
+        "the data ends on 2025-01-10, before the last month does" in c.value for c in at.caption
+    )
+
+
+def test_logrank_caption_in_plain_numbers(app_workspace, events_dataset, planted) -> None:
+    add_segmentation(app_workspace, events_dataset, planted.truth)
+    at = make_app(PAGE)
+    caption = next(c.value for c in at.caption if "Log-rank test" in c.value)
+    assert "with 3 degrees of freedom, p < 0.001." in caption
+    assert "p = 0" not in caption and "e-" not in caption and "(s)" not in caption
