@@ -13,7 +13,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from retention.words import NOISE_SEGMENT, segment_display_name
+from retention.words import (
+    NOISE_SEGMENT,
+    period_word,
+    period_word_singular,
+    segment_display_name,
+)
 
 MAP_MAX_POINTS = 20_000
 NOISE_COLOUR = "#b0b0b0"
@@ -114,17 +119,26 @@ def segment_sizes(profile: pd.DataFrame, names: Mapping[int, str] | None = None)
     return fig
 
 
-def segment_retention(profile: pd.DataFrame, names: Mapping[int, str] | None = None) -> go.Figure:
-    """Retention after 1 and 4 periods per segment, side by side."""
+def segment_retention(
+    profile: pd.DataFrame, names: Mapping[int, str] | None = None, period: str | None = None
+) -> go.Figure:
+    """Retention after k periods per segment (:func:`retention.cohorts.retention_by_segment`:
+    back k periods after the first or later), one bar per k, side by side."""
     columns = [c for c in profile.columns if c.startswith("retention_")]
     labels = [_name(s, names) for s in profile["segment"]]
+    words, word = period_word(period), period_word_singular(period)
+
+    def after(column: str) -> str:
+        k = int(column.removeprefix("retention_"))
+        return f"after {k} {word if k == 1 else words}"
+
     fig = go.Figure(
         [
             go.Bar(
                 x=labels,
                 y=profile[c],
-                name=f"after {c.removeprefix('retention_')} period(s)",
-                hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+                name=after(c),
+                hovertemplate=f"%{{x}}: %{{y:.0%}} came back {after(c)} or later<extra></extra>",
             )
             for c in columns
         ]
@@ -132,7 +146,7 @@ def segment_retention(profile: pd.DataFrame, names: Mapping[int, str] | None = N
     fig.update_layout(
         title="Retention by segment",
         barmode="group",
-        yaxis={"tickformat": ".0%", "title": "share of users active", "range": [0, 1]},
+        yaxis={"tickformat": ".0%", "title": "share of users who came back", "range": [0, 1]},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig
