@@ -157,10 +157,28 @@ def controls(
                 20,
                 key=remember(TOP_N_KEY, DEFAULT_TOP_N),
             )
-    st.session_state[SHARED_PERIOD] = period_choice
-    st.session_state[SHARED_CHURN] = int(churn_after)
     window = check_churn_window(runs, int(churn_after))
+    if window.problem is None:  # a refused window is not passed on to the Policy page
+        st.session_state[SHARED_PERIOD] = period_choice
+        st.session_state[SHARED_CHURN] = int(churn_after)
     return Choices(period_choice, period, int(churn_after), breakdown, int(top_n), window)
+
+
+def shared_settings() -> tuple[str, int]:
+    """The period (as picked: "auto" or a period) and the churn window (in that period) that
+    the Retention page set, for the other pages: this session's, else the ones kept in the
+    workspace, so that a refresh on another page keeps them too."""
+    if SHARED_PERIOD in st.session_state and SHARED_CHURN in st.session_state:
+        return str(st.session_state[SHARED_PERIOD]), int(st.session_state[SHARED_CHURN])
+    period = st.session_state[remember(PERIOD_KEY, "auto")]
+    churn_after = st.session_state[remember(CHURN_KEY, DEFAULT_CHURN_AFTER)]
+    if period not in ("auto", *PERIODS):
+        period = "auto"
+    try:
+        churn_after = max(2, int(churn_after))
+    except (TypeError, ValueError):
+        churn_after = DEFAULT_CHURN_AFTER
+    return period, churn_after
 
 
 def use_churn_window(value: int) -> None:
@@ -261,7 +279,11 @@ def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:
         st.info("Only one group has users, so there is nothing to compare.")
 
     st.markdown(f"**Users still followed (at risk) after each number of {words}**")
-    st.dataframe(at_risk_table(surv))
+    table = at_risk_table(surv)
+    st.dataframe(
+        table,
+        column_config={c: st.column_config.NumberColumn(format="localized") for c in table.columns},
+    )
     st.caption(
         "A user stops being followed when they churn or when the data ends. Where few users are "
         "left, the curve is uncertain: the band widens."

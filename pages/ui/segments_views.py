@@ -33,8 +33,8 @@ from retention.workspace import Run
 PROFILE_COLUMNS = {
     "name": "Segment",
     "users": "Users",
-    "share": "Share of users",
-    "recency_days": "Days since last active",
+    "share": "Share",
+    "recency_days": "Days since active",
     "frequency": "Active days",
     "monetary": "Spend per user",
     "revenue": "Revenue",
@@ -65,7 +65,10 @@ def profile_display(
     """
     words = period_word(period)
     word = period_word_singular(period)
-    unit = currency_unit(currency)
+    # The unit in the header when the currency is known; else said on hover (a header such as
+    # "Revenue (your data's currency)" pushed the retention columns off the screen).
+    unit = f" ({currency_unit(currency)})" if currency else ""
+    in_currency = "" if currency else " In your data's currency (set it on the Data page)."
     retention_ks = sorted(
         int(c.removeprefix("retention_"))
         for c in profile.columns
@@ -76,14 +79,15 @@ def profile_display(
     help_: dict[str, str] = {
         "Segment": "The segment's name (rename it below).",
         "Users": "Users in the segment.",
-        "Share of users": "The segment's share of all users segmented.",
-        "Days since last active": "Days from a user's last activity to the end of the data, "
+        "Share": "The segment's share of all users segmented.",
+        "Days since active": "Days from a user's last activity to the end of the data, "
         "averaged over the segment's users.",
         "Active days": "Days on which a user was active (bought or wrote something), averaged "
         "over the segment's users.",
-        f"Spend per user ({unit})": "Total spend of a user over the whole data, averaged over "
-        "the segment's users.",
-        f"Revenue ({unit})": "Total spend of all the segment's users over the whole data.",
+        f"Spend per user{unit}": "Total spend of a user over the whole data, averaged over "
+        "the segment's users." + in_currency,
+        f"Revenue{unit}": "Total spend of all the segment's users over the whole data."
+        + in_currency,
     }
     for column, header in PROFILE_COLUMNS.items():
         if column == "name" or column not in profile.columns:
@@ -97,7 +101,7 @@ def profile_display(
             out[header] = [_percent(v) for v in values]
         elif column in ("monetary", "revenue"):
             decimals = 2 if column == "monetary" else 0
-            out[f"{header} ({unit})"] = [
+            out[f"{header}{unit}"] = [
                 MISSING
                 if pd.isna(v)
                 else money(v, currency, decimals).removesuffix(" (currency of your data)")

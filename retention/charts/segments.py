@@ -112,8 +112,8 @@ def segment_sizes(profile: pd.DataFrame, names: Mapping[int, str] | None = None)
     )
     fig.update_layout(
         title="Users per segment",
-        xaxis_title="users",
-        yaxis_title=None,
+        xaxis={"title": "users", "automargin": True},
+        yaxis={"title": None, "automargin": True},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig
@@ -147,6 +147,7 @@ def segment_retention(
         title="Retention by segment",
         barmode="group",
         yaxis={"tickformat": ".0%", "title": "share of users who came back", "range": [0, 1]},
+        xaxis={"automargin": True},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig
@@ -161,8 +162,21 @@ def silhouette_curve(metrics: Mapping[str, object]) -> go.Figure | None:
     values = [float(scores[str(k)] if str(k) in scores else scores[k]) for k in ks]
     chosen = metrics.get("k")
     fig = go.Figure(go.Scatter(x=ks, y=values, mode="lines+markers", name="silhouette"))
+    best = ks[int(np.argmax(values))]
     if chosen in ks:
-        fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"k = {chosen}")
+        from retention.segments.cluster import SILHOUETTE_TOLERANCE
+
+        why = f" (the fewest within {SILHOUETTE_TOLERANCE:.0%} of the best)" * (chosen != best)
+        fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen: k = {chosen}{why}")
+    if chosen in ks and best != chosen:
+        fig.add_annotation(
+            x=best,
+            y=max(values),
+            text=f"best score: k = {best}",
+            showarrow=True,
+            arrowhead=0,
+            ay=-30,
+        )
     fig.update_layout(
         title="How well separated the segments are, by k",
         xaxis_title="number of segments k",

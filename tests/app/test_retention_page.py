@@ -227,6 +227,7 @@ def test_a_churn_window_the_data_cannot_show_is_refused_with_a_suggestion(app_wo
     assert "the longest gap is 11 months" in message
     assert "Try a churn window of 4 months" in message
     assert not charts(at), "no flat curves under a refused window"
+    assert at.session_state["churn_after"] == 4, "a refused window is not passed on"
     # The suggestion is one click away.
     next(b for b in at.button if b.label == "Use 4 months").click().run()
     assert not at.exception and not at.error
@@ -258,3 +259,28 @@ def test_logrank_caption_in_plain_numbers(app_workspace, events_dataset, planted
     caption = next(c.value for c in at.caption if "Log-rank test" in c.value)
     assert "with 3 degrees of freedom, p < 0.001." in caption
     assert "p = 0" not in caption and "e-" not in caption and "(s)" not in caption
+
+
+def _shared_settings_script():
+    import streamlit as st
+
+    from pages.ui.retention_views import shared_settings
+
+    period, churn_after = shared_settings()
+    st.write(f"period={period} churn_after={churn_after}")
+
+
+def test_other_pages_get_the_kept_period_and_window_after_a_refresh(
+    app_workspace, events_dataset
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = make_app(PAGE)
+    at.selectbox(key="retention.period").set_value("month").run()
+    at.slider(key="retention.churn_after").set_value(3).run()
+    assert not at.exception
+    # A refresh on another page: a new session that never opened the Retention page.
+    other = AppTest.from_function(_shared_settings_script, default_timeout=60)
+    other.run()
+    assert not other.exception
+    assert other.markdown[0].value == "period=month churn_after=3"

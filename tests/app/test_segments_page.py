@@ -165,8 +165,8 @@ def test_profile_reads_in_units_and_retention_never_rises(app_workspace, planted
     assert list(table.columns) == [
         "Segment",
         "Users",
-        "Share of users",
-        "Days since last active",
+        "Share",
+        "Days since active",
         "Active days",
         "Spend per user (£)",
         "Revenue (£)",
@@ -176,7 +176,7 @@ def test_profile_reads_in_units_and_retention_never_rises(app_workspace, planted
     cells = table.astype(str).to_numpy().ravel().tolist()
     assert not [c for c in cells if c in {"None", "nan", "NaN", ""}]
     assert all(c.startswith("£") for c in table["Revenue (£)"])
-    assert all(c.endswith("%") and "." not in c for c in table["Share of users"])
+    assert all(c.endswith("%") and "." not in c for c in table["Share"])
     after_1 = [int(v.rstrip("%")) for v in table["Retention after 1 week"]]
     after_4 = [int(v.rstrip("%")) for v in table["Retention after 4 weeks"]]
     assert all(late <= early for early, late in zip(after_1, after_4, strict=True))

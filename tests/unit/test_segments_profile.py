@@ -28,8 +28,8 @@ def test_profile_cells_have_units_and_no_none() -> None:
     assert table.to_dict("list") == {
         "Segment": ["Segment 1", "Tea lovers", "Segment 3"],
         "Users": ["1", "2,499", "12,000"],
-        "Share of users": ["0%", "17%", "83%"],
-        "Days since last active": ["73", "41", "—"],
+        "Share": ["0%", "17%", "83%"],
+        "Days since active": ["73", "41", "—"],
         "Active days": ["20", "28", "3"],
         "Spend per user (£)": ["£345.99", "£1,079.79", "£12.50"],
         "Revenue (£)": ["£346", "£2,698,382", "£150,000"],
@@ -42,9 +42,22 @@ def test_profile_cells_have_units_and_no_none() -> None:
 
 
 def test_unknown_currency_and_no_amounts() -> None:
-    table, _ = profile_display(PROFILE, {}, "month", None)
-    assert table["Revenue (your data's currency)"].tolist()[1] == "2,698,382"
+    table, config = profile_display(PROFILE, {}, "month", None)
+    assert table["Revenue"].tolist()[1] == "2,698,382"
+    assert "In your data's currency" in str(config["Revenue"])
     no_money = PROFILE.assign(monetary=np.nan, revenue=np.nan)
     table, _ = profile_display(no_money, {}, "month", "SEK")
     assert not [c for c in table.columns if "Revenue" in c or "Spend" in c]
     assert "Retention after 1 month" in table.columns
+
+
+def test_silhouette_chart_says_why_k_is_not_the_best_score() -> None:
+    from retention.charts.segments import silhouette_curve
+
+    metrics = {"k": 2, "silhouette_by_k": {"2": 0.112, "3": 0.115, "4": 0.101}}
+    fig = silhouette_curve(metrics)
+    texts = [a.text for a in fig.layout.annotations]
+    assert "chosen: k = 2 (the fewest within 5% of the best)" in texts
+    assert "best score: k = 3" in texts
+    same = silhouette_curve({"k": 3, "silhouette_by_k": {"2": 0.1, "3": 0.2}})
+    assert [a.text for a in same.layout.annotations] == ["chosen: k = 3"]
