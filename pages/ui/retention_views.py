@@ -55,6 +55,7 @@ COHORT_GROUP_KEY = "retention.cohort_group"
 #: churn window in that period.
 SHARED_PERIOD = "period"
 SHARED_CHURN = "churn_after"
+MAX_BANDS = 4  # more groups than this: curves without their confidence bands
 
 
 @dataclass(frozen=True)
@@ -149,14 +150,16 @@ def controls(
                     "per-purchase numbers such as quantity or price are not offered)."
                 ),
             )
-        top_n = DEFAULT_TOP_N
-        if breakdown not in (SEGMENTS, NONE):
-            top_n = st.number_input(
-                f"Most common values of {breakdown} to show (the rest are 'Other')",
-                1,
-                20,
-                key=remember(TOP_N_KEY, DEFAULT_TOP_N),
-            )
+            top_n = DEFAULT_TOP_N
+            if breakdown not in (SEGMENTS, NONE):
+                top_n = st.number_input(
+                    f"Values of {breakdown} to show",
+                    1,
+                    20,
+                    key=remember(TOP_N_KEY, DEFAULT_TOP_N),
+                    help=f"The most common values of {breakdown}, by users; the rest are "
+                    "grouped as 'Other'.",
+                )
     window = check_churn_window(runs, int(churn_after))
     if window.problem is None:  # a refused window is not passed on to the Policy page
         st.session_state[SHARED_PERIOD] = period_choice
@@ -258,14 +261,21 @@ def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:
     """Kaplan–Meier curves, the log-rank test in words and the at-risk table. ``compared``:
     the user asked for a breakdown (so one group only deserves a word)."""
     words = period_word(surv.period)
+    bands = len(surv.groups) <= MAX_BANDS
     st.subheader("Time to churn")
     st.caption(
         f"Kaplan–Meier estimate of the share of users who have not yet churned (been inactive "
         f"{churn_after} {words} in a row) after each number of {words} since their first "
-        "activity. The shaded band is the 95% confidence interval. A user who churns and later "
-        "comes back counts as churned from their first churn."
+        "activity. "
+        + (
+            "The shaded band is the 95% confidence interval. "
+            if bands
+            else f"The 95% confidence bands are hidden with more than {MAX_BANDS} groups (they "
+            "would cover each other): show fewer values to see them. "
+        )
+        + "A user who churns and later comes back counts as churned from their first churn."
     )
-    st.plotly_chart(survival_figure(surv), key="retention.km")
+    st.plotly_chart(survival_figure(surv, bands=bands), key="retention.km")
     if surv.logrank is not None:
         shown = st.success if surv.logrank.p_value < 0.05 else st.info
         shown(surv.logrank.sentence, icon=":material/query_stats:")
@@ -279,10 +289,10 @@ def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:
         st.info("Only one group has users, so there is nothing to compare.")
 
     st.markdown(f"**Users still followed (at risk) after each number of {words}**")
-    table = at_risk_table(surv)
+    table = at_risk_table(surv).map(lambda n: f"{n:,}")  # thousands separators, always
     st.dataframe(
         table,
-        column_config={c: st.column_config.NumberColumn(format="localized") for c in table.columns},
+        column_config={c: st.column_config.TextColumn(alignment="right") for c in table.columns},
     )
     st.caption(
         "A user stops being followed when they churn or when the data ends. Where few users are "
