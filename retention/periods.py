@@ -40,7 +40,7 @@ import pandas as pd
 
 from retention.errors import InputError
 from retention.sql import quote_ident
-from retention.words import period_word
+from retention.words import period_word, period_word_singular
 
 PERIODS: tuple[str, ...] = ("day", "week", "month")
 STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
@@ -220,23 +220,36 @@ class ChurnWindowCheck:
     suggested: int
 
 
+#: Above half the data's span, a churn window that fewer than this share of users can be seen
+#: reaching is refused (the curves would stay nearly flat); a larger share is a caution.
+MIN_SEEN_CHURNING = 0.05
+
+
 def check_churn_window(runs: InactiveRuns, churn_after: int) -> ChurnWindowCheck:
     """Which churn windows ``runs``' data can show.
 
     Refused (``problem``): a window as long as the data's span (nobody can be seen inactive
-    that long), or one that no user ever reaches (nobody churns: every curve stays at 100%).
-    Cautioned: a window longer than half the span, where only users whose last activity falls
-    in the first part of the data can be seen churning, so the curves look flatter than they
-    are. ``suggested``: the default window (:data:`DEFAULT_CHURN_AFTER`) or, where the data is
-    short, the longest window that still covers half its span and that some user reaches.
+    that long); one that no user ever reaches (nobody churns: every curve stays at 100%); one
+    longer than half the span that fewer than :data:`MIN_SEEN_CHURNING` (5%) of the users can
+    be seen reaching (only users active early and then gone that long can: the curves stay
+    nearly flat, as 12 months on 13 months of data). Cautioned: any other window longer than
+    half the span (the curves look flatter than they are). ``suggested``: the default window
+    (:data:`DEFAULT_CHURN_AFTER`) or, where the data is short, the longest window within half
+    its span that some user reaches.
     """
     check_churn_after(churn_after)
     grid = runs.grid
-    n, words = grid.n_periods, period_word(grid.period)
+    n, words, word = grid.n_periods, period_word(grid.period), period_word_singular(grid.period)
     half = max(2, n // 2)
     suggested = max(2, min(DEFAULT_CHURN_AFTER, half, runs.longest_run))
     span = f"The data covers {n:,} {words} ({grid.label(0)} to {grid.label(grid.last_t)})"
     flat = "so nobody would count as churned and every curve would stay at 100%"
+    seen = runs.churners(churn_after)
+    early = (
+        f"only users active in the first {_counted(n - churn_after, word, words)} and then "
+        f"gone for {churn_after:,} {words} can be seen churning ({seen:,} of "
+        f"{_counted(runs.users, 'user', 'users')}, {seen / max(runs.users, 1):.1%})"
+    )
     problem = caution = None
     if runs.longest_run < 2:
         problem = (
@@ -248,21 +261,27 @@ def check_churn_window(runs: InactiveRuns, churn_after: int) -> ChurnWindowCheck
             f"{span}: nobody can be seen inactive for {churn_after:,} {words} in a row, {flat}. "
             f"Try a churn window of {suggested} {words}."
         )
-    elif runs.churners(churn_after) == 0:
+    elif seen == 0:
         problem = (
             f"No user in this data is inactive for {churn_after:,} {words} in a row (the longest "
             f"gap is {runs.longest_run:,} {words}), {flat}. Try a churn window of {suggested} "
             f"{words}."
         )
+    elif churn_after > half and seen < MIN_SEEN_CHURNING * runs.users:
+        problem = (
+            f"{span}: with a churn window of {churn_after:,} {words}, {early}, so every curve "
+            f"would stay nearly flat. Try a churn window of {suggested} {words}."
+        )
     elif churn_after > half:
-        seen = runs.churners(churn_after)
         caution = (
-            f"{span}: with a churn window of {churn_after:,} {words}, only users whose last "
-            f"activity falls in the first {n - churn_after:,} {words} can be seen churning "
-            f"({seen:,} of {runs.users:,} users), so the curves look flatter than they are. "
-            f"A window of {suggested} {words} shows more."
+            f"{span}: with a churn window of {churn_after:,} {words}, {early}, so the curves "
+            f"look flatter than they are. A window of {suggested} {words} shows more."
         )
     return ChurnWindowCheck(churn_after, problem, caution, suggested)
+
+
+def _counted(n: int, singular: str, plural: str) -> str:
+    return f"{n:,} {singular if n == 1 else plural}"
 
 
 @contextlib.contextmanager

@@ -187,16 +187,16 @@ def test_churn_window_keeps_its_length_when_the_period_changes(
     assert at.slider(key="retention.churn_after").value == 4
 
 
-def _monthly_buyers(ws) -> str:
+def _monthly_buyers(ws, gone: int = 1) -> str:
     """13 months (January 2024 to January 2025); 30 users buy every month, 10 users skip
-    months 3 to 5 (the longest gap anyone shows: 3 months), one user buys once in month 0 and
-    in the last month. The data ends on 10 January 2025, mid-month."""
+    months 3 to 5, ``gone`` users buy in month 0 and in the last month only (the longest gap:
+    11 months). The data ends on 10 January 2025, mid-month."""
     rows = []
-    for i in range(41):
+    for i in range(40 + gone):
         months = range(13)
         if 30 <= i < 40:
             months = [m for m in range(13) if m not in (3, 4, 5)]
-        if i == 40:
+        if i >= 40:
             months = [0, 12]
         rows += [
             (f"u{i:02d}", pd.Timestamp("2024-01-10") + pd.DateOffset(months=m)) for m in months
@@ -233,11 +233,20 @@ def test_a_churn_window_the_data_cannot_show_is_refused_with_a_suggestion(app_wo
     assert not at.exception and not at.error
     assert at.slider(key="retention.churn_after").value == 4
     assert len(charts(at)) == 2
-    # A long window some users reach: shown, with a caution in numbers.
+    # 11 months: one user of 41 can be seen churning (2.4%): refused too, every curve flat.
+    at.slider(key="retention.churn_after").set_value(11).run()
+    assert at.error and "(1 of 41 users, 2.4%)" in at.error[0].value
+
+
+def test_a_long_window_some_users_reach_is_shown_with_a_caution(app_workspace) -> None:
+    _monthly_buyers(app_workspace, gone=5)
+    at = make_app(PAGE)
     at.slider(key="retention.churn_after").set_value(11).run()
     assert not at.exception and not at.error
-    assert at.warning and "(1 of 41 users)" in at.warning[0].value
-    assert "first 2 months" in at.warning[0].value
+    caution = at.warning[0].value
+    assert "active in the first 2 months and then gone for 11 months" in caution
+    assert "(5 of 45 users, 11.1%)" in caution
+    assert len(charts(at)) == 2
 
 
 def test_last_incomplete_month_is_marked(app_workspace) -> None:

@@ -342,12 +342,29 @@ def test_churn_window_the_data_cannot_show_is_refused_with_a_suggestion(
     # 5 months: one user (b) can be seen churning; a caution, not a refusal.
     thin = check_churn_window(runs, 5)
     assert thin.problem is None
-    assert thin.caution and "first 2 months" in thin.caution and "(1 of 4 users)" in thin.caution
+    assert thin.caution and "active in the first 2 months and then gone for 5" in thin.caution
+    assert "(1 of 4 users, 25.0%)" in thin.caution
     # Within half the data: fine.
     fine = check_churn_window(runs, 3)
     assert fine.problem is None and fine.caution is None
     with pytest.raises(InputError, match="churn_after"):
         check_churn_window(runs, 1)
+
+
+def test_a_long_window_that_few_users_can_reach_is_refused(con: duckdb.DuckDBPyConnection) -> None:
+    # 40 users buy every month of 7; one buys in months 0 and 6 only (gap 5). A 5-month window
+    # (over half the data) is reached by 1 user of 41: 2.4%, under 5%. 12 months on 13 months
+    # of Online Retail looked like this (every curve flat).
+    log = events(
+        [(f"x{i}", f"2024-{m:02d}-05", 1.0) for i in range(40) for m in range(1, 8)]
+        + [("y", "2024-01-05", 1.0), ("y", "2024-07-05", 1.0)]
+    )
+    runs = inactive_runs(con, log, "month")
+    refused = check_churn_window(runs, 5)
+    assert refused.problem and "(1 of 41 users, 2.4%)" in refused.problem
+    assert "active in the first 2 months and then gone for 5 months" in refused.problem
+    assert "nearly flat" in refused.problem and refused.suggested == 3
+    assert check_churn_window(runs, 3).problem is None  # within half the data: the data's answer
 
 
 def test_no_gap_at_all_asks_for_a_shorter_period(con: duckdb.DuckDBPyConnection) -> None:
