@@ -167,7 +167,12 @@ def silhouette_curve(metrics: Mapping[str, object]) -> go.Figure | None:
         from retention.segments.cluster import SILHOUETTE_TOLERANCE
 
         why = f" (the fewest within {SILHOUETTE_TOLERANCE:.0%} of the best)" * (chosen != best)
-        fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"chosen: k = {chosen}{why}")
+        fig.add_vline(
+            x=chosen,
+            line_dash="dot",
+            annotation_text=f"chosen: k = {chosen}{why}",
+            annotation_position="bottom right",  # clear of the "best score" mark at the top
+        )
     if chosen in ks and best != chosen:
         fig.add_annotation(
             x=best,
