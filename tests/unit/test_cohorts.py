@@ -356,7 +356,9 @@ def test_figures_show_the_results(con: duckdb.DuckDBPyConnection) -> None:
 
     table = cohort_table(con, TINY, period="week")
     heat = cohort_heatmap(table)
-    np.testing.assert_array_equal(heat.data[0].z, table.rates.to_numpy())
+    # TINY ends on a Monday: its last week's cells are the grey "incomplete" trace.
+    main, partial = (np.asarray(t.z, dtype=float) for t in heat.data)
+    np.testing.assert_array_equal(np.where(np.isnan(main), partial, main), table.rates.to_numpy())
     assert heat.data[0].y[0] == "wk 2024-01-01 (n=3)"
     assignments = pd.DataFrame({"user_id": list("abcde"), "segment": [0, 0, 1, 1, 1]})
     surv = retention_curves(con, TINY, period="week", churn_after=2, by=assignments)
