@@ -148,8 +148,12 @@ PERIOD_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.2425 / 12
 def convert_churn_after(churn_after: int, from_period: str, to_period: str) -> int:
     """The same churn window, as nearly the same length of time, in another period: 4 months
     are 17 weeks or 122 days (and 17 weeks are 4 months again). Never below 2."""
-    days = churn_after * PERIOD_DAYS[check_period(from_period)]
-    return max(2, round(days / PERIOD_DAYS[check_period(to_period)]))
+    return churn_after_in(churn_after * PERIOD_DAYS[check_period(from_period)], to_period)
+
+
+def churn_after_in(days: float, period: str) -> int:
+    """A churn window of ``days`` days in whole periods (nearest; never below 2)."""
+    return max(2, round(days / PERIOD_DAYS[check_period(period)]))
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,13 @@ from retention.cohorts import (
 )
 from retention.periods import (
     DEFAULT_CHURN_AFTER,
+    PERIOD_DAYS,
     PERIODS,
     ChurnWindowCheck,
     InactiveRuns,
     PeriodGrid,
     check_churn_window,
-    convert_churn_after,
+    churn_after_in,
 )
 from retention.results import BY_SEGMENTS, NO_BREAKDOWN
 from retention.words import counted, period_word, period_word_singular
@@ -47,6 +48,7 @@ MODE_WORDS = {
 PERIOD_KEY = "retention.period"
 CHURN_KEY = "retention.churn_after"
 CHURN_UNIT_KEY = "retention.churn_unit"  # the period the churn window is counted in
+CHURN_DAYS_KEY = "retention.churn_days"  # its length of time, in days
 BREAKDOWN_KEY = "retention.breakdown"
 TOP_N_KEY = "retention.top_n"
 MODE_KEY = "retention.mode"
@@ -82,17 +84,30 @@ def _remember_choice(key: str, options: list, default: object) -> str:
 
 def _churn_window_key(period: str, highest: int) -> str:
     """The churn window's widget key, its value carried over as the same length of time when
-    the period changed (4 months -> 17 weeks) and kept within the slider's range."""
+    the period changes (4 months -> 17 weeks) and kept within the slider's range.
+
+    The length in days is kept beside it and changes only when the user moves the slider, so
+    going through a coarser period and back does not drift (4 weeks -> 2 months, the least, ->
+    4 weeks again, not 9)."""
     key = remember(CHURN_KEY, DEFAULT_CHURN_AFTER)
-    unit = remember(CHURN_UNIT_KEY, period)
+    unit_key = remember(CHURN_UNIT_KEY, period)
+    unit = st.session_state[unit_key] if st.session_state[unit_key] in PERIODS else period
     try:
-        value = int(st.session_state[key])
+        value = max(2, int(st.session_state[key]))
     except (TypeError, ValueError):
         value = DEFAULT_CHURN_AFTER
-    if st.session_state[unit] in PERIODS and st.session_state[unit] != period:
-        value = convert_churn_after(max(2, value), st.session_state[unit], period)
-    st.session_state[unit] = period
-    st.session_state[key] = min(max(2, value), highest)
+    days_key = remember(CHURN_DAYS_KEY, value * PERIOD_DAYS[unit])
+    try:
+        days = float(st.session_state[days_key])
+    except (TypeError, ValueError):
+        days = value * PERIOD_DAYS[unit]
+    if churn_after_in(days, unit) != value:  # the user moved the slider
+        days = value * PERIOD_DAYS[unit]
+    if unit != period:
+        value = churn_after_in(days, period)
+    st.session_state[days_key] = days
+    st.session_state[unit_key] = period
+    st.session_state[key] = min(value, highest)
     return key
 
 

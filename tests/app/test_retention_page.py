@@ -185,6 +185,17 @@ def test_churn_window_keeps_its_length_when_the_period_changes(
     at.selectbox(key="retention.period").set_value("month").run()
     assert not at.exception
     assert at.slider(key="retention.churn_after").value == 4
+    # Through a coarser period and back, the length does not drift: 4 weeks -> 2 months (the
+    # least) -> 4 weeks, not 9.
+    at.selectbox(key="retention.period").set_value("week").run()
+    at.slider(key="retention.churn_after").set_value(4).run()
+    at.selectbox(key="retention.period").set_value("month").run()
+    assert at.slider(key="retention.churn_after").value == 2
+    at.selectbox(key="retention.period").set_value("week").run()
+    assert at.slider(key="retention.churn_after").value == 4
+    at.slider(key="retention.churn_after").set_value(9).run()  # moved by the user: 9 weeks
+    at.selectbox(key="retention.period").set_value("day").run()
+    assert at.slider(key="retention.churn_after").value == 63
 
 
 def _monthly_buyers(ws, gone: int = 1) -> str:

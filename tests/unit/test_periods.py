@@ -17,6 +17,7 @@ from retention.periods import (
     build_panel,
     check_churn_window,
     choose_period,
+    churn_after_in,
     convert_churn_after,
     inactive_runs,
     period_grid,
@@ -380,6 +381,7 @@ def test_churn_window_keeps_its_length_of_time_across_periods() -> None:
     assert convert_churn_after(122, "day", "month") == 4
     assert convert_churn_after(3, "week", "month") == 2  # never below 2
     assert convert_churn_after(6, "week", "week") == 6
+    assert churn_after_in(28, "month") == 2 and churn_after_in(28, "week") == 4
 
 
 def test_grid_knows_when_the_data_ends_mid_period(con: duckdb.DuckDBPyConnection) -> None:
