@@ -6,10 +6,12 @@ The page reads the settings, runs :func:`retention.runs.run_segmentation` and re
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from pages.ui.common import (
     current_segmentation,
+    dataset_currency,
     require_dataset,
     segment_names,
     stop_with_error,
@@ -24,6 +26,7 @@ from pages.ui.segments_views import (
     profile_table,
     run_picker,
 )
+from retention.cohorts import retention_by_segment
 from retention.embeddings import SentenceTransformerEmbedder
 from retention.errors import InputError
 from retention.results import segmentation_runs
@@ -48,6 +51,28 @@ def text_available(folder: str, dataset_id: str) -> bool:
 def load_run(folder: str, run_id: str) -> Run:
     """A finished run (immutable, so cached by id)."""
     return workspace().load_run(run_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def shown_profile(folder: str, run_id: str) -> pd.DataFrame:
+    """The run's profile, its "retention after k" computed by today's single definition
+    (:func:`retention.cohorts.retention_by_segment`), so a run stored before that definition
+    shows the same kind of number as a new one."""
+    run = load_run(folder, run_id)
+    profile = run.artifacts["profile"]
+    old = [c for c in profile.columns if c.startswith("retention_")]
+    ks = [int(c.removeprefix("retention_")) for c in old if c.removeprefix("retention_").isdigit()]
+    if not ks:
+        return profile
+    ws = workspace()
+    retention, _ = retention_by_segment(
+        ws.cursor(),
+        ws.table(run.dataset_id, "events"),
+        run.artifacts["assignments"],
+        period=run.metrics.get("period") or "auto",
+        after=ks,
+    )
+    return profile.drop(columns=old).merge(retention, on="segment", how="left")
 
 
 @st.cache_resource(show_spinner=False)
@@ -116,8 +141,12 @@ if missing:
     st.stop()
 names = segment_names(run)
 
-overview(run, names, snapshot)
-profile_table(run.artifacts["profile"], names, run.metrics.get("period"))
+try:
+    profile = shown_profile(folder, run.id)
+except InputError as exc:
+    stop_with_error(exc)
+overview(run, names, snapshot, profile)
+profile_table(profile, names, run.metrics.get("period"), dataset_currency(info.id))
 renamed = names_form(run, names)
 if renamed:
     try:

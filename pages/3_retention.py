@@ -18,6 +18,7 @@ from pages.ui.common import (
 )
 from pages.ui.retention_views import (
     NONE,
+    churn_window_notice,
     cohort_controls,
     cohort_section,
     controls,
@@ -26,7 +27,7 @@ from pages.ui.retention_views import (
 )
 from retention.cohorts import CohortTable, categorical_columns
 from retention.errors import InputError
-from retention.periods import choose_period
+from retention.periods import InactiveRuns, choose_period, inactive_runs
 from retention.results import RetentionSurvival, retention_cohorts, retention_survival
 
 Names = tuple[tuple[int, str], ...]
@@ -45,6 +46,12 @@ def auto_period(folder: str, dataset_id: str) -> str:
 def breakdown_columns(folder: str, dataset_id: str) -> list[str]:
     ws = workspace()
     return categorical_columns(ws.cursor(), ws.table(dataset_id, "events"))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def churn_runs(folder: str, dataset_id: str, period: str) -> InactiveRuns:
+    ws = workspace()
+    return inactive_runs(ws.cursor(), ws.table(dataset_id, "events"), period)
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the cohort table…")
@@ -106,7 +113,11 @@ except InputError as exc:
 
 seg_run = current_segmentation(info.id)
 names = segment_names(seg_run) if seg_run is not None else {}
-chosen = controls(auto, columns, seg_run is not None)
+try:
+    chosen = controls(auto, columns, seg_run is not None, lambda p: churn_runs(folder, info.id, p))
+except InputError as exc:
+    stop_with_error(exc)
+churn_window_notice(chosen)
 period = chosen.period
 
 names_key = tuple(sorted(names.items()))

@@ -63,7 +63,7 @@ MISSING = "(missing)"
 NOT_SEGMENTED = "Not segmented"
 DEFAULT_TOP_N = 8
 RETENTION_AFTER: tuple[int, ...] = (1, 4)  # the segment profile's "retention after k"
-MAX_CATEGORIES = 1000  # more distinct values than this looks like an id, not a category
+MAX_CATEGORIES = 100  # more distinct values than this are not groups a reader can compare
 
 
 # -- cohort table --------------------------------------------------------------------------
@@ -173,14 +173,20 @@ def retention_by_segment(
     period: str = "auto",
     after: Sequence[int] = RETENTION_AFTER,
 ) -> tuple[pd.DataFrame, str]:
-    """Share of each segment's users active ``k`` periods after their first period, among the
-    users observed that long (first period + k <= the data's last period).
+    """Each segment's retention after ``k`` periods, one definition for every ``k``: the share
+    of the segment's users who were active ``k`` periods after their first period *or later*
+    (unbounded retention, the cohort table's unbounded mode), counted over the same users for
+    every ``k``: those whose first period is at least ``max(after)`` periods before the data's
+    last period (so each of them could be seen that long).
 
-    It is the classic cohort table's column ``k`` (:func:`cohort_table`), pooled over the
-    segment's cohorts that reach ``k``. Users without an assignment are left out. Returns a
-    frame ``segment, retention_<k>...`` (NaN where no user of the segment is observed that long)
-    and the period used.
+    One group of users and "then or later" make it fall (or stay) as ``k`` grows: retention
+    after 4 is never above retention after 1. Users without an assignment are left out.
+    Returns a frame ``segment, retention_<k>...`` (NaN where no user of the segment started
+    early enough) and the period used.
     """
+    ks = sorted({int(k) for k in after})
+    if not ks or ks[0] < 1:
+        raise InputError(f"The 'after' parameter must be whole periods >= 1. Got {list(after)!r}.")
     grid = period_grid(con, events, period)
     seg = assignments[["user_id", "segment"]].assign(user_id=assignments["user_id"].astype(str))
     view = f"_segments_{uuid.uuid4().hex}"
@@ -192,17 +198,18 @@ def retention_by_segment(
                 f"SELECT e.user_id, {index} AS t, g.segment FROM ({clean}) e "  # noqa: S608
                 f"JOIN {quote_ident(view)} g USING (user_id)"
             )
-            sql = _cohort_counts_sql(ev, "classic", grouped=True)
+            sql = _cohort_counts_sql(ev, "unbounded", grouped=True)
             long = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
         finally:
             con.unregister(view)
+    # One group of users for every k: those observed for the longest k asked.
+    eligible_rows = long[long["cohort_t"] + ks[-1] <= grid.last_t]
+    eligible = eligible_rows.groupby("segment")["users"].sum()
+    eligible = eligible[eligible > 0]
     out = pd.DataFrame({"segment": sorted(assignments["segment"].unique().tolist())})
-    for k in after:
-        observed = long[long["cohort_t"] + k <= grid.last_t]
-        eligible = observed[observed["k"] == 0].groupby("segment")["users"].sum()
-        retained = observed[observed["k"] == k].groupby("segment")["users"].sum()
-        eligible = eligible[eligible > 0]
-        share = retained.reindex(eligible.index, fill_value=0) / eligible
+    for k in ks:
+        kept = eligible_rows[eligible_rows["k"] >= k].groupby("segment")["users"].sum()
+        share = kept.reindex(eligible.index, fill_value=0) / eligible
         out[f"retention_{k}"] = out["segment"].map(share).astype(float)
     return out, grid.period
 
@@ -237,8 +244,14 @@ def _triangle(long: pd.DataFrame, grid: PeriodGrid, mode: str) -> CohortTable:
 
 
 def categorical_columns(con: duckdb.DuckDBPyConnection, events: EventsSource) -> list[str]:
-    """Columns of the events that can serve as a breakdown: text-like or boolean, with 2 to
-    :data:`MAX_CATEGORIES` distinct values (not ``user_id``, ``ts``, ``amount`` or ``text``)."""
+    """Columns of the events that make sense as groups to compare: text, yes/no or category
+    columns with 2 to :data:`MAX_CATEGORIES` distinct values, and clearly fewer values than
+    users (a value per user, such as an e-mail address, is an id, not a group).
+
+    Left out: ``user_id``, ``ts``, ``amount`` and ``text``; numbers, and text columns whose
+    values are all numbers (quantities, prices, codes read as text from a CSV), which are
+    measured per row, not shared by a group; dates and times.
+    """
     with events_source(con, events) as ref:
         cols = columns_of(con, ref)
         candidates = [
@@ -249,9 +262,24 @@ def categorical_columns(con: duckdb.DuckDBPyConnection, events: EventsSource) ->
         ]
         if not candidates:
             return []
-        counts = ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in candidates)
-        row = con.execute(f"SELECT {counts} FROM {ref}").fetchall()[0]  # noqa: S608
-    return [c for c, n in zip(candidates, row, strict=True) if 2 <= n <= MAX_CATEGORIES]
+        stats = []
+        for c in candidates:
+            col = quote_ident(c)
+            stats.append(f"approx_count_distinct({col})")
+            # Text whose every value reads as a number (an empty column does not count).
+            stats.append(
+                f"count({col}) > 0 AND count({col}) = "
+                f"count(TRY_CAST(CAST({col} AS VARCHAR) AS DOUBLE))"
+            )
+        row = con.execute(
+            f"SELECT approx_count_distinct(user_id), {', '.join(stats)} FROM {ref}"  # noqa: S608
+        ).fetchall()[0]
+    users, values = int(row[0] or 0), row[1:]
+    return [
+        c
+        for c, n, numeric in zip(candidates, values[0::2], values[1::2], strict=True)
+        if 2 <= n <= MAX_CATEGORIES and n < 0.9 * users and not numeric
+    ]
 
 
 def user_groups(
@@ -442,11 +470,19 @@ def churn_durations(
     return out
 
 
+def p_value_text(p_value: float) -> str:
+    """A p-value as it is shown: "p < 0.001" below 0.001 (never "p = 0" or "p = 5e-53"), else
+    "p = 0.034" (two significant figures)."""
+    if not np.isfinite(p_value):
+        return "p not available"
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
+
+
 def logrank_sentence(p_value: float, what: str = "segments") -> str:
     """The log-rank p-value in words a marketer can act on."""
     if not np.isfinite(p_value):
         return f"There is not enough data to compare the {what}."
-    shown = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
+    shown = p_value_text(p_value)
     if p_value < 0.01:
         return (
             f"The difference in retention between {what} is very unlikely to be chance ({shown})."

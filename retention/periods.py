@@ -40,6 +40,7 @@ import pandas as pd
 
 from retention.errors import InputError
 from retention.sql import quote_ident
+from retention.words import period_word, period_word_singular
 
 PERIODS: tuple[str, ...] = ("day", "week", "month")
 STAGES: tuple[str, ...] = ("active", "lapsing", "at_risk", "churned")
@@ -76,6 +77,9 @@ class PeriodGrid:
     period: str
     origin: pd.Timestamp
     last_t: int
+    #: The data's last event (``None`` when not known): the last period ``T`` is complete only
+    #: when the data runs to its last day.
+    last_ts: pd.Timestamp | None = None
 
     @property
     def n_periods(self) -> int:
@@ -98,6 +102,15 @@ class PeriodGrid:
         if self.period == "week":
             return f"week of {start:%Y-%m-%d}"
         return f"{start:%Y-%m-%d}"
+
+    @property
+    def ends_mid_period(self) -> bool:
+        """Whether the data ends before the last day of its last period ``T`` (so that period
+        holds only part of its time: its shares are lower than they will be)."""
+        if self.last_ts is None:
+            return False
+        last_day = (self.start_of(self.last_t + 1) - pd.Timedelta(days=1)).normalize()
+        return pd.Timestamp(self.last_ts).normalize() < last_day
 
 
 def table_ref(name: str) -> str:
@@ -125,6 +138,154 @@ def check_churn_after(churn_after: int) -> int:
             f"a user counts as churned; 1 period is 'lapsing'). Got {churn_after!r}."
         )
     return churn_after
+
+
+#: Days in one period, to carry a churn window over when the period changes (a month is the mean
+#: Gregorian month).
+PERIOD_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0, "month": 365.2425 / 12}
+
+
+def convert_churn_after(churn_after: int, from_period: str, to_period: str) -> int:
+    """The same churn window, as nearly the same length of time, in another period: 4 months
+    are 17 weeks or 122 days (and 17 weeks are 4 months again). Never below 2."""
+    return churn_after_in(churn_after * PERIOD_DAYS[check_period(from_period)], to_period)
+
+
+def churn_after_in(days: float, period: str) -> int:
+    """A churn window of ``days`` days in whole periods (nearest; never below 2)."""
+    return max(2, round(days / PERIOD_DAYS[check_period(period)]))
+
+
+@dataclass(frozen=True)
+class InactiveRuns:
+    """How long users are seen inactive, on a period grid: which churn windows the data can show.
+
+    ``longest`` counts users by their longest run of consecutive inactive periods (the index,
+    in periods; 0 for users active every period up to the data's end). A user counts as churned
+    under a window ``W`` exactly when that run reaches ``W`` (:func:`retention.cohorts.
+    churn_durations`), so :meth:`churners` is how many users any curve can see churning.
+    """
+
+    grid: PeriodGrid
+    longest: pd.Series
+
+    @property
+    def users(self) -> int:
+        return int(self.longest.sum())
+
+    @property
+    def longest_run(self) -> int:
+        """The longest run of inactive periods of any user (0 when none is ever inactive)."""
+        return int(self.longest.index.max()) if len(self.longest) else 0
+
+    def churners(self, churn_after: int) -> int:
+        """Users seen churning (inactive ``churn_after`` periods in a row) at least once."""
+        return int(self.longest[self.longest.index >= churn_after].sum())
+
+
+def inactive_runs(
+    con: duckdb.DuckDBPyConnection, events: EventsSource, period: str = "auto"
+) -> InactiveRuns:
+    """Each user's longest run of inactive periods, counted per length (see
+    :class:`InactiveRuns`): after each active period ``t``, the periods up to the user's next
+    active one, or up to the data's last period ``T`` after their last."""
+    grid = period_grid(con, events, period)
+    with events_source(con, events) as ref:
+        index = period_index_sql(grid.period, "ts")
+        sql = f"""
+            WITH act AS (SELECT DISTINCT user_id, {index} AS t FROM ({clean_events_sql(con, ref)})),
+            gaps AS (
+                SELECT user_id, coalesce(lead(t) OVER w, $last_t + 1) - t - 1 AS gap
+                FROM act WINDOW w AS (PARTITION BY user_id ORDER BY t)
+            ),
+            per_user AS (SELECT user_id, max(gap) AS longest FROM gaps GROUP BY user_id)
+            SELECT CAST(longest AS INTEGER) AS longest, count(*) AS users
+            FROM per_user GROUP BY longest ORDER BY longest
+        """  # noqa: S608 -- fixed fragments and a quoted identifier only
+        params = {"origin": grid.origin.to_pydatetime(), "last_t": grid.last_t}
+        rows = con.execute(sql, params).df()
+    longest = pd.Series(
+        rows["users"].to_numpy(dtype="int64"),
+        index=pd.Index(rows["longest"].to_numpy(dtype="int64"), name="periods"),
+        name="users",
+    )
+    return InactiveRuns(grid=grid, longest=longest)
+
+
+@dataclass(frozen=True)
+class ChurnWindowCheck:
+    """Whether the data can show a churn window: ``problem`` (refuse it: no curve could show a
+    churn), ``caution`` (it can, but few users are seen that long) and a ``suggested`` window the
+    data shows well, all in the user's words."""
+
+    churn_after: int
+    problem: str | None
+    caution: str | None
+    suggested: int
+
+
+#: Above half the data's span, a churn window that fewer than this share of users can be seen
+#: reaching is refused (the curves would stay nearly flat); a larger share is a caution.
+MIN_SEEN_CHURNING = 0.05
+
+
+def check_churn_window(runs: InactiveRuns, churn_after: int) -> ChurnWindowCheck:
+    """Which churn windows ``runs``' data can show.
+
+    Refused (``problem``): a window as long as the data's span (nobody can be seen inactive
+    that long); one that no user ever reaches (nobody churns: every curve stays at 100%); one
+    longer than half the span that fewer than :data:`MIN_SEEN_CHURNING` (5%) of the users can
+    be seen reaching (only users active early and then gone that long can: the curves stay
+    nearly flat, as 12 months on 13 months of data). Cautioned: any other window longer than
+    half the span (the curves look flatter than they are). ``suggested``: the default window
+    (:data:`DEFAULT_CHURN_AFTER`) or, where the data is short, the longest window within half
+    its span that some user reaches.
+    """
+    check_churn_after(churn_after)
+    grid = runs.grid
+    n, words, word = grid.n_periods, period_word(grid.period), period_word_singular(grid.period)
+    half = max(2, n // 2)
+    suggested = max(2, min(DEFAULT_CHURN_AFTER, half, runs.longest_run))
+    span = f"The data covers {n:,} {words} ({grid.label(0)} to {grid.label(grid.last_t)})"
+    flat = "so nobody would count as churned and every curve would stay at 100%"
+    seen = runs.churners(churn_after)
+    early = (
+        f"only users active in the first {_counted(n - churn_after, word, words)} and then "
+        f"gone for {churn_after:,} {words} can be seen churning ({seen:,} of "
+        f"{_counted(runs.users, 'user', 'users')}, {seen / max(runs.users, 1):.1%})"
+    )
+    problem = caution = None
+    if runs.longest_run < 2:
+        problem = (
+            f"No user in this data is ever inactive for 2 {words} in a row, {flat}. Choose a "
+            "shorter period, or add data over a longer time."
+        )
+    elif churn_after >= n:
+        problem = (
+            f"{span}: nobody can be seen inactive for {churn_after:,} {words} in a row, {flat}. "
+            f"Try a churn window of {suggested} {words}."
+        )
+    elif seen == 0:
+        problem = (
+            f"No user in this data is inactive for {churn_after:,} {words} in a row (the longest "
+            f"gap is {runs.longest_run:,} {words}), {flat}. Try a churn window of {suggested} "
+            f"{words}."
+        )
+    elif churn_after > half and seen < MIN_SEEN_CHURNING * runs.users:
+        problem = (
+            f"{span}: with a churn window of {churn_after:,} {words}, {early}, so every curve "
+            f"would stay nearly flat. Try a churn window of {suggested} {words}."
+        )
+    elif churn_after > half:
+        caution = (
+            f"{span}: with a churn window of {churn_after:,} {words}, {early}, so the curves "
+            f"look flatter than they are. A window of {suggested} {words} shows more."
+        )
+    return ChurnWindowCheck(churn_after, problem, caution, suggested)
+
+
+def _counted(n: int, singular: str, plural: str) -> str:
+    return f"{n:,} {singular if n == 1 else plural}"
 
 
 @contextlib.contextmanager
@@ -279,12 +440,17 @@ def period_grid(
                 SELECT {trunc} AS origin, max(ts) AS last_ts
                 FROM ({clean_events_sql(con, ref)})
             )
-            SELECT origin, {index} FROM b
+            SELECT origin, {index}, last_ts FROM b
         """  # noqa: S608 -- fixed fragments and a quoted identifier only
-        origin, last_t = con.execute(sql).fetchall()[0]
+        origin, last_t, last_ts = con.execute(sql).fetchall()[0]
     if origin is None:
         raise InputError("The events have no rows with both a user and a time: nothing to analyse.")
-    return PeriodGrid(period=period, origin=pd.Timestamp(origin), last_t=int(last_t))
+    return PeriodGrid(
+        period=period,
+        origin=pd.Timestamp(origin),
+        last_t=int(last_t),
+        last_ts=pd.Timestamp(last_ts),
+    )
 
 
 def period_index_sql(period: str, col: str = "ts", origin: str = "$origin") -> str:

@@ -77,3 +77,9 @@ def currency_unit(currency: str | None) -> str:
     if not code:
         return "your data's currency"
     return CURRENCY_SYMBOLS.get(code, code).strip()
+
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """A count with its noun, singular for one: "1 user", "2,000 users", "3 degrees"."""
+    n = int(n)
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"

@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from pages.ui.common import remember
 from retention.embeddings import DEFAULT_MODEL_ID
 from retention.segments import (
     DEFAULT_TEXT_WEIGHT,
@@ -30,10 +31,14 @@ USER_VECTOR_WORDS = {
 WEIGHTING_WORDS = {"spend": "by spend", "frequency": "by how often bought"}
 
 
-def _default(key: str, value: object) -> None:
-    """Seed a widget's value once (from the segmentation on show), then leave it to the user."""
-    if key not in st.session_state:
-        st.session_state[key] = value
+def _remember(key: str, default: object, options: list | None = None) -> str:
+    """:func:`remember` a setting (kept across refreshes in the workspace; ``default`` from the
+    segmentation on show when nothing was kept); a kept value no longer among ``options``
+    falls back to ``default``."""
+    remember(key, default)
+    if options is not None and st.session_state[key] not in options:
+        st.session_state[key] = default
+    return key
 
 
 def _k_label(k: int | str) -> str:
@@ -42,15 +47,9 @@ def _k_label(k: int | str) -> str:
 
 
 def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict[str, Any] | None:
-    """The settings, seeded from the segmentation on show; the chosen values when the user
-    presses Find segments, else ``None``."""
-    _default("segments.text_weight", float(settings.text_weight))
-    _default("segments.k", settings.k if settings.k in K_CHOICES else "auto")
-    _default("segments.algorithm", settings.algorithm)
-    _default("segments.map", settings.map_method)
-    _default("segments.model", settings.model_path or "")
-    _default("segments.user_vector", settings.user_vector)
-    _default("segments.weighting", settings.weighting)
+    """The settings, as the user last left them (kept across refreshes), else those of the
+    segmentation on show; the chosen values when the user presses Find segments, else
+    ``None``."""
     chosen: dict[str, Any] = {
         "text_weight": settings.text_weight,
         "user_vector": settings.user_vector,
@@ -65,7 +64,7 @@ def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict
                     0.0,
                     1.0,
                     step=0.05,
-                    key="segments.text_weight",
+                    key=_remember("segments.text_weight", float(settings.text_weight)),
                     help=(
                         "1 = only the text of their purchases; 0 = only behaviour (recency, "
                         "frequency, spend, tenure). It is the text's share of the variance; "
@@ -85,13 +84,15 @@ def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict
                 "Method",
                 list(ALGORITHM_WORDS),
                 format_func=ALGORITHM_WORDS.__getitem__,
-                key="segments.algorithm",
+                key=_remember("segments.algorithm", settings.algorithm, list(ALGORITHM_WORDS)),
             )
             chosen["k"] = st.selectbox(
                 "Number of segments",
                 K_CHOICES,
                 format_func=_k_label,
-                key="segments.k",
+                key=_remember(
+                    "segments.k", settings.k if settings.k in K_CHOICES else "auto", K_CHOICES
+                ),
                 disabled=chosen["algorithm"] == "hdbscan",
                 help=f"{auto_k_rule()} Up to {K_MAX} by hand.",
             )
@@ -100,12 +101,12 @@ def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict
                 "Map",
                 list(MAP_WORDS),
                 format_func=MAP_WORDS.__getitem__,
-                key="segments.map",
+                key=_remember("segments.map", settings.map_method, list(MAP_WORDS)),
                 horizontal=True,
             )
             model = st.text_input(
                 "Embedding model folder",
-                key="segments.model",
+                key=_remember("segments.model", settings.model_path or ""),
                 placeholder=f"bundled {DEFAULT_MODEL_ID.split('/')[-1]}",
                 disabled=not text,
                 help="Leave empty for the bundled model, or give a local sentence-transformers "
@@ -118,13 +119,15 @@ def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict
                     "A user's text vector",
                     list(USER_VECTOR_WORDS),
                     format_func=USER_VECTOR_WORDS.__getitem__,
-                    key="segments.user_vector",
+                    key=_remember(
+                        "segments.user_vector", settings.user_vector, list(USER_VECTOR_WORDS)
+                    ),
                 )
                 chosen["weighting"] = st.radio(
                     "Weight each item",
                     list(WEIGHTING_WORDS),
                     format_func=WEIGHTING_WORDS.__getitem__,
-                    key="segments.weighting",
+                    key=_remember("segments.weighting", settings.weighting, list(WEIGHTING_WORDS)),
                     horizontal=True,
                 )
         clicked = st.button("Find segments", type="primary", icon=":material/play_arrow:")

@@ -18,29 +18,119 @@ from retention.charts.segments import (
 )
 from retention.segments import auto_k_rule, segmentation_basis
 from retention.strategies import to_csv_bytes
-from retention.words import period_word, segment_display_name, segment_name
+from retention.words import (
+    counted,
+    currency_unit,
+    money,
+    period_word,
+    period_word_singular,
+    segment_display_name,
+    segment_name,
+)
 from retention.workspace import Run
 
+#: Columns of the profile, in order; what each means is :func:`profile_table`'s hover help.
 PROFILE_COLUMNS = {
     "name": "Segment",
     "users": "Users",
     "share": "Share",
-    "recency_days": "Days since last",
+    "recency_days": "Days since active",
     "frequency": "Active days",
     "monetary": "Spend per user",
     "revenue": "Revenue",
-    "retention_1": "Retention after 1",
-    "retention_4": "Retention after 4",
 }
-PROFILE_FORMATS = {
-    "Share": st.column_config.NumberColumn(format="percent"),
-    "Retention after 1": st.column_config.NumberColumn(format="percent"),
-    "Retention after 4": st.column_config.NumberColumn(format="percent"),
-    "Spend per user": st.column_config.NumberColumn(format="%.2f"),
-    "Revenue": st.column_config.NumberColumn(format="%.0f"),
-    "Days since last": st.column_config.NumberColumn(format="%.0f"),
-    "Active days": st.column_config.NumberColumn(format="%.1f"),
-}
+MISSING = "—"
+
+
+def _percent(value: float) -> str:
+    return MISSING if pd.isna(value) else f"{value:.0%}"
+
+
+def _number(value: float, decimals: int = 0) -> str:
+    return MISSING if pd.isna(value) else f"{value:,.{decimals}f}"
+
+
+def profile_display(
+    profile: pd.DataFrame,
+    names: dict[int, str],
+    period: str | None,
+    currency: str | None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The segment profile as a reader sees it, and its column settings (hover help).
+
+    Every cell is text with its unit: thousands separators, percentages without decimals,
+    money in the dataset's currency (or "your data's currency"), "—" where a value does not
+    exist (never "None" or "nan"). Columns that are empty for every segment (revenue without
+    amounts) are left out; other numeric columns (a snapshot's features) get two decimals.
+    """
+    words = period_word(period)
+    word = period_word_singular(period)
+    # The unit in the header when the currency is known; else said on hover (a header such as
+    # "Revenue (your data's currency)" pushed the retention columns off the screen).
+    unit = f" ({currency_unit(currency)})" if currency else ""
+    in_currency = "" if currency else " In your data's currency (set it on the Data page)."
+    retention_ks = sorted(
+        int(c.removeprefix("retention_"))
+        for c in profile.columns
+        if c.startswith("retention_") and c.removeprefix("retention_").isdigit()
+    )
+    longest = retention_ks[-1] if retention_ks else 0
+    out = pd.DataFrame({"Segment": [segment_name(names, s) for s in profile["segment"]]})
+    help_: dict[str, str] = {
+        "Segment": "The segment's name (rename it below).",
+        "Users": "Users in the segment.",
+        "Share": "The segment's share of all users segmented.",
+        "Days since active": "Days from a user's last activity to the end of the data, "
+        "averaged over the segment's users.",
+        "Active days": "Days on which a user was active (bought or wrote something), averaged "
+        "over the segment's users.",
+        f"Spend per user{unit}": "Total spend of a user over the whole data, averaged over "
+        "the segment's users." + in_currency,
+        f"Revenue{unit}": "Total spend of all the segment's users over the whole data."
+        + in_currency,
+    }
+    for column, header in PROFILE_COLUMNS.items():
+        if column == "name" or column not in profile.columns:
+            continue
+        values = profile[column]
+        if values.isna().all():
+            continue
+        if column == "users":
+            out[header] = [_number(v) for v in values]
+        elif column == "share":
+            out[header] = [_percent(v) for v in values]
+        elif column in ("monetary", "revenue"):
+            decimals = 2 if column == "monetary" else 0
+            out[f"{header}{unit}"] = [
+                MISSING
+                if pd.isna(v)
+                else money(v, currency, decimals).removesuffix(" (currency of your data)")
+                for v in values
+            ]
+        else:
+            out[header] = [_number(v) for v in values]
+    for k in retention_ks:
+        header = f"Retention after {counted(k, word, words)}"
+        out[header] = [_percent(v) for v in profile[f"retention_{k}"]]
+        help_[header] = (
+            f"Share of the segment's users who came back {counted(k, word, words)} after their "
+            f"first {word} or later. Counted over the same users for every column: those whose "
+            f"first {word} is at least {counted(longest, word, words)} before the data ends, so "
+            "it never rises from one column to the next. As the unbounded cohort table on the "
+            "Retention page. — where no user of the segment started that early."
+        )
+    known = set(PROFILE_COLUMNS) | {"segment", "label"} | {f"retention_{k}" for k in retention_ks}
+    for column in profile.columns:
+        if column in known or not pd.api.types.is_numeric_dtype(profile[column]):
+            continue
+        out[str(column)] = [_number(v, 2) for v in profile[column]]
+    config = {
+        header: st.column_config.TextColumn(
+            help=help_.get(header), alignment="left" if header == "Segment" else "right"
+        )
+        for header in out.columns
+    }
+    return out, config
 
 
 def plain(text: str) -> str:
@@ -71,10 +161,10 @@ def run_picker(done: pd.DataFrame, shown_id: str) -> str:
     )
 
 
-def overview(run: Run, names: dict[int, str], snapshot: bool) -> None:
-    """Headline numbers, the map and the per-segment charts."""
+def overview(run: Run, names: dict[int, str], snapshot: bool, profile: pd.DataFrame) -> None:
+    """Headline numbers, the map and the per-segment charts (``profile``: the run's profile as
+    shown, see the page)."""
     art, metrics = run.artifacts, run.metrics
-    profile = art["profile"]
     users = int(metrics.get("users", len(art["assignments"])))
     c1, c2, c3, c4 = st.columns([1, 1, 2, 1])  # "text + behaviour" needs the room
     c1.metric("Users", f"{users:,}")
@@ -83,7 +173,13 @@ def overview(run: Run, names: dict[int, str], snapshot: bool) -> None:
     if metrics.get("noise_users"):
         c4.metric("Unclustered users", f"{metrics['noise_users']:,}")
     elif metrics.get("silhouette_by_k"):
-        c4.metric("Silhouette", f"{metrics['silhouette_by_k'].get(str(metrics['k']), 0):.2f}")
+        c4.metric(
+            "Separation (silhouette)",
+            f"{metrics['silhouette_by_k'].get(str(metrics['k']), 0):.2f}",
+            help="How much closer users are to their own segment than to the next one, from "
+            "−1 to 1. As a rule of thumb, above 0.5 the segments are clearly apart, from 0.25 "
+            "to 0.5 they overlap somewhat, below 0.25 they blur into each other.",
+        )
 
     st.plotly_chart(segment_map(art["map2d"], names), key="segments.map_chart")
     mapped = len(art["map2d"])
@@ -102,27 +198,25 @@ def overview(run: Run, names: dict[int, str], snapshot: bool) -> None:
         st.plotly_chart(segment_sizes(profile, names), key="segments.sizes")
     with right:
         if any(c.startswith("retention_") for c in profile.columns):
-            st.plotly_chart(segment_retention(profile, names), key="segments.retention")
+            st.plotly_chart(
+                segment_retention(profile, names, metrics.get("period")),
+                key="segments.retention",
+            )
 
 
-def profile_table(profile: pd.DataFrame, names: dict[int, str], period: str | None) -> None:
-    """The per-segment profile, with the meaning of "retention after k"."""
+def profile_table(
+    profile: pd.DataFrame, names: dict[int, str], period: str | None, currency: str | None
+) -> None:
+    """The per-segment profile, each column explained on hover."""
     st.subheader("Profile")
-    table = profile.copy()
-    table.insert(1, "name", table["segment"].map(lambda s: segment_name(names, s)))
-    table = table.drop(columns=["label", "segment"], errors="ignore")
-    st.dataframe(
-        table.rename(columns=PROFILE_COLUMNS),
-        hide_index=True,
-        column_config=PROFILE_FORMATS,
-        key="segments.profile",
-    )
-    if "retention_1" in profile.columns:
-        units = period_word(period)
+    table, config = profile_display(profile, names, period, currency)
+    st.dataframe(table, hide_index=True, column_config=config, key="segments.profile")
+    if any(c.startswith("Retention after") for c in table.columns):
+        word = period_word_singular(period)
         st.caption(
-            f"Retention after k: the share of the segment's users active k {units} after their "
-            f"first {period or 'period'}, among the users observed that long (as in the cohort "
-            "table on the Retention page)."
+            f"Retention after k {period_word(period)}: the share of the segment's users who came "
+            f"back k {period_word(period)} after their first {word} or later, over the same "
+            "users for every k (hover a column for the details)."
         )
 
 
@@ -145,7 +239,7 @@ def names_form(run: Run, names: dict[int, str]) -> dict[int, str]:
                 key=f"segments.name.{run.id}.{seg}",
             )
             # Keywords and user ids come from the data: shown as plain text, never as HTML.
-            b.markdown(f"**{row.users:,} users** · {plain(str(row.keywords or '—'))}")
+            b.markdown(f"**{counted(row.users, 'user')}** · {plain(str(row.keywords or '—'))}")
             b.caption(f"Representative users: {plain(str(row.representatives))}")
         saved = st.form_submit_button("Save names")
     if not saved:

@@ -9,7 +9,7 @@ from plotly.colors import hex_to_rgb, qualitative
 
 from retention.cohorts import CohortTable, Survival
 from retention.periods import PeriodGrid
-from retention.words import period_word
+from retention.words import period_word, period_word_singular
 
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
 
@@ -22,9 +22,39 @@ def _cohort_label(grid: PeriodGrid, start: pd.Timestamp) -> str:
     return f"{start:%Y-%m-%d}"
 
 
+INCOMPLETE_COLOURS = [[0.0, "#f0f0f0"], [1.0, "#9e9e9e"]]
+
+
+def incomplete_cells(table: CohortTable) -> np.ndarray:
+    """Cells of the data's last period ``T`` (each cohort's last cell, the triangle's diagonal)
+    when the data ends before that period does: their shares are not final. All False when the
+    last period is complete."""
+    rates = table.rates.to_numpy(dtype=float)
+    mask = np.zeros(rates.shape, dtype=bool)
+    if not table.grid.ends_mid_period or rates.size == 0:
+        return mask
+    known = ~np.isnan(rates)
+    last = known.shape[1] - 1 - np.argmax(known[:, ::-1], axis=1)  # each row's last known cell
+    rows = np.flatnonzero(known.any(axis=1))
+    mask[rows, last[rows]] = True
+    return mask
+
+
+def incomplete_note(table: CohortTable) -> str | None:
+    """ "2024-09 is incomplete: the data ends on 2024-09-18" when the last period is partial."""
+    grid = table.grid
+    if not grid.ends_mid_period or grid.last_ts is None:
+        return None
+    return (
+        f"{grid.label(grid.last_t)} is incomplete: the data ends on {grid.last_ts:%Y-%m-%d}, so "
+        "its shares (the grey diagonal) will still grow"
+    )
+
+
 def cohort_heatmap(table: CohortTable, *, title: str | None = None) -> go.Figure:
     """The cohort triangle as a heatmap: one row per cohort (labelled with its size), one column
-    per period since first; cells show the share retained."""
+    per period since first; cells show the share retained. When the data ends mid-period, the
+    cells of that last period (the diagonal) are grey and say so on hover."""
     rates = table.rates
     words = period_word(table.period)
     y = [
@@ -37,35 +67,60 @@ def cohort_heatmap(table: CohortTable, *, title: str | None = None) -> go.Figure
     custom = np.dstack(
         [np.nan_to_num(counts), np.repeat(table.sizes.to_numpy()[:, None], z.shape[1], 1)]
     )
+    partial = incomplete_cells(table)
+    hover = (
+        "cohort %{y}<br>%{x} " + words + " later<br>"
+        "%{z:.1%} retained (%{customdata[0]:,.0f} of %{customdata[1]:,.0f} users)"
+    )
+    show_text = "%{text}" if z.size <= 900 else None
     fig = go.Figure(
         go.Heatmap(
-            z=z,
+            z=np.where(partial, np.nan, z),
             x=list(rates.columns),
             y=y,
             text=text,
-            texttemplate="%{text}" if z.size <= 900 else None,
+            texttemplate=show_text,
             customdata=custom,
             colorscale="Blues",
             zmin=0,
             zmax=1,
             hoverongaps=False,
             colorbar={"title": "retained", "tickformat": ".0%"},
-            hovertemplate=(
-                "cohort %{y}<br>%{x} " + words + " later<br>"
-                "%{z:.1%} retained (%{customdata[0]:,.0f} of %{customdata[1]:,.0f} users)"
-                "<extra></extra>"
-            ),
+            hovertemplate=hover + "<extra></extra>",
+            name="retained",
         )
     )
+    note = incomplete_note(table)
+    if partial.any():
+        fig.add_trace(
+            go.Heatmap(
+                z=np.where(partial, z, np.nan),
+                x=list(rates.columns),
+                y=y,
+                text=text,
+                texttemplate=show_text,
+                customdata=custom,
+                colorscale=INCOMPLETE_COLOURS,
+                zmin=0,
+                zmax=1,
+                showscale=False,
+                hoverongaps=False,
+                hovertemplate=hover + f"<br><i>{note}</i><extra></extra>",
+                name="incomplete",
+            )
+        )
     mode = "active in that period" if table.mode == "classic" else "active then or later"
+    heading = title or f"Cohort retention ({table.mode}: share {mode})"
+    if note:
+        heading += f"<br><sup>{note}</sup>"
     fig.update_layout(
-        title=title or f"Cohort retention ({table.mode}: share {mode})",
+        title=heading,
         xaxis_title=f"{words.capitalize()} since first activity",
-        yaxis_title="Cohort (first period, users)",
+        yaxis_title=f"Cohort (first {period_word_singular(table.period)}, users)",
         yaxis={"autorange": "reversed", "type": "category"},
         xaxis={"dtick": 1 if z.shape[1] <= 30 else None},
-        height=max(320, min(900, 28 * len(y) + 140)),
-        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        height=max(320, min(900, 28 * len(y) + 160)),
+        margin={"l": 10, "r": 10, "t": 70 if note else 50, "b": 40},
     )
     return fig
 
@@ -157,7 +212,11 @@ def at_risk_table(surv: Survival, max_columns: int = 12) -> pd.DataFrame:
     columns named for a reader ("3 weeks")."""
     cols = at_risk_columns(surv, max_columns)
     table = surv.at_risk.reindex(columns=cols).fillna(0).astype("int64")
-    table.columns = [f"{c} {period_word(surv.period)}" for c in cols]
+    table.columns = [
+        f"{c} {period_word(surv.period) if c != 1 else period_word_singular(surv.period)}"
+        for c in cols
+    ]
+    table.index.name = "Group"
     return table
 
 

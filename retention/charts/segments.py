@@ -13,7 +13,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from retention.words import NOISE_SEGMENT, segment_display_name
+from retention.words import (
+    NOISE_SEGMENT,
+    period_word,
+    period_word_singular,
+    segment_display_name,
+)
 
 MAP_MAX_POINTS = 20_000
 NOISE_COLOUR = "#b0b0b0"
@@ -107,24 +112,33 @@ def segment_sizes(profile: pd.DataFrame, names: Mapping[int, str] | None = None)
     )
     fig.update_layout(
         title="Users per segment",
-        xaxis_title="users",
-        yaxis_title=None,
+        xaxis={"title": "users", "automargin": True},
+        yaxis={"title": None, "automargin": True},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig
 
 
-def segment_retention(profile: pd.DataFrame, names: Mapping[int, str] | None = None) -> go.Figure:
-    """Retention after 1 and 4 periods per segment, side by side."""
+def segment_retention(
+    profile: pd.DataFrame, names: Mapping[int, str] | None = None, period: str | None = None
+) -> go.Figure:
+    """Retention after k periods per segment (:func:`retention.cohorts.retention_by_segment`:
+    back k periods after the first or later), one bar per k, side by side."""
     columns = [c for c in profile.columns if c.startswith("retention_")]
     labels = [_name(s, names) for s in profile["segment"]]
+    words, word = period_word(period), period_word_singular(period)
+
+    def after(column: str) -> str:
+        k = int(column.removeprefix("retention_"))
+        return f"after {k} {word if k == 1 else words}"
+
     fig = go.Figure(
         [
             go.Bar(
                 x=labels,
                 y=profile[c],
-                name=f"after {c.removeprefix('retention_')} period(s)",
-                hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+                name=after(c),
+                hovertemplate=f"%{{x}}: %{{y:.0%}} came back {after(c)} or later<extra></extra>",
             )
             for c in columns
         ]
@@ -132,7 +146,8 @@ def segment_retention(profile: pd.DataFrame, names: Mapping[int, str] | None = N
     fig.update_layout(
         title="Retention by segment",
         barmode="group",
-        yaxis={"tickformat": ".0%", "title": "share of users active", "range": [0, 1]},
+        yaxis={"tickformat": ".0%", "title": "share of users who came back", "range": [0, 1]},
+        xaxis={"automargin": True},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig
@@ -147,8 +162,26 @@ def silhouette_curve(metrics: Mapping[str, object]) -> go.Figure | None:
     values = [float(scores[str(k)] if str(k) in scores else scores[k]) for k in ks]
     chosen = metrics.get("k")
     fig = go.Figure(go.Scatter(x=ks, y=values, mode="lines+markers", name="silhouette"))
+    best = ks[int(np.argmax(values))]
     if chosen in ks:
-        fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"k = {chosen}")
+        from retention.segments.cluster import SILHOUETTE_TOLERANCE
+
+        why = f" (the fewest within {SILHOUETTE_TOLERANCE:.0%} of the best)" * (chosen != best)
+        fig.add_vline(
+            x=chosen,
+            line_dash="dot",
+            annotation_text=f"chosen: k = {chosen}{why}",
+            annotation_position="bottom right",  # clear of the "best score" mark at the top
+        )
+    if chosen in ks and best != chosen:
+        fig.add_annotation(
+            x=best,
+            y=max(values),
+            text=f"best score: k = {best}",
+            showarrow=True,
+            arrowhead=0,
+            ay=-30,
+        )
     fig.update_layout(
         title="How well separated the segments are, by k",
         xaxis_title="number of segments k",

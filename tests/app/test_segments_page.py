@@ -131,3 +131,55 @@ def test_automatic_k_is_explained_with_the_codes_own_rule(app_workspace, planted
     assert any(auto_k_rule() in c for c in captions)
     assert not any("0.02" in c for c in captions)
     assert "within 5% of the best" in auto_k_rule()
+
+
+def test_a_refresh_keeps_every_setting(app_workspace, planted):
+    _save(app_workspace, planted.events)
+    at = make_app(PAGE)
+    at.slider(key="segments.text_weight").set_value(0.5).run()
+    at.selectbox(key="segments.k").set_value(5).run()
+    at.radio(key="segments.map").set_value("umap").run()
+    at.radio(key="segments.user_vector").set_value("document").run()
+    at.radio(key="segments.weighting").set_value("frequency").run()
+    assert not at.exception
+
+    fresh = make_app(PAGE)  # a refresh: a new session on the same workspace, nothing run yet
+    assert not fresh.exception
+    assert fresh.slider(key="segments.text_weight").value == 0.5
+    assert fresh.selectbox(key="segments.k").value == 5
+    assert fresh.radio(key="segments.map").value == "umap"
+    assert fresh.radio(key="segments.user_vector").value == "document"
+    assert fresh.radio(key="segments.weighting").value == "frequency"
+    fresh.selectbox(key="segments.algorithm").set_value("hdbscan").run()
+    assert make_app(PAGE).selectbox(key="segments.algorithm").value == "hdbscan"
+
+
+def test_profile_reads_in_units_and_retention_never_rises(app_workspace, planted):
+    from pages.ui.common import set_dataset_currency
+
+    dataset_id = _save(app_workspace, planted.events)
+    at = make_app(PAGE)
+    set_dataset_currency(dataset_id, "GBP")
+    _run(at)
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "Segment",
+        "Users",
+        "Share",
+        "Days since active",
+        "Active days",
+        "Spend per user (£)",
+        "Revenue (£)",
+        "Retention after 1 week",
+        "Retention after 4 weeks",
+    ]
+    cells = table.astype(str).to_numpy().ravel().tolist()
+    assert not [c for c in cells if c in {"None", "nan", "NaN", ""}]
+    assert all(c.startswith("£") for c in table["Revenue (£)"])
+    assert all(c.endswith("%") and "." not in c for c in table["Share"])
+    after_1 = [int(v.rstrip("%")) for v in table["Retention after 1 week"]]
+    after_4 = [int(v.rstrip("%")) for v in table["Retention after 4 weeks"]]
+    assert all(late <= early for early, late in zip(after_1, after_4, strict=True))
+    bars = next(c for c in _charts(at) if c["layout"]["title"]["text"] == "Retention by segment")
+    assert [b["name"] for b in bars["data"]] == ["after 1 week", "after 4 weeks"]
+    assert not any("period(s)" in c.value or " 1 users" in c.value for c in at.caption)

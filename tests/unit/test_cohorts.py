@@ -224,6 +224,33 @@ def test_groups_by_column_top_n(con: duckdb.DuckDBPyConnection) -> None:
         user_groups(con, ev, "Country")
 
 
+def test_breakdown_columns_are_groups_not_per_row_numbers(con: duckdb.DuckDBPyConnection) -> None:
+    # 40 users, 200 rows, like an Online Retail export read from CSV: Quantity and Price come as
+    # numbers or as text of numbers, Invoice is unique per row, Email one per user.
+    n = 200
+    users = [f"u{i % 40:02d}" for i in range(n)]
+    ev = pd.DataFrame(
+        {
+            "user_id": users,
+            "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="h"),
+            "amount": 1.0,
+            "text": [f"item {i % 7}" for i in range(n)],
+            "Country": [["UK", "France", "Germany"][i % 3] for i in range(n)],
+            "Channel": pd.Categorical([["web", "shop"][i % 2] for i in range(n)]),
+            "Returned": [i % 5 == 0 for i in range(n)],
+            "Quantity": [i % 12 + 1 for i in range(n)],
+            "Price": [1.25 * (i % 9) for i in range(n)],
+            "QuantityText": [str(i % 12 + 1) for i in range(n)],
+            "PriceText": [f"{1.25 * (i % 9):.2f}" for i in range(n)],
+            "Invoice": [f"INV{i:05d}" for i in range(n)],
+            "StockCode": [f"SKU{i % 150}" for i in range(n)],
+            "Email": [f"{u}@example.com" for u in users],
+            "Constant": "same",
+        }
+    )
+    assert categorical_columns(con, ev) == ["Country", "Channel", "Returned"]
+
+
 def test_groups_by_segments(con: duckdb.DuckDBPyConnection) -> None:
     assignments = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "segment": [1, 0, -1, 1]})
     g = user_groups(con, TINY, assignments, names={1: "Gardeners"})
@@ -329,7 +356,9 @@ def test_figures_show_the_results(con: duckdb.DuckDBPyConnection) -> None:
 
     table = cohort_table(con, TINY, period="week")
     heat = cohort_heatmap(table)
-    np.testing.assert_array_equal(heat.data[0].z, table.rates.to_numpy())
+    # TINY ends on a Monday: its last week's cells are the grey "incomplete" trace.
+    main, partial = (np.asarray(t.z, dtype=float) for t in heat.data)
+    np.testing.assert_array_equal(np.where(np.isnan(main), partial, main), table.rates.to_numpy())
     assert heat.data[0].y[0] == "wk 2024-01-01 (n=3)"
     assignments = pd.DataFrame({"user_id": list("abcde"), "segment": [0, 0, 1, 1, 1]})
     surv = retention_curves(con, TINY, period="week", churn_after=2, by=assignments)
@@ -346,8 +375,9 @@ def test_figures_show_the_results(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_retention_by_segment_after_k_periods_by_hand() -> None:
-    # Weekly. u1 active weeks 0,1,4; u2 weeks 0,2,4; u3 week 0,1 ; u4 first in week 3 (only
-    # observable for k=1 since the last week is 4).
+    # Weekly, last week 4. u1 active weeks 0,1,4; u2 weeks 0,2,4; u3 weeks 0,1; u4 first in
+    # week 3 (cannot be seen 4 weeks: left out of every k, so all k count the same users).
+    # Retention after k = active k weeks after the first week or later.
     weeks = {"u1": [0, 1, 4], "u2": [0, 2, 4], "u3": [0, 1], "u4": [3, 4]}
     rows = [
         (u, pd.Timestamp("2024-01-01") + pd.Timedelta(weeks=w, hours=1))
@@ -361,28 +391,56 @@ def test_retention_by_segment_after_k_periods_by_hand() -> None:
     frame, period = retention_by_segment(con, '"ev"', assignments, period="week")
     assert period == "week"
     frame = frame.set_index("segment")
-    assert frame.loc[0, "retention_1"] == pytest.approx(0.5)  # u1 yes, u2 no
-    assert frame.loc[0, "retention_4"] == pytest.approx(1.0)  # both in week 4
-    assert frame.loc[1, "retention_1"] == pytest.approx(1.0)  # u3 week 1, u4 week 4
-    assert frame.loc[1, "retention_4"] == pytest.approx(0.0)  # u3 only (u4 not observable)
+    # Once, "after 4" (1.0) was above "after 1" (0.5) for segment 0: different users per k and
+    # "active in exactly week k". Now u2 counts for k = 1 too (active in week 2, i.e. later).
+    assert frame.loc[0, "retention_1"] == pytest.approx(1.0)
+    assert frame.loc[0, "retention_4"] == pytest.approx(1.0)
+    assert frame.loc[1, "retention_1"] == pytest.approx(1.0)  # u3 only (u4 started too late)
+    assert frame.loc[1, "retention_4"] == pytest.approx(0.0)
 
 
-def test_retention_by_segment_is_the_classic_cohort_table_pooled(
+def test_retention_after_k_never_rises_with_k() -> None:
+    # Monthly, last month 6. Hand-computed over the users whose first month is <= 6 - 4 = 2:
+    #   a: months 0, 4      -> last k 4: retained after 1, 2, 4
+    #   b: months 0, 1      -> last k 1: retained after 1
+    #   c: months 1, 3      -> last k 2: retained after 1, 2
+    #   d: month 2          -> last k 0: never
+    #   e: months 5, 6      -> first month 5: not seen 4 months, left out
+    # Classic retention ("active in exactly month k") would give 1/4 after 1 and 1/4 after 4
+    # but 0 after 3: not a curve. Unbounded: 3/4, 2/4, 1/4, 1/4.
+    months = {"a": [0, 4], "b": [0, 1], "c": [1, 3], "d": [2], "e": [5, 6]}
+    rows = [
+        (u, pd.Timestamp("2024-01-03") + pd.DateOffset(months=m))
+        for u, ms in months.items()
+        for m in ms
+    ]
+    events = pd.DataFrame(rows, columns=["user_id", "ts"])
+    assignments = pd.DataFrame({"user_id": list(months), "segment": 0})
+    con = duckdb.connect()
+    frame, _ = retention_by_segment(con, events, assignments, period="month", after=(1, 2, 3, 4))
+    got = frame.set_index("segment").loc[0].tolist()
+    assert got == pytest.approx([3 / 4, 2 / 4, 1 / 4, 1 / 4])
+    assert all(later <= earlier for earlier, later in zip(got, got[1:], strict=False))
+
+
+def test_retention_by_segment_is_the_unbounded_cohort_table_pooled(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
-    # One definition: for each segment, retention after k is the classic cohort table of its
-    # users, column k, pooled over the cohorts that reach k.
+    # One definition: for each segment, retention after k is the unbounded cohort table of its
+    # users, column k, pooled over the same cohorts for every k (those that reach the largest k).
     planted = make_planted(n_users=200, n_periods=14, seed=2, n_segments=3)
     frame, period = retention_by_segment(
         con, planted.events, planted.truth, period="week", after=(1, 2, 5)
     )
     frame = frame.set_index("segment")
     for segment, users in planted.truth.groupby("segment")["user_id"]:
-        table = cohort_table(con, planted.events, period=period, user_ids=users)
+        table = cohort_table(con, planted.events, period=period, mode="unbounded", user_ids=users)
+        reached = table.counts[5].notna()
         for k in (1, 2, 5):
-            reached = table.counts[k].notna()
             expected = table.counts.loc[reached, k].sum() / table.sizes[reached].sum()
             assert frame.loc[segment, f"retention_{k}"] == pytest.approx(expected)
+        shares = frame.loc[segment, ["retention_1", "retention_2", "retention_5"]].tolist()
+        assert shares == sorted(shares, reverse=True)
 
 
 def test_the_confidence_band_steps_where_its_curve_steps() -> None:

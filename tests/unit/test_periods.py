@@ -10,11 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from retention.cohorts import churn_durations
 from retention.errors import InputError
 from retention.periods import (
     STAGES,
     build_panel,
+    check_churn_window,
     choose_period,
+    churn_after_in,
+    convert_churn_after,
+    inactive_runs,
     period_grid,
     period_of,
 )
@@ -294,3 +299,95 @@ def test_period_choice_on_a_hash_sample_of_users_agrees(monkeypatch):
     for period, gap in exact.items():
         assert gap is not None and sampled[period] is not None
         assert abs(sampled[period] - gap) <= 0.25 * gap + 0.5, (period, gap, sampled[period])
+
+
+# -- which churn windows the data can show ----------------------------------------------------
+
+# Monthly, months 0..6 (2024-01 to 2024-07, T = 6), the data ends on 2024-07-10 (mid-month):
+#   a: months 0, 1, 5  -> inactive runs 0, 3 (months 2-4), 1 (month 6): longest 3
+#   b: months 0, 6     -> inactive run 5 (months 1-5): longest 5
+#   c: month 6 only    -> 0
+#   d: every month     -> 0
+MONTHLY = events(
+    [("a", f"2024-{m:02d}-15", 1.0) for m in (1, 2, 6)]
+    + [("b", "2024-01-20", 1.0), ("b", "2024-07-01", 1.0)]
+    + [("c", "2024-07-10", 1.0)]
+    + [("d", f"2024-{m:02d}-05", 1.0) for m in range(1, 8)]
+)
+
+
+def test_inactive_runs_by_hand(con: duckdb.DuckDBPyConnection) -> None:
+    runs = inactive_runs(con, MONTHLY, "month")
+    assert runs.grid.n_periods == 7
+    assert runs.longest.to_dict() == {0: 2, 3: 1, 5: 1}
+    assert runs.users == 4 and runs.longest_run == 5
+    assert [runs.churners(w) for w in (2, 3, 4, 5, 6)] == [2, 2, 1, 1, 0]
+    # The oracle of "seen churning": churn_durations' own churn events.
+    for w in (2, 3, 4, 5, 6):
+        churned = churn_durations(con, MONTHLY, period="month", churn_after=w)["churned"].sum()
+        assert runs.churners(w) == churned
+
+
+def test_churn_window_the_data_cannot_show_is_refused_with_a_suggestion(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    runs = inactive_runs(con, MONTHLY, "month")
+    # As long as the data: nobody can be seen inactive that long.
+    span = check_churn_window(runs, 7)
+    assert span.problem and "covers 7 months (2024-01 to 2024-07)" in span.problem
+    assert "Try a churn window of 3 months" in span.problem and span.suggested == 3
+    # Shorter than the data, but no user is ever inactive 6 months in a row.
+    none = check_churn_window(runs, 6)
+    assert none.problem and "longest gap is 5 months" in none.problem
+    assert "every curve would stay at 100%" in none.problem
+    # 5 months: one user (b) can be seen churning; a caution, not a refusal.
+    thin = check_churn_window(runs, 5)
+    assert thin.problem is None
+    assert thin.caution and "active in the first 2 months and then gone for 5" in thin.caution
+    assert "(1 of 4 users, 25.0%)" in thin.caution
+    # Within half the data: fine.
+    fine = check_churn_window(runs, 3)
+    assert fine.problem is None and fine.caution is None
+    with pytest.raises(InputError, match="churn_after"):
+        check_churn_window(runs, 1)
+
+
+def test_a_long_window_that_few_users_can_reach_is_refused(con: duckdb.DuckDBPyConnection) -> None:
+    # 40 users buy every month of 7; one buys in months 0 and 6 only (gap 5). A 5-month window
+    # (over half the data) is reached by 1 user of 41: 2.4%, under 5%. 12 months on 13 months
+    # of Online Retail looked like this (every curve flat).
+    log = events(
+        [(f"x{i}", f"2024-{m:02d}-05", 1.0) for i in range(40) for m in range(1, 8)]
+        + [("y", "2024-01-05", 1.0), ("y", "2024-07-05", 1.0)]
+    )
+    runs = inactive_runs(con, log, "month")
+    refused = check_churn_window(runs, 5)
+    assert refused.problem and "(1 of 41 users, 2.4%)" in refused.problem
+    assert "active in the first 2 months and then gone for 5 months" in refused.problem
+    assert "nearly flat" in refused.problem and refused.suggested == 3
+    assert check_churn_window(runs, 3).problem is None  # within half the data: the data's answer
+
+
+def test_no_gap_at_all_asks_for_a_shorter_period(con: duckdb.DuckDBPyConnection) -> None:
+    every_month = events([(u, f"2024-{m:02d}-05", 1.0) for u in "xy" for m in range(1, 8)])
+    check = check_churn_window(inactive_runs(con, every_month, "month"), 2)
+    assert check.problem and "Choose a shorter period" in check.problem
+
+
+def test_churn_window_keeps_its_length_of_time_across_periods() -> None:
+    assert convert_churn_after(4, "month", "week") == 17
+    assert convert_churn_after(17, "week", "month") == 4
+    assert convert_churn_after(4, "month", "day") == 122
+    assert convert_churn_after(122, "day", "month") == 4
+    assert convert_churn_after(3, "week", "month") == 2  # never below 2
+    assert convert_churn_after(6, "week", "week") == 6
+    assert churn_after_in(28, "month") == 2 and churn_after_in(28, "week") == 4
+
+
+def test_grid_knows_when_the_data_ends_mid_period(con: duckdb.DuckDBPyConnection) -> None:
+    grid = period_grid(con, MONTHLY, "month")
+    assert grid.last_ts == pd.Timestamp("2024-07-10")
+    assert grid.ends_mid_period
+    full = events([("x", "2024-01-03 09:00", 1.0), ("y", "2024-02-29 18:00", 1.0)])
+    assert not period_grid(con, full, "month").ends_mid_period  # ends on the last day
+    assert period_grid(con, full, "week").ends_mid_period  # a Thursday
