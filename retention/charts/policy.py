@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from retention.policy_runs import stage_rank, stage_word
 from retention.words import segment_display_name
 
 ACTION_COLOURS: dict[str, str] = {
@@ -85,7 +86,7 @@ def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figur
 
 def _state_labels(frame: pd.DataFrame, names: Mapping[int, str] | None) -> list[str]:
     return [
-        f"{_seg_name(g, names)} / {st}"
+        f"{_seg_name(g, names)} / {stage_word(st)}"
         for g, st in zip(frame["segment"], frame["stage"], strict=True)
     ]
 
@@ -110,12 +111,12 @@ def q_heatmap(
             text=text,
             texttemplate="%{text}",
             colorscale="Viridis",
-            colorbar={"title": "Q"},
-            hovertemplate="%{y}<br>%{x}: Q = %{z:.3f}<extra></extra>",
+            colorbar={"title": "points<br>per user"},
+            hovertemplate="%{y}<br>%{x}: worth %{z:.3f} points per user<extra></extra>",
         )
     )
     fig.update_layout(
-        title="Q-table: expected discounted reward of each action in each state (★ = chosen)",
+        title="What each action is worth per user, in reward points (★ = the policy's choice)",
         yaxis={"autorange": "reversed"},
         height=max(320, 28 * len(labels) + 120),
     )
@@ -123,11 +124,15 @@ def q_heatmap(
 
 
 def policy_map(
-    recommendations: pd.DataFrame, actions: Sequence[str], names: Mapping[int, str] | None = None
+    recommendations: pd.DataFrame,
+    actions: Sequence[str],
+    names: Mapping[int, str] | None = None,
+    *,
+    title: str = "Recommended action per segment and stage",
 ) -> go.Figure:
-    """Segment x stage -> recommended action, coloured by action."""
+    """Segment x stage -> recommended action, coloured by action (stages in lifecycle order)."""
     segs = list(dict.fromkeys(int(g) for g in recommendations["segment"]))
-    stages = list(dict.fromkeys(recommendations["stage"]))
+    stages = sorted(dict.fromkeys(recommendations["stage"]), key=stage_rank)
     pos = {a: i for i, a in enumerate(actions)}
     z = np.full((len(segs), len(stages)), np.nan)
     text = np.full((len(segs), len(stages)), "", dtype=object)
@@ -143,7 +148,7 @@ def policy_map(
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=stages,
+            x=[stage_word(st) for st in stages],
             y=[_seg_name(g, names) for g in segs],
             text=text,
             texttemplate="%{text}",
@@ -157,9 +162,10 @@ def policy_map(
         )
     )
     fig.update_layout(
-        title="Recommended action per segment and stage",
+        title=title,
+        xaxis_title="stage of the user",
         yaxis={"autorange": "reversed"},
-        height=max(260, 60 * len(segs) + 120),
+        height=max(260, 60 * len(segs) + 140),
     )
     return fig
 
@@ -178,7 +184,12 @@ def retention_projection(
     cols = min(2, len(segs))
     rows = int(np.ceil(len(segs) / cols))
     fig = make_subplots(
-        rows=rows, cols=cols, subplot_titles=[_seg_name(g, names) for g in segs], shared_yaxes=True
+        rows=rows,
+        cols=cols,
+        subplot_titles=[_seg_name(g, names) for g in segs],
+        shared_yaxes=True,
+        vertical_spacing=min(0.3, 0.45 / rows),
+        horizontal_spacing=0.06,
     )
     actions = [p.removeprefix("always ") for p in policies if p.startswith("always ")]
     colours = action_colours(actions)
@@ -206,12 +217,15 @@ def retention_projection(
                 col=c,
             )
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_xaxes(title_text=period_word)
+    fig.update_yaxes(title_text="users active", col=1)
+    fig.update_xaxes(title_text=f"{period_word} from now", row=rows)
     fig.update_layout(
         title="Projected retention: share of users active, starting from users active now",
-        height=320 * rows + 80,
-        legend={"orientation": "h", "y": -0.12},
-    )
+        height=300 * rows + 120,
+        margin={"t": 90, "b": 60, "r": 20},
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top",
+                "title": {"text": "policy"}},
+    )  # fmt: skip
     return fig
 
 
@@ -227,7 +241,7 @@ def stability_map(
     in use."""
     states = stability[["segment", "stage"]].drop_duplicates().reset_index(drop=True)
     segs = list(dict.fromkeys(int(g) for g in states["segment"]))
-    stages = list(dict.fromkeys(states["stage"]))
+    stages = sorted(dict.fromkeys(states["stage"]), key=stage_rank)
     gammas = sorted(stability["gamma"].unique())
     pens = sorted(stability["churn_penalty"].unique())
     colours = action_colours(actions)
@@ -239,10 +253,10 @@ def stability_map(
     fig = make_subplots(
         rows=len(segs),
         cols=len(stages),
-        column_titles=stages,
+        column_titles=[stage_word(st) for st in stages],
         row_titles=[_seg_name(g, names) for g in segs],
-        horizontal_spacing=0.03,
-        vertical_spacing=0.04,
+        horizontal_spacing=0.04,
+        vertical_spacing=min(0.06, 0.3 / max(1, len(segs))),
     )
     for i, g in enumerate(segs):
         for j, st in enumerate(stages):
@@ -262,7 +276,8 @@ def stability_map(
                 showscale=False,
                 xgap=1,
                 ygap=1,
-                hovertemplate="γ %{x}, churn penalty %{y}: <b>%{text}</b><extra></extra>",
+                hovertemplate="future weight γ %{x}, churn penalty %{y}: <b>%{text}</b>"
+                "<extra></extra>",
                 row=i + 1,
                 col=j + 1,
             )
@@ -285,12 +300,20 @@ def stability_map(
             marker={"color": colours[a], "size": 10, "symbol": "square"},
             name=a,
         )
-    fig.update_xaxes(title_text="γ", row=len(segs))
-    fig.update_yaxes(title_text="churn penalty", col=1)
+    # Tick labels on the outer panels only (inner ones collided); every other γ at an angle.
+    fig.update_xaxes(showticklabels=False, type="category")
+    fig.update_yaxes(showticklabels=False, type="category")
+    fig.update_xaxes(showticklabels=True, tickangle=-45, tickfont={"size": 10}, row=len(segs))
+    fig.update_yaxes(showticklabels=True, tickfont={"size": 10}, col=1)
+    fig.update_xaxes(title_text="future weight γ", title_standoff=4, row=len(segs))
+    fig.update_yaxes(title_text="churn penalty", title_standoff=4, col=1)
+    fig.for_each_annotation(lambda a: a.update(font={"size": 12}))
     fig.update_layout(
-        title="Stability: the best action as the discount γ (x) and the churn penalty (y) move",
-        height=170 * len(segs) + 140,
-        legend={"orientation": "h", "y": -0.08},
+        title="Stability: the best action as the future weight γ (across) and the churn penalty "
+        "(up) change",
+        height=170 * len(segs) + 170,
+        margin={"t": 90, "b": 80, "r": 160},
+        legend={"orientation": "h", "x": 0, "y": -0.5 / max(1, len(segs)), "yanchor": "top"},
     )
     return fig
 
