@@ -404,7 +404,7 @@ def number_text(value: Any, spec: str = ".3f") -> str:
 
 def run_label(row: Mapping[str, Any]) -> str:
     """One line naming a stored policy run (a row of ``Workspace.runs``): when, algorithm,
-    discount and churn penalty (event logs), seed and value."""
+    future weight and churn penalty (event logs), seed and worth in points per user."""
     s = row["settings"] if isinstance(row["settings"], dict) else {}
     m = row["metrics"] if isinstance(row["metrics"], dict) else {}
     parts = [f"{row['created']:%Y-%m-%d %H:%M:%S}"]
@@ -412,12 +412,13 @@ def run_label(row: Mapping[str, Any]) -> str:
         parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
     if s.get("shape") != "snapshot":
         if s.get("gamma") is not None:
-            parts.append(f"discount {number_text(s['gamma'], 'g')}")
+            parts.append(f"future weight {number_text(s['gamma'], 'g')}")
         if s.get("churn_penalty") is not None:
             parts.append(f"churn penalty {number_text(s['churn_penalty'], 'g')}")
     if s.get("seed") is not None:
         parts.append(f"seed {s['seed']}")
-    parts.append(f"value {number_text(m.get('value'))}")
+    worth = number_text(m.get("value"), ".2f")
+    parts.append(f"worth {worth} points per user" if worth != "—" else "worth —")
     return " · ".join(parts)
 
 

@@ -57,7 +57,10 @@ def test_train_store_reopen_and_compare(app_workspace, planted_dataset):
     assert any("No policy trained" in i.value for i in at.info)
     # The planted data has a campaign log: no assumed lift table, batch Q-learning offered.
     assert not any("assumption" in w.value for w in at.warning)
-    assert "Only what the campaign log shows (batch Q-learning)" in at.selectbox(key="policy.algorithm").options
+    assert (
+        "Only what the campaign log shows (batch Q-learning)"
+        in at.selectbox(key="policy.algorithm").options
+    )
 
     _train(at)
     assert not at.exception, at.exception
