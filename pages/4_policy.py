@@ -25,6 +25,7 @@ from retention.errors import InputError
 from retention.mdp import MDP
 from retention.policy_runs import (
     PolicyChoices,
+    PolicyForm,
     PolicyRequest,
     estimated_mdp,
     exact_preview,
@@ -108,10 +109,64 @@ def model_for(request: PolicyRequest) -> MDP | None:
         return None
 
 
+# ----------------------------------------------------------------------------- the runs
+all_runs = policy_runs(ws, info.id)
+runs = policy_runs(ws, info.id, seg_run.id)
+ids = list(runs["id"]) if not runs.empty else []
+older = all_runs[~all_runs["id"].isin(ids)] if not all_runs.empty else all_runs
+remember("policy.older", False)  # the run picker's remembered state, before its widgets
+remember("policy.show", None)
+offered = ids + (list(older["id"]) if st.session_state["policy.older"] else [])
+if st.session_state.get("policy.show") not in offered and offered:
+    chosen = st.session_state.get("policy.run")
+    st.session_state["policy.show"] = chosen if chosen in offered else offered[0]
+shown_id = st.session_state.get("policy.show") if offered else None
+shown_settings = all_runs.set_index("id").loc[shown_id, "settings"] if shown_id else None
+#: Differences from the run on screen that change what the policy is for (not just how it is
+#: learned): the exact preview is worth showing for them.
+REWARD_DIFFERENCES = ("future weight", "retain reward", "churn penalty", "revenue weight",
+                      "action costs", "assumed lift", "actions", "period", "churned after")  # fmt: skip
+
+
+def show_preview(asked: PolicyRequest) -> None:
+    """The exact best policy for the form's settings (event logs on the current segmentation)."""
+    mdp = model_for(asked)
+    if mdp is None:
+        return
+    try:
+        shown = exact_preview(mdp, asked.reward)
+    except InputError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    views.preview(shown, names, unit=unit, currency=currency)
+
+
+@st.fragment
+def settings_and_preview(settings: dict | None) -> PolicyForm:
+    """The settings form, how it differs from the run on screen (``settings``) and the exact
+    preview of its settings. A fragment: moving a slider reruns this part only, so the preview
+    follows at once without redrawing the run below."""
+    form = settings_form(choices, expanded=not ids, currency=currency)
+    try:
+        asked = form.request(choices, seg_run.id, churn_after)
+    except InputError as exc:
+        st.error(f"{exc} Correct the action table above.", icon=":material/error:")
+        return form
+    if settings is None:
+        show_preview(asked)
+        return form
+    differences = form_differences(asked, settings)
+    views.differences(differences)
+    if settings.get("segmentation_run") != seg_run.id or any(
+        d.startswith(REWARD_DIFFERENCES) for d in differences
+    ):
+        show_preview(asked)
+    return form
+
+
 # ----------------------------------------------------------------------------- train
-form = settings_form(
-    choices, expanded=policy_runs(ws, info.id, seg_run.id).empty, currency=currency
-)
+form = settings_and_preview(shown_settings)
+before = st.session_state.get("policy.run")
 if st.button("Train", type="primary", icon=":material/model_training:"):
     bar = st.progress(0.0, "Starting…")
     live = st.empty()
@@ -133,6 +188,9 @@ if st.button("Train", type="primary", icon=":material/model_training:"):
     bar.empty()
     live.empty()
 
+if st.session_state.get("policy.run") != before:
+    st.rerun()  # the settings above were compared with the run shown before this one
+
 # ----------------------------------------------------------------------------- show a run
 failed = policy_runs(ws, info.id, status="failed")
 if not failed.empty:
@@ -142,33 +200,9 @@ if not failed.empty:
         f"{pd.Timestamp(last['created']):%Y-%m-%d %H:%M}, {last['error'] or 'no reason recorded'}); "
         "nothing from them is used."
     )
-try:
-    asked = form.request(choices, seg_run.id, churn_after)
-except InputError as exc:
-    stop_with_error(exc, "Correct the action table above.")
-
-
-def show_preview() -> None:
-    """The exact best policy for the form's settings (event logs on the current segmentation)."""
-    mdp = model_for(asked)
-    if mdp is None:
-        return
-    try:
-        shown = exact_preview(mdp, asked.reward)
-    except InputError as exc:
-        st.error(str(exc), icon=":material/error:")
-        return
-    views.preview(shown, names, unit=unit, currency=currency)
-
-
-all_runs = policy_runs(ws, info.id)
 if all_runs.empty:
     st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")
-    show_preview()
     st.stop()
-runs = policy_runs(ws, info.id, seg_run.id)
-ids = list(runs["id"]) if not runs.empty else []
-older = all_runs[~all_runs["id"].isin(ids)]
 if not older.empty:
     st.toggle(
         f"Also show policies of earlier segmentations ({len(older)})",
@@ -185,19 +219,19 @@ if not ids:
         "this dataset, whose segments are not today's: they are hidden. Press **Train** to "
         "learn a policy for the current segments."
     )
-    show_preview()
     st.stop()
 
 by_id = all_runs.set_index("id")
 if st.session_state.get("policy.show") not in ids:
-    chosen = st.session_state.get("policy.run")
-    st.session_state["policy.show"] = chosen if chosen in ids else ids[0]
+    st.session_state["policy.show"] = ids[0]
 st.selectbox(
     "Policy run",
     ids,
     format_func=lambda run_id: run_label(by_id.loc[run_id]),
     key=remember("policy.show", ids[0]),
 )
+if st.session_state["policy.show"] != shown_id:
+    st.rerun()  # another run picked: compare the settings above with it
 try:
     result = load_policy(ws, st.session_state["policy.show"])
 except InputError as exc:
@@ -231,14 +265,7 @@ def names_of_run(settings: dict) -> tuple[dict[int, str], str | None]:
 
 
 run_names, older_warning = names_of_run(result.settings)
-differences = form_differences(asked, result.settings)
-views.run_notes(result.settings, trained_with(result.settings, choices.period), differences,
-                older_warning)  # fmt: skip
-reward_keys = ("future weight", "retain reward", "churn penalty", "revenue weight",
-               "action costs", "assumed lift", "actions", "period", "churned after")  # fmt: skip
-if older_warning or any(d.startswith(reward_keys) for d in differences):
-    show_preview()
-
+views.run_notes(trained_with(result.settings, choices.period), older_warning)
 parts = None
 if result.kind == "events" and older_warning is None:
     own = request_of(result.settings)

@@ -705,37 +705,42 @@ def policy_of(mdp: MDP, recommendations: pd.DataFrame) -> np.ndarray | None:
 @dataclass(frozen=True, eq=False)
 class Preview:
     """The exact best policy for a reward, solved by value iteration on an estimated MDP: its
-    ``recommendations`` (as a run's, ``action`` = ``optimal_action``), ``projections`` (the
-    best policy beside every single-action policy) and the ``parts`` of its value."""
+    ``recommendations`` (as a run's, ``action`` = ``optimal_action``), the ``parts`` of its
+    value and, on demand, what it projects for retention (:meth:`projections`)."""
 
     reward: RewardSettings
     actions: tuple[str, ...]
     recommendations: pd.DataFrame
-    projections: pd.DataFrame
     parts: ValueParts
+    mdp: MDP
+    policy: np.ndarray
+
+    def projections(self, periods: int = 12) -> pd.DataFrame:
+        """The best policy's projected retention beside every single-action policy (only when
+        asked: a preview that shows the map alone does not pay for it)."""
+        policies: dict[str, np.ndarray] = {BEST_POLICY: self.policy}
+        for j, act in enumerate(self.mdp.actions):
+            policies[f"always {act}"] = np.full(self.mdp.n_states, j)
+        return project_retention(self.mdp, policies, periods=periods)
 
 
 #: The name of the exact best policy in a preview's projections.
 BEST_POLICY = "best policy (exact)"
 
 
-def exact_preview(mdp: MDP, reward: RewardSettings, *, projection_periods: int = 12) -> Preview:
-    """The exact best policy of ``mdp`` under ``reward`` (value iteration: milliseconds), what
-    it projects for retention and what its value is made of."""
+def exact_preview(mdp: MDP, reward: RewardSettings) -> Preview:
+    """The exact best policy of ``mdp`` under ``reward`` (value iteration: milliseconds) and
+    what its value is made of."""
     solved = mdp.with_reward(reward)
     best = optimum(solved, reward.gamma)
-    states = solved.states_frame()
     rec = recommendations_table(
-        best.q, states, solved.actions, solved.support.sum(axis=1), best.policy
+        best.q, solved.states_frame(), solved.actions, solved.support.sum(axis=1), best.policy
     )
-    policies: dict[str, np.ndarray] = {BEST_POLICY: best.policy}
-    for j, act in enumerate(solved.actions):
-        policies[f"always {act}"] = np.full(solved.n_states, j)
-    projections = project_retention(solved, policies, periods=projection_periods)
     return Preview(
         reward=reward,
         actions=solved.actions,
         recommendations=rec,
-        projections=projections,
         parts=value_parts(mdp, best.policy, reward),
+        mdp=solved,
+        policy=best.policy,
     )

@@ -19,6 +19,7 @@ from retention.charts.policy import (
     stability_map,
 )
 from retention.learn import PolicyResult, near_ties
+from retention.mdp import RewardSettings
 from retention.policy_runs import (
     Preview,
     ValueParts,
@@ -134,8 +135,9 @@ def disagreement_sentence(result: PolicyResult, n_cells: int) -> str:
         f"{share:.1%}" + (" (rounded)" if share < 1 and f"{share:.1%}" == "100.0%" else "")
     )
     worth = (
-        f" there the two actions are worth almost the same (at most {loss:.3f} points per user "
-        "in such a cell)"
+        " there the two actions are worth almost the same (at most "
+        + (f"{loss:.3f}" if loss >= 0.001 else "less than 0.001")
+        + " points per user in such a cell)"
         if math.isfinite(loss)
         else " these are near-ties"
     )
@@ -342,17 +344,19 @@ def comparison(result: PolicyResult, other: PolicyResult, names: Mapping[int, st
             )
 
 
-def run_notes(
-    settings: Mapping[str, Any], trained_line: str, differences: list[str], older: str | None
-) -> None:
-    """Under the run picker: the settings the run was trained with, how the form differs from
-    them, and (``older``) that it belongs to an earlier segmentation."""
+def run_notes(trained_line: str, older: str | None) -> None:
+    """Under the run picker: the settings the run was trained with and (``older``) that it
+    belongs to an earlier segmentation."""
     if older:
         st.warning(older, icon=":material/history:")
     st.caption(f"**Trained with:** {trained_line}")
-    if differences:
+
+
+def differences(found: list[str]) -> None:
+    """How the form's settings differ from the run on screen, above the Train button."""
+    if found:
         st.info(
-            "Your settings differ from this run's: " + "; ".join(differences) + " — press "
+            "Your settings differ from this run's: " + "; ".join(found) + " — press "
             "**Train** to learn them.",
             icon=":material/tune:",
         )
@@ -374,22 +378,38 @@ def preview(
         st.markdown(f"**:material/bolt: {PREVIEW_TITLE}**")
         rec = shown.recommendations
         st.markdown(value_sentence(shown.parts, shown.reward.as_dict(), unit, currency))
+        # Only the open tab is drawn (a chart of every segment's projections takes longer to
+        # build than the exact solution itself): a slider move redraws what is on screen.
         map_tab, seg_tab, proj_tab = st.tabs(
-            ["Policy map (preview)", "Per segment (preview)", "Projected retention (preview)"]
+            ["Policy map (preview)", "Per segment (preview)", "Projected retention (preview)"],
+            key="policy.preview.tab",
+            on_change="rerun",
         )
-        with map_tab:
-            st.plotly_chart(
-                policy_map(rec, shown.actions, names, title="Preview: best action per segment "
-                           "and stage for your settings"),
-                key="policy.preview.map",
-            )  # fmt: skip
-        with seg_tab:
-            st.dataframe(recommendation_table(rec, names), hide_index=True)
-        with proj_tab:
-            st.plotly_chart(
-                retention_projection(shown.projections, names, period_word=period_word(unit)),
-                key="policy.preview.proj",
-            )
+        if map_tab.open:
+            with map_tab:
+                st.plotly_chart(
+                    policy_map(rec, shown.actions, names, title=preview_title(shown.reward)),
+                    key="policy.preview.map",
+                )
+        if seg_tab.open:
+            with seg_tab:
+                st.dataframe(recommendation_table(rec, names), hide_index=True)
+        if proj_tab.open:
+            with proj_tab:
+                st.plotly_chart(
+                    retention_projection(shown.projections(), names, period_word=period_word(unit)),
+                    key="policy.preview.proj",
+                )
+
+
+def preview_title(reward: RewardSettings) -> str:
+    """The preview map's title, naming the settings it is for (so nobody mistakes it for the
+    map of another move of a slider)."""
+    return (
+        f"Preview: best action for future weight {reward.gamma:g}, reward "
+        f"{reward.retain_reward:g}, churn penalty {reward.churn_penalty:g}, revenue weight "
+        f"{reward.revenue_weight:g}"
+    )
 
 
 def recommendation_table(rec: pd.DataFrame, names: Mapping[int, str]) -> pd.DataFrame:

@@ -193,8 +193,8 @@ def retention_projection(
     )
     actions = [p.removeprefix("always ") for p in policies if p.startswith("always ")]
     colours = action_colours(actions)
+    traces, where = [], []  # built as plain dicts, added at once: fast enough for a preview
     for k, g in enumerate(segs):
-        r, c = k // cols + 1, k % cols + 1
         part = projections[projections["segment"] == g]
         for p in policies:
             line = part[part["policy"] == p]
@@ -204,21 +204,26 @@ def retention_projection(
                 style = {"color": "#7f7f7f", "width": 1, "dash": "dash"}
             else:
                 style = {"color": "black", "width": 3}
-            fig.add_scatter(
-                x=line["period"],
-                y=line["active_share"],
-                mode="lines",
-                name=p,
-                line=style,
-                legendgroup=p,
-                showlegend=k == 0,
-                hovertemplate=f"{p}<br>{period_word} %{{x}}: %{{y:.1%}} active<extra></extra>",
-                row=r,
-                col=c,
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": line["period"].to_numpy(),
+                    "y": line["active_share"].to_numpy(),
+                    "mode": "lines",
+                    "name": p,
+                    "line": style,
+                    "legendgroup": p,
+                    "showlegend": k == 0,
+                    "hovertemplate": f"{p}<br>{period_word} %{{x}}: %{{y:.1%}} active<extra></extra>",
+                }
             )
+            where.append((k // cols + 1, k % cols + 1))
+    fig.add_traces(traces, rows=[r for r, _ in where], cols=[c for _, c in where])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_yaxes(title_text="users active", col=1)
-    fig.update_xaxes(title_text=f"{period_word} from now", row=rows)
+    for c in range(1, cols + 1):  # the x title only under the lowest panel of each column
+        last = max(k for k in range(len(segs)) if k % cols == c - 1)
+        fig.update_xaxes(title_text=f"{period_word} from now", row=last // cols + 1, col=c)
     fig.update_layout(
         title="Projected retention: share of users active, starting from users active now",
         height=300 * rows + 120,

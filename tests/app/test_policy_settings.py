@@ -148,6 +148,7 @@ def test_moving_a_slider_previews_the_exact_optimum_of_the_new_settings(
     _segment(ws, ds, ["home", "kids", "garden", "fashion"])
     at = make_app(PAGE)
     assert not at.exception, at.exception
+    at.session_state["policy.preview.tab"] = "Per segment (preview)"  # open that tab
     for gamma, penalty, revenue in ((0.5, 12.0, 0.0), (0.95, 0.0, 0.2)):
         at.slider(key="policy.gamma").set_value(gamma)
         at.slider(key="policy.penalty").set_value(penalty)
