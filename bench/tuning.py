@@ -105,6 +105,43 @@ def prepare(folder: Path, data: Path) -> tuple[str, int, int]:
     return ds, rows, len(spend)
 
 
+def server_side(folder: Path, moves: int) -> dict:
+    """The page's own work per move, in-process: the exact solution of the new settings
+    (value iteration on the cached MDP), the value's parts and the preview map as JSON; wall
+    and CPU seconds (CPU time says what the work costs on a machine shared with others)."""
+    from retention.charts.policy import policy_map
+    from retention.mdp import RewardSettings
+    from retention.policy_runs import PolicyForm, estimated_mdp, exact_preview, policy_choices
+    from retention.workspace import Workspace
+
+    ws = Workspace(folder)
+    ds = ws.get_meta("ui.last_dataset")
+    seg = ws.latest_run("segmentation", ds)
+    assignments = seg.artifacts["assignments"]
+    choices = policy_choices(ws, ds, "auto")
+    request = PolicyForm(actions=choices.action_table()).request(choices, seg.id)
+    t0 = time.perf_counter()
+    mdp = estimated_mdp(ws, ds, assignments, request)
+    estimate = time.perf_counter() - t0
+    wall, cpu = [], []
+    for i in range(moves):
+        reward = RewardSettings(gamma=0.5 + 0.02 * i, churn_penalty=float(i % 10))
+        w0, c0 = time.perf_counter(), time.process_time()
+        shown = exact_preview(mdp, reward)
+        policy_map(shown.recommendations, shown.actions, {}).to_json()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    ws.close()
+    return {
+        "estimate_mdp_s": estimate,
+        "states": mdp.n_states,
+        "server_wall_p50_s": float(np.percentile(wall, 50)),
+        "server_wall_p95_s": float(np.percentile(wall, 95)),
+        "server_cpu_p50_s": float(np.percentile(cpu, 50)),
+        "server_cpu_p95_s": float(np.percentile(cpu, 95)),
+    }
+
+
 def wait_idle(page, timeout: int = 300_000) -> None:
     for _ in range(2):
         page.wait_for_function(IDLE_JS, timeout=timeout)
@@ -169,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     _, rows, users = prepare(folder, args.data)
     prep = time.perf_counter() - t0
+    inside = server_side(folder, args.moves)
     env = {**os.environ, "RETENTION_WORKSPACE": str(folder), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
@@ -191,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         "p95_s": float(np.percentile(seconds, 95)),
         "max_s": float(seconds.max()),
         "load_average": load,
+        **inside,
         **out,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -199,9 +238,14 @@ def main(argv: list[str] | None = None) -> None:
         "| step | p50 | p95 | max |\n|---|---:|---:|---:|\n"
         f"| slider release → preview map redrawn ({len(seconds)} moves) | "
         f"{result['p50_s']:.2f} s | {result['p95_s']:.2f} s | {result['max_s']:.2f} s |\n"
+        f"| the page's own work per move, wall (in-process: solve + map) | "
+        f"{inside['server_wall_p50_s']:.3f} s | {inside['server_wall_p95_s']:.3f} s | |\n"
+        f"| the same, CPU time | {inside['server_cpu_p50_s']:.3f} s | "
+        f"{inside['server_cpu_p95_s']:.3f} s | |\n"
     )
     md = (
-        f"# Instant tuning (bench/tuning.py)\n\n{result['data']}; first preview (MDP estimated, "
+        f"# Instant tuning (bench/tuning.py)\n\n{result['data']}; {inside['states']} states; "
+        f"MDP estimated in-process in {inside['estimate_mdp_s']:.1f} s; first preview (MDP estimated, "
         f"cold) {out['cold_first_preview_s']:.1f} s after opening the page; load average "
         f"{load:.1f}.\n\n{table}"
     )

@@ -71,7 +71,7 @@ ALGORITHM_NAMES: dict[str, str] = {
 }
 #: How each stored setting is named on screen (others: the key with spaces).
 SETTING_NAMES: dict[str, str] = {
-    "gamma": "discount γ",
+    "gamma": "future weight γ (discount)",
     "retain_reward": "retain reward",
     "churn_penalty": "churn penalty",
     "revenue_weight": "revenue weight",

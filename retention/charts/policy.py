@@ -311,7 +311,7 @@ def stability_map(
     fig.update_xaxes(showticklabels=True, tickangle=-45, tickfont={"size": 10}, row=len(segs))
     fig.update_yaxes(showticklabels=True, tickfont={"size": 10}, col=1)
     fig.update_xaxes(title_text="future weight γ", title_standoff=4, row=len(segs))
-    fig.update_yaxes(title_text="churn penalty", title_standoff=4, col=1)
+    fig.update_yaxes(title_text="churn penalty", title_standoff=12, automargin=True, col=1)
     fig.for_each_annotation(lambda a: a.update(font={"size": 12}))
     fig.update_layout(
         title="Stability: the best action as the future weight γ (across) and the churn penalty "

@@ -79,7 +79,8 @@ def test_train_store_reopen_and_compare(app_workspace, planted_dataset):
     at.toggle(key="policy.compare").set_value(True).run()
     assert not at.exception
     diff = next(d.value for d in at.dataframe if "setting" in d.value.columns)
-    assert {"discount γ", "churn penalty"} <= set(diff["setting"])
+    assert {"future weight γ (discount)", "churn penalty"} <= set(diff["setting"])
+    assert any("cannot be compared" in w.value for w in at.warning)  # other rewards, other points
 
     fresh = make_app(PAGE)  # a refresh reopens the stored runs without training
     assert not fresh.exception
@@ -149,7 +150,9 @@ def test_reopens_runs_stored_in_other_shapes(app_workspace, planted_dataset):
     at.toggle(key="policy.compare").set_value(True).run()
     assert not at.exception, at.exception
     diff = next(d.value for d in at.dataframe if "setting" in d.value.columns)
-    assert "discount γ" in set(diff["setting"]) and "request" not in set(diff["setting"])
+    assert "future weight γ (discount)" in set(diff["setting"]) and "request" not in set(
+        diff["setting"]
+    )
 
     # A run with neither Q-table nor recommendations: an error message, not a traceback.
     broken = ws.start_run("policy", planted_dataset, {"seed": 2})
