@@ -289,13 +289,16 @@ def _ope(result: PolicyResult) -> None:
         return
     st.caption(
         "Estimated on held-out users the policy never saw, from what really happened to "
-        "users who got each action (IPS, SNIPS and doubly robust estimates, 95% intervals). "
+        "users who got each action (three estimates with 95% intervals). "
         + (
-            "Each value is the mean reward of one period had the policy chosen the action."
+            "Each value is the mean reward of one period, in points, had the policy chosen the "
+            "action."
             if result.kind == "events"
             else "Each value is the mean outcome − cost per user had the policy chosen "
             "the treatment."
-        )
+        ),
+        help="Off-policy evaluation: inverse propensity scoring (IPS), its self-normalised form "
+        "(SNIPS) and the doubly robust estimate (DR), with bootstrap intervals.",
     )
     st.plotly_chart(ope_forest(result.ope), key="policy.ope")
     st.dataframe(

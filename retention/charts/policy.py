@@ -56,14 +56,14 @@ def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figur
         x=curve["episode"],
         y=curve["greedy_value"],
         mode="lines+markers",
-        name="learned policy (exact value)",
-        hovertemplate="episode %{x}<br>value %{y:.3f}<extra></extra>",
+        name="learned policy (exact worth)",
+        hovertemplate="training round %{x}<br>worth %{y:.3f} points per user<extra></extra>",
     )
     fig.add_scatter(
         x=curve["episode"],
         y=curve["mean_return"],
         mode="lines",
-        name="mean return of simulated users (exploring)",
+        name="simulated users while trying actions",
         line={"dash": "dot", "width": 1},
         opacity=0.6,
     )
@@ -72,13 +72,13 @@ def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figur
         y=optimum,
         line_dash="dash",
         line_color="black",
-        annotation_text=f"optimum (value iteration) {optimum:.3f}",
+        annotation_text=f"best possible {optimum:.2f}",
         annotation_position="bottom right",
     )
     fig.update_layout(
         title=title or "Learning curve",
-        xaxis_title="episode",
-        yaxis_title="expected discounted reward per user",
+        xaxis_title="training round (episode)",
+        yaxis_title="worth per user (points)",
         legend={"orientation": "h", "y": -0.25},
     )
     return fig
