@@ -13,10 +13,19 @@ from pages.ui.common import (
     current_dataset,
     page_link,
     set_current_dataset,
+    set_dataset_currency,
     stop_with_error,
     workspace,
 )
-from pages.ui.data_views import chosen_files, manage_datasets, role_pickers, show_report
+from pages.ui.data_views import (
+    chosen_files,
+    currency_picker,
+    dataset_summary,
+    first_steps_overview,
+    manage_datasets,
+    role_pickers,
+    show_report,
+)
 from retention.errors import InputError
 from retention.ingest import (
     CAMPAIGN_ROLES,
@@ -43,22 +52,24 @@ st.caption(
     "UTF-16 or Windows encoding), CSV.gz, Parquet, Excel (.xlsx) and JSON Lines."
 )
 
+first_steps_overview(ws.datasets())
+current = current_dataset()
 flash = st.session_state.pop("data.flash", None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
     page_link("segments", "Next: find segments", ":material/bubble_chart:")
-else:
-    current = current_dataset()
-    if current is not None:
-        kind = "event log" if current.shape == "events" else "campaign snapshot"
-        st.info(
-            f"You are working on **{current.name}** ({current.rows:,} rows, {kind}). Explore it "
-            "on the next pages, or add your own data below.",
-            icon=":material/dataset:",
-        )
-        page_link("segments", "Find segments in it", ":material/bubble_chart:")
+elif current is not None:
+    st.info(
+        f"You are working on **{current.name}** ({dataset_summary(current)}). Explore it on "
+        "the next pages, or add your own data below.",
+        icon=":material/dataset:",
+    )
+    page_link("segments", "Find segments in it", ":material/bubble_chart:")
 
 add_tab, manage_tab = st.tabs(["Add data", "Your datasets"])
+# "Your datasets" first: a file the "Add data" tab refuses stops the page, and must not blank it.
+with manage_tab:
+    manage_datasets(ws)
 
 
 # Read, detect and validate once per file hash (+ mapping): typing a name re-runs none of them.
@@ -168,33 +179,40 @@ with add_tab:
         show_report(prepared.report, f"Your file: {file_name}")
         if prepared.campaign_report is not None and campaign_file is not None:
             show_report(prepared.campaign_report, f"Campaign log: {campaign_file[0]}")
-        st.caption(f"{prepared.users:,} users.")
 
         stored = find_dataset(ws, prepared)
-        if stored is not None:
+        if stored is not None and current is not None and stored == current.id:
+            # Saved (now or before) and being worked on: nothing left to do here but move on.
+            st.success(
+                f"Saved ✓ — this file, read with these columns, is **{current.name}**, the "
+                "dataset you are working on.",
+                icon=":material/check_circle:",
+            )
+            page_link("segments", "Go to Segments", ":material/bubble_chart:")
+        elif stored is not None:
+            # The same bytes and columns again: offer the stored dataset, never a second copy.
+            name = ws.dataset(stored).name
             st.info(
                 f"This file, read with these columns, is already in your workspace as "
-                f"**{ws.dataset(stored).name}**. Saving again opens that dataset; nothing is "
-                "stored twice.",
+                f"**{name}**; nothing needs saving twice.",
                 icon=":material/content_copy:",
             )
-        default_name = (
-            Path(file_name).name.split(".")[0] if stored is None else ws.dataset(stored).name
-        )
-        name = st.text_input("Dataset name", value=default_name)
-        if st.button("Save to workspace", type="primary", icon=":material/save:"):
-            try:
-                dataset_id = store_dataset(ws, prepared, name)
-            except InputError as exc:
-                stop_with_error(exc)
-            set_current_dataset(dataset_id)
-            st.session_state["data.flash"] = (
-                f"Saved “{name}” and made it the current dataset."
-                if stored is None
-                else f"“{ws.dataset(dataset_id).name}” already held this file: made it the "
-                "current dataset."
-            )
-            st.rerun()
-
-with manage_tab:
-    manage_datasets(ws)
+            if st.button(f"Work on “{name}”", type="primary", icon=":material/dataset:"):
+                set_current_dataset(stored)
+                st.session_state["data.flash"] = f"“{name}” is now the current dataset."
+                st.rerun()
+        else:
+            c1, c2 = st.columns(2)
+            name = c1.text_input("Dataset name", value=Path(file_name).name.split(".")[0])
+            with c2:
+                currency = currency_picker(f"currency.new.{file_key}")
+            if st.button("Save to workspace", type="primary", icon=":material/save:"):
+                try:
+                    dataset_id = store_dataset(ws, prepared, name)
+                except InputError as exc:
+                    stop_with_error(exc)
+                if currency:
+                    set_dataset_currency(dataset_id, currency)
+                set_current_dataset(dataset_id)
+                st.session_state["data.flash"] = f"Saved “{name}” and made it the current dataset."
+                st.rerun()

@@ -3,28 +3,34 @@ numbers on demand — and the downloads (user list, strategy table, HTML report)
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from pages.ui.common import (
     current_segmentation,
+    dataset_currency,
     page_link,
     require_dataset,
     segment_names,
     stop_with_error,
     workspace,
 )
+from retention.campaigns import evidence_view
 from retention.errors import InputError
 from retention.learn import PolicyResult
+from retention.mdp import CHURN_RULE
 from retention.policy_runs import run_label
 from retention.report import stored_report
 from retention.results import StoredStrategies, policy_runs, stored_strategies
 from retention.strategies import (
-    ACTIVE_LEARNED,
-    ACTIVE_NOTHING,
-    LIFT_PERIOD,
     held_out_verdict,
-    plan_sentence,
+    in_period_words,
+    lift_is_assumed,
+    ope_view,
+    reward_units_sentence,
+    segment_cards,
+    segment_table_view,
+    stage_words,
+    strategy_table_view,
     to_csv_bytes,
     to_parquet_bytes,
 )
@@ -75,39 +81,55 @@ except InputError as exc:
 policy: PolicyResult = loaded.policy
 strategies = loaded.strategies
 table, segments = strategies.table, strategies.segments
-periods = period_word(policy.settings.get("period"))
-period = period_word_singular(policy.settings.get("period"))
+period_name = policy.settings.get("period")
+periods = period_word(period_name)
+period = period_word_singular(period_name)
+currency = dataset_currency(info.id)
+assumed = lift_is_assumed(policy.settings)
+points_help = reward_units_sentence(policy.settings, period_name)
 
 for assumption in policy.assumptions:
-    st.warning(f"Assumption: {assumption}", icon=":material/lightbulb:")
+    st.warning(
+        f"Assumption: {in_period_words(assumption, period_name)}", icon=":material/lightbulb:"
+    )
 
 # -- plain words: one card per segment --------------------------------------------------------
-for _, seg in segments.iterrows():
-    part = table[table["segment"] == seg["segment"]]
+for card in segment_cards(strategies, period=period_name, currency=currency, assumed=assumed):
     with st.container(border=True):
         head, size = st.columns([3, 1])
-        head.subheader(seg["label"])
-        size.metric("Users", f"{seg['users']:,}")
-        if seg["every_action_hurts"]:
+        head.subheader(card.name)
+        size.metric(
+            "Users",
+            f"{card.users:,}",
+            help=f"{card.share_of_users:.0%} of all users in a segment. Now: {card.stage_mix}.",
+        )
+        if card.every_action_hurts:
             st.warning(
                 "**Leave them alone.** With your reward settings, every strategy is estimated to do "
                 "worse than doing nothing for these users, even before its cost.",
                 icon=":material/do_not_disturb_on:",
             )
-        lines = [
-            f"- {plan_sentence(r.stage, r.users, r.action, r.verdict, r.support)}"
-            for r in part.itertuples(index=False)
-        ]
-        st.markdown("\n".join(lines))
-        if pd.notna(seg.get("retention_lift_points")):
-            st.caption(
-                f"Following this plan, about **{seg[ACTIVE_LEARNED]:.0%}** of a newly active "
-                f"group stays active after {LIFT_PERIOD} {periods}, vs "
-                f"**{seg[ACTIVE_NOTHING]:.0%}** if you do nothing "
-                f"({seg['retention_lift_points']:+.1f} points). Expected cost ≈ "
-                f"{seg['expected_cost_per_period']:.2f} per user per {period}. "
-                f"Based on {seg['data_support']:,} observed user-{periods}."
+        lines = []
+        for line in card.lines:
+            why = f" — {line.why}" if line.verdict != "act" else ""
+            lines.append(
+                f"- **{line.stage_words.capitalize()}** ({line.users:,} users now): "
+                f"{line.action_words}{why}{' ⚠️ little data' if line.thin else ''}"
             )
+        st.markdown("\n".join(lines))
+        facts = []
+        if card.effect:
+            facts.append(f"**Expected effect:** {card.effect}")
+        facts.append(f"**Expected cost:** about {card.cost}.")
+        facts.append(f"**Data behind it:** {card.support}.")
+        st.caption("  \n".join(facts))
+if (table["stage"] == "churned").any():
+    st.caption(f"**How churn counts.** {CHURN_RULE}")
+if assumed:
+    st.caption(
+        "**(assumed)**: the effect comes from the assumed lift table (this dataset has no "
+        "campaign log), not from measured outcomes. Edit the lift table on the Policy page."
+    )
 if strategies.unclustered:
     with st.container(border=True):
         st.subheader("Unclustered users")
@@ -125,30 +147,48 @@ if policy.ope is not None and not policy.ope.empty:
         (lp, lp_lo, lp_hi), (nn, nn_lo, nn_hi) = check.learned, check.nothing
         text = (
             f"On users held out from training, the recommended plan is estimated to earn "
-            f"**{lp:.3f}** per decision (95% interval {lp_lo:.3f} to {lp_hi:.3f}), against "
-            f"**{nn:.3f}** ({nn_lo:.3f} to {nn_hi:.3f}) for doing nothing (doubly robust "
-            "off-policy estimate)."
+            f"**{lp:.3f} points** per user per {period} (95% interval {lp_lo:.3f} to "
+            f"{lp_hi:.3f}), against **{nn:.3f} points** ({nn_lo:.3f} to {nn_hi:.3f}) for doing "
+            "nothing (doubly robust off-policy estimate: what the plan would have earned, "
+            "worked out from the logged campaigns)."
         )
         if check.difference is not None:
             d, d_lo, d_hi = check.difference
             text += (
-                f" The difference is {d:+.3f} (95% interval {d_lo:+.3f} to {d_hi:+.3f}): "
+                f" The difference is {d:+.3f} points (95% interval {d_lo:+.3f} to {d_hi:+.3f}): "
                 f"**{check.verdict}**."
             )
-        st.markdown(text)
+        st.markdown(text, help=points_help)
     with st.expander("All off-policy estimates"):
-        st.dataframe(policy.ope, hide_index=True, width="stretch")
+        st.caption(
+            "IPS, SNIPS and doubly robust are three ways of estimating, from the logged "
+            f"campaigns, what a plan would have earned per logged decision. {points_help}"
+        )
+        st.dataframe(ope_view(policy.ope), hide_index=True, width="stretch")
+
+if policy.evidence is not None and not policy.evidence.empty:
+    st.subheader("What the campaign log shows")
+    st.caption(
+        f"Per segment, stage and action: the share of users active the next {period} after the "
+        "action and after doing nothing, the change with its 95% interval, and how many logged "
+        "decisions are behind each. These are measured, not assumed."
+    )
+    evidence = evidence_view(policy.evidence, dict(names))
+    evidence["stage"] = [stage_words(s, period_name) for s in evidence["stage"]]
+    st.dataframe(evidence, hide_index=True, width="stretch")
 
 # -- numbers on demand -------------------------------------------------------------------------
-with st.expander("The full strategy table (every segment × stage)"):
+with st.expander("The full strategy tables (every segment, and every segment × stage)"):
+    st.caption(points_help)
     st.dataframe(
-        table,
+        segment_table_view(segments, period=period_name, currency=currency, assumed=assumed),
         hide_index=True,
         width="stretch",
-        column_config={
-            "share_of_segment": st.column_config.NumberColumn(format="percent"),
-            "value_vs_nothing": st.column_config.NumberColumn(format="%.3f"),
-        },
+    )
+    st.dataframe(
+        strategy_table_view(table, period=period_name, currency=currency),
+        hide_index=True,
+        width="stretch",
     )
 
 # -- downloads -------------------------------------------------------------------------------------
@@ -181,14 +221,16 @@ c3.download_button(
 
 
 @st.cache_data(max_entries=4, show_spinner="Writing the report…")
-def _report(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> bytes:
+def _report(
+    dataset_id: str, seg_id: str, policy_id: str, names_key: tuple, currency: str | None
+) -> bytes:
     stored = _load(dataset_id, seg_id, policy_id, names_key)
-    return stored_report(ws, dataset_id, stored, dict(names_key)).encode("utf-8")
+    return stored_report(ws, dataset_id, stored, dict(names_key), currency=currency).encode("utf-8")
 
 
 c4.download_button(
     "Report (HTML)",
-    _report(info.id, seg_run.id, policy_id, tuple(sorted(names.items()))),
+    _report(info.id, seg_run.id, policy_id, tuple(sorted(names.items())), currency),
     file_name=f"{info.name}-retention-report.html",
     mime="text/html",
     icon=":material/description:",

@@ -347,7 +347,7 @@ def timing_warnings(
                 f"Under the timing rule in use ('{timing}') no action shows a clear effect on "
                 f"whether users come back next {period}, but under '{other}' "
                 f"{_listed(clear[other])} do. Campaigns may be credited to the wrong {period}: "
-                f"check the campaign timing on the Data page (or --campaign-timing {other})."
+                f"try the campaign timing rule '{other}' for this campaign log."
             )
             break
         if float(signal.get(other, 0.0)) > BETTER_RATIO * mine_signal:

@@ -1,5 +1,6 @@
 """The command line: ``python -m retention run INPUT --out DIR [options]``, plus
-``backup --workspace DIR --to FILE`` and ``restore FILE --workspace DIR [--force]``.
+``backup --workspace DIR --to FILE``, ``restore FILE --workspace DIR [--force]`` and the test
+commands ``plan`` and ``results`` (:mod:`retention.experiment_cli`).
 
 Bad input exits with status 2 and one line on stderr that starts with ``error:``, names the file,
 column or row and says how to fix it; ``DIR`` is left as it was. Outputs are written into a
@@ -32,7 +33,8 @@ ROLES = ("user", "time", "amount", "text", "event", "action", "outcome", "propen
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see `python -m retention run --help`)\n")
+        prog = self.prog if self.prog != "python -m retention" else "python -m retention run"
+        sys.stderr.write(f"error: {message} (see `{prog} --help`)\n")
         raise SystemExit(2)
 
 
@@ -141,6 +143,16 @@ def _number(text: str) -> float:
     return value
 
 
+def _currency(text: str) -> str:
+    """An ISO 4217 currency code ("GBP", "eur"): three letters, upper-cased."""
+    code = text.strip().upper()
+    if len(code) != 3 or not code.isalpha() or not code.isascii():
+        raise argparse.ArgumentTypeError(
+            f"must be a three-letter currency code such as GBP, EUR or USD, got {text!r}"
+        )
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m retention", description="Retention Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -197,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="cost of one action for one user-period; repeatable",
     )
+    run.add_argument(
+        "--currency",
+        metavar="CODE",
+        type=_currency,
+        default=None,
+        help="currency of the revenue and costs (GBP, EUR, USD, ...): money in the report and "
+        "summary.json is stated in it (default: not stated)",
+    )
     run.add_argument("--episodes", metavar="N", type=_positive_int, default=None)
     run.add_argument("--seed", metavar="S", type=_seed, default=0)
     run.add_argument("--workspace", metavar="DIR", type=Path, default=None)
@@ -208,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
         "step and percent (for logs and scripts), 'none' nothing (default: auto)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress on stderr (--progress none)")
+
+    from retention.experiment_cli import add_commands
+
+    add_commands(sub)  # plan, results
 
     backup = sub.add_parser(
         "backup",
@@ -394,11 +418,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "none" if args.command != "run" or args.quiet else args.progress
     progress = _Progress(mode)
     untouched = (
-        "the output folder was left as it was" if args.command == "run" else "nothing was changed"
+        "the output folder was left as it was"
+        if args.command in ("run", "plan", "results")
+        else "nothing was changed"
     )
     try:
         if args.command == "run":
             _run(args, progress)
+        elif args.command in ("plan", "results"):
+            from retention.experiment_cli import run_command
+
+            run_command(args)
         else:
             _durability(args)
     except InputError as exc:
@@ -471,6 +501,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
         episodes=args.episodes,
         seed=args.seed,
         workspace=args.workspace,
+        currency=args.currency,
     )
     out = args.out.resolve()
     remove_stale_staging(out)

@@ -61,6 +61,8 @@ class PipelineConfig:
     episodes: int | None = None
     seed: int = 0
     workspace: Path | None = None
+    #: ISO code of the revenue's and costs' currency (None: not stated); report and summary.
+    currency: str | None = None
 
     def __post_init__(self) -> None:
         if self.period is not None:

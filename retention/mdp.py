@@ -17,8 +17,20 @@ likelihood Markov chain on the four stages, pooling every at_risk recency; value
 learners all use this same MDP, so learned and optimal values are comparable.
 
 Reward (SPEC §6): ``r(s, a, s') = retain_reward*[s' active] + revenue_weight*rev(seg)*[s' active]
-- churn_penalty*[s' churned and s not churned] - cost(a)``, where ``rev(seg)`` is the segment's
-mean revenue of an active period.
+- churn_penalty*[s' churned and s not churned] + churn_penalty*[s churned and s' not churned]
+- cost(a)``, where ``rev(seg)`` is the segment's mean revenue of an active period.
+
+The churn rule (:data:`CHURN_RULE`): the penalty is charged when a user churns and given back
+when a churned user comes back, so each loss is charged once. Without the give-back, a user won
+back and lost again was charged twice for one loss, and every win-back action read as worse than
+doing nothing (issue 17). The rule stays Markov (the reward depends on ``s`` and ``s'`` only) and
+is defensible: ``-P*[s' churned] + P*[s churned]`` is ``gamma*Phi(s') - Phi(s)`` with
+``Phi = -P*[churned]`` plus ``-(1 - gamma)*P`` per period spent churned, so by potential-based
+shaping (Ng, Harada & Russell 1999) it ranks policies exactly as "a churned user costs
+``(1 - gamma)*P`` every period they stay away" does: a user lost for good costs the whole ``P``
+(in today's terms), one who comes back costs only the periods they were gone. (Values of
+churned states carry the pending give-back: ``V(churned)`` is ``P`` above that per-period
+reading, the same for every action, so comparisons of actions in a state do not change.)
 
 Inputs: everything the estimate needs from the panel is a few counts (:class:`PanelSummary`):
 transitions per (segment, stage, next stage, action), mean revenue of an active period, users per
@@ -78,6 +90,13 @@ DEFAULT_LIFT: dict[str, float] = {
     "discount": 1.15,
 }
 PANEL_COLUMNS = ("user_id", "t", "stage", "active", "revenue")
+#: The churn-penalty rule in one sentence, as the Strategies page, the report and the README
+#: state it (the reward itself: :func:`reward_tensor`).
+CHURN_RULE = (
+    "The churn penalty is charged when a user churns and given back if they come back, so each "
+    "loss is charged once: a user won back and lost again costs the penalty once, not twice, "
+    "and a user lost for good costs it in full."
+)
 
 
 @dataclass(frozen=True)
@@ -245,11 +264,17 @@ def reward_tensor(
     reward: RewardSettings,
     stages: Sequence[str] = STAGES,
 ) -> np.ndarray:
-    """``R[s, a, s']`` by the SPEC §6 formula; ``stage_of[s]`` indexes ``stages``."""
+    """``R[s, a, s']`` by the SPEC §6 formula and the churn rule (:data:`CHURN_RULE`: the
+    penalty is charged on churning and given back on coming back); ``stage_of[s]`` indexes
+    ``stages``. Every reward of the library (value iteration, the Gymnasium environment, the
+    simulated and the batch learners, off-policy evaluation) is read from this tensor."""
     active = (np.asarray(stage_of) == stages.index("active")).astype(float)
     churned = (np.asarray(stage_of) == stages.index("churned")).astype(float)
     gain = (reward.retain_reward + reward.revenue_weight * np.asarray(revenue, float)) * active
-    loss = reward.churn_penalty * churned[None, :] * (1.0 - churned[:, None])  # [s, s']
+    # [s, s']: charged on the way into churned, given back on the way out of it.
+    loss = reward.churn_penalty * (
+        churned[None, :] * (1.0 - churned[:, None]) - churned[:, None] * (1.0 - churned[None, :])
+    )
     cost = np.array([reward.cost(a) for a in actions])
     return gain[None, None, :] - loss[:, None, :] - cost[None, :, None]
 
@@ -605,8 +630,8 @@ def mdp_from_summary(
     stage_of = np.tile(np.arange(n_stage), n_seg)
     base = _no_action_estimate(counts, n_seg, n_stage, actions)
     assumptions: list[str] = [
-        "Users inactive for 2 periods or more, short of churned, share one at_risk stage, as if "
-        "they all behaved alike (a simplification of the model)."
+        "Users inactive for 2 periods or more, short of churned, share one 'at risk' stage, as "
+        "if they all behaved alike (a simplification of the model)."
     ]
     if has_log:
         k = prior_strength

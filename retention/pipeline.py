@@ -111,6 +111,8 @@ def run_pipeline(
     summary = _summary(
         config, prepared, period, segmentation, names, retention_block, policy, workspace_ids
     )
+    if config.campaigns is not None:  # SPEC §8: the log read as an experiment
+        summary["experiment"] = _experiment(con, ws.table(dataset_id, "campaigns"), policy)
     with timer.step("report"):
         say(0.96, "Writing the report")
         seg_settings = ws.load_run(seg_run, artifacts=False).settings
@@ -122,6 +124,7 @@ def run_pipeline(
             survival=survival,
             policy=policy,
             strategies=strategies,
+            currency=config.currency,
         )
     summary["timings"] = timer.timings
     if timer.peak_mb:
@@ -181,6 +184,7 @@ def _summary(
         "mapping": prepared.mapping,
         "period": period,
         "churn_after": config.churn_after,
+        "currency": config.currency,
         "seed": config.seed,
         "segments": [
             {
@@ -204,6 +208,18 @@ def _summary(
     return summary
 
 
+def _experiment(
+    con: duckdb.DuckDBPyConnection, campaigns_ref: str, policy: PolicyResult
+) -> dict[str, Any] | None:
+    """``experiment`` {``srm``, ``lifts``} of a campaign log (:mod:`retention.experiment`)."""
+    from retention.experiment import log_experiment, srm_from_log
+
+    known = "CASE WHEN count(propensity) = count(*) THEN avg(propensity) END"
+    sql = f"SELECT action, count(*) AS rows, {known} AS propensity FROM {campaigns_ref} GROUP BY 1"  # noqa: S608 -- a quoted table name only
+    per_action = con.execute(sql).df()
+    return log_experiment(srm_from_log(per_action), policy.evidence)
+
+
 def _facts(
     config: PipelineConfig,
     prepared: Prepared,
@@ -222,6 +238,7 @@ def _facts(
         "column mapping": prepared.mapping,
         "period": period,
         "churn after (periods)": config.churn_after,
+        "currency of the revenue": config.currency or "not set",
         "segmentation settings": segmentation_settings,
         "policy settings": shown_settings(policy.settings),
         "seed": config.seed,

@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from retention.evaluate import OpeVerdict, ope_verdict
-from retention.words import NOISE_SEGMENT, segment_display_name
+from retention.words import (
+    NOISE_SEGMENT,
+    currency_unit,
+    money,
+    period_word,
+    period_word_singular,
+    segment_name,
+)
 
 STAGE_ORDER = ("active", "lapsing", "at_risk", "churned", "unknown", "all")
 STAGE_WORDS = {
@@ -78,14 +85,248 @@ def support_level(n: int) -> str:
     return "solid"
 
 
-def plan_sentence(stage: str, users: int, action: str, verdict: str, support: str) -> str:
+def stage_words(stage: str, period: str | None = None) -> str:
+    """A stage as a user reads it: "active", "lapsing (1 quiet month)", "at risk", ..."""
+    if stage == "lapsing":
+        return f"lapsing (1 quiet {period_word_singular(period)})"
+    return STAGE_WORDS.get(stage, stage)
+
+
+def action_words(action: str, stage: str | None = None) -> str:
+    """An action as a plan says it; acting on churned users is a win-back."""
+    words = ACTION_WORDS.get(action, action)
+    if stage == "churned" and action != "none" and action in ACTION_WORDS:
+        return f"win them back: {words}"
+    return words
+
+
+def plan_sentence(
+    stage: str, users: int, action: str, verdict: str, support: str, period: str | None = None
+) -> str:
     """One stage of a segment's plan in words (Markdown), e.g. "**Loyal** (1,200 users now):
     offer a discount ⚠️ little data"; a leave-alone verdict says why."""
     note = VERDICT_NOTES.get(verdict, "")
     return (
-        f"**{STAGE_WORDS.get(stage, stage).capitalize()}** ({users:,} users now): "
-        f"{ACTION_WORDS.get(action, action)}{f' — {note}' if note else ''}"
+        f"**{stage_words(stage, period).capitalize()}** ({users:,} users now): "
+        f"{action_words(action, stage)}{f' — {note}' if note else ''}"
         f"{SUPPORT_NOTES.get(support, '')}"
+    )
+
+
+def in_period_words(text: str, period: str | None) -> str:
+    """A library sentence written for any period ("2 periods", "next period") in the data's
+    period ("2 months", "next month")."""
+    if period_word(period) == "periods":
+        return text
+    return text.replace("periods", period_word(period)).replace(
+        "period", period_word_singular(period)
+    )
+
+
+def lift_is_assumed(settings: Mapping[str, object]) -> bool:
+    """Whether a policy's effects rest on the assumed lift table (an event log without a
+    campaign log) rather than on measured outcomes (a campaign log or a campaign snapshot)."""
+    return settings.get("shape", "events") == "events" and not settings.get("campaign_log")
+
+
+def effect_label(assumed: bool) -> str:
+    """The word every expected effect carries on the number itself."""
+    return "assumed" if assumed else "measured"
+
+
+def reward_units_sentence(settings: Mapping[str, object], period: str | None = None) -> str:
+    """What one point of the policy's value is made of, in the user's settings."""
+    one = period_word_singular(period)
+    retain = float(settings.get("retain_reward", 1.0) or 0.0)  # type: ignore[arg-type]
+    revenue = float(settings.get("revenue_weight", 0.0) or 0.0)  # type: ignore[arg-type]
+    penalty = float(settings.get("churn_penalty", 5.0) or 0.0)  # type: ignore[arg-type]
+    earn = f"{retain:g} point{'' if retain == 1 else 's'}"
+    if revenue:
+        earn += f" plus {revenue:g} × their revenue that {one}"
+    return (
+        f"Points are your reward settings: a user active in a {one} earns {earn}; a user who "
+        f"churns costs {penalty:g} point{'' if penalty == 1 else 's'}, given back if they come "
+        "back; each action costs its "
+        f"price per user and {one}."
+    )
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """One stage of a segment's plan: who, what to do and why."""
+
+    stage: str
+    stage_words: str
+    users: int
+    action: str
+    action_words: str
+    verdict: str
+    why: str
+    thin: bool
+
+
+@dataclass(frozen=True)
+class SegmentCard:
+    """A segment's plan in plain words, as the Strategies page and the report show it."""
+
+    segment: int
+    name: str
+    users: int
+    share_of_users: float
+    stage_mix: str
+    lines: tuple[PlanLine, ...]
+    every_action_hurts: bool
+    effect: str | None
+    cost: str
+    support: str
+
+
+def _why(verdict: str, action: str, support: str) -> str:
+    if verdict != VERDICT_ACT:
+        return VERDICT_NOTES.get(verdict, "")
+    if action == "none":
+        return "doing nothing is estimated to be best"
+    why = "estimated to be worth more than it costs"
+    return why + (" (little data behind this estimate)" if support == "thin" else "")
+
+
+def effect_sentence(
+    segment_row: Mapping[str, object], period: str | None, assumed: bool
+) -> str | None:
+    """The expected effect of a segment's plan, with "assumed"/"measured" on the number:
+    "About 47% of a newly active group is still active after 4 months with this plan, against
+    44% if you do nothing: +2.6 percentage points (assumed)." None without projections."""
+    lift = segment_row.get("retention_lift_points")
+    if lift is None or not np.isfinite(float(lift)):  # type: ignore[arg-type]
+        return None
+    learned = float(segment_row[ACTIVE_LEARNED])  # type: ignore[arg-type]
+    nothing = float(segment_row[ACTIVE_NOTHING])  # type: ignore[arg-type]
+    return (
+        f"About {learned:.0%} of a newly active group is still active after {LIFT_PERIOD} "
+        f"{period_word(period)} with this plan, against {nothing:.0%} if you do nothing: "
+        f"{float(lift):+.1f} percentage points ({effect_label(assumed)})."  # type: ignore[arg-type]
+    )
+
+
+def segment_cards(
+    strategies: Strategies,
+    *,
+    period: str | None = None,
+    currency: str | None = None,
+    assumed: bool = False,
+) -> list[SegmentCard]:
+    """One :class:`SegmentCard` per segment (the page and the report draw them)."""
+    table, segs = strategies.table, strategies.segments
+    total = int(segs["users"].sum()) if not segs.empty else 0
+    one, many = period_word_singular(period), period_word(period)
+    cards = []
+    for seg in segs.to_dict("records"):
+        part = table[table["segment"] == seg["segment"]]
+        users = int(seg["users"])
+        lines = tuple(
+            PlanLine(
+                stage=str(r.stage),
+                stage_words=stage_words(str(r.stage), period),
+                users=int(r.users),
+                action=str(r.action),
+                action_words=action_words(str(r.action), str(r.stage)),
+                verdict=str(r.verdict),
+                why=_why(str(r.verdict), str(r.action), str(r.support)),
+                thin=r.support == "thin",
+            )
+            for r in part.itertuples(index=False)
+        )
+        mix = ", ".join(
+            f"{stage_words(str(r.stage), period)} {r.users / users:.0%}"
+            for r in part.itertuples(index=False)
+            if users and r.users
+        )
+        cards.append(
+            SegmentCard(
+                segment=int(seg["segment"]),
+                name=str(seg["label"]),
+                users=users,
+                share_of_users=users / total if total else 0.0,
+                stage_mix=mix,
+                lines=lines,
+                every_action_hurts=bool(seg["every_action_hurts"]),
+                effect=effect_sentence(seg, period, assumed),
+                cost=f"{money(float(seg['expected_cost_per_period']), currency)} per user per {one}",
+                support=f"{int(seg['data_support']):,} observed user-{many}",
+            )
+        )
+    return cards
+
+
+def strategy_table_view(
+    table: pd.DataFrame, *, period: str | None = None, currency: str | None = None
+) -> pd.DataFrame:
+    """The per segment × stage table with human column names and units (page and report)."""
+    one, many = period_word_singular(period), period_word(period)
+    unit = currency_unit(currency)
+    return pd.DataFrame(
+        {
+            "segment": table["label"].astype(str),
+            "stage": [stage_words(s, period) for s in table["stage"].astype(str)],
+            "users now": table["users"].astype(int),
+            "share of the segment (%)": (100 * table["share_of_segment"]).round(1),
+            "what to do": [
+                action_words(a, s) for a, s in zip(table["action"], table["stage"], strict=True)
+            ],
+            "verdict": table["verdict"].astype(str),
+            "value over doing nothing (points per user)": table["value_vs_nothing"].round(3),
+            f"cost per user per {one} ({unit})": table["cost_per_period"].round(2),
+            f"observed user-{many} behind it": table["data_support"].astype(int),
+            "data behind it": table["support"].astype(str),
+        }
+    )
+
+
+def segment_table_view(
+    segments: pd.DataFrame,
+    *,
+    period: str | None = None,
+    currency: str | None = None,
+    assumed: bool = False,
+) -> pd.DataFrame:
+    """The per-segment table with human column names and units (page and report)."""
+    one, many = period_word_singular(period), period_word(period)
+    out = pd.DataFrame(
+        {
+            "segment": segments["label"].astype(str),
+            "users": segments["users"].astype(int),
+            "stage mix": segments["stage_mix"]
+            .astype(str)
+            .str.replace("(1 quiet period)", f"(1 quiet {one})", regex=False),
+            f"expected cost per user per {one} ({currency_unit(currency)})": segments[
+                "expected_cost_per_period"
+            ].round(2),
+            f"observed user-{many}": segments["data_support"].astype(int),
+        }
+    )
+    if ACTIVE_LEARNED in segments:
+        after = f"after {LIFT_PERIOD} {many}"
+        out[f"active {after} with the plan (%)"] = (100 * segments[ACTIVE_LEARNED]).round(1)
+        out[f"active {after} doing nothing (%)"] = (100 * segments[ACTIVE_NOTHING]).round(1)
+        out[f"change (percentage points, {effect_label(assumed)})"] = segments[
+            "retention_lift_points"
+        ].round(1)
+    return out
+
+
+def ope_view(ope: pd.DataFrame) -> pd.DataFrame:
+    """Off-policy estimates with human column names (page and report)."""
+    estimators = {"ips": "IPS", "snips": "SNIPS", "dr": "doubly robust"}
+    return pd.DataFrame(
+        {
+            "plan": ope["policy"].astype(str),
+            "estimator": ope["estimator"].map(lambda e: estimators.get(str(e), str(e))),
+            "points per decision": ope["value"].round(4),
+            "95% interval": [
+                f"{lo:.4f} to {hi:.4f}" for lo, hi in zip(ope["ci_lo"], ope["ci_hi"], strict=True)
+            ],
+            "held-out decisions": ope["n"].astype(int),
+        }
     )
 
 
@@ -146,7 +387,7 @@ def build_strategies(
         rows.append(
             {
                 "segment": int(row["segment"]),
-                "label": names.get(int(row["segment"]), segment_display_name(row["segment"])),
+                "label": segment_name(names, int(row["segment"])),
                 "stage": row["stage"],
                 "action": best,
                 "value_vs_nothing": q[best] - q_none if has_none else np.nan,
@@ -262,7 +503,7 @@ def user_actions(
     )
     users["stage"] = users["stage"].fillna("all").astype(str)
     out = users.merge(rec, on=["segment", "stage"], how="left")
-    out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), segment_display_name(s)))
+    out["segment_name"] = out["segment"].map(lambda s: segment_name(names, int(s)))
     out = out.rename(columns={"action": "recommended_action"})
     out["recommended_action"] = out["recommended_action"].fillna(nothing or "")
     out = out.sort_values("user_id", kind="stable").reset_index(drop=True)

@@ -180,8 +180,10 @@ class Workspace:
             make_private_dir(self.folder)
         except OSError as exc:
             raise InputError(
-                f"Cannot create the workspace folder {self.folder}: {exc.strerror}. "
-                "Choose a folder you can write to (--workspace DIR or RETENTION_WORKSPACE)."
+                f"Cannot create the workspace folder {self.folder}: {exc.strerror}.",
+                cli_hint="Choose a folder you can write to (--workspace DIR or "
+                "RETENTION_WORKSPACE).",
+                ui_hint="Start the app with RETENTION_WORKSPACE set to a folder you can write to.",
             ) from exc
         self.db_path = self.folder / DB_NAME
         self._local = threading.local()
@@ -211,8 +213,10 @@ class Workspace:
             else:
                 raise InputError(
                     f"The workspace {self.folder} is in use by another program (is the app or "
-                    "another command running on it?). Close it, or use another workspace folder "
-                    f"with --workspace DIR. ({last})"
+                    f"another command running on it?) ({last}).",
+                    cli_hint="Close it, or use another workspace folder with --workspace DIR.",
+                    ui_hint="Close it, or start the app with RETENTION_WORKSPACE set to another "
+                    "folder.",
                 )
             _connections[self.db_path] = con
             return con

@@ -29,6 +29,7 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "retention": ("pages/3_retention.py", "Retention", ":material/monitoring:"),
     "policy": ("pages/4_policy.py", "Policy", ":material/model_training:"),
     "strategies": ("pages/5_strategies.py", "Strategies", ":material/task_alt:"),
+    "test": ("pages/6_test.py", "Test", ":material/science:"),
 }
 _LAST_DATASET = "ui.last_dataset"
 _SETTING = "ui.setting."  # workspace meta key prefix of a remembered widget value
@@ -106,8 +107,11 @@ def workspace() -> Workspace:
 
 
 def stop_with_error(exc: Exception, hint: str | None = None) -> None:
-    """Show a user-facing error and stop the page (never a traceback)."""
-    st.error(str(exc) + (f"\n\n{hint}" if hint else ""), icon=":material/error:")
+    """Show a user-facing error and stop the page (never a traceback). An
+    :class:`~retention.errors.InputError` speaks in the browser's words (which box to pick a
+    column in, not a command-line option)."""
+    text = exc.in_app if isinstance(exc, InputError) else str(exc)
+    st.error(text + (f"\n\n{hint}" if hint else ""), icon=":material/error:")
     st.stop()
 
 
@@ -177,19 +181,38 @@ def segment_names(run: Run) -> dict[int, str]:
     return display_names(run.artifacts.get("labels"), workspace().segment_names(run.id))
 
 
+#: The remembered "hide the first-steps overview" choice (see :func:`remember`).
+OVERVIEW_HIDDEN = "data.overview_hidden"
+#: How many characters of a dataset's name the sidebar's picker shows.
+SIDEBAR_NAME_CHARS = 29
+
+
+def short_name(name: str, limit: int = SIDEBAR_NAME_CHARS) -> str:
+    """``name`` in at most ``limit`` characters, cut at a word boundary with "…" (a single word
+    longer than that is cut inside it). Show the full name beside it on hover."""
+    name = " ".join(str(name).split())
+    if len(name) <= limit:
+        return name
+    cut = name[: limit - 1]
+    space = cut.rfind(" ")
+    if name[limit - 1] != " " and space >= limit // 3:  # not already at a word's end
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-–—·(") + "…"
+
+
 def dataset_sidebar() -> None:
-    """The shared sidebar: the workspace and the dataset picker."""
+    """The shared sidebar: the dataset picker, and "About / settings" at the bottom."""
     ws = workspace()
     with st.sidebar:
         datasets = ws.datasets()
         if datasets.empty:
-            st.caption("No datasets yet.")
+            st.caption("No datasets yet. Add one on the Data page.")
         else:
             ids = list(datasets["id"])
-            labels = {
-                row.id: f"{row.name} · {row.rows:,} rows"
-                for row in datasets.itertuples(index=False)
-            }
+            names = dict(zip(datasets["id"], datasets["name"], strict=True))
+            rows = dict(zip(datasets["id"], datasets["rows"], strict=True))
+            # The box shows about 30 characters: the name alone, cut at a word boundary.
+            labels = {i: short_name(name, SIDEBAR_NAME_CHARS) for i, name in names.items()}
             current = current_dataset_id()
             if st.session_state.get("sidebar.dataset") != current:
                 st.session_state["sidebar.dataset"] = current
@@ -199,11 +222,31 @@ def dataset_sidebar() -> None:
                 key="sidebar.dataset",
                 format_func=labels.__getitem__,
                 on_change=lambda: set_current_dataset(st.session_state["sidebar.dataset"]),
-                help="Everything on every page is about this dataset. Add datasets on the Data page.",
+                help=f"Now: **{names[current]}** ({rows[current]:,} rows). Everything on every "
+                "page is about this dataset. Add datasets on the Data page.",
             )
             if st.query_params.get("dataset") != current:
                 set_current_dataset(current)
-        st.caption(f"Workspace: `{ws.folder}`")
+        about_box(ws)
+
+
+def about_box(ws: Workspace) -> None:
+    """ "About / settings": the version, where the data is kept, the overview back."""
+    from retention import __version__
+
+    with st.expander("About / settings", icon=":material/settings:"):
+        st.markdown(f"**Retention Studio** {__version__}")
+        st.caption(
+            "Everything you add or compute is kept on this computer, in the workspace folder "
+            f"`{ws.folder}`. Another folder: start the app with RETENTION_WORKSPACE set."
+        )
+        if st.button(
+            "Show the first-steps overview",
+            key="about.overview",
+            on_click=lambda: st.session_state.__setitem__(OVERVIEW_HIDDEN, False),
+            help="The five steps of Retention Studio, at the top of the Data page.",
+        ):
+            st.switch_page(PAGES["data"][0])
 
 
 def ensure_samples() -> None:
@@ -215,7 +258,7 @@ def ensure_samples() -> None:
         try:
             load_samples(ws)
         except InputError as exc:  # a broken sample must not block the app
-            st.warning(f"The sample data could not be loaded: {exc}")
+            st.warning(f"The sample data could not be loaded: {exc.in_app}")
 
 
 def remember(key: str, default: Any) -> str:

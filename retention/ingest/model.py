@@ -47,6 +47,18 @@ ROLE_HELP = {
     "propensity": "The chance the user had of getting that treatment (optional).",
     "recency": "How long since the user's last activity (optional).",
 }
+#: What each role is used for in the app, in words for users (the dataset's roles table).
+ROLE_USES = {
+    "user": "Tells customers apart: segments, retention and the policy are per customer.",
+    "time": "Cuts activity into days, weeks or months: retention, stages and the policy.",
+    "amount": "Revenue: spend per segment, and the revenue part of the policy's reward.",
+    "text": "The words segments are found from and named after.",
+    "event": "The kind of each event, kept with the data.",
+    "action": "The treatments the policy compares.",
+    "outcome": "What the policy tries to increase.",
+    "propensity": "Corrects for treatments not given at random when judging the policy.",
+    "recency": "Puts users in stages (active, lapsing, at risk, churned).",
+}
 #: Each shape, in words for users.
 SHAPE_LABELS = {
     "events": "Event log — one row per purchase, visit, review…",
@@ -54,12 +66,37 @@ SHAPE_LABELS = {
 }
 
 
-def fix_hint(role: str) -> str:
-    """How a user maps ``role`` to a column, on the command line and in the app."""
-    return (
-        f"--map {role}=COLUMN on the command line, or pick the column under "
-        f"'{ROLE_LABELS[role]}' on the Data page"
-    )
+#: Where each kind of input's role pickers are on the Data page.
+_PICKER_PLACE = {
+    "events": "under 'Which column is which?' above",
+    "snapshot": "under 'Which column is which?' above",
+    "campaigns": "under 'Campaign log columns' above",
+}
+
+
+def role_hints(role: str, kind: str = "events", verb: str = "Map") -> dict[str, str]:
+    """How a user maps ``role`` to another column, in each front door's words: keyword arguments
+    for :class:`~retention.errors.InputError` (``cli_hint``, ``ui_hint``).
+
+    The command line says ``--map time=COLUMN`` (``--map campaign.time=COLUMN`` for the campaign
+    log); the browser names the box on the Data page. ``verb`` starts the command line's
+    sentence ("Map the right column with ...", "Name it with ...").
+    """
+    option = f"campaign.{role}" if kind == "campaigns" else role
+    label = ROLE_LABELS[role]
+    return {
+        "cli_hint": f"{verb} the right column with --map {option}=COLUMN.",
+        "ui_hint": f"Pick the right column in the '{label}' box {_PICKER_PLACE[kind]}.",
+    }
+
+
+def mapping_hints(kind: str = "events") -> dict[str, str]:
+    """ "Check the mapping", in each front door's words (see :func:`role_hints`)."""
+    option = "campaign.ROLE" if kind == "campaigns" else "ROLE"
+    return {
+        "cli_hint": f"Check that the right columns are mapped (--map {option}=COLUMN).",
+        "ui_hint": f"Check the columns picked {_PICKER_PLACE[kind]}.",
+    }
 
 
 def check_shape(shape: object) -> None:

@@ -33,7 +33,8 @@ from retention.ingest.model import (
     Shape,
     ValidationReport,
     check_shape,
-    fix_hint,
+    mapping_hints,
+    role_hints,
 )
 from retention.ingest.read import read_table
 from retention.ingest.sources import FrameSource, TableSource, open_source
@@ -159,7 +160,7 @@ def add_campaigns(
     finally:
         con.close()
     if len(cframe) == 0:
-        raise InputError(_nothing_left_message(campaigns.name, creport))
+        raise _nothing_left_error(campaigns.name, creport, "campaigns")
     assert prepared.events is not None
     notes = _campaign_checks(cframe, prepared.events, campaigns.name, resolved)
     unknown = _unknown_users(cframe, prepared.events)
@@ -210,8 +211,9 @@ def _campaign_checks(
         raise InputError(
             f"The action column '{mapping.get('action')}' of the campaign log '{name}' never "
             f"repeats a value ({rows:,} rows, {rows:,} different actions): it looks like an id, "
-            f"not the treatment. Map the column that names the action (e.g. 'discount', "
-            f"'email'), with --map campaign.action=COLUMN or on the Data page."
+            f"not the treatment. Use the column that names the action (e.g. 'discount', "
+            f"'email').",
+            **role_hints("action", "campaigns"),
         )
     if inside < rows:
         return [
@@ -296,11 +298,11 @@ def ingest(
     return add_campaigns(prepared, campaigns, campaign_mapping, timing=campaign_timing)
 
 
-def _nothing_left_message(name: str, report: ValidationReport) -> str:
+def _nothing_left_error(name: str, report: ValidationReport, kind: str = "events") -> InputError:
     why = "; ".join(f"{r.reason}: {r.rows:,}" for r in report.reasons.itertuples(index=False))
-    return (
-        f"No usable rows are left in '{name}' after validation ({why or 'no rows'}). Check that the "
-        "right columns are mapped (--map ROLE=COLUMN, or the Data page) and look at the sample rows."
+    return InputError(
+        f"No usable rows are left in '{name}' after validation ({why or 'no rows'}).",
+        **mapping_hints(kind),
     )
 
 
@@ -309,14 +311,15 @@ def _finish_report(
 ) -> ValidationReport:
     """Dataset-level checks after validation: rows left, two or more users / actions."""
     if report.rows_used == 0:
-        raise InputError(_nothing_left_message(name, report))
+        raise _nothing_left_error(name, report)
     notes = list(report.notes)
     if shape == "events" or "user" in mapping:
         if stats.users < 2:
             raise InputError(
                 f"'{name}' has a single user ('{stats.first_user}' in column "
                 f"'{mapping.get('user')}'), and segments and retention need many. If another "
-                f"column identifies users, map it with {fix_hint('user')}."
+                f"column identifies users, use that one.",
+                **role_hints("user", shape),
             )
         if stats.text_ids:
             notes.append(
@@ -326,8 +329,8 @@ def _finish_report(
     if shape == "snapshot" and stats.actions < 2:
         raise InputError(
             f"The action column '{mapping['action']}' of '{name}' has a single value "
-            f"('{stats.first_action}'); a snapshot needs at least two actions to compare. "
-            f"Map another column with {fix_hint('action')}."
+            f"('{stats.first_action}'); a snapshot needs at least two actions to compare.",
+            **role_hints("action", shape),
         )
     return replace(report, notes=tuple(notes))
 

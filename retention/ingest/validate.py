@@ -40,7 +40,7 @@ from retention.ingest.expressions import (
     text_expr,
     time_expr,
 )
-from retention.ingest.model import REQUIRED_ROLES, ValidationReport, fix_hint
+from retention.ingest.model import REQUIRED_ROLES, ValidationReport, role_hints
 from retention.ingest.staging import Sink, StagedTable, exposed
 from retention.ingest.times import TIME_NAME_RE, best_time_family
 from retention.sql import quote_ident
@@ -105,16 +105,17 @@ def resolve_mapping(
             shown = ", ".join(repr(c) for c in columns[:30]) + (" ..." if len(columns) > 30 else "")
             raise InputError(
                 f"Column '{missing[0]}' (mapped to {role}) is not in '{name}'. Its columns are: "
-                f"{shown}. Fix it with {fix_hint(role)}."
+                f"{shown}.",
+                **role_hints(role, kind),
             )
         resolved[role] = col
     for role in REQUIRED_ROLES[kind]:
         if role not in resolved:
-            raise InputError(_missing_role_message(role, kind, name, columns))
+            raise _missing_role_error(role, kind, name, columns)
     return resolved
 
 
-def _missing_role_message(role: str, kind: str, name: str, columns: list[str]) -> str:
+def _missing_role_error(role: str, kind: str, name: str, columns: list[str]) -> InputError:
     what = {
         "user": "that identifies the user (customer id, user id, ...)",
         "time": "with the date/time of each event",
@@ -127,9 +128,9 @@ def _missing_role_message(role: str, kind: str, name: str, columns: list[str]) -
         "campaigns": "a campaign log",
     }[kind]
     shown = ", ".join(repr(c) for c in columns[:30]) + (" ..." if len(columns) > 30 else "")
-    return (
-        f"No column {what} was found in '{name}', which {shape_name} needs. Columns: {shown}. "
-        f"Name it with {fix_hint(role)}."
+    return InputError(
+        f"No column {what} was found in '{name}', which {shape_name} needs. Columns: {shown}.",
+        **role_hints(role, kind, verb="Name"),
     )
 
 
@@ -185,7 +186,7 @@ def _plan_user(q: _Layers, user: str | None) -> None:
     q.output.append("user_id")
 
 
-def _plan_time(q: _Layers, tcol: str, time_format: str | None) -> None:
+def _plan_time(q: _Layers, tcol: str, time_format: str | None, kind: str) -> None:
     ttype = q.type(tcol)
     if str(ttype).startswith(("TIMESTAMP", "DATE")):
         family: str | None = "native"
@@ -196,7 +197,8 @@ def _plan_time(q: _Layers, tcol: str, time_format: str | None) -> None:
         raise InputError(
             f"No value in the time column '{tcol}' of '{q.relation.name}' reads as a date/time "
             f"(e.g. {examples}). Use dates like 2011-12-09 14:30, 12/9/2011 14:30 or "
-            f"20111209, or map another column with {fix_hint('time')}."
+            f"20111209.",
+            **role_hints("time", kind),
         )
     q.parsed.append((time_expr(q.v(tcol), ttype, family), "_ts"))
     q.derived.append(("CASE WHEN year(_ts) BETWEEN 1900 AND 2100 THEN _ts END", "ts"))
@@ -351,7 +353,7 @@ def plan(
     q = _Layers(relation, list(read_notes))
     _plan_user(q, mapping.get("user"))
     if kind in ("events", "campaigns"):
-        _plan_time(q, mapping["time"], time_format)
+        _plan_time(q, mapping["time"], time_format, kind)
     if kind == "events":
         _plan_amount(q, mapping.get("amount"), set(mapping.values()))
         _plan_texts(q, mapping)

@@ -2,34 +2,56 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from tests.app.conftest import ROOT, make_app
 
 
+@dataclass(frozen=True)
+class PipelineWorkspaces:
+    with_log: Path  # planted events + campaign log (measured effects), currency pounds
+    without_log: Path  # the same events alone (assumed lift table), no currency set
+
+
 @pytest.fixture(scope="module")
-def pipeline_workspace(tmp_path_factory):
-    """A workspace with the planted demo, its segmentation and a trained policy."""
+def pipeline_workspace(tmp_path_factory) -> PipelineWorkspaces:
+    """Two workspaces with the planted demo, its segmentation and a trained policy: one with
+    its campaign log, one without (a copy of the first, so the embeddings are reused)."""
+    from pages.ui.common import _CURRENCY
     from retention.pipeline import PipelineConfig, run_pipeline
     from retention.workspace import Workspace
 
-    folder = tmp_path_factory.mktemp("strategies_ws")
-    config = PipelineConfig(
-        input=ROOT / "sample_data" / "planted_events.csv.gz",
-        campaigns=ROOT / "sample_data" / "planted_campaigns.csv.gz",
-        segments=4,
-        workspace=folder,
-    )
-    run_pipeline(config, tmp_path_factory.mktemp("out"))
-    ws = Workspace(folder)
+    folders = tmp_path_factory.mktemp("with_log"), tmp_path_factory.mktemp("ws") / "without_log"
+    events = ROOT / "sample_data" / "planted_events.csv.gz"
+    campaigns = ROOT / "sample_data" / "planted_campaigns.csv.gz"
+    config = PipelineConfig(input=events, campaigns=campaigns, segments=4, workspace=folders[0])
+    with_log = run_pipeline(config, tmp_path_factory.mktemp("out"))["workspace"]["dataset"]
+    ws = Workspace(folders[0])
     ws.set_meta("samples.loaded", "1")
-    return folder
+    ws.set_meta(_CURRENCY + with_log, "GBP")
+    ws.close()
+    shutil.copytree(folders[0], folders[1])
+    config = PipelineConfig(input=events, segments=4, workspace=folders[1])
+    run_pipeline(config, tmp_path_factory.mktemp("out"))
+    ws = Workspace(folders[1])
+    ws.delete_dataset(with_log)
+    ws.close()
+    return PipelineWorkspaces(*folders)
+
+
+def _open(folder: Path, monkeypatch):
+    monkeypatch.setenv("RETENTION_WORKSPACE", str(folder))
+    at = make_app("pages/5_strategies.py")
+    assert not at.exception, at.exception
+    return at
 
 
 def test_strategies_page_shows_plans_warning_and_downloads(pipeline_workspace, monkeypatch):
-    monkeypatch.setenv("RETENTION_WORKSPACE", str(pipeline_workspace))
-    at = make_app("pages/5_strategies.py")
-    assert not at.exception, at.exception
+    at = _open(pipeline_workspace.with_log, monkeypatch)
     assert len(at.subheader) >= 4
     text = " ".join(m.value for m in at.markdown)
     assert "offer a discount" in text and "send personalised recommendations" in text
@@ -42,6 +64,40 @@ def test_strategies_page_shows_plans_warning_and_downloads(pipeline_workspace, m
         "Strategy table (CSV)",
         "Report (HTML)",
     ]
+
+
+def test_cards_state_money_periods_and_measured_effects(pipeline_workspace, monkeypatch):
+    from retention.mdp import CHURN_RULE
+
+    at = _open(pipeline_workspace.with_log, monkeypatch)
+    captions = " ".join(c.value for c in at.caption)
+    text = " ".join(m.value for m in at.markdown)
+    # Costs in the dataset's currency, per user per week; effects measured (campaign log).
+    assert "**Expected cost:** about £" in captions and "per user per week" in captions
+    assert "(currency of your data)" not in captions
+    assert "percentage points (measured)" in captions and "(assumed)" not in captions
+    # Period words, win-back wording and the churn rule where it applies.
+    assert "**Lapsing (1 quiet week)**" in text and "win them back:" in text
+    assert CHURN_RULE in captions
+    # The held-out check has a unit.
+    assert "points** per user per week" in text
+    # The campaign evidence table, with stages in words.
+    assert any(h.value == "What the campaign log shows" for h in at.subheader)
+    frames = [d.value for d in at.dataframe]
+    evidence = next(f for f in frames if "after doing nothing (%)" in f.columns)
+    assert "at risk" in set(evidence["stage"]) and "at_risk" not in set(evidence["stage"])
+    # The full tables have human column names with units.
+    columns = {c for f in frames for c in f.columns}
+    assert "cost per user per week (£)" in columns and "value_vs_nothing" not in columns
+
+
+def test_cards_label_assumed_lift_on_the_number(pipeline_workspace, monkeypatch):
+    at = _open(pipeline_workspace.without_log, monkeypatch)
+    captions = " ".join(c.value for c in at.caption)
+    assert "percentage points (assumed)" in captions and "(measured)" not in captions
+    assert "(currency of your data)" in captions  # no currency set for this dataset
+    assert not any(h.value == "What the campaign log shows" for h in at.subheader)
+    assert any("assumed lift table" in w.value for w in at.warning)
 
 
 def test_strategies_page_without_a_policy_points_to_the_next_step(app_workspace, planted_dataset):

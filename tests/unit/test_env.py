@@ -38,3 +38,31 @@ def test_gymnasium_env_passes_check_env_and_matches_P():
         env._state, env._steps = A, 0  # put the user back in 'active' and take one step
         counts[env.step(0)[0]] += 1
     np.testing.assert_allclose(counts / 4000, mdp.T[A, 0], atol=0.03)
+
+
+def test_env_returns_agree_with_value_iteration_under_the_churn_rule():
+    """Discounted returns of users simulated one at a time by the Gymnasium env, following the
+    optimal policy of value iteration, average to its value: the env charges the churn penalty
+    and gives it back exactly as the exact solution does."""
+    from retention.learn import value_iteration
+    from tests.unit.test_mdp import REWARD, _two_stage
+
+    mdp = _two_stage(0.5, REWARD)
+    v, _, policy = value_iteration(mdp)
+    env = RetentionEnv(mdp, horizon=90)  # 0.9 ** 90 < 1e-4: the tail is negligible
+    for start in (0, 1):
+        returns = []
+        env.reset(seed=start)
+        for _ in range(1000):
+            env._state, env._steps = start, 0
+            state, total, disc, done = start, 0.0, 1.0, False
+            while not done:
+                state, reward, terminated, truncated, _ = env.step(int(policy[state]))
+                total += disc * reward
+                disc *= mdp.gamma
+                done = terminated or truncated
+            returns.append(total)
+        se = np.std(returns) / np.sqrt(len(returns))
+        # Within 4 standard errors; the old rule (no give-back) is off by more than 10.
+        assert abs(np.mean(returns) - v[start]) < 4 * se, (start, np.mean(returns), v[start], se)
+        assert se < 0.3

@@ -90,30 +90,44 @@ def test_undecodable_bytes(tmp_path):
 def test_no_user_like_column(tmp_path):
     path = _write(tmp_path, "nouser.csv", "when,price\n2011-01-01,3.5\n2011-01-02,4.25\n")
     with pytest.raises(
-        InputError,
-        match=r"No column that identifies the user .*'nouser.csv'.*--map user=COLUMN.*Data page",
-    ):
+        InputError, match=r"No column that identifies the user .*'nouser.csv'.*--map user=COLUMN"
+    ) as caught:
         ingest(path)
+    _speaks_to_the_browser(caught.value, "'User' box under 'Which column is which?'")
+
+
+def _speaks_to_the_browser(exc: InputError, where: str) -> None:
+    """The same error in the browser's words: where to pick the column, no command-line option."""
+    assert "--" not in exc.in_app and "COLUMN" not in exc.in_app, exc.in_app
+    assert where in exc.in_app, exc.in_app
+    assert exc.in_app.startswith(exc.message) and str(exc).startswith(exc.message)
 
 
 def test_no_time_like_column_in_an_event_log(tmp_path):
     path = _write(tmp_path, "notime.csv", "user_id,product\n1,mug\n2,bag\n1,lamp\n")
     with pytest.raises(
         InputError, match=r"No column with the date/time .*'notime.csv'.*--map time=COLUMN"
-    ):
+    ) as caught:
         ingest(path, shape="events")
+    _speaks_to_the_browser(caught.value, "Pick the right column in the 'Time' box")
 
 
 def test_every_time_unparseable(tmp_path):
     path = _write(tmp_path, "badtime.csv", "user_id,when\n1,soon\n2,later\n1,yesterday-ish\n")
-    with pytest.raises(InputError, match=r"No value in the time column 'when' .*soon.*--map time="):
+    with pytest.raises(
+        InputError, match=r"No value in the time column 'when' .*soon.*--map time="
+    ) as caught:
         ingest(path, overrides={"time": "when"})
+    _speaks_to_the_browser(caught.value, "'Time' box")
 
 
 def test_a_single_user(tmp_path):
     path = _write(tmp_path, "one.csv", "user_id,ts\n7,2011-01-01\n7,2011-01-02\n")
-    with pytest.raises(InputError, match=r"single user \('7' in column 'user_id'\).*--map user="):
+    with pytest.raises(
+        InputError, match=r"single user \('7' in column 'user_id'\).*--map user="
+    ) as caught:
         ingest(path)
+    _speaks_to_the_browser(caught.value, "'User' box")
 
 
 @pytest.mark.parametrize(
@@ -219,10 +233,50 @@ def test_snapshot_with_a_single_action():
 
 def test_snapshot_without_outcome_says_how_to_map_it():
     frame = pd.DataFrame({"segment": ["A", "B"], "colour": ["red", "blue"]})
-    with pytest.raises(InputError, match=r"No column with the outcome .*--map outcome=COLUMN"):
+    with pytest.raises(
+        InputError, match=r"No column with the outcome .*--map outcome=COLUMN"
+    ) as caught:
         prepare(frame, {"action": "segment"}, "snapshot")
+    _speaks_to_the_browser(caught.value, "'Outcome' box")
 
 
 def test_missing_file():
     with pytest.raises(InputError, match="does not exist"):
         read_table("/nonexistent/file.csv")
+
+
+def test_campaign_log_without_a_time_column_names_the_campaign_log_box():
+    """A campaign log's fix is its own: `--map campaign.time=COLUMN` on the command line, the
+    campaign log's 'Time' box in the browser (not the event log's)."""
+    events = pd.DataFrame(
+        {"user_id": ["1", "2", "1"], "ts": ["2011-01-01", "2011-01-02", "2011-02-01"]}
+    )
+    campaigns = pd.DataFrame({"user_id": ["1", "2"], "treatment": ["mail", "none"]})
+    with pytest.raises(InputError, match=r"--map campaign\.time=COLUMN") as caught:
+        prepare(
+            events,
+            {"user": "user_id", "time": "ts"},
+            "events",
+            campaigns=campaigns,
+            campaign_mapping={"user": "user_id", "action": "treatment"},
+        )
+    _speaks_to_the_browser(caught.value, "'Time' box under 'Campaign log columns'")
+
+
+def test_an_error_without_hints_reads_the_same_at_both_front_doors():
+    exc = InputError("The file is empty.")
+    assert str(exc) == exc.in_app == "The file is empty."
+    exc = InputError("Bad.", cli_hint="Use --x.", ui_hint="Tick the box.")
+    assert (str(exc), exc.in_app) == ("Bad. Use --x.", "Bad. Tick the box.")
+
+
+def test_the_command_line_keeps_its_own_wording(tmp_path, capsys):
+    """The command line says which option fixes it, never which box to pick in the browser."""
+    from retention.cli import main
+
+    path = _write(tmp_path, "notime.csv", "user_id,product\n1,mug\n2,bag\n1,lamp\n")
+    argv = ["run", str(path), "--out", str(tmp_path / "out"), "--workspace", str(tmp_path / "ws")]
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--map time=COLUMN" in err
+    assert "box" not in err and "Data page" not in err

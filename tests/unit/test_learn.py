@@ -359,3 +359,29 @@ def test_near_ties_from_99_percent_of_the_optimum():
 
     assert near_ties(NEAR_TIE_SHARE) and near_ties(1.0)
     assert not near_ties(0.98) and not near_ties(float("nan")) and not near_ties(float("-inf"))
+
+
+def test_learners_and_logged_rewards_follow_the_churn_rule():
+    """Q-learning on simulated users learns the win-back of the hand-computed two-stage MDP
+    (test_mdp), and the logged transitions that batch Q-learning and off-policy evaluation read
+    carry the same rewards: the penalty given back when a churned user returns."""
+    from retention.mdp import logged_transitions
+    from retention.policy import encoded_log
+    from tests.unit.test_mdp import REWARD, _planted_win_back, _two_stage
+
+    mdp = _two_stage(0.5, REWARD)
+    _, q, _ = value_iteration(mdp)
+    learner = QLearner(episodes=150, n_users=500, horizon=30, seed=0).fit(mdp)
+    assert learner.policy_.tolist() == [0, 1]
+    np.testing.assert_allclose(learner.q_, q, atol=0.1 * np.abs(q).max())
+
+    panel, assign, campaigns = _planted_win_back(4, 4)
+    est = estimate_mdp(
+        panel, assign, campaigns=campaigns, prior_strength=0.0,
+        reward=RewardSettings(action_costs={"winback": 0.2}),
+    )  # fmt: skip
+    log = encoded_log(est, logged_transitions(panel, assign, campaigns))
+    back = log[(log["state"] == 3) & (log["next_state"] == 0)]
+    assert len(back) == 4 and np.allclose(back["reward"], 1.0 + 5.0 - 0.2)
+    stay = log[(log["state"] == 3) & (log["next_state"] == 3)]
+    np.testing.assert_allclose(stay["reward"], -0.2 * (stay["action"] == 1))  # no new charge

@@ -7,11 +7,14 @@ import pandas as pd
 import pytest
 
 from retention.errors import InputError
+from retention.learn import policy_value, value_iteration
 from retention.mdp import (
+    CHURN_RULE,
     STAGES,
     RewardSettings,
     estimate_mdp,
     logged_transitions,
+    reward_tensor,
     tabular_mdp,
 )
 
@@ -74,7 +77,8 @@ def test_reward_formula_by_hand():
     assert mdp.R[A, none, L] == pytest.approx(0.0)
     assert mdp.R[R, d, C] == pytest.approx(-7.0 - 0.3)
     assert mdp.R[C, none, C] == pytest.approx(0.0)  # already churned: no new penalty
-    assert mdp.R[C, d, A] == pytest.approx(2.0 + 5.0 - 0.3)
+    # Churned -> active: the win-back earns the period and gets the penalty back.
+    assert mdp.R[C, d, A] == pytest.approx(2.0 + 5.0 + 7.0 - 0.3)
     assert mdp.gamma == 0.8
     # The same dynamics under other settings.
     other = mdp.with_reward(RewardSettings(churn_penalty=1.0, action_costs={}))
@@ -176,3 +180,101 @@ def test_tabular_mdp_validation_and_terminal():
     with pytest.raises(InputError):
         tabular_mdp(np.ones((2, 1, 2)), np.zeros((2, 1)))
     assert STAGES == ("active", "lapsing", "at_risk", "churned")
+
+
+# -- the churn-penalty rule (issue 17): charged on churning, given back on coming back ----------
+
+
+def _two_stage(p_back: float, reward: RewardSettings) -> object:
+    """Two stages, active and churned; actions none and winback. From active half the users stay
+    and half churn, whatever is done; a churned user stays churned with none and comes back
+    with probability ``p_back`` with winback."""
+    T = np.zeros((2, 2, 2))
+    T[0, :, :] = [0.5, 0.5]
+    T[1, 0] = [0.0, 1.0]
+    T[1, 1] = [p_back, 1.0 - p_back]
+    stages = ("active", "churned")
+    R = reward_tensor(np.array([0, 1]), np.zeros(2), ("none", "winback"), reward, stages)
+    return tabular_mdp(T, R, gamma=reward.gamma, actions=("none", "winback"))
+
+
+REWARD = RewardSettings(
+    retain_reward=1.0, churn_penalty=5.0, action_costs={"winback": 0.2}, gamma=0.9
+)
+
+
+def test_churn_penalty_is_charged_once_per_loss_along_a_path():
+    reward = RewardSettings(retain_reward=1.0, churn_penalty=5.0, action_costs={}, gamma=0.9)
+    rew = reward_tensor(np.arange(4), np.zeros(4), ("none",), reward)[:, 0]
+    # active -> at_risk -> churned -> active (won back) -> at_risk -> churned (lost again)
+    path = [A, R, C, A, R, C]
+    total = sum(rew[s, s2] for s, s2 in zip(path[:-1], path[1:], strict=True))
+    assert total == pytest.approx(1.0 - 5.0)  # one period retained, one loss: charged once
+    assert rew[C, A] == pytest.approx(1.0 + 5.0)  # the penalty comes back with the user
+    assert rew[C, C] == 0.0 and rew[R, C] == -5.0 and rew[L, C] == -5.0
+    assert "charged once" in CHURN_RULE
+
+
+def test_value_of_a_win_back_policy_by_hand():
+    mdp = _two_stage(0.5, REWARD)
+    # Policy: nothing while active, winback while churned. By hand, with a = V(active) and
+    # b = V(churned):
+    #   a = 0.5 (1 + 0.9 a) + 0.5 (-5 + 0.9 b)           ->  0.55 a - 0.45 b = -2
+    #   b = -0.2 + 0.5 (1 + 5 + 0.9 a) + 0.5 (0.9 b)     -> -0.45 a + 0.55 b = 2.8
+    # so b = 6.4 and a = 1.6.
+    np.testing.assert_allclose(policy_value(mdp, np.array([0, 1])), [1.6, 6.4])
+    # Doing nothing ever: a = 0.5 (1 + 0.9 a) - 2.5 -> a = -2 / 0.55; a churned user is worth 0.
+    np.testing.assert_allclose(policy_value(mdp, np.array([0, 0])), [-2 / 0.55, 0.0])
+    v, q, policy = value_iteration(mdp)
+    assert policy.tolist() == [0, 1]  # win them back
+    np.testing.assert_allclose(v, [1.6, 6.4])
+    # The rule ranks policies as "a churned user costs (1 - gamma) P every period away" does
+    # (potential-based shaping): values differ by exactly P in the churned state.
+    per_period = tabular_mdp(
+        mdp.T,
+        np.array([[[1.0, -0.5], [1.0, -0.5]], [[1.0, -0.5], [0.8, -0.7]]]),
+        gamma=0.9,
+    )
+    for pol in ([0, 0], [0, 1]):
+        np.testing.assert_allclose(
+            policy_value(mdp, np.array(pol)) - [0.0, 5.0], policy_value(per_period, np.array(pol))
+        )
+
+
+def test_under_the_old_rule_every_win_back_read_worse_than_nothing():
+    """The rule before issue 17 charged the penalty again on every new churn and never gave it
+    back: winning a user back then only exposed them to a second penalty."""
+    mdp = _two_stage(0.5, REWARD)
+    old_rewards = mdp.R.copy()
+    old_rewards[1, :, 0] -= 5.0  # churned -> active without the penalty given back
+    old = tabular_mdp(mdp.T, old_rewards, gamma=0.9)
+    _, q_old, _ = value_iteration(old)
+    assert q_old[1, 1] < q_old[1, 0]  # the bug: win-back worse than nothing at 50% success
+    _, q_new, _ = value_iteration(mdp)
+    assert q_new[1, 1] > q_new[1, 0]
+
+
+def _planted_win_back(winners: int, losers: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Churned users: 8 left alone stay churned; at t = 4, ``winners`` + ``losers`` get a
+    'winback' campaign and the winners come back (a planted win-back rate)."""
+    rows = {f"n{i}": "ALRCCCCC" for i in range(8)}
+    rows |= {f"w{i}": "ALRCALRC" for i in range(winners)}
+    rows |= {f"l{i}": "ALRCCCCC" for i in range(losers)}
+    treated = [f"w{i}" for i in range(winners)] + [f"l{i}" for i in range(losers)]
+    campaigns = pd.DataFrame({"user_id": treated, "t": 4, "action": "winback"})
+    return _panel(rows), pd.DataFrame({"user_id": list(rows), "segment": 0}), campaigns
+
+
+@pytest.mark.parametrize(
+    ("winners", "losers", "win_back"), [(4, 4, True), (2, 6, True), (1, 39, False)]
+)
+def test_win_back_on_churned_users_pays_when_it_works_often_enough(winners, losers, win_back):
+    panel, assign, campaigns = _planted_win_back(winners, losers)
+    reward = RewardSettings(action_costs={"winback": 0.2})
+    mdp = estimate_mdp(panel, assign, campaigns=campaigns, prior_strength=0.0, reward=reward)
+    assert mdp.T[C, 1, A] == pytest.approx(winners / (winners + losers))
+    _, q, policy = value_iteration(mdp)
+    assert (mdp.actions[policy[C]] == "winback") is win_back
+    # Every reward the learners and the evaluation read comes from R: the logged win-back
+    # transition earns the period and the penalty back, minus the campaign's cost.
+    assert mdp.R[C, 1, A] == pytest.approx(1.0 + 5.0 - 0.2)

@@ -152,3 +152,89 @@ def test_a_period_word_in_the_singular():
         "day", "week", "month", "period", "period"
     ]  # fmt: skip
     assert period_word("week") == "weeks"
+
+
+def _projected() -> pd.DataFrame:
+    rows = []
+    for seg, (plan, nothing) in {0: (0.47, 0.35), 1: (0.2, 0.2)}.items():
+        for policy, share in (("learned policy", plan), ("always none", nothing)):
+            rows += [
+                {"segment": seg, "policy": policy, "period": k, "active_share": share}
+                for k in range(6)
+            ]
+    return pd.DataFrame(rows)
+
+
+def _strategies_with_churned():
+    recs = pd.concat(
+        [
+            _recs(),
+            pd.DataFrame(
+                {
+                    "segment": [0],
+                    "stage": ["churned"],
+                    "action": ["recommendation"],
+                    "q_none": [0.1],
+                    "q_recommendation": [0.3],
+                    "q_discount": [0.0],
+                    "n": [12],
+                }  # fmt: skip
+            ),
+        ]
+    )
+    counts = pd.concat(
+        [_counts(), pd.DataFrame({"segment": [0], "stage": ["churned"], "users": [60]})]
+    )
+    return build_strategies(
+        recs, actions=ACTIONS, names={0: "Bargain hunters"}, stage_counts=counts,
+        action_costs=COSTS, projections=_projected(),
+    )  # fmt: skip
+
+
+def test_segment_cards_say_assumed_on_the_number_money_and_months():
+    from retention.strategies import segment_cards
+
+    cards = segment_cards(_strategies_with_churned(), period="month", currency="GBP", assumed=True)
+    first, second = cards
+    assert first.name == "Bargain hunters" and second.name == "Segment 2"  # 1-based default
+    assert first.users == 100 and first.share_of_users == pytest.approx(100 / 120)
+    assert "+12.0 percentage points (assumed)" in first.effect
+    assert "after 4 months" in first.effect and "47%" in first.effect
+    # (30 users x £1 + 10 x £1 + 60 x £0.10) / 100 users = £0.46 per user per month
+    assert first.cost == "£0.46 per user per month"
+    assert first.support == "552 observed user-months"  # 500 + 40 + 12
+    lines = {line.stage: line for line in first.lines}
+    assert lines["lapsing"].stage_words == "lapsing (1 quiet month)"
+    assert lines["churned"].action_words == "win them back: send personalised recommendations"
+    assert lines["churned"].thin and not lines["active"].thin
+    assert "not enough to pay" in {line.stage: line for line in second.lines}["lapsing"].why
+    measured = segment_cards(_strategies_with_churned(), period="week", assumed=False)[0]
+    assert "(measured)" in measured.effect and "(currency of your data)" in measured.cost
+
+
+def test_table_views_have_human_columns_with_units():
+    from retention.strategies import segment_table_view, strategy_table_view
+
+    s = _strategies_with_churned()
+    table = strategy_table_view(s.table, period="month", currency="EUR")
+    assert list(table.columns) == [
+        "segment", "stage", "users now", "share of the segment (%)", "what to do", "verdict",
+        "value over doing nothing (points per user)", "cost per user per month (€)",
+        "observed user-months behind it", "data behind it",
+    ]  # fmt: skip
+    assert "lapsing (1 quiet month)" in set(table["stage"])
+    assert table["share of the segment (%)"].iloc[0] == pytest.approx(30.0)
+    per_segment = segment_table_view(s.segments, period="month", currency=None, assumed=True)
+    assert "change (percentage points, assumed)" in per_segment.columns
+    assert "expected cost per user per month (your data's currency)" in per_segment.columns
+    assert "active after 4 months with the plan (%)" in per_segment.columns
+
+
+def test_lift_is_assumed_only_for_an_event_log_without_a_campaign_log():
+    from retention.strategies import lift_is_assumed, reward_units_sentence
+
+    assert lift_is_assumed({"shape": "events", "campaign_log": False})
+    assert not lift_is_assumed({"shape": "events", "campaign_log": True})
+    assert not lift_is_assumed({"shape": "snapshot"})
+    text = reward_units_sentence({"retain_reward": 1.0, "churn_penalty": 5.0}, "week")
+    assert "active in a week earns 1 point;" in text and "given back" in text

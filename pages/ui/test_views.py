@@ -1,0 +1,110 @@
+"""What the Test page draws: the plan table and its downloads, the results (sample-ratio check,
+measured effects, retrained policy, off-policy check, next wave). The library decides every
+verdict (:mod:`retention.experiment`); these functions only render."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from retention.charts.experiment import effects_figure
+from retention.experiment import ExperimentPlan, effects_view, plan_view
+from retention.experiment_runs import ExperimentResult
+from retention.strategies import to_csv_bytes
+from retention.words import segment_display_name
+
+
+def plan_section(plan: ExperimentPlan, periods: str) -> None:
+    """The plan in plain words, with its two downloads."""
+    st.subheader(f"Test {plan.plan_id}")
+    view = plan_view(plan.cells, periods)
+    n_users = len(plan.assignment)
+    blocked = int((~plan.cells["reachable"].astype(bool)).sum())
+    st.markdown(
+        f"**{n_users:,}** users take part, each in one group for the whole test, which runs "
+        f"**{plan.periods} {periods}** from {plan.start[:10]}. "
+        f"{plan.settings.holdout:.0%} of every segment and stage get nothing (the comparison "
+        "group); the rest are split evenly between the strategies."
+    )
+    if blocked:
+        st.warning(
+            f"In {blocked} of {len(view)} groups the test **cannot reach power**: there are not "
+            f"enough users to notice a {plan.settings.mde:.0%} change within "
+            f"{plan.settings.max_periods} {periods}. Those groups still take part, and their "
+            "results will come with wide intervals.",
+            icon=":material/warning:",
+        )
+    st.dataframe(view, hide_index=True, width="stretch")
+    with st.expander("How the sizes are worked out"):
+        st.caption(plan.formula)
+    c1, c2 = st.columns(2)
+    c1.download_button(
+        "Assignment (CSV)",
+        plan.assignment_csv(),
+        file_name=f"{plan.plan_id}-assignment.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        help="One row per user: segment, stage and the group (strategy) to send. Load it into "
+        "your e-mail or CRM tool. Safe to open in a spreadsheet (formula-like cells escaped).",
+    )
+    c2.download_button(
+        "Plan (JSON)",
+        plan.plan_json(),
+        file_name=f"{plan.plan_id}-plan.json",
+        mime="application/json",
+        icon=":material/download:",
+        help="Keep it: the results are read against this plan.",
+    )
+
+
+def results_section(result: ExperimentResult, names: dict[int, str], period: str) -> None:
+    """The results: the sample-ratio check first, then what was measured and what follows."""
+    st.subheader(f"Results of test {result.plan_id}")
+    if result.srm.flagged:
+        st.warning(result.srm.sentence(), icon=":material/warning:")
+    else:
+        st.success(result.srm.sentence(), icon=":material/check_circle:")
+    st.markdown(
+        f"The effects below are **measured in test {result.plan_id}** and replace the assumed "
+        "lift table for these segments; where a group had few users its estimate leans on the "
+        "other segments (shrinkage)."
+    )
+    st.plotly_chart(effects_figure(result.effects, names), width="stretch")
+    st.dataframe(effects_view(result.effects, names), hide_index=True, width="stretch")
+
+    st.subheader("Retrained plan")
+    recs = result.recommendations.assign(
+        segment=[
+            names.get(int(g), segment_display_name(int(g)))
+            for g in result.recommendations["segment"]
+        ]
+    )
+    st.dataframe(recs, hide_index=True, width="stretch")
+    pol = result.ope[(result.ope["estimator"] == "dr")].set_index("policy")
+    if "learned policy" in pol.index:
+        r = pol.loc["learned policy"]
+        st.markdown(
+            f"On {result.held_out_users:,} test users held out from the measurement, the "
+            f"retrained plan is estimated to earn **{r['value']:.3f}** per user and {period} "
+            f"(95% interval {r['ci_lo']:.3f} to {r['ci_hi']:.3f}; doubly robust off-policy "
+            "estimate with the propensities the test logged)."
+        )
+    with st.expander("All off-policy estimates"):
+        st.dataframe(result.ope, hide_index=True, width="stretch")
+    c1, c2 = st.columns(2)
+    c1.download_button(
+        "Measured effects (CSV)",
+        to_csv_bytes(result.effects),
+        file_name=f"{result.plan_id}-effects.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+    c2.download_button(
+        "Next wave (CSV)",
+        to_csv_bytes(result.next_assignment),
+        file_name=f"{result.plan_id}-2-assignment.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        help="The same users, with more of each group sent to what worked best so far "
+        "(Thompson sampling); every strategy keeps at least 5% and the comparison group is "
+        "kept, so the next results can still be checked.",
+    )

@@ -1,0 +1,202 @@
+"""``python -m retention plan`` and ``python -m retention results``: the test commands.
+
+``plan INPUT --out DIR`` writes ``assignment.csv`` and ``plan.json``; ``results INPUT --plan
+PLAN_DIR --log FILE --events FILE --out DIR`` writes ``summary.json`` (with ``experiment``),
+``effects.csv`` and ``next_assignment.csv`` (the next wave). Both take the dataset and segment
+options of ``run`` and keep its contract: every option checked first, one ``error:`` line and
+status 2 on bad input, ``DIR`` left as it was (outputs staged and published in one step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from retention.errors import InputError
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {value}")
+    return value
+
+
+def _actions(text: str) -> tuple[str, ...]:
+    acts = tuple(a.strip() for a in text.split(",") if a.strip())
+    if not acts or "none" in acts:
+        raise argparse.ArgumentTypeError(
+            f"must name the strategies to test, comma-separated, without 'none' (the holdout); "
+            f"got {text!r}"
+        )
+    return acts
+
+
+def _dataset_options(p: argparse.ArgumentParser) -> None:
+    """The dataset and segment options of ``run``."""
+    from retention.cli import ROLES, _churn_after, _role_column, _seed, _segments
+    from retention.periods import DEFAULT_CHURN_AFTER, DEFAULT_TIMING, TIMINGS
+
+    p.add_argument("input", metavar="INPUT", type=Path, help="the event log the plan is for")
+    p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output folder")
+    p.add_argument("--campaigns", metavar="FILE", type=Path, help="campaign log of INPUT, if any")
+    p.add_argument("--map", metavar="ROLE=COLUMN", type=_role_column, action="append",
+                   default=[], help=f"use COLUMN for ROLE (roles: {', '.join(ROLES)})")  # fmt: skip
+    p.add_argument("--period", choices=("day", "week", "month"))
+    p.add_argument("--campaign-timing", choices=TIMINGS, default=DEFAULT_TIMING)
+    p.add_argument("--churn-after", metavar="N", type=_churn_after, default=DEFAULT_CHURN_AFTER)
+    p.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")
+    p.add_argument("--seed", metavar="S", type=_seed, default=0)
+    p.add_argument("--workspace", metavar="DIR", type=Path, default=None)
+    p.set_defaults(action_cost=[], progress="none", quiet=True)
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``plan`` and ``results`` to the command line's subparsers."""
+    from retention.cli import _gamma, _number, _positive_int
+
+    plan = sub.add_parser(
+        "plan",
+        help="plan a randomised test of the strategies",
+        description="Plan a randomised test on the users of INPUT: per segment × stage, the "
+        "users available now, the baseline chance of being active next period, the users "
+        "needed per arm and the periods the test must run; write assignment.csv (one arm per "
+        "user) and plan.json into DIR.",
+    )
+    _dataset_options(plan)
+    plan.add_argument("--actions", metavar="A,B,...", type=_actions,
+                      default=("recommendation", "engagement", "discount"))  # fmt: skip
+    plan.add_argument("--holdout", metavar="SHARE", type=_share, default=0.1,
+                      help="share of each segment × stage kept as the 'none' arm (default 0.1)")  # fmt: skip
+    plan.add_argument("--mde", metavar="X", type=_share, default=0.1,
+                      help="smallest relative change of the chance of being active next period "
+                      "worth detecting (0.1 = +10%%)")  # fmt: skip
+    plan.add_argument("--power", metavar="P", type=_share, default=0.8)
+    plan.add_argument("--alpha", metavar="A", type=_share, default=0.05)
+    plan.add_argument("--max-periods", metavar="N", type=_positive_int, default=12,
+                      help="the longest the test may run (default 12 periods)")  # fmt: skip
+
+    res = sub.add_parser(
+        "results",
+        help="read a test's results: measured effects, retrained policy, next wave",
+        description="Check a test's campaign log against its plan (sample-ratio mismatch), "
+        "measure each strategy's effect per segment × stage, retrain the policy on them, check "
+        "it off-policy on held-out test users and plan the next wave (Thompson sampling).",
+    )
+    _dataset_options(res)
+    res.add_argument("--plan", metavar="PLAN_DIR", type=Path, required=True,
+                     help="the folder `plan` wrote (plan.json, assignment.csv)")  # fmt: skip
+    res.add_argument("--log", metavar="FILE", type=Path, required=True,
+                     help="the test's campaign log: user, time, action, propensity")  # fmt: skip
+    res.add_argument("--events", metavar="FILE", type=Path, required=True,
+                     help="the events since the test started")  # fmt: skip
+    res.add_argument("--gamma", metavar="G", type=_gamma, default=0.9)
+    res.add_argument("--retain-reward", metavar="R", type=_number, default=1.0)
+    res.add_argument("--churn-penalty", metavar="P", type=_number, default=5.0)
+
+
+def run_command(args: argparse.Namespace) -> None:
+    """``plan`` or ``results``: checked, computed, staged, published."""
+    from retention.backup import remove_stale_staging, staging_folder
+    from retention.cli import _check_options, _publish, _readable
+
+    _check_options(args)
+    if args.command == "results":
+        _readable(args.log, "Check the path given to --log.")
+        _readable(args.events, "Check the path given to --events.")
+        for name in ("plan.json", "assignment.csv"):
+            _readable(args.plan / name, "Give --plan the folder `plan` wrote.")
+    settings = None
+    if args.command == "plan":
+        from retention.experiment import PlanSettings
+
+        settings = PlanSettings(actions=args.actions, holdout=args.holdout, mde=args.mde,
+                                power=args.power, alpha=args.alpha, seed=args.seed,
+                                max_periods=args.max_periods)  # fmt: skip
+    out = args.out.resolve()
+    remove_stale_staging(out)
+    staging = staging_folder(out)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        if args.command == "plan":
+            _plan(args, settings, staging)
+        else:
+            _results(args, staging)
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _dataset(args: argparse.Namespace) -> tuple[Any, str, str, str, dict[int, str]]:
+    """Ingest INPUT, store it and segment it (reused from the workspace as ``run`` does)."""
+    from retention.ingest import LOCAL_FILE_BYTES, ingest
+    from retention.periods import resolve_period
+    from retention.results import segment_names
+    from retention.runs import load_segmentation, run_segmentation, store_dataset
+    from retention.workspace import Workspace
+
+    prepared = ingest(args.input, campaigns_path=args.campaigns, overrides=dict(args.map),
+                      max_bytes=LOCAL_FILE_BYTES, campaign_timing=args.campaign_timing)  # fmt: skip
+    if prepared.shape != "events":
+        raise InputError(
+            f"'{args.input}' is a campaign snapshot; a test is planned on an event log (who was "
+            "active when). Give the event log."
+        )
+    ws = Workspace(args.workspace)
+    dataset_id = store_dataset(ws, prepared, Path(args.input).name)
+    period = resolve_period(ws.cursor(), ws.table(dataset_id, "events"), args.period or "auto")
+    seg_run = run_segmentation(
+        ws, dataset_id, settings={"k": args.segments, "random_state": args.seed, "period": period}
+    )
+    names = segment_names(ws, seg_run, load_segmentation(ws, seg_run))
+    return ws, dataset_id, seg_run, period, names
+
+
+def _plan(args: argparse.Namespace, settings: Any, out: Path) -> None:
+    from retention.experiment_runs import plan_for_dataset
+
+    ws, dataset_id, seg_run, period, names = _dataset(args)
+    plan = plan_for_dataset(ws, dataset_id, seg_run, period=period, churn_after=args.churn_after,
+                            settings=settings, names=names)  # fmt: skip
+    (out / "assignment.csv").write_bytes(plan.assignment_csv())
+    (out / "plan.json").write_bytes(plan.plan_json())
+
+
+def _results(args: argparse.Namespace, out: Path) -> None:
+    import pandas as pd
+
+    from retention.experiment import ExperimentPlan
+    from retention.experiment_runs import analyse, base_mdp, read_results_files
+    from retention.mdp import RewardSettings
+    from retention.strategies import to_csv_bytes
+
+    try:
+        data = json.loads((args.plan / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{args.plan / 'plan.json'}: not readable as JSON ({exc}).") from None
+    assignment = pd.read_csv(args.plan / "assignment.csv", dtype={"user_id": str})
+    plan = ExperimentPlan.from_json(data, assignment)
+    ws, dataset_id, seg_run, period, _ = _dataset(args)
+    planned_run = plan.source.get("segmentation_run")
+    if planned_run and planned_run != seg_run:
+        raise InputError(
+            f"Plan {plan.plan_id} was made with other segments (run {planned_run}) than these "
+            f"(run {seg_run}). Give `results` the same INPUT and segment options as `plan`."
+        )
+    reward = RewardSettings(retain_reward=args.retain_reward, churn_penalty=args.churn_penalty,
+                            gamma=args.gamma)  # fmt: skip
+    base = base_mdp(ws, dataset_id, seg_run, period=period, churn_after=plan.churn_after,
+                    actions=plan.settings.arms, reward=reward)  # fmt: skip
+    campaigns, events = read_results_files(args.log, args.events, log_name=str(args.log),
+                                           events_name=str(args.events))  # fmt: skip
+    result = analyse(plan, campaigns, events, base, seed=args.seed, source=f"'{args.log}'")
+    summary = {"input": {"file": str(args.input)}, "period": period, "experiment": result.summary()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    (out / "effects.csv").write_bytes(to_csv_bytes(result.effects))
+    (out / "next_assignment.csv").write_bytes(to_csv_bytes(result.next_assignment))

@@ -1,0 +1,75 @@
+"""The Test page: plan a test on the planted demo, and the results view (SRM warning, measured
+effects) on a simulated test."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import make_app
+
+
+@pytest.fixture
+def segmented(app_workspace, planted_dataset):
+    """The planted demo with a 4-segment segmentation in the app's workspace."""
+    from retention.runs import run_segmentation
+
+    run_segmentation(app_workspace, planted_dataset, settings={"k": 4, "random_state": 0})
+    return planted_dataset
+
+
+def test_test_page_plans_a_test_in_plain_words(segmented):
+    at = make_app("pages/6_test.py")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Test"
+    helps = [w.proto.help for w in at.number_input]
+    assert any("minimum detectable effect" in h for h in helps)
+    assert any("significance level" in h for h in helps)
+    at.button[0].click().run()  # the form's "Plan the test"
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert {"Users now", "Active next period now (%)", "Users needed per strategy",
+            "Can the test tell?"} <= set(table.columns)  # fmt: skip
+    assert any("cannot reach power" in w.value for w in at.warning)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Assignment (CSV)", "Plan (JSON)"]
+
+
+def test_test_page_without_segments_points_to_segments(app_workspace, planted_dataset):
+    at = make_app("pages/6_test.py")
+    assert not at.exception
+    assert any("Find segments first" in i.value for i in at.info)
+
+
+def test_results_view_warns_of_a_sample_ratio_mismatch():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        import duckdb
+
+        from pages.ui.test_views import results_section
+        from retention.experiment import PlanSettings, World, plan_inputs, plan_test
+        from retention.experiment_runs import analyse
+        from retention.mdp import mdp_from_summary, summarize_events
+        from retention.synth import make_planted
+
+        planted = make_planted(n_users=3000, n_periods=30, seed=3)
+        con = duckdb.connect()
+        inputs = plan_inputs(con, planted.events, planted.truth, period="week")
+        plan = plan_test(inputs.users, inputs.baseline, PlanSettings(), start=str(inputs.start),
+                         periods=6)  # fmt: skip
+        campaigns, events = World.planted().simulate_logs(plan, seed=1)
+        dropped = plan.assignment[plan.assignment["action"] == "discount"]["user_id"]
+        dropped = dropped.iloc[: len(dropped) // 5]  # a fifth of one arm never logged
+        campaigns = campaigns[~campaigns["user_id"].isin(dropped)]
+        summary = summarize_events(con, planted.events, planted.truth, period="week")
+        base = mdp_from_summary(summary, lift={a: 1.0 for a in plan.settings.arms})
+        results_section(analyse(plan, campaigns, events, base), {}, "week")
+
+    at = AppTest.from_function(page, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("do not match the planned shares" in w.value for w in at.warning)
+    assert any("measured in test" in m.value for m in at.markdown)
+    assert "Verdict" in at.dataframe[0].value.columns
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Measured effects (CSV)", "Next wave (CSV)"]
