@@ -647,8 +647,8 @@ def estimated_mdp(
 class ValueParts:
     """What a policy's value is made of, per user from where users are now, each period ahead
     counting ``gamma`` times the one before: ``active_periods`` (expected active periods),
-    ``revenue`` (expected revenue, in the data's currency), ``churns`` (expected losses of a
-    user), ``cost`` (expected action costs) and ``total`` = retain reward × active periods +
+    ``revenue`` (expected revenue, in the data's currency), ``churns`` (expected net losses:
+    moves into churned less moves back out, as the churn penalty counts them), ``cost`` (expected action costs) and ``total`` = retain reward × active periods +
     revenue weight × revenue − churn penalty × churns − cost (the value itself)."""
 
     active_periods: float

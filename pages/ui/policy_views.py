@@ -70,7 +70,8 @@ def value_sentence(
         f"× {parts.gamma:g} of the one before: **{parts.active_periods:.2f} active {words}**, "
         f"**{revenue} of revenue**"
         + ("" if weight else " (not counted: revenue weight 0)")
-        + f", **{parts.churns:.2f} losses** (a user moving into churned) and "
+        + f", **{parts.churns:.2f} net losses** (users moving into churned, less those won "
+        "back) and "
         f"**{parts.cost:.2f} points of action costs**. In points: {retain:g} × "
         f"{parts.active_periods:.2f}"
         + (f" + {weight:g} × {parts.revenue:,.2f}" if weight else "")
