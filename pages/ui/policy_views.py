@@ -70,12 +70,16 @@ def value_sentence(
         f"× {parts.gamma:g} of the one before: **{parts.active_periods:.2f} active {words}**, "
         f"**{revenue} of revenue**"
         + ("" if weight else " (not counted: revenue weight 0)")
-        + f", **{parts.churns:.2f} net losses** (users moving into churned, less those won "
-        "back) and "
-        f"**{parts.cost:.2f} points of action costs**. In points: {retain:g} × "
+        + (
+            f", **{parts.churns:.2f} net losses** (users moving into churned, less those won back)"
+            if parts.churns >= 0
+            else f", **{-parts.churns:.2f} more users won back than lost**"
+        )
+        + f" and **{parts.cost:.2f} points of action costs**. In points: {retain:g} × "
         f"{parts.active_periods:.2f}"
         + (f" + {weight:g} × {parts.revenue:,.2f}" if weight else "")
-        + f" − {penalty:g} × {parts.churns:.2f} − {parts.cost:.2f} = {parts.total:.2f}."
+        + f" {'−' if parts.churns >= 0 else '+'} {penalty:g} × {abs(parts.churns):.2f}"
+        + f" − {parts.cost:.2f} = {parts.total:.2f}."
     )
 
 
@@ -102,6 +106,15 @@ def headline(
         help="How close the learned policy comes to the best possible; 100% = as good as it "
         "gets (1 − shortfall ÷ best).",
     )
+    if parts is not None and not math.isclose(
+        parts.total, result.value, rel_tol=1e-6, abs_tol=1e-6
+    ):
+        st.caption(
+            ":material/history: This run was stored under an earlier reward rule (its worth, "
+            f"{result.value:.2f}, is not what today's rule gives its policy, {parts.total:.2f} "
+            "points per user): train again to see its worth broken down."
+        )
+        parts = None
     if result.kind == "events" and parts is not None:
         st.markdown(value_sentence(parts, result.settings, unit, currency))
     elif result.kind == "events":

@@ -181,7 +181,9 @@ def test_worth_in_the_users_terms_with_the_datasets_currency(app_workspace, plan
     at.run()
     assert not at.exception, at.exception
     shown = _texts(at)
-    assert "active weeks" in shown and "£" in shown and "losses" in shown
+    assert "active weeks" in shown and "£" in shown
+    assert "net losses" in shown or "more users won back than lost" in shown
+    assert "earlier reward rule" not in shown  # its worth is broken down: the parts add up
     assert "1 point is worth £10.00 of revenue" in shown  # the action costs, in money
     assert all("points per user" in m.value for m in at.metric[:2])
     assert "value −" not in shown and "at_risk" not in shown

@@ -178,3 +178,16 @@ def test_disagreement_sentence_explains_a_share_that_reads_100_percent():
     assert text.startswith("In 1 of 8 segment × stage cells")
     assert "worth almost the same" in text and "less than 0.001 points per user" in text
     assert "100.0% (rounded)" in text
+
+
+def test_value_sentence_adds_up_and_reads_net_comebacks_as_such():
+    from pages.ui.policy_views import value_sentence
+    from retention.policy_runs import ValueParts
+
+    parts = ValueParts(
+        active_periods=6.0, revenue=100.0, churns=-0.1, cost=0.5, total=6.0 + 0.5 - 0.5, gamma=0.9
+    )
+    reward = {"retain_reward": 1.0, "churn_penalty": 5.0, "revenue_weight": 0.0}
+    text = value_sentence(parts, reward, "week", "GBP")
+    assert "0.10 more users won back than lost" in text and "-0.1" not in text
+    assert "1 × 6.00 + 5 × 0.10 − 0.50 = 6.00." in text and "£100.00" in text
