@@ -20,14 +20,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from retention.campaigns import with_timing
-from retention.learn import PolicyResult, QLearner
+from retention.errors import InputError
+from retention.learn import (
+    PolicyResult,
+    QLearner,
+    optimum,
+    project_retention,
+    recommendations_table,
+    start_value,
+)
 from retention.mdp import (
     DEFAULT_ACTIONS,
     DEFAULT_COSTS,
     DEFAULT_LIFT,
+    MDP,
     PanelSummary,
     RewardSettings,
     resolve_actions,
@@ -39,11 +49,13 @@ from retention.policy import (
     Callback,
     Progress,
     clustered,
+    estimate,
     snapshot_actions,
     train_policy,
     train_snapshot_policy,
 )
 from retention.runs import train_policy_run
+from retention.words import period_word, period_word_singular
 
 if TYPE_CHECKING:
     from retention.config import PipelineConfig
@@ -59,7 +71,7 @@ ALGORITHM_NAMES: dict[str, str] = {
 }
 #: How each stored setting is named on screen (others: the key with spaces).
 SETTING_NAMES: dict[str, str] = {
-    "gamma": "discount γ",
+    "gamma": "future weight γ (discount)",
     "retain_reward": "retain reward",
     "churn_penalty": "churn penalty",
     "revenue_weight": "revenue weight",
@@ -392,7 +404,7 @@ def number_text(value: Any, spec: str = ".3f") -> str:
 
 def run_label(row: Mapping[str, Any]) -> str:
     """One line naming a stored policy run (a row of ``Workspace.runs``): when, algorithm,
-    discount and churn penalty (event logs), seed and value."""
+    future weight and churn penalty (event logs), seed and worth in points per user."""
     s = row["settings"] if isinstance(row["settings"], dict) else {}
     m = row["metrics"] if isinstance(row["metrics"], dict) else {}
     parts = [f"{row['created']:%Y-%m-%d %H:%M:%S}"]
@@ -400,12 +412,13 @@ def run_label(row: Mapping[str, Any]) -> str:
         parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
     if s.get("shape") != "snapshot":
         if s.get("gamma") is not None:
-            parts.append(f"discount {number_text(s['gamma'], 'g')}")
+            parts.append(f"future weight {number_text(s['gamma'], 'g')}")
         if s.get("churn_penalty") is not None:
             parts.append(f"churn penalty {number_text(s['churn_penalty'], 'g')}")
     if s.get("seed") is not None:
         parts.append(f"seed {s['seed']}")
-    parts.append(f"value {number_text(m.get('value'))}")
+    worth = number_text(m.get("value"), ".2f")
+    parts.append(f"worth {worth} points per user" if worth != "—" else "worth —")
     return " · ".join(parts)
 
 
@@ -443,4 +456,291 @@ def settings_diff(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> pd.Data
             if a.get(k) != b.get(k)
         ],
         columns=["setting", "this run", "other run"],
+    )
+
+
+# --------------------------------------------------------------------------- words for people
+
+#: Engagement stages in lifecycle order, as people read them (SPEC §3 names, then a snapshot's
+#: stage for users without a recency, then a snapshot without recencies).
+STAGE_ORDER: tuple[str, ...] = ("new", "active", "lapsing", "at_risk", "churned", "unknown", "all")
+
+
+def stage_word(stage: Any) -> str:
+    """A stage as people read it: ``at_risk`` -> "at risk"."""
+    return str(stage).replace("_", " ")
+
+
+def stage_rank(stage: Any) -> int:
+    """A stage's place in the lifecycle (:data:`STAGE_ORDER`; unknown names last)."""
+    text = str(stage).replace(" ", "_")
+    return STAGE_ORDER.index(text) if text in STAGE_ORDER else len(STAGE_ORDER)
+
+
+def _num(value: Any) -> str:
+    return number_text(value, "g")
+
+
+def _costs_text(costs: Mapping[str, Any] | None) -> str:
+    costs = {a: c for a, c in (costs or {}).items() if a != "none"}
+    return ", ".join(f"{a} {_num(c)}" for a, c in costs.items()) or "none"
+
+
+def trained_with(settings: Mapping[str, Any], period: str | None = None) -> str:
+    """One line of the settings a stored run was trained with, in the words of the form
+    ("discount 0.9 · retain reward 1 per active month · churn penalty 5 · …")."""
+    s = dict(settings or {})
+    learner = s.get("learner") if isinstance(s.get("learner"), dict) else {}
+    unit = period_word_singular(s.get("period") or period)
+    parts: list[str] = []
+    if s.get("shape") == "snapshot":
+        parts.append(f"action costs: {_costs_text(s.get('action_costs'))}")
+    else:
+        if s.get("gamma") is not None:
+            parts.append(f"future counts × {_num(s['gamma'])} per {unit}")
+        if s.get("retain_reward") is not None:
+            parts.append(f"reward {_num(s['retain_reward'])} per active {unit}")
+        if s.get("churn_penalty") is not None:
+            parts.append(f"churn penalty {_num(s['churn_penalty'])}")
+        if s.get("revenue_weight") is not None:
+            parts.append(f"revenue weight {_num(s['revenue_weight'])}")
+        if s.get("action_costs") is not None:
+            parts.append(f"action costs {_costs_text(s.get('action_costs'))}")
+    if s.get("algorithm"):
+        parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
+    episodes = learner.get("episodes", s.get("episodes"))
+    if episodes is not None and s.get("algorithm") in (None, "q", "sarsa"):
+        parts.append(f"{episodes} training rounds")
+        if learner.get("min_epsilon") is not None:
+            parts.append(f"random tries {_num(learner['min_epsilon'])}")
+        if learner.get("learning_rate") is not None:
+            parts.append(f"learning rate {_num(learner['learning_rate'])}")
+    if s.get("seed") is not None:
+        parts.append(f"seed {s['seed']}")
+    if s.get("churn_after") is not None and s.get("shape") != "snapshot":
+        parts.append(f"churned after {s['churn_after']} {period_word(s.get('period') or period)}")
+    return " · ".join(parts)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def form_differences(request: PolicyRequest, settings: Mapping[str, Any]) -> list[str]:
+    """What the form asks that the stored run (its ``settings``) was not trained with, one
+    phrase each ("churn penalty 10 (this run: 5)"); empty when training would repeat it."""
+    s = dict(settings or {})
+    learner = s.get("learner") if isinstance(s.get("learner"), dict) else {}
+    reward = request.reward
+    out: list[str] = []
+
+    def differ(label: str, mine: Any, theirs: Any, show=_num) -> None:
+        if theirs is None or mine is None:
+            return
+        if not _same(mine, theirs):
+            out.append(f"{label} {show(mine)} (this run: {show(theirs)})")
+
+    snapshot = s.get("shape") == "snapshot"
+    if not snapshot:
+        differ("future weight", reward.gamma, s.get("gamma"))
+        differ("retain reward", reward.retain_reward, s.get("retain_reward"))
+        differ("churn penalty", reward.churn_penalty, s.get("churn_penalty"))
+        differ("revenue weight", reward.revenue_weight, s.get("revenue_weight"))
+    theirs_costs = s.get("action_costs")
+    if isinstance(theirs_costs, dict):
+        mine_costs = {a: float(c) for a, c in reward.action_costs.items()}
+        keys = set(mine_costs) | set(theirs_costs)
+        if any(not _same(mine_costs.get(k, 0.0), theirs_costs.get(k, 0.0)) for k in keys):
+            out.append(
+                f"action costs {_costs_text(mine_costs)} (this run: {_costs_text(theirs_costs)})"
+            )
+    lift = s.get("lift") if isinstance(s.get("lift"), dict) else None
+    if (
+        request.lift is not None
+        and lift is not None
+        and any(not _same(v, lift.get(a, 1.0)) for a, v in request.lift.items())
+    ):
+        out.append("assumed lift of the actions")
+    if (
+        request.actions is not None
+        and s.get("actions")
+        and list(request.actions) != list(s["actions"])
+    ):
+        out.append(f"actions {', '.join(request.actions)} (this run: {', '.join(s['actions'])})")
+    if not snapshot:
+        algo = s.get("algorithm")
+        if algo is not None and request.algorithm != algo:
+            out.append(
+                f"{ALGORITHM_NAMES.get(request.algorithm, request.algorithm)} "
+                f"(this run: {ALGORITHM_NAMES.get(algo, algo)})"
+            )
+        elif algo in ("q", "sarsa"):
+            differ("training rounds", request.episodes, learner.get("episodes"), str)
+            differ("random tries", request.min_epsilon, learner.get("min_epsilon"))
+            differ("learning rate", request.learning_rate, learner.get("learning_rate"))
+    differ("seed", request.seed, s.get("seed"), str)
+    if s.get("period") not in (None, request.period):
+        out.append(f"period {request.period} (this run: {s['period']})")
+    differ("churned after", request.churn_after, s.get("churn_after"), str)
+    return out
+
+
+def reward_differences(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """The reward settings two runs differ in (their values are then in different units)."""
+    keys = ("gamma", "retain_reward", "churn_penalty", "revenue_weight", "action_costs", "period")
+    return [
+        SETTING_NAMES.get(k, k)
+        for k in keys
+        if flat_settings({k: mine.get(k)}) != flat_settings({k: theirs.get(k)})
+    ]
+
+
+# --------------------------------------------------------------------------- instant preview
+
+
+def request_of(settings: Mapping[str, Any]) -> PolicyRequest | None:
+    """The request that re-estimates a stored event-log run's model (its segmentation, period,
+    stage rule, reward, actions, lift and seed), or None when the run did not record them."""
+    s = dict(settings or {})
+    needed = ("segmentation_run", "period", "gamma", "retain_reward", "churn_penalty", "actions")
+    if s.get("shape") == "snapshot" or any(s.get(k) is None for k in needed):
+        return None
+    try:
+        reward = RewardSettings(
+            retain_reward=float(s["retain_reward"]), churn_penalty=float(s["churn_penalty"]),
+            revenue_weight=float(s.get("revenue_weight") or 0.0),
+            action_costs=dict(s.get("action_costs") or {}), gamma=float(s["gamma"]),
+        )  # fmt: skip
+    except (InputError, TypeError, ValueError):
+        return None
+    lift = s.get("lift") if isinstance(s.get("lift"), dict) else None
+    return PolicyRequest(
+        segmentation_run=str(s["segmentation_run"]), period=str(s["period"]),
+        churn_after=int(s.get("churn_after") or 4), reward=reward,
+        algorithm=str(s.get("algorithm") or "q"), seed=int(s.get("seed") or 0),
+        actions=tuple(str(a) for a in s["actions"]), lift=lift,
+    )  # fmt: skip
+
+
+def estimated_mdp(
+    ws: Workspace, dataset_id: str, assignments: pd.DataFrame, request: PolicyRequest
+) -> MDP:
+    """The MDP training ``request`` would estimate (same data, period, actions, lift and, with a
+    campaign log, the same seeded split of training users). Its dynamics do not depend on the
+    reward, so a page can keep it and re-solve it for any reward (:func:`exact_preview`)."""
+    if ws.dataset(dataset_id).shape == "snapshot":
+        raise InputError("A campaign snapshot is a single decision: there is no MDP to preview.")
+    period = request.period
+    campaigns = campaigns_by_period(ws, dataset_id, period)
+    source = policy_input(ws, dataset_id, assignments, period, request.churn_after, campaigns)
+    return estimate(
+        source, clustered(assignments), campaigns=campaigns,
+        actions=None if request.actions is None else list(request.actions), lift=request.lift,
+        reward=request.reward, seed=request.seed,
+    ).mdp  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ValueParts:
+    """What a policy's value is made of, per user from where users are now, each period ahead
+    counting ``gamma`` times the one before: ``active_periods`` (expected active periods),
+    ``revenue`` (expected revenue, in the data's currency), ``churns`` (expected net losses:
+    moves into churned less moves back out, as the churn penalty counts them), ``cost`` (expected action costs) and ``total`` = retain reward × active periods +
+    revenue weight × revenue − churn penalty × churns − cost (the value itself)."""
+
+    active_periods: float
+    revenue: float
+    churns: float
+    cost: float
+    total: float
+    gamma: float
+
+
+def value_parts(mdp: MDP, policy: np.ndarray, reward: RewardSettings) -> ValueParts:
+    """The parts of ``policy``'s exact value on ``mdp`` under ``reward`` (:class:`ValueParts`)."""
+    assert mdp.stage_of is not None and mdp.revenue is not None
+    g = reward.gamma
+
+    def part(**kw: Any) -> float:
+        settings = RewardSettings(
+            **{"retain_reward": 0.0, "churn_penalty": 0.0, "revenue_weight": 0.0,
+               "action_costs": {}, "gamma": g, **kw}
+        )  # fmt: skip
+        return start_value(mdp.with_reward(settings), policy, g)
+
+    return ValueParts(
+        active_periods=part(retain_reward=1.0),
+        revenue=part(revenue_weight=1.0),
+        churns=-part(churn_penalty=1.0),
+        cost=-part(action_costs=dict(reward.action_costs)),
+        total=start_value(mdp.with_reward(reward), policy, g),
+        gamma=g,
+    )
+
+
+def policy_of(mdp: MDP, recommendations: pd.DataFrame) -> np.ndarray | None:
+    """A stored run's recommended actions as a policy of ``mdp`` (one action per state), or
+    None when the run's segments, stages or actions are not the MDP's."""
+    pos = {a: j for j, a in enumerate(mdp.actions)}
+    chosen = {
+        (int(g), str(s)): a
+        for g, s, a in zip(
+            recommendations["segment"], recommendations["stage"], recommendations["action"],
+            strict=True,
+        )
+    }  # fmt: skip
+    states = mdp.states_frame()
+    out = []
+    for g, s in zip(states["segment"], states["stage"], strict=True):
+        action = chosen.get((int(g), str(s)))
+        if action not in pos:
+            return None
+        out.append(pos[action])
+    return np.asarray(out, dtype=int)
+
+
+@dataclass(frozen=True, eq=False)
+class Preview:
+    """The exact best policy for a reward, solved by value iteration on an estimated MDP: its
+    ``recommendations`` (as a run's, ``action`` = ``optimal_action``), the ``parts`` of its
+    value and, on demand, what it projects for retention (:meth:`projections`)."""
+
+    reward: RewardSettings
+    actions: tuple[str, ...]
+    recommendations: pd.DataFrame
+    parts: ValueParts
+    mdp: MDP
+    policy: np.ndarray
+
+    def projections(self, periods: int = 12) -> pd.DataFrame:
+        """The best policy's projected retention beside every single-action policy (only when
+        asked: a preview that shows the map alone does not pay for it)."""
+        policies: dict[str, np.ndarray] = {BEST_POLICY: self.policy}
+        for j, act in enumerate(self.mdp.actions):
+            policies[f"always {act}"] = np.full(self.mdp.n_states, j)
+        return project_retention(self.mdp, policies, periods=periods)
+
+
+#: The name of the exact best policy in a preview's projections.
+BEST_POLICY = "best policy (exact)"
+
+
+def exact_preview(mdp: MDP, reward: RewardSettings) -> Preview:
+    """The exact best policy of ``mdp`` under ``reward`` (value iteration: milliseconds) and
+    what its value is made of."""
+    solved = mdp.with_reward(reward)
+    best = optimum(solved, reward.gamma)
+    rec = recommendations_table(
+        best.q, solved.states_frame(), solved.actions, solved.support.sum(axis=1), best.policy
+    )
+    return Preview(
+        reward=reward,
+        actions=solved.actions,
+        recommendations=rec,
+        parts=value_parts(mdp, best.policy, reward),
+        mdp=solved,
+        policy=best.policy,
     )

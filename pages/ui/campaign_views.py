@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pandas as pd
 import streamlit as st
 
 from retention.campaigns import (
@@ -19,6 +20,7 @@ from retention.campaigns import (
 )
 from retention.charts.campaigns import send_time_histogram
 from retention.learn import PolicyResult
+from retention.policy_runs import stage_rank, stage_word
 
 
 def show(result: PolicyResult, names: Mapping[int, str]) -> None:
@@ -43,22 +45,59 @@ def show(result: PolicyResult, names: Mapping[int, str]) -> None:
         if randomised is not None:
             st.markdown(randomised)
         st.markdown(
-            f"**Which {period} does a send act on?** The change in the chance of being active "
-            f"next {period} against doing nothing, per segment and action, if sends count "
-            f"under each rule (percentage points, 95% interval; ✓ = clear, p < 0.001). A "
-            "randomised send credited to the wrong move shows no effect."
+            f"**Which {period} does a send act on?** The table below gives the change in the "
+            f"chance of being active next {period} against doing nothing, per segment and "
+            "action, if sends count under each rule (percentage points, 95% interval; ✓ = "
+            "clear, p < 0.001). A randomised send credited to the wrong move shows no effect."
         )
-        st.dataframe(effects_side_by_side(checks.effects, period, names), hide_index=True)
+    # Wide tables take the page's full width (in a half-width column they were cut off).
+    st.dataframe(effects_table(checks.effects, period, names), hide_index=True)
     st.markdown(
         f"**Evidence per segment, stage and action** (rule '{checks.timing}'): the share of "
         f"users active next {period} after each action and after doing nothing, the change "
         "with its 95% interval (Newcombe), and how many logged decisions are behind each."
     )
-    st.dataframe(evidence_view(result.evidence, dict(names)), hide_index=True)
+    st.dataframe(evidence_table(result.evidence, names, period), hide_index=True)
     per_segment = segment_ope_view(result.ope_segments, dict(names))
     if not per_segment.empty:
         st.markdown(
             "**Off-policy estimates per segment** on its held-out users (doubly robust, mean "
-            "reward of one period per logged decision, 95% bootstrap intervals)."
+            "reward of one period per logged decision, in points, 95% bootstrap intervals)."
         )
         st.dataframe(per_segment, hide_index=True)
+
+
+def effects_table(effects: pd.DataFrame, period: str, names: Mapping[int, str]) -> pd.DataFrame:
+    """The effects under each timing rule, with short column names."""
+    table = effects_side_by_side(effects, period, names)
+    short = {
+        c: f"if sends count by {c.split(':')[0]} (pp)"
+        for c in table.columns
+        if c.startswith("'") and ":" in c
+    }
+    return table.rename(columns={"segment": "Segment", "action": "Action", **short})
+
+
+def evidence_table(
+    evidence: pd.DataFrame | None, names: Mapping[int, str], period: str
+) -> pd.DataFrame:
+    """The evidence per segment, stage and action, stages in lifecycle order (active, lapsing,
+    at risk, churned), with short column names."""
+    table = evidence_view(evidence, dict(names))
+    if table.empty:
+        return table
+    order = {name: i for i, name in enumerate(dict.fromkeys(table["segment"]))}
+    table = table.assign(
+        _seg=table["segment"].map(order), _stage=table["stage"].map(stage_rank)
+    ).sort_values(["_seg", "_stage", "action"], kind="stable")
+    table = table.drop(columns=["_seg", "_stage"]).assign(stage=table["stage"].map(stage_word))
+    return table.reset_index(drop=True).rename(
+        columns={
+            "segment": "Segment",
+            "stage": "Stage",
+            "action": "Action",
+            "active next period after the action (%)": f"active next {period} after it (%)",
+            "after doing nothing (%)": "after doing nothing (%)",
+            "change (percentage points)": "change (pp)",
+        }
+    )

@@ -1,87 +1,127 @@
 """The Policy page's settings form: reward sliders, the learner's settings and the action table
-(widgets only; the library turns them into a training request)."""
+(widgets only; the library turns them into a training request).
+
+Every widget keeps its value across pages, refreshes and restarts (:func:`remember`); labels say
+what a setting is for, the term behind it (γ, ε, episodes, ...) is on hover."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from pages.ui.common import remember
 from retention.learn import QLearner
 from retention.policy_runs import PolicyChoices, PolicyForm
+from retention.words import money, period_word_singular
 
 ALGORITHM_CHOICES = {
-    "q": "Q-learning",
-    "sarsa": "SARSA",
-    "batch": "Batch Q-learning on the campaign log",
+    "q": "Simulated users, best policy (Q-learning)",
+    "sarsa": "Simulated users, cautious (SARSA)",
+    "batch": "Only what the campaign log shows (batch Q-learning)",
 }
+#: Session key of the settings panel's opening state: fixed for a session, so the panel is not
+#: rebuilt (and shut) when the first run appears.
+OPEN_KEY = "policy.form_open"
 
 
-def settings_form(choices: PolicyChoices, expanded: bool) -> PolicyForm:
-    """The reward, learner and action settings, as a :class:`PolicyForm`."""
-    with st.expander("Reward and learning settings", expanded=expanded):
+def settings_form(
+    choices: PolicyChoices, expanded: bool, currency: str | None = None
+) -> PolicyForm:
+    """The reward, learner and action settings, as a :class:`PolicyForm`. ``expanded`` is how
+    the panel opens the first time in a session (later runs keep that: a changing ``expanded``
+    makes Streamlit rebuild the panel, which shut it under the user's hand)."""
+    open_now = st.session_state.setdefault(OPEN_KEY, bool(expanded))
+    unit = period_word_singular(choices.period)
+    with st.expander("Reward and learning settings", expanded=open_now):
         left, right = st.columns(2)
         with left:
-            reward = _reward_sliders(choices.is_snapshot)
+            reward = _reward_sliders(choices.is_snapshot, unit)
         with right:
             learner = _learner_widgets(choices)
-        actions = _action_table(choices)
+        actions = _action_table(choices, unit, reward["revenue_weight"], currency)
     return PolicyForm(actions=actions, **reward, **learner)
 
 
-def _reward_sliders(disabled: bool) -> dict[str, float]:
-    st.markdown("**What a period is worth**")
+def _reward_sliders(disabled: bool, unit: str) -> dict[str, float]:
+    st.markdown(f"**What a {unit} is worth**")
     return {
         "gamma": st.slider(
-            "Discount γ (how much next period matters)", 0.0, 0.99, 0.9, 0.01,
-            key="policy.gamma", disabled=disabled,
-            help="0 = only this period counts; 0.99 = the long run counts almost fully.",
+            f"How much the future counts (each {unit} ahead × this)", 0.0, 0.99, step=0.01,
+            key=remember("policy.gamma", 0.9), disabled=disabled,
+            help=f"The discount γ (gamma). 0 = only this {unit} counts; 0.9 = next {unit} "
+            f"counts 90% as much as this one; 0.99 = the long run counts almost fully.",
         ),
         "retain_reward": st.slider(
-            "Retain reward (per active period)", 0.0, 5.0, 1.0, 0.1,
-            key="policy.retain", disabled=disabled,
+            f"Reward for each user still active (points per {unit})", 0.0, 5.0, step=0.1,
+            key=remember("policy.retain", 1.0), disabled=disabled,
+            help=f"Points earned for every user who is active in a {unit}. All rewards, "
+            "penalties and costs are in these points; at 1, one point = one retained "
+            f"user-{unit}.",
         ),
         "churn_penalty": st.slider(
-            "Churn penalty (once, when a user churns)", 0.0, 20.0, 5.0, 0.5,
-            key="policy.penalty", disabled=disabled,
+            "Penalty when a user is lost (points, once per loss)", 0.0, 20.0, step=0.5,
+            key=remember("policy.penalty", 5.0), disabled=disabled,
+            help="Points taken off each time a user moves into 'churned'.",
         ),
         "revenue_weight": st.slider(
-            "Revenue weight (× the segment's mean revenue of an active period)", 0.0, 1.0, 0.0,
-            0.01, key="policy.revenue", disabled=disabled,
+            f"Weight on revenue (points per unit of money in an active {unit})", 0.0, 1.0,
+            step=0.01, key=remember("policy.revenue", 0.0), disabled=disabled,
+            help=f"Adds this many points per unit of the segment's mean revenue of an active "
+            f"{unit}. 0 = revenue does not count, only being active does.",
         ),
     }  # fmt: skip
 
 
+def _remember_choice(key: str, options: Sequence[Any], default: Any) -> str:
+    """:func:`remember` for a select box whose options depend on the dataset: a remembered
+    value this dataset does not offer falls back to the default."""
+    remember(key, default)
+    if st.session_state[key] not in options:
+        st.session_state[key] = default if default in options else options[0]
+    return key
+
+
 def _learner_widgets(choices: PolicyChoices) -> dict[str, Any]:
     st.markdown("**How the policy is learned**")
+    options = list(choices.algorithms or ("q", "sarsa"))
     algorithm = st.selectbox(
-        "Algorithm", list(choices.algorithms or ("q", "sarsa")),
-        format_func=ALGORITHM_CHOICES.get, key="policy.algorithm", disabled=choices.is_snapshot,
+        "Learning method", options, format_func=ALGORITHM_CHOICES.get,
+        key=_remember_choice("policy.algorithm", options, "q"), disabled=choices.is_snapshot,
+        help="Q-learning tries actions on users simulated from your data and learns the best "
+        "policy whatever it tries; SARSA learns the value of what it actually does (more "
+        "cautious). Batch Q-learning learns only from the actions in your campaign log.",
     )  # fmt: skip
     simulated = not choices.is_snapshot and algorithm != "batch"
     default = QLearner()
     episodes = st.slider(
-        "Episodes (rounds of simulated users)", 20, 1000, 200, 10, key="policy.episodes",
+        "Training rounds", 20, 1000, step=10, key=remember("policy.episodes", 200),
         disabled=not simulated,
-        help=f"Each round simulates {default.n_users:,} users for {default.horizon} "
+        help=f"Episodes: each round simulates {default.n_users:,} users for {default.horizon} "
         "periods. More rounds: a steadier policy, a longer wait.",
     )  # fmt: skip
     epsilon = st.slider(
-        "Exploration ε (share of random actions)", 0.0, 1.0,
-        0.05 if algorithm == "sarsa" else 0.5, 0.05, key=f"policy.epsilon.{algorithm}",
+        "Share of random tries (at the end of training)", 0.0, 1.0, step=0.05,
+        key=remember(f"policy.epsilon.{algorithm}", 0.05 if algorithm == "sarsa" else 0.5),
         disabled=not simulated,
-        help="Simulated users first get random actions only; the share falls to this "
-        "floor. Q-learning learns the best policy whatever it explores (0.5 tries every "
-        "action often); SARSA learns the value of what it does, so keep it low.",
+        help="Exploration ε (epsilon). Simulated users first get random actions only; the "
+        "share falls to this floor. Q-learning learns the best policy whatever it explores "
+        "(0.5 tries every action often); SARSA learns the value of what it does, so keep it low.",
     )  # fmt: skip
     lr = st.slider(
-        "Learning rate (first visit)", 0.01, 1.0, 1.0, 0.01, key="policy.lr",
-        disabled=not simulated,
-        help="How far one simulated outcome moves an estimate the first time a segment "
-        "and stage is tried with an action; it falls as that pair is seen more often.",
+        "How far one outcome moves an estimate", 0.01, 1.0, step=0.01,
+        key=remember("policy.lr", 1.0), disabled=not simulated,
+        help="Learning rate (at a first visit): how far one simulated outcome moves an "
+        "estimate the first time a segment and stage is tried with an action; it falls as "
+        "that pair is seen more often.",
     )  # fmt: skip
-    seed = st.number_input("Seed", 0, 10_000, 0, key="policy.seed")
+    seed = st.number_input(
+        "Random seed", 0, 10_000, key=remember("policy.seed", 0),
+        help="The same seed and settings give the same policy; another seed is another draw "
+        "of simulated users.",
+    )  # fmt: skip
     return {
         "algorithm": algorithm,
         "episodes": int(episodes),
@@ -91,18 +131,34 @@ def _learner_widgets(choices: PolicyChoices) -> dict[str, Any]:
     }
 
 
-def _action_table(choices: PolicyChoices) -> pd.DataFrame:
+def _action_table(
+    choices: PolicyChoices, unit: str, revenue_weight: float, currency: str | None
+) -> pd.DataFrame:
     st.markdown(
-        "**Actions: cost per user and period**"
+        f"**Actions: cost per user and {unit}, in points**"
         + (" and assumed lift" if choices.assumed_lift else "")
     )
+    if choices.is_snapshot:
+        st.caption("Costs are taken off each user's outcome, in the outcome's own unit.")
+    elif revenue_weight > 0:
+        st.caption(
+            f"With revenue weighted {revenue_weight:g}, 1 point is worth "
+            f"{money(1 / revenue_weight, currency)} of revenue: a cost of 0.2 points is "
+            f"{money(0.2 / revenue_weight, currency)} per user and {unit}."
+        )
+    else:
+        st.caption(
+            f"Points as in the rewards above: a cost of 0.2 is a fifth of the reward for a user "
+            f"active for one {unit} (at reward 1). Weigh revenue to see costs in money."
+        )
     if choices.assumed_lift:
         st.warning(
             "This dataset has no campaign log, so the effect of each action is an **assumption**: "
-            "the lift multiplies the chance a user is active next period. Edit it to match what "
+            f"the lift multiplies the chance a user is active next {unit}. Edit it to match what "
             "you believe (add or rename actions here too).",
             icon=":material/lightbulb:",
         )
+    cost_unit = "outcome units" if choices.is_snapshot else "points"
     return st.data_editor(
         choices.action_table(),
         key="policy.actions",
@@ -110,9 +166,16 @@ def _action_table(choices: PolicyChoices) -> pd.DataFrame:
         num_rows="dynamic" if choices.assumed_lift else "fixed",
         disabled=[] if choices.assumed_lift else ["action"],
         column_config={
-            "cost": st.column_config.NumberColumn("cost", min_value=0.0, step=0.01, format="%.3f"),
+            "action": "Action",
+            "cost": st.column_config.NumberColumn(
+                f"Cost per user and {unit} ({cost_unit})", min_value=0.0, step=0.01,
+                format="%.3f", help="What one action for one user costs, in the same points as "
+                "the rewards (for a snapshot: in the outcome's unit).",
+            ),
             "lift": st.column_config.NumberColumn(
-                "lift (× P(active next))", min_value=0.0, step=0.01
+                f"Assumed lift (× chance of being active next {unit})", min_value=0.0, step=0.01,
+                help="1.10 = the action makes a user 10% more likely to be active next "
+                f"{unit}; 1 = no effect.",
             ),
         },
-    )
+    )  # fmt: skip

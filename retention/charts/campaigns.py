@@ -11,13 +11,15 @@ import plotly.graph_objects as go
 
 
 def send_time_histogram(send_times: pd.DataFrame, period: str = "period") -> go.Figure:
-    """Bars of the share of sends per part of the period (weekday for weeks)."""
+    """Bars of the share of sends per part of the period (weekday for weeks), labelled with the
+    same share the axis shows (the count of sends is on hover)."""
     fig = go.Figure(
         go.Bar(
             x=send_times["label"],
             y=100 * send_times["share"],
-            text=[f"{int(n):,}" for n in send_times["sends"]],
-            hovertemplate="%{x}: %{y:.1f}% of sends (%{text} sends)<extra></extra>",
+            text=[f"{100 * s:.0f}%" for s in send_times["share"]],
+            customdata=send_times["sends"].astype(int),
+            hovertemplate="%{x}: %{y:.1f}% of sends (%{customdata:,} sends)<extra></extra>",
         )
     )
     fig.update_layout(

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from retention.policy_runs import stage_rank, stage_word
 from retention.words import segment_display_name
 
 ACTION_COLOURS: dict[str, str] = {
@@ -55,14 +56,14 @@ def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figur
         x=curve["episode"],
         y=curve["greedy_value"],
         mode="lines+markers",
-        name="learned policy (exact value)",
-        hovertemplate="episode %{x}<br>value %{y:.3f}<extra></extra>",
+        name="learned policy (exact worth)",
+        hovertemplate="training round %{x}<br>worth %{y:.3f} points per user<extra></extra>",
     )
     fig.add_scatter(
         x=curve["episode"],
         y=curve["mean_return"],
         mode="lines",
-        name="mean return of simulated users (exploring)",
+        name="simulated users while trying actions",
         line={"dash": "dot", "width": 1},
         opacity=0.6,
     )
@@ -71,13 +72,13 @@ def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figur
         y=optimum,
         line_dash="dash",
         line_color="black",
-        annotation_text=f"optimum (value iteration) {optimum:.3f}",
+        annotation_text=f"best possible {optimum:.2f}",
         annotation_position="bottom right",
     )
     fig.update_layout(
         title=title or "Learning curve",
-        xaxis_title="episode",
-        yaxis_title="expected discounted reward per user",
+        xaxis_title="training round (episode)",
+        yaxis_title="worth per user (points)",
         legend={"orientation": "h", "y": -0.25},
     )
     return fig
@@ -85,7 +86,7 @@ def learning_curve(curve: pd.DataFrame, *, title: str | None = None) -> go.Figur
 
 def _state_labels(frame: pd.DataFrame, names: Mapping[int, str] | None) -> list[str]:
     return [
-        f"{_seg_name(g, names)} / {st}"
+        f"{_seg_name(g, names)} / {stage_word(st)}"
         for g, st in zip(frame["segment"], frame["stage"], strict=True)
     ]
 
@@ -110,12 +111,12 @@ def q_heatmap(
             text=text,
             texttemplate="%{text}",
             colorscale="Viridis",
-            colorbar={"title": "Q"},
-            hovertemplate="%{y}<br>%{x}: Q = %{z:.3f}<extra></extra>",
+            colorbar={"title": "points<br>per user"},
+            hovertemplate="%{y}<br>%{x}: worth %{z:.3f} points per user<extra></extra>",
         )
     )
     fig.update_layout(
-        title="Q-table: expected discounted reward of each action in each state (★ = chosen)",
+        title="What each action is worth per user, in reward points (★ = the policy's choice)",
         yaxis={"autorange": "reversed"},
         height=max(320, 28 * len(labels) + 120),
     )
@@ -123,11 +124,15 @@ def q_heatmap(
 
 
 def policy_map(
-    recommendations: pd.DataFrame, actions: Sequence[str], names: Mapping[int, str] | None = None
+    recommendations: pd.DataFrame,
+    actions: Sequence[str],
+    names: Mapping[int, str] | None = None,
+    *,
+    title: str = "Recommended action per segment and stage",
 ) -> go.Figure:
-    """Segment x stage -> recommended action, coloured by action."""
+    """Segment x stage -> recommended action, coloured by action (stages in lifecycle order)."""
     segs = list(dict.fromkeys(int(g) for g in recommendations["segment"]))
-    stages = list(dict.fromkeys(recommendations["stage"]))
+    stages = sorted(dict.fromkeys(recommendations["stage"]), key=stage_rank)
     pos = {a: i for i, a in enumerate(actions)}
     z = np.full((len(segs), len(stages)), np.nan)
     text = np.full((len(segs), len(stages)), "", dtype=object)
@@ -143,7 +148,7 @@ def policy_map(
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=stages,
+            x=[stage_word(st) for st in stages],
             y=[_seg_name(g, names) for g in segs],
             text=text,
             texttemplate="%{text}",
@@ -157,9 +162,10 @@ def policy_map(
         )
     )
     fig.update_layout(
-        title="Recommended action per segment and stage",
+        title=title,
+        xaxis_title="stage of the user",
         yaxis={"autorange": "reversed"},
-        height=max(260, 60 * len(segs) + 120),
+        height=max(260, 60 * len(segs) + 140),
     )
     return fig
 
@@ -178,12 +184,17 @@ def retention_projection(
     cols = min(2, len(segs))
     rows = int(np.ceil(len(segs) / cols))
     fig = make_subplots(
-        rows=rows, cols=cols, subplot_titles=[_seg_name(g, names) for g in segs], shared_yaxes=True
+        rows=rows,
+        cols=cols,
+        subplot_titles=[_seg_name(g, names) for g in segs],
+        shared_yaxes=True,
+        vertical_spacing=min(0.3, 0.45 / rows),
+        horizontal_spacing=0.06,
     )
     actions = [p.removeprefix("always ") for p in policies if p.startswith("always ")]
     colours = action_colours(actions)
+    traces, where = [], []  # built as plain dicts, added at once: fast enough for a preview
     for k, g in enumerate(segs):
-        r, c = k // cols + 1, k % cols + 1
         part = projections[projections["segment"] == g]
         for p in policies:
             line = part[part["policy"] == p]
@@ -193,25 +204,33 @@ def retention_projection(
                 style = {"color": "#7f7f7f", "width": 1, "dash": "dash"}
             else:
                 style = {"color": "black", "width": 3}
-            fig.add_scatter(
-                x=line["period"],
-                y=line["active_share"],
-                mode="lines",
-                name=p,
-                line=style,
-                legendgroup=p,
-                showlegend=k == 0,
-                hovertemplate=f"{p}<br>{period_word} %{{x}}: %{{y:.1%}} active<extra></extra>",
-                row=r,
-                col=c,
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": line["period"].to_numpy(),
+                    "y": line["active_share"].to_numpy(),
+                    "mode": "lines",
+                    "name": p,
+                    "line": style,
+                    "legendgroup": p,
+                    "showlegend": k == 0,
+                    "hovertemplate": f"{p}<br>{period_word} %{{x}}: %{{y:.1%}} active<extra></extra>",
+                }
             )
+            where.append((k // cols + 1, k % cols + 1))
+    fig.add_traces(traces, rows=[r for r, _ in where], cols=[c for _, c in where])
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_xaxes(title_text=period_word)
+    fig.update_yaxes(title_text="users active", col=1)
+    for c in range(1, cols + 1):  # the x title only under the lowest panel of each column
+        last = max(k for k in range(len(segs)) if k % cols == c - 1)
+        fig.update_xaxes(title_text=f"{period_word} from now", row=last // cols + 1, col=c)
     fig.update_layout(
         title="Projected retention: share of users active, starting from users active now",
-        height=320 * rows + 80,
-        legend={"orientation": "h", "y": -0.12},
-    )
+        height=300 * rows + 120,
+        margin={"t": 90, "b": 60, "r": 20},
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top",
+                "title": {"text": "policy"}},
+    )  # fmt: skip
     return fig
 
 
@@ -227,7 +246,7 @@ def stability_map(
     in use."""
     states = stability[["segment", "stage"]].drop_duplicates().reset_index(drop=True)
     segs = list(dict.fromkeys(int(g) for g in states["segment"]))
-    stages = list(dict.fromkeys(states["stage"]))
+    stages = sorted(dict.fromkeys(states["stage"]), key=stage_rank)
     gammas = sorted(stability["gamma"].unique())
     pens = sorted(stability["churn_penalty"].unique())
     colours = action_colours(actions)
@@ -239,10 +258,10 @@ def stability_map(
     fig = make_subplots(
         rows=len(segs),
         cols=len(stages),
-        column_titles=stages,
+        column_titles=[stage_word(st) for st in stages],
         row_titles=[_seg_name(g, names) for g in segs],
-        horizontal_spacing=0.03,
-        vertical_spacing=0.04,
+        horizontal_spacing=0.04,
+        vertical_spacing=min(0.06, 0.3 / max(1, len(segs))),
     )
     for i, g in enumerate(segs):
         for j, st in enumerate(stages):
@@ -262,7 +281,8 @@ def stability_map(
                 showscale=False,
                 xgap=1,
                 ygap=1,
-                hovertemplate="γ %{x}, churn penalty %{y}: <b>%{text}</b><extra></extra>",
+                hovertemplate="future weight γ %{x}, churn penalty %{y}: <b>%{text}</b>"
+                "<extra></extra>",
                 row=i + 1,
                 col=j + 1,
             )
@@ -285,12 +305,20 @@ def stability_map(
             marker={"color": colours[a], "size": 10, "symbol": "square"},
             name=a,
         )
-    fig.update_xaxes(title_text="γ", row=len(segs))
-    fig.update_yaxes(title_text="churn penalty", col=1)
+    # Tick labels on the outer panels only (inner ones collided); every other γ at an angle.
+    fig.update_xaxes(showticklabels=False, type="category")
+    fig.update_yaxes(showticklabels=False, type="category")
+    fig.update_xaxes(showticklabels=True, tickangle=-45, tickfont={"size": 10}, row=len(segs))
+    fig.update_yaxes(showticklabels=True, tickfont={"size": 10}, col=1)
+    fig.update_xaxes(title_text="future weight γ", title_standoff=4, row=len(segs))
+    fig.update_yaxes(title_text="churn penalty", title_standoff=12, automargin=True, col=1)
+    fig.for_each_annotation(lambda a: a.update(font={"size": 12}))
     fig.update_layout(
-        title="Stability: the best action as the discount γ (x) and the churn penalty (y) move",
-        height=170 * len(segs) + 140,
-        legend={"orientation": "h", "y": -0.08},
+        title="Stability: the best action as the future weight γ (across) and the churn penalty "
+        "(up) change",
+        height=170 * len(segs) + 170,
+        margin={"t": 90, "b": 80, "r": 160},
+        legend={"orientation": "h", "x": 0, "y": -0.5 / max(1, len(segs)), "yanchor": "top"},
     )
     return fig
 

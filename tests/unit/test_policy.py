@@ -141,7 +141,10 @@ def test_settings_diff_names_what_differs():
     mine = {"gamma": 0.9, "seed": 0, "learner": {"episodes": 20, "seed": 0}, "request": {}}
     theirs = {"gamma": 0.5, "seed": 0, "learner": {"episodes": 40, "seed": 0}}
     diff = settings_diff(mine, theirs)
-    assert diff.values.tolist() == [["episodes", "20", "40"], ["discount γ", "0.9", "0.5"]]
+    assert diff.values.tolist() == [
+        ["episodes", "20", "40"],
+        ["future weight γ (discount)", "0.9", "0.5"],
+    ]
 
 
 def test_a_command_line_request_stores_as_it_always_has():
