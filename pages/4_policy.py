@@ -19,6 +19,7 @@ from pages.ui.common import (
     workspace,
 )
 from pages.ui.policy_form import settings_form
+from pages.ui.retention_views import shared_settings
 from retention.campaigns import timing_sentence
 from retention.charts.policy import learning_curve
 from retention.errors import InputError
@@ -59,8 +60,7 @@ if seg_run is None:
     st.stop()
 names = segment_names(seg_run)
 assignments = seg_run.artifacts["assignments"][["user_id", "segment"]]
-period = st.session_state.get("period", "auto")
-churn_after = int(st.session_state.get("churn_after", 4))
+period, churn_after = shared_settings()  # the Retention page's, kept across refreshes
 currency = dataset_currency(info.id)
 
 

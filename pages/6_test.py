@@ -18,6 +18,7 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.retention_views import shared_settings
 from retention.errors import InputError
 from retention.experiment import DEFAULT_TEST_ACTIONS, JARGON, ExperimentPlan, PlanSettings
 from retention.experiment_runs import analyse, base_mdp, plan_for_dataset, read_results_files
@@ -41,11 +42,9 @@ if seg_run is None:
     page_link("segments", "Go to Segments", ":material/bubble_chart:")
     st.stop()
 names = segment_names(seg_run)
-churn_after = int(st.session_state.get("churn_after", 4))
+chosen_period, churn_after = shared_settings()  # the Retention page's, kept across refreshes
 try:
-    period = resolve_period(
-        ws.cursor(), ws.table(info.id, "events"), st.session_state.get("period", "auto")
-    )
+    period = resolve_period(ws.cursor(), ws.table(info.id, "events"), chosen_period)
 except InputError as exc:
     stop_with_error(exc)
 periods = period_word(period)
