@@ -94,7 +94,11 @@ for assumption in policy.assumptions:
     )
 
 # -- plain words: one card per segment --------------------------------------------------------
-for card in segment_cards(strategies, period=period_name, currency=currency, assumed=assumed):
+weight = float(policy.settings.get("revenue_weight") or 0.0)
+cards = segment_cards(
+    strategies, period=period_name, currency=currency, assumed=assumed, revenue_weight=weight
+)
+for card in cards:
     with st.container(border=True):
         head, size = st.columns([3, 1])
         head.subheader(card.name)
@@ -181,12 +185,12 @@ if policy.evidence is not None and not policy.evidence.empty:
 with st.expander("The full strategy tables (every segment, and every segment × stage)"):
     st.caption(points_help)
     st.dataframe(
-        segment_table_view(segments, period=period_name, currency=currency, assumed=assumed),
+        segment_table_view(segments, period=period_name, assumed=assumed),
         hide_index=True,
         width="stretch",
     )
     st.dataframe(
-        strategy_table_view(table, period=period_name, currency=currency),
+        strategy_table_view(table, period=period_name),
         hide_index=True,
         width="stretch",
     )

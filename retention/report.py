@@ -46,7 +46,7 @@ from retention.strategies import (
     stage_words,
     strategy_table_view,
 )
-from retention.words import currency_unit, period_word, period_word_singular, segment_name
+from retention.words import period_word, period_word_singular, segment_name
 from retention.workspace import Workspace
 
 LIBRARIES = (
@@ -337,11 +337,14 @@ def _plan_section(
     currency: str | None,
     assumed: bool,
 ) -> Section:
-    cards = segment_cards(strategies, period=period, currency=currency, assumed=assumed)
+    weight = float(policy.settings.get("revenue_weight") or 0.0)
+    cards = segment_cards(
+        strategies, period=period, currency=currency, assumed=assumed, revenue_weight=weight
+    )
     paragraphs = [
         "What to do with each segment at each engagement stage, according to the trained "
         f"policy: who they are, what to do and why, what it is expected to bring over the next "
-        f"{period_word(period)} and what it costs (in {currency_unit(currency)})."
+        f"{period_word(period)} and what it costs (in points, the unit of your reward settings)."
     ]
     warnings = []
     if assumed:
@@ -461,14 +464,12 @@ def _tables_section(
         (
             "Per segment: users, stage mix, expected cost and, where projected, the share still "
             f"active after a few {period_word(period)} with the plan and doing nothing.",
-            segment_table_view(
-                strategies.segments, period=period, currency=currency, assumed=assumed
-            ),
+            segment_table_view(strategies.segments, period=period, assumed=assumed),
         ),
         (
             "Per segment and stage: what to do, the verdict, its value over doing nothing in "
             f"points per user, its cost per user per {one} and how much data is behind it.",
-            strategy_table_view(strategies.table, period=period, currency=currency),
+            strategy_table_view(strategies.table, period=period),
         ),
     ]
     if policy.ope is not None and not policy.ope.empty:

@@ -18,7 +18,6 @@ import pandas as pd
 from retention.evaluate import OpeVerdict, ope_verdict
 from retention.words import (
     NOISE_SEGMENT,
-    currency_unit,
     money,
     period_word,
     period_word_singular,
@@ -146,8 +145,8 @@ def reward_units_sentence(settings: Mapping[str, object], period: str | None = N
     return (
         f"Points are your reward settings: a user active in a {one} earns {earn}; a user who "
         f"churns costs {penalty:g} point{'' if penalty == 1 else 's'}, given back if they come "
-        "back; each action costs its "
-        f"price per user and {one}."
+        "back; each action costs the points set for it per user and "
+        f"{one}."
     )
 
 
@@ -208,14 +207,25 @@ def effect_sentence(
     )
 
 
+def cost_words(points: float, one: str, currency: str | None, revenue_weight: float) -> str:
+    """An action's cost as the policy counts it: points per user per period (the unit of the
+    rewards), and its worth in money when revenue is weighted (1 point = 1/weight of revenue)."""
+    text = f"{points:.3g} points per user per {one}"
+    if revenue_weight > 0:
+        text += f" (≈ {money(points / revenue_weight, currency)} of revenue)"
+    return text
+
+
 def segment_cards(
     strategies: Strategies,
     *,
     period: str | None = None,
     currency: str | None = None,
     assumed: bool = False,
+    revenue_weight: float = 0.0,
 ) -> list[SegmentCard]:
-    """One :class:`SegmentCard` per segment (the page and the report draw them)."""
+    """One :class:`SegmentCard` per segment (the page and the report draw them). Costs are in
+    points, like the rewards; with revenue weighted they are also said in ``currency``."""
     table, segs = strategies.table, strategies.segments
     total = int(segs["users"].sum()) if not segs.empty else 0
     one, many = period_word_singular(period), period_word(period)
@@ -251,19 +261,18 @@ def segment_cards(
                 lines=lines,
                 every_action_hurts=bool(seg["every_action_hurts"]),
                 effect=effect_sentence(seg, period, assumed),
-                cost=f"{money(float(seg['expected_cost_per_period']), currency)} per user per {one}",
+                cost=cost_words(
+                    float(seg["expected_cost_per_period"]), one, currency, revenue_weight
+                ),
                 support=f"{int(seg['data_support']):,} observed user-{many}",
             )
         )
     return cards
 
 
-def strategy_table_view(
-    table: pd.DataFrame, *, period: str | None = None, currency: str | None = None
-) -> pd.DataFrame:
+def strategy_table_view(table: pd.DataFrame, *, period: str | None = None) -> pd.DataFrame:
     """The per segment × stage table with human column names and units (page and report)."""
     one, many = period_word_singular(period), period_word(period)
-    unit = currency_unit(currency)
     return pd.DataFrame(
         {
             "segment": table["label"].astype(str),
@@ -275,7 +284,7 @@ def strategy_table_view(
             ],
             "verdict": table["verdict"].astype(str),
             "value over doing nothing (points per user)": table["value_vs_nothing"].round(3),
-            f"cost per user per {one} ({unit})": table["cost_per_period"].round(2),
+            f"cost per user per {one} (points)": table["cost_per_period"].round(3),
             f"observed user-{many} behind it": table["data_support"].astype(int),
             "data behind it": table["support"].astype(str),
         }
@@ -286,7 +295,6 @@ def segment_table_view(
     segments: pd.DataFrame,
     *,
     period: str | None = None,
-    currency: str | None = None,
     assumed: bool = False,
 ) -> pd.DataFrame:
     """The per-segment table with human column names and units (page and report)."""
@@ -298,9 +306,9 @@ def segment_table_view(
             "stage mix": segments["stage_mix"]
             .astype(str)
             .str.replace("(1 quiet period)", f"(1 quiet {one})", regex=False),
-            f"expected cost per user per {one} ({currency_unit(currency)})": segments[
+            f"expected cost per user per {one} (points)": segments[
                 "expected_cost_per_period"
-            ].round(2),
+            ].round(3),
             f"observed user-{many}": segments["data_support"].astype(int),
         }
     )

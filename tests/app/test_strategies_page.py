@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,9 @@ def test_cards_state_money_periods_and_measured_effects(pipeline_workspace, monk
     at = _open(pipeline_workspace.with_log, monkeypatch)
     captions = " ".join(c.value for c in at.caption)
     text = " ".join(m.value for m in at.markdown)
-    # Costs in the dataset's currency, per user per week; effects measured (campaign log).
-    assert "**Expected cost:** about £" in captions and "per user per week" in captions
+    # Costs in points (the rewards' unit, as the Policy page sets them), per user per week;
+    # effects measured (campaign log).
+    assert re.search(r"\*\*Expected cost:\*\* about [0-9.]+ points per user per week", captions)
     assert "(currency of your data)" not in captions
     assert "percentage points (measured)" in captions and "(assumed)" not in captions
     # Period words, win-back wording and the churn rule where it applies.
@@ -88,14 +90,14 @@ def test_cards_state_money_periods_and_measured_effects(pipeline_workspace, monk
     assert "at risk" in set(evidence["stage"]) and "at_risk" not in set(evidence["stage"])
     # The full tables have human column names with units.
     columns = {c for f in frames for c in f.columns}
-    assert "cost per user per week (£)" in columns and "value_vs_nothing" not in columns
+    assert "cost per user per week (points)" in columns and "value_vs_nothing" not in columns
 
 
 def test_cards_label_assumed_lift_on_the_number(pipeline_workspace, monkeypatch):
     at = _open(pipeline_workspace.without_log, monkeypatch)
     captions = " ".join(c.value for c in at.caption)
     assert "percentage points (assumed)" in captions and "(measured)" not in captions
-    assert "(currency of your data)" in captions  # no currency set for this dataset
+    assert "points per user per week" in captions  # costs in the rewards' unit, money or not
     assert not any(h.value == "What the campaign log shows" for h in at.subheader)
     assert any("assumed lift table" in w.value for w in at.warning)
 

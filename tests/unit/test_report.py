@@ -150,15 +150,15 @@ def test_report_reads_like_the_app(monthly_report):
     headers = set(page.headers)
     # Human column names with units; no raw column names.
     assert {
-        "users now", "share of the segment (%)", "what to do", "cost per user per month (£)",
+        "users now", "share of the segment (%)", "what to do", "cost per user per month (points)",
         "value over doing nothing (points per user)", "observed user-months behind it",
-        "expected cost per user per month (£)", "change (percentage points, assumed)",
+        "expected cost per user per month (points)", "change (percentage points, assumed)",
         "most distinctive words", "share of users (%)",
     } <= headers  # fmt: skip
     assert not any("_" in h for h in headers), sorted(h for h in headers if "_" in h)
     # The period by its name, money in the currency, effects labelled as assumed on the number.
     assert "months" in text and "periods" not in text and "period " not in text
-    assert "£" in text and "(currency of your data)" not in text
+    assert "points per user per month" in text and "(currency of your data)" not in text
     assert re.search(r"percentage points <span class='tag assumed'>assumed</span>", monthly_report)
     assert page.tags and set(page.tags) == {"tag assumed"}
     # One plain-language card per segment, with what to do, the effect, the cost and the data.

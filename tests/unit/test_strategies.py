@@ -200,8 +200,12 @@ def test_segment_cards_say_assumed_on_the_number_money_and_months():
     assert first.users == 100 and first.share_of_users == pytest.approx(100 / 120)
     assert "+12.0 percentage points (assumed)" in first.effect
     assert "after 4 months" in first.effect and "47%" in first.effect
-    # (30 users x £1 + 10 x £1 + 60 x £0.10) / 100 users = £0.46 per user per month
-    assert first.cost == "£0.46 per user per month"
+    # (30 users x 1 + 10 x 1 + 60 x 0.10 points) / 100 users = 0.46 points per user per month
+    assert first.cost == "0.46 points per user per month"
+    weighed = segment_cards(
+        _strategies_with_churned(), period="month", currency="GBP", revenue_weight=0.1
+    )[0]
+    assert weighed.cost == "0.46 points per user per month (≈ £4.60 of revenue)"  # 0.46 / 0.1
     assert first.support == "552 observed user-months"  # 500 + 40 + 12
     lines = {line.stage: line for line in first.lines}
     assert lines["lapsing"].stage_words == "lapsing (1 quiet month)"
@@ -209,24 +213,24 @@ def test_segment_cards_say_assumed_on_the_number_money_and_months():
     assert lines["churned"].thin and not lines["active"].thin
     assert "not enough to pay" in {line.stage: line for line in second.lines}["lapsing"].why
     measured = segment_cards(_strategies_with_churned(), period="week", assumed=False)[0]
-    assert "(measured)" in measured.effect and "(currency of your data)" in measured.cost
+    assert "(measured)" in measured.effect and measured.cost.endswith("per user per week")
 
 
 def test_table_views_have_human_columns_with_units():
     from retention.strategies import segment_table_view, strategy_table_view
 
     s = _strategies_with_churned()
-    table = strategy_table_view(s.table, period="month", currency="EUR")
+    table = strategy_table_view(s.table, period="month")
     assert list(table.columns) == [
         "segment", "stage", "users now", "share of the segment (%)", "what to do", "verdict",
-        "value over doing nothing (points per user)", "cost per user per month (€)",
+        "value over doing nothing (points per user)", "cost per user per month (points)",
         "observed user-months behind it", "data behind it",
     ]  # fmt: skip
     assert "lapsing (1 quiet month)" in set(table["stage"])
     assert table["share of the segment (%)"].iloc[0] == pytest.approx(30.0)
-    per_segment = segment_table_view(s.segments, period="month", currency=None, assumed=True)
+    per_segment = segment_table_view(s.segments, period="month", assumed=True)
     assert "change (percentage points, assumed)" in per_segment.columns
-    assert "expected cost per user per month (your data's currency)" in per_segment.columns
+    assert "expected cost per user per month (points)" in per_segment.columns
     assert "active after 4 months with the plan (%)" in per_segment.columns
 
 
