@@ -1,13 +1,14 @@
 """Segments: groups of users who buy or write alike and behave alike, labelled by their most
 distinctive words, on a 2-D map; rename a segment and the name is kept.
 
-The page reads the settings, runs :func:`retention.runs.run_segmentation` and renders the run
+The page reads the settings, queues a segmentation job (:mod:`retention.jobs`) and renders the run
 (:mod:`pages.ui.segments_form`, :mod:`pages.ui.segments_views`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from pages.ui import jobs_view as jobs
 from pages.ui.common import (
     current_segmentation,
     require_dataset,
@@ -24,10 +25,9 @@ from pages.ui.segments_views import (
     profile_table,
     run_picker,
 )
-from retention.embeddings import SentenceTransformerEmbedder
 from retention.errors import InputError
+from retention.jobs import submit_segmentation
 from retention.results import segmentation_runs
-from retention.runs import run_segmentation
 from retention.segments import SegmentSettings, has_text
 from retention.workspace import Run
 
@@ -48,12 +48,6 @@ def text_available(folder: str, dataset_id: str) -> bool:
 def load_run(folder: str, run_id: str) -> Run:
     """A finished run (immutable, so cached by id)."""
     return workspace().load_run(run_id)
-
-
-@st.cache_resource(show_spinner=False)
-def embedder_for(model_path: str | None) -> SentenceTransformerEmbedder:
-    """The embedder (its model loads on first use and stays loaded)."""
-    return SentenceTransformerEmbedder(model_path)
 
 
 # ----------------------------------------------------------------------------- page
@@ -78,23 +72,18 @@ except InputError:  # a run stored with settings this version does not know: sta
     settings = SegmentSettings()
 
 chosen = settings_form(settings, text, snapshot)
-if chosen is not None:
+if chosen is not None:  # segmenting is a background job (pages/ui/jobs_view.py)
     try:
         wanted = SegmentSettings(**chosen, period=st.session_state.get("period", "auto"))
-        embedder = embedder_for(wanted.model_path) if text and wanted.text_weight > 0 else None
-        bar = st.progress(0.0, text="Starting…")
-        run_id = run_segmentation(
-            ws,
-            info.id,
-            settings=wanted,
-            embedder=embedder,
-            progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg),
+        jobs.start(
+            submit_segmentation(jobs.job_queue(), info.id, wanted, owner=jobs.current_owner())
         )
     except InputError as exc:
         stop_with_error(exc)
-    bar.empty()
-    st.session_state["segmentation_run"] = run_id
-    shown = load_run(folder, run_id)
+finished = jobs.follow("segmentation", info.id, "Finding segments")
+if finished is not None:
+    st.session_state["segmentation_run"] = finished
+    shown = load_run(folder, finished)
 
 if shown is None:
     st.info("No segmentation yet for this dataset. Choose the settings and press Find segments.")

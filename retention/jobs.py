@@ -42,7 +42,7 @@ from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, Thre
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_context, spawn
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,26 @@ def _train_worker(
 
 
 # ============================================================================ in the server
+
+# A spawned process first re-imports the parent's ``__main__`` (multiprocessing's "safe
+# importing of the main module"). In the app that is Streamlit's script module (``app.py``),
+# whose import would start a second app in the worker and open the workspace. Workers run only
+# library functions, so the processes this module starts are told not to import it: the
+# preparation data of a process launched from a job thread (flag below) leaves the main
+# module out. Other code's processes are untouched.
+_launching = threading.local()
+_preparation_data = spawn.get_preparation_data
+
+
+def _worker_preparation_data(name: str) -> dict[str, Any]:
+    data = _preparation_data(name)
+    if getattr(_launching, "job_worker", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+spawn.get_preparation_data = _worker_preparation_data
 
 
 def policy_request(stored: dict[str, Any]) -> Any:
@@ -402,11 +422,15 @@ class JobQueue:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _submit(self, fn: Callable[..., Any], folder: Path, args: tuple[Any, ...]) -> Future[Any]:
+        _launching.job_worker = True  # a worker process starts inside submit (spawn context)
         try:
-            return self._pool().submit(_work, fn, str(folder), args)
-        except BrokenProcessPool:  # its worker died while idle: start a new one
-            self._replace_pool()
-            return self._pool().submit(_work, fn, str(folder), args)
+            try:
+                return self._pool().submit(_work, fn, str(folder), args)
+            except BrokenProcessPool:  # its worker died while idle: start a new one
+                self._replace_pool()
+                return self._pool().submit(_work, fn, str(folder), args)
+        finally:
+            _launching.job_worker = False
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for memory reports)."""
@@ -472,21 +496,26 @@ def submit_training(
 
 
 _open_queues: list[JobQueue] = []
+_exit_registered = False
 
 
 def _register_exit(queue: JobQueue) -> None:
     """Close the queue before the interpreter joins its threads at exit (so a running job stops
     and is marked interrupted rather than keeping the server from exiting)."""
+    global _exit_registered
     _open_queues.append(queue)
-    if len(_open_queues) == 1:
+    if not _exit_registered:
+        _exit_registered = True
         register = getattr(threading, "_register_atexit", None)
         if register is not None:
-            register(_close_all)
+            register(close_queues, wait=False)
 
 
-def _close_all() -> None:
-    for queue in list(_open_queues):
+def close_queues(wait: bool = True) -> None:
+    """Close every job queue this process opened (at exit; after each app test)."""
+    while _open_queues:
+        queue = _open_queues.pop()
         try:
-            queue.close(wait=False)
-        except Exception:  # noqa: BLE001 - exiting anyway
-            log.debug("Closing a job queue at exit failed", exc_info=True)
+            queue.close(wait=wait)
+        except Exception:  # noqa: BLE001 - closing anyway
+            log.debug("Closing a job queue failed", exc_info=True)
