@@ -84,15 +84,17 @@ class WorkerDied(RuntimeError):
 
 
 def worker_count(value: str | int | None = None) -> int:
-    """How many jobs run at once: ``value``, else ``$RETENTION_WORKERS``, else 1."""
+    """How many jobs run at once: ``value``, else ``$RETENTION_WORKERS``, else 1. ``0`` runs
+    one job at a time inside the server process (no worker process: the way before issue 22,
+    kept for the load benchmark's comparison)."""
     raw = value if value is not None else os.environ.get(WORKERS_ENV) or 1
     try:
         count = int(raw)
     except (TypeError, ValueError):
-        count = 0
-    if count < 1:
+        count = -1
+    if count < 0:
         raise InputError(
-            f"{WORKERS_ENV} must be a whole number of worker processes, 1 or more. Got {raw!r}."
+            f"{WORKERS_ENV} must be a whole number of worker processes, 0 or more. Got {raw!r}."
         )
     return count
 
@@ -268,7 +270,8 @@ class JobQueue:
     def __init__(self, ws: Workspace, workers: int | None = None) -> None:
         self.ws = ws
         self.workers = worker_count(workers)
-        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="retention-job")
+        self.inline = self.workers == 0
+        self._threads = ThreadPoolExecutor(max(self.workers, 1), thread_name_prefix="retention-job")
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -373,6 +376,12 @@ class JobQueue:
         db = None
         if job.dataset_id is not None:
             db = self.ws.export_job_input(folder, job.dataset_id, model_id)
+        if self.inline:
+            result = _work(fn, str(folder), args)
+            self._sync(job.id, folder, None)
+            if db is not None and model_id is not None:
+                self.ws.import_vectors(db, model_id)
+            return result
         future = self._submit(fn, folder, args)
         seen: tuple[float, str] | None = None
         while True:

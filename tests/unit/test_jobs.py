@@ -255,3 +255,14 @@ def test_segmentation_and_training_jobs_store_what_inline_runs_store(workspace, 
         assert p.settings == q.settings and p.value == q.value
     finally:
         queue.close()
+
+
+def test_zero_workers_runs_jobs_inside_the_server_process(workspace, fake_kind, tmp_path):
+    q = JobQueue(workspace, workers=0)
+    try:
+        where = control(tmp_path, "a", release=True)
+        job = q.submit("test.wait", None, {"control": where})
+        assert status(workspace, job.id, "done", "failed").status == "done"
+        assert int(Path(where, "pid").read_text()) == os.getpid()
+    finally:
+        q.close()
