@@ -126,6 +126,18 @@ class _Reporter:
         os.replace(tmp, self.folder / PROGRESS_FILE)
 
 
+def _watch_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the server that started it is gone (a worker
+    keeps its own end of the task pipe open, so it would otherwise wait forever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="retention-parent-watch", daemon=True).start()
+
+
 def _work(fn: Callable[..., Any], folder: str, args: tuple[Any, ...]) -> Any:
     """What a worker process runs: ``fn(folder, *args, progress=...)``."""
     return fn(Path(folder), *args, progress=_Reporter(Path(folder)))
@@ -418,7 +430,12 @@ class JobQueue:
     def _pool(self) -> ProcessPoolExecutor:
         pool = getattr(self._local, "pool", None)
         if pool is None:
-            pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
             self._local.pool = pool
             self._pools.add(pool)
         return pool

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from retention import jobs
@@ -178,10 +179,15 @@ def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(tmp_path,
     )
     try:
         running_id, queued_id = server.stdout.readline().split()
+        wait_for(lambda: Path(first, "pid").is_file(), "the worker to start")
     finally:
         server.kill()  # kill -9: no chance to tidy up
         server.wait()
-    Path(first, "release").touch()  # let the orphaned worker end
+    worker = psutil.Process(int(Path(first, "pid").read_text()))
+    wait_for(  # the killed server's worker does not outlive it
+        lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE,
+        "the orphaned worker to end",
+    )
 
     ws = Workspace(folder)
     try:
