@@ -1,7 +1,7 @@
 """Segments: groups of users who buy or write alike and behave alike, labelled by their most
 distinctive words, on a 2-D map; rename a segment and the name is kept.
 
-The page reads the settings, runs :func:`retention.runs.run_segmentation` and renders the run
+The page reads the settings, queues a segmentation job (:mod:`retention.jobs`) and renders the run
 (:mod:`pages.ui.segments_form`, :mod:`pages.ui.segments_views`)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from pages.ui import jobs_view as jobs
 from pages.ui.common import (
     current_segmentation,
     dataset_currency,
@@ -17,6 +18,7 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.retention_views import shared_settings
 from pages.ui.segments_form import settings_form
 from pages.ui.segments_views import (
     download,
@@ -27,10 +29,9 @@ from pages.ui.segments_views import (
     run_picker,
 )
 from retention.cohorts import retention_by_segment
-from retention.embeddings import SentenceTransformerEmbedder
 from retention.errors import InputError
+from retention.jobs import submit_segmentation
 from retention.results import segmentation_runs
-from retention.runs import run_segmentation
 from retention.segments import SegmentSettings, has_text
 from retention.workspace import Run
 
@@ -75,12 +76,6 @@ def shown_profile(folder: str, run_id: str) -> pd.DataFrame:
     return profile.drop(columns=old).merge(retention, on="segment", how="left")
 
 
-@st.cache_resource(show_spinner=False)
-def embedder_for(model_path: str | None) -> SentenceTransformerEmbedder:
-    """The embedder (its model loads on first use and stays loaded)."""
-    return SentenceTransformerEmbedder(model_path)
-
-
 # ----------------------------------------------------------------------------- page
 ws = workspace()
 folder = str(ws.folder)
@@ -103,23 +98,18 @@ except InputError:  # a run stored with settings this version does not know: sta
     settings = SegmentSettings()
 
 chosen = settings_form(settings, text, snapshot)
-if chosen is not None:
+if chosen is not None:  # segmenting is a background job (pages/ui/jobs_view.py)
     try:
-        wanted = SegmentSettings(**chosen, period=st.session_state.get("period", "auto"))
-        embedder = embedder_for(wanted.model_path) if text and wanted.text_weight > 0 else None
-        bar = st.progress(0.0, text="Starting…")
-        run_id = run_segmentation(
-            ws,
-            info.id,
-            settings=wanted,
-            embedder=embedder,
-            progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg),
+        wanted = SegmentSettings(**chosen, period=shared_settings()[0])
+        jobs.start(
+            submit_segmentation(jobs.job_queue(), info.id, wanted, owner=jobs.current_owner())
         )
     except InputError as exc:
         stop_with_error(exc)
-    bar.empty()
-    st.session_state["segmentation_run"] = run_id
-    shown = load_run(folder, run_id)
+finished = jobs.follow("segmentation", info.id, "Finding segments")
+if finished is not None:
+    st.session_state["segmentation_run"] = finished
+    shown = load_run(folder, finished)
 
 if shown is None:
     st.info("No segmentation yet for this dataset. Choose the settings and press Find segments.")

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui import campaign_views
+from pages.ui import jobs_view as jobs
 from pages.ui import policy_views as views
 from pages.ui.common import (
     current_segmentation,
@@ -21,8 +22,8 @@ from pages.ui.common import (
 from pages.ui.policy_form import settings_form
 from pages.ui.retention_views import shared_settings
 from retention.campaigns import timing_sentence
-from retention.charts.policy import learning_curve
 from retention.errors import InputError
+from retention.jobs import submit_training
 from retention.mdp import MDP
 from retention.policy_runs import (
     PolicyChoices,
@@ -35,7 +36,6 @@ from retention.policy_runs import (
     policy_of,
     request_of,
     run_label,
-    train_from_form,
     trained_with,
     value_parts,
 )
@@ -168,25 +168,14 @@ def settings_and_preview(settings: dict | None) -> PolicyForm:
 form = settings_and_preview(shown_settings)
 before = st.session_state.get("policy.run")
 if st.button("Train", type="primary", icon=":material/model_training:"):
-    bar = st.progress(0.0, "Starting…")
-    live = st.empty()
-
-    def on_curve(curve: pd.DataFrame) -> None:
-        if len(curve) % 10 == 1:
-            live.plotly_chart(
-                learning_curve(curve, title="Learning…"), key=f"policy.live.{len(curve)}"
-            )
-
-    try:
-        new_run = train_from_form(
-            ws, info.id, seg_run.id, assignments, choices, form, churn_after=churn_after,
-            progress=lambda frac, msg: bar.progress(frac, msg), callback=on_curve,
-        )  # fmt: skip
+    try:  # training is a background job (pages/ui/jobs_view.py)
+        request = form.request(choices, seg_run.id, churn_after)
+        jobs.start(submit_training(jobs.job_queue(), info.id, request, owner=jobs.current_owner()))
     except InputError as exc:
         stop_with_error(exc)
-    st.session_state["policy.run"] = st.session_state["policy.show"] = new_run
-    bar.empty()
-    live.empty()
+trained = jobs.follow("policy", info.id, "Training")
+if trained is not None:
+    st.session_state["policy.run"] = st.session_state["policy.show"] = trained
 
 if st.session_state.get("policy.run") != before:
     st.rerun()  # the settings above were compared with the run shown before this one

@@ -163,19 +163,28 @@ def run_segmentation(
     progress: Progress | None = None,
     embedder: Embedder | None = None,
     force: bool = False,
+    compute: Callable[[SegmentSettings], SegmentationResult] | None = None,
 ) -> str:
     """Segment a workspace dataset and store a ``segmentation`` run; return the run id.
 
     A finished run with the same settings (and model) is returned as it is, unless ``force``.
+    ``compute`` segments elsewhere (a worker process, :mod:`retention.jobs`); by default
+    :func:`~retention.segments.segment_dataset` runs here.
     """
     parsed = SegmentSettings.coerce(settings)
     stored = run_settings(parsed, embedder)
+
+    def segment() -> SegmentationResult:
+        if compute is not None:
+            return compute(parsed)
+        return segment_dataset(ws, dataset_id, parsed, embedder=embedder, progress=progress)
+
     run_id, _ = find_or_run(
         ws,
         "segmentation",
         dataset_id,
         stored,
-        lambda: segment_dataset(ws, dataset_id, parsed, embedder=embedder, progress=progress),
+        segment,
         lambda result: Stored(metrics=result.metrics, artifacts=result.artifacts()),
         find=(lambda: None) if force else None,
         progress=progress,

@@ -30,9 +30,12 @@ import pandas as pd
 from retention.errors import InputError
 from retention.private import make_private_dir, restrict_umask, tighten_tree
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATASET_KINDS = ("events", "campaigns", "snapshot")
 RUN_STATUSES = ("running", "done", "failed")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+#: A job in one of these states has not ended yet.
+ACTIVE_JOB_STATUSES = ("queued", "running")
 DEFAULT_FOLDER = "workspace"
 DB_NAME = "retention.duckdb"
 
@@ -60,6 +63,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE segment_names (
             run_id VARCHAR NOT NULL, segment INTEGER NOT NULL, name VARCHAR NOT NULL,
             PRIMARY KEY (run_id, segment))""",
+    ),
+    (
+        # Background work (retention.jobs): one row per job, written by the server process only.
+        "CREATE SEQUENCE job_seq",
+        """CREATE TABLE jobs (
+            id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL DEFAULT nextval('job_seq'),
+            kind VARCHAR NOT NULL, dataset_id VARCHAR, owner VARCHAR NOT NULL,
+            settings VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            progress DOUBLE NOT NULL DEFAULT 0, message VARCHAR,
+            created TIMESTAMP NOT NULL, started TIMESTAMP, finished TIMESTAMP,
+            run_id VARCHAR, error VARCHAR, pid INTEGER,
+            cancel_requested BOOLEAN NOT NULL DEFAULT false)""",
     ),
 )
 
@@ -93,6 +108,59 @@ class Run:
     metrics: dict[str, Any]
     error: str | None
     artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A piece of background work (see :mod:`retention.jobs`) as the workspace records it."""
+
+    id: str
+    kind: str
+    dataset_id: str | None
+    owner: str
+    settings: dict[str, Any]
+    status: str
+    progress: float
+    message: str | None
+    created: pd.Timestamp
+    started: pd.Timestamp | None
+    finished: pd.Timestamp | None
+    run_id: str | None
+    error: str | None
+    cancel_requested: bool
+
+    @property
+    def active(self) -> bool:
+        """Whether the job is still queued or running."""
+        return self.status in ACTIVE_JOB_STATUSES
+
+
+_JOB_COLUMNS = (
+    "id, kind, dataset_id, owner, settings, status, progress, message, created, started, "
+    "finished, run_id, error, cancel_requested"
+)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    def stamp(value: Any) -> pd.Timestamp | None:
+        return None if value is None else pd.Timestamp(value)
+
+    return Job(
+        id=row[0],
+        kind=row[1],
+        dataset_id=row[2],
+        owner=row[3],
+        settings=json.loads(row[4]),
+        status=row[5],
+        progress=float(row[6]),
+        message=row[7],
+        created=pd.Timestamp(row[8]),
+        started=stamp(row[9]),
+        finished=stamp(row[10]),
+        run_id=row[11],
+        error=row[12],
+        cancel_requested=bool(row[13]),
+    )
 
 
 _connections: dict[Path, duckdb.DuckDBPyConnection] = {}
@@ -194,6 +262,7 @@ class Workspace:
             tighten_tree(path)
         self._migrate()
         self._mark_interrupted_runs()
+        self._mark_interrupted_jobs()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -303,6 +372,18 @@ class Workspace:
         for run_id, pid in rows:
             if pid != os.getpid() and not _pid_alive(pid):
                 self.fail_run(run_id, "interrupted: the program stopped before the run finished")
+
+    def _mark_interrupted_jobs(self) -> None:
+        """Jobs left ``running`` by a program that stopped become ``interrupted`` (queued ones
+        stay queued: the app's job queue takes them up again, :class:`retention.jobs.JobQueue`)."""
+        rows = self._fetchall("SELECT id, pid FROM jobs WHERE status = 'running'")
+        for job_id, pid in rows:
+            if pid != os.getpid() and not _pid_alive(pid):
+                self.end_job(
+                    job_id,
+                    "interrupted",
+                    error="interrupted: the app stopped while this job ran. Start it again.",
+                )
 
     @staticmethod
     def table(dataset_id: str, kind: str) -> str:
@@ -615,6 +696,151 @@ class Workspace:
             .fetchone()
         )
         return self.load_run(row[0]) if row else None
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def add_job(
+        self, kind: str, dataset_id: str | None, settings: dict[str, Any], owner: str
+    ) -> str:
+        """Record a ``queued`` job; return its id (:mod:`retention.jobs` runs it)."""
+        job_id = uuid.uuid4().hex[:12]
+        self._write(
+            lambda cur: cur.execute(
+                "INSERT INTO jobs (id, kind, dataset_id, owner, settings, status, created) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', now()::TIMESTAMP)",
+                [job_id, kind, dataset_id, owner, json.dumps(settings, default=_json_default)],
+            )
+        )
+        return job_id
+
+    def job(self, job_id: str) -> Job:
+        rows = self._fetchall(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", [job_id])  # noqa: S608 - constant column list
+        if not rows:
+            raise InputError(f"There is no job {job_id!r} in the workspace {self.folder}.")
+        return _job(rows[0])
+
+    def jobs(
+        self,
+        *,
+        kind: str | None = None,
+        dataset_id: str | None = None,
+        owner: str | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """Jobs in the order they were submitted, optionally filtered."""
+        wanted = list(statuses) if statuses is not None else list(JOB_STATUSES)
+        rows = self._fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE (? IS NULL OR kind = ?) "  # noqa: S608 - constant column list
+            "AND (? IS NULL OR dataset_id = ?) AND (? IS NULL OR owner = ?) "
+            "AND list_contains(?, status) ORDER BY seq",
+            [kind, kind, dataset_id, dataset_id, owner, owner, wanted],
+        )
+        return [_job(row) for row in rows]
+
+    def start_job(self, job_id: str) -> bool:
+        """Mark a queued job ``running`` (by this process); False when it is no longer queued
+        (cancelled meanwhile)."""
+
+        def write(cur: duckdb.DuckDBPyConnection) -> bool:
+            row = cur.execute("SELECT status FROM jobs WHERE id = ?", [job_id]).fetchone()
+            if row is None or row[0] != "queued":
+                return False
+            cur.execute(
+                "UPDATE jobs SET status = 'running', started = now()::TIMESTAMP, pid = ? "
+                "WHERE id = ?",
+                [os.getpid(), job_id],
+            )
+            return True
+
+        return self._write(write)
+
+    def job_progress(self, job_id: str, progress: float, message: str | None) -> None:
+        self._write(
+            lambda cur: cur.execute(
+                "UPDATE jobs SET progress = ?, message = ? WHERE id = ? AND status = 'running'",
+                [float(progress), message, job_id],
+            )
+        )
+
+    def request_job_cancel(self, job_id: str) -> None:
+        self._write(
+            lambda cur: cur.execute(
+                "UPDATE jobs SET cancel_requested = true WHERE id = ?", [job_id]
+            )
+        )
+
+    def end_job(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        run_id: str | None = None,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Record how a job ended; False (and nothing changed) when it had already ended."""
+        if status not in JOB_STATUSES or status in ACTIVE_JOB_STATUSES:
+            raise ValueError(f"Not a final job status: {status!r}")
+
+        def write(cur: duckdb.DuckDBPyConnection) -> bool:
+            row = cur.execute("SELECT status FROM jobs WHERE id = ?", [job_id]).fetchone()
+            if row is None or row[0] not in ACTIVE_JOB_STATUSES:
+                return False
+            cur.execute(
+                "UPDATE jobs SET status = ?, finished = now()::TIMESTAMP, run_id = ?, error = ?, "
+                "message = coalesce(?, message), progress = CASE WHEN ? = 'done' THEN 1.0 "
+                "ELSE progress END WHERE id = ?",
+                [status, run_id, error, message, status, job_id],
+            )
+            return True
+
+        return self._write(write)
+
+    # -- job inputs (a worker process cannot open this database) ------------------------------
+
+    def export_job_input(self, folder: Path, dataset_id: str, model_id: str | None) -> Path:
+        """A private workspace in ``folder`` holding one dataset (same id, same tables) and the
+        vectors cached for ``model_id``: what a worker process reads instead of this database,
+        which only one process may open."""
+        job_ws = Workspace(folder)
+        job_ws.close()
+        info = self.dataset(dataset_id)
+        alias = f"job_{uuid.uuid4().hex[:12]}"
+        with self._own_cursor() as cur:
+            cur.execute(f"ATTACH ? AS {alias}", [str(job_ws.db_path)])
+            try:
+                for kind in info.kinds:
+                    table = self.table(dataset_id, kind)
+                    cur.execute(f"CREATE TABLE {alias}.{table} AS SELECT * FROM {table}")  # noqa: S608 - generated identifiers
+                cur.execute(
+                    f"INSERT INTO {alias}.datasets SELECT * FROM datasets WHERE id = ?",  # noqa: S608
+                    [dataset_id],
+                )
+                if model_id is not None:
+                    cur.execute(
+                        f"INSERT INTO {alias}.embeddings SELECT * FROM embeddings "  # noqa: S608
+                        "WHERE model_id = ?",
+                        [model_id],
+                    )
+            finally:
+                cur.execute(f"DETACH {alias}")
+        return job_ws.db_path
+
+    def import_vectors(self, db_path: Path, model_id: str) -> None:
+        """Add the vectors a worker cached in its job workspace (``db_path``) to this cache."""
+        alias = f"job_{uuid.uuid4().hex[:12]}"
+        with self._own_cursor() as cur:
+            cur.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(db_path)])
+            try:
+                self._write(
+                    lambda w: w.execute(
+                        f"INSERT OR IGNORE INTO embeddings SELECT model_id, text_hash, vector "  # noqa: S608
+                        f"FROM {alias}.embeddings WHERE model_id = ?",
+                        [model_id],
+                    )
+                )
+            finally:
+                cur.execute(f"DETACH {alias}")
 
     # -- preferences ----------------------------------------------------------------------
 

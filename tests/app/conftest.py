@@ -20,6 +20,9 @@ def app_workspace(tmp_path, monkeypatch):
     ws = Workspace(folder)
     ws.set_meta("samples.loaded", "1")
     yield ws
+    from retention.jobs import close_queues
+
+    close_queues()  # the app's job queue on this workspace and its worker process
     ws.close()
 
 
@@ -41,3 +44,20 @@ def make_app(page: str | None = None):
         at.switch_page(page)
         at.run()
     return at
+
+
+def finish_jobs(at, timeout: float = 300.0):
+    """Wait until the app's background jobs have ended (the browser's page polls; an AppTest
+    does not), then run the page again so it shows the result."""
+    import os
+    import time
+
+    from retention.workspace import ACTIVE_JOB_STATUSES, Workspace
+
+    ws = Workspace(os.environ["RETENTION_WORKSPACE"])
+    deadline = time.monotonic() + timeout
+    while ws.jobs(statuses=ACTIVE_JOB_STATUSES):
+        if time.monotonic() > deadline:
+            raise AssertionError("the background jobs did not end")
+        time.sleep(0.1)
+    return at.run()

@@ -10,7 +10,7 @@ from retention.periods import build_panel
 from retention.policy import train_policy
 from retention.runs import save_policy
 from retention.samples import SAMPLE_DIR
-from tests.app.conftest import make_app
+from tests.app.conftest import finish_jobs, make_app
 
 PAGE = "pages/4_policy.py"
 
@@ -41,7 +41,7 @@ def _train(at, **sliders):
         at.slider(key=key).set_value(value)
     next(b for b in at.button if b.label == "Train").click()
     at.run()
-    return at
+    return finish_jobs(at)  # training is a background job
 
 
 def test_without_segmentation_points_to_segments(app_workspace, planted_dataset):

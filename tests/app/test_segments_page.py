@@ -9,7 +9,7 @@ import pytest
 
 import retention.runs
 from retention.synth import make_planted
-from tests.app.conftest import make_app
+from tests.app.conftest import finish_jobs, make_app
 
 PAGE = "pages/2_segments.py"
 
@@ -42,6 +42,7 @@ def _charts(at) -> list[dict]:
 def _run(at):
     at.selectbox(key="segments.k").set_value(3).run()
     _button(at, "Find segments").click().run()
+    finish_jobs(at)  # segmenting is a background job
     assert not at.exception, at.exception
     return at
 
@@ -126,6 +127,7 @@ def test_automatic_k_is_explained_with_the_codes_own_rule(app_workspace, planted
     at = make_app(PAGE)
     assert auto_k_rule() in at.selectbox(key="segments.k").help
     _button(at, "Find segments").click().run()  # k = "auto" by default
+    finish_jobs(at)
     assert not at.exception, at.exception
     captions = [c.value for c in at.caption]
     assert any(auto_k_rule() in c for c in captions)

@@ -118,6 +118,10 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # Policy: train with the default settings.
     _goto_page(page, app_url, "policy")
     page.get_by_role("button", name="Train", exact=True).click()
+    # Training is a background job of the workspace: a refresh right after the click neither
+    # cancels it nor drops it, and the refreshed page shows the run when the job ends.
+    page.get_by_text("Training:").first.wait_for()
+    page.reload()
     page.get_by_text("Optimum (value iteration)", exact=True).wait_for()  # the trained run shows
     _wait_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()

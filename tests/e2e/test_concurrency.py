@@ -2,10 +2,12 @@
 
 Each session uploads its own small event log (different users, different data), saves it,
 finds segments (behaviour only: the files have no text, so no model load) and trains a policy,
-all at the same time through one server process and its one DuckDB workspace. No session may
+all at the same time through one server process and its one DuckDB workspace (segmenting and
+training are background jobs run by a worker process, issue 22). No session may
 see an error or an exception, and none may see another's state: each ends with its own dataset
-selected and its own users in its segments. Peak server memory (VmHWM) and the 95th percentile
-of the page times are printed, not asserted.
+selected and its own users in its segments, and no upload may stall (there is no retry). Peak
+server and worker memory (VmHWM) and the 95th percentile of the page times are printed, not
+asserted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from retention.synth import make_planted
@@ -31,7 +34,9 @@ pytestmark = pytest.mark.e2e
 
 SESSIONS = 10
 UPLOAD_WAIT_MS = 90_000
-retries: list[str] = []  # sessions whose first upload stalled (printed with the figures)
+#: A segmentation or training is a background job in one queue: the last session's job waits
+#: for the nine before it, so its page may take up to ten jobs' time on a loaded machine.
+JOB_WAIT_MS = 3 * STEP_TIMEOUT_MS
 
 
 def _prefix(i: int) -> str:
@@ -120,18 +125,12 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
             chooser = page.locator("[data-testid='stFileUploader'] input[type=file]").first
             report = page.get_by_text("Validation report", exact=True)
             await chooser.set_input_files(str(data))
-            try:
+            try:  # one upload, no retry: a stalled upload is a defect a user would meet
                 await report.wait_for(timeout=UPLOAD_WAIT_MS)
             except PlaywrightTimeout:
-                # Seen once in CI on a loaded machine: the file went up but no rerun followed.
-                # Keep the evidence, then upload again as a user would; a second miss fails.
-                await _no_errors(page, f"{name} upload")
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(SCREENSHOTS / f"{name}_upload_stalled.png"))
-                retries.append(name)
-                await chooser.set_input_files([])
-                await chooser.set_input_files(str(data))
-                await report.wait_for()
+                raise AssertionError(f"{name}: the upload stalled (no validation report)") from None
             await _idle(page)
 
         async def save() -> None:
@@ -146,13 +145,17 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
         async def segment() -> None:
             await _nav(page, "Segments")
             await page.get_by_role("button", name="Find segments").click()
-            await page.get_by_text("Names and keywords").wait_for()
+            # A background job: queued behind the other sessions' jobs, then run by a worker;
+            # the page shows the run when the job has ended.
+            await page.get_by_text("Names and keywords").wait_for(timeout=JOB_WAIT_MS)
             await _idle(page)
 
         async def train() -> None:
             await _nav(page, "Policy")
             await page.get_by_role("button", name="Train", exact=True).click()
-            await page.get_by_text("Optimum (value iteration)", exact=True).wait_for()
+            await page.get_by_text("Optimum (value iteration)", exact=True).wait_for(
+                timeout=JOB_WAIT_MS
+            )
             await _idle(page)
 
         await step("open", open_app)
@@ -203,6 +206,7 @@ def test_ten_sessions_at_once(server, tmp_path):
     results = asyncio.run(_all_sessions(url, files, times))
     wall = time.perf_counter() - start
     peak_mb = _rss_peak_kb(proc.pid) / 1024
+    workers_mb = [_rss_peak_kb(child.pid) / 1024 for child in psutil.Process(proc.pid).children()]
 
     for i, result in enumerate(results):
         assert result["picked"].startswith(f"session{i:02d}"), (i, result["picked"])
@@ -216,10 +220,9 @@ def test_ten_sessions_at_once(server, tmp_path):
     print(
         f"\n{SESSIONS} concurrent sessions: wall {wall:.1f} s, {len(times)} page steps, "
         f"median {statistics.median(seconds):.2f} s, p95 {_p95(seconds):.2f} s, "
-        f"max {max(seconds):.2f} s; server peak RSS {peak_mb:.0f} MB"
+        f"max {max(seconds):.2f} s; server peak RSS {peak_mb:.0f} MB, its child processes "
+        f"(job workers, resource tracker) {', '.join(f'{mb:.0f}' for mb in workers_mb)} MB"
     )
-    if retries:
-        print(f"  uploads that stalled once and were repeated: {', '.join(retries)}")
     for label in dict.fromkeys(label for label, _ in times):
         mine = [t for step, t in times if step == label]
         print(f"  {label:<9} median {statistics.median(mine):6.2f} s   p95 {_p95(mine):6.2f} s")
@@ -238,6 +241,8 @@ def test_ten_sessions_at_once(server, tmp_path):
         assert sorted(mine["name"]) == [f"session{i:02d}" for i in range(SESSIONS)]
         runs = ws.runs()
         assert set(runs["status"]) == {"done"}, runs[["kind", "status", "error"]]
+        jobs = ws.jobs()
+        assert {j.status for j in jobs} == {"done"}, [(j.kind, j.status, j.error) for j in jobs]
         for kind in ("segmentation", "policy"):
             assert set(runs.loc[runs["kind"] == kind, "dataset_id"]) >= set(mine["id"])
     finally:

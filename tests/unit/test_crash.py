@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from retention.cli import main
-from retention.workspace import Workspace
+from retention.workspace import SCHEMA_VERSION, Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
@@ -323,7 +323,7 @@ def test_cli_on_the_planted_sample_killed_while_embedding(tmp_path):
 WORKER = r"""
 import hashlib, sys, time
 import numpy as np
-from retention.workspace import Workspace
+from retention.workspace import SCHEMA_VERSION, Workspace
 
 mode, folder, data = sys.argv[1], sys.argv[2], sys.argv[3]
 ws = Workspace(folder)
@@ -592,7 +592,7 @@ def test_backup_delete_restore_and_the_warm_rerun_reuses_everything(tmp_path, sm
         manifest = json.loads(zf.read("manifest.json"))
         for entry in manifest["tables"].values():
             assert hashlib.sha256(zf.read(entry["file"])).hexdigest() == entry["sha256"]
-    assert manifest["schema_version"] == 1 and manifest["datasets"] == 1
+    assert manifest["schema_version"] == SCHEMA_VERSION and manifest["datasets"] == 1
 
     shutil.rmtree(ws_dir)
     assert main(["restore", str(backup_file), "--workspace", str(ws_dir)]) == 0

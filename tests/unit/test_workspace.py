@@ -178,3 +178,46 @@ def test_workspace_in_use_by_another_process_is_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_version_1_workspace_gains_the_jobs_table(tmp_path):
+    import duckdb
+
+    from retention.workspace import _MIGRATIONS, SCHEMA_VERSION
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    con = duckdb.connect(str(folder / "retention.duckdb"))
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    for statement in _MIGRATIONS[0]:
+        con.execute(statement)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.close()
+
+    ws = Workspace(folder)
+    try:
+        assert ws.get_meta("schema_version") == str(SCHEMA_VERSION)
+        job_id = ws.add_job("segmentation", None, {"k": 3}, "local")
+        job = ws.job(job_id)
+        assert (job.status, job.settings, job.progress) == ("queued", {"k": 3}, 0.0)
+        assert ws.start_job(job_id) and not ws.start_job(job_id)
+        assert ws.end_job(job_id, "done", run_id="r1") and not ws.end_job(job_id, "failed")
+        assert (ws.job(job_id).status, ws.job(job_id).run_id) == ("done", "r1")
+    finally:
+        ws.close()
+
+
+def test_a_job_left_running_by_a_dead_process_is_interrupted(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    running, queued = (ws.add_job("policy", None, {"n": i}, "local") for i in range(2))
+    ws.start_job(running)
+    ws._write(lambda cur: cur.execute("UPDATE jobs SET pid = 2147483646 WHERE id = ?", [running]))
+    ws.close()
+
+    ws = Workspace(tmp_path / "ws")
+    try:
+        assert ws.job(running).status == "interrupted"
+        assert "app stopped" in ws.job(running).error
+        assert ws.job(queued).status == "queued"
+    finally:
+        ws.close()

@@ -1,0 +1,492 @@
+"""Responsive under load (issue 22): ten real browser sessions against one app server.
+
+* **trainers** (``--trainers``, default 5): each uploads its own event log (with text, so the
+  model loads and embeds), saves it, presses *Find segments*, then *Train*, and waits for each
+  run to show (the work is a background job).
+* **browsers** (``--browsers``, default 5): while any trainer is still working, each opens the
+  Retention and Strategies pages of the planted demo (segmented and trained beforehand) and
+  uploads a 5 MB file on the Data page, again and again.
+
+Measured per mode, in the same run: page loads (sidebar click → the page's script run is over,
+its heading shown) and uploads (file chosen → the validation report shown) while the trainings
+run, p50/p95; each job's wait in the queue and run time (from the workspace's ``jobs`` table);
+server and worker peak RSS (VmHWM). Then every job's result is computed again alone, inline,
+and compared (segment assignments, labels, profile, map; Q-table and recommendations).
+
+Modes: ``workers`` — jobs in a worker process (``RETENTION_WORKERS=1``, the default); ``inline``
+— the same jobs computed inside the server process (``RETENTION_WORKERS=0``, the way before
+issue 22). Usage::
+
+    python bench/load.py [--modes workers inline] [--trainers 5] [--browsers 5] [--quick]
+
+writes ``bench/results/load{_quick}.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+STEP_MS = int(os.environ.get("LOAD_STEP_MS", "900000"))
+SHOTS = RESULTS / "load_failures"
+IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return !!app
+        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def peak_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_files(folder: Path, trainers: int, users: int, upload_mb: float) -> dict[str, object]:
+    """One event log (with text) per trainer, and one ~``upload_mb`` MB file for browsers."""
+    from retention.synth import make_planted
+
+    files = []
+    for i in range(trainers):
+        events = make_planted(n_users=users + 20 * i, n_periods=12, seed=200 + i).events
+        events["user_id"] = f"T{i}-" + events["user_id"]
+        path = folder / f"trainer{i}.csv"
+        events.to_csv(path, index=False)
+        files.append(path)
+    big = make_planted(n_users=2000, n_periods=30, seed=99).events
+    rows = max(1, int(len(big) * upload_mb * 2**20 / max(1, len(big.to_csv(index=False)))))
+    reps = -(-rows // len(big))
+    upload = pd.concat([big] * reps, ignore_index=True).iloc[:rows]
+    upload_path = folder / "upload.csv"
+    upload.to_csv(upload_path, index=False)
+    return {"trainers": files, "upload": upload_path}
+
+
+def prepare_workspace(folder: Path) -> None:
+    """Samples loaded and the planted demo segmented and trained (what the browsers look at)."""
+    from retention.policy_runs import PolicyForm, policy_choices, train_from_form
+    from retention.runs import run_segmentation
+    from retention.samples import ensure_samples
+    from retention.segments import SegmentSettings
+    from retention.workspace import Workspace
+
+    ws = Workspace(folder)
+    try:
+        ensure_samples(ws)
+        datasets = ws.datasets()
+        planted = datasets[datasets["name"].str.contains("Planted")]["id"].iloc[0]
+        ws.set_meta("ui.last_dataset", planted)
+        seg = run_segmentation(ws, planted, settings=SegmentSettings(k=4))
+        choices = policy_choices(ws, planted, "auto")
+        assignments = ws.load_run(seg).artifacts["assignments"][["user_id", "segment"]]
+        form = PolicyForm(actions=choices.action_table())
+        train_from_form(ws, planted, seg, assignments, choices, form)
+    finally:
+        ws.close()
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(workspace: Path, workers: int) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1",
+               RETENTION_WORKERS=str(workers))  # fmt: skip
+    log = (workspace / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:  # noqa: S310
+                if r.status == 200:
+                    return url, proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the app did not start: " + (workspace / "server.log").read_text()[-2000:])
+
+
+class MemoryWatch(threading.Thread):
+    """Keeps the peak RSS of the server and of each of its child processes (workers)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.server = 0.0
+        self.children: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(1.0)
+
+    def sample(self) -> None:
+        self.server = max(self.server, peak_mb(self.pid))
+        try:
+            kids = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for kid in kids:
+            self.children[kid.pid] = max(self.children.get(kid.pid, 0.0), peak_mb(kid.pid))
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+async def idle(page) -> None:
+    for _ in range(2):
+        await page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+        await page.wait_for_timeout(200)
+    await page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+
+
+async def errors(page) -> str | None:
+    for selector in ("[data-testid='stException']", "[data-testid='stAlertContentError']"):
+        found = page.locator(selector)
+        if await found.count():
+            return (await found.first.inner_text())[:300]
+    return None
+
+
+async def nav(page, title: str) -> float:
+    start = time.perf_counter()
+    await page.locator("[data-testid='stSidebarNavLink']", has_text=title).first.click()
+    if title != "Data":  # the default page's address is the app's root
+        await page.wait_for_url(f"**/{title.lower()}*")
+    await page.get_by_role("heading", name=title).first.wait_for()
+    await idle(page)
+    return time.perf_counter() - start
+
+
+async def trainer(browser, url: str, i: int, data: Path, out: dict) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(STEP_MS)
+    try:
+        await page.goto(url)
+        await idle(page)
+        await page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(
+            str(data)
+        )
+        await page.get_by_text("Validation report", exact=True).wait_for()
+        await idle(page)
+        box = page.get_by_label("Dataset name")
+        await box.fill(f"trainer{i}")
+        await box.press("Enter")
+        await idle(page)
+        await page.get_by_role("button", name="Save to workspace").click()
+        await page.get_by_text("and made it the current dataset").wait_for()
+        await idle(page)
+        await nav(page, "Segments")
+        start = time.perf_counter()
+        await page.get_by_role("button", name="Find segments").click()
+        await page.get_by_text("Names and keywords").wait_for()
+        await idle(page)
+        out["segment_s"] = time.perf_counter() - start
+        await nav(page, "Policy")
+        start = time.perf_counter()
+        await page.get_by_role("button", name="Train", exact=True).click()
+        await page.get_by_text("Optimum (value iteration)", exact=True).wait_for()
+        await idle(page)
+        out["train_s"] = time.perf_counter() - start
+        out["error"] = await errors(page)
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / f"trainer{i}.png"), full_page=True)
+        raise
+    finally:
+        await context.close()
+
+
+async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(STEP_MS)
+    out.update(pages=[], uploads=[], errors=[])
+    try:
+        await page.goto(url)
+        await idle(page)
+        while busy() or not out["uploads"]:
+            for title in ("Retention", "Strategies"):
+                out["pages"].append(await nav(page, title))
+                if err := await errors(page):
+                    out["errors"].append(f"{title}: {err}")
+            await nav(page, "Data")
+            chooser = page.locator("[data-testid='stFileUploader'] input[type=file]").first
+            start = time.perf_counter()
+            await chooser.set_input_files(str(upload))
+            await page.get_by_text("Validation report", exact=True).wait_for()
+            await idle(page)
+            out["uploads"].append(time.perf_counter() - start)
+            if err := await errors(page):
+                out["errors"].append(f"upload: {err}")
+    except Exception:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SHOTS / f"browser{id(out)}.png"), full_page=True)
+        raise
+    finally:
+        await context.close()
+
+
+async def run_sessions(url: str, files: dict, trainers: int, browsers: int) -> tuple[list, list]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            warm = await browser.new_page()
+            await warm.goto(url)
+            await idle(warm)
+            await warm.close()
+            t_out = [{} for _ in range(trainers)]
+            b_out = [{} for _ in range(browsers)]
+            tasks = [
+                asyncio.create_task(trainer(browser, url, i, files["trainers"][i], t_out[i]))
+                for i in range(trainers)
+            ]
+
+            def busy() -> bool:
+                return not all(t.done() for t in tasks)
+
+            b_tasks = [browser_session(browser, url, files["upload"], busy, o) for o in b_out]
+            results = await asyncio.gather(*tasks, *b_tasks, return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+            return t_out, b_out
+        finally:
+            await browser.close()
+
+
+# ----------------------------------------------------------------------------- one mode
+
+
+def same_as_alone(folder: Path) -> tuple[int, list[str]]:
+    """Compute every finished job's result again, alone and inline; the jobs compared and the
+    differences found."""
+    from retention.jobs import policy_request
+    from retention.policy_runs import train_or_reuse_policy
+    from retention.runs import load_policy, run_segmentation
+    from retention.segments import SegmentSettings
+    from retention.workspace import Workspace
+
+    ws = Workspace(folder)
+    diffs, compared = [], 0
+    try:
+        for job in ws.jobs(statuses=["done"]):
+            compared += 1
+            if job.kind == "segmentation":
+                settings = SegmentSettings.coerce(job.settings["segmentation"])
+                alone = run_segmentation(ws, job.dataset_id, settings=settings, force=True)
+                a, b = ws.load_run(job.run_id).artifacts, ws.load_run(alone).artifacts
+                for name in ("assignments", "labels", "map2d", "profile"):
+                    if not a[name].equals(b[name]):
+                        diffs.append(f"{job.id} {name}")
+            else:
+                request = policy_request(job.settings["request"])
+                seg = ws.load_run(request.segmentation_run).artifacts["assignments"]
+                alone, _ = train_or_reuse_policy(
+                    ws, job.dataset_id, seg[["user_id", "segment"]], request, reuse=False
+                )
+                p, q = load_policy(ws, job.run_id), load_policy(ws, alone)
+                if not (np.array_equal(p.q, q.q) and p.recommendations.equals(q.recommendations)):
+                    diffs.append(f"{job.id} policy")
+    finally:
+        ws.close()
+    return compared, diffs
+
+
+def job_times(folder: Path) -> list[dict]:
+    from retention.workspace import Workspace
+
+    ws = Workspace(folder)
+    try:
+        return [
+            {
+                "kind": j.kind,
+                "status": j.status,
+                "wait_s": (j.started - j.created).total_seconds() if j.started else None,
+                "run_s": (j.finished - j.started).total_seconds() if j.finished else None,
+                "error": j.error,
+            }
+            for j in ws.jobs()
+        ]
+    finally:
+        ws.close()
+
+
+def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> dict:
+    workspace = base / f"ws_{mode}"
+    workspace.mkdir()
+    print(f"== {mode}: preparing the workspace", flush=True)
+    prepare_workspace(workspace)
+    url, proc = start_server(workspace, 1 if mode == "workers" else 0)
+    watch = MemoryWatch(proc.pid)
+    watch.start()
+    try:
+        print(f"== {mode}: {args.trainers} trainers + {args.browsers} browsers", flush=True)
+        start = time.perf_counter()
+        t_out, b_out = asyncio.run(run_sessions(url, files, args.trainers, args.browsers))
+        wall = time.perf_counter() - start
+        watch.sample()
+    finally:
+        watch.stop.set()
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    log = (workspace / "server.log").read_text()
+    jobs = job_times(workspace)
+    compared, diffs = same_as_alone(workspace)
+    pages = [t for o in b_out for t in o["pages"]]
+    uploads = [t for o in b_out for t in o["uploads"]]
+    return {
+        "mode": mode,
+        "wall_s": wall,
+        "page_loads": len(pages),
+        "page_p50_s": statistics.median(pages) if pages else None,
+        "page_p95_s": p95(pages),
+        "uploads": len(uploads),
+        "upload_p50_s": statistics.median(uploads) if uploads else None,
+        "upload_p95_s": p95(uploads),
+        "segment_s": [o.get("segment_s") for o in t_out],
+        "train_s": [o.get("train_s") for o in t_out],
+        "jobs": jobs,
+        "job_run_p50_s": {
+            kind: statistics.median([j["run_s"] for j in jobs if j["kind"] == kind and j["run_s"]])
+            for kind in ("segmentation", "policy")
+            if any(j["kind"] == kind and j["run_s"] for j in jobs)
+        },
+        "jobs_failed": [j for j in jobs if j["status"] != "done"],
+        "same_as_alone": {"compared": compared, "different": diffs},
+        "server_peak_mb": watch.server,
+        "worker_peak_mb": sorted(watch.children.values(), reverse=True),
+        "errors": [e for o in b_out for e in o["errors"]]
+        + [o["error"] for o in t_out if o.get("error")],
+        "tracebacks_in_log": log.count("Traceback"),
+    }
+
+
+def markdown(results: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        "# Load benchmark (issue 22)",
+        "",
+        f"{args.trainers} sessions segment + train (event logs of {args.users}–"
+        f"{args.users + 20 * (args.trainers - 1)} users, with text) while {args.browsers} "
+        f"sessions open Retention and Strategies and upload a {args.upload_mb:g} MB file, "
+        "again and again until the trainings are done; real headless Chromium, one app server. "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        "",
+        "| mode | page loads | page p50 s | page p95 s | uploads | upload p50 s | upload p95 s "
+        "| segment job p50 s | train job p50 s | trainer wall s (max) | server peak MB "
+        "| worker peak MB | same result alone | failed jobs | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in results:
+        walls = [a + b for a, b in zip(r["segment_s"], r["train_s"], strict=True) if a and b]
+        workers = ", ".join(f"{m:.0f}" for m in r["worker_peak_mb"][:2]) or "—"
+        same = r["same_as_alone"]
+        lines.append(
+            f"| {r['mode']} | {r['page_loads']} | {r['page_p50_s']:.2f} | {r['page_p95_s']:.2f} "
+            f"| {r['uploads']} | {r['upload_p50_s']:.2f} | {r['upload_p95_s']:.2f} "
+            f"| {r['job_run_p50_s'].get('segmentation', float('nan')):.1f} "
+            f"| {r['job_run_p50_s'].get('policy', float('nan')):.1f} "
+            f"| {max(walls) if walls else float('nan'):.0f} | {r['server_peak_mb']:.0f} "
+            f"| {workers} | {same['compared'] - len(same['different'])}/{same['compared']} "
+            f"| {len(r['jobs_failed'])} | {len(r['errors'])} |"
+        )
+    lines += [
+        "",
+        "*workers*: jobs run in a worker process (`RETENTION_WORKERS=1`, the default); *inline*: "
+        "the same jobs computed inside the server process (`RETENTION_WORKERS=0`, as before issue "
+        "22). Page load = sidebar click until the page's run is over; upload = file chosen until "
+        "the validation report shows. Job times from the workspace's `jobs` table (run time, "
+        "without the wait in the queue). Worker peak MB: the child processes of the server "
+        "(job worker, multiprocessing's resource tracker). Same result alone: jobs whose stored "
+        "result equals the one computed again alone, inline, after the run.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["workers", "inline"])
+    parser.add_argument("--trainers", type=int, default=5)
+    parser.add_argument("--browsers", type=int, default=5)
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--upload-mb", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="2 + 2 sessions, small files")
+    args = parser.parse_args()
+    if args.quick:
+        args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="retention-load-") as tmp:
+        base = Path(tmp)
+        files = make_files(base, args.trainers, args.users, args.upload_mb)
+        size = files["upload"].stat().st_size / 2**20
+        print(f"upload file: {size:.1f} MB", flush=True)
+        for mode in args.modes:
+            results.append(run_mode(mode, args, files, base))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "jobs"}, default=str))
+    suffix = "_quick" if args.quick else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"load{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
+    (RESULTS / f"load{suffix}.md").write_text(markdown(results, args))
+    print(markdown(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Background jobs on a page: submit, follow (queue position, progress, Cancel), and the result.
+
+The job lives in the workspace (:mod:`retention.jobs`), not in the session: a refresh, a closed
+tab or another tab shows the same job, its progress and its result.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.ui.common import workspace
+from retention.jobs import LOCAL_OWNER, JobQueue, job_view, latest_job
+from retention.workspace import Job
+
+#: How often a page asks the workspace how a job is doing (seconds).
+POLL_SECONDS = 1.0
+
+
+@st.cache_resource(show_spinner=False)
+def _queue(folder: str) -> JobQueue:
+    return JobQueue(workspace())
+
+
+def job_queue() -> JobQueue:
+    """The server's job queue on the workspace (one per process, started on first use)."""
+    return _queue(str(workspace().folder))
+
+
+def current_owner() -> str:
+    """Who submits: the signed-in user's e-mail, else the shared ``local`` owner."""
+    try:
+        user = st.user
+        if user.is_logged_in and user.get("email"):
+            return str(user["email"])
+    except (AttributeError, KeyError, RuntimeError):
+        pass
+    return LOCAL_OWNER
+
+
+def _key(kind: str, dataset_id: str | None) -> str:
+    return f"jobs.{kind}.{dataset_id}"
+
+
+def start(job: Job) -> None:
+    """Follow ``job`` in this session (its result is shown when it ends)."""
+    st.session_state[_key(job.kind, job.dataset_id)] = job.id
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def _live(job_id: str, doing: str) -> None:
+    view = job_view(workspace(), job_id)
+    job = view.job
+    if not job.active:
+        st.rerun()  # the whole page: it shows the result
+    if job.status == "queued":
+        ahead = f"{view.ahead} job(s) ahead of it" if view.ahead else "it is next"
+        text = f"{doing}: waiting for a free worker ({ahead})."
+    else:
+        text = f"{doing}: {job.message or 'starting…'}"
+    st.progress(min(max(job.progress, 0.0), 1.0), text=text)
+    if job.cancel_requested:
+        st.caption("Cancelling… (the job stops at its next step)")
+    elif st.button("Cancel", key=f"jobs.cancel.{job_id}", icon=":material/cancel:"):
+        job_queue().cancel(job_id)
+        st.rerun()
+
+
+def follow(kind: str, dataset_id: str, doing: str) -> str | None:
+    """Show the latest ``kind`` job on the dataset while it is queued or running (to whoever
+    opens the page); once a job this session followed has ended, show how it ended and return
+    its run id when it is done (once)."""
+    job_queue()  # started with the page, so queued jobs from before a restart are taken up
+    job = latest_job(workspace(), kind, dataset_id)
+    if job is None:
+        return None
+    key = _key(kind, dataset_id)
+    if job.active:
+        st.session_state[key] = job.id
+        _live(job.id, doing)
+        return None
+    if st.session_state.get(key) != job.id:
+        return None
+    st.session_state[key] = None  # shown once
+    if job.status == "done":
+        return job.run_id
+    if job.status == "cancelled":
+        st.info(f"{doing} was cancelled.", icon=":material/cancel:")
+    else:
+        st.error(f"{doing} did not finish: {job.error}", icon=":material/error:")
+    return None

@@ -1,0 +1,547 @@
+"""Background work: segmentation and training run in worker processes, fed by a job queue.
+
+The app's server answers every page of every session from one interpreter; a training computed
+there makes everyone's pages and uploads wait. So the heavy steps run as *jobs*:
+
+* :func:`submit_segmentation` / :func:`submit_training` record a ``queued`` job in the workspace
+  (``jobs`` table) and hand it to the :class:`JobQueue`. Its queue is a
+  :class:`concurrent.futures.ThreadPoolExecutor` (first in, first out; a queued job is cancelled
+  with ``Future.cancel``); each of its threads owns one worker process (a one-process
+  :class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn`` context), so a killed worker breaks
+  only its own job. ``RETENTION_WORKERS`` sets how many jobs run at once (default 1).
+* The workspace is one DuckDB file that only one process may open, and the server holds it. A
+  worker therefore never opens it: when a job starts, the server copies the dataset's tables
+  (and the vectors cached for its model) into a private workspace in ``jobs/<id>/``; the worker
+  runs the very same library function on that copy (:func:`~retention.segments.segment_dataset`,
+  :func:`~retention.policy_runs.train_request`) and returns the result; the server stores the
+  run through the one run lifecycle (:func:`~retention.runs.run_segmentation`,
+  :func:`~retention.runs.train_policy_run`) and adds the newly embedded vectors to the cache.
+  Same code, same data, same run settings: a job's result is the one computed inline.
+* Progress goes from the worker to the job's folder (``progress.json``, written atomically); the
+  server thread that waits for the worker copies it into the job's row, where every tab (and a
+  refreshed page) reads it. Cancel writes a ``cancel`` file that the worker's progress callback
+  checks. Files, not pipes: a worker killed mid-write cannot corrupt a shared queue.
+* A job left ``running`` by a server that stopped is marked ``interrupted`` when the workspace is
+  opened again; ``queued`` jobs stay queued and a new :class:`JobQueue` takes them up.
+* Per-person limits: a signed-in owner may have one training at a time (:data:`OWNER_LIMITS`);
+  the shared ``local`` owner of a server without sign-in is not limited.
+
+The command line runs the same library functions inline, without a queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context, spawn
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retention.errors import InputError
+from retention.mdp import RewardSettings
+from retention.private import make_private_dir
+from retention.workspace import ACTIVE_JOB_STATUSES, Job, Workspace
+
+log = logging.getLogger("retention")
+
+WORKERS_ENV = "RETENTION_WORKERS"
+LOCAL_OWNER = "local"
+#: At most this many unfinished jobs of a kind per signed-in owner ("one training at a time").
+OWNER_LIMITS: dict[str, int] = {"policy": 1}
+JOBS_FOLDER = "jobs"
+CANCEL_FILE = "cancel"
+PROGRESS_FILE = "progress.json"
+#: How often the server copies a running job's progress into the workspace (seconds).
+POLL_SECONDS = 0.5
+#: How often a worker writes its progress at most (seconds).
+REPORT_SECONDS = 0.2
+
+WORKER_DIED = (
+    "The worker process running this job stopped unexpectedly (it was killed, or the computer "
+    "ran out of memory). Nothing was stored and other jobs carry on. Start it again; if it "
+    "stops again, try fewer users or segments."
+)
+INTERRUPTED = "interrupted: the app stopped while this job ran. Start it again."
+
+
+class JobCancelled(Exception):  # noqa: N818 - it is what happened, not an error
+    """Raised inside a job (by its progress callback) when someone pressed Cancel."""
+
+
+class WorkerDied(RuntimeError):
+    """The worker process of a job ended without an answer (killed, out of memory)."""
+
+
+def worker_count(value: str | int | None = None) -> int:
+    """How many jobs run at once: ``value``, else ``$RETENTION_WORKERS``, else 1. ``0`` runs
+    one job at a time inside the server process (no worker process: the way before issue 22,
+    kept for the load benchmark's comparison)."""
+    raw = value if value is not None else os.environ.get(WORKERS_ENV) or 1
+    try:
+        count = int(raw)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0:
+        raise InputError(
+            f"{WORKERS_ENV} must be a whole number of worker processes, 0 or more. Got {raw!r}."
+        )
+    return count
+
+
+# ============================================================================ in the worker
+
+
+class _Reporter:
+    """A worker's progress callback: writes ``progress.json`` (at most every
+    :data:`REPORT_SECONDS`) and raises :class:`JobCancelled` once the cancel file exists."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._last = 0.0
+        self._parent = os.getppid()
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if (self.folder / CANCEL_FILE).exists():
+            raise JobCancelled("Cancelled.")
+        if os.getppid() != self._parent:  # the server is gone: nobody will read the result
+            raise JobCancelled("The app stopped.")
+        now = time.monotonic()
+        if now - self._last < REPORT_SECONDS and fraction < 1.0:
+            return
+        self._last = now
+        data = {"progress": min(max(float(fraction), 0.0), 1.0), "message": str(message)}
+        tmp = self.folder / f"{PROGRESS_FILE}.tmp"
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.folder / PROGRESS_FILE)
+
+
+def _watch_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the server that started it is gone (a worker
+    keeps its own end of the task pipe open, so it would otherwise wait forever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="retention-parent-watch", daemon=True).start()
+
+
+def _work(fn: Callable[..., Any], folder: str, args: tuple[Any, ...]) -> Any:
+    """What a worker process runs: ``fn(folder, *args, progress=...)``."""
+    return fn(Path(folder), *args, progress=_Reporter(Path(folder)))
+
+
+_embedders: dict[str | None, Any] = {}
+
+
+def _embedder(model_path: str | None) -> Any:
+    """The worker's embedder for a model (its weights load once per worker process)."""
+    from retention.embeddings import SentenceTransformerEmbedder
+
+    if model_path not in _embedders:
+        _embedders[model_path] = SentenceTransformerEmbedder(model_path)
+    return _embedders[model_path]
+
+
+def _segment_worker(folder: Path, dataset_id: str, settings: Any, *, progress: Any) -> Any:
+    from retention.segments import segment_dataset
+
+    ws = Workspace(folder)
+    try:
+        embedder = _embedder(settings.model_path) if settings.text_weight > 0 else None
+        return segment_dataset(ws, dataset_id, settings, embedder=embedder, progress=progress)
+    finally:
+        ws.close()
+
+
+def _train_worker(
+    folder: Path, dataset_id: str, assignments: pd.DataFrame, request: Any, *, progress: Any
+) -> Any:
+    from retention.policy_runs import train_request
+
+    ws = Workspace(folder)
+    try:
+        return train_request(ws, dataset_id, assignments, request, progress)
+    finally:
+        ws.close()
+
+
+# ============================================================================ in the server
+
+# A spawned process first re-imports the parent's ``__main__`` (multiprocessing's "safe
+# importing of the main module"). In the app that is Streamlit's script module (``app.py``),
+# whose import would start a second app in the worker and open the workspace. Workers run only
+# library functions, so the processes this module starts are told not to import it: the
+# preparation data of a process launched from a job thread (flag below) leaves the main
+# module out. Other code's processes are untouched.
+_launching = threading.local()
+_preparation_data = spawn.get_preparation_data
+
+
+def _worker_preparation_data(name: str) -> dict[str, Any]:
+    data = _preparation_data(name)
+    if getattr(_launching, "job_worker", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+spawn.get_preparation_data = _worker_preparation_data
+
+
+def policy_request(stored: dict[str, Any]) -> Any:
+    """A :class:`~retention.policy_runs.PolicyRequest` back from its ``as_dict()``."""
+    from retention.policy_runs import PolicyRequest
+
+    actions = stored.get("actions")
+    return PolicyRequest(
+        segmentation_run=stored["segmentation_run"],
+        period=stored["period"],
+        churn_after=int(stored.get("churn_after", 4)),
+        reward=RewardSettings(**stored.get("reward", {})),
+        algorithm=stored.get("algorithm", "q"),
+        seed=int(stored.get("seed", 0)),
+        episodes=stored.get("episodes"),
+        min_epsilon=stored.get("min_epsilon"),
+        learning_rate=stored.get("learning_rate"),
+        actions=None if actions is None else tuple(actions),
+        lift=stored.get("lift"),
+    )
+
+
+def _run_segmentation(queue: JobQueue, job: Job) -> str:
+    from retention.runs import run_segmentation
+    from retention.segments import SegmentSettings, run_settings
+
+    settings = SegmentSettings.coerce(job.settings["segmentation"])
+    model = run_settings(settings)["model"] if settings.text_weight > 0 else None
+    assert job.dataset_id is not None
+    return run_segmentation(
+        queue.ws,
+        job.dataset_id,
+        settings=settings,
+        force=bool(job.settings.get("force")),
+        compute=lambda parsed: queue.in_worker(
+            job, _segment_worker, job.dataset_id, parsed, model_id=model
+        ),
+    )
+
+
+def _run_policy(queue: JobQueue, job: Job) -> str:
+    from retention.runs import train_policy_run
+
+    request = policy_request(job.settings["request"])
+    seg_run = queue.ws.load_run(request.segmentation_run)
+    assignments = seg_run.artifacts["assignments"][["user_id", "segment"]]
+    assert job.dataset_id is not None
+    run_id, _ = train_policy_run(
+        queue.ws,
+        job.dataset_id,
+        request.as_dict(),
+        lambda: queue.in_worker(job, _train_worker, job.dataset_id, assignments, request),
+        reuse=False,
+    )
+    return run_id
+
+
+#: What each kind of job does in the server: store (and return) a run, computing in a worker.
+KINDS: dict[str, Callable[[JobQueue, Job], str | None]] = {
+    "segmentation": _run_segmentation,
+    "policy": _run_policy,
+}
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a page shows about a job: the job and how many unfinished jobs were submitted
+    before it (``ahead``: 0 when it runs or is next)."""
+
+    job: Job
+    ahead: int
+
+
+class JobQueue:
+    """The app's job queue on one workspace (one per server process; see the module docstring).
+
+    ``workers``: jobs run at once (default :func:`worker_count`). Queued jobs found in the
+    workspace (a restart) are taken up at once.
+    """
+
+    def __init__(self, ws: Workspace, workers: int | None = None) -> None:
+        self.ws = ws
+        self.workers = worker_count(workers)
+        self.inline = self.workers == 0
+        self._threads = ThreadPoolExecutor(max(self.workers, 1), thread_name_prefix="retention-job")
+        self._futures: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pools: set[ProcessPoolExecutor] = set()
+        self._closing = False
+        self.folder = make_private_dir(ws.folder / JOBS_FOLDER)
+        active = {job.id for job in ws.jobs(statuses=ACTIVE_JOB_STATUSES)}
+        for stale in self.folder.iterdir():
+            if stale.name not in active:
+                shutil.rmtree(stale, ignore_errors=True)
+        for job in ws.jobs(statuses=["queued"]):
+            self._dispatch(job.id)
+        _register_exit(self)
+
+    # -- the page's side ----------------------------------------------------------------------
+
+    def submit(
+        self, kind: str, dataset_id: str | None, settings: dict[str, Any], owner: str = LOCAL_OWNER
+    ) -> Job:
+        """Queue a job; an unfinished job of the same kind, dataset and settings is returned
+        instead of a second one (a double click, a refresh right after the click)."""
+        if kind not in KINDS:
+            raise ValueError(f"The 'kind' parameter must be one of {sorted(KINDS)}. Got {kind!r}.")
+        wanted = json.loads(json.dumps(settings, default=str))
+        with self._lock:
+            active = self.ws.jobs(kind=kind, statuses=ACTIVE_JOB_STATUSES)
+            for job in active:
+                if job.dataset_id == dataset_id and job.settings == wanted:
+                    return job
+            check_owner_limit(active, kind, owner)
+            job_id = self.ws.add_job(kind, dataset_id, wanted, owner)
+            self._dispatch(job_id)
+        return self.ws.job(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job: a queued one never starts, a running one stops at its next progress
+        step (its run is recorded as failed, "Cancelled.")."""
+        self.ws.request_job_cancel(job_id)
+        future = self._futures.get(job_id)
+        if future is not None and future.cancel():
+            self.ws.end_job(job_id, "cancelled", error="Cancelled before it started.")
+            return
+        job = self.ws.job(job_id)
+        if job.status == "queued" and future is None:  # not ours (no queue took it up)
+            self.ws.end_job(job_id, "cancelled", error="Cancelled before it started.")
+        folder = self.folder / job_id
+        if folder.is_dir():
+            (folder / CANCEL_FILE).touch()
+
+    def view(self, job_id: str) -> JobView:
+        return job_view(self.ws, job_id)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop: queued jobs stay queued in the workspace (the next queue takes them up),
+        running ones stop at their next progress step and are marked interrupted."""
+        self._closing = True
+        for job_id, future in list(self._futures.items()):
+            if not future.cancel():
+                folder = self.folder / job_id
+                if folder.is_dir():
+                    (folder / CANCEL_FILE).touch()
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+        for pool in list(self._pools):
+            pool.shutdown(wait=wait, cancel_futures=True)
+
+    # -- the server thread's side ---------------------------------------------------------------
+
+    def _dispatch(self, job_id: str) -> None:
+        future = self._threads.submit(self._run, job_id)
+        self._futures[job_id] = future
+        future.add_done_callback(lambda _: self._futures.pop(job_id, None))
+
+    def _run(self, job_id: str) -> None:
+        ws = self.ws
+        if self._closing or not ws.start_job(job_id):
+            return
+        job = ws.job(job_id)
+        try:
+            run_id = KINDS[job.kind](self, job)
+        except JobCancelled:
+            if self._closing:
+                ws.end_job(job_id, "interrupted", error=INTERRUPTED)
+            else:
+                ws.end_job(job_id, "cancelled", error="Cancelled.")
+        except (InputError, WorkerDied) as exc:
+            ws.end_job(job_id, "failed", error=str(exc))
+        except Exception as exc:
+            log.exception("Job %s (%s) failed", job_id, job.kind)
+            ws.end_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            ws.end_job(job_id, "done", run_id=run_id, message="Done")
+        finally:
+            shutil.rmtree(self.folder / job_id, ignore_errors=True)
+
+    def in_worker(
+        self, job: Job, fn: Callable[..., Any], *args: Any, model_id: str | None = None
+    ) -> Any:
+        """Run ``fn(folder, *args, progress=...)`` in this thread's worker process on a private
+        copy of the job's dataset (and of the vectors cached for ``model_id``); copy its progress
+        into the job's row while it runs and its new vectors into the cache when it is done."""
+        folder = make_private_dir(self.folder / job.id)
+        db = None
+        if job.dataset_id is not None:
+            db = self.ws.export_job_input(folder, job.dataset_id, model_id)
+        if self.inline:
+            result = _work(fn, str(folder), args)
+            self._sync(job.id, folder, None)
+            if db is not None and model_id is not None:
+                self.ws.import_vectors(db, model_id)
+            return result
+        future = self._submit(fn, folder, args)
+        seen: tuple[float, str] | None = None
+        while True:
+            seen = self._sync(job.id, folder, seen)
+            try:
+                result = future.result(timeout=POLL_SECONDS)
+                break
+            except FutureTimeout:
+                continue
+            except (BrokenProcessPool, CancelledError) as exc:
+                self._replace_pool()
+                raise WorkerDied(WORKER_DIED) from exc
+        self._sync(job.id, folder, seen)
+        if db is not None and model_id is not None:
+            self.ws.import_vectors(db, model_id)
+        return result
+
+    def _sync(
+        self, job_id: str, folder: Path, seen: tuple[float, str] | None
+    ) -> tuple[float, str] | None:
+        """Copy the worker's progress into the job's row (when it changed); pass a cancel
+        asked for in the workspace on to the worker."""
+        if self.ws.job(job_id).cancel_requested or self._closing:
+            (folder / CANCEL_FILE).touch()
+        try:
+            data = json.loads((folder / PROGRESS_FILE).read_text())
+        except (OSError, ValueError):
+            return seen
+        now = (float(data["progress"]), str(data["message"]))
+        if now != seen:
+            self.ws.job_progress(job_id, *now)
+        return now
+
+    def _pool(self) -> ProcessPoolExecutor:
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
+            self._local.pool = pool
+            self._pools.add(pool)
+        return pool
+
+    def _replace_pool(self) -> None:
+        pool = getattr(self._local, "pool", None)
+        self._local.pool = None
+        if pool is not None:
+            self._pools.discard(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _submit(self, fn: Callable[..., Any], folder: Path, args: tuple[Any, ...]) -> Future[Any]:
+        _launching.job_worker = True  # a worker process starts inside submit (spawn context)
+        try:
+            try:
+                return self._pool().submit(_work, fn, str(folder), args)
+            except BrokenProcessPool:  # its worker died while idle: start a new one
+                self._replace_pool()
+                return self._pool().submit(_work, fn, str(folder), args)
+        finally:
+            _launching.job_worker = False
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for memory reports)."""
+        return [pid for pool in list(self._pools) for pid in (pool._processes or {})]
+
+
+def check_owner_limit(active: list[Job], kind: str, owner: str) -> None:
+    """Refuse a signed-in ``owner``'s job beyond :data:`OWNER_LIMITS` (``active``: the
+    unfinished jobs of ``kind``); the shared ``local`` owner is not limited."""
+    limit = OWNER_LIMITS.get(kind)
+    if limit is None or owner == LOCAL_OWNER:
+        return
+    mine = [job for job in active if job.owner == owner]
+    if len(mine) >= limit:
+        what = "training" if kind == "policy" else kind
+        raise InputError(
+            f"You already have a {what} in progress (started {mine[0].created:%H:%M:%S}); one "
+            f"{what} at a time per person. Wait for it to finish or cancel it, then start again."
+        )
+
+
+def job_view(ws: Workspace, job_id: str) -> JobView:
+    """A job and how many unfinished jobs are ahead of it."""
+    job = ws.job(job_id)
+    ahead = 0
+    if job.status == "queued":
+        active = [j.id for j in ws.jobs(statuses=ACTIVE_JOB_STATUSES)]
+        ahead = active.index(job_id) if job_id in active else 0
+    return JobView(job, ahead)
+
+
+def latest_job(ws: Workspace, kind: str, dataset_id: str) -> Job | None:
+    """The newest job of ``kind`` on ``dataset_id`` (any status), or None."""
+    jobs = ws.jobs(kind=kind, dataset_id=dataset_id)
+    return jobs[-1] if jobs else None
+
+
+def submit_segmentation(
+    queue: JobQueue,
+    dataset_id: str,
+    settings: Any,
+    *,
+    owner: str = LOCAL_OWNER,
+    force: bool = False,
+) -> Job:
+    """Queue a segmentation of a stored dataset (a finished run with the same settings is
+    reused when the job runs, unless ``force``). A bad model folder is refused here, at once."""
+    from retention.segments import SegmentSettings, run_settings
+
+    parsed = SegmentSettings.coerce(settings)
+    if parsed.text_weight > 0:
+        run_settings(parsed)  # checks the model folder
+    body = {"segmentation": parsed.to_dict(), "force": bool(force)}
+    return queue.submit("segmentation", dataset_id, body, owner)
+
+
+def submit_training(
+    queue: JobQueue, dataset_id: str, request: Any, *, owner: str = LOCAL_OWNER
+) -> Job:
+    """Queue the training a :class:`~retention.policy_runs.PolicyRequest` asks for (always
+    anew, as the Policy page's Train button does)."""
+    return queue.submit("policy", dataset_id, {"request": request.as_dict()}, owner)
+
+
+_open_queues: list[JobQueue] = []
+_exit_registered = False
+
+
+def _register_exit(queue: JobQueue) -> None:
+    """Close the queue before the interpreter joins its threads at exit (so a running job stops
+    and is marked interrupted rather than keeping the server from exiting)."""
+    global _exit_registered
+    _open_queues.append(queue)
+    if not _exit_registered:
+        _exit_registered = True
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            register(close_queues, wait=False)
+
+
+def close_queues(wait: bool = True) -> None:
+    """Close every job queue this process opened (at exit; after each app test)."""
+    while _open_queues:
+        queue = _open_queues.pop()
+        try:
+            queue.close(wait=wait)
+        except Exception:  # noqa: BLE001 - closing anyway
+            log.debug("Closing a job queue failed", exc_info=True)

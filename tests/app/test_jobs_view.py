@@ -1,0 +1,49 @@
+"""Background jobs on a page: whoever opens the page sees the job's progress from the
+workspace, can cancel it, and the session that followed it switches to its run when it ends."""
+
+from __future__ import annotations
+
+from tests.app.conftest import make_app
+
+PAGE = "pages/2_segments.py"
+
+
+def _running_job(ws, dataset_id: str) -> str:
+    """A segmentation job that this test drives by hand (as a worker's server thread would)."""
+    job_id = ws.add_job("segmentation", dataset_id, {"segmentation": {"k": 3}}, "local")
+    assert ws.start_job(job_id)
+    ws.job_progress(job_id, 0.4, "Embedding 120 texts")
+    return job_id
+
+
+def test_a_running_job_shows_to_a_new_tab_with_cancel_then_its_run(app_workspace, planted_dataset):
+    ws = app_workspace
+    job_id = _running_job(ws, planted_dataset)
+    at = make_app(PAGE)  # a tab opened after the click (or a refresh)
+    assert not at.exception, at.exception
+    bars = at.get("progress")
+    assert bars and "Embedding 120 texts" in bars[0].proto.text
+    assert bars[0].proto.value == 40
+    cancel = next(b for b in at.button if b.label == "Cancel")
+    cancel.click().run()
+    assert ws.job(job_id).cancel_requested
+    assert any("Cancelling" in c.value for c in at.caption)
+
+    run_id = ws.start_run("segmentation", planted_dataset, {"k": 3})
+    ws.finish_run(run_id, metrics={}, artifacts={})
+    ws.end_job(job_id, "done", run_id=run_id)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["segmentation_run"] == run_id
+    assert not at.get("progress")
+
+
+def test_a_failed_job_says_why_once(app_workspace, planted_dataset):
+    ws = app_workspace
+    job_id = _running_job(ws, planted_dataset)
+    at = make_app(PAGE)
+    ws.end_job(job_id, "failed", error="The worker process running this job stopped.")
+    at.run()
+    assert any("worker process running this job stopped" in e.value for e in at.error)
+    at.run()
+    assert not any("worker process" in e.value for e in at.error)

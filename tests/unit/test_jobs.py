@@ -1,0 +1,274 @@
+"""The job queue: heavy work in worker processes, its state in the workspace.
+
+Real worker processes (spawn) throughout; the ``test.wait`` kind (tests/job_fakes.py) is held
+running until the test releases it, so every step is waited on by condition, never by time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from retention import jobs
+from retention.errors import InputError
+from retention.jobs import JobQueue, submit_segmentation, submit_training
+from retention.workspace import Workspace
+from tests import job_fakes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition, what: str, timeout: float = 300.0):
+    """Poll ``condition`` until it returns something truthy (a generous limit: only a hang
+    fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def fake_kind(monkeypatch):
+    monkeypatch.setitem(jobs.KINDS, "test.wait", job_fakes.run_wait)
+
+
+@pytest.fixture
+def queue(workspace, fake_kind):
+    q = JobQueue(workspace, workers=1)
+    yield q
+    q.close()
+
+
+def control(tmp_path: Path, name: str, *, release: bool = False, bad: bool = False) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    if bad:
+        (folder / "bad").touch()
+    if release:
+        (folder / "release").touch()
+    return str(folder)
+
+
+def status(ws: Workspace, job_id: str, *wanted: str):
+    return wait_for(lambda: ws.job(job_id).status in wanted and ws.job(job_id), f"{wanted}")
+
+
+def test_progress_is_read_from_the_workspace_by_any_reader(queue, workspace, tmp_path):
+    where = control(tmp_path, "a")
+    job = queue.submit("test.wait", None, {"control": where})
+    assert job.status == "queued" and job.owner == "local"
+    reader = Workspace(workspace.folder)  # another page, another tab: same rows
+    seen = wait_for(
+        lambda: (j := reader.job(job.id)).message and j.message.startswith("waiting") and j,
+        "progress from the worker",
+    )
+    assert seen.status == "running" and seen.progress == 0.5
+    assert queue.view(job.id).ahead == 0
+    Path(where, "release").touch()
+    done = status(reader, job.id, "done")
+    assert done.progress == 1.0 and done.error is None and done.finished is not None
+    assert not (workspace.folder / "jobs" / job.id).exists()  # its private copy is gone
+
+
+def test_the_same_request_twice_is_one_job(queue, tmp_path):
+    settings = {"control": control(tmp_path, "a", release=True)}
+    first = queue.submit("test.wait", None, settings)
+    again = queue.submit("test.wait", None, settings)
+    assert again.id == first.id
+
+
+def test_cancel_a_queued_and_a_running_job(queue, workspace, tmp_path):
+    running = queue.submit("test.wait", None, {"control": control(tmp_path, "a")})
+    status(workspace, running.id, "running")
+    queued = queue.submit("test.wait", None, {"control": control(tmp_path, "b", release=True)})
+    assert queue.view(queued.id).ahead == 1
+    queue.cancel(queued.id)
+    assert workspace.job(queued.id).status == "cancelled"  # at once: it never started
+
+    queue.cancel(running.id)
+    stopped = status(workspace, running.id, "cancelled", "failed")
+    assert stopped.status == "cancelled" and stopped.error == "Cancelled."
+
+    after = queue.submit("test.wait", None, {"control": control(tmp_path, "c", release=True)})
+    assert status(workspace, after.id, "done", "failed").status == "done"
+
+
+def test_a_killed_worker_fails_its_job_and_the_next_job_runs(queue, workspace, tmp_path):
+    where = control(tmp_path, "a")
+    job = queue.submit("test.wait", None, {"control": where})
+    pid = int(
+        wait_for(lambda: Path(where, "pid").is_file() and Path(where, "pid").read_text(), "pid")
+    )
+    os.kill(pid, signal.SIGKILL)
+    failed = status(workspace, job.id, "failed", "done")
+    assert failed.status == "failed" and failed.error == jobs.WORKER_DIED
+
+    nxt = queue.submit("test.wait", None, {"control": control(tmp_path, "b", release=True)})
+    assert status(workspace, nxt.id, "done", "failed").status == "done"
+
+
+def test_bad_input_inside_a_job_fails_it_with_the_message(queue, workspace, tmp_path):
+    job = queue.submit(
+        "test.wait", None, {"control": control(tmp_path, "a", release=True, bad=True)}
+    )
+    failed = status(workspace, job.id, "failed", "done")
+    assert failed.status == "failed" and failed.error == job_fakes.BAD_INPUT
+    nxt = queue.submit("test.wait", None, {"control": control(tmp_path, "b", release=True)})
+    assert status(workspace, nxt.id, "done", "failed").status == "done"
+
+
+def test_one_training_at_a_time_per_signed_in_person(queue, workspace, tmp_path, monkeypatch):
+    monkeypatch.setitem(jobs.OWNER_LIMITS, "test.wait", 1)
+    first = queue.submit("test.wait", None, {"control": control(tmp_path, "a")}, owner="ann@x.org")
+    with pytest.raises(InputError, match="one test.wait at a time per person"):
+        queue.submit("test.wait", None, {"control": control(tmp_path, "b")}, owner="ann@x.org")
+    other = queue.submit("test.wait", None, {"control": control(tmp_path, "c")}, owner="bo@x.org")
+    local = [
+        queue.submit("test.wait", None, {"control": control(tmp_path, f"l{i}")}) for i in range(2)
+    ]
+    assert len({first.id, other.id, *(j.id for j in local)}) == 4  # no sign-in: no limit
+    assert jobs.OWNER_LIMITS["policy"] == 1  # the real rule: one training at a time
+    for job in (first, other, *local):
+        queue.cancel(job.id)
+    status(workspace, first.id, "cancelled")
+    again = queue.submit("test.wait", None, {"control": control(tmp_path, "d")}, owner="ann@x.org")
+    queue.cancel(again.id)
+
+
+_CRASHING_SERVER = textwrap.dedent(
+    """
+    import sys, time
+    from retention import jobs
+    from retention.workspace import Workspace
+    from tests import job_fakes
+
+    jobs.KINDS["test.wait"] = job_fakes.run_wait
+    ws = Workspace(sys.argv[1])
+    queue = jobs.JobQueue(ws, workers=1)
+    running = queue.submit("test.wait", None, {"control": sys.argv[2]})
+    queued = queue.submit("test.wait", None, {"control": sys.argv[3]})
+    while ws.job(running.id).status != "running":
+        time.sleep(0.05)
+    print(running.id, queued.id, flush=True)
+    time.sleep(600)  # killed here
+    """
+)
+
+
+def test_a_restart_marks_running_jobs_interrupted_and_runs_queued_ones(tmp_path, fake_kind):
+    folder = tmp_path / "ws"
+    first, second = control(tmp_path, "a"), control(tmp_path, "b", release=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_SERVER, str(folder), first, second],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        running_id, queued_id = server.stdout.readline().split()
+        wait_for(lambda: Path(first, "pid").is_file(), "the worker to start")
+    finally:
+        server.kill()  # kill -9: no chance to tidy up
+        server.wait()
+    worker = psutil.Process(int(Path(first, "pid").read_text()))
+    wait_for(  # the killed server's worker does not outlive it
+        lambda: not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE,
+        "the orphaned worker to end",
+    )
+
+    ws = Workspace(folder)
+    try:
+        interrupted = ws.job(running_id)
+        assert interrupted.status == "interrupted" and "app stopped" in interrupted.error
+        assert ws.job(queued_id).status == "queued"
+        queue = JobQueue(ws, workers=1)  # the app starting again takes the queued job up
+        try:
+            assert status(ws, queued_id, "done", "failed").status == "done"
+        finally:
+            queue.close()
+    finally:
+        ws.close()
+
+
+# ----------------------------------------------------------------------------- real work
+
+
+@pytest.fixture(scope="module")
+def small_planted():
+    from retention.synth import make_planted
+
+    return make_planted(n_users=150, n_periods=12, seed=3, n_segments=3)
+
+
+def _save(ws: Workspace, events: pd.DataFrame) -> str:
+    return ws.save_dataset(
+        name="Planted",
+        source_name="planted.csv",
+        sha256=None,
+        shape="events",
+        frames={"events": events},
+        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
+        report={},
+    )
+
+
+def test_segmentation_and_training_jobs_store_what_inline_runs_store(workspace, small_planted):
+    from retention.policy_runs import PolicyChoices, PolicyForm, policy_choices, train_from_form
+    from retention.runs import load_policy, run_segmentation
+    from retention.segments import SegmentSettings
+
+    dataset_id = _save(workspace, small_planted.events)
+    settings = SegmentSettings(k=3)
+    queue = JobQueue(workspace, workers=1)
+    try:
+        job = submit_segmentation(queue, dataset_id, settings)
+        seg = status(workspace, job.id, "done", "failed")
+        assert seg.status == "done", seg.error
+        model = workspace.runs("segmentation", dataset_id)["settings"].iloc[0]["model"]
+        assert workspace._fetchall("SELECT count(*) FROM embeddings WHERE model_id = ?", [model])[
+            0
+        ][0]  # the worker's vectors are in the workspace's cache
+        inline = run_segmentation(workspace, dataset_id, settings=settings, force=True)
+        a, b = workspace.load_run(seg.run_id), workspace.load_run(inline)
+        assert a.settings == b.settings
+        for name in ("assignments", "labels", "map2d", "profile"):
+            pd.testing.assert_frame_equal(a.artifacts[name], b.artifacts[name])
+
+        choices: PolicyChoices = policy_choices(workspace, dataset_id, "auto")
+        form = PolicyForm(actions=choices.action_table(), episodes=50, seed=1)
+        request = form.request(choices, seg.run_id)
+        trained = submit_training(queue, dataset_id, request)
+        done = status(workspace, trained.id, "done", "failed")
+        assert done.status == "done", done.error
+        assignments = a.artifacts["assignments"][["user_id", "segment"]]
+        here = train_from_form(workspace, dataset_id, seg.run_id, assignments, choices, form)
+        p, q = load_policy(workspace, done.run_id), load_policy(workspace, here)
+        np.testing.assert_array_equal(p.q, q.q)
+        pd.testing.assert_frame_equal(p.recommendations, q.recommendations)
+        assert p.settings == q.settings and p.value == q.value
+    finally:
+        queue.close()
+
+
+def test_zero_workers_runs_jobs_inside_the_server_process(workspace, fake_kind, tmp_path):
+    q = JobQueue(workspace, workers=0)
+    try:
+        where = control(tmp_path, "a", release=True)
+        job = q.submit("test.wait", None, {"control": where})
+        assert status(workspace, job.id, "done", "failed").status == "done"
+        assert int(Path(where, "pid").read_text()) == os.getpid()
+    finally:
+        q.close()
