@@ -237,7 +237,7 @@ async def trainer(browser, url: str, i: int, data: Path, out: dict) -> None:
         await nav(page, "Policy")
         start = time.perf_counter()
         await page.get_by_role("button", name="Train", exact=True).click()
-        await page.get_by_text("Optimum (value iteration)", exact=True).wait_for()
+        await page.get_by_text("Learned policy's worth", exact=True).wait_for()
         await idle(page)
         out["train_s"] = time.perf_counter() - start
         out["error"] = await errors(page)

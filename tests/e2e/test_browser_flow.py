@@ -122,10 +122,10 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # cancels it nor drops it, and the refreshed page shows the run when the job ends.
     page.get_by_text("Training:").first.wait_for()
     page.reload()
-    page.get_by_text("Optimum (value iteration)", exact=True).wait_for()  # the trained run shows
+    page.get_by_text("Learned policy's worth", exact=True).wait_for()  # the trained run shows
     _wait_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()
-    assert "optimum" in body.lower()
+    assert "best possible" in body.lower()
     screenshot(page, "policy")
 
     # Strategies: the plan per segment and a download.

@@ -153,7 +153,7 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
         async def train() -> None:
             await _nav(page, "Policy")
             await page.get_by_role("button", name="Train", exact=True).click()
-            await page.get_by_text("Optimum (value iteration)", exact=True).wait_for(
+            await page.get_by_text("Learned policy's worth", exact=True).wait_for(
                 timeout=JOB_WAIT_MS
             )
             await _idle(page)
