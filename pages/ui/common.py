@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from retention.errors import InputError
@@ -284,6 +285,42 @@ def remember(key: str, default: Any) -> str:
     if encoded != saved:
         ws.set_meta(meta_key, encoded)
     return key
+
+
+def remembered_table(key: str, default: pd.DataFrame, fixed: str | None = None) -> pd.DataFrame:
+    """The table the data editor ``key`` starts from in this session: the one last saved with
+    :func:`keep_table` (a refresh or a restart gets the user's edits back), else ``default``.
+
+    A saved table is used only when it has ``default``'s columns and, with ``fixed`` (a column
+    whose values the user cannot change, e.g. the actions of a campaign log), the same values
+    there. The start is fixed for the session: the editor applies the session's edits on top of
+    it, so feeding it its own output would apply them twice.
+    """
+    base_key = f"{key}.base"
+    if base_key not in st.session_state:
+        saved = _open_workspace(workspace_folder()).get_meta(_SETTING + key)
+        table = default
+        if saved is not None:
+            try:
+                candidate = pd.DataFrame(json.loads(saved))
+            except (ValueError, TypeError):
+                candidate = None
+            if (
+                candidate is not None
+                and list(candidate.columns) == list(default.columns)
+                and (fixed is None or list(candidate[fixed]) == list(default[fixed]))
+            ):
+                table = candidate.astype(default.dtypes.to_dict(), errors="ignore")
+        st.session_state[base_key] = table
+    return st.session_state[base_key]
+
+
+def keep_table(key: str, table: pd.DataFrame) -> None:
+    """Save the data editor ``key``'s current table in the workspace (when it changed)."""
+    ws = _open_workspace(workspace_folder())
+    encoded = table.to_json(orient="records")
+    if encoded != ws.get_meta(_SETTING + key):
+        ws.set_meta(_SETTING + key, encoded)
 
 
 def _decode(text: str) -> Any:

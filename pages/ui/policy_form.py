@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages.ui.common import remember
+from pages.ui.common import keep_table, remember, remembered_table
 from retention.learn import QLearner
 from retention.policy_runs import PolicyChoices, PolicyForm
 from retention.words import money, period_word_singular
@@ -159,8 +159,15 @@ def _action_table(
             icon=":material/lightbulb:",
         )
     cost_unit = "outcome units" if choices.is_snapshot else "points"
-    return st.data_editor(
-        choices.action_table(),
+    # Kept per set of actions (a campaign log's or the defaults), across refreshes and restarts.
+    kept_key = "policy.actions." + (
+        "snapshot" if choices.is_snapshot else "|".join(choices.actions)
+    )
+    start = remembered_table(
+        kept_key, choices.action_table(), fixed=None if choices.assumed_lift else "action"
+    )
+    edited = st.data_editor(
+        start,
         key="policy.actions",
         hide_index=True,
         num_rows="dynamic" if choices.assumed_lift else "fixed",
@@ -179,3 +186,5 @@ def _action_table(
             ),
         },
     )  # fmt: skip
+    keep_table(kept_key, edited)
+    return edited
