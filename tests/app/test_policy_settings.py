@@ -14,7 +14,7 @@ from retention.mdp import DEFAULT_ACTIONS, DEFAULT_COSTS, DEFAULT_LIFT, RewardSe
 from retention.periods import build_panel
 from retention.policy_runs import PolicyForm, policy_choices, train_from_form
 from retention.samples import SAMPLE_DIR
-from tests.app.conftest import make_app
+from tests.app.conftest import finish_jobs, make_app
 
 PAGE = "pages/4_policy.py"
 TRUTH = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
@@ -101,7 +101,7 @@ def test_settings_survive_a_refresh_and_the_run_says_what_it_was_trained_with(
     assert refreshed.slider(key="policy.episodes").value == 20
 
     next(b for b in refreshed.button if b.label == "Train").click()
-    refreshed.run()
+    finish_jobs(refreshed.run())  # training is a background job
     assert not refreshed.exception, refreshed.exception
     again = make_app(PAGE)
     shown = _texts(again)
@@ -130,7 +130,7 @@ def test_the_settings_panel_does_not_snap_shut_after_the_first_training(
     assert before  # no run yet: opens to invite settings
     at.slider(key="policy.episodes").set_value(20).run()
     next(b for b in at.button if b.label == "Train").click()
-    at.run()
+    finish_jobs(at.run())
     assert not at.exception, at.exception
     at.slider(key="policy.gamma").set_value(0.8).run()
     assert panel().proto.expanded == before
@@ -178,7 +178,7 @@ def test_worth_in_the_users_terms_with_the_datasets_currency(app_workspace, plan
     at.slider(key="policy.revenue").set_value(0.1)
     at.slider(key="policy.episodes").set_value(20)
     next(b for b in at.button if b.label == "Train").click()
-    at.run()
+    finish_jobs(at.run())
     assert not at.exception, at.exception
     shown = _texts(at)
     assert "active weeks" in shown and "£" in shown
