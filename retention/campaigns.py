@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from retention.mdp import NONE, logged_transitions
-from retention.periods import TIMING_HELP, TIMINGS, credit_period
+from retention.periods import STAGES, TIMING_HELP, TIMINGS, credit_period
 from retention.words import segment_name
 
 #: Effects whose two-sided p-value is below this are "clear" (|z| >= 3.29).
@@ -371,11 +371,17 @@ def timing_warnings(
 
 def evidence_view(evidence: pd.DataFrame, names: dict[int, str] | None = None) -> pd.DataFrame:
     """The evidence table as the Policy page and the report show it: named segments, shares and
-    changes in percentage points, the interval as text, and the decisions behind each."""
+    changes in percentage points, the interval as text, and the decisions behind each; rows by
+    segment, then stage in lifecycle order (active, lapsing, at_risk, churned), then action."""
     if evidence is None or evidence.empty:
         return pd.DataFrame()
     names = names or {}
-    e = evidence
+    rank = {stage: i for i, stage in enumerate(STAGES)}
+    e = (
+        evidence.assign(_rank=evidence["stage"].astype(str).map(rank).fillna(len(STAGES)))
+        .sort_values(["segment", "_rank", "action"], kind="stable")
+        .reset_index(drop=True)
+    )
     return pd.DataFrame(
         {
             "segment": [segment_name(names, g) for g in e["segment"]],

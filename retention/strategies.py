@@ -115,6 +115,7 @@ def plan_sentence(
 def in_period_words(text: str, period: str | None) -> str:
     """A library sentence written for any period ("2 periods", "next period") in the data's
     period ("2 months", "next month")."""
+    text = text.replace("at_risk", "at risk")
     if period_word(period) == "periods":
         return text
     return text.replace("periods", period_word(period)).replace(

@@ -273,3 +273,28 @@ def test_the_randomisation_sentence_reads_the_test():
     assert "no sign that actions were chosen by stage" in yes and "p = 0.5" in yes
     no = randomisation_sentence(checks({"p": 1e-9, "cramer_v": 0.4, "randomised": False}))
     assert "actions depend on the stage" in no and "V = 0.40" in no
+
+
+def test_evidence_view_lists_stages_in_lifecycle_order() -> None:
+    """Alphabetical order put 'lapsing' after 'churned'; people read active → churned."""
+    from retention.campaigns import evidence_view
+    from retention.strategies import in_period_words
+
+    stages = ["churned", "lapsing", "at_risk", "active"]
+    evidence = pd.DataFrame(
+        {
+            "segment": [1, 0, 0, 0, 0],
+            "stage": ["active", *stages],
+            "action": "discount",
+            "p_active": 0.5, "p_none": 0.4, "change": 0.1, "ci_lo": 0.0, "ci_hi": 0.2,
+            "n": 10, "n_none": 10,
+        }
+    )  # fmt: skip
+    view = evidence_view(evidence, {0: "Gardeners", 1: "Cooks"})
+    assert list(zip(view["segment"], view["stage"], strict=True)) == [
+        ("Gardeners", "active"), ("Gardeners", "lapsing"), ("Gardeners", "at_risk"),
+        ("Gardeners", "churned"), ("Cooks", "active"),
+    ]  # fmt: skip
+    assert in_period_words("share one at_risk stage for 2 periods", "week") == (
+        "share one at risk stage for 2 weeks"
+    )
