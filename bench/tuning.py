@@ -125,7 +125,7 @@ def server_side(folder: Path, moves: int) -> dict:
     estimate = time.perf_counter() - t0
     wall, cpu = [], []
     for i in range(moves):
-        reward = RewardSettings(gamma=0.5 + 0.02 * i, churn_penalty=float(i % 10))
+        reward = RewardSettings(gamma=0.5 + 0.02 * (i % 20), churn_penalty=float(i % 10))
         w0, c0 = time.perf_counter(), time.process_time()
         shown = exact_preview(mdp, reward)
         policy_map(shown.recommendations, shown.actions, {}).to_json()
