@@ -34,8 +34,8 @@ import pandas as pd
 from scipy import stats
 
 from retention.mdp import NONE, logged_transitions
-from retention.periods import STAGES, TIMING_HELP, TIMINGS, credit_period
-from retention.words import segment_name
+from retention.periods import TIMING_HELP, TIMINGS, credit_period
+from retention.words import segment_name, stage_rank
 
 #: Effects whose two-sided p-value is below this are "clear" (|z| >= 3.29).
 CLEAR_P = 0.001
@@ -376,9 +376,8 @@ def evidence_view(evidence: pd.DataFrame, names: dict[int, str] | None = None) -
     if evidence is None or evidence.empty:
         return pd.DataFrame()
     names = names or {}
-    rank = {stage: i for i, stage in enumerate(STAGES)}
     e = (
-        evidence.assign(_rank=evidence["stage"].astype(str).map(rank).fillna(len(STAGES)))
+        evidence.assign(_rank=evidence["stage"].map(stage_rank))
         .sort_values(["segment", "_rank", "action"], kind="stable")
         .reset_index(drop=True)
     )

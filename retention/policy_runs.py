@@ -461,21 +461,6 @@ def settings_diff(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> pd.Data
 
 # --------------------------------------------------------------------------- words for people
 
-#: Engagement stages in lifecycle order, as people read them (SPEC §3 names, then a snapshot's
-#: stage for users without a recency, then a snapshot without recencies).
-STAGE_ORDER: tuple[str, ...] = ("new", "active", "lapsing", "at_risk", "churned", "unknown", "all")
-
-
-def stage_word(stage: Any) -> str:
-    """A stage as people read it: ``at_risk`` -> "at risk"."""
-    return str(stage).replace("_", " ")
-
-
-def stage_rank(stage: Any) -> int:
-    """A stage's place in the lifecycle (:data:`STAGE_ORDER`; unknown names last)."""
-    text = str(stage).replace(" ", "_")
-    return STAGE_ORDER.index(text) if text in STAGE_ORDER else len(STAGE_ORDER)
-
 
 def _num(value: Any) -> str:
     return number_text(value, "g")

@@ -22,9 +22,9 @@ from retention.words import (
     period_word,
     period_word_singular,
     segment_name,
+    stage_rank,
 )
 
-STAGE_ORDER = ("active", "lapsing", "at_risk", "churned", "unknown", "all")
 STAGE_WORDS = {
     "active": "active",
     "lapsing": "lapsing (1 quiet period)",
@@ -414,9 +414,8 @@ def build_strategies(
     table["users"] = table["users"].fillna(0).astype(int)
     totals = table.groupby("segment")["users"].transform("sum")
     table["share_of_segment"] = np.where(totals > 0, table["users"] / totals.replace(0, 1), 0.0)
-    order = {s: i for i, s in enumerate(STAGE_ORDER)}
     table = table.sort_values(
-        ["segment", "stage"], key=lambda c: c.map(order) if c.name == "stage" else c
+        ["segment", "stage"], key=lambda c: c.map(stage_rank) if c.name == "stage" else c
     ).reset_index(drop=True)
     front = ["segment", "label", "stage", "users", "share_of_segment", "action", "verdict"]
     table = table[front + [c for c in table.columns if c not in front]]

@@ -12,6 +12,9 @@ Progress = Callable[[float, str], None]
 
 #: The plural word for a period, as a user reads it ("retained for 3 months").
 PERIOD_WORDS: dict[str, str] = {"day": "days", "week": "weeks", "month": "months"}
+#: Engagement stages in lifecycle order, as people read them (SPEC §3 names, then a snapshot's
+#: stage for users without a recency, then a snapshot without recencies).
+STAGE_ORDER: tuple[str, ...] = ("new", "active", "lapsing", "at_risk", "churned", "unknown", "all")
 #: The segment of users HDBSCAN left unclustered.
 NOISE_SEGMENT = -1
 NOISE_NAME = "Unclustered"
@@ -25,6 +28,17 @@ def period_word(period: str | None) -> str:
 def period_word_singular(period: str | None) -> str:
     """ "day" / "week" / "month" for a period, "period" when it is not known."""
     return period if period in PERIOD_WORDS else "period"
+
+
+def stage_word(stage: object) -> str:
+    """A stage as people read it: ``at_risk`` -> "at risk"."""
+    return str(stage).replace("_", " ")
+
+
+def stage_rank(stage: object) -> int:
+    """A stage's place in the lifecycle (:data:`STAGE_ORDER`; unknown names last)."""
+    text = str(stage).replace(" ", "_")
+    return STAGE_ORDER.index(text) if text in STAGE_ORDER else len(STAGE_ORDER)
 
 
 def segment_display_name(segment: int) -> str:

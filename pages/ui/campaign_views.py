@@ -20,7 +20,7 @@ from retention.campaigns import (
 )
 from retention.charts.campaigns import send_time_histogram
 from retention.learn import PolicyResult
-from retention.policy_runs import stage_rank, stage_word
+from retention.words import stage_word
 
 
 def show(result: PolicyResult, names: Mapping[int, str]) -> None:
@@ -86,12 +86,8 @@ def evidence_table(
     table = evidence_view(evidence, dict(names))
     if table.empty:
         return table
-    order = {name: i for i, name in enumerate(dict.fromkeys(table["segment"]))}
-    table = table.assign(
-        _seg=table["segment"].map(order), _stage=table["stage"].map(stage_rank)
-    ).sort_values(["_seg", "_stage", "action"], kind="stable")
-    table = table.drop(columns=["_seg", "_stage"]).assign(stage=table["stage"].map(stage_word))
-    return table.reset_index(drop=True).rename(
+    table = table.assign(stage=table["stage"].map(stage_word))  # rows in lifecycle order already
+    return table.rename(
         columns={
             "segment": "Segment",
             "stage": "Stage",

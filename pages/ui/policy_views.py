@@ -26,10 +26,8 @@ from retention.policy_runs import (
     number_text,
     reward_differences,
     settings_diff,
-    stage_rank,
-    stage_word,
 )
-from retention.words import money, period_word, segment_display_name
+from retention.words import money, period_word, segment_display_name, stage_rank, stage_word
 
 
 def show_frame(frame: pd.DataFrame | None, needed: set[str]) -> bool:

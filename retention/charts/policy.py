@@ -16,8 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from retention.policy_runs import stage_rank, stage_word
-from retention.words import segment_display_name
+from retention.words import segment_display_name, stage_rank, stage_word
 
 ACTION_COLOURS: dict[str, str] = {
     "none": "#9e9e9e",

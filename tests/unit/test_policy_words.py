@@ -21,11 +21,10 @@ from retention.policy_runs import (
     form_differences,
     policy_of,
     request_of,
-    stage_rank,
-    stage_word,
     trained_with,
     value_parts,
 )
+from retention.words import stage_rank, stage_word
 
 
 @pytest.fixture(scope="module")
