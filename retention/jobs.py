@@ -56,6 +56,9 @@ from retention.workspace import ACTIVE_JOB_STATUSES, Job, Workspace
 log = logging.getLogger("retention")
 
 WORKERS_ENV = "RETENTION_WORKERS"
+NICE_ENV = "RETENTION_WORKER_NICE"
+#: How many steps below the web server's CPU priority worker processes run (Unix ``nice``).
+WORKER_NICE = 10
 LOCAL_OWNER = "local"
 #: At most this many unfinished jobs of a kind per signed-in owner ("one training at a time").
 OWNER_LIMITS: dict[str, int] = {"policy": 1}
@@ -99,6 +102,19 @@ def worker_count(value: str | int | None = None) -> int:
     return count
 
 
+def worker_nice(value: str | int | None = None) -> int:
+    """How much lower than the server's the workers' CPU priority is: ``value``, else
+    ``$RETENTION_WORKER_NICE``, else 10 (0 keeps the server's priority)."""
+    raw = value if value is not None else os.environ.get(NICE_ENV) or WORKER_NICE
+    try:
+        nice = int(raw)
+    except (TypeError, ValueError):
+        nice = -1
+    if not 0 <= nice <= 19:
+        raise InputError(f"{NICE_ENV} must be a whole number from 0 to 19. Got {raw!r}.")
+    return nice
+
+
 # ============================================================================ in the worker
 
 
@@ -126,9 +142,13 @@ class _Reporter:
         os.replace(tmp, self.folder / PROGRESS_FILE)
 
 
-def _watch_parent(parent: int) -> None:
-    """Pool initializer: end this worker when the server that started it is gone (a worker
-    keeps its own end of the task pipe open, so it would otherwise wait forever)."""
+def _start_worker(parent: int, nice: int) -> None:
+    """Pool initializer. The worker runs at a lower CPU priority than the web server (``nice``
+    steps, ``RETENTION_WORKER_NICE``), so pages and uploads stay responsive while it embeds or
+    trains; and it ends when the server that started it is gone (a worker keeps its own end of
+    the task pipe open, so it would otherwise wait forever)."""
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -433,8 +453,8 @@ class JobQueue:
             pool = ProcessPoolExecutor(
                 1,
                 mp_context=get_context("spawn"),
-                initializer=_watch_parent,
-                initargs=(os.getpid(),),
+                initializer=_start_worker,
+                initargs=(os.getpid(), worker_nice()),
             )
             self._local.pool = pool
             self._pools.add(pool)

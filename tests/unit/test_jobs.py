@@ -119,6 +119,25 @@ def test_a_killed_worker_fails_its_job_and_the_next_job_runs(queue, workspace, t
     assert status(workspace, nxt.id, "done", "failed").status == "done"
 
 
+def test_workers_run_below_the_web_servers_cpu_priority(queue, workspace, tmp_path):
+    where = control(tmp_path, "a")
+    queue.submit("test.wait", None, {"control": where})
+    pid = int(
+        wait_for(lambda: Path(where, "pid").is_file() and Path(where, "pid").read_text(), "pid")
+    )
+    server = psutil.Process().nice()
+    assert psutil.Process(pid).nice() == min(server + jobs.WORKER_NICE, 19)
+    Path(where, "release").touch()
+
+
+def test_worker_priority_setting_is_checked():
+    assert jobs.worker_nice("0") == 0 and jobs.worker_nice(5) == 5
+    with pytest.raises(InputError, match="RETENTION_WORKER_NICE must be a whole number"):
+        jobs.worker_nice("fast")
+    with pytest.raises(InputError, match="from 0 to 19"):
+        jobs.worker_nice(25)
+
+
 def test_bad_input_inside_a_job_fails_it_with_the_message(queue, workspace, tmp_path):
     job = queue.submit(
         "test.wait", None, {"control": control(tmp_path, "a", release=True, bad=True)}
