@@ -16,6 +16,7 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.drill_views import cohort_users
 from pages.ui.retention_views import (
     NONE,
     churn_window_notice,
@@ -136,4 +137,5 @@ try:
 except InputError as exc:
     stop_with_error(exc)
 cohort_section(table, period)
+cohort_users(info, table, chosen, cohort_group, seg_run, names)  # drill-down: click a cell
 survival_section(surv, chosen.churn_after, compared=chosen.breakdown != NONE)
