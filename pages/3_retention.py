@@ -26,6 +26,7 @@ from pages.ui.retention_views import (
     span_caption,
     survival_section,
 )
+from pages.ui.saved_views import saved_views
 from retention.cohorts import CohortTable, categorical_columns
 from retention.errors import InputError
 from retention.periods import InactiveRuns, choose_period, inactive_runs
@@ -99,6 +100,7 @@ st.caption(
     "churn — overall, per segment, or per value of any column such as country."
 )
 info = require_dataset()
+saved_views("retention", info.id)  # save these settings by name; open by ?view=<name>
 if "events" not in info.kinds:
     st.info(
         "Retention curves need an event log (one row per purchase or visit with a time). This "
