@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from retention.charts.retention import incomplete_cells, incomplete_note
 from retention.cohorts import CohortTable
 from retention.words import period_word
 
@@ -22,7 +23,7 @@ def clickable_cells(fig: go.Figure, table: CohortTable) -> go.Figure:
     """``fig`` (the cohort heatmap of ``table``) with a click target on each filled cell.
 
     Each target's ``customdata`` is ``[cohort start (YYYY-MM-DD), k, users, cohort size,
-    share]``; its hover (which takes over from the heatmap's) repeats the cell's numbers and
+    share, the incomplete-period note or ""]``; its hover (which takes over from the heatmap's) repeats the cell's numbers and
     says that a click lists the users."""
     heat = fig.data[0]
     ys = list(heat.y)
@@ -34,10 +35,14 @@ def clickable_cells(fig: go.Figure, table: CohortTable) -> go.Figure:
     ks = [int(table.counts.columns[c]) for c in cols]
     sizes = table.sizes.to_numpy()
     rates = table.rates.to_numpy(dtype=float)
+    partial, note = incomplete_cells(table), incomplete_note(table)
     custom = [
-        [f"{table.counts.index[r]:%Y-%m-%d}", k, int(counts[r, c]), int(sizes[r]), rates[r, c]]
+        [
+            f"{table.counts.index[r]:%Y-%m-%d}", k, int(counts[r, c]), int(sizes[r]), rates[r, c],
+            f"<br><i>{note}</i>" if partial[r, c] and note else "",
+        ]
         for r, c, k in zip(rows, cols, ks, strict=True)
-    ]
+    ]  # fmt: skip
     fig.add_trace(
         go.Scatter(
             x=ks,
@@ -55,6 +60,7 @@ def clickable_cells(fig: go.Figure, table: CohortTable) -> go.Figure:
             hovertemplate=(
                 "cohort %{y}<br>%{x} " + words + " later<br>"
                 "%{customdata[4]:.1%} retained (%{customdata[2]:,} of %{customdata[3]:,} users)"
+                "%{customdata[5]}"
                 "<br><b>Click to list these users</b><extra></extra>"
             ),
             showlegend=False,
