@@ -29,6 +29,7 @@ from retention.saved_views import (
 )
 
 QUERY = "view"  # the link's query parameter
+KEEP_OPEN = "saved_views.keep_open"  # the box stays open once the user has used it
 REMEMBERED = "ui.setting."  # workspace meta prefix of the values remember() keeps (common.py)
 #: How a setting is named in a view's summary (others: the key's last part, in words).
 SETTING_WORDS = {
@@ -114,14 +115,17 @@ def _save(page: str, prefix: str, dataset_id: str) -> None:
         )
     except InputError as exc:
         st.session_state["saved_views.problem"] = exc.in_app
+        st.session_state[KEEP_OPEN] = True
         return
     st.session_state["saved_views.saved"] = view.name
+    st.session_state[KEEP_OPEN] = True
     st.session_state[name_key] = ""
 
 
 def _delete(page: str, name: str) -> None:
     delete_view(workspace(), page, name)
     st.session_state["saved_views.deleted"] = name
+    st.session_state[KEEP_OPEN] = True
 
 
 def saved_views(page: str, dataset_id: str, prefix: str | None = None) -> None:
@@ -140,11 +144,15 @@ def saved_views(page: str, dataset_id: str, prefix: str | None = None) -> None:
             icon=":material/bookmark_remove:",
         )
     views = list_views(workspace(), page)
-    label = f"Saved views ({len(views)})" if views else "Saved views"
-    with st.expander(label, icon=":material/bookmarks:"):
+    # One label and, once used, open: a rerun (Save, Open, Delete) must not fold the box away
+    # with its message and the new link inside.
+    with st.expander(
+        "Saved views", icon=":material/bookmarks:", expanded=bool(st.session_state.get(KEEP_OPEN))
+    ):
         st.caption(
             "Keep these settings under a name, and come back to them later — or send the link "
-            "to a colleague who uses this workspace."
+            "to a colleague who uses this workspace. "
+            + (f"{len(views)} saved so far." if views else "None saved yet.")
         )
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         left.text_input(

@@ -81,7 +81,9 @@ def test_views_are_listed_opened_and_deleted(app_workspace, events_dataset):
     at.selectbox(key="retention.period").set_value("month").run()
     save_as(at, "Monthly")
     assert [v.name for v in list_views(app_workspace, "retention")] == ["Daily", "Monthly"]
-    assert at.expander[0].label == "Saved views (2)"
+    assert at.expander[0].label == "Saved views"  # one label: a rerun keeps the box open
+    assert at.expander[0].proto.expanded  # open once used
+    assert any("2 saved so far" in c.value for c in at.caption)
     assert any("period: day" in c.value for c in at.caption)
 
     at.button(key="saved_views.retention.open.0").click().run()  # "Daily", listed first
