@@ -19,6 +19,7 @@ import streamlit as st
 
 from pages.ui.common import set_current_dataset, workspace
 from retention.errors import InputError
+from retention.periods import PERIODS
 from retention.saved_views import (
     MAX_NAME,
     SavedView,
@@ -27,18 +28,28 @@ from retention.saved_views import (
     load_view,
     save_view,
 )
+from retention.words import counted
 
 QUERY = "view"  # the link's query parameter
 KEEP_OPEN = "saved_views.keep_open"  # the box stays open once the user has used it
 REMEMBERED = "ui.setting."  # workspace meta prefix of the values remember() keeps (common.py)
-#: How a setting is named in a view's summary (others: the key's last part, in words).
+#: How a setting is named in a view's summary, in the page's order (others: the key's last
+#: part, in words, after these).
 SETTING_WORDS = {
     "retention.period": "period",
-    "retention.churn_after": "churn window (periods)",
-    "retention.breakdown": "break down by",
+    "retention.churn_after": "churn window",
+    "retention.breakdown": "broken down by",
     "retention.top_n": "values shown",
-    "retention.mode": "cells count",
+    "retention.mode": "cells count users",
     "retention.cohort_group": "cohorts of",
+}
+#: How a value reads in a summary (values not listed are shown as they are).
+VALUE_WORDS = {
+    "auto": "automatic",
+    "none": "nothing (all users)",
+    "segments": "segments",
+    "classic": "active in that period",
+    "unbounded": "active then or later",
 }
 #: Settings kept only to carry another one over (not worth a word in a summary).
 QUIET = {"retention.churn_unit", "retention.churn_days"}
@@ -65,13 +76,26 @@ def page_settings(prefix: str) -> dict[str, Any]:
 
 
 def summary(view: SavedView) -> str:
-    """A view's settings in one line: "period: week · churn window (periods): 6 · ..."."""
+    """A view's settings in one line, in words: "period: automatic · churn window: 4 weeks · …"."""
+    settings = view.settings
+    order = list(SETTING_WORDS)
+    keys = sorted(settings, key=lambda k: (order.index(k) if k in order else len(order), k))
     parts = []
-    for key, value in view.settings.items():
+    for key in keys:
+        value = settings[key]
         if key in QUIET:
             continue
+        if key == "retention.top_n" and settings.get("retention.breakdown") in ("none", "segments"):
+            continue  # only a column's breakdown shows its top values
         word = SETTING_WORDS.get(key, key.rsplit(".", 1)[-1].replace("_", " "))
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        if isinstance(value, list):
+            shown = ", ".join(map(str, value))
+        elif key == "retention.churn_after" and settings.get("retention.churn_unit") in PERIODS:
+            shown = counted(int(value), settings["retention.churn_unit"])
+        elif key == "retention.breakdown" and value not in VALUE_WORDS:
+            shown = f"column {value}"
+        else:
+            shown = VALUE_WORDS.get(str(value), str(value))
         parts.append(f"{word}: {shown}")
     return " · ".join(parts) or "no settings"
 

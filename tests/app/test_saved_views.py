@@ -84,7 +84,12 @@ def test_views_are_listed_opened_and_deleted(app_workspace, events_dataset):
     assert at.expander[0].label == "Saved views"  # one label: a rerun keeps the box open
     assert at.expander[0].proto.expanded  # open once used
     assert any("2 saved so far" in c.value for c in at.caption)
-    assert any("period: day" in c.value for c in at.caption)
+    # Each view's settings in words.
+    assert any(
+        "period: day · churn window: " in c.value
+        and "broken down by: nothing (all users)" in c.value
+        for c in at.caption
+    )
 
     at.button(key="saved_views.retention.open.0").click().run()  # "Daily", listed first
     assert not at.exception
