@@ -177,3 +177,19 @@ def test_user_activity_and_the_crm_columns(con, events):
     assert merged.loc[0, "active_periods"] == 2 and merged.loc[1, "spend"] == 17.5
     assert pd.isna(merged.loc[2, "spend"])  # a user without events gets empty facts
     assert with_activity(per_user, None) is per_user
+
+
+def test_the_heatmap_gets_one_click_target_per_cell(con, events):
+    from retention.charts.drill import clickable_cells
+    from retention.charts.retention import cohort_heatmap
+
+    table = cohort_table(con, events, period="month")
+    fig = clickable_cells(cohort_heatmap(table), table)
+    cells = next(t for t in fig.data if t.name == "cells")
+    known = table.counts.stack().dropna()  # (cohort, k) -> users
+    assert len(cells.customdata) == len(known)
+    for cohort, k, users, size, share, _note in cells.customdata:
+        assert users == known[(pd.Timestamp(cohort), k)]
+        assert size == table.sizes[pd.Timestamp(cohort)]
+        assert share == pytest.approx(users / size)
+    assert fig.layout.clickmode == "event+select"
