@@ -131,7 +131,7 @@ def user_list(
         ),
         "spend": st.column_config.NumberColumn(
             spend_header,
-            format="%.2f",
+            format="localized",  # thousands separators, as every amount on the pages
             help="Total spend of the user over the whole data"
             + ("." if currency else ", in your data's currency (set it on the Data page)."),
         ),
