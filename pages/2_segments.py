@@ -18,6 +18,7 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.drill_views import segment_users
 from pages.ui.retention_views import shared_settings
 from pages.ui.segments_form import settings_form
 from pages.ui.segments_views import (
@@ -29,6 +30,7 @@ from pages.ui.segments_views import (
     run_picker,
 )
 from retention.cohorts import retention_by_segment
+from retention.drill import crm_users
 from retention.errors import InputError
 from retention.jobs import submit_segmentation
 from retention.results import segmentation_runs
@@ -137,6 +139,7 @@ except InputError as exc:
     stop_with_error(exc)
 overview(run, names, snapshot, profile)
 profile_table(profile, names, run.metrics.get("period"), dataset_currency(info.id))
+segment_users(info, run, names, profile, *shared_settings())  # drill-down: click a row
 renamed = names_form(run, names)
 if renamed:
     try:
@@ -146,4 +149,8 @@ if renamed:
         stop_with_error(exc)
     st.rerun()
 how_k_was_chosen(run.metrics)
-download(run.artifacts["assignments"], names)
+try:  # the users CSV for a CRM: with last seen, active periods and spend
+    users_csv = crm_users(ws, info.id, run.artifacts["assignments"], shared_settings()[0])
+except InputError as exc:
+    stop_with_error(exc)
+download(users_csv, names)

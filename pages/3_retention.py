@@ -16,6 +16,7 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.drill_views import cohort_users
 from pages.ui.retention_views import (
     NONE,
     churn_window_notice,
@@ -25,6 +26,7 @@ from pages.ui.retention_views import (
     span_caption,
     survival_section,
 )
+from pages.ui.saved_views import saved_views
 from retention.cohorts import CohortTable, categorical_columns
 from retention.errors import InputError
 from retention.periods import InactiveRuns, choose_period, inactive_runs
@@ -98,6 +100,7 @@ st.caption(
     "churn — overall, per segment, or per value of any column such as country."
 )
 info = require_dataset()
+saved_views("retention", info.id)  # save these settings by name; open by ?view=<name>
 if "events" not in info.kinds:
     st.info(
         "Retention curves need an event log (one row per purchase or visit with a time). This "
@@ -136,4 +139,5 @@ try:
 except InputError as exc:
     stop_with_error(exc)
 cohort_section(table, period)
+cohort_users(info, table, chosen, cohort_group, seg_run, names)  # drill-down: click a cell
 survival_section(surv, chosen.churn_after, compared=chosen.breakdown != NONE)

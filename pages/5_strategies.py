@@ -14,10 +14,13 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.drill_views import stage_users
 from retention.campaigns import evidence_view
+from retention.drill import crm_users
 from retention.errors import InputError
 from retention.learn import PolicyResult
 from retention.mdp import CHURN_RULE
+from retention.periods import DEFAULT_CHURN_AFTER
 from retention.policy_runs import run_label
 from retention.report import stored_report
 from retention.results import StoredStrategies, policy_runs, stored_strategies
@@ -195,9 +198,17 @@ with st.expander("The full strategy tables (every segment, and every segment × 
         width="stretch",
     )
 
+stage_users(  # drill-down: click a segment × stage count to list those users
+    info, table, seg_run=seg_run, names=names, period=period_name or "auto",
+    churn_after=int(policy.settings.get("churn_after", DEFAULT_CHURN_AFTER)),
+)  # fmt: skip
+
 # -- downloads -------------------------------------------------------------------------------------
 st.subheader("Downloads")
-per_user = loaded.per_user
+try:  # the users CSV for a CRM: with last seen, active periods and spend
+    per_user = crm_users(ws, info.id, loaded.per_user, period_name or "auto")
+except InputError as exc:
+    stop_with_error(exc)
 c1, c2, c3, c4 = st.columns(4)
 c1.download_button(
     "Users → action (CSV)",
@@ -205,7 +216,8 @@ c1.download_button(
     file_name=f"{info.name}-user-actions.csv",
     mime="text/csv",
     icon=":material/download:",
-    help="One row per user: segment, current stage, recommended action. Safe to open in a "
+    help="One row per user: segment, current stage, recommended action, last seen, active "
+    f"{periods}, spend. Safe to open in a "
     "spreadsheet (formula-like cells are escaped).",
 )
 c2.download_button(

@@ -20,6 +20,7 @@ import pandas as pd
 
 from retention.cohorts import churn_durations, retention_curves, retention_summary
 from retention.config import PipelineConfig
+from retention.drill import crm_users
 from retention.ingest import LOCAL_FILE_BYTES, Prepared, ingest
 from retention.learn import (
     PolicyResult,
@@ -105,6 +106,7 @@ def run_pipeline(
     with timer.step("strategies"):
         strategies = make_strategies(policy, names, users, segmentation.assignments)
         per_user = user_actions(users, segmentation.assignments, policy.recommendations, names)
+        per_user = crm_users(ws, dataset_id, per_user, period)  # last seen, spend, ...
 
     workspace_ids = {"folder": str(ws.folder), "dataset": dataset_id,
                      "segmentation_run": seg_run, "policy_run": policy_run}  # fmt: skip

@@ -854,6 +854,19 @@ class Workspace:
             lambda cur: cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
         )
 
+    def meta_items(self, prefix: str) -> dict[str, str]:
+        """Every preference whose key starts with ``prefix`` (key -> value), sorted by key."""
+        rows = (
+            self._q()
+            .execute("SELECT key, value FROM meta WHERE starts_with(key, ?) ORDER BY key", [prefix])
+            .fetchall()
+        )
+        return dict(rows)
+
+    def delete_meta(self, key: str) -> None:
+        """Forget one preference (nothing happens when there is none)."""
+        self._write(lambda cur: cur.execute("DELETE FROM meta WHERE key = ?", [key]))
+
     # -- segment names --------------------------------------------------------------------
 
     def segment_names(self, run_id: str) -> dict[int, str]:

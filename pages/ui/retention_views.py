@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from pages.ui.common import remember
+from retention.charts.drill import clickable_cells
 from retention.charts.retention import (
     at_risk_table,
     cohort_heatmap,
@@ -263,7 +264,10 @@ def cohort_controls(groups: list[str]) -> tuple[str, str]:
 def cohort_section(table: CohortTable, period: str) -> None:
     """The cohort heatmap and how to read it."""
     word = period_word_singular(period)
-    st.plotly_chart(cohort_heatmap(table), key="retention.heatmap")
+    st.plotly_chart(  # a click on a cell lists its users (pages/ui/drill_views.py)
+        clickable_cells(cohort_heatmap(table), table), key="retention.heatmap",
+        on_select="rerun", selection_mode="points",
+    )  # fmt: skip
     note = incomplete_note(table)
     st.caption(
         f"Each row is a cohort: the users whose first activity fell in that {word} (n = its "

@@ -210,7 +210,10 @@ def profile_table(
     """The per-segment profile, each column explained on hover."""
     st.subheader("Profile")
     table, config = profile_display(profile, names, period, currency)
-    st.dataframe(table, hide_index=True, column_config=config, key="segments.profile")
+    st.dataframe(  # a click on a row lists its users (pages/ui/drill_views.py)
+        table, hide_index=True, column_config=config, key="segments.profile",
+        on_select="rerun", selection_mode="single-row",
+    )  # fmt: skip
     if any(c.startswith("Retention after") for c in table.columns):
         word = period_word_singular(period)
         st.caption(

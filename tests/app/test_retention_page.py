@@ -264,8 +264,10 @@ def test_last_incomplete_month_is_marked(app_workspace) -> None:
     _monthly_buyers(app_workspace)
     at = make_app(PAGE)
     heatmap = charts(at)[0]
-    assert [t.get("name") for t in heatmap["data"]] == ["retained", "incomplete"]
+    # "cells": the click targets of the drill-down (retention/charts/drill.py)
+    assert [t.get("name") for t in heatmap["data"]] == ["retained", "incomplete", "cells"]
     note = "2025-01 is incomplete: the data ends on 2025-01-10"
+    assert note in heatmap["data"][2]["customdata"][-1][-1]  # said on hover of the diagonal
     assert note in heatmap["layout"]["title"]["text"]
     assert any(note in c.value for c in at.caption)
     assert any(

@@ -106,3 +106,19 @@ def test_strategies_page_without_a_policy_points_to_the_next_step(app_workspace,
     at = make_app("pages/5_strategies.py")
     assert not at.exception
     assert any("Find segments first" in i.value for i in at.info)
+
+
+def test_who_is_where_now_counts_users_per_segment_and_stage(pipeline_workspace, monkeypatch):
+    """The drill-down's table (click a number to list those users): users per segment and
+    stage, the same numbers as the cards, stages in lifecycle order and in words."""
+    at = _open(pipeline_workspace.with_log, monkeypatch)
+    assert any(h.value == "Who is where now" for h in at.subheader)
+    counts = next(d.value for d in at.dataframe if "Segment" in d.value.columns)
+    assert list(counts.columns) == ["Segment", "active", "lapsing", "at risk", "churned"]
+    text = " ".join(m.value for m in at.markdown)
+    for row in counts.itertuples(index=False):
+        assert f"**Active** ({row.active:,} users now)" in text
+    users = sum(int(m.value.replace(",", "")) for m in at.metric)
+    assert int(counts.iloc[:, 1:].to_numpy().sum()) == users
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels[0] == "Users → action (CSV)"  # no list (and no download) before a click

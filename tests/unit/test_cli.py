@@ -10,6 +10,8 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from retention.cli import main
@@ -349,3 +351,22 @@ def test_out_and_workspace_must_be_writable_folders(tmp_path, capsys, no_work, m
     )
     _assert_refused(tmp_path, capsys, ["--out", str(locked / "out")], "locked is not writable")
     assert list(locked.iterdir()) == []
+
+
+def test_users_csv_carries_last_seen_active_periods_and_spend(run_twice, planted_files):
+    """The users CSV for a CRM: each user's last seen date, active weeks and spend, against
+    pandas on the input file."""
+    (out, _), _ = run_twice
+    folder, _ = planted_files
+    orders = pd.read_csv(folder / "orders.csv", parse_dates=["Order Date"])
+    week = orders["Order Date"].dt.to_period("W-SUN")  # weeks start on Monday
+    by_user = orders.assign(week=week).groupby("Customer ID")
+    users = pd.read_csv(out / "user_segments.csv", dtype={"user_id": str}).set_index("user_id")
+    assert list(users.columns[-3:]) == ["last_seen", "active_periods", "spend"]
+    users.index = users.index.str.removeprefix("'")  # the formula-escaped id
+    assert set(users.index) == set(by_user.groups)
+    ids = sorted(by_user.groups)
+    assert (users.loc[ids, "active_periods"].to_numpy() == by_user["week"].nunique()[ids]).all()
+    last = by_user["Order Date"].max().dt.strftime("%Y-%m-%d")[ids]
+    assert (users.loc[ids, "last_seen"].to_numpy() == last.to_numpy()).all()
+    assert np.allclose(users.loc[ids, "spend"], by_user["amount"].sum()[ids], rtol=1e-5)
