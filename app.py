@@ -20,6 +20,9 @@ st.set_page_config(page_title="Retention Studio", page_icon=str(FAVICON), layout
 refuse_an_open_server()
 
 page = route()
+# Again after routing: the router's page icon (":material/...") would otherwise become the tab's
+# icon on the first page, fetched from a font CDN.
+st.set_page_config(page_title="Retention Studio", page_icon=str(FAVICON), layout="wide")
 with st.sidebar:
     st.markdown("### :material/insights: Retention Studio")
 ensure_samples()

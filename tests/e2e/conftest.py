@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -116,13 +117,26 @@ def wait_idle(page, timeout: int = STEP_TIMEOUT_MS) -> None:
     page.wait_for_function(IDLE_JS, timeout=timeout)
 
 
+def leaves_this_computer(url: str) -> bool:
+    """A browser request to another machine (the app promises to run offline: no font, icon or
+    script from a CDN)."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOCAL_HOSTS
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    outside: list[str] = []
+    context.on("request", lambda r: outside.append(r.url) if leaves_this_computer(r.url) else None)
     pg = context.new_page()
     pg.set_default_timeout(STEP_TIMEOUT_MS)
     yield pg
     context.close()
+    assert not outside, f"the browser fetched from outside this computer: {sorted(set(outside))}"
 
 
 def screenshot(page, name: str) -> Path:
