@@ -170,19 +170,30 @@ class PolicyRequest:
     learning_rate: float | None = None
     actions: tuple[str, ...] | None = None
     lift: Mapping[str, float] | None = None
+    #: Pseudo-users of "no action" each action's estimate starts from (campaign log; None:
+    #: the library's default).
+    prior_strength: float | None = None
 
     @classmethod
     def from_config(
         cls, config: PipelineConfig, segmentation_run: str, period: str
     ) -> PolicyRequest:
-        """The command line's request (Q-learning with the configured episodes)."""
+        """The command line's request: every setting of the Policy page (and the prior
+        strength) as configured; a lift table names the actions considered."""
+        lift = dict(config.lift) if config.lift else None
         return cls(
             segmentation_run=segmentation_run,
             period=period,
             churn_after=config.churn_after,
             reward=config.reward(),
+            algorithm=config.algorithm,
             seed=config.seed,
             episodes=config.episodes,
+            min_epsilon=config.exploration,
+            learning_rate=config.learning_rate,
+            actions=None if lift is None else tuple(dict.fromkeys(["none", *lift])),
+            lift=lift,
+            prior_strength=config.prior_strength,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -202,6 +213,7 @@ class PolicyRequest:
             "learning_rate": self.learning_rate,
             "actions": None if self.actions is None else list(self.actions),
             "lift": None if self.lift is None else dict(self.lift),
+            "prior_strength": self.prior_strength,
         }
         return out | {key: value for key, value in extra.items() if value is not None}
 
@@ -279,6 +291,7 @@ def train_request(
         period=period,
         progress=progress,
         callback=callback,
+        **({} if request.prior_strength is None else {"prior_strength": request.prior_strength}),
     )
 
 
