@@ -102,7 +102,7 @@ def model_for(request: PolicyRequest) -> MDP | None:
     lift = None if request.lift is None else tuple(sorted(request.lift.items()))
     key = (
         request.period, request.churn_after, request.actions, lift,
-        request.seed if choices.campaigns is not None else 0,
+        request.seed if choices.campaigns is not None else 0, request.prior_strength,
     )  # fmt: skip
     try:
         return model_of(str(ws.folder), info.id, seg_run.id, key, assignments, request)

@@ -15,6 +15,7 @@ needs from the workspace and stores the result as a run (``retention.runs``):
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -615,7 +616,11 @@ def request_of(settings: Mapping[str, Any]) -> PolicyRequest | None:
     except (InputError, TypeError, ValueError):
         return None
     lift = s.get("lift") if isinstance(s.get("lift"), dict) else None
+    prior = s.get("prior_strength")  # the default's as None: the same model as the form's
+    default_prior = inspect.signature(estimate).parameters["prior_strength"].default
     return PolicyRequest(
+        prior_strength=float(prior) if isinstance(prior, int | float) and prior != default_prior
+        else None,
         segmentation_run=str(s["segmentation_run"]), period=str(s["period"]),
         churn_after=int(s.get("churn_after") or 4), reward=reward,
         algorithm=str(s.get("algorithm") or "q"), seed=int(s.get("seed") or 0),
@@ -638,6 +643,7 @@ def estimated_mdp(
         source, clustered(assignments), campaigns=campaigns,
         actions=None if request.actions is None else list(request.actions), lift=request.lift,
         reward=request.reward, seed=request.seed,
+        **({} if request.prior_strength is None else {"prior_strength": request.prior_strength}),
     ).mdp  # fmt: skip
 
 

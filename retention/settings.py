@@ -317,9 +317,10 @@ def check_settings(data: Mapping[str, Any], where: str = "settings") -> dict[str
     return out
 
 
-def to_toml(values: Mapping[str, Any], source: str = "the app") -> str:
+def to_toml(values: Mapping[str, Any], source: str = "the app", notes: Sequence[str] = ()) -> str:
     """A settings file for ``values`` (keys of :data:`SETTINGS`; None values left out), in the
-    table's order, with a comment saying where it came from and how to use it."""
+    table's order, with a comment saying where it came from and how to use it (and ``notes``,
+    one comment line each)."""
     import tomli_w  # the writer; tomllib (standard library) only reads
 
     known = check_settings({k: v for k, v in values.items() if v is not None})
@@ -329,7 +330,9 @@ def to_toml(values: Mapping[str, Any], source: str = "the app") -> str:
         "# Run the same analysis on a schedule:\n"
         "#   python -m retention run DATA.csv --settings this-file.toml --out results/\n"
         "# A flag on the command line overrides the value here "
-        "(python -m retention run --help lists them).\n\n"
+        "(python -m retention run --help lists them).\n"
+        + "".join(f"# {' '.join(note.split())}\n" for note in notes)
+        + "\n"
     )
     return header + tomli_w.dumps(ordered)
 

@@ -44,13 +44,20 @@ def download_button(
     dataset's campaign timing and currency."""
     period, churn_after = shared_settings()
     try:
-        timing = campaign_timing(workspace(), dataset_id)
+        ws = workspace()
+        info = ws.dataset(dataset_id)
+        timing = campaign_timing(ws, dataset_id)
+        file = f" (file {info.source_name})" if info.source_name else ""
+        notes = [f"Made on the dataset '{info.name}'{file}."]
+        if timing is not None:
+            notes.append("It has a campaign log: give that file with --campaigns FILE.")
         text = to_toml(
             page_values(
                 segmentation, policy, period=period, churn_after=churn_after,
                 campaign_timing=timing, currency=dataset_currency(dataset_id),
             ),
             source=source,
+            notes=notes,
         )  # fmt: skip
     except InputError as exc:  # a value the command line would refuse: say which
         st.caption(f":material/warning: These settings cannot be downloaded: {exc}")

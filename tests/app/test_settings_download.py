@@ -66,6 +66,7 @@ def test_the_downloaded_settings_reproduce_the_pages_run_on_the_command_line(
     assert not at.exception, at.exception
     text = downloads["file"]
     assert text.startswith("# Retention Studio settings, downloaded from the Policy page")
+    assert "give that file with --campaigns FILE" in text  # the dataset has a campaign log
     settings = tmp_path / "retention-settings.toml"
     settings.write_text(text, encoding="utf-8")
     values = load_settings(settings)  # the file the command line reads, checked

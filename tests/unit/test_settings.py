@@ -117,8 +117,9 @@ def test_a_page_file_round_trips(tmp_path):
                      {"action": "gift card", "cost": 0.1, "lift": 1.2}]},
         period="week", churn_after=6, campaign_timing=None, currency="GBP",
     )  # fmt: skip
-    text = to_toml(values, source="the Policy page")
+    text = to_toml(values, source="the Policy page", notes=["Made on the dataset\n'x'."])
     assert text.startswith("# Retention Studio settings, downloaded from the Policy page.")
+    assert "# Made on the dataset 'x'.\n" in text  # a note is one comment line
     assert tomllib.loads(text) == values
     path = _write(tmp_path, text)
     assert load_settings(path) == values
@@ -208,3 +209,25 @@ def test_lift_with_a_campaign_log_is_refused(tmp_path, capsys, no_work):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "measured from the log, not assumed" in err and not out.exists()
+
+
+def test_the_tables_defaults_are_the_librarys():
+    import inspect
+
+    from retention.learn import QLearner
+    from retention.mdp import DEFAULT_COSTS, DEFAULT_LIFT, RewardSettings
+    from retention.policy import estimate
+
+    reward = RewardSettings()
+    for key in ("gamma", "retain_reward", "churn_penalty", "revenue_weight"):
+        assert BY_KEY[key].default == getattr(reward, key), key
+    learner = QLearner()
+    assert BY_KEY["episodes"].default == learner.episodes
+    assert BY_KEY["learning_rate"].default == learner.learning_rate
+    assert BY_KEY["prior_strength"].default == (
+        inspect.signature(estimate).parameters["prior_strength"].default
+    )
+    for key, table in (("action_costs", DEFAULT_COSTS), ("lift", DEFAULT_LIFT)):
+        for action, value in table.items():
+            if action != "none":
+                assert f"{action} {value:g}" in BY_KEY[key].default_words, key
