@@ -20,7 +20,7 @@ from pages.ui.common import (
 )
 from pages.ui.drill_views import segment_users
 from pages.ui.retention_views import shared_settings
-from pages.ui.segments_form import settings_form
+from pages.ui.segments_form import FORM_KEY, settings_form
 from pages.ui.segments_views import (
     download,
     how_k_was_chosen,
@@ -29,6 +29,7 @@ from pages.ui.segments_views import (
     profile_table,
     run_picker,
 )
+from pages.ui.settings_download import download_button
 from retention.cohorts import retention_by_segment
 from retention.drill import crm_users
 from retention.errors import InputError
@@ -100,6 +101,12 @@ except InputError:  # a run stored with settings this version does not know: sta
     settings = SegmentSettings()
 
 chosen = settings_form(settings, text, snapshot)
+try:
+    on_screen = SegmentSettings(**st.session_state[FORM_KEY]).to_dict()
+except InputError:
+    on_screen = None
+if on_screen is not None:
+    download_button(info.id, "the Segments page", segmentation=on_screen)
 if chosen is not None:  # segmenting is a background job (pages/ui/jobs_view.py)
     try:
         wanted = SegmentSettings(**chosen, period=shared_settings()[0])

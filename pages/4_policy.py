@@ -21,6 +21,7 @@ from pages.ui.common import (
 )
 from pages.ui.policy_form import settings_form
 from pages.ui.retention_views import shared_settings
+from pages.ui.settings_download import download_button, policy_values
 from retention.campaigns import timing_sentence
 from retention.errors import InputError
 from retention.jobs import submit_training
@@ -101,7 +102,7 @@ def model_for(request: PolicyRequest) -> MDP | None:
     lift = None if request.lift is None else tuple(sorted(request.lift.items()))
     key = (
         request.period, request.churn_after, request.actions, lift,
-        request.seed if choices.campaigns is not None else 0,
+        request.seed if choices.campaigns is not None else 0, request.prior_strength,
     )  # fmt: skip
     try:
         return model_of(str(ws.folder), info.id, seg_run.id, key, assignments, request)
@@ -147,6 +148,9 @@ def settings_and_preview(settings: dict | None) -> PolicyForm:
     preview of its settings. A fragment: moving a slider reruns this part only, so the preview
     follows at once without redrawing the run below."""
     form = settings_form(choices, expanded=not ids, currency=currency)
+    download_button(
+        info.id, "the Policy page", segmentation=seg_run.settings, policy=policy_values(form)
+    )
     try:
         asked = form.request(choices, seg_run.id, churn_after)
     except InputError as exc:

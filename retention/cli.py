@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from retention.errors import InputError
-from retention.periods import DEFAULT_CHURN_AFTER, DEFAULT_TIMING, TIMING_HELP, TIMINGS
 from retention.private import restrict_umask
 
 T = TypeVar("T")
@@ -56,18 +55,6 @@ def _role_column(text: str) -> tuple[str, str]:
             f"{text}: unknown role {role!r}. Use one of: {', '.join(ROLES)}."
         )
     return role, column
-
-
-def _action_cost(text: str) -> tuple[str, float]:
-    """``--action-cost ACTION=COST`` with a finite number as the cost."""
-    action, cost = _key_value("ACTION=COST")(text)
-    try:
-        value = _number(cost)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"{text}: the cost must be a finite number, e.g. --action-cost {action}=0.5."
-        ) from None
-    return action, value
 
 
 def _library_check(value: T, check: Callable[[T], object]) -> T:
@@ -143,16 +130,6 @@ def _number(text: str) -> float:
     return value
 
 
-def _currency(text: str) -> str:
-    """An ISO 4217 currency code ("GBP", "eur"): three letters, upper-cased."""
-    code = text.strip().upper()
-    if len(code) != 3 or not code.isalpha() or not code.isascii():
-        raise argparse.ArgumentTypeError(
-            f"must be a three-letter currency code such as GBP, EUR or USD, got {text!r}"
-        )
-    return code
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m retention", description="Retention Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -179,47 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"use COLUMN for ROLE (roles: {', '.join(ROLES)}); repeatable",
     )
     run.add_argument(
-        "--period", choices=("day", "week", "month"), help="default: chosen from the data"
-    )
-    run.add_argument(
-        "--campaign-timing",
-        choices=TIMINGS,
-        default=DEFAULT_TIMING,
-        help="which move between periods a campaign send counts for: "
-        + "; ".join(f"{k}: {v}" for k, v in TIMING_HELP.items())
-        + f" (default {DEFAULT_TIMING})",
-    )
-    run.add_argument(
-        "--churn-after",
-        metavar="N",
-        type=_churn_after,
-        default=DEFAULT_CHURN_AFTER,
-        help="periods without activity after which a user counts as churned (>= 2)",
-    )
-    run.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")
-    run.add_argument("--gamma", metavar="G", type=_gamma, default=0.9)
-    run.add_argument("--retain-reward", metavar="R", type=_number, default=1.0)
-    run.add_argument("--churn-penalty", metavar="P", type=_number, default=5.0)
-    run.add_argument("--revenue-weight", metavar="W", type=_number, default=0.0)
-    run.add_argument(
-        "--action-cost",
-        metavar="ACTION=COST",
-        type=_action_cost,
-        action="append",
-        default=[],
-        help="cost of one action for one user-period; repeatable",
-    )
-    run.add_argument(
-        "--currency",
-        metavar="CODE",
-        type=_currency,
+        "--workspace",
+        metavar="DIR",
+        type=Path,
         default=None,
-        help="currency of the revenue and costs (GBP, EUR, USD, ...): money in the report and "
-        "summary.json is stated in it (default: not stated)",
+        help="the workspace folder (default: $RETENTION_WORKSPACE, else workspace/)",
     )
-    run.add_argument("--episodes", metavar="N", type=_positive_int, default=None)
-    run.add_argument("--seed", metavar="S", type=_seed, default=0)
-    run.add_argument("--workspace", metavar="DIR", type=Path, default=None)
     run.add_argument(
         "--progress",
         choices=("auto", "lines", "none"),
@@ -228,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         "step and percent (for logs and scripts), 'none' nothing (default: auto)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress on stderr (--progress none)")
+    from retention.settings import add_arguments as add_settings
+
+    add_settings(run)  # --settings FILE.toml and every setting of the app, grouped by page
 
     from retention.experiment_cli import add_commands
 
@@ -263,6 +208,11 @@ def _check_options(args: argparse.Namespace) -> None:
     input files readable, the output and workspace folders writable."""
     _given_once("--map", [role for role, _ in args.map])
     _given_once("--action-cost", [action for action, _ in args.action_cost])
+    _given_once("--lift", [action for action, _ in getattr(args, "lift", [])])
+    if getattr(args, "settings", None) is not None:
+        _readable(args.settings, "Check the path given to --settings.")
+    if getattr(args, "lift_table", None) is not None:
+        _readable(args.lift_table, "Check the path given to --lift-table.")
     _readable(args.input, "Check the path of the input file.")
     if args.campaigns is not None:
         _readable(args.campaigns, "Check the path given to --campaigns.")
@@ -483,25 +433,15 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
     from retention.backup import remove_stale_staging, staging_folder
     from retention.config import PipelineConfig
     from retention.pipeline import run_pipeline
+    from retention.settings import resolve as resolve_settings
 
     _check_options(args)
-    config = PipelineConfig(
+    config = PipelineConfig.from_settings(
+        resolve_settings(args),  # the flags over the --settings file over the defaults
         input=args.input,
         campaigns=args.campaigns,
         overrides=dict(args.map),
-        period=args.period,
-        campaign_timing=args.campaign_timing,
-        churn_after=args.churn_after,
-        segments=args.segments,
-        gamma=args.gamma,
-        retain_reward=args.retain_reward,
-        churn_penalty=args.churn_penalty,
-        revenue_weight=args.revenue_weight,
-        action_costs=dict(args.action_cost),
-        episodes=args.episodes,
-        seed=args.seed,
         workspace=args.workspace,
-        currency=args.currency,
     )
     out = args.out.resolve()
     remove_stale_staging(out)

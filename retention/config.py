@@ -8,8 +8,10 @@ segmentation).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from retention.errors import InputError
 from retention.mdp import RewardSettings
@@ -20,7 +22,7 @@ from retention.periods import (
     check_period,
     check_timing,
 )
-from retention.segments import SegmentSettings
+from retention.segments import DEFAULT_TEXT_WEIGHT, SegmentSettings
 
 #: Seeds go to NumPy and scikit-learn, which take unsigned 32-bit seeds.
 SEED_MAX = 2**32 - 1
@@ -63,6 +65,54 @@ class PipelineConfig:
     workspace: Path | None = None
     #: ISO code of the revenue's and costs' currency (None: not stated); report and summary.
     currency: str | None = None
+    # The Segments page's choices (retention.settings): how users are segmented.
+    text_weight: float = DEFAULT_TEXT_WEIGHT
+    clustering: str = "kmeans"
+    map_method: str = "pca"
+    text_model: str = "auto"
+    user_vector: str = "items"
+    item_weighting: str = "spend"
+    #: The segmentation's random seed (None: ``seed``, as before it could be set apart).
+    segment_seed: int | None = None
+    # The Policy page's learner (None: the learner's default) and the lift table.
+    algorithm: str = "q"
+    exploration: float | None = None
+    learning_rate: float | None = None
+    prior_strength: float | None = None
+    #: Assumed lift per action (no campaign log); its actions are the ones considered.
+    lift: dict[str, float] | None = None
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any], **given: Any) -> PipelineConfig:
+        """A config from :func:`retention.settings.resolve`'s values (the settings file's keys)
+        and the rest (``input``, ``campaigns``, ...)."""
+        v = dict(values)
+        period = v.pop("period", None)
+        return cls(
+            **given,
+            period=None if period in (None, "auto") else period,
+            segments=v.pop("segments", "auto"),
+            action_costs=dict(v.pop("action_costs", None) or {}),
+            **v,
+        )
+
+    def segment_settings(self, period: str | None = None) -> SegmentSettings:
+        """The segmentation this run asks for (``period``: the one in use, when known)."""
+        from retention.settings import TEXT_MODELS
+
+        return SegmentSettings(
+            k=self.segments,
+            algorithm=self.clustering,
+            text_weight=self.text_weight,
+            user_vector=self.user_vector,
+            weighting=self.item_weighting,
+            # auto/english: the bundled model; a folder: that model (the multilingual one
+            # comes with its own embedder).
+            model_path=None if self.text_model in TEXT_MODELS else self.text_model,
+            map_method=self.map_method,
+            period=period or "auto",
+            random_state=self.seed if self.segment_seed is None else self.segment_seed,
+        )
 
     def __post_init__(self) -> None:
         if self.period is not None:
@@ -71,8 +121,31 @@ class PipelineConfig:
         check_churn_after(self.churn_after)
         check_seed(self.seed)
         check_episodes(self.episodes)
-        SegmentSettings(k=self.segments, random_state=self.seed)  # checks k as segmenting will
+        if self.segment_seed is not None:
+            check_seed(self.segment_seed)
+        self.segment_settings()  # checks k and the rest as segmenting will
         self.reward()  # checks gamma, the rewards and the costs
+        from retention.settings import check_settings
+
+        learner = {"algorithm": self.algorithm, "exploration": self.exploration,
+                   "learning_rate": self.learning_rate, "prior_strength": self.prior_strength,
+                   "lift": self.lift}  # fmt: skip
+        check_settings({k: v for k, v in learner.items() if v is not None})
+        if self.algorithm == "batch" and self.campaigns is None:
+            raise InputError(
+                "--algorithm batch learns only from a campaign log: give one with --campaigns, "
+                "or use q or sarsa."
+            )
+        if self.text_model == "multilingual":
+            raise InputError(
+                "--text-model multilingual: this version has no multilingual model. Use auto, "
+                "english or the folder of a local sentence-transformers model."
+            )
+        if self.lift and self.campaigns is not None:
+            raise InputError(
+                "--lift: with a campaign log (--campaigns) the effect of each action is "
+                "measured from the log, not assumed. Leave out the lift table (or the log)."
+            )
 
     def reward(self) -> RewardSettings:
         """The reward settings: the default action costs with the given ones over them."""

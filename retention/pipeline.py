@@ -70,9 +70,7 @@ def run_pipeline(
             resolve_period(con, events_ref, config.period or "auto") if events_ref else "period"
         )
     with timer.step("segments"):
-        seg_settings = {"k": config.segments, "random_state": config.seed}
-        if events_ref:
-            seg_settings["period"] = period
+        seg_settings = config.segment_settings(period if events_ref else None)
         seg_run = run_segmentation(
             ws, dataset_id, settings=seg_settings, progress=scaled(progress, 0.05, 0.55)
         )

@@ -15,6 +15,7 @@ needs from the workspace and stores the result as a run (``retention.runs``):
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -170,19 +171,30 @@ class PolicyRequest:
     learning_rate: float | None = None
     actions: tuple[str, ...] | None = None
     lift: Mapping[str, float] | None = None
+    #: Pseudo-users of "no action" each action's estimate starts from (campaign log; None:
+    #: the library's default).
+    prior_strength: float | None = None
 
     @classmethod
     def from_config(
         cls, config: PipelineConfig, segmentation_run: str, period: str
     ) -> PolicyRequest:
-        """The command line's request (Q-learning with the configured episodes)."""
+        """The command line's request: every setting of the Policy page (and the prior
+        strength) as configured; a lift table names the actions considered."""
+        lift = dict(config.lift) if config.lift else None
         return cls(
             segmentation_run=segmentation_run,
             period=period,
             churn_after=config.churn_after,
             reward=config.reward(),
+            algorithm=config.algorithm,
             seed=config.seed,
             episodes=config.episodes,
+            min_epsilon=config.exploration,
+            learning_rate=config.learning_rate,
+            actions=None if lift is None else tuple(dict.fromkeys(["none", *lift])),
+            lift=lift,
+            prior_strength=config.prior_strength,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -202,6 +214,7 @@ class PolicyRequest:
             "learning_rate": self.learning_rate,
             "actions": None if self.actions is None else list(self.actions),
             "lift": None if self.lift is None else dict(self.lift),
+            "prior_strength": self.prior_strength,
         }
         return out | {key: value for key, value in extra.items() if value is not None}
 
@@ -279,6 +292,7 @@ def train_request(
         period=period,
         progress=progress,
         callback=callback,
+        **({} if request.prior_strength is None else {"prior_strength": request.prior_strength}),
     )
 
 
@@ -602,7 +616,11 @@ def request_of(settings: Mapping[str, Any]) -> PolicyRequest | None:
     except (InputError, TypeError, ValueError):
         return None
     lift = s.get("lift") if isinstance(s.get("lift"), dict) else None
+    prior = s.get("prior_strength")  # the default's as None: the same model as the form's
+    default_prior = inspect.signature(estimate).parameters["prior_strength"].default
     return PolicyRequest(
+        prior_strength=float(prior) if isinstance(prior, int | float) and prior != default_prior
+        else None,
         segmentation_run=str(s["segmentation_run"]), period=str(s["period"]),
         churn_after=int(s.get("churn_after") or 4), reward=reward,
         algorithm=str(s.get("algorithm") or "q"), seed=int(s.get("seed") or 0),
@@ -625,6 +643,7 @@ def estimated_mdp(
         source, clustered(assignments), campaigns=campaigns,
         actions=None if request.actions is None else list(request.actions), lift=request.lift,
         reward=request.reward, seed=request.seed,
+        **({} if request.prior_strength is None else {"prior_strength": request.prior_strength}),
     ).mdp  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import streamlit as st
 from pages.ui.common import keep_table, remember, remembered_table
 from retention.learn import QLearner
 from retention.policy_runs import PolicyChoices, PolicyForm
+from retention.settings import BY_KEY
 from retention.words import money, period_word_singular
 
 ALGORITHM_CHOICES = {
@@ -45,30 +46,45 @@ def settings_form(
     return PolicyForm(actions=actions, **reward, **learner)
 
 
+def _bounds(key: str) -> tuple[Any, Any]:
+    """A slider's bounds: the settings table's (the command line's checks use the same)."""
+    bounds = BY_KEY[key].slider
+    assert bounds is not None, key
+    return bounds
+
+
+def _remember(key: str) -> str:
+    """:func:`remember` a setting's widget (its key and default from the settings table)."""
+    setting = BY_KEY[key]
+    assert setting.widget is not None, key
+    return remember(setting.widget, setting.default)
+
+
 def _reward_sliders(disabled: bool, unit: str) -> dict[str, float]:
     st.markdown(f"**What a {unit} is worth**")
     return {
         "gamma": st.slider(
-            f"How much the future counts (each {unit} ahead × this)", 0.0, 0.99, step=0.01,
-            key=remember("policy.gamma", 0.9), disabled=disabled,
+            f"How much the future counts (each {unit} ahead × this)", *_bounds("gamma"), step=0.01,
+            key=_remember("gamma"), disabled=disabled,
             help=f"The discount γ (gamma). 0 = only this {unit} counts; 0.9 = next {unit} "
             f"counts 90% as much as this one; 0.99 = the long run counts almost fully.",
         ),
         "retain_reward": st.slider(
-            f"Reward for each user still active (points per {unit})", 0.0, 5.0, step=0.1,
-            key=remember("policy.retain", 1.0), disabled=disabled,
+            f"Reward for each user still active (points per {unit})", *_bounds("retain_reward"),
+            step=0.1, key=_remember("retain_reward"), disabled=disabled,
             help=f"Points earned for every user who is active in a {unit}. All rewards, "
             "penalties and costs are in these points; at 1, one point = one retained "
             f"user-{unit}.",
         ),
         "churn_penalty": st.slider(
-            "Penalty when a user is lost (points, once per loss)", 0.0, 20.0, step=0.5,
-            key=remember("policy.penalty", 5.0), disabled=disabled,
+            "Penalty when a user is lost (points, once per loss)", *_bounds("churn_penalty"),
+            step=0.5, key=_remember("churn_penalty"), disabled=disabled,
             help="Points taken off each time a user moves into 'churned'.",
         ),
         "revenue_weight": st.slider(
-            f"Weight on revenue (points per unit of money in an active {unit})", 0.0, 1.0,
-            step=0.01, key=remember("policy.revenue", 0.0), disabled=disabled,
+            f"Weight on revenue (points per unit of money in an active {unit})",
+            *_bounds("revenue_weight"), step=0.01, key=_remember("revenue_weight"),
+            disabled=disabled,
             help=f"Adds this many points per unit of the segment's mean revenue of an active "
             f"{unit}. 0 = revenue does not count, only being active does.",
         ),
@@ -97,13 +113,13 @@ def _learner_widgets(choices: PolicyChoices) -> dict[str, Any]:
     simulated = not choices.is_snapshot and algorithm != "batch"
     default = QLearner()
     episodes = st.slider(
-        "Training rounds", 20, 1000, step=10, key=remember("policy.episodes", 200),
+        "Training rounds", *_bounds("episodes"), step=10, key=_remember("episodes"),
         disabled=not simulated,
         help=f"Episodes: each round simulates {default.n_users:,} users for {default.horizon} "
         "periods. More rounds: a steadier policy, a longer wait.",
     )  # fmt: skip
     epsilon = st.slider(
-        "Share of random tries (at the end of training)", 0.0, 1.0, step=0.05,
+        "Share of random tries (at the end of training)", *_bounds("exploration"), step=0.05,
         key=remember(f"policy.epsilon.{algorithm}", 0.05 if algorithm == "sarsa" else 0.5),
         disabled=not simulated,
         help="Exploration ε (epsilon). Simulated users first get random actions only; the "
@@ -111,14 +127,14 @@ def _learner_widgets(choices: PolicyChoices) -> dict[str, Any]:
         "(0.5 tries every action often); SARSA learns the value of what it does, so keep it low.",
     )  # fmt: skip
     lr = st.slider(
-        "How far one outcome moves an estimate", 0.01, 1.0, step=0.01,
-        key=remember("policy.lr", 1.0), disabled=not simulated,
+        "How far one outcome moves an estimate", *_bounds("learning_rate"), step=0.01,
+        key=_remember("learning_rate"), disabled=not simulated,
         help="Learning rate (at a first visit): how far one simulated outcome moves an "
         "estimate the first time a segment and stage is tried with an action; it falls as "
         "that pair is seen more often.",
     )  # fmt: skip
     seed = st.number_input(
-        "Random seed", 0, 10_000, key=remember("policy.seed", 0),
+        "Random seed", *_bounds("seed"), key=_remember("seed"),
         help="The same seed and settings give the same policy; another seed is another draw "
         "of simulated users.",
     )  # fmt: skip

@@ -29,6 +29,8 @@ USER_VECTOR_WORDS = {
     "document": "The user's whole document (slower)",
 }
 WEIGHTING_WORDS = {"spend": "by spend", "frequency": "by how often bought"}
+#: Session key of the form's current values (the "Download these settings" button reads them).
+FORM_KEY = "segments.form"
 
 
 def _remember(key: str, default: object, options: list | None = None) -> str:
@@ -132,4 +134,5 @@ def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict
                 )
         clicked = st.button("Find segments", type="primary", icon=":material/play_arrow:")
     chosen["text_weight"] = float(chosen["text_weight"])
+    st.session_state[FORM_KEY] = dict(chosen)  # what the form holds now, pressed or not
     return chosen if clicked else None

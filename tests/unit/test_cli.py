@@ -284,7 +284,7 @@ def _assert_refused(tmp_path, capsys, args, needle, *, source=PLANTED):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--period", "auto"], "--period"),
+        (["--period", "year"], "--period"),
         (["--churn-after", "1"], "'churn_after' parameter must be an int >= 2"),
         (["--churn-after", "two"], "--churn-after"),
         (["--segments", "51"], "--segments"),
