@@ -117,6 +117,8 @@ class PlanSettings:
     seed: int = 0
     max_periods: int = 12
     stages: tuple[str, ...] = TEST_STAGES
+    #: The segments in the test (empty: every segment).
+    segments: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         acts = tuple(dict.fromkeys(str(a).strip() for a in self.actions if str(a).strip()))
@@ -136,9 +138,15 @@ class PlanSettings:
             raise InputError(f"The 'alpha' parameter must be in (0, 0.5). Got {self.alpha}.")
         if self.max_periods < 1:
             raise InputError(f"The 'max_periods' parameter must be >= 1. Got {self.max_periods}.")
-        bad = sorted(set(self.stages) - set(STAGES))
-        if bad or not self.stages:
-            raise InputError(f"The 'stages' parameter must be among {list(STAGES)}. Got {bad}.")
+        stages = tuple(dict.fromkeys(str(x).strip() for x in self.stages if str(x).strip()))
+        bad = sorted(set(stages) - set(STAGES))
+        if bad or not stages:
+            raise InputError(
+                f"The 'stages' parameter must name stages among {list(STAGES)}. Got "
+                f"{bad or list(self.stages)}."
+            )
+        object.__setattr__(self, "stages", tuple(x for x in STAGES if x in stages))
+        object.__setattr__(self, "segments", tuple(sorted({int(g) for g in self.segments})))
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -267,6 +275,7 @@ class ExperimentPlan:
             "seed": s.seed,
             "max_periods": s.max_periods,
             "stages": list(s.stages),
+            "segments": list(s.segments),
             "period": self.period,
             "start": self.start,
             "periods": self.periods,
@@ -289,6 +298,7 @@ class ExperimentPlan:
                 seed=int(data.get("seed", 0)),
                 max_periods=int(data.get("max_periods", 12)),
                 stages=tuple(data.get("stages", TEST_STAGES)),
+                segments=tuple(int(g) for g in data.get("segments") or ()),
             )
             cells = pd.DataFrame(data["cells"]).reindex(columns=CELL_COLUMNS)
             plan = cls(
@@ -377,10 +387,20 @@ def plan_test(
     if missing:
         raise InputError(f"The users to plan for need columns {missing}.")
     pool = users[users["stage"].astype(str).isin(settings.stages)].copy()
+    if settings.segments:
+        known = set(users["segment"].astype(int))
+        unknown = [g for g in settings.segments if g not in known]
+        if unknown:
+            raise InputError(
+                f"The segments {unknown} are not in this segmentation (it has "
+                f"{sorted(known)}). Choose among those."
+            )
+        pool = pool[pool["segment"].astype(int).isin(settings.segments)]
     if pool.empty:
+        where = "" if not settings.segments else f" of segments {list(settings.segments)}"
         raise InputError(
-            f"No user is in the stages {list(settings.stages)} now, so there is nobody to test "
-            "on. Include more stages or use more recent data."
+            f"No user{where} is in the stages {list(settings.stages)} now, so there is nobody "
+            "to test on. Include more stages or segments, or use more recent data."
         )
     pool["segment"] = pool["segment"].astype(int)
     pool["stage"] = pool["stage"].astype(str)
@@ -860,6 +880,46 @@ def lifts_summary(effects: pd.DataFrame) -> list[dict]:
     ]
 
 
+def measured_in(plan_id: str) -> str:
+    """The words every measured effect carries: "measured in test T1a2b3c4d5"."""
+    return f"measured in test {plan_id}"
+
+
+def lift_sources(
+    effects: pd.DataFrame,
+    plan_id: str,
+    *,
+    segments: Sequence[int],
+    stages: Sequence[str],
+    actions: Sequence[str],
+    assumed: Mapping[str, float],
+) -> list[dict]:
+    """Every segment × stage × action's effect behind a policy retrained on a test: the
+    measured lift with its 95% interval ("measured in test X") where the test measured it, the
+    assumed lift table's value ("assumed", no interval) where it did not. Stored with the
+    policy run (``settings["experiment"]["lifts"]``) and written to ``summary.json``."""
+    got = {
+        (int(r.segment), str(r.stage), str(r.action)): r for r in effects.itertuples(index=False)
+    }
+    out = []
+    for g in segments:
+        for st in stages:
+            for a in actions:
+                if a == NONE:
+                    continue
+                r = got.get((int(g), str(st), str(a)))
+                if r is not None:
+                    out.append({"segment": int(g), "stage": str(st), "action": str(a),
+                                "lift": round(float(r.lift), 6),
+                                "ci": [round(float(r.ci_lo), 6), round(float(r.ci_hi), 6)],
+                                "n": int(r.n), "source": measured_in(plan_id)})  # fmt: skip
+                else:
+                    out.append({"segment": int(g), "stage": str(st), "action": str(a),
+                                "lift": round(float(assumed.get(a, 1.0)), 6), "ci": None,
+                                "n": 0, "source": "assumed"})  # fmt: skip
+    return out
+
+
 def best_actions(effects: pd.DataFrame) -> pd.DataFrame:
     """The action with the highest measured lift per ``segment, stage`` (``none`` when every
     action's lift is below 1): ``segment, stage, action``."""
@@ -871,24 +931,28 @@ def best_actions(effects: pd.DataFrame) -> pd.DataFrame:
 
 
 def measured_mdp(base: MDP, effects: pd.DataFrame, plan_id: str) -> MDP:
-    """``base`` (an MDP from the data, only its ``none`` rows are used) with each action's
-    P(active next period) multiplied by its measured lift for that segment and stage (1 where
-    the test measured nothing), the other next states rescaled — the measured effects in
-    place of the assumed lift table."""
-    lift = np.ones((base.n_states, base.n_actions))
-    for r in effects.itertuples(index=False):
-        if r.action in base.actions and r.segment in base.segments:
-            lift[base.state_index(int(r.segment), str(r.stage)), base.actions.index(r.action)] = (
-                r.lift
-            )
+    """``base`` (an MDP from the data with the assumed lift table) with each measured action's
+    P(active next period) set to the no-action rate times its measured lift for that segment
+    and stage, the other next states rescaled — the measured effects in place of the assumed
+    lift table. Cells the test did not measure (a stage or segment it did not plan, churned
+    users) keep ``base``'s rows: the assumed lift table."""
+    T, counts = base.T.copy(), base.counts.astype(float).copy()
     none = base.T[:, base.actions.index(NONE)]
-    T = np.stack([_lifted(none, base.stage_of, lift[:, k]) for k in range(base.n_actions)], axis=1)
+    measured = 0
+    for r in effects.itertuples(index=False):
+        if r.action in base.actions and r.segment in base.segments and r.stage in base.stages:
+            s = base.state_index(int(r.segment), str(r.stage))
+            k = base.actions.index(r.action)
+            T[s, k] = _lifted(none[s : s + 1], base.stage_of, np.array([float(r.lift)]))[0]
+            counts[s, k] = T[s, k] * float(r.n)  # the test's user-periods behind the row
+            measured += 1
     kept = tuple(a for a in base.assumptions if "assumed lift table" not in a)
-    note = (
-        f"The effect of each action is measured in test {plan_id}, per segment and stage; an "
-        "action or stage the test did not measure is taken to work like doing nothing."
+    note = f"The effect of each action is measured in test {plan_id}, per segment and stage" + (
+        "; the segments and stages the test did not measure keep the assumed lift table."
+        if measured < len(base.segments) * len(base.stages) * (base.n_actions - 1)
+        else "."
     )
-    return replace(base, T=T, counts=np.zeros_like(T), assumptions=(*kept, note))
+    return replace(base, T=T, counts=counts, assumptions=(*kept, note))
 
 
 def _lifted(base: np.ndarray, stage_of: np.ndarray, lift: np.ndarray) -> np.ndarray:
@@ -926,6 +990,45 @@ def world_mdp(base: MDP, world: World) -> MDP:
 # --- the next wave ---------------------------------------------------------------------------
 
 
+def shrunk_rates(counts: pd.DataFrame) -> pd.DataFrame:
+    """Empirical-Bayes beta-binomial posteriors of P(active next) per ``segment, stage,
+    action`` (``counts``: :func:`cell_counts`), pooled across segments per stage × action.
+
+    For each stage × action, a Beta(m·M, (1-m)·M) prior is fitted to the segments' counts by
+    the method of moments: ``m`` the pooled rate, ``M`` from how much more the segments' rates
+    spread than binomial noise alone would make them (no excess spread: ``M`` = the pool's
+    user-periods, i.e. close to full pooling; one segment: a flat Beta(1, 1)). Each cell's
+    posterior is Beta(m·M + active, (1-m)·M + n - active): a thin cell is pulled toward the
+    pooled rate, a well-measured one keeps its own. Columns ``segment, stage, action, n, active,
+    a, b, rate`` (``rate`` the posterior mean)."""
+    out = counts.copy()
+    out["n"] = out["n"].astype(float)
+    out["active"] = out["active"].astype(float)
+    a = np.ones(len(out))
+    b = np.ones(len(out))
+    for _, idx in out.groupby(["stage", "action"]).indices.items():
+        n = out["n"].to_numpy()[idx]
+        k = out["active"].to_numpy()[idx]
+        keep = n > 0
+        if keep.sum() < 2:
+            continue
+        m = float(k[keep].sum() / n[keep].sum())
+        if not 0.0 < m < 1.0:
+            continue
+        p = k[keep] / n[keep]
+        w = n[keep] / n[keep].sum()
+        spread = float(np.sum(w * (p - m) ** 2))
+        noise = float(m * (1.0 - m) * np.sum(w / n[keep]))
+        between = spread - noise
+        total = float(n[keep].sum())
+        strength = total if between <= 0 else min(total, max(2.0, m * (1 - m) / between - 1.0))
+        a[idx], b[idx] = m * strength + 1e-9, (1.0 - m) * strength + 1e-9
+    out["a"] = a + out["active"].to_numpy()
+    out["b"] = b + out["n"].to_numpy() - out["active"].to_numpy()
+    out["rate"] = out["a"] / (out["a"] + out["b"])
+    return out
+
+
 def thompson_allocation(
     counts: pd.DataFrame,
     arms: Sequence[str],
@@ -938,12 +1041,13 @@ def thompson_allocation(
     """Arm shares per ``segment, stage`` for the next wave (``segment, stage, action,
     propensity``).
 
-    Each arm's P(active next) has a Beta(1 + active, 1 + n - active) posterior from ``counts``
-    (:func:`cell_counts`); ``draws`` joint draws per stratum give each arm's probability of being
-    best (Monte Carlo). ``holdout`` of the stratum stays with ``none`` (a control for the
-    off-policy check); the rest goes by probability of being best, with every arm given at
-    least ``floor`` of the stratum. The propensities are these shares (:func:`assign` gives each
-    arm exactly its share), so the off-policy estimates on the wave stay unbiased.
+    Each arm's P(active next) has the shrunk posterior of :func:`shrunk_rates` (empirical-Bayes
+    beta-binomial, pooled across segments per stage × arm: a thin segment's draws lean on the
+    others); ``draws`` joint draws per stratum give each arm's probability of being best (Monte
+    Carlo). ``holdout`` of the stratum stays with ``none`` (a control for the off-policy check);
+    the rest goes by probability of being best, with every arm given at least ``floor`` of the
+    stratum. The propensities are these shares (:func:`assign` gives each arm exactly its
+    share), so the off-policy estimates on the wave stay unbiased.
     """
     arms = [NONE, *[a for a in arms if a != NONE]]
     if draws < 10_000:
@@ -954,17 +1058,18 @@ def thompson_allocation(
             "nothing to allocate. Lower the floor or the holdout."
         )
     rng = np.random.default_rng(seed)
+    post = shrunk_rates(counts[counts["action"].isin(arms)])
     rows = []
-    for (g, st), grp in counts.groupby(["segment", "stage"], sort=True):
+    for (g, st), grp in post.groupby(["segment", "stage"], sort=True):
         c = grp.set_index("action").reindex(arms)
-        n = c["n"].fillna(0).to_numpy(float)
-        k = c["active"].fillna(0).to_numpy(float)
-        sample = rng.beta(1.0 + k, 1.0 + n - k, size=(draws, len(arms)))
+        a = c["a"].fillna(1.0).to_numpy(float)
+        b = c["b"].fillna(1.0).to_numpy(float)
+        sample = rng.beta(a, b, size=(draws, len(arms)))
         best = np.bincount(sample.argmax(axis=1), minlength=len(arms)) / draws
         share = (1.0 - holdout) * best
         share[0] += holdout
         share = _with_floor(share, floor, fixed=holdout)
-        rows += [(g, st, a, float(p)) for a, p in zip(arms, share, strict=True)]
+        rows += [(g, st, arm, float(q)) for arm, q in zip(arms, share, strict=True)]
     return pd.DataFrame(rows, columns=["segment", "stage", "action", "propensity"])
 
 
@@ -1049,7 +1154,10 @@ def plan_inputs(
     from retention.mdp import summarize_events
     from retention.periods import build_panel
 
-    panel = build_panel(con, events, period=period, churn_after=churn_after)  # type: ignore[arg-type]
+    def fresh() -> object:  # one cursor per query: a result left open must not block the next
+        return con.cursor() if hasattr(con, "cursor") else con
+
+    panel = build_panel(fresh(), events, period=period, churn_after=churn_after)  # type: ignore[arg-type]
     last_t = int(panel["t"].max())
     last_active = panel[panel["active"]].groupby("user_id")["t"].max()
     now = panel[panel["t"] == last_t][["user_id", "stage"]].copy()
@@ -1060,9 +1168,9 @@ def plan_inputs(
     seg = assignments[["user_id", "segment"]].copy()
     seg["user_id"] = seg["user_id"].astype(str)
     users = now.merge(seg.drop_duplicates("user_id", keep="last"), on="user_id", how="inner")
-    summary = summarize_events(con, events, assignments, period=period, churn_after=churn_after)  # type: ignore[arg-type]
+    summary = summarize_events(fresh(), events, assignments, period=period, churn_after=churn_after)  # type: ignore[arg-type]
     ts = (
-        con.execute(f"SELECT min(ts) FROM {events}").fetchone()[0]  # type: ignore[attr-defined]  # noqa: S608
+        fresh().execute(f"SELECT min(ts) FROM {events}").fetchone()[0]  # type: ignore[attr-defined]  # noqa: S608
         if isinstance(events, str)
         else pd.to_datetime(events["ts"]).min()
     )

@@ -68,6 +68,7 @@ ALGORITHM_NAMES: dict[str, str] = {
     "sarsa": "SARSA",
     "batch": "batch Q-learning",
     "one-step": "one-step (snapshot)",
+    "exact": "exact, on effects measured in a test",  # issue 13: retention.experiment_runs
 }
 #: How each stored setting is named on screen (others: the key with spaces).
 SETTING_NAMES: dict[str, str] = {
@@ -410,6 +411,8 @@ def run_label(row: Mapping[str, Any]) -> str:
     parts = [f"{row['created']:%Y-%m-%d %H:%M:%S}"]
     if s.get("algorithm"):
         parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
+    if isinstance(s.get("experiment"), dict):  # issue 13: retrained on a test's effects
+        parts.append(f"test {s['experiment'].get('plan_id')}")
     if s.get("shape") != "snapshot":
         if s.get("gamma") is not None:
             parts.append(f"future weight {number_text(s['gamma'], 'g')}")
@@ -592,6 +595,8 @@ def request_of(settings: Mapping[str, Any]) -> PolicyRequest | None:
     s = dict(settings or {})
     needed = ("segmentation_run", "period", "gamma", "retain_reward", "churn_penalty", "actions")
     if s.get("shape") == "snapshot" or any(s.get(k) is None for k in needed):
+        return None
+    if s.get("experiment"):  # issue 13: its model is the test's measured effects, not the data's
         return None
     try:
         reward = RewardSettings(
