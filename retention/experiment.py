@@ -880,6 +880,14 @@ def lifts_summary(effects: pd.DataFrame) -> list[dict]:
     ]
 
 
+def planned_effects(effects: pd.DataFrame, plan: ExperimentPlan) -> pd.DataFrame:
+    """The effects of the cells the plan sized (its segments × stages). Users who drift into
+    another stage during the test (e.g. at risk -> churned) leave a few, unplanned observations
+    there: those cells keep the assumed lift table rather than a thin, noisy estimate."""
+    cells = plan.cells[["segment", "stage"]].astype({"segment": int, "stage": str})
+    return effects.merge(cells, on=["segment", "stage"], how="inner")[EFFECT_COLUMNS]
+
+
 def measured_in(plan_id: str) -> str:
     """The words every measured effect carries: "measured in test T1a2b3c4d5"."""
     return f"measured in test {plan_id}"

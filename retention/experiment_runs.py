@@ -44,6 +44,7 @@ from retention.experiment import (
     next_wave,
     plan_inputs,
     plan_test,
+    planned_effects,
     read_results,
     srm_check,
     thompson_allocation,
@@ -237,7 +238,7 @@ def analyse(
     held = split_users(tr["user_id"].to_numpy(), test_size=test_size, seed=seed)
     train, test = tr[~held], tr[held]
     _say(progress, 0.3, "Measuring each strategy's effect per segment and stage")
-    effects = measure_effects(cell_counts(train))
+    effects = planned_effects(measure_effects(cell_counts(train)), plan)
     _say(progress, 0.4, "Retraining the policy on the measured effects")
     mdp = measured_mdp(base, effects, plan.plan_id)
     policy = optimum(mdp).policy

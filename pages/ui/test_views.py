@@ -108,3 +108,20 @@ def results_section(result: ExperimentResult, names: dict[int, str], period: str
         "(Thompson sampling); every strategy keeps at least 5% and the comparison group is "
         "kept, so the next results can still be checked.",
     )
+
+
+def retrained_links(plan_id: str) -> None:
+    """Where the retrained policy now shows (it is stored as the newest policy run)."""
+    from pages.ui.common import page_link
+
+    st.success(
+        f"The retrained policy is stored as the newest policy run, marked **measured in test "
+        f"{plan_id}**: the Policy and Strategies pages and the report now show it, with each "
+        "effect's interval; effects the test could not measure still say 'assumed'.",
+        icon=":material/check_circle:",
+    )
+    c1, c2 = st.columns(2)
+    with c1:
+        page_link("policy", "See it on Policy", ":material/model_training:")
+    with c2:
+        page_link("strategies", "See the strategies", ":material/checklist:")
