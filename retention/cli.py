@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             _run(args, progress)
-        elif args.command in ("plan", "results"):
+        elif args.command in ("plan", "results", "simulate-test"):
             from retention.experiment_cli import run_command
 
             run_command(args, progress)  # issue 13: progress on stderr

@@ -537,20 +537,42 @@ class World:
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """What a CRM and a shop would hand back after the test: the campaign log (one row per
         user and period, explicit ``none`` rows for the holdout) and the events (one purchase
-        per active user-period), both timed inside the plan's window."""
-        step = step or pd.Timedelta(weeks=1)
+        per active user-period), both timed inside the plan's window (its periods: days, weeks
+        or calendar months; ``step`` overrides the period length)."""
         start = pd.Timestamp(plan.start)
         tr = self.simulate(plan.assignment, plan.periods, seed)
-        send = start + step * tr["t"] + pd.Timedelta(hours=1)
+        if step is None and plan.period == "month":
+            begins = {t: start + pd.DateOffset(months=int(t)) for t in range(plan.periods + 1)}
+            at = tr["t"].map(begins)
+            send, bought_at = at + pd.Timedelta(hours=1), at + pd.Timedelta(days=14)
+        else:
+            step = step or (pd.Timedelta(days=1) if plan.period == "day" else pd.Timedelta(weeks=1))
+            send = start + step * tr["t"] + pd.Timedelta(hours=1)
+            bought_at = start + step * tr["t"] + step / 2
         campaigns = pd.DataFrame(
             {"user_id": tr["user_id"], "ts": send, "action": tr["action"],
              "propensity": tr["propensity"]}
         )  # fmt: skip
-        bought = tr[tr["active_next"]]
-        events = pd.DataFrame(
-            {"user_id": bought["user_id"], "ts": start + step * bought["t"] + step / 2}
-        )
+        active = tr["active_next"].to_numpy()
+        events = pd.DataFrame({"user_id": tr["user_id"][active], "ts": bought_at[active]})
         return campaigns, events.reset_index(drop=True)
+
+
+def simulate_test(
+    plan: ExperimentPlan, truth: pd.DataFrame | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A demo's results: ``plan`` run in the planted world (:meth:`World.simulate_logs`). Each
+    user behaves like their planted segment in ``truth`` (``user_id, segment``, e.g. the
+    planted demo's ``planted_truth.csv``); without it (or for a user it lacks), like planted
+    segment ``segment mod 4`` of the plan."""
+    world = World.planted(churn_after=plan.churn_after)
+    n = world.p_active.shape[0]
+    seg = plan.assignment["segment"].astype(int) % n
+    if truth is not None:
+        known = truth.assign(user_id=truth["user_id"].astype(str)).set_index("user_id")["segment"]
+        mapped = plan.assignment["user_id"].map(known)
+        seg = mapped.fillna(seg).astype(int) % n
+    return world.simulate_logs(replace(plan, assignment=plan.assignment.assign(segment=seg)), seed)
 
 
 # --- results ---------------------------------------------------------------------------------

@@ -132,16 +132,36 @@ def add_commands(sub: Any) -> None:
                      help="the test's campaign log: user, time, action, propensity")  # fmt: skip
     res.add_argument("--events", metavar="FILE", type=Path, required=True,
                      help="the events since the test started")  # fmt: skip
+    sim = sub.add_parser(
+        "simulate-test",
+        help="demo: run a planned test in the planted world and write its results",
+        description="For demos and checks: apply PLAN_DIR's assignment in the planted world "
+        "(the synthetic generator's true effects) and write what a CRM and a shop would hand "
+        "back: log.csv (user_id, ts, action, propensity; the holdout as 'none' rows) and "
+        "events.csv (user_id, ts), ready for `results`.",
+    )
+    sim.add_argument("--plan", metavar="PLAN_DIR", type=Path, required=True,
+                     help="the folder `plan` wrote (plan.json, assignment.csv)")  # fmt: skip
+    sim.add_argument("--out", metavar="DIR", type=Path, required=True, help="output folder")
+    sim.add_argument("--truth", metavar="FILE", type=Path,
+                     help="user_id, segment: each user's planted segment (the planted demo's "
+                     "planted_truth.csv); default: the plan's segment number")  # fmt: skip
+    sim.add_argument("--seed", metavar="S", type=int, default=0)
+    sim.set_defaults(progress="none", quiet=True)
+
     res.add_argument("--gamma", metavar="G", type=_gamma, default=0.9)
     res.add_argument("--retain-reward", metavar="R", type=_number, default=1.0)
     res.add_argument("--churn-penalty", metavar="P", type=_number, default=5.0)
 
 
 def run_command(args: argparse.Namespace, progress: Any = None) -> None:
-    """``plan`` or ``results``: checked, computed, staged, published."""
+    """``plan``, ``results`` or ``simulate-test``: checked, computed, staged, published."""
     from retention.backup import remove_stale_staging, staging_folder
     from retention.cli import _check_options, _publish, _readable
 
+    if args.command == "simulate-test":
+        _simulate(args)
+        return
     _check_options(args)
     if args.command == "results":
         _readable(args.log, "Check the path given to --log.")
@@ -272,3 +292,42 @@ def _results(args: argparse.Namespace, out: Path, progress: Any = None) -> None:
     (out / "next_assignment.csv").write_bytes(to_csv_bytes(result.next_assignment))
     table = with_effect_sources(stored.strategies.table, settings)
     (out / "strategies.csv").write_bytes(to_csv_bytes(table))
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    """``simulate-test``: log.csv and events.csv of PLAN_DIR's test in the planted world."""
+    import pandas as pd
+
+    from retention.cli import _readable
+    from retention.experiment import simulate_test
+
+    for name in ("plan.json", "assignment.csv"):
+        _readable(args.plan / name, "Give --plan the folder `plan` wrote.")
+    plan = _load_plan(args.plan)
+    truth = None
+    if args.truth is not None:
+        _readable(args.truth, "Check the path given to --truth.")
+        truth = pd.read_csv(args.truth, dtype={"user_id": str})
+        if not {"user_id", "segment"} <= set(truth.columns):
+            raise InputError(f"{args.truth} needs the columns user_id and segment.")
+    campaigns, events = simulate_test(plan, truth, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    campaigns.to_csv(args.out / "log.csv", index=False)
+    events.to_csv(args.out / "events.csv", index=False)
+    print(
+        f"Simulated test {plan.plan_id}: {campaigns['user_id'].nunique():,} users over "
+        f"{plan.periods} {plan.period}s; wrote {args.out / 'log.csv'} and {args.out / 'events.csv'}."
+    )
+
+
+def _load_plan(folder: Path) -> Any:
+    import pandas as pd
+
+    from retention.experiment import ExperimentPlan
+
+    try:
+        data = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder / 'plan.json'}: not readable as JSON ({exc}).") from None
+    assignment = pd.read_csv(folder / "assignment.csv", dtype={"user_id": str})
+    return ExperimentPlan.from_json(data, assignment)
