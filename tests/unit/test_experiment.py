@@ -107,7 +107,9 @@ def test_the_loop_recovers_the_planted_best_actions_and_a_near_oracle_policy(pla
     base = mdp_from_summary(summary)  # the assumed lift table, as the product's base
     measured = measured_mdp(base, effects, plan.plan_id)
     assert any("measured in test" in a for a in measured.assumptions)
-    assert not any("assumed lift table" in a for a in measured.assumptions)
+    assert not any(a.startswith("No campaign log") for a in measured.assumptions)
+    # Churned users were not planned: their cells keep the assumed table, and say so.
+    assert any("did not measure keep the assumed lift table" in a for a in measured.assumptions)
     oracle = world_mdp(base, world)
     chosen = optimum(measured).policy
     ratio = fraction_of_optimum(start_value(oracle, chosen), optimum(oracle).value)
@@ -273,6 +275,9 @@ def test_measured_effects_shrink_a_thin_cell_toward_the_other_segments():
     counts = pd.DataFrame(rows, columns=["segment", "stage", "action", "n", "active"])
     e = measure_effects(counts).set_index(["segment", "stage", "action"])
     thin = e.loc[(3, "active")]
-    assert (thin["shrinkage"] > 0.5).all()  # the thin cell leans on the other segments
-    assert (e.drop(index=3, level=0)["shrinkage"] < 0.5).all()
-    assert ((thin["lift"] - 1).abs() <= (thin["raw_lift"] - 1).abs() + 0.25).all()
+    others = e.drop(index=3, level=0)
+    assert (thin["shrinkage"] > 0.2).all()  # the thin cell leans on the other segments
+    assert (others["shrinkage"] < 0.1).all()  # well-measured cells keep their own estimate
+    common = np.log(others.xs("active", level="stage")["lift"]).groupby("action").mean()
+    pulled = (np.log(thin["lift"]) - common).abs() < (np.log(thin["raw_lift"]) - common).abs()
+    assert pulled.all(), thin
