@@ -1241,8 +1241,10 @@ JARGON = {
 }
 
 
-def plan_view(cells: pd.DataFrame, periods: str = "periods") -> pd.DataFrame:
-    """The plan's cells in words a marketer reads: one row per segment × stage."""
+def plan_view(cells: pd.DataFrame, periods: str = "periods", one: str = "period") -> pd.DataFrame:
+    """The plan's cells in words a marketer reads: one row per segment × stage (``periods`` /
+    ``one``: the data's period, "weeks" / "week")."""
+    from retention.strategies import stage_words
 
     def verdict(r: pd.Series) -> str:
         if pd.isna(r["baseline"]):
@@ -1256,9 +1258,9 @@ def plan_view(cells: pd.DataFrame, periods: str = "periods") -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Segment": cells["segment_name"],
-            "Stage": cells["stage"],
+            "Stage": [stage_words(str(x), one) for x in cells["stage"]],
             "Users now": cells["users"].astype(int),
-            "Active next period now (%)": (100 * cells["baseline"]).round(1),
+            f"Chance active the next {one} now (%)": (100 * cells["baseline"]).round(1),
             "Users needed per strategy": cells["n_per_arm"].map(
                 lambda n: f"{int(n):,}" if np.isfinite(n) else "—"
             ),
@@ -1279,23 +1281,28 @@ def effect_verdict(lo: float, hi: float) -> str:
     return "not clear yet"
 
 
-def effects_view(effects: pd.DataFrame, names: Mapping[int, str] | None = None) -> pd.DataFrame:
-    """Measured effects in words: change of the chance of being active next period, interval,
-    how many user-periods back it, and the verdict."""
+def effects_view(
+    effects: pd.DataFrame, names: Mapping[int, str] | None = None, one: str = "period"
+) -> pd.DataFrame:
+    """Measured effects in words: change of the chance of being active the next period,
+    interval, how many user-periods back it, and the verdict (``one``: "week")."""
+    from retention.strategies import stage_words
+
     names = dict(names or {})
+    many = "periods" if one == "period" else f"{one}s"
     return pd.DataFrame(
         {
             "Segment": [
                 names.get(int(g), segment_display_name(int(g))) for g in effects["segment"]
             ],
-            "Stage": effects["stage"],
+            "Stage": [stage_words(str(x), one) for x in effects["stage"]],
             "Strategy": effects["action"],
-            "Change in chance active next period (%)": (100 * (effects["lift"] - 1)).round(1),
+            f"Change in chance active the next {one} (%)": (100 * (effects["lift"] - 1)).round(1),
             "95% interval (%)": [
                 f"{100 * (lo - 1):+.0f} to {100 * (hi - 1):+.0f}"
                 for lo, hi in zip(effects["ci_lo"], effects["ci_hi"], strict=True)
             ],
-            "Observations": effects["n"].astype(int),
+            f"User-{many} behind it": effects["n"].astype(int),
             "Verdict": [
                 effect_verdict(lo, hi)
                 for lo, hi in zip(effects["ci_lo"], effects["ci_hi"], strict=True)

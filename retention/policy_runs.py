@@ -560,7 +560,9 @@ def form_differences(request: PolicyRequest, settings: Mapping[str, Any]) -> lis
         out.append(f"actions {', '.join(request.actions)} (this run: {', '.join(s['actions'])})")
     if not snapshot:
         algo = s.get("algorithm")
-        if algo is not None and request.algorithm != algo:
+        if s.get("experiment"):  # issue 13: solved exactly on a test's effects, not learned
+            out.append("the assumed lift table (this run: effects measured in a test)")
+        elif algo is not None and request.algorithm != algo:
             out.append(
                 f"{ALGORITHM_NAMES.get(request.algorithm, request.algorithm)} "
                 f"(this run: {ALGORITHM_NAMES.get(algo, algo)})"

@@ -190,10 +190,10 @@ def effects_behind(
             "segment": [segment_name(dict(names or {}), int(g)) for g in lifts["segment"]],
             "stage": [stage_words(str(x), period) for x in lifts["stage"]],
             "strategy": lifts["action"].astype(str),
+            "source": lifts["source"].astype(str),
             f"change in chance active next {one} (%)": (100 * (lifts["lift"] - 1)).round(1),
             "95% interval (%)": [interval(ci) for ci in lifts["ci"]],
             f"user-{period_word(period)} in the test": lifts["n"].astype(int),
-            "source": lifts["source"].astype(str),
         }
     )
 

@@ -449,6 +449,8 @@ def measured_effects(result: PolicyResult, names: dict[int, str]) -> None:
     st.subheader(f"Effects behind this policy ({effect_source(result.settings)})")
     st.caption(
         "This policy was retrained on a randomised test: it uses these measured effects instead "
-        "of the assumed lift table above. Cells the test did not cover say 'assumed'."
+        "of the assumed lift table. Cells the test did not cover say 'assumed'. Pressing "
+        "**Train** here learns a new policy on the assumed lift table; to retrain on the test "
+        "again (e.g. with other rewards), read its results on the Test page."
     )
     st.dataframe(behind, hide_index=True, width="stretch")

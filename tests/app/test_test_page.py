@@ -27,7 +27,7 @@ def test_test_page_plans_a_test_in_plain_words(segmented):
     at.button[0].click().run()  # the form's "Plan the test"
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert {"Users now", "Active next period now (%)", "Users needed per strategy",
+    assert {"Users now", "Chance active the next week now (%)", "Users needed per strategy",
             "Can the test tell?"} <= set(table.columns)  # fmt: skip
     assert any("cannot reach power" in w.value for w in at.warning)
     labels = [b.proto.label for b in at.get("download_button")]
