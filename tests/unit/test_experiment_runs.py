@@ -108,3 +108,19 @@ def test_strategies_and_downloads_say_measured_in_test_or_assumed(tested):
                    & table["stage"].isin(["active", "lapsing", "at_risk"])]  # fmt: skip
     assert (acting["effect_source"] == f"measured in test {plan.plan_id}").all()
     assert acting["effect_ci_lo"].notna().all()
+
+
+def test_bad_results_store_nothing_and_leave_the_plan_as_it_was(tested):
+    from retention.errors import InputError
+
+    ws, dataset_id, seg_run, plan, result, _, _ = tested
+    before = list(policy_runs(ws, dataset_id, seg_run)["id"])
+    kept = plan.assignment.copy()
+    campaigns = pd.DataFrame({"user_id": ["nobody"], "ts": [plan.start], "action": ["none"],
+                              "propensity": [0.2]})  # fmt: skip
+    base = base_mdp(ws, dataset_id, seg_run, period="week", churn_after=4,
+                    actions=plan.settings.arms)  # fmt: skip
+    with pytest.raises(InputError, match="not in plan"):
+        analyse(plan, campaigns, pd.DataFrame({"user_id": [], "ts": []}), base)
+    assert list(policy_runs(ws, dataset_id, seg_run)["id"]) == before
+    assert plan.assignment.equals(kept)
