@@ -269,6 +269,7 @@ if result.kind == "events" and older_warning is None:
 views.headline(result, parts, unit=period_word_singular(result.settings.get("period")),
                currency=currency)  # fmt: skip
 campaign_views.show(result, run_names)
+views.measured_effects(result, run_names)  # issue 13: a policy retrained on a test
 views.disagreements(result, run_names)
 views.tabs(result, run_names, period_word(result.settings.get("period")))
 

@@ -25,6 +25,8 @@ from retention.policy_runs import run_label
 from retention.report import stored_report
 from retention.results import StoredStrategies, policy_runs, stored_strategies
 from retention.strategies import (
+    effect_source,
+    effects_behind,
     held_out_verdict,
     in_period_words,
     lift_is_assumed,
@@ -36,6 +38,7 @@ from retention.strategies import (
     strategy_table_view,
     to_csv_bytes,
     to_parquet_bytes,
+    with_effect_sources,
 )
 from retention.words import period_word, period_word_singular
 
@@ -89,6 +92,7 @@ periods = period_word(period_name)
 period = period_word_singular(period_name)
 currency = dataset_currency(info.id)
 assumed = lift_is_assumed(policy.settings)
+source = effect_source(policy.settings)  # "measured in test X" for a policy retrained on a test
 points_help = reward_units_sentence(policy.settings, period_name)
 
 for assumption in policy.assumptions:
@@ -99,8 +103,9 @@ for assumption in policy.assumptions:
 # -- plain words: one card per segment --------------------------------------------------------
 weight = float(policy.settings.get("revenue_weight") or 0.0)
 cards = segment_cards(
-    strategies, period=period_name, currency=currency, assumed=assumed, revenue_weight=weight
-)
+    strategies, period=period_name, currency=currency, assumed=assumed, revenue_weight=weight,
+    source=source,
+)  # fmt: skip
 for card in cards:
     with st.container(border=True):
         head, size = st.columns([3, 1])
@@ -173,6 +178,16 @@ if policy.ope is not None and not policy.ope.empty:
         )
         st.dataframe(ope_view(policy.ope), hide_index=True, width="stretch")
 
+behind = effects_behind(policy.settings, dict(names), period_name)
+if behind is not None:  # issue 13: a policy retrained on a test's measured effects
+    st.subheader(f"What the test measured ({source})")
+    st.caption(
+        f"Per segment, stage and strategy: the change of the chance of being active the next "
+        f"{period} against doing nothing, with its 95% interval where the test measured it. "
+        "Cells the test did not cover keep the assumed lift table and say 'assumed'."
+    )
+    st.dataframe(behind, hide_index=True, width="stretch")
+
 if policy.evidence is not None and not policy.evidence.empty:
     st.subheader("What the campaign log shows")
     st.caption(
@@ -188,7 +203,7 @@ if policy.evidence is not None and not policy.evidence.empty:
 with st.expander("The full strategy tables (every segment, and every segment × stage)"):
     st.caption(points_help)
     st.dataframe(
-        segment_table_view(segments, period=period_name, assumed=assumed),
+        segment_table_view(segments, period=period_name, assumed=assumed, source=source),
         hide_index=True,
         width="stretch",
     )
@@ -229,7 +244,7 @@ c2.download_button(
 )
 c3.download_button(
     "Strategy table (CSV)",
-    to_csv_bytes(table),
+    to_csv_bytes(with_effect_sources(table, policy.settings)),
     file_name=f"{info.name}-strategies.csv",
     mime="text/csv",
     icon=":material/download:",

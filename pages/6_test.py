@@ -20,10 +20,24 @@ from pages.ui.common import (
 )
 from pages.ui.retention_views import shared_settings
 from retention.errors import InputError
-from retention.experiment import DEFAULT_TEST_ACTIONS, JARGON, ExperimentPlan, PlanSettings
-from retention.experiment_runs import analyse, base_mdp, plan_for_dataset, read_results_files
+from retention.experiment import (
+    DEFAULT_TEST_ACTIONS,
+    JARGON,
+    TEST_STAGES,
+    ExperimentPlan,
+    PlanSettings,
+)
+from retention.experiment_runs import (
+    analyse,
+    base_mdp,
+    plan_for_dataset,
+    read_results_files,
+    store_measured_policy,
+)
+from retention.mdp import STAGES
 from retention.periods import resolve_period
-from retention.words import period_word, period_word_singular
+from retention.strategies import stage_words
+from retention.words import period_word, period_word_singular, segment_name
 
 ws = workspace()
 info = require_dataset()
@@ -60,21 +74,47 @@ with st.form("test.plan_form"):
     alpha = c4.number_input("False-alarm rate", 0.001, 0.2, 0.05, 0.005, format="%.3f",
                             help=JARGON["alpha"])  # fmt: skip
     longest = st.slider(f"Longest the test may run ({periods})", 1, 52, 12)
+    seg_ids = sorted(g for g in names if g >= 0)
+    n1, n2 = st.columns(2)
+    in_segments = n1.multiselect(
+        "Segments in the test", seg_ids, seg_ids, format_func=lambda g: segment_name(names, g),
+        help="Everyone not churned takes part unless you narrow it: leave a segment out to "
+        "keep it on today's plan.",
+    )  # fmt: skip
+    in_stages = n2.multiselect(
+        "Stages in the test", list(STAGES), list(TEST_STAGES),
+        format_func=lambda s: stage_words(s, period),
+        help="Churned users are left out by default (most will not come back whatever you "
+        "send); add 'churned' to test win-back messages on them too.",
+    )  # fmt: skip
     planned = st.form_submit_button("Plan the test", type="primary")
 
 
-@st.cache_data(max_entries=4, show_spinner="Planning the test…")
+def _bar(text: str):
+    """A progress bar that moves with the library's ``progress(fraction, message)``."""
+    bar = st.progress(0.0, text=text)
+    return bar, lambda f, m: bar.progress(min(1.0, max(0.0, float(f))), text=m)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
 def _plan(dataset_id: str, seg_id: str, period: str, churn_after: int, settings_key: tuple,
           names_key: tuple) -> dict:  # fmt: skip
+    bar, progress = _bar("Planning the test…")
     plan = plan_for_dataset(ws, dataset_id, seg_id, period=period, churn_after=churn_after,
-                            settings=PlanSettings(**dict(settings_key)), names=dict(names_key))  # fmt: skip
+                            settings=PlanSettings(**dict(settings_key)), names=dict(names_key),
+                            progress=progress)  # fmt: skip
+    bar.empty()
     return {"json": plan.to_json(), "assignment": plan.assignment}
 
 
 if planned:
     try:
+        if not in_segments:
+            raise InputError("Choose at least one segment for the test.")
         settings = PlanSettings(actions=tuple(actions), holdout=holdout, mde=mde, power=power,
-                                alpha=alpha, max_periods=longest)  # fmt: skip
+                                alpha=alpha, max_periods=longest, stages=tuple(in_stages),
+                                segments=() if len(in_segments) == len(seg_ids)
+                                else tuple(in_segments))  # fmt: skip
         st.session_state["test.planned"] = _plan(
             info.id, seg_run.id, period, churn_after, tuple(sorted(asdict(settings).items())),
             tuple(sorted(names.items())),
@@ -109,12 +149,32 @@ log_file = st.file_uploader("Campaign log of the test", key="test.log")
 events_file = st.file_uploader("Events since the test started", key="test.events")
 if plan is None or log_file is None or events_file is None:
     st.stop()
-try:
-    campaigns, events = read_results_files(log_file.getvalue(), events_file.getvalue(),
-                                           log_name=log_file.name, events_name=events_file.name)  # fmt: skip
-    base = base_mdp(ws, info.id, seg_run.id, period=period, churn_after=plan.churn_after,
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _results(dataset_id: str, seg_id: str, period: str, plan_key: tuple, log: bytes,
+             log_name: str, ev: bytes, ev_name: str) -> tuple:  # fmt: skip
+    """Measure the test and store the retrained policy as a policy run (once per upload)."""
+    bar, progress = _bar("Reading the results…")
+    campaigns, events = read_results_files(log, ev, log_name=log_name, events_name=ev_name)
+    base = base_mdp(ws, dataset_id, seg_id, period=period, churn_after=plan.churn_after,
                     actions=plan.settings.arms)  # fmt: skip
-    result = analyse(plan, campaigns, events, base, source=f"'{log_file.name}'")
+    result = analyse(plan, campaigns, events, base, source=f"'{log_name}'",
+                     progress=lambda f, m: progress(0.8 * f, m))  # fmt: skip
+    run_id = store_measured_policy(ws, dataset_id, result, segmentation_run=seg_id,
+                                   period=period, churn_after=plan.churn_after,
+                                   progress=lambda f, m: progress(0.8 + 0.2 * f, m))  # fmt: skip
+    bar.empty()
+    return result, run_id
+
+
+try:
+    result, run_id = _results(
+        info.id, seg_run.id, period, (plan.plan_id, plan.periods, plan.start),
+        log_file.getvalue(), log_file.name, events_file.getvalue(), events_file.name,
+    )  # fmt: skip
 except InputError as exc:
     stop_with_error(exc, "Nothing was stored: the plan and the dataset are as they were.")
+st.session_state["policy.run"] = st.session_state["policy.show"] = run_id
 views.results_section(result, names, period_word_singular(period))
+views.retrained_links(result.plan_id)

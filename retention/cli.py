@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     restrict_umask()  # outputs, backups and the workspace: readable by this account only
     args = build_parser().parse_args(argv)
-    mode = "none" if args.command != "run" or args.quiet else args.progress
+    mode = "none" if args.command not in ("run", "plan", "results") or args.quiet else args.progress
     progress = _Progress(mode)
     untouched = (
         "the output folder was left as it was"
@@ -375,10 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             _run(args, progress)
-        elif args.command in ("plan", "results"):
+        elif args.command in ("plan", "results", "simulate-test"):
             from retention.experiment_cli import run_command
 
-            run_command(args)
+            run_command(args, progress)  # issue 13: progress on stderr
         else:
             _durability(args)
     except InputError as exc:

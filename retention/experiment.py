@@ -117,6 +117,8 @@ class PlanSettings:
     seed: int = 0
     max_periods: int = 12
     stages: tuple[str, ...] = TEST_STAGES
+    #: The segments in the test (empty: every segment).
+    segments: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         acts = tuple(dict.fromkeys(str(a).strip() for a in self.actions if str(a).strip()))
@@ -136,9 +138,15 @@ class PlanSettings:
             raise InputError(f"The 'alpha' parameter must be in (0, 0.5). Got {self.alpha}.")
         if self.max_periods < 1:
             raise InputError(f"The 'max_periods' parameter must be >= 1. Got {self.max_periods}.")
-        bad = sorted(set(self.stages) - set(STAGES))
-        if bad or not self.stages:
-            raise InputError(f"The 'stages' parameter must be among {list(STAGES)}. Got {bad}.")
+        stages = tuple(dict.fromkeys(str(x).strip() for x in self.stages if str(x).strip()))
+        bad = sorted(set(stages) - set(STAGES))
+        if bad or not stages:
+            raise InputError(
+                f"The 'stages' parameter must name stages among {list(STAGES)}. Got "
+                f"{bad or list(self.stages)}."
+            )
+        object.__setattr__(self, "stages", tuple(x for x in STAGES if x in stages))
+        object.__setattr__(self, "segments", tuple(sorted({int(g) for g in self.segments})))
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -267,6 +275,7 @@ class ExperimentPlan:
             "seed": s.seed,
             "max_periods": s.max_periods,
             "stages": list(s.stages),
+            "segments": list(s.segments),
             "period": self.period,
             "start": self.start,
             "periods": self.periods,
@@ -289,6 +298,7 @@ class ExperimentPlan:
                 seed=int(data.get("seed", 0)),
                 max_periods=int(data.get("max_periods", 12)),
                 stages=tuple(data.get("stages", TEST_STAGES)),
+                segments=tuple(int(g) for g in data.get("segments") or ()),
             )
             cells = pd.DataFrame(data["cells"]).reindex(columns=CELL_COLUMNS)
             plan = cls(
@@ -377,10 +387,20 @@ def plan_test(
     if missing:
         raise InputError(f"The users to plan for need columns {missing}.")
     pool = users[users["stage"].astype(str).isin(settings.stages)].copy()
+    if settings.segments:
+        known = set(users["segment"].astype(int))
+        unknown = [g for g in settings.segments if g not in known]
+        if unknown:
+            raise InputError(
+                f"The segments {unknown} are not in this segmentation (it has "
+                f"{sorted(known)}). Choose among those."
+            )
+        pool = pool[pool["segment"].astype(int).isin(settings.segments)]
     if pool.empty:
+        where = "" if not settings.segments else f" of segments {list(settings.segments)}"
         raise InputError(
-            f"No user is in the stages {list(settings.stages)} now, so there is nobody to test "
-            "on. Include more stages or use more recent data."
+            f"No user{where} is in the stages {list(settings.stages)} now, so there is nobody "
+            "to test on. Include more stages or segments, or use more recent data."
         )
     pool["segment"] = pool["segment"].astype(int)
     pool["stage"] = pool["stage"].astype(str)
@@ -517,20 +537,42 @@ class World:
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """What a CRM and a shop would hand back after the test: the campaign log (one row per
         user and period, explicit ``none`` rows for the holdout) and the events (one purchase
-        per active user-period), both timed inside the plan's window."""
-        step = step or pd.Timedelta(weeks=1)
+        per active user-period), both timed inside the plan's window (its periods: days, weeks
+        or calendar months; ``step`` overrides the period length)."""
         start = pd.Timestamp(plan.start)
         tr = self.simulate(plan.assignment, plan.periods, seed)
-        send = start + step * tr["t"] + pd.Timedelta(hours=1)
+        if step is None and plan.period == "month":
+            begins = {t: start + pd.DateOffset(months=int(t)) for t in range(plan.periods + 1)}
+            at = tr["t"].map(begins)
+            send, bought_at = at + pd.Timedelta(hours=1), at + pd.Timedelta(days=14)
+        else:
+            step = step or (pd.Timedelta(days=1) if plan.period == "day" else pd.Timedelta(weeks=1))
+            send = start + step * tr["t"] + pd.Timedelta(hours=1)
+            bought_at = start + step * tr["t"] + step / 2
         campaigns = pd.DataFrame(
             {"user_id": tr["user_id"], "ts": send, "action": tr["action"],
              "propensity": tr["propensity"]}
         )  # fmt: skip
-        bought = tr[tr["active_next"]]
-        events = pd.DataFrame(
-            {"user_id": bought["user_id"], "ts": start + step * bought["t"] + step / 2}
-        )
+        active = tr["active_next"].to_numpy()
+        events = pd.DataFrame({"user_id": tr["user_id"][active], "ts": bought_at[active]})
         return campaigns, events.reset_index(drop=True)
+
+
+def simulate_test(
+    plan: ExperimentPlan, truth: pd.DataFrame | None = None, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A demo's results: ``plan`` run in the planted world (:meth:`World.simulate_logs`). Each
+    user behaves like their planted segment in ``truth`` (``user_id, segment``, e.g. the
+    planted demo's ``planted_truth.csv``); without it (or for a user it lacks), like planted
+    segment ``segment mod 4`` of the plan."""
+    world = World.planted(churn_after=plan.churn_after)
+    n = world.p_active.shape[0]
+    seg = plan.assignment["segment"].astype(int) % n
+    if truth is not None:
+        known = truth.assign(user_id=truth["user_id"].astype(str)).set_index("user_id")["segment"]
+        mapped = plan.assignment["user_id"].map(known)
+        seg = mapped.fillna(seg).astype(int) % n
+    return world.simulate_logs(replace(plan, assignment=plan.assignment.assign(segment=seg)), seed)
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -860,6 +902,54 @@ def lifts_summary(effects: pd.DataFrame) -> list[dict]:
     ]
 
 
+def planned_effects(effects: pd.DataFrame, plan: ExperimentPlan) -> pd.DataFrame:
+    """The effects of the cells the plan sized (its segments × stages). Users who drift into
+    another stage during the test (e.g. at risk -> churned) leave a few, unplanned observations
+    there: those cells keep the assumed lift table rather than a thin, noisy estimate."""
+    cells = plan.cells[["segment", "stage"]].astype({"segment": int, "stage": str})
+    return effects.merge(cells, on=["segment", "stage"], how="inner")[EFFECT_COLUMNS]
+
+
+def measured_in(plan_id: str) -> str:
+    """The words every measured effect carries: "measured in test T1a2b3c4d5"."""
+    return f"measured in test {plan_id}"
+
+
+def lift_sources(
+    effects: pd.DataFrame,
+    plan_id: str,
+    *,
+    segments: Sequence[int],
+    stages: Sequence[str],
+    actions: Sequence[str],
+    assumed: Mapping[str, float],
+) -> list[dict]:
+    """Every segment × stage × action's effect behind a policy retrained on a test: the
+    measured lift with its 95% interval ("measured in test X") where the test measured it, the
+    assumed lift table's value ("assumed", no interval) where it did not. Stored with the
+    policy run (``settings["experiment"]["lifts"]``) and written to ``summary.json``."""
+    got = {
+        (int(r.segment), str(r.stage), str(r.action)): r for r in effects.itertuples(index=False)
+    }
+    out = []
+    for g in segments:
+        for st in stages:
+            for a in actions:
+                if a == NONE:
+                    continue
+                r = got.get((int(g), str(st), str(a)))
+                if r is not None:
+                    out.append({"segment": int(g), "stage": str(st), "action": str(a),
+                                "lift": round(float(r.lift), 6),
+                                "ci": [round(float(r.ci_lo), 6), round(float(r.ci_hi), 6)],
+                                "n": int(r.n), "source": measured_in(plan_id)})  # fmt: skip
+                else:
+                    out.append({"segment": int(g), "stage": str(st), "action": str(a),
+                                "lift": round(float(assumed.get(a, 1.0)), 6), "ci": None,
+                                "n": 0, "source": "assumed"})  # fmt: skip
+    return out
+
+
 def best_actions(effects: pd.DataFrame) -> pd.DataFrame:
     """The action with the highest measured lift per ``segment, stage`` (``none`` when every
     action's lift is below 1): ``segment, stage, action``."""
@@ -871,24 +961,28 @@ def best_actions(effects: pd.DataFrame) -> pd.DataFrame:
 
 
 def measured_mdp(base: MDP, effects: pd.DataFrame, plan_id: str) -> MDP:
-    """``base`` (an MDP from the data, only its ``none`` rows are used) with each action's
-    P(active next period) multiplied by its measured lift for that segment and stage (1 where
-    the test measured nothing), the other next states rescaled — the measured effects in
-    place of the assumed lift table."""
-    lift = np.ones((base.n_states, base.n_actions))
-    for r in effects.itertuples(index=False):
-        if r.action in base.actions and r.segment in base.segments:
-            lift[base.state_index(int(r.segment), str(r.stage)), base.actions.index(r.action)] = (
-                r.lift
-            )
+    """``base`` (an MDP from the data with the assumed lift table) with each measured action's
+    P(active next period) set to the no-action rate times its measured lift for that segment
+    and stage, the other next states rescaled — the measured effects in place of the assumed
+    lift table. Cells the test did not measure (a stage or segment it did not plan, churned
+    users) keep ``base``'s rows: the assumed lift table."""
+    T, counts = base.T.copy(), base.counts.astype(float).copy()
     none = base.T[:, base.actions.index(NONE)]
-    T = np.stack([_lifted(none, base.stage_of, lift[:, k]) for k in range(base.n_actions)], axis=1)
+    measured = 0
+    for r in effects.itertuples(index=False):
+        if r.action in base.actions and r.segment in base.segments and r.stage in base.stages:
+            s = base.state_index(int(r.segment), str(r.stage))
+            k = base.actions.index(r.action)
+            T[s, k] = _lifted(none[s : s + 1], base.stage_of, np.array([float(r.lift)]))[0]
+            counts[s, k] = T[s, k] * float(r.n)  # the test's user-periods behind the row
+            measured += 1
     kept = tuple(a for a in base.assumptions if "assumed lift table" not in a)
-    note = (
-        f"The effect of each action is measured in test {plan_id}, per segment and stage; an "
-        "action or stage the test did not measure is taken to work like doing nothing."
+    note = f"The effect of each action is measured in test {plan_id}, per segment and stage" + (
+        "; the segments and stages the test did not measure keep the assumed lift table."
+        if measured < len(base.segments) * len(base.stages) * (base.n_actions - 1)
+        else "."
     )
-    return replace(base, T=T, counts=np.zeros_like(T), assumptions=(*kept, note))
+    return replace(base, T=T, counts=counts, assumptions=(*kept, note))
 
 
 def _lifted(base: np.ndarray, stage_of: np.ndarray, lift: np.ndarray) -> np.ndarray:
@@ -926,6 +1020,45 @@ def world_mdp(base: MDP, world: World) -> MDP:
 # --- the next wave ---------------------------------------------------------------------------
 
 
+def shrunk_rates(counts: pd.DataFrame) -> pd.DataFrame:
+    """Empirical-Bayes beta-binomial posteriors of P(active next) per ``segment, stage,
+    action`` (``counts``: :func:`cell_counts`), pooled across segments per stage × action.
+
+    For each stage × action, a Beta(m·M, (1-m)·M) prior is fitted to the segments' counts by
+    the method of moments: ``m`` the pooled rate, ``M`` from how much more the segments' rates
+    spread than binomial noise alone would make them (no excess spread: ``M`` = the pool's
+    user-periods, i.e. close to full pooling; one segment: a flat Beta(1, 1)). Each cell's
+    posterior is Beta(m·M + active, (1-m)·M + n - active): a thin cell is pulled toward the
+    pooled rate, a well-measured one keeps its own. Columns ``segment, stage, action, n, active,
+    a, b, rate`` (``rate`` the posterior mean)."""
+    out = counts.copy()
+    out["n"] = out["n"].astype(float)
+    out["active"] = out["active"].astype(float)
+    a = np.ones(len(out))
+    b = np.ones(len(out))
+    for _, idx in out.groupby(["stage", "action"]).indices.items():
+        n = out["n"].to_numpy()[idx]
+        k = out["active"].to_numpy()[idx]
+        keep = n > 0
+        if keep.sum() < 2:
+            continue
+        m = float(k[keep].sum() / n[keep].sum())
+        if not 0.0 < m < 1.0:
+            continue
+        p = k[keep] / n[keep]
+        w = n[keep] / n[keep].sum()
+        spread = float(np.sum(w * (p - m) ** 2))
+        noise = float(m * (1.0 - m) * np.sum(w / n[keep]))
+        between = spread - noise
+        total = float(n[keep].sum())
+        strength = total if between <= 0 else min(total, max(2.0, m * (1 - m) / between - 1.0))
+        a[idx], b[idx] = m * strength + 1e-9, (1.0 - m) * strength + 1e-9
+    out["a"] = a + out["active"].to_numpy()
+    out["b"] = b + out["n"].to_numpy() - out["active"].to_numpy()
+    out["rate"] = out["a"] / (out["a"] + out["b"])
+    return out
+
+
 def thompson_allocation(
     counts: pd.DataFrame,
     arms: Sequence[str],
@@ -938,12 +1071,13 @@ def thompson_allocation(
     """Arm shares per ``segment, stage`` for the next wave (``segment, stage, action,
     propensity``).
 
-    Each arm's P(active next) has a Beta(1 + active, 1 + n - active) posterior from ``counts``
-    (:func:`cell_counts`); ``draws`` joint draws per stratum give each arm's probability of being
-    best (Monte Carlo). ``holdout`` of the stratum stays with ``none`` (a control for the
-    off-policy check); the rest goes by probability of being best, with every arm given at
-    least ``floor`` of the stratum. The propensities are these shares (:func:`assign` gives each
-    arm exactly its share), so the off-policy estimates on the wave stay unbiased.
+    Each arm's P(active next) has the shrunk posterior of :func:`shrunk_rates` (empirical-Bayes
+    beta-binomial, pooled across segments per stage × arm: a thin segment's draws lean on the
+    others); ``draws`` joint draws per stratum give each arm's probability of being best (Monte
+    Carlo). ``holdout`` of the stratum stays with ``none`` (a control for the off-policy check);
+    the rest goes by probability of being best, with every arm given at least ``floor`` of the
+    stratum. The propensities are these shares (:func:`assign` gives each arm exactly its
+    share), so the off-policy estimates on the wave stay unbiased.
     """
     arms = [NONE, *[a for a in arms if a != NONE]]
     if draws < 10_000:
@@ -954,17 +1088,18 @@ def thompson_allocation(
             "nothing to allocate. Lower the floor or the holdout."
         )
     rng = np.random.default_rng(seed)
+    post = shrunk_rates(counts[counts["action"].isin(arms)])
     rows = []
-    for (g, st), grp in counts.groupby(["segment", "stage"], sort=True):
+    for (g, st), grp in post.groupby(["segment", "stage"], sort=True):
         c = grp.set_index("action").reindex(arms)
-        n = c["n"].fillna(0).to_numpy(float)
-        k = c["active"].fillna(0).to_numpy(float)
-        sample = rng.beta(1.0 + k, 1.0 + n - k, size=(draws, len(arms)))
+        a = c["a"].fillna(1.0).to_numpy(float)
+        b = c["b"].fillna(1.0).to_numpy(float)
+        sample = rng.beta(a, b, size=(draws, len(arms)))
         best = np.bincount(sample.argmax(axis=1), minlength=len(arms)) / draws
         share = (1.0 - holdout) * best
         share[0] += holdout
         share = _with_floor(share, floor, fixed=holdout)
-        rows += [(g, st, a, float(p)) for a, p in zip(arms, share, strict=True)]
+        rows += [(g, st, arm, float(q)) for arm, q in zip(arms, share, strict=True)]
     return pd.DataFrame(rows, columns=["segment", "stage", "action", "propensity"])
 
 
@@ -1049,7 +1184,10 @@ def plan_inputs(
     from retention.mdp import summarize_events
     from retention.periods import build_panel
 
-    panel = build_panel(con, events, period=period, churn_after=churn_after)  # type: ignore[arg-type]
+    def fresh() -> object:  # one cursor per query: a result left open must not block the next
+        return con.cursor() if hasattr(con, "cursor") else con
+
+    panel = build_panel(fresh(), events, period=period, churn_after=churn_after)  # type: ignore[arg-type]
     last_t = int(panel["t"].max())
     last_active = panel[panel["active"]].groupby("user_id")["t"].max()
     now = panel[panel["t"] == last_t][["user_id", "stage"]].copy()
@@ -1060,9 +1198,9 @@ def plan_inputs(
     seg = assignments[["user_id", "segment"]].copy()
     seg["user_id"] = seg["user_id"].astype(str)
     users = now.merge(seg.drop_duplicates("user_id", keep="last"), on="user_id", how="inner")
-    summary = summarize_events(con, events, assignments, period=period, churn_after=churn_after)  # type: ignore[arg-type]
+    summary = summarize_events(fresh(), events, assignments, period=period, churn_after=churn_after)  # type: ignore[arg-type]
     ts = (
-        con.execute(f"SELECT min(ts) FROM {events}").fetchone()[0]  # type: ignore[attr-defined]  # noqa: S608
+        fresh().execute(f"SELECT min(ts) FROM {events}").fetchone()[0]  # type: ignore[attr-defined]  # noqa: S608
         if isinstance(events, str)
         else pd.to_datetime(events["ts"]).min()
     )
@@ -1103,8 +1241,10 @@ JARGON = {
 }
 
 
-def plan_view(cells: pd.DataFrame, periods: str = "periods") -> pd.DataFrame:
-    """The plan's cells in words a marketer reads: one row per segment × stage."""
+def plan_view(cells: pd.DataFrame, periods: str = "periods", one: str = "period") -> pd.DataFrame:
+    """The plan's cells in words a marketer reads: one row per segment × stage (``periods`` /
+    ``one``: the data's period, "weeks" / "week")."""
+    from retention.strategies import stage_words
 
     def verdict(r: pd.Series) -> str:
         if pd.isna(r["baseline"]):
@@ -1118,9 +1258,9 @@ def plan_view(cells: pd.DataFrame, periods: str = "periods") -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Segment": cells["segment_name"],
-            "Stage": cells["stage"],
+            "Stage": [stage_words(str(x), one) for x in cells["stage"]],
             "Users now": cells["users"].astype(int),
-            "Active next period now (%)": (100 * cells["baseline"]).round(1),
+            f"Chance active the next {one} now (%)": (100 * cells["baseline"]).round(1),
             "Users needed per strategy": cells["n_per_arm"].map(
                 lambda n: f"{int(n):,}" if np.isfinite(n) else "—"
             ),
@@ -1141,23 +1281,28 @@ def effect_verdict(lo: float, hi: float) -> str:
     return "not clear yet"
 
 
-def effects_view(effects: pd.DataFrame, names: Mapping[int, str] | None = None) -> pd.DataFrame:
-    """Measured effects in words: change of the chance of being active next period, interval,
-    how many user-periods back it, and the verdict."""
+def effects_view(
+    effects: pd.DataFrame, names: Mapping[int, str] | None = None, one: str = "period"
+) -> pd.DataFrame:
+    """Measured effects in words: change of the chance of being active the next period,
+    interval, how many user-periods back it, and the verdict (``one``: "week")."""
+    from retention.strategies import stage_words
+
     names = dict(names or {})
+    many = "periods" if one == "period" else f"{one}s"
     return pd.DataFrame(
         {
             "Segment": [
                 names.get(int(g), segment_display_name(int(g))) for g in effects["segment"]
             ],
-            "Stage": effects["stage"],
+            "Stage": [stage_words(str(x), one) for x in effects["stage"]],
             "Strategy": effects["action"],
-            "Change in chance active next period (%)": (100 * (effects["lift"] - 1)).round(1),
+            f"Change in chance active the next {one} (%)": (100 * (effects["lift"] - 1)).round(1),
             "95% interval (%)": [
                 f"{100 * (lo - 1):+.0f} to {100 * (hi - 1):+.0f}"
                 for lo, hi in zip(effects["ci_lo"], effects["ci_hi"], strict=True)
             ],
-            "Observations": effects["n"].astype(int),
+            f"User-{many} behind it": effects["n"].astype(int),
             "Verdict": [
                 effect_verdict(lo, hi)
                 for lo, hi in zip(effects["ci_lo"], effects["ci_hi"], strict=True)

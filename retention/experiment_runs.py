@@ -15,6 +15,7 @@ check never grades a policy on the users it was learned from.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,20 +37,40 @@ from retention.experiment import (
     PlanSettings,
     Srm,
     cell_counts,
+    lift_sources,
     lifts_summary,
     measure_effects,
     measured_mdp,
     next_wave,
     plan_inputs,
     plan_test,
+    planned_effects,
     read_results,
     srm_check,
     thompson_allocation,
 )
-from retention.learn import optimum
-from retention.mdp import MDP, NONE, STAGES, RewardSettings, mdp_from_summary, summarize_events
+from retention.learn import PolicyResult, optimum
+from retention.mdp import (
+    MDP,
+    NONE,
+    STAGES,
+    RewardSettings,
+    mdp_from_summary,
+    resolve_lift,
+    summarize_events,
+)
 from retention.runs import load_segmentation
 from retention.workspace import Workspace
+
+#: The algorithm name of a policy solved exactly on a test's measured effects.
+EXACT = "exact"
+#: ``progress(fraction, message)``: how far a long step is (the page's bar, the CLI's stderr).
+Progress = Callable[[float, str], None]
+
+
+def _say(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(fraction, message)
 
 
 def _events_ref(ws: Workspace, dataset_id: str) -> str:
@@ -70,11 +91,15 @@ def plan_for_dataset(
     churn_after: int,
     settings: PlanSettings,
     names: dict[int, str] | None = None,
+    progress: Progress | None = None,
 ) -> ExperimentPlan:
     """Plan a test on the users of a stored event log, by the segments of a stored run."""
+    _say(progress, 0.05, "Reading the segments")
     seg = load_segmentation(ws, segmentation_run)
+    _say(progress, 0.15, "Finding where each user is now and the chance of staying active")
     inputs = plan_inputs(ws.cursor(), _events_ref(ws, dataset_id), seg.assignments,
                          period=period, churn_after=churn_after)  # fmt: skip
+    _say(progress, 0.7, "Sizing the test and assigning users to groups")
     plan = plan_test(
         inputs.users,
         inputs.baseline,
@@ -85,6 +110,7 @@ def plan_for_dataset(
         churn_after=churn_after,
     )
     source = {"dataset": dataset_id, "segmentation_run": segmentation_run}
+    _say(progress, 1.0, f"Planned test {plan.plan_id}: {len(plan.assignment):,} users")
     return replace(plan, source=source)
 
 
@@ -97,13 +123,15 @@ def base_mdp(
     churn_after: int,
     actions: tuple[str, ...],
     reward: RewardSettings | None = None,
+    lift: Mapping[str, float] | None = None,
 ) -> MDP:
-    """The dataset's MDP with every action working like doing nothing (lift 1): the base the
-    measured lifts are applied to."""
+    """The dataset's MDP with the assumed lift table (``lift``, default the standard one): the
+    base the measured lifts replace, cell by cell; the cells a test does not measure keep it."""
     seg = load_segmentation(ws, segmentation_run)
     summary = summarize_events(ws.cursor(), _events_ref(ws, dataset_id), seg.assignments,
                                period=period, churn_after=churn_after)  # fmt: skip
-    return mdp_from_summary(summary, actions=actions, lift={a: 1.0 for a in actions}, reward=reward)
+    return mdp_from_summary(summary, actions=actions, lift=resolve_lift(lift, actions),
+                            reward=reward)  # fmt: skip
 
 
 def _read(source: str | Path | bytes, name: str) -> pd.DataFrame:
@@ -194,9 +222,12 @@ def analyse(
     seed: int = 0,
     n_bootstrap: int = 200,
     source: str = "the results",
+    progress: Progress | None = None,
 ) -> ExperimentResult:
     """Check the results against the plan, measure, retrain and check off-policy."""
+    _say(progress, 0.05, "Checking the results against the plan")
     data = read_results(plan, campaigns, events, source=source)
+    _say(progress, 0.25, "Checking the users per group (sample-ratio mismatch)")
     srm = srm_check(data.users)
     tr = data.transitions[data.transitions["segment"].isin(base.segments)]
     if tr.empty:
@@ -206,17 +237,22 @@ def analyse(
         )
     held = split_users(tr["user_id"].to_numpy(), test_size=test_size, seed=seed)
     train, test = tr[~held], tr[held]
-    effects = measure_effects(cell_counts(train))
+    _say(progress, 0.3, "Measuring each strategy's effect per segment and stage")
+    effects = planned_effects(measure_effects(cell_counts(train)), plan)
+    _say(progress, 0.4, "Retraining the policy on the measured effects")
     mdp = measured_mdp(base, effects, plan.plan_id)
     policy = optimum(mdp).policy
+    _say(progress, 0.5, "Checking the retrained policy on held-out test users")
     ope = _off_policy(mdp, policy, train, test, n_bootstrap=n_bootstrap, seed=seed)
     states = mdp.states_frame()
     recs = pd.DataFrame(
         {"segment": states["segment"], "stage": states["stage"],
          "action": [mdp.actions[a] for a in policy]}
     )  # fmt: skip
+    _say(progress, 0.85, "Planning the next wave (Thompson sampling, 10,000 draws per group)")
     shares = thompson_allocation(cell_counts(tr), plan.settings.arms,
                                  holdout=plan.settings.holdout, seed=seed)  # fmt: skip
+    _say(progress, 1.0, "Measured")
     return ExperimentResult(
         plan_id=plan.plan_id,
         srm=srm,
@@ -261,3 +297,92 @@ def _off_policy(
     )
     return off_policy_estimates(log, policies, q_hat, n_bootstrap=n_bootstrap, seed=seed,
                                 contrasts=[(LEARNED, f"always {NONE}")])  # fmt: skip
+
+
+# --- the retrained policy as a workspace policy run ------------------------------------------
+
+
+def measured_policy(
+    result: ExperimentResult,
+    *,
+    segmentation_run: str,
+    period: str,
+    churn_after: int,
+    assumed_lift: Mapping[str, float] | None = None,
+    progress: Progress | None = None,
+) -> PolicyResult:
+    """The policy retrained on a test's measured effects as a :class:`PolicyResult` the Policy
+    and Strategies pages and the report show like any other run: solved exactly (value
+    iteration) on the measured MDP, its off-policy check the test's held-out users', and its
+    settings tagged with the test (``settings["experiment"]``: the plan id and every cell's
+    effect, "measured in test X" with its 95% interval or "assumed")."""
+    from retention.learn import CURVE_COLUMNS, fraction_of_optimum
+    from retention.policy import diagnose
+
+    mdp = result.mdp
+    assert mdp.reward is not None
+    best = optimum(mdp)
+    diag = diagnose(mdp, best.q, progress=progress)
+    lift = resolve_lift(assumed_lift, mdp.actions)
+    lifts = lift_sources(result.effects, result.plan_id, segments=mdp.segments,
+                         stages=[s for s in mdp.stages], actions=mdp.actions,
+                         assumed=lift)  # fmt: skip
+    settings = {
+        "shape": "events",
+        "algorithm": EXACT,
+        **mdp.reward.as_dict(),
+        "actions": list(mdp.actions),
+        "lift": lift,
+        "seed": 0,
+        "campaign_log": False,
+        "segmentation_run": segmentation_run,
+        "period": period,
+        "churn_after": churn_after,
+        "experiment": {
+            "plan_id": result.plan_id,
+            "held_out_users": result.held_out_users,
+            "srm": result.srm.to_dict(),
+            "lifts": lifts,
+        },
+    }
+    metrics = {
+        "value": diag.value,
+        "optimal_value": diag.optimal_value,
+        "fraction_of_optimum": fraction_of_optimum(diag.value, diag.optimal_value),
+        "disagreements": len(diag.disagreements),
+        "test_users": result.held_out_users,
+        "test_transitions": int(result.ope["n"].iloc[0]) if len(result.ope) else 0,
+    }
+    return PolicyResult(
+        kind="events", algorithm=EXACT, gamma=mdp.gamma, actions=mdp.actions,
+        stages=mdp.stages, segments=mdp.segments, settings=settings, q=best.q,
+        states=diag.states, recommendations=diag.recommendations,
+        disagreements=diag.disagreements, curve=pd.DataFrame(columns=CURVE_COLUMNS),
+        value=diag.value, optimal_value=diag.optimal_value, ope=result.ope,
+        projections=diag.projections, stability=diag.stability, assumptions=mdp.assumptions,
+        metrics=metrics, mdp=mdp,
+    )  # fmt: skip
+
+
+def store_measured_policy(
+    ws: Workspace,
+    dataset_id: str,
+    result: ExperimentResult,
+    *,
+    segmentation_run: str,
+    period: str,
+    churn_after: int,
+    assumed_lift: Mapping[str, float] | None = None,
+    progress: Progress | None = None,
+) -> str:
+    """Store :func:`measured_policy` as a finished policy run of the dataset (the newest, so
+    the Policy and Strategies pages and the report show it by default); its run id."""
+    from retention.runs import save_policy
+
+    _say(progress, 0.0, f"Storing the policy retrained on test {result.plan_id}")
+    policy = measured_policy(result, segmentation_run=segmentation_run, period=period,
+                             churn_after=churn_after, assumed_lift=assumed_lift,
+                             progress=progress)  # fmt: skip
+    run_id = save_policy(ws, dataset_id, policy)
+    _say(progress, 1.0, f"Stored as policy run {run_id}")
+    return run_id

@@ -69,6 +69,7 @@ ALGORITHM_NAMES: dict[str, str] = {
     "sarsa": "SARSA",
     "batch": "batch Q-learning",
     "one-step": "one-step (snapshot)",
+    "exact": "exact, on effects measured in a test",  # issue 13: retention.experiment_runs
 }
 #: How each stored setting is named on screen (others: the key with spaces).
 SETTING_NAMES: dict[str, str] = {
@@ -424,6 +425,8 @@ def run_label(row: Mapping[str, Any]) -> str:
     parts = [f"{row['created']:%Y-%m-%d %H:%M:%S}"]
     if s.get("algorithm"):
         parts.append(ALGORITHM_NAMES.get(s["algorithm"], str(s["algorithm"])))
+    if isinstance(s.get("experiment"), dict):  # issue 13: retrained on a test's effects
+        parts.append(f"test {s['experiment'].get('plan_id')}")
     if s.get("shape") != "snapshot":
         if s.get("gamma") is not None:
             parts.append(f"future weight {number_text(s['gamma'], 'g')}")
@@ -571,7 +574,9 @@ def form_differences(request: PolicyRequest, settings: Mapping[str, Any]) -> lis
         out.append(f"actions {', '.join(request.actions)} (this run: {', '.join(s['actions'])})")
     if not snapshot:
         algo = s.get("algorithm")
-        if algo is not None and request.algorithm != algo:
+        if s.get("experiment"):  # issue 13: solved exactly on a test's effects, not learned
+            out.append("the assumed lift table (this run: effects measured in a test)")
+        elif algo is not None and request.algorithm != algo:
             out.append(
                 f"{ALGORITHM_NAMES.get(request.algorithm, request.algorithm)} "
                 f"(this run: {ALGORITHM_NAMES.get(algo, algo)})"
@@ -606,6 +611,8 @@ def request_of(settings: Mapping[str, Any]) -> PolicyRequest | None:
     s = dict(settings or {})
     needed = ("segmentation_run", "period", "gamma", "retain_reward", "churn_penalty", "actions")
     if s.get("shape") == "snapshot" or any(s.get(k) is None for k in needed):
+        return None
+    if s.get("experiment"):  # issue 13: its model is the test's measured effects, not the data's
         return None
     try:
         reward = RewardSettings(

@@ -37,6 +37,8 @@ from retention.strategies import (
     SegmentCard,
     Strategies,
     effect_label,
+    effect_source,
+    effects_behind,
     in_period_words,
     lift_is_assumed,
     ope_view,
@@ -286,17 +288,31 @@ def make_report(
     campaign = campaign_section(policy.campaign, policy.evidence, policy.ope_segments, names)
     if campaign is not None:
         sections.append(campaign)
+    behind = effects_behind(policy.settings, names, period)  # issue 13: a test's effects
+    if behind is not None:
+        sections.append(
+            Section(
+                f"What the test measured ({effect_source(policy.settings)})",
+                paragraphs=[
+                    "The policy was retrained on the effects measured in a randomised test: per "
+                    "segment, stage and strategy, the change of the chance of being active the "
+                    "next period against doing nothing, with its 95% interval. Cells the test "
+                    "did not cover keep the assumed lift table and say 'assumed'."
+                ],
+                tables=[("Effects behind the policy", behind)],
+            )
+        )
     sections.append(_tables_section(strategies, policy, period, currency, assumed))
     sections.append(_glossary_section(policy, period))
     return render_report(title, facts, sections)
 
 
-def _tag(assumed: bool) -> str:
-    label = effect_label(assumed)
-    return f"<span class='tag {label}'>{label}</span>"
+def _tag(assumed: bool, source: str | None = None) -> str:
+    label = effect_label(assumed, source)
+    return f"<span class='tag {'assumed' if assumed else 'measured'}'>{html.escape(label)}</span>"
 
 
-def _card_html(card: SegmentCard, assumed: bool) -> str:
+def _card_html(card: SegmentCard, assumed: bool, source: str | None = None) -> str:
     """One segment's plan as an HTML card (every text from the data escaped)."""
     e = html.escape
     items = []
@@ -321,8 +337,8 @@ def _card_html(card: SegmentCard, assumed: bool) -> str:
         )
     parts.append("<b>What to do</b><ul>" + "".join(items) + "</ul>")
     if card.effect:
-        label = effect_label(assumed)
-        effect = e(card.effect).replace(f"({label})", _tag(assumed))
+        label = effect_label(assumed, source)
+        effect = e(card.effect).replace(f"({e(label)})", _tag(assumed, source))
         parts.append(f"<p class='facts'><b>Expected effect:</b> {effect}</p>")
     parts.append(f"<p class='facts'><b>Expected cost:</b> about {e(card.cost)}.</p>")
     parts.append(f"<p class='facts'><b>Data behind it:</b> {e(card.support)}.</p>")
@@ -338,9 +354,11 @@ def _plan_section(
     assumed: bool,
 ) -> Section:
     weight = float(policy.settings.get("revenue_weight") or 0.0)
+    source = effect_source(policy.settings)
     cards = segment_cards(
-        strategies, period=period, currency=currency, assumed=assumed, revenue_weight=weight
-    )
+        strategies, period=period, currency=currency, assumed=assumed, revenue_weight=weight,
+        source=source,
+    )  # fmt: skip
     paragraphs = [
         "What to do with each segment at each engagement stage, according to the trained "
         f"policy: who they are, what to do and why, what it is expected to bring over the next "
@@ -363,7 +381,7 @@ def _plan_section(
         "What to do, segment by segment",
         paragraphs=paragraphs,
         warnings=warnings,
-        blocks=[_card_html(card, assumed) for card in cards],
+        blocks=[_card_html(card, assumed, source) for card in cards],
         notes=notes,
     )
 
@@ -464,7 +482,12 @@ def _tables_section(
         (
             "Per segment: users, stage mix, expected cost and, where projected, the share still "
             f"active after a few {period_word(period)} with the plan and doing nothing.",
-            segment_table_view(strategies.segments, period=period, assumed=assumed),
+            segment_table_view(
+                strategies.segments,
+                period=period,
+                assumed=assumed,
+                source=effect_source(policy.settings),
+            ),  # fmt: skip
         ),
         (
             "Per segment and stage: what to do, the verdict, its value over doing nothing in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,13 +126,103 @@ def in_period_words(text: str, period: str | None) -> str:
 
 def lift_is_assumed(settings: Mapping[str, object]) -> bool:
     """Whether a policy's effects rest on the assumed lift table (an event log without a
-    campaign log) rather than on measured outcomes (a campaign log or a campaign snapshot)."""
+    campaign log, and no test behind it) rather than on measured outcomes (a campaign log, a
+    campaign snapshot, or a test: ``settings["experiment"]``)."""
+    if settings.get("experiment"):
+        return False
     return settings.get("shape", "events") == "events" and not settings.get("campaign_log")
 
 
-def effect_label(assumed: bool) -> str:
-    """The word every expected effect carries on the number itself."""
+# --- effects measured in a test (issue 13) ---------------------------------------------------
+
+
+def _experiment(settings: Mapping[str, object]) -> Mapping[str, Any] | None:
+    exp = settings.get("experiment")
+    return exp if isinstance(exp, Mapping) and exp.get("plan_id") else None
+
+
+def effect_source(settings: Mapping[str, object]) -> str:
+    """What a policy's expected effects rest on, in the words put on every number:
+    "assumed", "measured", or "measured in test X" (a policy retrained on a test; "…, partly
+    assumed" when the test left some segment × stage × action cells to the assumed table)."""
+    exp = _experiment(settings)
+    if exp is None:
+        return effect_label(lift_is_assumed(settings))
+    label = f"measured in test {exp['plan_id']}"
+    lifts = exp.get("lifts") or []
+    if any(item.get("source") == "assumed" for item in lifts):
+        label += ", partly assumed"
+    return label
+
+
+def effect_label(assumed: bool, source: str | None = None) -> str:
+    """The word every expected effect carries on the number itself (``source`` when given:
+    :func:`effect_source`)."""
+    if source:
+        return source
     return "assumed" if assumed else "measured"
+
+
+def effects_behind(
+    settings: Mapping[str, object],
+    names: Mapping[int, str] | None = None,
+    period: str | None = None,
+) -> pd.DataFrame | None:
+    """The effect of every strategy per segment and stage behind a policy retrained on a test:
+    the change of the chance of being active next period, its 95% interval where the test
+    measured it, and where the number comes from ("measured in test X" / "assumed"). None for
+    a policy without a test (page, report)."""
+    exp = _experiment(settings)
+    if exp is None:
+        return None
+    lifts = pd.DataFrame(list(exp.get("lifts") or []))
+    if lifts.empty:
+        return None
+    one = period_word_singular(period)
+
+    def interval(ci: object) -> str:
+        if not isinstance(ci, list | tuple) or len(ci) != 2:
+            return "—"
+        return f"{100 * (float(ci[0]) - 1):+.0f} to {100 * (float(ci[1]) - 1):+.0f}"
+
+    return pd.DataFrame(
+        {
+            "segment": [segment_name(dict(names or {}), int(g)) for g in lifts["segment"]],
+            "stage": [stage_words(str(x), period) for x in lifts["stage"]],
+            "strategy": lifts["action"].astype(str),
+            "source": lifts["source"].astype(str),
+            f"change in chance active next {one} (%)": (100 * (lifts["lift"] - 1)).round(1),
+            "95% interval (%)": [interval(ci) for ci in lifts["ci"]],
+            f"user-{period_word(period)} in the test": lifts["n"].astype(int),
+        }
+    )
+
+
+def with_effect_sources(table: pd.DataFrame, settings: Mapping[str, object]) -> pd.DataFrame:
+    """``strategies.csv``'s table with the chosen action's effect per row: ``effect_lift``,
+    ``effect_ci_lo``, ``effect_ci_hi`` (empty where assumed or doing nothing) and
+    ``effect_source`` ("measured in test X" / "assumed" / "measured" / "none"). The table
+    unchanged for a policy without a test."""
+    exp = _experiment(settings)
+    if exp is None:
+        return table
+    got = {
+        (int(x["segment"]), str(x["stage"]), str(x["action"])): x for x in exp.get("lifts") or []
+    }
+    rows = []
+    for g, st, a in zip(table["segment"], table["stage"], table["action"], strict=True):
+        x = got.get((int(g), str(st), str(a)))
+        if str(a) == "none" or x is None:
+            rows.append((1.0 if str(a) == "none" else np.nan, np.nan, np.nan, "none"
+                         if str(a) == "none" else "assumed"))  # fmt: skip
+            continue
+        ci = x.get("ci") or [np.nan, np.nan]
+        rows.append((float(x["lift"]), float(ci[0]), float(ci[1]), str(x["source"])))
+    extra = pd.DataFrame(
+        rows, columns=["effect_lift", "effect_ci_lo", "effect_ci_hi", "effect_source"],
+        index=table.index,
+    )  # fmt: skip
+    return pd.concat([table, extra], axis=1)
 
 
 def reward_units_sentence(settings: Mapping[str, object], period: str | None = None) -> str:
@@ -191,7 +282,7 @@ def _why(verdict: str, action: str, support: str) -> str:
 
 
 def effect_sentence(
-    segment_row: Mapping[str, object], period: str | None, assumed: bool
+    segment_row: Mapping[str, object], period: str | None, assumed: bool, source: str | None = None
 ) -> str | None:
     """The expected effect of a segment's plan, with "assumed"/"measured" on the number:
     "About 47% of a newly active group is still active after 4 months with this plan, against
@@ -204,7 +295,7 @@ def effect_sentence(
     return (
         f"About {learned:.0%} of a newly active group is still active after {LIFT_PERIOD} "
         f"{period_word(period)} with this plan, against {nothing:.0%} if you do nothing: "
-        f"{float(lift):+.1f} percentage points ({effect_label(assumed)})."  # type: ignore[arg-type]
+        f"{float(lift):+.1f} percentage points ({effect_label(assumed, source)})."  # type: ignore[arg-type]
     )
 
 
@@ -224,6 +315,7 @@ def segment_cards(
     currency: str | None = None,
     assumed: bool = False,
     revenue_weight: float = 0.0,
+    source: str | None = None,
 ) -> list[SegmentCard]:
     """One :class:`SegmentCard` per segment (the page and the report draw them). Costs are in
     points, like the rewards; with revenue weighted they are also said in ``currency``."""
@@ -261,7 +353,7 @@ def segment_cards(
                 stage_mix=mix,
                 lines=lines,
                 every_action_hurts=bool(seg["every_action_hurts"]),
-                effect=effect_sentence(seg, period, assumed),
+                effect=effect_sentence(seg, period, assumed, source),
                 cost=cost_words(
                     float(seg["expected_cost_per_period"]), one, currency, revenue_weight
                 ),
@@ -297,6 +389,7 @@ def segment_table_view(
     *,
     period: str | None = None,
     assumed: bool = False,
+    source: str | None = None,
 ) -> pd.DataFrame:
     """The per-segment table with human column names and units (page and report)."""
     one, many = period_word_singular(period), period_word(period)
@@ -317,7 +410,7 @@ def segment_table_view(
         after = f"after {LIFT_PERIOD} {many}"
         out[f"active {after} with the plan (%)"] = (100 * segments[ACTIVE_LEARNED]).round(1)
         out[f"active {after} doing nothing (%)"] = (100 * segments[ACTIVE_NOTHING]).round(1)
-        out[f"change (percentage points, {effect_label(assumed)})"] = segments[
+        out[f"change (percentage points, {effect_label(assumed, source)})"] = segments[
             "retention_lift_points"
         ].round(1)
     return out

@@ -435,3 +435,22 @@ def recommendation_table(rec: pd.DataFrame, names: Mapping[int, str]) -> pd.Data
     wide.columns.name = None
     wide.insert(0, "Segment", [_names_of(names)(g) for g in wide.index])
     return wide.reset_index(drop=True)
+
+
+def measured_effects(result: PolicyResult, names: dict[int, str]) -> None:
+    """The effects a policy retrained on a test stands on (issue 13): per segment × stage ×
+    strategy, "measured in test X" with the 95% interval, or "assumed" where the test did not
+    measure it. Nothing for other runs (their action table above says what they assume)."""
+    from retention.strategies import effect_source, effects_behind
+
+    behind = effects_behind(result.settings, names, result.settings.get("period"))
+    if behind is None:
+        return
+    st.subheader(f"Effects behind this policy ({effect_source(result.settings)})")
+    st.caption(
+        "This policy was retrained on a randomised test: it uses these measured effects instead "
+        "of the assumed lift table. Cells the test did not cover say 'assumed'. Pressing "
+        "**Train** here learns a new policy on the assumed lift table; to retrain on the test "
+        "again (e.g. with other rewards), read its results on the Test page."
+    )
+    st.dataframe(behind, hide_index=True, width="stretch")

@@ -4,19 +4,20 @@ verdict (:mod:`retention.experiment`); these functions only render."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from retention.charts.experiment import effects_figure
 from retention.experiment import ExperimentPlan, effects_view, plan_view
 from retention.experiment_runs import ExperimentResult
-from retention.strategies import to_csv_bytes
+from retention.strategies import action_words, stage_words, to_csv_bytes
 from retention.words import segment_display_name
 
 
 def plan_section(plan: ExperimentPlan, periods: str) -> None:
     """The plan in plain words, with its two downloads."""
     st.subheader(f"Test {plan.plan_id}")
-    view = plan_view(plan.cells, periods)
+    view = plan_view(plan.cells, periods, periods.removesuffix("s"))
     n_users = len(plan.assignment)
     blocked = int((~plan.cells["reachable"].astype(bool)).sum())
     st.markdown(
@@ -68,23 +69,33 @@ def results_section(result: ExperimentResult, names: dict[int, str], period: str
         "lift table for these segments; where a group had few users its estimate leans on the "
         "other segments (shrinkage)."
     )
-    st.plotly_chart(effects_figure(result.effects, names), width="stretch")
-    st.dataframe(effects_view(result.effects, names), hide_index=True, width="stretch")
+    st.plotly_chart(effects_figure(result.effects, names, period), width="stretch")
+    st.dataframe(effects_view(result.effects, names, period), hide_index=True, width="stretch")
 
     st.subheader("Retrained plan")
-    recs = result.recommendations.assign(
-        segment=[
-            names.get(int(g), segment_display_name(int(g)))
-            for g in result.recommendations["segment"]
-        ]
+    recs = result.recommendations
+    st.caption(
+        "What to do with each segment at each stage, chosen on the measured effects (where the "
+        "test measured nothing, on the assumed lift table) and your reward settings."
     )
-    st.dataframe(recs, hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Segment": [names.get(int(g), segment_display_name(int(g))) for g in recs["segment"]],
+                "Stage": [stage_words(str(x), period) for x in recs["stage"]],
+                "What to do": [action_words(str(a), str(x)) for a, x in
+                               zip(recs["action"], recs["stage"], strict=True)],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )  # fmt: skip
     pol = result.ope[(result.ope["estimator"] == "dr")].set_index("policy")
     if "learned policy" in pol.index:
         r = pol.loc["learned policy"]
         st.markdown(
             f"On {result.held_out_users:,} test users held out from the measurement, the "
-            f"retrained plan is estimated to earn **{r['value']:.3f}** per user and {period} "
+            f"retrained plan is estimated to earn **{r['value']:.3f} points** per user per {period} "
             f"(95% interval {r['ci_lo']:.3f} to {r['ci_hi']:.3f}; doubly robust off-policy "
             "estimate with the propensities the test logged)."
         )
@@ -108,3 +119,20 @@ def results_section(result: ExperimentResult, names: dict[int, str], period: str
         "(Thompson sampling); every strategy keeps at least 5% and the comparison group is "
         "kept, so the next results can still be checked.",
     )
+
+
+def retrained_links(plan_id: str) -> None:
+    """Where the retrained policy now shows (it is stored as the newest policy run)."""
+    from pages.ui.common import page_link
+
+    st.success(
+        f"The retrained policy is stored as the newest policy run, marked **measured in test "
+        f"{plan_id}**: the Policy and Strategies pages and the report now show it, with each "
+        "effect's interval; effects the test could not measure still say 'assumed'.",
+        icon=":material/check_circle:",
+    )
+    c1, c2 = st.columns(2)
+    with c1:
+        page_link("policy", "See it on Policy", ":material/model_training:")
+    with c2:
+        page_link("strategies", "See the strategies", ":material/checklist:")

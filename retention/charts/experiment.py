@@ -15,7 +15,9 @@ from retention.mdp import STAGES
 from retention.words import segment_display_name
 
 
-def effects_figure(effects: pd.DataFrame, names: Mapping[int, str] | None = None) -> go.Figure:
+def effects_figure(
+    effects: pd.DataFrame, names: Mapping[int, str] | None = None, one: str = "period"
+) -> go.Figure:
     """Measured change of the chance of being active next period (%), with 95% intervals: one
     row per segment × stage, one colour per strategy; 0 is doing nothing."""
     names = dict(names or {})
@@ -24,7 +26,9 @@ def effects_figure(effects: pd.DataFrame, names: Mapping[int, str] | None = None
     e = effects.sort_values(
         ["segment", "stage"], key=lambda c: c.map(order) if c.name == "stage" else c
     )
-    label = [f"{names.get(int(g), segment_display_name(int(g)))} · {st}" for g, st in
+    from retention.strategies import stage_words
+
+    label = [f"{names.get(int(g), segment_display_name(int(g)))} · {stage_words(st, one)}" for g, st in
              zip(e["segment"], e["stage"], strict=True)]  # fmt: skip
     e = e.assign(label=label)
     for action, part in e.groupby("action", sort=False):
@@ -46,7 +50,7 @@ def effects_figure(effects: pd.DataFrame, names: Mapping[int, str] | None = None
         )
     fig.add_vline(x=0, line_dash="dot", line_color="grey")
     fig.update_layout(
-        title="Measured effect on the chance of being active next period (95% intervals)",
+        title=f"Measured effect on the chance of being active the next {one} (95% intervals)",
         xaxis_title="change vs doing nothing (%)",
         yaxis={"autorange": "reversed"},
         height=max(300, 28 * e["label"].nunique() + 120),

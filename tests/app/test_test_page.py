@@ -27,7 +27,7 @@ def test_test_page_plans_a_test_in_plain_words(segmented):
     at.button[0].click().run()  # the form's "Plan the test"
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert {"Users now", "Active next period now (%)", "Users needed per strategy",
+    assert {"Users now", "Chance active the next week now (%)", "Users needed per strategy",
             "Can the test tell?"} <= set(table.columns)  # fmt: skip
     assert any("cannot reach power" in w.value for w in at.warning)
     labels = [b.proto.label for b in at.get("download_button")]
@@ -73,3 +73,45 @@ def test_results_view_warns_of_a_sample_ratio_mismatch():
     assert "Verdict" in at.dataframe[0].value.columns
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Measured effects (CSV)", "Next wave (CSV)"]
+
+
+@pytest.fixture
+def measured(app_workspace, segmented):
+    """A test planned on the planted demo, run in the planted world, its retrained policy
+    stored as the newest policy run (what the Test page does after an upload)."""
+    import pandas as pd
+
+    from retention.experiment import PlanSettings, simulate_test
+    from retention.experiment_runs import analyse, base_mdp, plan_for_dataset, store_measured_policy
+    from retention.samples import SAMPLE_DIR
+
+    seg_run = app_workspace.latest_run("segmentation", segmented).id
+    plan = plan_for_dataset(app_workspace, segmented, seg_run, period="week", churn_after=4,
+                            settings=PlanSettings())  # fmt: skip
+    truth = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
+    campaigns, events = simulate_test(plan, truth, seed=1)
+    base = base_mdp(app_workspace, segmented, seg_run, period="week", churn_after=4,
+                    actions=plan.settings.arms)  # fmt: skip
+    result = analyse(plan, campaigns, events, base)
+    store_measured_policy(app_workspace, segmented, result, segmentation_run=seg_run,
+                          period="week", churn_after=4)  # fmt: skip
+    return plan.plan_id
+
+
+def test_strategies_and_policy_pages_show_the_effects_measured_in_the_test(measured):
+    at = make_app("pages/5_strategies.py")
+    assert not at.exception, at.exception
+    heads = [h.value for h in at.subheader]
+    assert any(f"What the test measured (measured in test {measured}" in h for h in heads)
+    table = next(d.value for d in at.dataframe if "source" in d.value.columns)
+    assert f"measured in test {measured}" in set(table["source"])
+    assert "assumed" in set(table["source"])  # churned users were not in the test
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert f"measured in test {measured}" in text
+    assert not any("(assumed)**: the effect comes from the assumed lift table" in c.value
+                   for c in at.caption)  # fmt: skip
+
+    at = make_app("pages/4_policy.py")
+    assert not at.exception, at.exception
+    heads = [h.value for h in at.subheader]
+    assert any(f"Effects behind this policy (measured in test {measured}" in h for h in heads)

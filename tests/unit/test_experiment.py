@@ -24,6 +24,7 @@ from retention.experiment import (
     next_wave,
     plan_inputs,
     plan_test,
+    planned_effects,
     read_results,
     srm_check,
     thompson_allocation,
@@ -93,9 +94,9 @@ def test_the_loop_recovers_the_planted_best_actions_and_a_near_oracle_policy(pla
     campaigns, events = world.simulate_logs(plan, seed=5)
     data = read_results(plan, campaigns, events)
     assert not srm_check(data.users).flagged
-    effects = measure_effects(cell_counts(data.transitions))
+    effects = planned_effects(measure_effects(cell_counts(data.transitions)), plan)
+    assert set(effects["stage"]) == set(PLANNED)
     best = best_actions(effects)
-    best = best[best["stage"].isin(PLANNED)]
     truth = {g: s.best_action for g, s in enumerate(planted.specs)}
     hits = int((best["action"] == best["segment"].map(truth)).sum())
     print(f"planted best action recovered in {hits} of {len(best)} cells")
@@ -103,10 +104,12 @@ def test_the_loop_recovers_the_planted_best_actions_and_a_near_oracle_policy(pla
 
     con = duckdb.connect()
     summary = summarize_events(con, planted.events, planted.truth, period="week")
-    base = mdp_from_summary(summary, lift={"recommendation": 1, "engagement": 1, "discount": 1})
+    base = mdp_from_summary(summary)  # the assumed lift table, as the product's base
     measured = measured_mdp(base, effects, plan.plan_id)
     assert any("measured in test" in a for a in measured.assumptions)
-    assert not any("assumed lift table" in a for a in measured.assumptions)
+    assert not any(a.startswith("No campaign log") for a in measured.assumptions)
+    # Churned users were not planned: their cells keep the assumed table, and say so.
+    assert any("did not measure keep the assumed lift table" in a for a in measured.assumptions)
     oracle = world_mdp(base, world)
     chosen = optimum(measured).policy
     ratio = fraction_of_optimum(start_value(oracle, chosen), optimum(oracle).value)
@@ -236,3 +239,45 @@ def test_a_plain_campaign_log_gets_an_srm_check_and_lifts():
     assert counts.set_index("action").loc[NONE, "active"] == 45
     block = log_experiment(None, evidence)
     assert block["srm"] is None and len(block["lifts"]) == 2
+
+
+def test_a_thin_segment_is_pulled_toward_the_pooled_rate_and_thompson_uses_the_shrunk_rates():
+    from retention.experiment import shrunk_rates
+
+    # Three well-measured segments at 40% active; a thin one (10 user-periods) at 90% by luck.
+    rows = []
+    for g, (n, k) in enumerate([(2000, 800), (2000, 790), (2000, 810), (10, 9)]):
+        rows.append((g, "active", "discount", n, k))
+        rows.append((g, "active", NONE, 2000 if g < 3 else 10, 800 if g < 3 else 4))
+    counts = pd.DataFrame(rows, columns=["segment", "stage", "action", "n", "active"])
+    post = shrunk_rates(counts).set_index(["segment", "action"])
+    pooled = 2409 / 6010
+    thin = post.loc[(3, "discount"), "rate"]
+    assert abs(thin - pooled) < 0.05 < abs(0.9 - thin)  # pulled most of the way to the pool
+    assert abs(post.loc[(0, "discount"), "rate"] - 0.4) < 0.005  # a well-measured cell keeps it
+    # Raw Beta(1 + k, 1 + n - k) draws would make discount the clear best of the thin segment
+    # (0.9 vs 0.4); the shrunk posteriors leave it close to an even call.
+    shares = thompson_allocation(counts, ["discount"], holdout=0.1, seed=0)
+    s = shares[shares["segment"] == 3].set_index("action")["propensity"]
+    assert s["discount"] < 0.8
+
+
+def test_measured_effects_shrink_a_thin_cell_toward_the_other_segments():
+    world = World.planted()
+    rng = np.random.default_rng(4)
+    rows = []
+    for g in range(4):
+        for j, st in enumerate(PLANNED):
+            for k, a in enumerate(world.actions):
+                n = 20 if (g == 3 and st == "active") else 3000
+                p = float(world.p(np.array([g]), np.array([j]), np.array([k]))[0])
+                rows.append((g, st, a, n, int(rng.binomial(n, p))))
+    counts = pd.DataFrame(rows, columns=["segment", "stage", "action", "n", "active"])
+    e = measure_effects(counts).set_index(["segment", "stage", "action"])
+    thin = e.loc[(3, "active")]
+    others = e.drop(index=3, level=0)
+    assert (thin["shrinkage"] > 0.2).all()  # the thin cell leans on the other segments
+    assert (others["shrinkage"] < 0.1).all()  # well-measured cells keep their own estimate
+    common = np.log(others.xs("active", level="stage")["lift"]).groupby("action").mean()
+    pulled = (np.log(thin["lift"]) - common).abs() < (np.log(thin["raw_lift"]) - common).abs()
+    assert pulled.all(), thin

@@ -112,3 +112,40 @@ def test_run_with_a_campaign_log_reads_it_as_an_experiment(planned, tmp_path):
     assert exp["lifts"] and {"segment", "stage", "action", "lift", "ci", "n"} <= set(
         exp["lifts"][0]
     )
+
+
+def test_results_store_the_retrained_policy_and_write_measured_strategies(planned, capsys):
+    folder, planted, common = planned
+    campaigns, events = _simulated(folder, planted, folder / "plan")
+    campaigns.to_csv(folder / "log.csv", index=False)
+    events.to_csv(folder / "since.csv", index=False)
+    out = folder / "results2"
+    capsys.readouterr()
+    code = main(["results", str(folder / "events.csv"), "--plan", str(folder / "plan"),
+                 "--log", str(folder / "log.csv"), "--events", str(folder / "since.csv"),
+                 "--out", str(out), "--progress", "lines", *common])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    steps = [line for line in err.splitlines() if line.startswith("[")]
+    assert len(steps) >= 5 and "Measuring" in err and "Storing the policy" in err
+    exp = json.loads((out / "summary.json").read_text())["experiment"]
+    plan_id = exp["plan_id"]
+    assert exp["policy_run"] and exp["effect_source"].startswith(f"measured in test {plan_id}")
+    measured = [x for x in exp["lifts"] if x["source"] == f"measured in test {plan_id}"]
+    assert measured and all(x["ci"][0] <= x["lift"] <= x["ci"][1] for x in measured)
+    table = pd.read_csv(out / "strategies.csv")
+    assert {"effect_lift", "effect_ci_lo", "effect_ci_hi", "effect_source"} <= set(table.columns)
+    acting = table[table["action"] != "none"]
+    assert acting["effect_source"].str.startswith(("measured in test", "assumed")).all()
+
+
+def test_plan_can_be_narrowed_to_segments_and_include_churned_users(planned):
+    folder, _, common = planned
+    out = folder / "narrow"
+    code = main(["plan", str(folder / "events.csv"), "--out", str(out), "--test-segments", "0,2",
+                 "--include-churned", "--quiet", *common])  # fmt: skip
+    assert code == 0
+    a = pd.read_csv(out / "assignment.csv")
+    assert set(a["segment"]) == {0, 2} and "churned" in set(a["stage"])
+    data = json.loads((out / "plan.json").read_text())
+    assert data["segments"] == [0, 2] and "churned" in data["stages"]
