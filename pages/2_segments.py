@@ -28,6 +28,7 @@ from pages.ui.segments_views import (
     profile_table,
     run_picker,
 )
+from pages.ui.text_model_view import text_model_note
 from retention.cohorts import retention_by_segment
 from retention.errors import InputError
 from retention.jobs import submit_segmentation
@@ -136,6 +137,7 @@ try:
 except InputError as exc:
     stop_with_error(exc)
 overview(run, names, snapshot, profile)
+text_model_note(run.metrics, run.settings)
 profile_table(profile, names, run.metrics.get("period"), dataset_currency(info.id))
 renamed = names_form(run, names)
 if renamed:

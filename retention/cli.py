@@ -197,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="periods without activity after which a user counts as churned (>= 2)",
     )
     run.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")
+    run.add_argument(
+        "--text-model",
+        metavar="auto|english|multilingual|PATH",
+        default="auto",
+        help="the model that reads product texts: 'auto' (multilingual when many texts are not "
+        "English, e.g. Chinese), 'english' (bundled all-MiniLM-L6-v2), 'multilingual' "
+        "(Universal Sentence Encoder, 16 languages), or a local sentence-transformers folder "
+        "(default: auto)",
+    )
     run.add_argument("--gamma", metavar="G", type=_gamma, default=0.9)
     run.add_argument("--retain-reward", metavar="R", type=_number, default=1.0)
     run.add_argument("--churn-penalty", metavar="P", type=_number, default=5.0)
@@ -502,6 +511,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
         seed=args.seed,
         workspace=args.workspace,
         currency=args.currency,
+        text_model=args.text_model,
     )
     out = args.out.resolve()
     remove_stale_staging(out)

@@ -20,7 +20,7 @@ from retention.periods import (
     check_period,
     check_timing,
 )
-from retention.segments import SegmentSettings
+from retention.segments import SegmentSettings, check_text_model_setting
 
 #: Seeds go to NumPy and scikit-learn, which take unsigned 32-bit seeds.
 SEED_MAX = 2**32 - 1
@@ -63,6 +63,8 @@ class PipelineConfig:
     workspace: Path | None = None
     #: ISO code of the revenue's and costs' currency (None: not stated); report and summary.
     currency: str | None = None
+    #: The text model: auto, english, multilingual or a model folder (--text-model).
+    text_model: str = "auto"
 
     def __post_init__(self) -> None:
         if self.period is not None:
@@ -72,6 +74,7 @@ class PipelineConfig:
         check_seed(self.seed)
         check_episodes(self.episodes)
         SegmentSettings(k=self.segments, random_state=self.seed)  # checks k as segmenting will
+        check_text_model_setting(self.text_model)
         self.reward()  # checks gamma, the rewards and the costs
 
     def reward(self) -> RewardSettings:

@@ -564,8 +564,8 @@ def check_text_model(text_model: Any, model_path: Any = None) -> None:
     :data:`TEXT_MODELS` or a folder name (checked when the model loads)."""
     if not isinstance(text_model, str) or not text_model.strip():
         raise InputError(
-            f"The 'text_model' parameter must be one of {', '.join(TEXT_MODELS)} or the folder "
-            f"of a local sentence-transformers model. Got {text_model!r}."
+            "Give the folder of a local sentence-transformers model as the text model, or "
+            f"choose one of {', '.join(TEXT_MODELS)}. Got {text_model!r}."
         )
     if model_path is not None and text_model in ("english", "multilingual"):
         raise InputError(

@@ -69,7 +69,8 @@ def run_pipeline(
             resolve_period(con, events_ref, config.period or "auto") if events_ref else "period"
         )
     with timer.step("segments"):
-        seg_settings = {"k": config.segments, "random_state": config.seed}
+        seg_settings = {"k": config.segments, "random_state": config.seed,
+                        "text_model": config.text_model}  # fmt: skip
         if events_ref:
             seg_settings["period"] = period
         seg_run = run_segmentation(
@@ -195,6 +196,7 @@ def _summary(
             }
             for r in segmentation.labels.itertuples(index=False)
         ],
+        "text_model": segmentation.metrics.get("text_model"),  # which ran and why (issue 14)
         "retention": retention_block,
         "policy": summary_policy["policy"],
         "workspace": workspace_ids,

@@ -35,6 +35,7 @@ from retention.embeddings import (
     model_id_for,
     requested_model,
 )
+from retention.errors import InputError
 from retention.segments.cluster import Segmenter, cluster_metrics
 from retention.segments.features import (
     UserData,
@@ -236,6 +237,19 @@ def requested_model_id(settings: SegmentSettings) -> str:
     if choice == "multilingual":
         return MULTILINGUAL_MODEL_ID
     return DEFAULT_MODEL_ID if choice == "english" else "auto"
+
+
+def check_text_model_setting(text_model: str) -> None:
+    """Check a ``text_model`` setting before any work: one of auto, english, multilingual, or
+    a folder that holds a sentence-transformers model."""
+    settings = SegmentSettings(text_model=text_model)
+    try:
+        requested_model_id(settings)
+    except InputError as exc:
+        raise InputError(
+            f"The text model must be auto, english, multilingual or the folder of a local "
+            f"sentence-transformers model. {exc}"
+        ) from None
 
 
 def dataset_text_model(
