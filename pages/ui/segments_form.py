@@ -30,9 +30,9 @@ USER_VECTOR_WORDS = {
 }
 WEIGHTING_WORDS = {"spend": "by spend", "frequency": "by how often bought"}
 TEXT_MODEL_WORDS = {
-    "auto": "Automatic (from the language of the texts)",
-    "english": "English (all-MiniLM-L6-v2, fastest)",
-    "multilingual": "Multilingual (16 languages, Chinese and Japanese too)",
+    "auto": "Automatic",
+    "english": "English (fastest)",
+    "multilingual": "Multilingual (16 languages)",
     "folder": "A model folder on this computer",
 }
 
