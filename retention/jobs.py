@@ -228,14 +228,11 @@ def policy_request(stored: dict[str, Any]) -> Any:
 def _segment_model_id(ws: Workspace, dataset_id: str, settings: Any) -> str | None:
     """The model whose cached vectors a segmentation job needs (chosen from the texts when the
     text model is automatic), or None when it embeds nothing."""
-    from retention.segments.pipeline import dataset_text_model, requested_model_id
+    from retention.segments.pipeline import resolved_model_id
 
     if settings.text_weight <= 0 or ws.dataset(dataset_id).shape != "events":
         return None
-    model = requested_model_id(settings)
-    if model != "auto":
-        return model
-    return dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+    return resolved_model_id(ws, dataset_id, settings)
 
 
 def _run_segmentation(queue: JobQueue, job: Job) -> str:

@@ -239,6 +239,17 @@ def requested_model_id(settings: SegmentSettings) -> str:
     return DEFAULT_MODEL_ID if choice == "english" else "auto"
 
 
+def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings) -> str:
+    """The id of the model a segmentation of a workspace dataset uses (read from its texts when
+    the choice is automatic; the English model's when there is nothing to read)."""
+    model = requested_model_id(settings)
+    if model != "auto":
+        return model
+    if ws.dataset(dataset_id).shape != "events":
+        return DEFAULT_MODEL_ID
+    return dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+
+
 def check_text_model_setting(text_model: str) -> None:
     """Check a ``text_model`` setting before any work: one of auto, english, multilingual, or
     a folder that holds a sentence-transformers model."""

@@ -61,6 +61,8 @@ def words(text: str) -> list[str]:
     """The words of ``text`` in reading order: two letters or more, no numbers; Chinese cut by
     jieba, Japanese into character bigrams. Text without Chinese or Japanese gives exactly what
     :data:`TOKEN_PATTERN` finds. (Lower-casing is the caller's.)"""
+    if not _CJK_RUN.search(text):  # most texts: the pattern alone
+        return _WORDS.findall(text)
     out: list[str] = []
     for token in _WORDS.findall(text):
         if not _HAN.search(token) and not _KANA.search(token):

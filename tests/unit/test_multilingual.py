@@ -248,3 +248,33 @@ def test_english_data_gives_the_same_segments_as_the_english_model_did(planted):
     assert new.metrics["text_model"]["model"] == "english"
     assert adjusted_rand_score(old.assignments["segment"], new.assignments["segment"]) >= 0.99
     pd.testing.assert_frame_equal(old.labels, new.labels)
+
+
+def test_a_segmentation_job_exports_the_cache_of_the_model_the_run_will_choose(workspace):
+    """The job copies the chosen model's cached vectors to its worker: the same choice the run
+    makes from the same texts."""
+    from retention.jobs import _segment_model_id
+
+    mapping = {"user": "user_id", "time": "ts", "amount": "amount", "text": "text"}
+
+    def save(events: pd.DataFrame, name: str) -> str:
+        return workspace.save_dataset(
+            name=name, source_name=f"{name}.csv", sha256=None, shape="events",
+            frames={"events": events}, mapping=mapping, report={},
+        )  # fmt: skip
+
+    mixed = save(make_bilingual(n_users=40, n_periods=10, seed=1).events, "mixed")
+    english = save(make_planted(n_users=40, n_periods=10, seed=1).events, "english")
+    auto = SegmentSettings()
+    assert _segment_model_id(workspace, mixed, auto) == MULTILINGUAL_MODEL_ID
+    assert _segment_model_id(workspace, english, auto) == DEFAULT_MODEL_ID
+    forced = SegmentSettings(text_model="english")
+    assert _segment_model_id(workspace, mixed, forced) == DEFAULT_MODEL_ID
+    assert _segment_model_id(workspace, mixed, SegmentSettings(text_weight=0.0)) is None
+    # the run stores the model that runs, not "auto"
+    from retention.runs import run_segmentation
+
+    run_id = run_segmentation(workspace, mixed, settings={"k": 2})
+    run = workspace.load_run(run_id, artifacts=False)
+    assert run.settings["model"] == MULTILINGUAL_MODEL_ID and run.settings["text_model"] == "auto"
+    assert run.metrics["text_model"]["model_id"] == MULTILINGUAL_MODEL_ID
