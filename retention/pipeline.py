@@ -195,6 +195,7 @@ def _summary(
             }
             for r in segmentation.labels.itertuples(index=False)
         ],
+        "text_model": segmentation.metrics.get("text_model"),  # which ran and why (issue 14)
         "retention": retention_block,
         "policy": summary_policy["policy"],
         "workspace": workspace_ids,

@@ -31,6 +31,7 @@ from retention.errors import InputError
 from retention.ingest import Prepared
 from retention.learn import CURVE_COLUMNS, PolicyResult, recommendations_table
 from retention.segments import SegmentationResult, SegmentSettings, run_settings, segment_dataset
+from retention.segments.pipeline import resolved_model_id
 from retention.workspace import Workspace
 
 Progress = Callable[[float, str], None]
@@ -173,6 +174,8 @@ def run_segmentation(
     """
     parsed = SegmentSettings.coerce(settings)
     stored = run_settings(parsed, embedder)
+    if stored["model"] == "auto":  # chosen from the texts: store the model that will run
+        stored["model"] = resolved_model_id(ws, dataset_id, parsed)
 
     def segment() -> SegmentationResult:
         if compute is not None:

@@ -205,7 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("text_model", "--text-model", "segments", "text_model", "auto",
             "Text model", "the sentence-embedding model: auto, english (bundled MiniLM), "
             "multilingual, or a local sentence-transformers folder", metavar="MODEL",
-            page="Segments", widget="segments.model"),
+            page="Segments", widget="segments.text_model"),
     Setting("user_vector", "--user-vector", "segments", "choice", "items",
             "A user's text vector", "items: the mean of the user's items (each distinct text "
             "embedded once); document: the user's whole document (slower)",

@@ -164,6 +164,67 @@ _VOCABULARIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 _GENERIC = ("gift wrap paper", "greeting card", "gift box")
+
+#: The Chinese name of each product of the first four vocabularies and of the generic items, as a
+#: Chinese shop would list it (hand-written, like sample_data/zh_en_product_pairs.csv).
+CHINESE_NAMES: dict[str, str] = {
+    # Home & kitchen
+    "ceramic coffee mug": "陶瓷咖啡杯",
+    "enamel tea kettle": "搪瓷烧水壶",
+    "bamboo cutting board": "竹制砧板",
+    "cast iron frying pan": "铸铁煎锅",
+    "glass storage jars": "玻璃储物罐",
+    "stainless steel saucepan": "不锈钢奶锅",
+    "linen tea towel set": "亚麻茶巾套装",
+    "porcelain dinner plates": "瓷餐盘",
+    "wooden spice rack": "木质调料架",
+    "copper measuring cups": "铜量杯",
+    "silicone baking mat": "硅胶烘焙垫",
+    "chef knife with sheath": "带刀套厨师刀",
+    # Kids & toys
+    "wooden building blocks": "木制积木",
+    "plush teddy bear": "毛绒泰迪熊",
+    "toy racing car set": "玩具赛车套装",
+    "children's picture book": "儿童绘本",
+    "jigsaw puzzle for kids": "儿童拼图",
+    "crayon colouring set": "蜡笔涂色套装",
+    "doll house furniture": "娃娃屋家具",
+    "toy train railway": "玩具火车轨道",
+    "bath time rubber ducks": "洗澡小黄鸭",
+    "kids science kit": "儿童科学实验套装",
+    "stacking rainbow rings": "彩虹叠叠圈",
+    "play dough modelling set": "彩泥手工套装",
+    # Garden & outdoor
+    "garden hose reel": "花园水管卷盘",
+    "terracotta plant pot": "陶土花盆",
+    "pruning shears": "修枝剪",
+    "vegetable seed collection": "蔬菜种子组合",
+    "outdoor solar lanterns": "户外太阳能灯笼",
+    "bird feeder station": "喂鸟器",
+    "compost bin": "堆肥桶",
+    "watering can galvanised": "镀锌洒水壶",
+    "garden kneeling pad": "园艺跪垫",
+    "hanging flower basket": "悬挂花篮",
+    "lawn sprinkler": "草坪洒水器",
+    "wooden garden bench": "木质花园长椅",
+    # Fashion & accessories
+    "leather wallet": "真皮钱包",
+    "silk scarf": "真丝围巾",
+    "canvas tote bag": "帆布托特包",
+    "silver hoop earrings": "银质圈形耳环",
+    "wool beanie hat": "羊毛针织帽",
+    "sunglasses with case": "带盒太阳镜",
+    "cotton ankle socks": "纯棉短袜",
+    "woven leather belt": "编织皮带",
+    "charm bracelet": "串珠手链",
+    "knitted winter gloves": "针织冬季手套",
+    "travel makeup bag": "旅行化妆包",
+    "pearl hair clip": "珍珠发夹",
+    # generic
+    "gift wrap paper": "礼品包装纸",
+    "greeting card": "贺卡",
+    "gift box": "礼品盒",
+}
 _COUNTRIES = ("United Kingdom", "Germany", "France", "Netherlands")
 
 # Base probability of being active next period under `none`, by stage, per segment.
@@ -312,6 +373,32 @@ def make_planted(
     ).sort_values(["ts", "user_id"], kind="stable", ignore_index=True)
     truth = pd.DataFrame({"user_id": user_ids, "segment": segment.astype(int)})
     return Planted(events, campaigns, truth, specs, period, churn_after)
+
+
+def make_bilingual(
+    n_users: int = 1200, n_periods: int = 30, period: str = "week", seed: int = 0
+) -> Planted:
+    """A store whose shoppers buy the same four kinds of products, half of them in English and
+    half in Chinese: :func:`make_planted` with four segments, where each user shops in one
+    language (drawn at random, independently of the segment; ``truth`` gains ``language``,
+    ``en`` or ``zh``) and the Chinese users' items carry their Chinese names
+    (:data:`CHINESE_NAMES`). Truth: the segment is the product category. Same arguments, same
+    data.
+    """
+    planted = make_planted(
+        n_users=n_users, n_periods=n_periods, period=period, seed=seed, n_segments=4
+    )
+    rng = np.random.default_rng([seed, 14])
+    truth = planted.truth.copy()
+    truth["language"] = rng.permutation(np.arange(len(truth)) % 2 == 1)
+    truth["language"] = np.where(truth["language"], "zh", "en")
+    chinese = set(truth.loc[truth["language"] == "zh", "user_id"])
+    events = planted.events.copy()
+    in_chinese = events["user_id"].isin(chinese).to_numpy()
+    events.loc[in_chinese, "text"] = events.loc[in_chinese, "text"].map(CHINESE_NAMES)
+    return Planted(
+        events, planted.campaigns, truth, planted.specs, planted.period, planted.churn_after
+    )
 
 
 def _send_offsets(

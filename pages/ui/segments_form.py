@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from pages.ui.common import remember
-from retention.embeddings import DEFAULT_MODEL_ID
+from retention.embeddings import requested_model
 from retention.segments import (
     DEFAULT_TEXT_WEIGHT,
     K_MAX,
@@ -31,6 +31,12 @@ USER_VECTOR_WORDS = {
 WEIGHTING_WORDS = {"spend": "by spend", "frequency": "by how often bought"}
 #: Session key of the form's current values (the "Download these settings" button reads them).
 FORM_KEY = "segments.form"
+TEXT_MODEL_WORDS = {
+    "auto": "Automatic",
+    "english": "English (fastest)",
+    "multilingual": "Multilingual (16 languages)",
+    "folder": "A model folder on this computer",
+}
 
 
 def _remember(key: str, default: object, options: list | None = None) -> str:
@@ -41,6 +47,33 @@ def _remember(key: str, default: object, options: list | None = None) -> str:
     if options is not None and st.session_state[key] not in options:
         st.session_state[key] = default
     return key
+
+
+def text_model_choice(settings: SegmentSettings, text: bool) -> dict[str, Any]:
+    """The text model picker (automatic, English, multilingual or a folder), kept across
+    refreshes; ``{"text_model": ..., "model_path": None}`` as the settings take it."""
+    asked, folder = requested_model(settings.text_model, settings.model_path)
+    choice = st.selectbox(
+        "Text model",
+        list(TEXT_MODEL_WORDS),
+        format_func=TEXT_MODEL_WORDS.__getitem__,
+        key=_remember("segments.text_model", asked, list(TEXT_MODEL_WORDS)),
+        disabled=not text,
+        help="The model that reads what users buy. Automatic uses the multilingual model when "
+        "a noticeable share of the product texts is not English (Chinese, Japanese, Russian, "
+        "French, ...), so the same product in two languages counts as the same; otherwise the "
+        "English model, which is faster. The page says which one ran and why.",
+    )
+    if choice != "folder":
+        return {"text_model": choice, "model_path": None}
+    model = st.text_input(
+        "Model folder",
+        key=_remember("segments.model", folder or ""),
+        placeholder="/path/to/a/sentence-transformers/model",
+        disabled=not text,
+        help="The folder of a sentence-transformers model on this computer.",
+    )
+    return {"text_model": model.strip(), "model_path": None}
 
 
 def _k_label(k: int | str) -> str:
@@ -106,15 +139,7 @@ def settings_form(settings: SegmentSettings, text: bool, snapshot: bool) -> dict
                 key=_remember("segments.map", settings.map_method, list(MAP_WORDS)),
                 horizontal=True,
             )
-            model = st.text_input(
-                "Embedding model folder",
-                key=_remember("segments.model", settings.model_path or ""),
-                placeholder=f"bundled {DEFAULT_MODEL_ID.split('/')[-1]}",
-                disabled=not text,
-                help="Leave empty for the bundled model, or give a local sentence-transformers "
-                "folder.",
-            )
-            chosen["model_path"] = model.strip() or None
+            chosen.update(text_model_choice(settings, text))
         if text:
             with st.expander("Advanced"):
                 chosen["user_vector"] = st.radio(

@@ -29,6 +29,7 @@ from retention.segments.features import (
 from retention.segments.label import ctfidf, ctfidf_scores, top_terms
 from retention.segments.layout import map_2d, map_rows
 from retention.segments.pipeline import (
+    check_text_model_setting,
     run_settings,
     segment_dataset,
     segment_users,
@@ -49,6 +50,7 @@ from retention.segments.snapshot import segment_snapshot, snapshot_features
 from retention.segments.text import UserText, embed_user_text, text_vectors, user_documents
 
 __all__ = [
+    "check_text_model_setting",
     "ALGORITHMS",
     "DEFAULT_TEXT_WEIGHT",
     "K_MAX",

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import sparse
 
 from retention.segments.features import UserData
+from retention.segments.tokens import words
 from retention.words import NOISE_SEGMENT, segment_display_name
 
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"  # words of two or more letters; no numbers
@@ -76,8 +77,8 @@ def top_terms(
 def _vectorizer(ngram_range: tuple[int, int] = (1, 1)) -> Any:
     from sklearn.feature_extraction.text import CountVectorizer
 
-    return CountVectorizer(
-        stop_words="english", token_pattern=TOKEN_PATTERN, ngram_range=ngram_range
+    return CountVectorizer(  # words(): Chinese and Japanese cut into words (segments/tokens.py)
+        stop_words="english", tokenizer=words, token_pattern=None, ngram_range=ngram_range
     )
 
 

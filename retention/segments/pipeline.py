@@ -25,18 +25,24 @@ import pandas as pd
 
 from retention.cohorts import retention_by_segment
 from retention.embeddings import (
+    DEFAULT_MODEL_ID,
+    MULTILINGUAL_MODEL_ID,
     CachedEmbedder,
     Embedder,
-    SentenceTransformerEmbedder,
+    TextModelChoice,
+    choose_text_model,
     describe,
     model_id_for,
+    requested_model,
 )
+from retention.errors import InputError
 from retention.segments.cluster import Segmenter, cluster_metrics
 from retention.segments.features import (
     UserData,
     aggregate_users,
     behaviour_matrix,
     combine,
+    has_text,
     registered,
 )
 from retention.segments.label import (
@@ -66,7 +72,13 @@ def _user_vectors(
     use_text = not data.items.empty and settings.text_weight > 0
     metrics: dict[str, Any] = {}
     if use_text:
-        inner = embedder or SentenceTransformerEmbedder(settings.model_path)
+        choice = choose_text_model(data.texts, settings.text_model, settings.model_path)
+        metrics["text_model"] = choice.as_dict()
+        if embedder is not None and embedder.model_id != choice.model_id:
+            metrics["text_model"].update(
+                model="given", model_id=embedder.model_id, reason="A model given by the caller."
+            )
+        inner = embedder or choice.embedder()
         text = embed_user_text(
             data,
             CachedEmbedder(inner, workspace),
@@ -209,13 +221,66 @@ def segment_users(
 def run_settings(
     settings: SegmentSettings | dict[str, Any] | None, embedder: Embedder | None = None
 ) -> dict[str, Any]:
-    """The settings as stored with a run: the dataclass's fields plus the model's id."""
+    """The settings as stored with a run: the dataclass's fields plus the model's id (``auto``
+    when the model is chosen from the texts; the run's metrics say which one ran)."""
     settings = SegmentSettings.coerce(settings)
     stored = settings.to_dict()
-    stored["model"] = (
-        embedder.model_id if embedder is not None else model_id_for(settings.model_path)
-    )
+    stored["model"] = embedder.model_id if embedder is not None else requested_model_id(settings)
     return stored
+
+
+def requested_model_id(settings: SegmentSettings) -> str:
+    """The id of the model the settings ask for, or ``auto`` when it depends on the texts."""
+    choice, folder = requested_model(settings.text_model, settings.model_path)
+    if choice == "folder":
+        return model_id_for(folder)
+    if choice == "multilingual":
+        return MULTILINGUAL_MODEL_ID
+    return DEFAULT_MODEL_ID if choice == "english" else "auto"
+
+
+def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings) -> str:
+    """The id of the model a segmentation of a workspace dataset uses (read from its texts when
+    the choice is automatic; the English model's when there is nothing to read)."""
+    model = requested_model_id(settings)
+    if model != "auto":
+        return model
+    if ws.dataset(dataset_id).shape != "events":
+        return DEFAULT_MODEL_ID
+    return dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+
+
+def check_text_model_setting(text_model: str) -> None:
+    """Check a ``text_model`` setting before any work: one of auto, english, multilingual, or
+    a folder that holds a sentence-transformers model."""
+    settings = SegmentSettings(text_model=text_model)
+    try:
+        requested_model_id(settings)
+    except InputError as exc:
+        raise InputError(
+            f"The text model must be auto, english, multilingual or the folder of a local "
+            f"sentence-transformers model. {exc}"
+        ) from None
+
+
+def dataset_text_model(
+    con: duckdb.DuckDBPyConnection, ref: str, settings: SegmentSettings
+) -> TextModelChoice:
+    """The text model a segmentation of the events table ``ref`` (quoted) uses: the same
+    choice as the run makes (the same distinct texts, sorted, are read)."""
+    texts: list[str] = []
+    if requested_model(settings.text_model, settings.model_path)[0] != "folder" and has_text(
+        con, ref
+    ):
+        texts = (
+            con.execute(
+                f"SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM {ref} "  # noqa: S608
+                "WHERE trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
+            )
+            .fetchnumpy()["text"]
+            .tolist()
+        )
+    return choose_text_model(texts, settings.text_model, settings.model_path)
 
 
 def segment_dataset(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retention.embeddings import check_text_model
 from retention.errors import InputError
 from retention.words import Progress
 
@@ -64,6 +65,9 @@ class SegmentSettings:
     user_vector: str = "items"
     weighting: str = "spend"
     model_path: str | None = None
+    #: ``auto`` (chosen from the texts), ``english``, ``multilingual``, or a model folder
+    #: (:func:`retention.embeddings.choose_text_model`).
+    text_model: str = "auto"
     map_method: str = "pca"
     period: str = "auto"
     min_cluster_size: int | None = None
@@ -76,6 +80,7 @@ class SegmentSettings:
         check_choice("weighting", self.weighting, WEIGHTINGS)
         check_choice("map_method", self.map_method, MAP_METHODS)
         check_choice("period", self.period, PERIOD_CHOICES)
+        check_text_model(self.text_model, self.model_path)
         weight = self.text_weight
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
             raise InputError(

@@ -100,6 +100,7 @@ def test_rename_is_kept(app_workspace, planted):
 def test_bad_model_folder_is_a_message_not_a_traceback(app_workspace, planted, tmp_path):
     _save(app_workspace, planted.events)
     at = make_app(PAGE)
+    at.selectbox(key="segments.text_model").set_value("folder").run()
     at.text_input(key="segments.model").set_value(str(tmp_path / "no-such-model")).run()
     _button(at, "Find segments").click().run()
     assert not at.exception

@@ -185,7 +185,7 @@ def test_a_bad_settings_file_is_one_line_and_nothing_runs(
         (["--lift", "discount=-1"], "the assumed lift must be a number >= 0"),
         (["--lift", "a=1", "--lift", "a=2"], "--lift a=... is given more than once"),
         (["--segment-seed", "-1"], "'segment_seed' parameter must be an int"),
-        (["--text-model", "multilingual"], "no multilingual model"),
+        (["--text-model", "/no/such/model"], "text model must be auto, english, multilingual"),
     ],
 )
 def test_every_new_flag_is_checked_before_any_work(tmp_path, capsys, no_work, args, needle):
