@@ -107,6 +107,8 @@ def profile_display(
                 else money(v, currency, decimals).removesuffix(" (currency of your data)")
                 for v in values
             ]
+        elif column == "frequency":  # 1.4 shows as 1.4, not 1 (issue 18)
+            out[header] = [_number(v, 1) for v in values]
         else:
             out[header] = [_number(v) for v in values]
     for k in retention_ks:

@@ -29,6 +29,8 @@ SILHOUETTE_SAMPLE = 5_000
 MINIBATCH_ABOVE = 50_000
 STABILITY_SAMPLE = 4_000
 STABILITY_PAIRS = 3
+#: Below this stability (ARI) the page says segments "change from one sample to the next".
+UNSTABLE = 0.75
 
 
 class Segmenter:
@@ -256,11 +258,13 @@ def k_choice_reason(metrics: dict[str, Any]) -> str | None:
     )
     more = k + 1
     if more in stability and more in silhouette:
-        if stability[more] < stability[k] - 0.05:
+        if stability[more] < UNSTABLE:
             text += (
                 f" With {more}, the segments change from one sample to the next "
-                f"(stability {stability[more]:.2f}), so they would not be worth acting on."
+                f"(stability {stability[more]:.2f}): not a split to act on."
             )
+        elif stability[more] < stability[k] - 0.02:
+            text += f" With {more}, they come back less reliably ({stability[more]:.2f})."
         else:
             text += f" With {more}, users are less clearly apart ({silhouette[more]:.2f})."
     return text

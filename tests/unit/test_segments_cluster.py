@@ -123,8 +123,11 @@ def test_the_reason_for_k_in_plain_words():
     assert reason.startswith("Why 3 segments: of the 2 to 4 tried, 3 splits your users")
     assert "(stability 0.96 of 1; separation 0.12)" in reason
     assert "With 4, the segments change from one sample to the next (stability 0.56)" in reason
+    assert reason.endswith(": not a split to act on.")
     steady = dict(metrics, stability_by_k={"2": 0.98, "3": 0.96, "4": 0.95})
     assert "With 4, users are less clearly apart (0.10)." in k_choice_reason(steady)
+    less = dict(metrics, stability_by_k={"2": 0.98, "3": 0.96, "4": 0.90})
+    assert "With 4, they come back less reliably (0.90)." in k_choice_reason(less)
     # k by hand, or a run from before stability was measured: nothing to explain.
     assert k_choice_reason(dict(metrics, k_auto=False)) is None
     assert k_choice_reason({k: v for k, v in metrics.items() if k != "stability_by_k"}) is None

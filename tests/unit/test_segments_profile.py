@@ -30,7 +30,7 @@ def test_profile_cells_have_units_and_no_none() -> None:
         "Users": ["1", "2,499", "12,000"],
         "Share": ["0%", "17%", "83%"],
         "Days since active": ["73", "41", "—"],
-        "Active days": ["20", "28", "3"],
+        "Active days": ["19.6", "28.5", "3.0"],  # one decimal: 1.4 shows as 1.4, not 1
         "Spend per user (£)": ["£345.99", "£1,079.79", "£12.50"],
         "Revenue (£)": ["£346", "£2,698,382", "£150,000"],
         "Retention after 1 week": ["70%", "86%", "—"],
