@@ -9,7 +9,8 @@ alone is flat and low (Online Retail: 0.111 at k = 2, 0.115 at 3, 0.101 at 4) an
 "the fewest within 5% of the best", gave 2 broad groups. Multiplying by stability (do the same
 segments come back on resampled users?) keeps the splits that are real: Online Retail 3 (4 and
 more fall apart, ARI 0.56), the review sample 8 (its planted 4 products × 2 behaviours), the
-planted demo 4.
+planted demo 4. A k whose smallest segment is a splinter (under half an equal share) is left
+out (:func:`best_k`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Segmenter:
             raise InputError(f"Segmentation needs at least 2 users. Got {n}.")
         self.silhouette_: dict[int, float] = {}
         self.stability_: dict[int, float] = {}
+        self.smallest_: dict[int, float] = {}
         if self.algorithm == "hdbscan":
             raw = self._hdbscan(X)
         else:
@@ -147,12 +149,13 @@ class Segmenter:
                 if len(np.unique(labels)) < 2:
                     continue
                 self.silhouette_[k] = float(silhouette_score(sample, labels))
+                self.smallest_[k] = float(np.bincount(labels).min() / len(labels))
         if not self.silhouette_:
             return lo
         self.stability_ = stability_by_k(
             X, sorted(self.silhouette_), random_state=self.random_state
         )
-        return best_k(self.silhouette_, self.stability_)
+        return best_k(self.silhouette_, self.stability_, self.smallest_)
 
     def _hdbscan(self, X: np.ndarray) -> np.ndarray:
         from sklearn.cluster import HDBSCAN
@@ -222,10 +225,23 @@ def k_scores(silhouette: dict[int, float], stability: dict[int, float]) -> dict[
     return {k: silhouette[k] * stability[k] for k in silhouette if k in stability}
 
 
-def best_k(silhouette: dict[int, float], stability: dict[int, float]) -> int:
+def best_k(
+    silhouette: dict[int, float],
+    stability: dict[int, float],
+    smallest: dict[int, float] | None = None,
+) -> int:
     """The k with the best silhouette × stability (ties: the fewer segments); the best
-    silhouette when no k has a stability score."""
+    silhouette when no k has a stability score.
+
+    With ``smallest`` (each k's smallest segment as a share of users), a k whose smallest
+    segment holds less than half an equal share (``1 / (2k)``) is left out while another k is
+    left: such a segment is a splinter of atypical users cut from a real one (a planted demo of
+    6 segments of 60 users got a 7th of 21 at a slightly higher silhouette), not one to act on.
+    """
     scores = k_scores(silhouette, stability) or silhouette
+    if smallest:
+        whole = {k: v for k, v in scores.items() if smallest.get(k, 1.0) >= 1 / (2 * k)}
+        scores = whole or scores
     return min(scores, key=lambda k: (-scores[k], k))
 
 
@@ -238,7 +254,8 @@ def auto_k_rule(segmenter: Segmenter | None = None) -> str:
         f"Automatic tries {lo} to {hi} segments. Each number is scored on how clearly apart "
         f"the segments are (silhouette, on a sample of at most {s.sample_size:,} users) times "
         "how stable they are (found again on random 80% subsamples, the same segments come "
-        "back: 1 = always); the best score wins."
+        "back: 1 = always); the best score wins, leaving out splits with a segment smaller "
+        "than half an equal share."
     )
 
 
