@@ -86,7 +86,8 @@ folder = str(ws.folder)
 st.title("Segments")
 st.caption(
     "Groups of users who buy (or write) similar things and behave alike. Each segment is named "
-    "by its most distinctive words; rename it to something your team will recognise."
+    'by how its users behave compared with everyone ("loyal, big spenders") and by its most '
+    "distinctive words; rename it to something your team will recognise."
 )
 info = require_dataset()
 snapshot = info.shape == "snapshot"

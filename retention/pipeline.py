@@ -190,6 +190,7 @@ def _summary(
             {
                 "segment": int(r.segment),
                 "label": names.get(int(r.segment), str(r.label)),
+                "behaviour": str(getattr(r, "behaviour", "") or ""),  # issue 18: behaviour tag
                 "keywords": [k.strip() for k in str(r.keywords).split(",") if k.strip()],
                 "users": int(r.users),
             }

@@ -394,6 +394,9 @@ def _segments_section(segmentation: SegmentationResult, names: Mapping[int, str]
             "segment": [segment_name(names, g) for g in labels["segment"]],
             "users": labels["users"].astype(int),
             "share of users (%)": (100 * labels["users"] / max(total, 1)).round(1),
+            "how they behave": (
+                labels["behaviour"].fillna("").astype(str) if "behaviour" in labels else ""
+            ),
             "most distinctive words": labels["keywords"].astype(str),
         }
     )
@@ -401,8 +404,9 @@ def _segments_section(segmentation: SegmentationResult, names: Mapping[int, str]
         "Segments",
         paragraphs=[
             f"{len(labels)} segments of {total:,} users, found from what they buy and write "
-            "plus how they behave. The most distinctive words of a segment are those its users "
-            "use much more than the others (class-based TF-IDF)."
+            "plus how they behave. How a segment behaves compares its users' active days, "
+            "spend and days since last active with all users' averages; its most distinctive "
+            "words are those its users use much more than the others (class-based TF-IDF)."
         ],
         figures=[segment_charts.segment_sizes(segmentation.profile, names)],
         tables=[("", table)],

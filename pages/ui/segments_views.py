@@ -16,7 +16,7 @@ from retention.charts.segments import (
     segment_sizes,
     silhouette_curve,
 )
-from retention.segments import auto_k_rule, segmentation_basis
+from retention.segments import auto_k_rule, k_choice_reason, segmentation_basis
 from retention.strategies import to_csv_bytes
 from retention.words import (
     counted,
@@ -107,6 +107,8 @@ def profile_display(
                 else money(v, currency, decimals).removesuffix(" (currency of your data)")
                 for v in values
             ]
+        elif column == "frequency":  # 1.4 shows as 1.4, not 1 (issue 18)
+            out[header] = [_number(v, 1) for v in values]
         else:
             out[header] = [_number(v) for v in values]
     for k in retention_ks:
@@ -181,6 +183,9 @@ def overview(run: Run, names: dict[int, str], snapshot: bool, profile: pd.DataFr
             "to 0.5 they overlap somewhat, below 0.25 they blur into each other.",
         )
 
+    reason = k_choice_reason(metrics)
+    if reason:  # why this many segments, in plain words (the details: how_k_was_chosen)
+        st.caption(reason, help=auto_k_rule())
     st.plotly_chart(segment_map(art["map2d"], names), key="segments.map_chart")
     mapped = len(art["map2d"])
     st.caption(
@@ -228,8 +233,12 @@ def names_form(run: Run, names: dict[int, str]) -> dict[int, str]:
     (``{segment: new name}``) when they press Save names, else an empty dict."""
     st.subheader("Names and keywords")
     st.caption(
-        "Keywords are the words most distinctive of each segment (class-based TF-IDF); the "
-        "representative users are those closest to the segment's centre. Names are kept."
+        "How they behave compares the segment's average active days, spend and days since last "
+        'active with all users\' ("loyal": active on at least 1.5 times as many days as '
+        "average, and recently). Keywords are the words most distinctive of each segment "
+        '(class-based TF-IDF), leaving out common words, sentiment ("great", "love") and '
+        "ratings. The representative users are those closest to the segment's centre. Names are "
+        "kept."
     )
     labels = run.artifacts["labels"]
     with st.form(f"segments.names.{run.id}"):
@@ -242,7 +251,12 @@ def names_form(run: Run, names: dict[int, str]) -> dict[int, str]:
                 key=f"segments.name.{run.id}.{seg}",
             )
             # Keywords and user ids come from the data: shown as plain text, never as HTML.
-            b.markdown(f"**{counted(row.users, 'user')}** · {plain(str(row.keywords or '—'))}")
+            behaviour = str(getattr(row, "behaviour", "") or "")
+            b.markdown(
+                f"**{counted(row.users, 'user')}**"
+                + (f" · how they behave: *{plain(behaviour)}*" if behaviour else "")
+                + f" · words: {plain(str(row.keywords or '—'))}"
+            )
             b.caption(f"Representative users: {plain(str(row.representatives))}")
         saved = st.form_submit_button("Save names")
     if not saved:
@@ -263,10 +277,20 @@ def how_k_was_chosen(metrics: dict[str, Any]) -> None:
         return
     with st.expander("How the number of segments was chosen"):
         st.plotly_chart(curve, key="segments.silhouette")
-        st.caption(
-            "Silhouette: how much closer users are to their own segment than to the next one. "
-            + auto_k_rule()
-        )
+        if metrics.get("stability_by_k"):
+            st.caption(
+                "Separation (silhouette): how much closer users are to their own segment than "
+                "to the next one. Stability: segments found on two random samples of 80% of the "
+                "users, compared (adjusted Rand index: 1 = the same segments, 0 = no better than "
+                "chance). " + auto_k_rule()
+            )
+        else:  # a run from before stability was measured
+            st.caption(
+                "Silhouette: how much closer users are to their own segment than to the next "
+                "one. This segmentation was made by an earlier version, which took the fewest "
+                "segments within 5% of the best silhouette; press Find segments for today's "
+                "choice. " + auto_k_rule()
+            )
 
 
 def download(assignments: pd.DataFrame, names: dict[int, str]) -> None:

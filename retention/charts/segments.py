@@ -154,26 +154,41 @@ def segment_retention(
 
 
 def silhouette_curve(metrics: Mapping[str, object]) -> go.Figure | None:
-    """Silhouette score by k of an automatic choice of k (``None`` when k was set by hand)."""
+    """Silhouette (and, when measured, stability) by k of an automatic choice of k (``None``
+    when k was set by hand), the chosen k marked."""
     scores = metrics.get("silhouette_by_k") or {}
     if not isinstance(scores, Mapping) or not scores:
         return None
+    stable = metrics.get("stability_by_k") or {}
+    stable = stable if isinstance(stable, Mapping) else {}
     ks = sorted(int(k) for k in scores)
     values = [float(scores[str(k)] if str(k) in scores else scores[k]) for k in ks]
     chosen = metrics.get("k")
-    fig = go.Figure(go.Scatter(x=ks, y=values, mode="lines+markers", name="silhouette"))
+    fig = go.Figure(
+        go.Scatter(x=ks, y=values, mode="lines+markers", name="separation (silhouette)")
+    )
+    if stable:
+        sk = sorted(int(k) for k in stable)
+        fig.add_trace(
+            go.Scatter(
+                x=sk,
+                y=[float(stable[str(k)] if str(k) in stable else stable[k]) for k in sk],
+                mode="lines+markers",
+                name="stability (1 = same segments on every sample)",
+                line={"dash": "dash"},
+            )
+        )
     best = ks[int(np.argmax(values))]
     if chosen in ks:
-        from retention.segments.cluster import SILHOUETTE_TOLERANCE
-
-        why = f" (the fewest within {SILHOUETTE_TOLERANCE:.0%} of the best)" * (chosen != best)
+        # Before stability was measured the rule took the fewest k within 5% of the best.
+        why = "" if stable or chosen == best else " (the fewest within 5% of the best)"
         fig.add_vline(
             x=chosen,
             line_dash="dot",
             annotation_text=f"chosen: k = {chosen}{why}",
             annotation_position="bottom right",  # clear of the "best score" mark at the top
         )
-    if chosen in ks and best != chosen:
+    if chosen in ks and best != chosen and not stable:
         fig.add_annotation(
             x=best,
             y=max(values),
@@ -183,9 +198,12 @@ def silhouette_curve(metrics: Mapping[str, object]) -> go.Figure | None:
             ay=-30,
         )
     fig.update_layout(
-        title="How well separated the segments are, by k",
+        title="How clearly apart and how stable the segments are, by k"
+        if stable
+        else "How well separated the segments are, by k",
         xaxis_title="number of segments k",
-        yaxis_title="silhouette (higher is better)",
+        yaxis_title="score (higher is better)" if stable else "silhouette (higher is better)",
+        legend={"orientation": "h", "y": -0.25},
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return fig

@@ -8,7 +8,8 @@ The package reads as the pipeline, each step a module and each swappable:
   embedded once);
 * :mod:`~retention.segments.reduce`: principal components, exactly or sampled and chunked;
 * :mod:`~retention.segments.cluster`: :class:`Segmenter` (k-means with automatic k, HDBSCAN);
-* :mod:`~retention.segments.label`: c-TF-IDF keywords, labels, representative users;
+* :mod:`~retention.segments.label`: behaviour tags, c-TF-IDF keywords, labels, representative
+  users;
 * :mod:`~retention.segments.layout`: the 2-D map;
 * :mod:`~retention.segments.pipeline`: the steps put together for an event log, and the
   segment profile; :mod:`~retention.segments.snapshot`: a campaign snapshot;
@@ -17,7 +18,7 @@ The package reads as the pipeline, each step a module and each swappable:
 This module re-exports the names other code uses.
 """
 
-from retention.segments.cluster import NOISE, Segmenter, auto_k_rule
+from retention.segments.cluster import NOISE, Segmenter, auto_k_rule, k_choice_reason
 from retention.segments.features import (
     UserData,
     aggregate_users,
@@ -72,6 +73,7 @@ __all__ = [
     "ctfidf_scores",
     "embed_user_text",
     "has_text",
+    "k_choice_reason",
     "map_2d",
     "map_rows",
     "reduce_dimensions",

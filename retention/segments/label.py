@@ -1,14 +1,19 @@
-"""Step 5, label: each segment's most distinctive words and a few representative users.
+"""Step 5, label: each segment's behaviour tag, its most distinctive words and a few
+representative users.
 
-Class-based TF-IDF (BERTopic's formula, :func:`ctfidf_scores`) over each segment's users'
-documents, keeping only terms a segment uses more than the rest (:func:`top_terms`). Without
-text, labels describe the behaviour ("recent, high spend"). Representatives are the users
-closest to the segment's centre.
+A segment's name is a short behaviour tag from how its users behave compared with the whole base
+(:func:`behaviour_tag`: "loyal, big spenders", "lapsed, one-off buyers") followed by its most
+distinctive words: "loyal, big spenders · bag, red, vintage". Words come from class-based TF-IDF
+(BERTopic's formula, :func:`ctfidf_scores`) over each segment's users' documents, keeping only
+terms a segment uses more than the rest (:func:`top_terms`) and leaving out stop words, sentiment
+words and contraction fragments (:func:`label_stop_words`: "doesn", "stars", "great").
+Representatives are the users closest to the segment's centre.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,16 +24,150 @@ from retention.segments.features import UserData
 from retention.segments.tokens import words
 from retention.words import NOISE_SEGMENT, segment_display_name
 
-TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"  # words of two or more letters; no numbers
 ITEM_CHUNK = 4_000_000  # user-text rows per step when counting texts per segment
 
-# Words that describe a segment's behaviour (z-score of the mean above / below the average).
-_BEHAVIOUR_WORDS = {
-    "recency": ("lapsed", "recent"),
-    "frequency": ("frequent", "occasional"),
-    "monetary": ("high spend", "low spend"),
-    "tenure": ("long-standing", "new"),
-}
+#: Between the two (segment mean ÷ whole-base mean) a behaviour is "as usual"; beyond, it names
+#: the segment ("frequent" at 1.5 × the base's active days or more, "occasional" at ⅔ or less).
+HIGH, LOW = 1.5, 2 / 3
+#: At most this many active days on average: the segment's users came once ("one-off").
+ONE_OFF_DAYS = 1.5
+#: Separates the behaviour tag from the words in a segment's name.
+NAME_SEPARATOR = " · "
+
+#: Words that say how a writer felt, not what they bought or wrote about: on reviews they are
+#: distinctive of happy or unhappy customers, not of products ("great, love, stars").
+SENTIMENT_WORDS = frozenset(
+    [
+        "amazing",
+        "awesome",
+        "awful",
+        "bad",
+        "beautiful",
+        "best",
+        "better",
+        "brilliant",
+        "cheap",
+        "decent",
+        "disappointed",
+        "disappointing",
+        "excellent",
+        "fab",
+        "fabulous",
+        "fantastic",
+        "favorite",
+        "favourite",
+        "fine",
+        "glad",
+        "good",
+        "gorgeous",
+        "great",
+        "happy",
+        "hate",
+        "hated",
+        "highly",
+        "honestly",
+        "horrible",
+        "ideal",
+        "impressed",
+        "like",
+        "liked",
+        "lovely",
+        "love",
+        "loved",
+        "loves",
+        "meh",
+        "nice",
+        "ok",
+        "okay",
+        "perfect",
+        "perfectly",
+        "pleased",
+        "pleasantly",
+        "poor",
+        "poorly",
+        "pretty",
+        "recommend",
+        "recommended",
+        "sadly",
+        "satisfied",
+        "super",
+        "superb",
+        "surprised",
+        "terrible",
+        "unhappy",
+        "useless",
+        "wonderful",
+        "worse",
+        "worst",
+        "worth",
+        "wow",
+    ]
+)
+#: Pieces of contractions the tokenizer leaves ("doesn't" → "doesn") and review boilerplate
+#: (ratings, "bought", "product") that every segment's reviews share.
+FRAGMENTS = frozenset(
+    [
+        "aren",
+        "couldn",
+        "didn",
+        "doesn",
+        "don",
+        "hadn",
+        "hasn",
+        "haven",
+        "im",
+        "isn",
+        "ive",
+        "ll",
+        "mustn",
+        "shan",
+        "shouldn",
+        "ve",
+        "wasn",
+        "weren",
+        "won",
+        "wouldn",
+        "ain",
+        "ya",
+        "star",
+        "stars",
+        "rating",
+        "rated",
+        "review",
+        "reviews",
+        "product",
+        "products",
+        "item",
+        "items",
+        "bought",
+        "buy",
+        "buying",
+        "purchase",
+        "purchased",
+        "ordered",
+        "got",
+        "use",
+        "used",
+        "using",
+        "just",
+        "really",
+        "thing",
+        "things",
+        "lot",
+        "bit",
+        "thanks",
+        "thank",
+    ]
+)
+
+
+@functools.cache
+def label_stop_words() -> frozenset[str]:
+    """Words never used in a label: scikit-learn's English stop words (a kept list), sentiment
+    words and contraction fragments."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | SENTIMENT_WORDS | FRAGMENTS
 
 
 def ctfidf_scores(counts: sparse.spmatrix | np.ndarray) -> np.ndarray:
@@ -78,7 +217,10 @@ def _vectorizer(ngram_range: tuple[int, int] = (1, 1)) -> Any:
     from sklearn.feature_extraction.text import CountVectorizer
 
     return CountVectorizer(  # words(): Chinese and Japanese cut into words (segments/tokens.py)
-        stop_words="english", tokenizer=words, token_pattern=None, ngram_range=ngram_range
+        stop_words=sorted(label_stop_words()),
+        tokenizer=words,
+        token_pattern=None,
+        ngram_range=ngram_range,
     )
 
 
@@ -87,7 +229,7 @@ def ctfidf(
 ) -> dict[int, list[tuple[str, float]]]:
     """Top c-TF-IDF terms of each class, where a class's text is all its documents together.
 
-    English stop words and numbers are ignored; so are terms a class does not use more than the
+    Stop words, sentiment words, fragments (:func:`label_stop_words`) and numbers are ignored; so are terms a class does not use more than the
     others (see :func:`top_terms`).
     """
     classes = np.asarray(classes)
@@ -144,39 +286,104 @@ def text_keywords(data: UserData, labels: np.ndarray, top_n: int = 10) -> dict[i
     return {s: [t for t, _ in terms] for s, terms in zip(segments, ranked, strict=True)}
 
 
-def behaviour_keywords(
-    B: np.ndarray, names: Sequence[str], labels: np.ndarray
-) -> dict[int, list[str]]:
-    """Per segment, words for the behaviour columns whose mean z-score is at least 0.25 away
-    from the average, strongest first ("frequent", "high spend")."""
-    out = {}
-    for s in np.unique(labels):
-        z = B[labels == s].mean(axis=0)
-        order = np.argsort(-np.abs(z), kind="stable")
-        words = [
-            _BEHAVIOUR_WORDS[names[j]][0 if z[j] > 0 else 1] for j in order if abs(z[j]) >= 0.25
-        ]
-        out[int(s)] = words
-    return out
+def behaviour_tag(
+    segment: Mapping[str, float], base: Mapping[str, float], has_amount: bool = True
+) -> str:
+    """A short phrase for how a segment behaves compared with the whole base ("loyal, big
+    spenders", "lapsed, one-off buyers", "frequent, low spend"); "typical buyers" when nothing
+    stands out.
+
+    ``segment`` and ``base`` hold mean ``frequency`` (active days), ``recency_days`` (days since
+    last active), ``monetary`` (spend, used when ``has_amount``) and ``tenure_days`` (days since
+    first active) of the segment's users and of all users. Each is compared as a ratio of the
+    segment's mean to the base's: ≥ :data:`HIGH` or ≤ :data:`LOW` counts. At most two parts, the
+    strongest first chosen, then shown in a fixed order (when, how often, how much):
+
+    * how often: "one-off" (at most :data:`ONE_OFF_DAYS` active days on average), "loyal"
+      (frequent and recent), "frequent", "occasional";
+    * when (unless loyal): "lapsed" (long since last active), "recent" (for one-off buyers who
+      came recently, "new"), else "new" (short tenure, for segments that came back);
+    * how much: "big spenders", "low spend".
+    """
+    noun = "buyers" if has_amount else "users"
+
+    def ratio(key: str) -> float | None:
+        mine, everyone = segment.get(key), base.get(key)
+        if mine is None or everyone is None or not everyone > 0 or mine != mine:
+            return None
+        return float(mine) / float(everyone)
+
+    def strength(r: float | None) -> float:
+        return 0.0 if r is None or r <= 0 else abs(float(np.log(r)))
+
+    freq, rec = ratio("frequency"), ratio("recency_days")
+    spend = ratio("monetary") if has_amount else None
+    tenure = ratio("tenure_days")
+    one_off = segment.get("frequency") is not None and segment["frequency"] <= ONE_OFF_DAYS
+    recent = rec is not None and rec <= LOW
+    parts: dict[str, tuple[float, str]] = {}  # position → (strength, words)
+    if one_off:
+        parts["often"] = (np.inf, f"one-off {noun}")
+    elif freq is not None and freq >= HIGH:
+        parts["often"] = (strength(freq), "loyal" if recent else "frequent")
+    elif freq is not None and freq <= LOW:
+        parts["often"] = (strength(freq), "occasional")
+    if parts.get("often", (0, ""))[1] != "loyal":
+        if rec is not None and rec >= HIGH:
+            parts["when"] = (strength(rec), "lapsed")
+        elif recent:
+            parts["when"] = (strength(rec), "new" if one_off else "recent")
+        elif tenure is not None and tenure <= LOW and not one_off:  # a one-off's is its recency
+            parts["when"] = (strength(tenure), "new")
+    if spend is not None and spend >= HIGH:
+        parts["much"] = (strength(spend), "big spenders")
+    elif spend is not None and spend <= LOW and not one_off:  # one-off buyers spend little
+        parts["much"] = (strength(spend), "low spend")
+    kept = sorted(parts, key=lambda p: -parts[p][0])[:2]
+    words = [parts[p][1] for p in ("when", "often", "much") if p in kept]
+    if not words:
+        return f"typical {noun}"
+    if words[-1] in ("loyal", "frequent", "occasional", "recent", "lapsed", "new"):
+        words[-1] = f"{words[-1]} {noun}"  # "lapsed buyers", "loyal buyers"
+    return ", ".join(words)
+
+
+def behaviour_tags(users: pd.DataFrame, labels: np.ndarray, has_amount: bool) -> dict[int, str]:
+    """:func:`behaviour_tag` of each segment (noise included), from the per-user behaviour
+    (``recency_days, frequency, monetary, tenure_days``) and the segment labels."""
+    columns = ["recency_days", "frequency", "monetary", "tenure_days"]
+    frame = users[columns].astype(float)
+    base = frame.mean().to_dict()
+    means = frame.groupby(np.asarray(labels)).mean()
+    return {int(s): behaviour_tag(row.to_dict(), base, has_amount) for s, row in means.iterrows()}
+
+
+def segment_label(tag: str | None, words: Sequence[str]) -> str:
+    """A segment's name from its behaviour tag and its keywords: "loyal, big spenders · bag,
+    red, vintage" (the first three words); either part alone when the other is missing."""
+    parts = [p for p in (tag, ", ".join(words[:3])) if p]
+    return NAME_SEPARATOR.join(parts)
 
 
 def labels_frame(
     labels: np.ndarray,
     keywords: dict[int, list[str]],
     representatives: dict[int, list[str]],
-    fallback: dict[int, list[str]] | None = None,
+    tags: dict[int, str] | None = None,
 ) -> pd.DataFrame:
-    """``segment, label, keywords, users, representatives``, one row per segment.
+    """``segment, label, behaviour, keywords, users, representatives``, one row per segment.
 
-    A label is the first three keywords (``fallback`` words when a segment has none), else the
-    segment's display name; a repeated label gets a number, so names tell segments apart.
+    A label is the segment's behaviour tag (``tags``) and its first three keywords
+    (:func:`segment_label`), else the segment's display name (always for noise); a repeated
+    label gets a number, so names tell segments apart.
     """
     rows = []
     seen: dict[str, int] = {}
     for s in sorted(np.unique(labels).tolist()):
-        words = keywords.get(s) or (fallback or {}).get(s) or []
-        named = s != NOISE_SEGMENT and words
-        label = ", ".join(words[:3]) if named else segment_display_name(s)
+        words = keywords.get(s) or []
+        tag = (tags or {}).get(s) or ""
+        named = s != NOISE_SEGMENT and (words or tag)
+        label = segment_label(tag, words) if named else segment_display_name(s)
         if label in seen:  # names must tell segments apart
             seen[label] += 1
             label = f"{label} ({seen[label]})"
@@ -186,6 +393,7 @@ def labels_frame(
             {
                 "segment": int(s),
                 "label": label,
+                "behaviour": tag,
                 "keywords": ", ".join(words),
                 "users": int((labels == s).sum()),
                 "representatives": ", ".join(representatives.get(s, [])),

@@ -4,7 +4,8 @@
 2. **Embed** each distinct text once and build user text vectors (:mod:`~retention.segments.text`).
 3. **Combine and reduce** text and behaviour (:mod:`~retention.segments.reduce`).
 4. **Cluster** (:mod:`~retention.segments.cluster`).
-5. **Label** segments by their most distinctive words (:mod:`~retention.segments.label`).
+5. **Label** segments by how they behave and their most distinctive words
+   (:mod:`~retention.segments.label`).
 6. **Map** the users in 2-D (:mod:`~retention.segments.layout`).
 7. **Profile** each segment: users, share, mean recency / frequency / monetary, revenue, and
    retention after 1 and 4 periods (as the cohort table counts it:
@@ -46,7 +47,7 @@ from retention.segments.features import (
     registered,
 )
 from retention.segments.label import (
-    behaviour_keywords,
+    behaviour_tags,
     labels_frame,
     representatives,
     text_keywords,
@@ -177,7 +178,7 @@ def _segment_events(
         labels,
         text_keywords(data, labels) if metrics["text_used"] else {},
         representatives(X, labels, user_ids),
-        behaviour_keywords(B, names, labels),
+        behaviour_tags(data.users, labels, data.has_amount),
     )
     names_of = dict(zip(label_frame["segment"], label_frame["label"], strict=True))
 

@@ -133,7 +133,19 @@ def test_automatic_k_is_explained_with_the_codes_own_rule(app_workspace, planted
     captions = [c.value for c in at.caption]
     assert any(auto_k_rule() in c for c in captions)
     assert not any("0.02" in c for c in captions)
-    assert "within 5% of the best" in auto_k_rule()
+    # Issue 18: why this many segments, in plain words, under the headline numbers, from the
+    # run's own scores (the planted fixture has 3 segments).
+    from retention.segments import k_choice_reason
+
+    run = app_workspace.load_run(app_workspace.runs("segmentation")["id"].iloc[0])
+    reason = k_choice_reason(run.metrics)
+    assert run.metrics["k"] == 3 and reason.startswith("Why 3 segments: of the 2 to 12 tried")
+    assert reason in captions
+    assert "stability" in reason and run.metrics["stability_by_k"]["3"] > 0.9
+    # Names say how each segment behaves, then its words.
+    names = run.artifacts["labels"]["label"].tolist()
+    assert all(" · " in n for n in names), names
+    assert [m.value for m in at.markdown if "how they behave:" in m.value]
 
 
 def test_a_refresh_keeps_every_setting(app_workspace, planted):

@@ -27,8 +27,8 @@ from retention.embeddings import (
 )
 from retention.errors import InputError
 from retention.segments import SegmentSettings, segment_users
-from retention.segments.label import TOKEN_PATTERN, text_keywords
-from retention.segments.tokens import words
+from retention.segments.label import text_keywords
+from retention.segments.tokens import TOKEN_PATTERN, words
 from retention.synth import CHINESE_NAMES, make_bilingual, make_planted
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from retention.segments import ctfidf, ctfidf_scores, top_terms
-from retention.segments.label import labels_frame
+from retention.segments.label import (
+    FRAGMENTS,
+    SENTIMENT_WORDS,
+    TOKEN_PATTERN,
+    behaviour_tag,
+    behaviour_tags,
+    label_stop_words,
+    labels_frame,
+)
 from retention.words import segment_display_name
 
 
@@ -63,10 +73,124 @@ def test_ctfidf_scores_formula_on_a_matrix():
 
 
 def test_segments_without_words_get_the_shared_display_name():
-    frame = labels_frame(np.array([0, 0, 1, -1]), {0: ["mug", "tea"]}, {}, {1: []})
+    frame = labels_frame(np.array([0, 0, 1, -1]), {0: ["mug", "tea"]}, {}, {1: ""})
     assert frame["label"].tolist() == [
         segment_display_name(-1),
         "mug, tea",
         segment_display_name(1),
     ]
     assert frame["label"].tolist() == ["Unclustered", "mug, tea", "Segment 2"]
+
+
+# ----------------------------------------------------------------------------- behaviour tags
+# Oracle: hand-made profiles against a hand-made base, each ratio worked out in the comment.
+BASE = {"frequency": 4.0, "recency_days": 90.0, "monetary": 2000.0, "tenure_days": 250.0}
+
+
+def test_behaviour_tag_of_hand_made_profiles():
+    # Online Retail's two broad groups (issue 18): 7.3 active days (1.8× the base), 37 days
+    # since last purchase (0.41×), 4,188 spend (2.1×) -> loyal (frequent and recent), big spenders.
+    loyal = {"frequency": 7.3, "recency_days": 37.0, "monetary": 4188.0, "tenure_days": 300.0}
+    assert behaviour_tag(loyal, BASE) == "loyal, big spenders"
+    # 1.4 active days (one-off), 130 days since (1.44×: not yet "lapsed"), 482 spend.
+    once = {"frequency": 1.4, "recency_days": 130.0, "monetary": 482.0, "tenure_days": 140.0}
+    assert behaviour_tag(once, BASE) == "one-off buyers"
+    # The same, last seen 200 days ago (2.2×): lapsed.
+    gone = dict(once, recency_days=200.0)
+    assert behaviour_tag(gone, BASE) == "lapsed, one-off buyers"
+    # One-off but recent (20 days, 0.22×): new customers.
+    assert behaviour_tag(dict(once, recency_days=20.0), BASE) == "new, one-off buyers"
+    # 8 active days (2×), 80 days since (0.89×, usual), spend 900 (0.45×): frequent, low spend.
+    busy = {"frequency": 8.0, "recency_days": 80.0, "monetary": 900.0, "tenure_days": 250.0}
+    assert behaviour_tag(busy, BASE) == "frequent, low spend"
+    # Nothing beyond 1.5× or ⅔: typical.
+    usual = {"frequency": 4.5, "recency_days": 100.0, "monetary": 2500.0, "tenure_days": 240.0}
+    assert behaviour_tag(usual, BASE) == "typical buyers"
+    # Frequent only: the noun goes with the last word.
+    assert behaviour_tag(dict(usual, frequency=7.0), BASE) == "frequent buyers"
+    # Without amounts, spend says nothing and the noun is "users".
+    assert behaviour_tag(dict(usual, monetary=99999.0), BASE, has_amount=False) == "typical users"
+    # At most two parts, the strongest: occasional (2/4 = 0.5×), lapsed (3×), big spenders (1.6×)
+    # -> lapsed (log 3 = 1.10) and occasional (log 2 = 0.69) beat big spenders (log 1.6 = 0.47).
+    rare = {"frequency": 2.0, "recency_days": 270.0, "monetary": 3200.0, "tenure_days": 250.0}
+    assert behaviour_tag(rare, BASE) == "lapsed, occasional buyers"
+
+
+def test_behaviour_tags_compare_each_segment_with_the_whole_base():
+    users = pd.DataFrame(
+        {
+            "recency_days": [10.0, 20.0, 300.0, 310.0],
+            "frequency": [9, 11, 1, 1],
+            "monetary": [900.0, 1100.0, 20.0, 30.0],
+            "tenure_days": [330.0, 340.0, 300.0, 310.0],
+        }
+    )
+    # Base means: recency 160, frequency 5.5, spend 512.5. Segment 0: recency 15 (0.09×),
+    # frequency 10 (1.8×), spend 1000 (1.95×); segment 1: one-off, recency 305 (1.9×).
+    tags = behaviour_tags(users, np.array([0, 0, 1, 1]), has_amount=True)
+    assert tags == {0: "loyal, big spenders", 1: "lapsed, one-off buyers"}
+
+
+def test_a_name_is_the_behaviour_tag_then_the_words():
+    frame = labels_frame(
+        np.array([0, 0, 1, 2, -1]),
+        {0: ["bag", "red", "vintage", "jumbo"], 1: []},
+        {},
+        {0: "loyal, big spenders", 1: "one-off buyers", 2: "one-off buyers", -1: "lapsed buyers"},
+    )
+    assert frame["label"].tolist() == [
+        "Unclustered",  # noise keeps its display name
+        "loyal, big spenders · bag, red, vintage",
+        "one-off buyers",
+        "one-off buyers (2)",  # names must tell segments apart
+    ]
+    assert frame["behaviour"].tolist()[1:] == [
+        "loyal, big spenders",
+        "one-off buyers",
+        "one-off buyers",
+    ]
+
+
+# ----------------------------------------------------------------------------- stop words
+def test_labels_leave_out_sentiment_words_and_fragments():
+    # Class 0's reviews are happy and full of contractions; class 1's are plain. Without the
+    # filter "love, great, doesn, stars" would be class 0's most distinctive words.
+    happy = [
+        "Great kettle, I love it. Doesn't leak. 5 stars",
+        "Love this kettle! Don't hesitate, great value. Five stars",
+        "Good kettle, really great, wouldn't buy another. I've had it a year",
+    ]
+    plain = ["Toaster with wide slots", "Toaster, crumb tray", "A toaster for bagels"]
+    result = ctfidf(happy + plain, [0, 0, 0, 1, 1, 1])
+    words = [t for t, _ in result[0]]
+    assert words[0] == "kettle"
+    for dropped in ("great", "love", "doesn", "don", "stars", "good", "really", "ve", "wouldn"):
+        assert dropped not in words, dropped
+    assert {"leak", "hesitate", "value"} <= set(words)
+    assert [t for t, _ in result[1]][0] == "toaster"
+    assert {"great", "doesn", "stars", "love", "don", "the"} <= label_stop_words()
+
+
+def test_labels_on_the_bundled_review_sample_are_product_words():
+    # sample_data/reviews_sample.csv.gz: four product categories; loyal reviewers write the
+    # happy reviews, so sentiment words are distinctive of behaviour there. Segmented by the
+    # truth (category × behaviour), no label word may be a sentiment word or a fragment.
+    root = Path(__file__).resolve().parents[2] / "sample_data"
+    events = pd.read_csv(root / "reviews_sample.csv.gz")
+    truth = pd.read_csv(root / "reviews_truth.csv").set_index("user_id")
+    group = truth["category"] + "/" + truth["behaviour"]
+    codes = {g: i for i, g in enumerate(sorted(group.unique()))}
+    result = ctfidf(events["text"].tolist(), events["user_id"].map(group).map(codes).tolist())
+    banned = SENTIMENT_WORDS | FRAGMENTS
+    for terms in result.values():
+        words = [t for t, _ in terms]
+        assert words and not banned & set(words), words
+    # Without the filter (scikit-learn's English list only) sentiment words would show.
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    plain = CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN)
+    X = plain.fit_transform(events["text"])
+    y = events["user_id"].map(group).map(codes).to_numpy()
+    counts = np.vstack([np.asarray(X[y == c].sum(axis=0)) for c in sorted(codes.values())])
+    unfiltered = top_terms(counts, plain.get_feature_names_out().tolist(), 3)
+    assert banned & {t for terms in unfiltered for t, _ in terms}

@@ -30,7 +30,7 @@ def test_profile_cells_have_units_and_no_none() -> None:
         "Users": ["1", "2,499", "12,000"],
         "Share": ["0%", "17%", "83%"],
         "Days since active": ["73", "41", "—"],
-        "Active days": ["20", "28", "3"],
+        "Active days": ["19.6", "28.5", "3.0"],  # one decimal: 1.4 shows as 1.4, not 1
         "Spend per user (£)": ["£345.99", "£1,079.79", "£12.50"],
         "Revenue (£)": ["£346", "£2,698,382", "£150,000"],
         "Retention after 1 week": ["70%", "86%", "—"],
@@ -54,6 +54,7 @@ def test_unknown_currency_and_no_amounts() -> None:
 def test_silhouette_chart_says_why_k_is_not_the_best_score() -> None:
     from retention.charts.segments import silhouette_curve
 
+    # A run from before stability was measured (the fewest within 5% of the best silhouette).
     metrics = {"k": 2, "silhouette_by_k": {"2": 0.112, "3": 0.115, "4": 0.101}}
     fig = silhouette_curve(metrics)
     texts = [a.text for a in fig.layout.annotations]
@@ -61,3 +62,10 @@ def test_silhouette_chart_says_why_k_is_not_the_best_score() -> None:
     assert "best score: k = 3" in texts
     same = silhouette_curve({"k": 3, "silhouette_by_k": {"2": 0.1, "3": 0.2}})
     assert [a.text for a in same.layout.annotations] == ["chosen: k = 3"]
+    # Today's runs also measure stability: both lines, the chosen k marked, no "5%" rule.
+    stable = silhouette_curve(dict(metrics, k=3, stability_by_k={"2": 0.98, "3": 0.96, "4": 0.56}))
+    assert [t.name for t in stable.data] == [
+        "separation (silhouette)",
+        "stability (1 = same segments on every sample)",
+    ]
+    assert [a.text for a in stable.layout.annotations] == ["chosen: k = 3"]
