@@ -64,7 +64,7 @@ with st.form("test.plan_form"):
 
 
 @st.cache_data(max_entries=4, show_spinner="Planning the test…")
-def _plan(dataset_id: str, seg_id: str, period: str, churn_after: int, settings_key: tuple,
+def _plan(folder: str, dataset_id: str, seg_id: str, period: str, churn_after: int, settings_key: tuple,
           names_key: tuple) -> dict:  # fmt: skip
     plan = plan_for_dataset(ws, dataset_id, seg_id, period=period, churn_after=churn_after,
                             settings=PlanSettings(**dict(settings_key)), names=dict(names_key))  # fmt: skip
@@ -76,7 +76,7 @@ if planned:
         settings = PlanSettings(actions=tuple(actions), holdout=holdout, mde=mde, power=power,
                                 alpha=alpha, max_periods=longest)  # fmt: skip
         st.session_state["test.planned"] = _plan(
-            info.id, seg_run.id, period, churn_after, tuple(sorted(asdict(settings).items())),
+            str(ws.folder), info.id, seg_run.id, period, churn_after, tuple(sorted(asdict(settings).items())),
             tuple(sorted(names.items())),
         )  # fmt: skip
     except InputError as exc:
