@@ -288,10 +288,16 @@ def about_box(ws: Workspace) -> None:
 
     with st.expander("About / settings", icon=":material/settings:"):
         st.markdown(f"**Retention Studio** {__version__}")
-        st.caption(
-            "Everything you add or compute is kept on this computer, in the workspace folder "
-            f"`{ws.folder}`. Another folder: start the app with RETENTION_WORKSPACE set."
-        )
+        if sign_in_on():
+            st.caption(
+                "Everything you add or compute is kept on this server, in your own workspace "
+                f"folder `{ws.folder}`: nobody else signed in here sees it."
+            )
+        else:
+            st.caption(
+                "Everything you add or compute is kept on this computer, in the workspace folder "
+                f"`{ws.folder}`. Another folder: start the app with RETENTION_WORKSPACE set."
+            )
         if st.button(
             "Show the first-steps overview",
             key="about.overview",

@@ -204,7 +204,7 @@ def people_sidebar() -> None:
 
 
 def _team_box(who: Person) -> None:
-    from pages.ui.common import current_dataset_id, workspace
+    from pages.ui.common import current_dataset_id
 
     with st.expander("Team workspace", icon=":material/groups:"):
         st.radio(
@@ -221,19 +221,31 @@ def _team_box(who: Person) -> None:
         dataset_id = current_dataset_id()
         if dataset_id is None:
             return
-        if st.button(
+        st.button(
             "Publish this dataset to the team",
             key="people.publish",
             icon=":material/publish:",
+            on_click=_publish,
+            args=(who, dataset_id),
             help="Copies this dataset and its finished segmentations and trainings into the "
             "team workspace, with your name and the time. Later changes stay in yours.",
-        ):
-            from pages.ui.common import open_workspace_at, workspace_root
+        )
+        done = st.session_state.pop(_PUBLISHED, None)
+        if done:
+            (st.error if done.startswith("!") else st.success)(done.lstrip("!"))
 
-            team = open_workspace_at(auth.team_folder(workspace_root()), None)
-            try:
-                auth.publish_dataset(workspace(), dataset_id, team, who.name)
-            except InputError as exc:
-                st.error(exc.in_app, icon=":material/error:")
-            else:
-                st.success("Published: the team sees a copy in the team workspace.")
+
+_PUBLISHED = "people.published"
+
+
+def _publish(who: Person, dataset_id: str) -> None:
+    """Copy the dataset into the team workspace (the button's callback)."""
+    from pages.ui.common import open_workspace_at, workspace, workspace_root
+
+    team = open_workspace_at(auth.team_folder(workspace_root()), None)
+    try:
+        auth.publish_dataset(workspace(), dataset_id, team, who.name)
+    except InputError as exc:
+        st.session_state[_PUBLISHED] = "!" + exc.in_app
+    else:
+        st.session_state[_PUBLISHED] = "Published: the team sees a copy in the team workspace."

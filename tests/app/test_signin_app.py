@@ -97,3 +97,28 @@ def test_each_person_has_their_own_workspace(app_workspace, provider):
     assert bob.session_state["dataset_id"] in set(bob_ws.datasets()["id"])
     assert not set(bob_ws.datasets()["id"]) & set(ws.datasets()["id"])
     assert len(app_workspace.datasets()) == 0  # the root is nobody's workspace
+
+
+def test_team_workspace_read_only_and_publish(app_workspace, provider, monkeypatch):
+    from retention import auth
+    from retention.errors import InputError
+    from retention.workspace import Workspace
+
+    monkeypatch.setenv(auth.TEAM_ENV, "1")
+    alice = _app(user=_person("alice"))
+    assert not alice.exception
+    alice.button(key="people.publish").click().run()
+    team = Workspace(auth.team_folder(app_workspace.folder))
+    published = team.datasets()
+    assert len(published) == 1
+    assert "(published by alice@example.com, " in published["name"][0]
+
+    bob = _app(user=_person("bob"))
+    bob.radio(key="people.team_view").set_value(True).run()
+    assert not bob.exception
+    assert bob.session_state["dataset_id"] == published["id"][0]  # bob looks at the team's
+    from pages.ui.common import _open_workspace
+
+    served = _open_workspace(str(auth.team_folder(app_workspace.folder)))  # what the app uses
+    with pytest.raises(InputError, match="team workspace is read-only"):
+        served.check_room()  # adding a dataset or starting a run there is refused in words
