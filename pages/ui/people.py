@@ -180,12 +180,6 @@ def people_folder(root: Path) -> tuple[Path, str | None] | None:
     return root / auth.PEOPLE_FOLDER / who.key, None
 
 
-def owner() -> str | None:
-    """Who submits a job: the signed-in person's name (None without sign-in)."""
-    who = person()
-    return None if who is None else who.email or who.name
-
-
 def people_sidebar() -> None:
     """Who is signed in, Sign out, and the team workspace (shown only with sign-in)."""
     who = person()
