@@ -143,8 +143,15 @@ async def session(browser, url: str, s: int, users: int, data: Path, out: dict) 
         out["pages"].append(await nav(page, "Policy"))
         while True:
             await page.get_by_role("button", name="Train", exact=True).click()
+            # Wait for the answer itself (refused, running or done): an idle check alone can
+            # pass before the click's rerun has started.
+            refused = page.get_by_text(LIMIT_WORDS)
+            answer = refused.or_(page.get_by_text(re.compile(r"^Training: "))).or_(
+                page.get_by_text("Learned policy's worth", exact=True)
+            )
+            await answer.first.wait_for()
             await idle(page)
-            if await page.get_by_text(LIMIT_WORDS).count():
+            if await refused.count():
                 out["limit_waits"] += 1  # this person's other session is training: wait
                 await page.wait_for_timeout(3000)
                 out["pages"].append(await nav(page, "Policy"))
