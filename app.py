@@ -1,7 +1,9 @@
 """Retention Studio: the app's entry point, a router with the shared sidebar.
 
 ``st.navigation`` over the pages in ``pages/`` picks the page from the URL; the sidebar (the
-workspace and the dataset picker) is drawn once here for every page; then the page runs.
+workspace and the dataset picker) is drawn once here for every page; then the page runs. On a
+server with sign-in (an ``[auth]`` section in the secrets) nothing of this runs for a visitor
+who is not signed in: they get the sign-in page (``pages/ui/people.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.ui.common import dataset_sidebar, ensure_samples, refuse_an_open_server, route
+from pages.ui.people import sign_in_gate
 
 FAVICON = Path(__file__).parent / "pages" / "ui" / "favicon.png"
 
@@ -18,6 +21,7 @@ FAVICON = Path(__file__).parent / "pages" / "ui" / "favicon.png"
 # a font CDN, and the app promises to run offline.
 st.set_page_config(page_title="Retention Studio", page_icon=str(FAVICON), layout="wide")
 refuse_an_open_server()
+sign_in_gate()  # with sign-in configured: the sign-in page only, until someone signs in
 
 page = route()
 # Again after routing: the router's page icon (":material/...") would otherwise become the tab's

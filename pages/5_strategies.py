@@ -75,13 +75,15 @@ policy_id = st.selectbox(
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the strategies…")
-def _load(dataset_id: str, seg_id: str, policy_id: str, names_key: tuple) -> StoredStrategies:
+def _load(
+    folder: str, dataset_id: str, seg_id: str, policy_id: str, names_key: tuple
+) -> StoredStrategies:  # ``folder``: the cache is per workspace (per person, issue 16)
     return stored_strategies(ws, dataset_id, seg_id, policy_id, dict(names_key))
 
 
 names = segment_names(seg_run)
 try:
-    loaded = _load(info.id, seg_run.id, policy_id, tuple(sorted(names.items())))
+    loaded = _load(str(ws.folder), info.id, seg_run.id, policy_id, tuple(sorted(names.items())))
 except InputError as exc:
     stop_with_error(exc)
 policy: PolicyResult = loaded.policy
@@ -253,15 +255,20 @@ c3.download_button(
 
 @st.cache_data(max_entries=4, show_spinner="Writing the report…")
 def _report(
-    dataset_id: str, seg_id: str, policy_id: str, names_key: tuple, currency: str | None
+    folder: str,
+    dataset_id: str,
+    seg_id: str,
+    policy_id: str,
+    names_key: tuple,
+    currency: str | None,
 ) -> bytes:
-    stored = _load(dataset_id, seg_id, policy_id, names_key)
+    stored = _load(folder, dataset_id, seg_id, policy_id, names_key)
     return stored_report(ws, dataset_id, stored, dict(names_key), currency=currency).encode("utf-8")
 
 
 c4.download_button(
     "Report (HTML)",
-    _report(info.id, seg_run.id, policy_id, tuple(sorted(names.items())), currency),
+    _report(str(ws.folder), info.id, seg_run.id, policy_id, tuple(sorted(names.items())), currency),
     file_name=f"{info.name}-retention-report.html",
     mime="text/html",
     icon=":material/description:",

@@ -97,7 +97,7 @@ def _bar(text: str):
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _plan(dataset_id: str, seg_id: str, period: str, churn_after: int, settings_key: tuple,
+def _plan(folder: str, dataset_id: str, seg_id: str, period: str, churn_after: int, settings_key: tuple,
           names_key: tuple) -> dict:  # fmt: skip
     bar, progress = _bar("Planning the test…")
     plan = plan_for_dataset(ws, dataset_id, seg_id, period=period, churn_after=churn_after,
@@ -116,7 +116,7 @@ if planned:
                                 segments=() if len(in_segments) == len(seg_ids)
                                 else tuple(in_segments))  # fmt: skip
         st.session_state["test.planned"] = _plan(
-            info.id, seg_run.id, period, churn_after, tuple(sorted(asdict(settings).items())),
+            str(ws.folder), info.id, seg_run.id, period, churn_after, tuple(sorted(asdict(settings).items())),
             tuple(sorted(names.items())),
         )  # fmt: skip
     except InputError as exc:
@@ -152,7 +152,7 @@ if plan is None or log_file is None or events_file is None:
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
-def _results(dataset_id: str, seg_id: str, period: str, plan_key: tuple, log: bytes,
+def _results(folder: str, dataset_id: str, seg_id: str, period: str, plan_key: tuple, log: bytes,
              log_name: str, ev: bytes, ev_name: str) -> tuple:  # fmt: skip
     """Measure the test and store the retrained policy as a policy run (once per upload)."""
     bar, progress = _bar("Reading the results…")
@@ -170,7 +170,7 @@ def _results(dataset_id: str, seg_id: str, period: str, plan_key: tuple, log: by
 
 try:
     result, run_id = _results(
-        info.id, seg_run.id, period, (plan.plan_id, plan.periods, plan.start),
+        str(ws.folder), info.id, seg_run.id, period, (plan.plan_id, plan.periods, plan.start),
         log_file.getvalue(), log_file.name, events_file.getvalue(), events_file.name,
     )  # fmt: skip
 except InputError as exc:

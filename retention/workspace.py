@@ -254,6 +254,10 @@ class Workspace:
                 ui_hint="Start the app with RETENTION_WORKSPACE set to a folder you can write to.",
             ) from exc
         self.db_path = self.folder / DB_NAME
+        #: The most this workspace may hold (bytes), or None: a team server sets each person's.
+        self.size_limit: int | None = None
+        #: Why nothing may be added here (a team workspace opened read-only), or None.
+        self.read_only: str | None = None
         self._local = threading.local()
         with _connections_lock:
             self._write_lock = _write_locks.setdefault(self.db_path, threading.RLock())
@@ -344,6 +348,28 @@ class Workspace:
                 time.sleep(0.02 * 2**attempt)
         raise AssertionError("unreachable")
 
+    def used_bytes(self) -> int:
+        """How much the workspace's database holds (its used blocks: deleting a dataset frees
+        them, even though the file on disk does not shrink)."""
+        row = self._fetchall("SELECT used_blocks * block_size FROM pragma_database_size()")
+        return int(row[0][0] or 0) if row else 0
+
+    def check_room(self) -> None:
+        """Refuse to add more when the workspace is :attr:`read_only` or holds
+        :attr:`size_limit` bytes or more."""
+        if self.read_only:
+            raise InputError(self.read_only)
+        if self.size_limit is None:
+            return
+        used = self.used_bytes()
+        if used >= self.size_limit:
+            raise InputError(
+                f"Your workspace is full: it holds {used / 1e6:,.0f} MB of the "
+                f"{self.size_limit / 1e6:,.0f} MB each person may keep on this server. Delete "
+                "datasets you no longer need (Data page) and try again, or ask whoever runs the "
+                "server for more room."
+            )
+
     def _migrate(self) -> None:
         with self._own_cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -414,6 +440,7 @@ class Workspace:
         main = "snapshot" if shape == "snapshot" else "events"
         if main not in frames:
             raise ValueError(f"A {shape} dataset needs a {main!r} frame")
+        self.check_room()
         dataset_id = uuid.uuid4().hex[:12]
         name = (name or source_name or "dataset").strip() or "dataset"
 
@@ -573,6 +600,7 @@ class Workspace:
 
     def start_run(self, kind: str, dataset_id: str | None, settings: dict[str, Any]) -> str:
         """Record a run as ``running``; finish it with :meth:`finish_run` or :meth:`fail_run`."""
+        self.check_room()
         run_id = uuid.uuid4().hex[:12]
         key = _canonical(settings)
         self._write(

@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from pages.ui.people import people_folder, people_sidebar, sign_in_on
+from retention.auth import workspace_limit_bytes
 from retention.errors import InputError
 from retention.private import restrict_umask
 from retention.results import display_names
@@ -38,6 +40,8 @@ _CURRENCY = "dataset.currency."  # workspace meta key prefix of a dataset's curr
 
 
 _routed = False  # True once app.py has routed a run in this process (see _use_the_router)
+#: This tab's dataset (kept in the session and in the URL's ``?dataset=``).
+_TAB_DATASET = "dataset_id"
 
 
 def app_pages() -> list[st.Page]:
@@ -52,10 +56,15 @@ def app_pages() -> list[st.Page]:
 def route() -> st.Page:
     """The page this run shows, from ``st.navigation`` over :func:`app_pages` (the router in
     ``app.py`` calls this before it draws the shared sidebar)."""
-    global _routed
     page = st.navigation(app_pages())
-    _routed = True
+    mark_routed()
     return page
+
+
+def mark_routed() -> None:
+    """Record that ``st.navigation`` has been called in this process (see _use_the_router)."""
+    global _routed
+    _routed = True
 
 
 def _use_the_router() -> None:
@@ -87,9 +96,18 @@ def refuse_an_open_server() -> None:
     restrict_umask()
 
 
+def workspace_root() -> Path:
+    """The server's workspace folder: ``$RETENTION_WORKSPACE`` or ``workspace`` beside the app.
+    Without sign-in it is the workspace; with sign-in it holds one folder per person."""
+    return Path(os.environ.get("RETENTION_WORKSPACE") or ROOT / "workspace").resolve()
+
+
 def workspace_folder() -> str:
-    """The workspace folder: ``$RETENTION_WORKSPACE`` or ``workspace`` beside the app."""
-    return str(Path(os.environ.get("RETENTION_WORKSPACE") or ROOT / "workspace").resolve())
+    """The folder of the workspace this session works in: the root without sign-in, else the
+    signed-in person's own (or the team's, when they chose to look at it). Every cache of the
+    app is keyed by it, so nobody gets a result computed on someone else's data."""
+    chosen = people_folder(workspace_root())
+    return str(workspace_root() if chosen is None else chosen[0])
 
 
 @st.cache_resource(show_spinner=False)
@@ -97,11 +115,23 @@ def _open_workspace(folder: str) -> Workspace:
     return Workspace(folder)
 
 
+def open_workspace_at(folder: str | Path, read_only: str | None) -> Workspace:
+    """The (process-wide, cached) workspace in ``folder``; a person's has their size limit."""
+    ws = _open_workspace(str(folder))
+    ws.read_only = read_only
+    if sign_in_on() and read_only is None and ws.size_limit is None:
+        ws.size_limit = workspace_limit_bytes()
+    return ws
+
+
 def workspace() -> Workspace:
-    """The (process-wide, cached) workspace. Every page calls this first."""
+    """The (process-wide, cached) workspace this session works in. Every page calls this first."""
     _use_the_router()  # not at import time: a rerun raised mid-import breaks other sessions
     try:
-        return _open_workspace(workspace_folder())
+        chosen = people_folder(workspace_root())
+        if chosen is None:
+            return _open_workspace(str(workspace_root()))
+        return open_workspace_at(*chosen)
     except InputError as exc:
         stop_with_error(exc)
         raise  # unreachable: st.stop() raises
@@ -120,32 +150,54 @@ def page_link(name: str, label: str, icon: str | None = None) -> None:
     """A link to another page of the app, by short name (nothing when that page is absent)."""
     file = PAGES[name][0]
     if (ROOT / file).exists():
-        st.page_link(file, label=label, icon=icon)
+        st.page_link(file, label=label, icon=icon, query_params=_tab_query())
+
+
+def _tab_query() -> dict[str, str]:
+    """The URL parameters that keep this tab's dataset when it moves to another page."""
+    dataset_id = st.session_state.get(_TAB_DATASET)
+    return {"dataset": dataset_id} if dataset_id else {}
+
+
+def _pin_to_tab(dataset_id: str) -> None:
+    """Keep ``dataset_id`` as this tab's dataset: in its session (page moves) and in its URL
+    (refreshes, a copied link). Moving between pages drops the URL's parameters, so every run
+    puts it back; another tab's choice never changes this one's."""
+    st.session_state[_TAB_DATASET] = dataset_id
+    if st.query_params.get("dataset") != dataset_id:
+        st.query_params["dataset"] = dataset_id
 
 
 def set_current_dataset(dataset_id: str) -> None:
-    """Make ``dataset_id`` the current dataset (kept across pages, refreshes and restarts)."""
-    st.session_state["dataset_id"] = dataset_id
-    st.query_params["dataset"] = dataset_id
+    """Make ``dataset_id`` this tab's dataset and the person's last one (a new session of
+    theirs opens on it)."""
+    _pin_to_tab(dataset_id)
     ws = workspace()
     if ws.get_meta(_LAST_DATASET) != dataset_id:
         ws.set_meta(_LAST_DATASET, dataset_id)
 
 
 def current_dataset_id() -> str | None:
-    """The current dataset: this session's choice, the URL's, the last one used, or the newest."""
+    """This tab's dataset: the one it shows (session), the URL's (a refresh, a link), the
+    person's last choice (a new session), or the newest. Once found it stays this tab's."""
     ws = workspace()
     ids = list(ws.datasets()["id"])
     if not ids:
         return None
-    for candidate in (
-        st.session_state.get("dataset_id"),
-        st.query_params.get("dataset"),
-        ws.get_meta(_LAST_DATASET),
-    ):
-        if candidate in ids:
-            return candidate
-    return ids[0]
+    chosen = next(
+        (
+            candidate
+            for candidate in (
+                st.session_state.get(_TAB_DATASET),
+                st.query_params.get("dataset"),
+                ws.get_meta(_LAST_DATASET),
+            )
+            if candidate in ids
+        ),
+        ids[0],
+    )
+    _pin_to_tab(chosen)
+    return chosen
 
 
 def current_dataset() -> DatasetInfo | None:
@@ -226,8 +278,7 @@ def dataset_sidebar() -> None:
                 help=f"Now: **{names[current]}** ({rows[current]:,} rows). Everything on every "
                 "page is about this dataset. Add datasets on the Data page.",
             )
-            if st.query_params.get("dataset") != current:
-                set_current_dataset(current)
+        people_sidebar()
         about_box(ws)
 
 
@@ -237,23 +288,29 @@ def about_box(ws: Workspace) -> None:
 
     with st.expander("About / settings", icon=":material/settings:"):
         st.markdown(f"**Retention Studio** {__version__}")
-        st.caption(
-            "Everything you add or compute is kept on this computer, in the workspace folder "
-            f"`{ws.folder}`. Another folder: start the app with RETENTION_WORKSPACE set."
-        )
+        if sign_in_on():
+            st.caption(
+                "Everything you add or compute is kept on this server, in your own workspace "
+                f"folder `{ws.folder}`: nobody else signed in here sees it."
+            )
+        else:
+            st.caption(
+                "Everything you add or compute is kept on this computer, in the workspace folder "
+                f"`{ws.folder}`. Another folder: start the app with RETENTION_WORKSPACE set."
+            )
         if st.button(
             "Show the first-steps overview",
             key="about.overview",
             on_click=lambda: st.session_state.__setitem__(OVERVIEW_HIDDEN, False),
             help="The five steps of Retention Studio, at the top of the Data page.",
         ):
-            st.switch_page(PAGES["data"][0])
+            st.switch_page(PAGES["data"][0], query_params=_tab_query())
 
 
 def ensure_samples() -> None:
     """Load the bundled sample datasets into a new workspace (once)."""
     ws = workspace()
-    if samples_loaded(ws):
+    if ws.read_only or samples_loaded(ws):
         return
     with st.spinner("Preparing the sample datasets (first start only)…"):
         try:

@@ -33,22 +33,25 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @contextmanager
-def running_app(workspace: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The app served on a free loopback port over ``workspace``; yields (url, process)."""
-    port = _free_port()
+def running_app(
+    workspace: Path, port: int | None = None, extra_args: tuple[str, ...] = ()
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The app served on a loopback port (a free one unless given) over ``workspace``, with
+    ``extra_args`` for Streamlit (e.g. ``--secrets.files``); yields (url, process)."""
+    port = port or free_port()
     env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1")
     log = open(workspace / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
+         "--browser.gatherUsageStats", "false", *extra_args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
