@@ -63,18 +63,14 @@ def _stages(text: str) -> tuple[str, ...]:
 
 def _dataset_options(p: argparse.ArgumentParser) -> None:
     """The dataset and segment options of ``run``."""
-    from retention.cli import ROLES, _churn_after, _role_column, _seed, _segments
-    from retention.periods import DEFAULT_CHURN_AFTER, DEFAULT_TIMING, TIMINGS
+    from retention.cli import ROLES, _role_column, _seed
+    from retention.settings import add_arguments
 
     p.add_argument("input", metavar="INPUT", type=Path, help="the event log the plan is for")
     p.add_argument("--out", metavar="DIR", type=Path, required=True, help="output folder")
     p.add_argument("--campaigns", metavar="FILE", type=Path, help="campaign log of INPUT, if any")
     p.add_argument("--map", metavar="ROLE=COLUMN", type=_role_column, action="append",
                    default=[], help=f"use COLUMN for ROLE (roles: {', '.join(ROLES)})")  # fmt: skip
-    p.add_argument("--period", choices=("day", "week", "month"))
-    p.add_argument("--campaign-timing", choices=TIMINGS, default=DEFAULT_TIMING)
-    p.add_argument("--churn-after", metavar="N", type=_churn_after, default=DEFAULT_CHURN_AFTER)
-    p.add_argument("--segments", metavar="K|auto", type=_segments, default="auto")
     p.add_argument("--seed", metavar="S", type=_seed, default=0)
     p.add_argument("--workspace", metavar="DIR", type=Path, default=None)
     p.add_argument("--progress", choices=("auto", "lines", "none"), default="auto",
@@ -82,6 +78,9 @@ def _dataset_options(p: argparse.ArgumentParser) -> None:
                    "one line per step, 'none' nothing")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(action_cost=[])
+    # --settings FILE.toml and the data and segment settings, as `run` has them (the app's
+    # "Download these settings" file plans on the same segments).
+    add_arguments(p, only=("data", "segments"))
 
 
 def add_commands(sub: Any) -> None:
@@ -195,16 +194,27 @@ def run_command(args: argparse.Namespace, progress: Any = None) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _dataset(args: argparse.Namespace) -> tuple[Any, str, str, str, dict[int, str]]:
-    """Ingest INPUT, store it and segment it (reused from the workspace as ``run`` does)."""
+def _dataset(args: argparse.Namespace) -> tuple[Any, str, str, str, dict[int, str], int]:
+    """Ingest INPUT, store it and segment it (reused from the workspace as ``run`` does), with
+    the data and segment settings of the flags over the ``--settings`` file over the defaults;
+    the last item is the churn window (periods)."""
+    from retention.config import PipelineConfig
     from retention.ingest import LOCAL_FILE_BYTES, ingest
     from retention.periods import resolve_period
     from retention.results import segment_names
     from retention.runs import load_segmentation, run_segmentation, store_dataset
+    from retention.settings import SETTINGS
+    from retention.settings import resolve as resolve_settings
     from retention.workspace import Workspace
 
+    wanted = {s.key for s in SETTINGS if s.group in ("data", "segments")}
+    values = {k: v for k, v in resolve_settings(args).items() if k in wanted}
+    config = PipelineConfig.from_settings(
+        values, input=args.input, campaigns=args.campaigns, overrides=dict(args.map),
+        workspace=args.workspace, seed=args.seed,
+    )  # fmt: skip
     prepared = ingest(args.input, campaigns_path=args.campaigns, overrides=dict(args.map),
-                      max_bytes=LOCAL_FILE_BYTES, campaign_timing=args.campaign_timing)  # fmt: skip
+                      max_bytes=LOCAL_FILE_BYTES, campaign_timing=config.campaign_timing)  # fmt: skip
     if prepared.shape != "events":
         raise InputError(
             f"'{args.input}' is a campaign snapshot; a test is planned on an event log (who was "
@@ -212,12 +222,10 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, str, str, str, dict[int, st
         )
     ws = Workspace(args.workspace)
     dataset_id = store_dataset(ws, prepared, Path(args.input).name)
-    period = resolve_period(ws.cursor(), ws.table(dataset_id, "events"), args.period or "auto")
-    seg_run = run_segmentation(
-        ws, dataset_id, settings={"k": args.segments, "random_state": args.seed, "period": period}
-    )
+    period = resolve_period(ws.cursor(), ws.table(dataset_id, "events"), config.period or "auto")
+    seg_run = run_segmentation(ws, dataset_id, settings=config.segment_settings(period))
     names = segment_names(ws, seg_run, load_segmentation(ws, seg_run))
-    return ws, dataset_id, seg_run, period, names
+    return ws, dataset_id, seg_run, period, names, config.churn_after
 
 
 def _scaled(progress: Any, lo: float, hi: float) -> Any:
@@ -231,8 +239,8 @@ def _plan(args: argparse.Namespace, settings: Any, out: Path, progress: Any = No
 
     if progress is not None:
         progress(0.0, "Reading the event log and finding segments")
-    ws, dataset_id, seg_run, period, names = _dataset(args)
-    plan = plan_for_dataset(ws, dataset_id, seg_run, period=period, churn_after=args.churn_after,
+    ws, dataset_id, seg_run, period, names, churn_after = _dataset(args)
+    plan = plan_for_dataset(ws, dataset_id, seg_run, period=period, churn_after=churn_after,
                             settings=settings, names=names,
                             progress=_scaled(progress, 0.5, 1.0))  # fmt: skip
     (out / "assignment.csv").write_bytes(plan.assignment_csv())
@@ -261,7 +269,7 @@ def _results(args: argparse.Namespace, out: Path, progress: Any = None) -> None:
     plan = ExperimentPlan.from_json(data, assignment)
     if progress is not None:
         progress(0.0, "Reading the event log and finding segments")
-    ws, dataset_id, seg_run, period, names = _dataset(args)
+    ws, dataset_id, seg_run, period, names, _ = _dataset(args)
     planned_run = plan.source.get("segmentation_run")
     if planned_run and planned_run != seg_run:
         raise InputError(

@@ -18,7 +18,7 @@ import contextlib
 import difflib
 import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -396,9 +396,10 @@ def _help(setting: Setting) -> str:
     return text.replace("%", "%%")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, only: Iterable[str] | None = None) -> None:
     """Add ``--settings FILE.toml`` and every setting of :data:`SETTINGS` to ``parser``, in
-    argument groups named after the pages (a flag already there is left as it is)."""
+    argument groups named after the pages (a flag already there is left as it is); ``only``:
+    just these groups (``plan`` takes the data and segment settings, not the learner's)."""
     parser.add_argument(
         "--settings",
         metavar="FILE.toml",
@@ -408,9 +409,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "it); a flag given here overrides the file",
     )
     taken = set(parser._option_string_actions)  # noqa: SLF001 -- argparse has no public look-up
-    groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
+    wanted = set(GROUPS if only is None else only)
+    groups = {
+        name: parser.add_argument_group(title) for name, title in GROUPS.items() if name in wanted
+    }
     for setting in SETTINGS:
-        if setting.flag in taken:
+        if setting.flag in taken or setting.group not in wanted:
             continue
         group = groups[setting.group]
         if setting.kind == "table":
@@ -425,6 +429,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             type=None if choices else setting.parse_text, action=_Given,
             default=setting.default, help=_help(setting),
         )  # fmt: skip
+    if "policy" not in groups:
+        return
     groups["policy"].add_argument(
         "--lift-table", metavar="FILE.csv", type=Path, default=None,
         help="the assumed lift table as a CSV file with columns action, lift (and optionally "

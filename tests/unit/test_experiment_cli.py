@@ -149,3 +149,29 @@ def test_plan_can_be_narrowed_to_segments_and_include_churned_users(planned):
     assert set(a["segment"]) == {0, 2} and "churned" in set(a["stage"])
     data = json.loads((out / "plan.json").read_text())
     assert data["segments"] == [0, 2] and "churned" in data["stages"]
+
+
+def test_plan_takes_the_settings_file_of_the_segments_page(planned, capsys):
+    """The app's "Download these settings" file plans on the segments the page shows: the
+    plan's segmentation run is the one `run` makes from the same file."""
+    from retention.workspace import Workspace
+
+    folder, _, _ = planned
+    (folder / "page.toml").write_text("segments = 3\ntext_weight = 0.5\nsegment_seed = 7\n")
+    ws = folder / "ws_settings"
+    code = main(["plan", str(folder / "events.csv"), "--out", str(folder / "plan3"),
+                 "--settings", str(folder / "page.toml"), "--workspace", str(ws), "--quiet"])  # fmt: skip
+    assert code == 0
+    data = json.loads((folder / "plan3" / "plan.json").read_text())
+    run = Workspace(ws).load_run(data["source"]["segmentation_run"], artifacts=False)
+    assert run.settings["k"] == 3 and run.settings["text_weight"] == 0.5
+    assert run.settings["random_state"] == 7
+    assert pd.read_csv(folder / "plan3" / "assignment.csv")["segment"].nunique() == 3
+
+    (folder / "bad.toml").write_text("segmnts = 3\n")
+    bad_out = folder / "plan_bad"
+    code = main(["plan", str(folder / "events.csv"), "--out", str(bad_out), "--settings",
+                 str(folder / "bad.toml"), "--workspace", str(folder / "ws_bad"), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "segmnts" in err[0] and "segments" in err[0]
+    assert not bad_out.exists() and not (folder / "ws_bad").exists()

@@ -13,12 +13,12 @@ from retention.segments import ctfidf, ctfidf_scores, top_terms
 from retention.segments.label import (
     FRAGMENTS,
     SENTIMENT_WORDS,
-    TOKEN_PATTERN,
     behaviour_tag,
     behaviour_tags,
     label_stop_words,
     labels_frame,
 )
+from retention.segments.tokens import TOKEN_PATTERN
 from retention.words import segment_display_name
 
 
