@@ -44,8 +44,21 @@ _routed = False  # True once app.py has routed a run in this process (see _use_t
 _TAB_DATASET = "dataset_id"
 
 
+FAVICON = ROOT / "pages" / "ui" / "favicon.png"
+
+
+def set_tab_icon() -> None:
+    """The browser tab's title and icon: a file of ours. Until a run has set it, the browser
+    takes the current page's menu icon, and a ":material/..." icon is fetched from a font CDN;
+    the app promises to run offline, so every ``st.navigation`` call is preceded by this (see
+    :func:`app_pages`)."""
+    st.set_page_config(page_title="Retention Studio", page_icon=str(FAVICON), layout="wide")
+
+
 def app_pages() -> list[st.Page]:
-    """The app's pages, in menu order (a page whose file is absent is left out)."""
+    """The app's pages, in menu order (a page whose file is absent is left out). Sets the tab
+    icon first: every ``st.navigation`` call is given these pages."""
+    set_tab_icon()
     return [
         st.Page(file, title=title, icon=icon, default=name == "data")
         for name, (file, title, icon) in PAGES.items()
