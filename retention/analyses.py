@@ -1,0 +1,608 @@
+"""Retention analyses the way Amplitude, Mixpanel and PostHog users expect them, in DuckDB SQL.
+
+A **definition** says who starts and what counts as coming back: the start event (each user's
+first event of that type; any event by default) puts the user in the cohort of its period, and
+return events (of one type, or any) at or after that moment count as returns. Cohorts can be
+limited to those that started within a date range.
+
+Three ways to count a return, each a :class:`RetentionMatrix` of (group, cohort, column) cells:
+
+* ``classic`` (N-day / N-week / N-month): returned in period ``k`` after the start period;
+* ``unbounded`` ("on or after"): returned in period ``k`` or any later one;
+* ``brackets``: returned on a day inside a range of days since the start (e.g. 1–7, 8–30,
+  31–90; the last range may be open, "91 or later").
+
+**Incomplete cells.** A cell the data has not fully observed yet is marked, not shown as a drop:
+in periods, the cohort's cell in the data's last period when the data ends before that period
+does; in day ranges, a cohort some of whose users have not yet been followed to the range's
+last day. Averages over cohorts (the line chart) use complete cells only; a line falls back to
+its incomplete cells, marked as such, only where no complete cell exists.
+
+**Money**: the same period cells carry the revenue of the return events, which gives revenue
+retention (revenue in period ``k`` as a share of the cohort's period-0 revenue) and the
+cumulative revenue per user (the LTV curve).
+
+The aggregation is one scan of the events in SQL; what comes back is a few thousand cells at
+most, and everything after that is pandas on those cells.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from retention.cohorts import ALL_USERS, DEFAULT_TOP_N, MISSING, OTHER, _ordered
+from retention.errors import InputError
+from retention.periods import (
+    EventsSource,
+    PeriodGrid,
+    columns_of,
+    events_source,
+    period_grid,
+    period_index_sql,
+)
+from retention.sql import quote_ident
+
+MATRIX_MODES: tuple[str, ...] = ("classic", "unbounded", "brackets")
+DEFAULT_BRACKETS: tuple[tuple[int, int | None], ...] = ((1, 7), (8, 30), (31, 90))
+MAX_BRACKETS = 12
+COMPLETE, INCOMPLETE, UNOBSERVED = "complete", "incomplete", "unobserved"
+AVERAGE = "Average (all users)"
+#: Breakdowns by a user property that are not plain columns (see :func:`property_groups`).
+ACQUISITION = "acquisition"
+FIRST_PREFIX = "first:"
+MAX_EVENT_TYPES = 50
+
+
+@dataclass(frozen=True)
+class Definition:
+    """Who starts and what counts as coming back (``None``: any event), and the cohorts' dates:
+    only users whose start falls on or after ``start`` and on or before ``end`` (days)."""
+
+    start_event: str | None = None
+    return_event: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+    def describe(self) -> str:
+        """ "first purchase → any purchase" style words."""
+        first = f"first {self.start_event}" if self.start_event else "first event"
+        back = f"any {self.return_event}" if self.return_event else "any event"
+        return f"{first} → {back}"
+
+
+def parse_brackets(text: str) -> tuple[tuple[int, int | None], ...]:
+    """Day ranges from what a marketer types: "1-7, 8-30, 31-90" or "1-7, 8+" (an open last
+    range). Each range is whole days since the start, the first day after the start being 1;
+    ranges must go up and not overlap."""
+    parts = [p.strip() for p in re.split(r"[,;\n]", text or "") if p.strip()]
+    if not parts:
+        raise InputError("Enter at least one range of days, such as 1-7, 8-30, 31-90.")
+    if len(parts) > MAX_BRACKETS:
+        raise InputError(f"At most {MAX_BRACKETS} ranges of days; you entered {len(parts)}.")
+    out: list[tuple[int, int | None]] = []
+    for part in parts:
+        text_part = re.sub(r"^days?\s*", "", part, flags=re.IGNORECASE)
+        m = re.fullmatch(
+            r"(\d+)\s*(?:(?:-|–|—|to)\s*(\d+)|(\+|or later|or more))?",
+            text_part,
+            flags=re.IGNORECASE,
+        )
+        if not m:
+            raise InputError(
+                f"Cannot read the range {part!r}: write ranges of days like 1-7, 8-30, 31-90, "
+                "or 91+ for 'day 91 or later'."
+            )
+        lo = int(m.group(1))
+        hi = None if m.group(3) else int(m.group(2) or lo)
+        if hi is not None and hi < lo:
+            raise InputError(f"The range {part!r} ends before it starts: write it as {hi}-{lo}.")
+        if out and (out[-1][1] is None or lo <= out[-1][1]):
+            raise InputError(
+                f"The range {part!r} overlaps the one before it: ranges must go up without "
+                "overlapping, such as 1-7, 8-30, 31-90."
+            )
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def bracket_label(lo: int, hi: int | None) -> str:
+    """ "days 1–7", "day 0", "days 91+"."""
+    if hi is None:
+        return f"days {lo}+"
+    return f"day {lo}" if lo == hi else f"days {lo}–{hi}"
+
+
+def event_types(con: duckdb.DuckDBPyConnection, events: EventsSource) -> list[str]:
+    """The event types of the ``event`` column, most frequent first ([] without one)."""
+    with events_source(con, events) as ref:
+        if "event" not in columns_of(con, ref):
+            return []
+        rows = con.execute(
+            f"SELECT CAST(event AS VARCHAR) AS e, count(*) AS n FROM {ref} "  # noqa: S608
+            "WHERE event IS NOT NULL AND user_id IS NOT NULL AND ts IS NOT NULL "
+            "GROUP BY e ORDER BY n DESC, e LIMIT $n",
+            {"n": MAX_EVENT_TYPES},
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+# -- groups by a user property --------------------------------------------------------------
+
+
+def property_options(con: duckdb.DuckDBPyConnection, events: EventsSource) -> list[str]:
+    """Breakdowns by a property of each user's start: their acquisition period, and the first
+    value of ``text`` (the first product bought, the first review) and of ``country`` when the
+    events have them."""
+    with events_source(con, events) as ref:
+        cols = columns_of(con, ref)
+    firsts = [c for c in ("text", "country", "Country", "category") if c in cols]
+    return [ACQUISITION] + [FIRST_PREFIX + c for c in firsts]
+
+
+def property_groups(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    prop: str,
+    *,
+    period: str = "month",
+    top_n: int = DEFAULT_TOP_N,
+) -> pd.DataFrame:
+    """Each user's group by a property of their first event, as ``user_id, group`` (ordered).
+
+    ``acquisition``: the period of the first event (each cohort its own group, oldest first);
+    ``first:<column>``: the column's value on the user's first event (ties in time: the
+    alphabetically first value), the ``top_n`` values with most users, the rest "Other", users
+    without a value "(missing)".
+    """
+    with events_source(con, events) as ref:
+        cols = columns_of(con, ref)
+        if prop == ACQUISITION:
+            grid = period_grid(con, events, period)
+            index = period_index_sql(grid.period, "first_ts")
+            frame = con.execute(
+                f"""
+                SELECT user_id, {index} AS t FROM (
+                    SELECT CAST(user_id AS VARCHAR) AS user_id, min(CAST(ts AS TIMESTAMP))
+                        AS first_ts
+                    FROM {ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL GROUP BY 1
+                ) ORDER BY user_id
+                """,  # noqa: S608 -- fixed fragments and quoted identifiers only
+                {"origin": grid.origin.to_pydatetime()},
+            ).df()
+            ts = sorted(frame["t"].unique().tolist())
+            labels = {t: f"Acquired {grid.label(int(t))}" for t in ts}
+            return _ordered(
+                pd.DataFrame({"user_id": frame["user_id"], "group": frame["t"].map(labels)}),
+                [labels[t] for t in ts],
+            )
+        column = prop.removeprefix(FIRST_PREFIX)
+        if not prop.startswith(FIRST_PREFIX) or column not in cols or column in ("user_id", "ts"):
+            raise InputError(
+                f"Cannot group users by {prop!r}: use 'acquisition' or 'first:<column>' with a "
+                f"column of the events ({', '.join(c for c in cols if c not in ('user_id', 'ts'))})."
+            )
+        col = quote_ident(column)
+        frame = con.execute(
+            f"""
+            SELECT CAST(user_id AS VARCHAR) AS user_id,
+                   arg_min(CAST({col} AS VARCHAR), (CAST(ts AS TIMESTAMP),
+                           coalesce(CAST({col} AS VARCHAR), chr(1114111)))) AS value
+            FROM {ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL
+            GROUP BY 1 ORDER BY 1
+            """  # noqa: S608 -- quoted identifiers only
+        ).df()
+    value = frame["value"].fillna(MISSING).astype(str)
+    counts = value[value != MISSING].value_counts()
+    counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+    top = list(counts.index[:top_n])
+    group = value.where(value.isin(top) | (value == MISSING), OTHER)
+    return _ordered(
+        pd.DataFrame({"user_id": frame["user_id"], "group": group}), top + [OTHER, MISSING]
+    )
+
+
+def property_word(prop: str) -> str:
+    """How a property breakdown is named: "acquisition period", "first text"."""
+    if prop == ACQUISITION:
+        return "acquisition period"
+    return f"first {prop.removeprefix(FIRST_PREFIX)}"
+
+
+# -- the matrix ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetentionMatrix:
+    """Retention cells of one definition, per group and cohort.
+
+    ``cells`` has one row per (``group``, ``cohort_t``, ``column``) with ``cohort`` (the
+    cohort's start), ``users`` (the cohort's size), ``observed`` (users the data followed into
+    that column), ``complete`` (users followed through all of it), ``returned`` (users counted
+    as retained), ``returned_complete`` (the same among the ``complete`` users), ``status``
+    (``complete`` / ``incomplete`` / ``unobserved``) and, in periods, ``revenue`` (of the return
+    events in that period), ``revenue0`` (the cohort's period-0 revenue) and ``cum_revenue``
+    (revenue from period 0 through this one). ``columns`` names the columns (periods since the
+    start, or day ranges).
+    """
+
+    grid: PeriodGrid
+    definition: Definition
+    mode: str
+    columns: tuple[str, ...]
+    groups: tuple[str, ...]
+    cells: pd.DataFrame
+    brackets: tuple[tuple[int, int | None], ...] = field(default=())
+
+    @property
+    def period(self) -> str:
+        return self.grid.period
+
+    def sizes(self, group: str | None = None) -> pd.Series:
+        """Users per cohort (all groups, or one), indexed by cohort start."""
+        cells = self._of(group)
+        first = cells[cells["column"] == 0]
+        return first.groupby("cohort")["users"].sum().astype("int64").rename("users")
+
+    def table(self, group: str | None = None, measure: str = "percent") -> pd.DataFrame:
+        """The cohort × column table (``percent``: share of the cohort's users followed there;
+        ``count``: users retained), NaN where the data has not reached."""
+        cells = self._of(group)
+        agg = cells.groupby(["cohort", "column"])[["returned", "observed"]].sum()
+        if measure == "count":
+            values = agg["returned"].astype(float)
+        else:
+            values = agg["returned"] / agg["observed"].where(agg["observed"] > 0)
+        wide = values.unstack("column").reindex(columns=range(len(self.columns)))
+        seen = agg["observed"].unstack("column").reindex(columns=range(len(self.columns)))
+        return wide.where(seen > 0)
+
+    def status(self, group: str | None = None) -> pd.DataFrame:
+        """Each cell's status (``complete``/``incomplete``/``unobserved``), as :meth:`table`."""
+        cells = self._of(group)
+        agg = cells.groupby(["cohort", "column"])[["observed", "complete", "users"]].sum()
+        status = np.where(
+            agg["observed"] == 0,
+            UNOBSERVED,
+            np.where(agg["complete"] >= agg["users"], COMPLETE, INCOMPLETE),
+        )
+        wide = pd.Series(status, index=agg.index).unstack("column")
+        return wide.reindex(columns=range(len(self.columns))).fillna(UNOBSERVED)
+
+    def curves(self, measure: str = "percent", *, average: bool = True) -> pd.DataFrame:
+        """The line chart's data: one row per (``line``, ``column``) with ``value``, ``users``
+        (the users it rests on) and ``incomplete`` (True where no complete cell exists and the
+        value rests on cells not yet fully observed). Lines: each group, then
+        :data:`AVERAGE` over all users (with ``average``; left out with one group only).
+
+        Measures: ``percent`` / ``count`` (users retained), ``revenue_retention`` (revenue in
+        the period as a share of the same cohorts' period-0 revenue), ``ltv`` (cumulative
+        revenue per user)."""
+        if measure not in _MEASURES:
+            raise InputError(
+                f"The 'measure' parameter must be one of {', '.join(MEASURES)}. Got {measure!r}."
+            )
+        if measure in _COHORT_MEASURES and "revenue" not in self.cells:
+            raise InputError("Revenue needs retention counted in periods, not in day ranges.")
+        cells = self.cells
+        lines = [(g, cells[cells["group"] == g]) for g in self.groups]
+        if average and len(self.groups) > 1:
+            lines.append((AVERAGE, cells))
+        rows = []
+        for line, part in lines:
+            for col, at in part.groupby("column", sort=True):
+                value, users, incomplete = _line_point(at, measure)
+                if users > 0:
+                    rows.append((line, int(col), value, users, incomplete))
+        return pd.DataFrame(rows, columns=["line", "column", "value", "users", "incomplete"])
+
+    def _of(self, group: str | None) -> pd.DataFrame:
+        if group is None or group == ALL_USERS:
+            return self.cells
+        if group not in self.groups:
+            raise InputError(f"There is no group {group!r}. Groups: {', '.join(self.groups)}.")
+        return self.cells[self.cells["group"] == group]
+
+
+def _line_point(at: pd.DataFrame, measure: str) -> tuple[float, int, bool]:
+    """One point of a line from the cells of one column: over the users (percent, count) or
+    the cohorts (revenue) followed through the whole column; else, marked incomplete, over
+    those followed into it."""
+    num, den = _MEASURES[measure]
+    if measure in _COHORT_MEASURES:
+        done = at[at["status"] == COMPLETE]
+        incomplete = done.empty
+        if incomplete:
+            done = at[at["observed"] > 0]
+        top, bottom, users = done[num].sum(), done[den].sum(), int(done["users"].sum())
+    else:
+        top, bottom = at["returned_complete"].sum(), at["complete"].sum()
+        incomplete = bottom == 0
+        if incomplete:
+            top, bottom = at["returned"].sum(), at["observed"].sum()
+        users = int(bottom)
+    if measure == "count":
+        return float(top), users, bool(incomplete)
+    return (float(top) / float(bottom) if bottom > 0 else float("nan")), users, bool(incomplete)
+
+
+# measure -> (numerator, denominator) columns of the cells
+_MEASURES: dict[str, tuple[str, str]] = {
+    "percent": ("returned", "observed"),
+    "count": ("returned", "observed"),
+    "revenue_retention": ("revenue", "revenue0"),
+    "ltv": ("cum_revenue", "users"),
+}
+#: Measures averaged over whole cohorts (complete cells), not users.
+_COHORT_MEASURES = ("revenue_retention", "ltv")
+MEASURES: tuple[str, ...] = tuple(_MEASURES)
+
+
+def _start_sql(con: duckdb.DuckDBPyConnection, ref: str, definition: Definition) -> tuple:
+    """The events (with ``event`` as text when present) and each user's start, as SQL text with
+    its bound parameters."""
+    cols = columns_of(con, ref)
+    has_event = "event" in cols
+    if (definition.start_event or definition.return_event) and not has_event:
+        raise InputError(
+            "Start and return events need an event-type column (purchase, review, ...): this "
+            "dataset has none, so retention counts any event."
+        )
+    amount = "CAST(amount AS DOUBLE)" if "amount" in cols else "CAST(NULL AS DOUBLE)"
+    event = "CAST(event AS VARCHAR)" if has_event else "CAST(NULL AS VARCHAR)"
+    ev = (
+        f"SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(ts AS TIMESTAMP) AS ts, "  # noqa: S608
+        f"coalesce({amount}, 0) AS amount, {event} AS event FROM {ref} "
+        "WHERE user_id IS NOT NULL AND ts IS NOT NULL"
+    )
+    params: dict[str, object] = {}
+    start_where, ret_where, range_where = "", "", []
+    if definition.start_event:
+        start_where, params["start_event"] = "WHERE event = $start_event", definition.start_event
+    if definition.return_event:
+        ret_where, params["return_event"] = "AND e.event = $return_event", definition.return_event
+    if definition.start is not None:
+        range_where.append("start_ts >= CAST($from_day AS TIMESTAMP)")
+        params["from_day"] = pd.Timestamp(definition.start).to_pydatetime()
+    if definition.end is not None:
+        range_where.append("start_ts < CAST($to_day AS TIMESTAMP) + INTERVAL 1 DAY")
+        params["to_day"] = pd.Timestamp(definition.end).to_pydatetime()
+    where = ("WHERE " + " AND ".join(range_where)) if range_where else ""
+    starts = (
+        f"SELECT * FROM (SELECT user_id, min(ts) AS start_ts FROM ev {start_where} "  # noqa: S608
+        f"GROUP BY user_id) {where}"
+    )
+    return ev, starts, ret_where, params
+
+
+_SIZES_SQL = "SELECT grp, cohort_t, start_day, count(*) AS users FROM st GROUP BY ALL"
+_BRACKETS_SQL = """
+    SELECT grp, cohort_t, start_day, i AS column, count(*) AS returned
+    FROM (SELECT DISTINCT r.user_id, r.grp, r.cohort_t, r.start_day, b.i
+          FROM ret r JOIN {brackets} b ON r.d BETWEEN b.lo AND b.hi)
+    GROUP BY ALL
+"""
+
+
+def _groups_join(con: duckdb.DuckDBPyConnection, groups: pd.DataFrame | None) -> tuple[str, str]:
+    """A join adding ``grp`` to the starts (all users one group without ``groups``)."""
+    if groups is None:
+        return "", f"'{ALL_USERS}'"
+    name = f"_groups_{uuid.uuid4().hex}"
+    frame = pd.DataFrame(
+        {"user_id": groups["user_id"].astype(str), "grp": groups["group"].astype(str)}
+    )
+    con.register(name, frame)
+    return name, "g.grp"
+
+
+def retention_matrix(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    *,
+    period: str = "auto",
+    mode: str = "classic",
+    definition: Definition | None = None,
+    brackets: Sequence[tuple[int, int | None]] = DEFAULT_BRACKETS,
+    groups: pd.DataFrame | None = None,
+    grid: PeriodGrid | None = None,
+) -> RetentionMatrix:
+    """Retention cells of ``definition`` per group of ``groups`` (``user_id, group``, e.g.
+    :func:`~retention.cohorts.user_groups`; users without a group are left out; all users one
+    group when ``None``) and cohort, counted in periods (``classic``/``unbounded``) or in day
+    ``brackets``. ``grid``: the events' period grid when the caller has it."""
+    if mode not in MATRIX_MODES:
+        raise InputError(
+            f"The 'mode' parameter must be one of {', '.join(MATRIX_MODES)}. Got {mode!r}."
+        )
+    definition = definition or Definition()
+    grid = grid or period_grid(con, events, period)
+    brackets = tuple(brackets)
+    if mode == "brackets" and not brackets:
+        raise InputError("Bracketed retention needs at least one range of days.")
+    with events_source(con, events) as ref:
+        ev, starts, ret_where, params = _start_sql(con, ref, definition)
+        view, grp = _groups_join(con, groups)
+        join = f"JOIN {quote_ident(view)} g USING (user_id)" if view else ""
+        params["origin"] = grid.origin.to_pydatetime()
+        index = period_index_sql(grid.period, "{col}")
+        base = f"""
+            WITH ev AS ({ev}),
+            st AS (
+                SELECT s.user_id, s.start_ts, {grp} AS grp,
+                       {index.format(col="s.start_ts")} AS cohort_t,
+                       date_diff('day', CAST($origin AS TIMESTAMP),
+                                 date_trunc('day', s.start_ts)) AS start_day
+                FROM ({starts}) s {join}
+            ),
+            ret AS (
+                SELECT s.user_id, s.grp, s.cohort_t, s.start_day,
+                       {index.format(col="e.ts")} - s.cohort_t AS k,
+                       date_diff('day', date_trunc('day', s.start_ts),
+                                 date_trunc('day', e.ts)) AS d,
+                       e.amount
+                FROM ev e JOIN st s USING (user_id)
+                WHERE e.ts >= s.start_ts {ret_where}
+            )
+        """  # noqa: S608 -- fixed fragments and quoted identifiers only; values bound
+        try:
+            sizes = con.execute(
+                base + _SIZES_SQL,
+                params,
+            ).df()
+            if mode == "brackets":
+                bview = f"_brackets_{uuid.uuid4().hex}"
+                con.register(
+                    bview,
+                    pd.DataFrame(
+                        {
+                            "i": range(len(brackets)),
+                            "lo": [b[0] for b in brackets],
+                            "hi": [
+                                np.iinfo(np.int32).max if b[1] is None else b[1] for b in brackets
+                            ],
+                        }
+                    ),
+                )
+                try:
+                    long = con.execute(
+                        base + _BRACKETS_SQL.format(brackets=quote_ident(bview)),
+                        params,
+                    ).df()
+                finally:
+                    con.unregister(bview)
+            else:
+                long = con.execute(
+                    base  # noqa: S608 -- fixed text
+                    + """
+                    , per AS (
+                        SELECT user_id, grp, cohort_t, k, sum(amount) AS revenue,
+                               max(k) OVER (PARTITION BY user_id) = k AS is_last
+                        FROM ret GROUP BY user_id, grp, cohort_t, k
+                    )
+                    SELECT grp, cohort_t, k AS column, count(*) AS returned,
+                           count_if(is_last) AS last, sum(revenue) AS revenue
+                    FROM per GROUP BY ALL
+                    """,
+                    params,
+                ).df()
+        finally:
+            if view:
+                con.unregister(view)
+    order = _group_order(groups, sizes["grp"])
+    if mode == "brackets":
+        cells = _bracket_cells(sizes, long, grid, brackets)
+        columns = tuple(bracket_label(lo, hi) for lo, hi in brackets)
+    else:
+        cells = _period_cells(sizes, long, grid, mode)
+        columns = tuple(str(k) for k in range(grid.n_periods))
+    cells = cells.rename(columns={"grp": "group"})
+    starts = {t: grid.start_of(int(t)) for t in cells["cohort_t"].unique()}
+    cells.insert(2, "cohort", cells["cohort_t"].map(starts))
+    return RetentionMatrix(
+        grid=grid,
+        definition=definition,
+        mode=mode,
+        columns=columns,
+        groups=tuple(order),
+        cells=cells.reset_index(drop=True),
+        brackets=brackets if mode == "brackets" else (),
+    )
+
+
+def _group_order(groups: pd.DataFrame | None, present: pd.Series) -> list[str]:
+    have = set(present.astype(str))
+    if groups is None:
+        return [ALL_USERS] if have else []
+    col = groups["group"]
+    order = (
+        [str(c) for c in col.cat.categories]
+        if isinstance(col.dtype, pd.CategoricalDtype)
+        else sorted(col.astype(str).unique())
+    )
+    return [g for g in order if g in have]
+
+
+def _last_day(grid: PeriodGrid) -> int:
+    """The data's last day, as days since the grid's origin."""
+    last = grid.last_ts if grid.last_ts is not None else grid.start_of(grid.last_t + 1)
+    return int((pd.Timestamp(last).normalize() - grid.origin.normalize()).days)
+
+
+def _period_cells(
+    sizes: pd.DataFrame, long: pd.DataFrame, grid: PeriodGrid, mode: str
+) -> pd.DataFrame:
+    """Cells per (group, cohort, k) for k = 0 .. T - cohort; the last period incomplete when the
+    data ends inside it."""
+    per_cohort = sizes.groupby(["grp", "cohort_t"], as_index=False)["users"].sum()
+    n = (grid.last_t - per_cohort["cohort_t"] + 1).to_numpy()
+    cells = per_cohort.loc[per_cohort.index.repeat(n)].reset_index(drop=True)
+    cells["column"] = np.concatenate([np.arange(m) for m in n]) if len(n) else []
+    cells["column"] = cells["column"].astype("int64")
+    long = long.astype({"cohort_t": "int64", "column": "int64"})
+    cells = cells.merge(long, on=["grp", "cohort_t", "column"], how="left")
+    cells[["returned", "last", "revenue"]] = cells[["returned", "last", "revenue"]].fillna(0)
+    if mode == "unbounded":  # returned in k or later = users whose last return is at k or later
+        cells = cells.sort_values(["grp", "cohort_t", "column"])
+        cells["returned"] = cells.iloc[::-1].groupby(["grp", "cohort_t"])["last"].cumsum()
+    cells["returned"] = cells["returned"].astype("int64")
+    at_end = (cells["cohort_t"] + cells["column"]) == grid.last_t
+    partial = at_end & grid.ends_mid_period
+    cells["observed"] = cells["users"]
+    cells["complete"] = np.where(partial, 0, cells["users"])
+    cells["returned_complete"] = np.where(partial, 0, cells["returned"])
+    cells["status"] = np.where(partial, INCOMPLETE, COMPLETE)
+    cells = cells.sort_values(["grp", "cohort_t", "column"]).reset_index(drop=True)
+    key = ["grp", "cohort_t"]
+    cells["revenue0"] = cells.groupby(key)["revenue"].transform("first")
+    cells["cum_revenue"] = cells.groupby(key)["revenue"].cumsum()
+    return cells.drop(columns=["last"])[
+        [
+            "grp", "cohort_t", "column", "users", "observed", "complete", "returned",
+            "returned_complete", "status", "revenue", "revenue0", "cum_revenue",
+        ]
+    ]  # fmt: skip
+
+
+def _bracket_cells(
+    sizes: pd.DataFrame,
+    long: pd.DataFrame,
+    grid: PeriodGrid,
+    brackets: tuple[tuple[int, int | None], ...],
+) -> pd.DataFrame:
+    """Cells per (group, cohort, day range): a user is observed in a range when the data runs
+    to its first day, complete when it runs to its last (an open range: to its first)."""
+    last_day = _last_day(grid)
+    follow = last_day - sizes["start_day"].to_numpy()  # days each start day was followed
+    frames = []
+    for i, (lo, hi) in enumerate(brackets):
+        part = sizes.copy()
+        part["column"] = i
+        observed = follow >= lo
+        complete = follow >= (lo if hi is None else hi)
+        part["observed"] = np.where(observed, part["users"], 0)
+        part["complete"] = np.where(complete, part["users"], 0)
+        part["is_complete"] = complete
+        frames.append(part)
+    cells = pd.concat(frames, ignore_index=True)
+    long = long.astype({"cohort_t": "int64", "start_day": "int64", "column": "int64"})
+    cells = cells.merge(long, on=["grp", "cohort_t", "start_day", "column"], how="left")
+    cells["returned"] = cells["returned"].fillna(0).astype("int64")
+    cells["returned_complete"] = np.where(cells["is_complete"], cells["returned"], 0)
+    by = ["grp", "cohort_t", "column"]
+    cells = cells.groupby(by, as_index=False)[
+        ["users", "observed", "complete", "returned", "returned_complete"]
+    ].sum()
+    cells["status"] = np.where(
+        cells["observed"] == 0,
+        UNOBSERVED,
+        np.where(cells["complete"] >= cells["users"], COMPLETE, INCOMPLETE),
+    )
+    return cells.sort_values(by).reset_index(drop=True)
