@@ -53,6 +53,21 @@ from retention.sql import quote_ident
 MATRIX_MODES: tuple[str, ...] = ("classic", "unbounded", "brackets")
 DEFAULT_BRACKETS: tuple[tuple[int, int | None], ...] = ((1, 7), (8, 30), (31, 90))
 MAX_BRACKETS = 12
+#: What a cell means in each mode, in plain words.
+MATRIX_EXPLANATIONS: dict[str, str] = {
+    "classic": (
+        "A cell is the share of the cohort that came back in that exact period; someone who "
+        "skips a period and comes back later counts again when they come back."
+    ),
+    "unbounded": (
+        "A cell is the share of the cohort that came back in that period or any later one, "
+        "i.e. had not yet left for good; it never goes up along a row."
+    ),
+    "brackets": (
+        "A cell is the share of the cohort that came back at least once on a day within that "
+        "range, counted over the users the data has followed to the range's first day."
+    ),
+}
 COMPLETE, INCOMPLETE, UNOBSERVED = "complete", "incomplete", "unobserved"
 AVERAGE = "Average (all users)"
 #: Breakdowns by a user property that are not plain columns (see :func:`property_groups`).
