@@ -70,6 +70,7 @@ MATRIX_EXPLANATIONS: dict[str, str] = {
 }
 COMPLETE, INCOMPLETE, UNOBSERVED = "complete", "incomplete", "unobserved"
 AVERAGE = "Average (all users)"
+TOTAL = "All users (total)"  # the same line when it counts users
 #: Breakdowns by a user property that are not plain columns (see :func:`property_groups`).
 ACQUISITION = "acquisition"
 FIRST_PREFIX = "first:"
@@ -295,7 +296,8 @@ class RetentionMatrix:
         """The line chart's data: one row per (``line``, ``column``) with ``value``, ``users``
         (the users it rests on) and ``incomplete`` (True where no complete cell exists and the
         value rests on cells not yet fully observed). Lines: each group, then
-        :data:`AVERAGE` over all users (with ``average``; left out with one group only).
+        :data:`AVERAGE` over all users (:data:`TOTAL` when counting users; with ``average``,
+        left out with one group only).
 
         Measures: ``percent`` / ``count`` (users retained), ``revenue_retention`` (revenue in
         the period as a share of the same cohorts' period-0 revenue), ``ltv`` (cumulative
@@ -309,7 +311,7 @@ class RetentionMatrix:
         cells = self.cells
         lines = [(g, cells[cells["group"] == g]) for g in self.groups]
         if average and len(self.groups) > 1:
-            lines.append((AVERAGE, cells))
+            lines.append((TOTAL if measure == "count" else AVERAGE, cells))
         rows = []
         for line, part in lines:
             for col, at in part.groupby("column", sort=True):

@@ -471,15 +471,32 @@ def retention_lines_section(matrix: RetentionMatrix, measure: str) -> None:
         )
         return
     curves = matrix.curves(measure)
-    st.plotly_chart(retention_lines(matrix, curves, measure), key="retention.lines")
+    title = "Share of users who came back" if measure == "percent" else "Users who came back"
+    st.plotly_chart(retention_lines(matrix, curves, measure, title=title), key="retention.lines")
     word = period_word_singular(matrix.period)
     unit = "day range" if matrix.mode == "brackets" else word
-    average = (
-        " The dark dashed line is the average over all users." if len(matrix.groups) > 1 else ""
+    counted_as = (
+        "Each point counts the users of the cohorts the data has followed through that whole "
+        f"{unit}."
+        if measure == "count"
+        else "Each point averages the cohorts the data has followed through that whole "
+        f"{unit}, weighted by their users."
+    )
+    average = ""
+    if len(matrix.groups) > 1:
+        average = (
+            " The dark dashed line is all users together."
+            if measure == "count"
+            else " The dark dashed line is the average over all users."
+        )
+    late = (
+        ""
+        if matrix.mode == "brackets"
+        else " The last points rest on the oldest cohorts only (hover for how many users), so "
+        "they jump more."
     )
     st.caption(
-        f"Retention of {_definition_words(matrix)}. Each point averages the cohorts the data "
-        f"has followed through that whole {unit}, weighted by their users.{average} An open "
+        f"Retention of {_definition_words(matrix)}. {counted_as}{average}{late} An open "
         "circle on a dotted line is not complete yet (the data ends before these users got "
         f"through that {unit}): it will still grow, it is not a drop."
     )

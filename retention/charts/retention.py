@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb, qualitative
 
-from retention.analyses import AVERAGE, RetentionMatrix
+from retention.analyses import AVERAGE, TOTAL, RetentionMatrix
 from retention.cohorts import CohortTable, Survival
 from retention.periods import PeriodGrid
 from retention.words import period_word, period_word_singular
@@ -287,7 +287,7 @@ def retention_lines(
     lines = list(dict.fromkeys(curves["line"]))
     for i, line in enumerate(lines):
         part = curves[curves["line"] == line].sort_values("column")
-        average = line == AVERAGE
+        average = line in (AVERAGE, TOTAL)
         colour = AVERAGE_COLOUR if average else PALETTE[i % len(PALETTE)]
         x = [labels[c] for c in part["column"]]
         done = ~part["incomplete"].to_numpy()

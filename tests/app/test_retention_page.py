@@ -61,7 +61,7 @@ def chart(at, key: str) -> dict:
         pick = {
             "heatmap": lambda f: f["data"][0]["type"] == "heatmap",
             "km": lambda f: "not yet churned" in str(f["layout"].get("title", "")),
-            "lines": lambda f: f["data"][0]["type"] == "scatter" and "title" not in f["layout"],
+            "lines": lambda f: "came back" in str(f["layout"].get("title", "")),
             "revenue": lambda f: "Revenue retention" in str(f["layout"].get("title", "")),
             "ltv": lambda f: "LTV" in str(f["layout"].get("title", "")),
         }[key]
