@@ -308,17 +308,16 @@ class RetentionMatrix:
             )
         if measure in _COHORT_MEASURES and "revenue" not in self.cells:
             raise InputError("Revenue needs retention counted in periods, not in day ranges.")
-        cells = self.cells
-        lines = [(g, cells[cells["group"] == g]) for g in self.groups]
+        total = TOTAL if measure == "count" else AVERAGE
+        frames = [_points(self.cells, measure)]
         if average and len(self.groups) > 1:
-            lines.append((TOTAL if measure == "count" else AVERAGE, cells))
-        rows = []
-        for line, part in lines:
-            for col, at in part.groupby("column", sort=True):
-                value, users, incomplete = _line_point(at, measure)
-                if users > 0:
-                    rows.append((line, int(col), value, users, incomplete))
-        return pd.DataFrame(rows, columns=["line", "column", "value", "users", "incomplete"])
+            frames.append(_points(self.cells.assign(group=total), measure))
+        out = pd.concat(frames, ignore_index=True)
+        order = [*self.groups, total]
+        out["line"] = pd.Categorical(out["line"], categories=order, ordered=True)
+        out = out.sort_values(["line", "column"]).reset_index(drop=True)
+        out["line"] = out["line"].astype(str)
+        return out
 
     def _of(self, group: str | None) -> pd.DataFrame:
         if group is None or group == ALL_USERS:
@@ -328,26 +327,39 @@ class RetentionMatrix:
         return self.cells[self.cells["group"] == group]
 
 
-def _line_point(at: pd.DataFrame, measure: str) -> tuple[float, int, bool]:
-    """One point of a line from the cells of one column: over the users (percent, count) or
-    the cohorts (revenue) followed through the whole column; else, marked incomplete, over
+def _points(cells: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """The points of each group's line: over the users (percent, count) or the cohorts
+    (revenue) followed through the whole column; where there are none, marked incomplete, over
     those followed into it."""
-    num, den = _MEASURES[measure]
+    key = ["group", "column"]
     if measure in _COHORT_MEASURES:
-        done = at[at["status"] == COMPLETE]
-        incomplete = done.empty
-        if incomplete:
-            done = at[at["observed"] > 0]
-        top, bottom, users = done[num].sum(), done[den].sum(), int(done["users"].sum())
+        num, den = _MEASURES[measure]
+        cols = list(dict.fromkeys([num, den, "users"]))
+        seen = cells[cells["observed"] > 0].groupby(key)[cols].sum()
+        done = cells[cells["status"] == COMPLETE].groupby(key)[cols].sum()
+        agg = seen.astype(float)
+        agg.loc[done.index] = done.astype(float)
+        incomplete = ~agg.index.isin(done.index)
+        top, bottom, users = agg[num].to_numpy(), agg[den].to_numpy(), agg["users"].to_numpy()
     else:
-        top, bottom = at["returned_complete"].sum(), at["complete"].sum()
-        incomplete = bottom == 0
-        if incomplete:
-            top, bottom = at["returned"].sum(), at["observed"].sum()
-        users = int(bottom)
-    if measure == "count":
-        return float(top), users, bool(incomplete)
-    return (float(top) / float(bottom) if bottom > 0 else float("nan")), users, bool(incomplete)
+        cols = ["returned_complete", "complete", "returned", "observed"]
+        agg = cells.groupby(key)[cols].sum()
+        incomplete = (agg["complete"] == 0).to_numpy()
+        top = np.where(incomplete, agg["returned"], agg["returned_complete"]).astype(float)
+        bottom = np.where(incomplete, agg["observed"], agg["complete"]).astype(float)
+        users = bottom
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = top if measure == "count" else np.where(bottom > 0, top / bottom, np.nan)
+    out = pd.DataFrame(
+        {
+            "line": agg.index.get_level_values("group").astype(str),
+            "column": agg.index.get_level_values("column").astype("int64"),
+            "value": value,
+            "users": users.astype("int64"),
+            "incomplete": incomplete,
+        }
+    )
+    return out[out["users"] > 0]
 
 
 # measure -> (numerator, denominator) columns of the cells
@@ -399,9 +411,30 @@ def _start_sql(con: duckdb.DuckDBPyConnection, ref: str, definition: Definition)
     return ev, starts, ret_where, params
 
 
-_SIZES_SQL = "SELECT grp, cohort_t, start_day, count(*) AS users FROM st GROUP BY ALL"
+# One query per matrix: the cohorts' sizes (part 0) and the returns (part 1; part 2: users by
+# their last period, for "then or later"), so the starts are computed once.
+_SIZES_SQL = """
+    SELECT 0 AS part, grp, cohort_t, start_day, 0 AS column, count(*) AS n, 0.0 AS revenue
+    FROM st GROUP BY ALL
+"""
+_PERIODS_SQL = """
+    , per AS MATERIALIZED (
+        SELECT user_id, grp, cohort_t, k, sum(amount) AS revenue FROM ret GROUP BY ALL
+    )
+    {sizes}
+    UNION ALL
+    SELECT 1, grp, cohort_t, -1, k, count(*), sum(revenue) FROM per GROUP BY ALL
+"""
+_LAST_SQL = """
+    UNION ALL
+    SELECT 2, grp, cohort_t, -1, k, count(*), 0.0
+    FROM (SELECT grp, cohort_t, max(k) AS k FROM per GROUP BY user_id, grp, cohort_t)
+    GROUP BY ALL
+"""
 _BRACKETS_SQL = """
-    SELECT grp, cohort_t, start_day, i AS column, count(*) AS returned
+    {sizes}
+    UNION ALL
+    SELECT 1, grp, cohort_t, start_day, i, count(*), 0.0
     FROM (SELECT DISTINCT r.user_id, r.grp, r.cohort_t, r.start_day, b.i
           FROM ret r JOIN {brackets} b ON r.d BETWEEN b.lo AND b.hi)
     GROUP BY ALL
@@ -452,7 +485,7 @@ def retention_matrix(
         index = period_index_sql(grid.period, "{col}")
         base = f"""
             WITH ev AS ({ev}),
-            st AS (
+            st AS MATERIALIZED (
                 SELECT s.user_id, s.start_ts, {grp} AS grp,
                        {index.format(col="s.start_ts")} AS cohort_t,
                        date_diff('day', CAST($origin AS TIMESTAMP),
@@ -469,50 +502,33 @@ def retention_matrix(
                 WHERE e.ts >= s.start_ts {ret_where}
             )
         """  # noqa: S608 -- fixed fragments and quoted identifiers only; values bound
+        bview = f"_brackets_{uuid.uuid4().hex}"
+        if mode == "brackets":
+            his = [np.iinfo(np.int32).max if b[1] is None else b[1] for b in brackets]
+            frame = pd.DataFrame({"i": range(len(brackets)), "lo": [b[0] for b in brackets]})
+            con.register(bview, frame.assign(hi=his))
+            tail = _BRACKETS_SQL.format(sizes=_SIZES_SQL, brackets=quote_ident(bview))
+        else:
+            tail = _PERIODS_SQL.format(sizes=_SIZES_SQL)
+            tail += _LAST_SQL if mode == "unbounded" else ""
         try:
-            sizes = con.execute(
-                base + _SIZES_SQL,
-                params,
-            ).df()
-            if mode == "brackets":
-                bview = f"_brackets_{uuid.uuid4().hex}"
-                con.register(
-                    bview,
-                    pd.DataFrame(
-                        {
-                            "i": range(len(brackets)),
-                            "lo": [b[0] for b in brackets],
-                            "hi": [
-                                np.iinfo(np.int32).max if b[1] is None else b[1] for b in brackets
-                            ],
-                        }
-                    ),
-                )
-                try:
-                    long = con.execute(
-                        base + _BRACKETS_SQL.format(brackets=quote_ident(bview)),
-                        params,
-                    ).df()
-                finally:
-                    con.unregister(bview)
-            else:
-                long = con.execute(
-                    base  # noqa: S608 -- fixed text
-                    + """
-                    , per AS (
-                        SELECT user_id, grp, cohort_t, k, sum(amount) AS revenue,
-                               max(k) OVER (PARTITION BY user_id) = k AS is_last
-                        FROM ret GROUP BY user_id, grp, cohort_t, k
-                    )
-                    SELECT grp, cohort_t, k AS column, count(*) AS returned,
-                           count_if(is_last) AS last, sum(revenue) AS revenue
-                    FROM per GROUP BY ALL
-                    """,
-                    params,
-                ).df()
+            parts = con.execute(base + tail, params).df()
         finally:
-            if view:
-                con.unregister(view)
+            for name in (view, bview if mode == "brackets" else None):
+                if name:
+                    con.unregister(name)
+    sizes = parts[parts["part"] == 0].rename(columns={"n": "users"})
+    sizes = sizes[["grp", "cohort_t", "start_day", "users"]]
+    long = parts[parts["part"] == 1].rename(columns={"n": "returned"})
+    if mode == "brackets":
+        long = long[["grp", "cohort_t", "start_day", "column", "returned"]]
+    else:
+        last = parts[parts["part"] == 2].rename(columns={"n": "last"})
+        long = long[["grp", "cohort_t", "column", "returned", "revenue"]].merge(
+            last[["grp", "cohort_t", "column", "last"]],
+            on=["grp", "cohort_t", "column"],
+            how="left",
+        )
     order = _group_order(groups, sizes["grp"])
     if mode == "brackets":
         cells = _bracket_cells(sizes, long, grid, brackets)
