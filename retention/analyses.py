@@ -639,3 +639,68 @@ def _bracket_cells(
         np.where(cells["complete"] >= cells["users"], COMPLETE, INCOMPLETE),
     )
     return cells.sort_values(by).reset_index(drop=True)
+
+
+# -- by segment, for the report and summary.json ---------------------------------------------
+
+
+def segment_matrix(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    assignments: pd.DataFrame,
+    *,
+    period: str = "auto",
+    definition: Definition | None = None,
+) -> RetentionMatrix:
+    """N-period retention (with revenue) per segment: groups are the segment ids as text
+    ("0", "1", ...), in id order; users without a segment are left out."""
+    seg = assignments.assign(user_id=assignments["user_id"].astype(str))
+    seg = seg.drop_duplicates("user_id")
+    ids = sorted({int(s) for s in seg["segment"]}, key=lambda s: (s < 0, s))
+    groups = pd.DataFrame(
+        {
+            "user_id": seg["user_id"],
+            "group": pd.Categorical(
+                seg["segment"].astype(int).astype(str), categories=[str(s) for s in ids]
+            ),
+        }
+    )
+    return retention_matrix(con, events, period=period, definition=definition, groups=groups)
+
+
+def analyses_summary(matrix: RetentionMatrix) -> dict[str, object]:
+    """The retention analyses as data (``summary.json``'s ``retention.analyses``): per group
+    (and ``"all"``), N-period retention, revenue retention and revenue per user (LTV) at
+    periods 0, 1, 2, ... (``null`` where the data has not reached), and from which period on the
+    values are not complete yet (``incomplete_from``; ``null`` when all are)."""
+
+    def lines(measure: str) -> tuple[dict[str, list], dict[str, int | None]]:
+        curves = matrix.curves(measure)
+        values: dict[str, list] = {}
+        first_incomplete: dict[str, int | None] = {}
+        for line, part in curves.groupby("line", sort=False):
+            key = "all" if line in (AVERAGE, TOTAL) else str(line)
+            series = part.set_index("column")["value"].reindex(range(len(matrix.columns)))
+            last = series.last_valid_index()
+            series = series.loc[: last if last is not None else -1]
+            values[key] = [None if pd.isna(v) else round(float(v), 6) for v in series]
+            late = part.loc[part["incomplete"], "column"]
+            first_incomplete[key] = int(late.min()) if len(late) else None
+        if len(matrix.groups) == 1:  # one group: it is everyone
+            only = str(matrix.groups[0])
+            values.setdefault("all", values.get(only, []))
+            first_incomplete.setdefault("all", first_incomplete.get(only))
+        return values, first_incomplete
+
+    retention, incomplete = lines("percent")
+    users = matrix.cells[matrix.cells["column"] == 0].groupby("group")["users"].sum()
+    return {
+        "definition": matrix.definition.describe(),
+        "period": matrix.period,
+        "mode": matrix.mode,
+        "retention": retention,
+        "revenue_retention": lines("revenue_retention")[0],
+        "ltv": lines("ltv")[0],
+        "incomplete_from": incomplete,
+        "users": {str(g): int(n) for g, n in users.items()} | {"all": int(users.sum())},
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -10,7 +12,7 @@ from plotly.colors import hex_to_rgb, qualitative
 from retention.analyses import AVERAGE, TOTAL, RetentionMatrix
 from retention.cohorts import CohortTable, Survival
 from retention.periods import PeriodGrid
-from retention.words import period_word, period_word_singular
+from retention.words import currency_unit, period_word, period_word_singular, segment_name
 
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
 
@@ -435,3 +437,45 @@ def matrix_heatmap(
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
     )
     return fig
+
+
+def segment_lines_figures(
+    matrix: RetentionMatrix, names: Mapping[int, str], currency: str | None = None
+) -> list[go.Figure]:
+    """The report's retention analyses by segment (a :func:`~retention.analyses.segment_matrix`,
+    groups are segment ids): retention, revenue retention and revenue per user (LTV), one line
+    per segment (by its display name) and the average."""
+
+    def named(curves: pd.DataFrame) -> pd.DataFrame:
+        label = {g: segment_name(names, int(g)) for g in matrix.groups}
+        return curves.assign(line=curves["line"].map(lambda g: label.get(g, g)))
+
+    unit = currency_unit(currency)
+    figures = [
+        retention_lines(
+            matrix,
+            named(matrix.curves("percent")),
+            "percent",
+            title=f"Share of each segment that came back, by {period_word(matrix.period)} "
+            "since the start",
+        )
+    ]
+    if float(matrix.cells["revenue"].abs().sum()) > 0:
+        figures.append(
+            retention_lines(
+                matrix,
+                named(matrix.curves("revenue_retention")),
+                "revenue_retention",
+                title="Revenue retention (revenue as a share of the first period's)",
+            )
+        )
+        figures.append(
+            retention_lines(
+                matrix,
+                named(matrix.curves("ltv")),
+                "ltv",
+                title=f"Revenue per user so far (LTV, {unit})",
+                unit=unit,
+            )
+        )
+    return figures

@@ -3,6 +3,7 @@ revenue retention and LTV, by hand on a tiny log and against a pandas oracle on 
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import duckdb
@@ -17,12 +18,14 @@ from retention.analyses import (
     INCOMPLETE,
     UNOBSERVED,
     Definition,
+    analyses_summary,
     bracket_label,
     event_types,
     parse_brackets,
     property_groups,
     property_options,
     retention_matrix,
+    segment_matrix,
 )
 from retention.errors import InputError
 from retention.synth import make_planted
@@ -291,3 +294,35 @@ def test_ltv_and_revenue_retention_agree_with_pandas(con, planted) -> None:
         assert rr[k] == pytest.approx(expect_rr)
     # Everything the users spent is in the cells (any event -> any event keeps every event).
     assert m.cells["revenue"].sum() == pytest.approx(ev["amount"].sum())
+
+
+# -- summary.json and the report ---------------------------------------------------------------
+
+
+def test_summary_by_segment_by_hand(con) -> None:
+    assignments = pd.DataFrame({"user_id": ["A", "B", "C", "D"], "segment": [0, 0, 1, 1]})
+    m = segment_matrix(con, tiny(), assignments, period="week")
+    block = analyses_summary(m)
+    json.dumps(block)  # plain data
+    assert block["definition"] == "first event → any event" and block["period"] == "week"
+    assert block["retention"]["0"] == [1.0, 0.5, 0.5, 0.0, 0.5]
+    assert block["retention"]["1"] == [1.0, 0.0, 1.0, 0.0]
+    assert block["retention"]["all"] == [1.0, 0.333333, 0.666667, 0.0, 0.5]
+    assert block["incomplete_from"] == {"0": 4, "1": 3, "all": 4}
+    assert block["users"] == {"0": 2, "1": 2, "all": 4}
+    # Segment 0: A spent 10 + 20 + 5, B 30 (week 2): revenue per user after week 2 = 60 / 2.
+    assert block["ltv"]["0"][2] == 30.0
+    assert block["revenue_retention"]["0"][:3] == [1.0, 2.0, 3.0]  # 20 and 30 vs 10
+
+
+def test_report_section_by_segment_in_the_currency(con) -> None:
+    from retention.report import _analyses_section
+
+    assignments = pd.DataFrame({"user_id": ["A", "B", "C", "D"], "segment": [0, 0, 1, 1]})
+    m = segment_matrix(con, tiny(), assignments, period="week")
+    section = _analyses_section(m, {0: "Loyal", 1: "New"}, "GBP")
+    assert len(section.figures) == 3  # retention, revenue retention, LTV
+    lines = [t.name for t in section.figures[0].data if t.showlegend is not False]
+    assert lines == ["Loyal", "New", AVERAGE]
+    assert "£" in section.figures[2].layout.title.text
+    assert "£" in section.paragraphs[0]
