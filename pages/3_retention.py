@@ -156,7 +156,7 @@ span_caption(surv, shown.grid, period)
 grid = shown.grid
 first_day = grid.origin.date()
 last_day = (grid.last_ts or grid.start_of(grid.last_t + 1)).date()
-how = analysis_controls(period, kinds, first_day, last_day)
+how = analysis_controls(info.id, period, kinds, first_day, last_day)
 try:
     matrix = matrix_for(folder, info.id, period, how.mode, *by_key, how.definition, how.brackets)
     # Money is counted in periods: the day ranges' matrix has no revenue.

@@ -333,23 +333,32 @@ def _any(value: str) -> str:
     return "Any event" if value == ANY_EVENT else value
 
 
-def _remember_dates(lo: date, hi: date) -> str:
-    """The cohort date range widget's key, its value kept in the workspace as ISO dates (dates
-    are not JSON) and kept within the data's days."""
-    saved_key = remember(DATES_KEY, None)
-    if DATES_WIDGET not in st.session_state:
-        saved = st.session_state[saved_key]
-        try:
-            first, last = (date.fromisoformat(str(v)) for v in saved)
-        except (TypeError, ValueError):
-            first, last = lo, hi
-        first, last = max(lo, min(first, hi)), min(hi, max(last, lo))
-        st.session_state[DATES_WIDGET] = (first, last) if first <= last else (lo, hi)
-    return DATES_WIDGET
+def _remember_dates(dataset_id: str, lo: date, hi: date) -> tuple[str, str]:
+    """The cohort date range's keys for one dataset (its widget, and where it is kept in the
+    workspace as ISO dates: dates are not JSON). The range always lies within the data's days:
+    one kept from other data falls back to all of them."""
+    saved_key = remember(f"{DATES_KEY}.{dataset_id}", None)
+    widget = f"{DATES_WIDGET}.{dataset_id}"
+    value = st.session_state.get(widget, st.session_state[saved_key])
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 1
+        and isinstance(value[0], date)
+        and lo <= value[0] <= hi
+    ):
+        return widget, saved_key  # the user is picking: the first day so far
+    try:
+        first, last = (v if isinstance(v, date) else date.fromisoformat(str(v)) for v in value)
+    except (TypeError, ValueError):
+        first, last = lo, hi
+    if not lo <= first <= last <= hi:
+        first, last = lo, hi
+    st.session_state[widget] = (first, last)
+    return widget, saved_key
 
 
 def analysis_controls(
-    period: str, event_kinds: list[str], first_day: date, last_day: date
+    dataset_id: str, period: str, event_kinds: list[str], first_day: date, last_day: date
 ) -> AnalysisChoices:
     """How to count a user as retained (in that period, then or later, or in ranges of days),
     percent or users, and, in an expander, the start and return events and the cohorts'
@@ -430,19 +439,20 @@ def analysis_controls(
                     "This dataset has no event-type column (purchase, visit, review…), so "
                     "every event counts as a start and as a return."
                 )
+            widget, saved_key = _remember_dates(dataset_id, first_day, last_day)
             dates = st.date_input(
                 "Cohorts that started between",
                 min_value=first_day,
                 max_value=last_day,
-                key=_remember_dates(first_day, last_day),
+                key=widget,
                 help="Only users whose start falls within these days (both included).",
                 format="YYYY-MM-DD",
             )
             picked = tuple(dates) if isinstance(dates, tuple | list) else (dates,)
             lo = picked[0] if picked else first_day
             hi = picked[1] if len(picked) > 1 else last_day
-            st.session_state[DATES_KEY] = [lo.isoformat(), hi.isoformat()]
-            remember(DATES_KEY, None)  # saves the range just picked
+            st.session_state[saved_key] = [lo.isoformat(), hi.isoformat()]
+            remember(saved_key, None)  # saves the range just picked
     definition = Definition(
         start_event=None if start == ANY_EVENT else start,
         return_event=None if back == ANY_EVENT else back,

@@ -122,7 +122,7 @@ def test_start_and_return_events_and_cohort_dates(app_workspace, dataset, plante
     sizes = [int(y.split("n=")[1].rstrip(")")) for y in heat["data"][0]["y"]]
     assert sum(sizes) == buyers
     first = pd.to_datetime(planted["ts"]).min().date()
-    at.date_input(key="retention.cohort_dates.widget").set_value(
+    at.date_input(key=f"retention.cohort_dates.widget.{dataset}").set_value(
         (first, first + dt.timedelta(days=27))
     ).run()
     assert not at.exception
@@ -131,9 +131,25 @@ def test_start_and_return_events_and_cohort_dates(app_workspace, dataset, plante
     # A refresh keeps the definition and the dates.
     fresh = make_app(PAGE)
     assert fresh.selectbox(key="retention.start_event").value == "purchase"
-    assert fresh.date_input(key="retention.cohort_dates.widget").value[1] == first + dt.timedelta(
-        days=27
+    widget = f"retention.cohort_dates.widget.{dataset}"
+    assert fresh.date_input(key=widget).value[1] == first + dt.timedelta(days=27)
+    # Another dataset, over other dates: its own range, all of its days (no crash).
+    other = app_workspace.save_dataset(
+        name="Later",
+        source_name="later.csv",
+        sha256="later",
+        shape="events",
+        frames={
+            "events": planted.assign(ts=pd.to_datetime(planted["ts"]) + pd.DateOffset(years=3))
+        },
+        mapping={"user": "user_id", "time": "ts", "amount": "amount", "event": "event"},
+        report={},
     )
+    fresh.session_state["dataset_id"] = other  # what picking it in the sidebar does
+    fresh.run()
+    assert not fresh.exception
+    later = fresh.date_input(key=f"retention.cohort_dates.widget.{other}").value
+    assert later[0] > first + dt.timedelta(days=3 * 365 - 7)  # its own first week
 
 
 def test_money_in_the_datasets_currency(app_workspace, dataset) -> None:
