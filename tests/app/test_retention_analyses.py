@@ -177,3 +177,46 @@ def test_churn_window_in_days(app_workspace, dataset) -> None:
     assert "4 weeks inactive" in km["layout"]["title"]["text"]
     at.number_input(key="retention.churn_days_input").set_value(45).run()
     assert at.session_state["churn_after"] == 6
+
+
+def _click(at, cell: list) -> None:
+    """What a click on a heatmap cell leaves in the chart's state (a browser test clicks for
+    real: tests/e2e/test_drilldown.py)."""
+    point = {"customdata": cell, "curve_number": 2, "point_number": 0, "point_index": 0}
+    at.session_state["retention.heatmap"] = {"selection": {"points": [point]}}
+
+
+@pytest.mark.parametrize(
+    ("mode", "dates"),
+    [("classic", False), ("unbounded", True), ("brackets", False)],
+)
+def test_a_clicked_cell_lists_the_users_it_counts(app_workspace, dataset, mode, dates) -> None:
+    """The drill-down under the heatmap lists as many users as the clicked cell counts, in each
+    mode, with start/return events and cohort dates."""
+    at = make_app(PAGE)
+    at.radio(key="retention.mode").set_value(mode).run()
+    at.radio(key="retention.measure").set_value("count").run()
+    at.selectbox(key="retention.start_event").set_value("purchase").run()
+    at.selectbox(key="retention.return_event").set_value("purchase").run()
+    if dates:
+        picker = next(d for d in at.date_input if d.key.startswith("retention.cohort_dates."))
+        lo, hi = picker.value
+        picker.set_value((lo + dt.timedelta(days=14), hi - dt.timedelta(days=14))).run()
+    assert not at.exception
+    assert any("Click a cell of the cohort table" in c.value for c in at.caption)
+    heat = figure(at, "heatmap")
+    cells = heat["data"][-1]["customdata"]
+    assert heat["data"][-1]["name"] == "cells"
+    for cell in (cells[0], cells[len(cells) // 2], cells[-1]):
+        _click(at, cell)
+        at.run()
+        assert not at.exception
+        assert not at.warning  # the list's size differs from the cell's: never
+        title = next(m.value for m in at.markdown if "Users of the" in m.value)
+        assert "started with their first purchase" in title and "who had a purchase" in title
+        count = cell[2]
+        noun = "user" if count == 1 else "users"
+        assert any(c.value.startswith(f"{count:,} {noun}") for c in at.caption), cell
+        if count:
+            listed = next(d.value for d in at.dataframe if "user_id" in d.value.columns)
+            assert len(listed) == min(count, 1000)
