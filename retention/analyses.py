@@ -384,7 +384,11 @@ def _start_sql(con: duckdb.DuckDBPyConnection, ref: str, definition: Definition)
             "Start and return events need an event-type column (purchase, review, ...): this "
             "dataset has none, so retention counts any event."
         )
-    amount = "CAST(amount AS DOUBLE)" if "amount" in cols else "CAST(NULL AS DOUBLE)"
+    # Exact decimal sums: summing doubles in parallel threads differs in the last bits from run
+    # to run, and the report and summary.json must be the same for the same input and seed.
+    amount = (
+        "CAST(amount AS DECIMAL(38, 6))" if "amount" in cols else "CAST(NULL AS DECIMAL(38, 6))"
+    )
     event = "CAST(event AS VARCHAR)" if has_event else "CAST(NULL AS VARCHAR)"
     ev = (
         f"SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(ts AS TIMESTAMP) AS ts, "  # noqa: S608
