@@ -1,4 +1,5 @@
-"""Retention: how each cohort comes back, and how long users of each segment stay before they
+"""Retention: how each cohort comes back (lines per group with the average, the cohort table,
+revenue retention and revenue per user), and how long users of each segment stay before they
 churn (Kaplan–Meier), with the log-rank test in plain words.
 
 The page reads the controls, computes through :mod:`retention.cohorts` (cached by workspace
@@ -11,6 +12,7 @@ import streamlit as st
 
 from pages.ui.common import (
     current_segmentation,
+    dataset_currency,
     require_dataset,
     segment_names,
     stop_with_error,
@@ -19,18 +21,22 @@ from pages.ui.common import (
 from pages.ui.drill_views import cohort_users
 from pages.ui.retention_views import (
     NONE,
+    analysis_controls,
     churn_window_notice,
     cohort_controls,
     cohort_section,
     controls,
+    money_section,
+    retention_lines_section,
     span_caption,
     survival_section,
 )
 from pages.ui.saved_views import saved_views
-from retention.cohorts import CohortTable, categorical_columns
+from retention.analyses import Definition, RetentionMatrix, event_types, property_options
+from retention.cohorts import categorical_columns
 from retention.errors import InputError
 from retention.periods import InactiveRuns, choose_period, inactive_runs
-from retention.results import RetentionSurvival, retention_cohorts, retention_survival
+from retention.results import RetentionSurvival, retention_analysis, retention_survival
 
 Names = tuple[tuple[int, str], ...]
 
@@ -56,8 +62,17 @@ def churn_runs(folder: str, dataset_id: str, period: str) -> InactiveRuns:
     return inactive_runs(ws.cursor(), ws.table(dataset_id, "events"), period)
 
 
-@st.cache_data(max_entries=16, show_spinner="Computing the cohort table…")
-def cohorts_for(
+@st.cache_data(max_entries=32, show_spinner=False)
+def start_options(folder: str, dataset_id: str) -> tuple[list[str], list[str]]:
+    """The event types (for start and return events) and the breakdowns by a property of the
+    users' start."""
+    ws = workspace()
+    con, events = ws.cursor(), ws.table(dataset_id, "events")
+    return event_types(con, events), property_options(con, events)
+
+
+@st.cache_data(max_entries=16, show_spinner="Counting who came back…")
+def matrix_for(
     folder: str,
     dataset_id: str,
     period: str,
@@ -66,11 +81,12 @@ def cohorts_for(
     seg_run_id: str | None,
     names: Names,
     top_n: int,
-    group: str,
-) -> CohortTable:
-    return retention_cohorts(
-        workspace(), dataset_id, period, mode, breakdown, seg_run_id, group=group,
-        names=dict(names), top_n=top_n,
+    definition: Definition,
+    brackets: tuple[tuple[int, int | None], ...],
+) -> RetentionMatrix:
+    return retention_analysis(
+        workspace(), dataset_id, period, mode, breakdown, seg_run_id, definition=definition,
+        brackets=brackets, names=dict(names), top_n=top_n,
     )  # fmt: skip
 
 
@@ -111,13 +127,20 @@ if "events" not in info.kinds:
 try:
     auto = auto_period(folder, info.id)
     columns = breakdown_columns(folder, info.id)
+    kinds, properties = start_options(folder, info.id)
 except InputError as exc:
     stop_with_error(exc)
 
 seg_run = current_segmentation(info.id)
 names = segment_names(seg_run) if seg_run is not None else {}
 try:
-    chosen = controls(auto, columns, seg_run is not None, lambda p: churn_runs(folder, info.id, p))
+    chosen = controls(
+        auto,
+        columns,
+        seg_run is not None,
+        lambda p: churn_runs(folder, info.id, p),
+        tuple(properties),
+    )
 except InputError as exc:
     stop_with_error(exc)
 churn_window_notice(chosen)
@@ -133,11 +156,23 @@ except InputError as exc:
 surv = shown.survival
 span_caption(surv, shown.grid, period)
 
-mode, cohort_group = cohort_controls(surv.groups)
+grid = shown.grid
+first_day = grid.origin.date()
+last_day = (grid.last_ts or grid.start_of(grid.last_t + 1)).date()
+how = analysis_controls(info.id, period, kinds, first_day, last_day)
 try:
-    table = cohorts_for(folder, info.id, period, mode, *by_key, cohort_group)
+    matrix = matrix_for(folder, info.id, period, how.mode, *by_key, how.definition, how.brackets)
+    # Money is counted in periods: the day ranges' matrix has no revenue.
+    money_matrix = (
+        matrix
+        if how.mode != "brackets"
+        else matrix_for(folder, info.id, period, "classic", *by_key, how.definition, ())
+    )
 except InputError as exc:
     stop_with_error(exc)
-cohort_section(table, period)
-cohort_users(info, table, chosen, cohort_group, seg_run, names)  # drill-down: click a cell
+retention_lines_section(matrix, how.measure)
+cohort_group = cohort_controls(list(matrix.groups))
+cohort_section(matrix, cohort_group, how.measure)
+cohort_users(info, matrix, chosen, cohort_group, seg_run, names)  # drill-down: click a cell
+money_section(money_matrix, dataset_currency(info.id))
 survival_section(surv, chosen.churn_after, compared=chosen.breakdown != NONE)

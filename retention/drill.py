@@ -8,21 +8,22 @@ the users CSV for a CRM (:func:`with_activity`).
 
 All of it is one DuckDB aggregation per user over the events (bound parameters only), so a click
 on a cohort cell costs one pass over the log, not a panel. A cohort cell holds exactly the users
-the cohort table counts there (:func:`retention.cohorts.cohort_table`): classic mode, users whose
-first period is the cohort and who were active ``k`` periods later; unbounded mode, those active
-``k`` periods later *or after*.
+the Retention page's matrix counts there (:func:`retention.analyses.retention_matrix`, found by
+:func:`retention.analyses.cell_users` from the same SQL): the same start and return events,
+cohort dates and mode — in that period, in it or later, or within a range of days.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pandas as pd
 
-from retention.cohorts import MODES, NOT_SEGMENTED
+from retention.analyses import MATRIX_MODES, Definition, cell_users
+from retention.cohorts import NOT_SEGMENTED
 from retention.errors import InputError
 from retention.periods import (
     DEFAULT_CHURN_AFTER,
@@ -48,26 +49,34 @@ ACTIVITY: tuple[str, ...] = ("last_seen", "active_periods", "spend")
 
 @dataclass(frozen=True)
 class Selection:
-    """What was clicked. Any combination narrows the list: a cohort cell (``cohort``: the start
-    of the cohort's first period, ``k``: periods since then, ``mode``: the cohort table's mode),
-    a ``segment`` (its number) and a ``stage`` (``active``, ``lapsing``, ``at_risk``,
-    ``churned``). Nothing set: every user."""
+    """What was clicked. Any combination narrows the list: a cohort cell of the Retention
+    page's matrix (``cohort``: the start of the cohort's period, ``column``: periods since the
+    start, or the index of a day range; counted as the matrix counts it: ``mode`` classic,
+    unbounded or brackets, ``definition`` (start and return events, cohort dates) and the day
+    ``brackets``), a ``segment`` (its number) and a ``stage`` (``active``, ``lapsing``,
+    ``at_risk``, ``churned``). Nothing set: every user."""
 
     cohort: pd.Timestamp | None = None
-    k: int | None = None
+    column: int | None = None
     mode: str = "classic"
+    definition: Definition = field(default_factory=Definition)
+    brackets: tuple[tuple[int, int | None], ...] = ()
     segment: int | None = None
     stage: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.cohort is None) != (self.k is None):
-            raise InputError("A cohort cell needs both its cohort and its 'k' (periods since).")
-        if self.k is not None and int(self.k) < 0:
-            raise InputError(f"The 'k' parameter must be an int >= 0. Got {self.k!r}.")
-        if self.mode not in MODES:
+        if (self.cohort is None) != (self.column is None):
             raise InputError(
-                f"The 'mode' parameter must be one of {', '.join(MODES)}. Got {self.mode!r}."
+                "A cohort cell needs both its cohort and its 'column' (periods or days since)."
             )
+        if self.column is not None and int(self.column) < 0:
+            raise InputError(f"The 'column' parameter must be an int >= 0. Got {self.column!r}.")
+        if self.mode not in MATRIX_MODES:
+            raise InputError(
+                f"The 'mode' parameter must be one of {', '.join(MATRIX_MODES)}. Got {self.mode!r}."
+            )
+        if self.mode == "brackets" and self.cohort is not None and not self.brackets:
+            raise InputError("A cell of ranges of days needs the ranges ('brackets').")
 
 
 def _register(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> str:
@@ -77,9 +86,9 @@ def _register(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> str:
 
 
 def _per_user_sql(clean: str, period: str, users_view: str | None) -> str:
-    """One row per user: first and last period, the list of active periods, the last event,
-    spend and stage. Bound: ``$origin``, ``$last_t``, ``$churn_after``; with ``users_view``
-    (a registered view with a ``user_id`` column), only those users."""
+    """One row per user: last period, active periods, the last event, spend and stage.
+    Bound: ``$origin``, ``$last_t``, ``$churn_after``; with ``users_view`` (a registered view
+    with a ``user_id`` column), only those users."""
     index = period_index_sql(period, "ts")
     where = ""
     if users_view is not None:
@@ -87,12 +96,12 @@ def _per_user_sql(clean: str, period: str, users_view: str | None) -> str:
     return f"""
         WITH ev AS (SELECT user_id, ts, amount, {index} AS t FROM ({clean}) {where}),
         u AS (
-            SELECT user_id, min(t) AS first_t, max(t) AS last_t,
+            SELECT user_id, max(t) AS last_t,
                    count(DISTINCT t) AS active_periods, max(ts) AS last_ts,
-                   sum(amount) AS spend, list_distinct(list(t)) AS ts_active
+                   sum(amount) AS spend
             FROM ev GROUP BY user_id
         )
-        SELECT user_id, first_t, last_t, ts_active,
+        SELECT user_id, last_t,
                CAST(last_ts AS DATE) AS last_seen,
                CAST(active_periods AS BIGINT) AS active_periods,
                spend,
@@ -117,13 +126,20 @@ def drill_users(
 
     ``assignments`` (``user_id, segment``) names each user's segment (``names``: segment ->
     display name; users without one are "Not segmented"); a ``selection.segment`` needs them.
-    ``user_ids`` keeps only those users (the cohort table of one group). ``grid``: the period
+    ``user_ids`` keeps only those users (the users of one group). ``grid``: the period
     grid already resolved (else resolved here from ``period``).
     """
     check_churn_after(churn_after)
     if selection.segment is not None and assignments is None:
         raise InputError("Picking the users of a segment needs a segmentation: run one first.")
     grid = grid or period_grid(con, events, period)
+    if selection.cohort is not None:  # the cell's users, as the matrix counts them
+        cell = cell_users(
+            con, events, selection.cohort, int(selection.column or 0), mode=selection.mode,
+            definition=selection.definition, brackets=selection.brackets, grid=grid,
+        )  # fmt: skip
+        keep = None if user_ids is None else {str(u) for u in user_ids}
+        user_ids = [u for u in cell if keep is None or u in keep]
     views: list[str] = []
     with events_source(con, events) as ref:
         try:
@@ -149,15 +165,6 @@ def drill_users(
                 views.append(_register(con, seg))
                 seg_col, join = "g.seg_no", f"LEFT JOIN {quote_ident(views[-1])} g USING (user_id)"
             where = []
-            if selection.cohort is not None:
-                cohort_t = _period_index(grid, pd.Timestamp(selection.cohort))
-                params.update(cohort_t=cohort_t, k=int(selection.k or 0))
-                where.append("p.first_t = $cohort_t")
-                where.append(
-                    "list_contains(p.ts_active, $cohort_t + $k)"
-                    if selection.mode == "classic"
-                    else "p.last_t >= $cohort_t + $k"
-                )
             if selection.segment is not None:
                 params["segment"] = int(selection.segment)
                 where.append("g.seg_no = $segment")
@@ -184,17 +191,6 @@ def drill_users(
     out["active_periods"] = out["active_periods"].astype("int64")
     out["spend"] = out["spend"].astype(float)
     return out[list(COLUMNS)].reset_index(drop=True)
-
-
-def _period_index(grid: PeriodGrid, start: pd.Timestamp) -> int:
-    """The global index ``t`` of the period that starts at ``start`` (a cohort's label)."""
-    for t in range(grid.n_periods):
-        if grid.start_of(t) == start:
-            return t
-    raise InputError(
-        f"There is no {grid.period} starting on {start:%Y-%m-%d} in this data: pick a cohort "
-        "of the table shown."
-    )
 
 
 def user_activity(

@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention.analyses import analyses_summary, segment_matrix
 from retention.cohorts import churn_durations, retention_curves, retention_summary
 from retention.config import PipelineConfig
 from retention.drill import crm_users
@@ -77,12 +78,12 @@ def run_pipeline(
         segmentation = load_segmentation(ws, seg_run)
         names = segment_names(ws, seg_run, segmentation)
 
-    survival = None
+    survival = analyses = None
     retention_block: dict[str, Any] = {"curves": {}, "logrank_p": None}
     if events_ref:
         with timer.step("retention"):
             say(0.58, "Computing retention curves")
-            retention_block, survival = _retention(
+            retention_block, survival, analyses = _retention(
                 con, events_ref, period, config.churn_after, segmentation.assignments, names
             )
     else:
@@ -125,6 +126,7 @@ def run_pipeline(
             policy=policy,
             strategies=strategies,
             currency=config.currency,
+            analyses=analyses,
         )
     summary["timings"] = timer.timings
     if timer.peak_mb:
@@ -142,9 +144,10 @@ def _retention(
     churn_after: int,
     assignments: pd.DataFrame,
     names: Mapping[int, str],
-) -> tuple[dict[str, Any], Any]:
-    """The summary's retention block and the Kaplan–Meier curves by segment (one pass over the
-    users' churn durations, shared by both)."""
+) -> tuple[dict[str, Any], Any, Any]:
+    """The summary's retention block, the Kaplan–Meier curves by segment (one pass over the
+    users' churn durations, shared by both) and the retention analyses by segment (retention,
+    revenue retention and LTV lines; ``retention.analyses`` in the summary)."""
     durations = churn_durations(con, events_ref, period=period, churn_after=churn_after)
     block = retention_summary(
         con,
@@ -164,7 +167,9 @@ def _retention(
         names=names,
         durations=durations,
     )
-    return block, survival
+    analyses = segment_matrix(con, events_ref, assignments, period=period)
+    block["analyses"] = analyses_summary(analyses)
+    return block, survival, analyses
 
 
 def _summary(

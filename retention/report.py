@@ -48,7 +48,7 @@ from retention.strategies import (
     stage_words,
     strategy_table_view,
 )
-from retention.words import period_word, period_word_singular, segment_name
+from retention.words import currency_unit, period_word, period_word_singular, segment_name
 from retention.workspace import Workspace
 
 LIBRARIES = (
@@ -250,6 +250,16 @@ def stored_report(
         "policy settings": shown_settings(stored.policy.settings),
         "seed": stored.policy.settings.get("seed"),
     }
+    analyses = None
+    if ds.shape == "events":  # retention and revenue lines by segment
+        from retention.analyses import segment_matrix
+
+        analyses = segment_matrix(
+            ws.cursor(),
+            ws.table(dataset_id, "events"),
+            stored.segmentation.assignments,
+            period=stored.policy.settings.get("period") or "auto",
+        )
     return make_report(
         title=f"Retention report: {ds.name}",
         facts=facts,
@@ -259,6 +269,7 @@ def stored_report(
         policy=stored.policy,
         strategies=stored.strategies,
         currency=currency,
+        analyses=analyses,
     )
 
 
@@ -272,10 +283,12 @@ def make_report(
     policy: PolicyResult,
     strategies: Strategies,
     currency: str | None = None,
+    analyses: Any | None = None,
 ) -> str:
     """The self-contained HTML report: what to do per segment first (plain-language cards),
     then segments, retention (events only), policy, the campaign log, the full tables and a
-    glossary. Money in ``currency``; periods by their name ("months")."""
+    glossary. Money in ``currency``; periods by their name ("months"). ``analyses``: a
+    :func:`retention.analyses.segment_matrix` (retention, revenue retention and LTV lines)."""
     period = policy.settings.get("period")
     assumed = lift_is_assumed(policy.settings)
     sections = [
@@ -284,6 +297,8 @@ def make_report(
     ]
     if survival is not None:
         sections.append(_retention_section(survival, period))
+    if analyses is not None:
+        sections.append(_analyses_section(analyses, names, currency))
     sections.append(_policy_section(policy, names, period))
     campaign = campaign_section(policy.campaign, policy.evidence, policy.ope_segments, names)
     if campaign is not None:
@@ -424,6 +439,23 @@ def _retention_section(survival: Any, period: str | None) -> Section:
         paragraphs.append(survival.logrank.sentence)
     return Section(
         "Retention", paragraphs=paragraphs, figures=[retention_charts.survival_figure(survival)]
+    )
+
+
+def _analyses_section(analyses: Any, names: Mapping[int, str], currency: str | None) -> Section:
+    """Retention, revenue retention and revenue per user by segment (retention.analyses)."""
+    many = period_word(analyses.period)
+    return Section(
+        "Retention and revenue over time",
+        paragraphs=[
+            f"Each line is a segment ({analyses.definition.describe()}); the dark dashed line "
+            f"is the average over all users. Each point averages the cohorts the data has "
+            f"followed through that whole period. Revenue retention is the revenue of each "
+            f"later period as a share of the same cohorts' first one; revenue per user adds up "
+            f"everything a user spent from their start, in {currency_unit(currency)}, by "
+            f"{many} since the start. Open circles on a dotted line are not complete yet."
+        ],
+        figures=retention_charts.segment_lines_figures(analyses, names, currency),
     )
 
 

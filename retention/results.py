@@ -15,6 +15,15 @@ from typing import Any
 
 import pandas as pd
 
+from retention.analyses import (
+    ACQUISITION,
+    FIRST_PREFIX,
+    Definition,
+    RetentionMatrix,
+    property_groups,
+    property_word,
+    retention_matrix,
+)
 from retention.cohorts import (
     ALL_USERS,
     DEFAULT_TOP_N,
@@ -106,10 +115,14 @@ def breakdown_groups(
     top_n: int = DEFAULT_TOP_N,
 ) -> tuple[pd.DataFrame, str]:
     """Each user's group under ``breakdown`` (:data:`NO_BREAKDOWN`, :data:`BY_SEGMENTS` of
-    ``segmentation_run``, or a column of the events; the ``top_n`` largest values) and what the
-    groups are called in a sentence."""
-    by = _breakdown(ws, breakdown, segmentation_run)
+    ``segmentation_run``, a column of the events (the ``top_n`` largest values), or a property
+    of each user's start: ``acquisition`` month or ``first:<column>``, see
+    :func:`~retention.analyses.property_groups`) and what the groups are called in a sentence."""
     events = ws.table(dataset_id, "events")
+    if breakdown == ACQUISITION or (breakdown or "").startswith(FIRST_PREFIX):
+        groups = property_groups(ws.cursor(), events, breakdown, top_n=top_n)
+        return groups, f"groups by {property_word(breakdown)}"
+    by = _breakdown(ws, breakdown, segmentation_run)
     return user_groups(ws.cursor(), events, by, names=names, top_n=top_n), groups_word(by)
 
 
@@ -168,6 +181,34 @@ def retention_cohorts(
         user_ids = groups.loc[groups["group"] == group, "user_id"]
     con, events = ws.cursor(), ws.table(dataset_id, "events")
     return cohort_table(con, events, period=period, mode=mode, user_ids=user_ids)
+
+
+def retention_analysis(
+    ws: Workspace,
+    dataset_id: str,
+    period: str,
+    mode: str,
+    breakdown: str | None = None,
+    segmentation_run: str | None = None,
+    *,
+    definition: Definition | None = None,
+    brackets: tuple[tuple[int, int | None], ...] = (),
+    names: Mapping[int, str] | None = None,
+    top_n: int = DEFAULT_TOP_N,
+) -> RetentionMatrix:
+    """The Retention page's retention lines, cohorts and money: a
+    :func:`~retention.analyses.retention_matrix` per group of ``breakdown`` (see
+    :func:`breakdown_groups`)."""
+    groups = None
+    if breakdown not in (None, NO_BREAKDOWN):
+        groups, _ = breakdown_groups(
+            ws, dataset_id, breakdown, segmentation_run, names=names, top_n=top_n
+        )
+    con, events = ws.cursor(), ws.table(dataset_id, "events")
+    kwargs = {"brackets": brackets} if brackets else {}
+    return retention_matrix(
+        con, events, period=period, mode=mode, definition=definition, groups=groups, **kwargs
+    )
 
 
 # --------------------------------------------------------------------------- stages, strategies

@@ -17,7 +17,9 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.common import dataset_currency, workspace
-from retention.cohorts import ALL_USERS, CohortTable
+from retention.analyses import INCOMPLETE, RetentionMatrix
+from retention.charts.drill import column_words
+from retention.cohorts import ALL_USERS
 from retention.drill import Selection, workspace_users
 from retention.errors import InputError
 from retention.periods import resolve_period
@@ -67,7 +69,8 @@ def _users(
     group: tuple[str, str, int, str] | None = None,
 ) -> pd.DataFrame:
     """The users of ``selection`` (``group``: breakdown, segmentation run, top N, group name
-    of the cohort table shown, whose users alone are in its cells)."""
+    of the cohort table shown (or all of the breakdown's groups), whose users alone are in its
+    cells)."""
     ws = workspace()
     user_ids = None
     if group is not None:
@@ -75,7 +78,9 @@ def _users(
         groups, _ = breakdown_groups(
             ws, dataset_id, breakdown, group_run or None, names=dict(names), top_n=top_n
         )
-        user_ids = groups.loc[groups["group"] == name, "user_id"]
+        user_ids = groups["user_id"]
+        if name != ALL_USERS:
+            user_ids = groups.loc[groups["group"] == name, "user_id"]
     return workspace_users(
         ws, dataset_id, selection, period=period, churn_after=churn_after,
         segmentation_run=seg_run_id, names=dict(names), user_ids=user_ids,
@@ -158,82 +163,94 @@ def user_list(
 # ----------------------------------------------------------------------------- Retention page
 
 
-def _clicked_cell(table: CohortTable) -> tuple[pd.Timestamp, int, int] | None:
-    """The cohort cell clicked in the heatmap (cohort start, k, users), if it is in ``table``."""
+def _clicked_cell(
+    matrix: RetentionMatrix, group: str | None
+) -> tuple[pd.Timestamp, int, int] | None:
+    """The cohort cell clicked in the heatmap (cohort start, column, users), if it is a cell of
+    ``matrix`` as shown now (a click from other settings is ignored)."""
     state = st.session_state.get(HEATMAP_KEY)
     try:
         points = state["selection"]["points"] if state else []
     except (KeyError, TypeError):
         return None
+    counts = matrix.table(group, "count")
     for point in points:
         custom = point.get("customdata")
         if not custom or len(custom) < 2:
             continue
-        cohort, k = pd.Timestamp(custom[0]), int(custom[1])
-        if cohort in table.counts.index and k in table.counts.columns:
-            count = table.counts.loc[cohort, k]
+        try:
+            cohort, column = pd.Timestamp(custom[0]), int(custom[1])
+        except (TypeError, ValueError):
+            continue
+        if cohort in counts.index and column in counts.columns:
+            count = counts.loc[cohort, column]
             if pd.notna(count):
-                return cohort, k, int(count)
+                return cohort, column, int(count)
     return None
 
 
 def cohort_users(
     info: DatasetInfo,
-    table: CohortTable,
+    matrix: RetentionMatrix,
     chosen: Any,
     group: str,
     seg_run: Run | None,
     names: Mapping[int, str],
 ) -> None:
-    """Under the cohort heatmap: the users of the cell the user clicked (or how to get them).
-    ``chosen``: the page's :class:`~pages.ui.retention_views.Choices` (breakdown, churn window,
-    top N); ``group``: whose cohorts the table shows."""
+    """Under the cohort heatmap: the users of the cell the user clicked (or how to get them),
+    exactly those the cell counts under the page's definition (``matrix``: its mode, start and
+    return events, cohort dates and day ranges). ``chosen``: the page's :class:`~pages.ui.retention_views.Choices` (breakdown, churn window, top N);
+    ``group``: whose cohorts the heatmap shows."""
+    if matrix.cells.empty:
+        return
     breakdown, churn_after, top_n = chosen.breakdown, int(chosen.churn_after), int(chosen.top_n)
-    cell = _clicked_cell(table)
+    shown = None if group == ALL_USERS else group
+    cell = _clicked_cell(matrix, shown)
     if cell is None:
         st.caption(
             ":material/touch_app: Click a cell of the cohort table to list its users, with a "
             "CSV download."
         )
         return
-    cohort, k, count = cell
-    period = table.period
+    cohort, column, count = cell
+    period = matrix.period
     names_key = tuple(sorted(names.items()))
     seg_id = seg_run.id if seg_run is not None else None
-    by = None if group == ALL_USERS else (breakdown, seg_id or "", top_n, group)
+    by = (breakdown, seg_id or "", top_n, group)  # the matrix counts only grouped users
+    selection = Selection(
+        cohort=cohort, column=column, mode=matrix.mode, definition=matrix.definition,
+        brackets=matrix.brackets,
+    )  # fmt: skip
     try:
         users = _users(
-            str(workspace().folder), info.id, Selection(cohort=cohort, k=k, mode=table.mode),
-            period, churn_after, seg_id, names_key, by,
-        )  # fmt: skip
+            str(workspace().folder), info.id, selection, period, churn_after, seg_id, names_key, by
+        )
     except InputError as exc:
         st.info(exc.in_app)
         return
-    label = table.grid.label(_index_of(table, cohort))
-    words = period_word(period)
-    when = (
-        f"active {counted(k, period_word_singular(period), words)} later"
-        if table.mode == "classic"
-        else f"active {counted(k, period_word_singular(period), words)} later or after"
+    label = matrix.grid.label(
+        int(matrix.cells.loc[matrix.cells["cohort"] == cohort, "cohort_t"].iloc[0])
     )
-    if k == 0:
-        when = "everyone in the cohort"
-    who = "" if group == ALL_USERS else f" ({group})"
+    d = matrix.definition
+    who = "" if shown is None else f" ({group})"
+    started = f", started with their first {d.start_event}," if d.start_event else ""
+    back = f"who had a {d.return_event}" if d.return_event else "who were active"
     user_list(
         users,
-        title=f"Users of the {label} cohort{who}, {when}",
+        title=f"Users of the {label} cohort{who}{started} {back} {column_words(matrix, column)}",
         period=period,
         currency=dataset_currency(info.id),
-        file_name=f"{_file_part(info.name)}-cohort-{cohort:%Y-%m-%d}-{k}-users.csv",
+        file_name=f"{_file_part(info.name)}-cohort-{cohort:%Y-%m-%d}-"
+        f"{_file_part(matrix.columns[column])}-{matrix.mode}-users.csv",
         key="drill.cohort",
     )
-    if len(users) != count:  # should never happen: the same rule as the table
+    if matrix.status(shown).loc[cohort, column] == INCOMPLETE:
+        st.caption(
+            "This cell is not complete yet: the data has not followed all of the cohort through "
+            "it, so more users may still come back."
+        )
+    if len(users) != count:  # should never happen: the same rule and SQL as the cell
         st.warning(f"The table counts {count:,} users here; the list has {len(users):,}.")
-
-
-def _index_of(table: CohortTable, cohort: pd.Timestamp) -> int:
-    grid = table.grid
-    return next(t for t in range(grid.n_periods) if grid.start_of(t) == cohort)
 
 
 # ----------------------------------------------------------------------------- Segments page

@@ -6,26 +6,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import streamlit as st
 
 from pages.ui.common import remember
+from retention.analyses import (
+    ACQUISITION,
+    AVERAGE,
+    FIRST_PREFIX,
+    MATRIX_EXPLANATIONS,
+    MATRIX_MODES,
+    Definition,
+    RetentionMatrix,
+    parse_brackets,
+)
 from retention.charts.drill import clickable_cells
 from retention.charts.retention import (
     at_risk_table,
-    cohort_heatmap,
-    incomplete_note,
+    matrix_heatmap,
+    retention_lines,
     survival_figure,
 )
 from retention.cohorts import (
     ALL_USERS,
     DEFAULT_TOP_N,
-    MODE_EXPLANATIONS,
-    MODES,
-    CohortTable,
     Survival,
     p_value_text,
 )
+from retention.errors import InputError
 from retention.periods import (
     DEFAULT_CHURN_AFTER,
     PERIOD_DAYS,
@@ -37,14 +46,10 @@ from retention.periods import (
     churn_after_in,
 )
 from retention.results import BY_SEGMENTS, NO_BREAKDOWN
-from retention.words import counted, period_word, period_word_singular
+from retention.words import counted, currency_unit, money, period_word, period_word_singular
 
 NONE = NO_BREAKDOWN
 SEGMENTS = BY_SEGMENTS
-MODE_WORDS = {
-    "classic": "active in that period (classic)",
-    "unbounded": "active then or later (unbounded)",
-}
 #: The page's settings, kept in the workspace across refreshes (:func:`remember`).
 PERIOD_KEY = "retention.period"
 CHURN_KEY = "retention.churn_after"
@@ -54,6 +59,16 @@ BREAKDOWN_KEY = "retention.breakdown"
 TOP_N_KEY = "retention.top_n"
 MODE_KEY = "retention.mode"
 COHORT_GROUP_KEY = "retention.cohort_group"
+MEASURE_KEY = "retention.measure"
+BRACKETS_KEY = "retention.brackets"
+START_KEY = "retention.start_event"
+RETURN_KEY = "retention.return_event"
+DATES_KEY = "retention.cohort_dates"  # kept as ISO dates
+DATES_WIDGET = "retention.cohort_dates.widget"
+CHURN_IN_KEY = "retention.churn_in"  # the churn window set in periods or in days
+CHURN_DAYS_INPUT = "retention.churn_days_input"
+ANY_EVENT = "(any)"
+DEFAULT_BRACKETS_TEXT = "1-7, 8-30, 31-90"
 #: What the Policy and Segments pages read: the period as picked ("auto" or a period) and the
 #: churn window in that period.
 SHARED_PERIOD = "period"
@@ -112,13 +127,47 @@ def _churn_window_key(period: str, highest: int) -> str:
     return key
 
 
+def _churn_days_key(period: str, most: int, current: int) -> str:
+    """The churn window in days: what the user typed, else the window's current length."""
+    default = round(current * PERIOD_DAYS[period])
+    key = remember(CHURN_DAYS_INPUT, default)
+    try:
+        value = int(st.session_state[key])
+    except (TypeError, ValueError):
+        value = default
+    st.session_state[key] = max(1, min(value, most))
+    return key
+
+
+def breakdown_label(b: str) -> str:
+    """How a breakdown is offered: "Segments (current segmentation)", "Column: country",
+    "Acquisition month", "First text (at the start)"."""
+    if b == SEGMENTS:
+        return "Segments (current segmentation)"
+    if b == NONE:
+        return "Nothing (all users)"
+    if b == ACQUISITION:
+        return "Acquisition month"
+    if b.startswith(FIRST_PREFIX):
+        column = b.removeprefix(FIRST_PREFIX)
+        if column == "text":
+            return "First product or text (at the start)"
+        return f"First {column} (at the start)"
+    return f"Column: {b}"
+
+
 def controls(
-    auto: str, columns: list[str], has_segments: bool, runs_for: Callable[[str], InactiveRuns]
+    auto: str,
+    columns: list[str],
+    has_segments: bool,
+    runs_for: Callable[[str], InactiveRuns],
+    properties: tuple[str, ...] = (),
 ) -> Choices:
     """Period, churn window and breakdown, kept across refreshes in the workspace; they also
     set the period and churn window the other pages read (``st.session_state["period"]`` /
     ``["churn_after"]``). ``runs_for(period)``: how long users are seen inactive in that period,
-    which bounds the churn window."""
+    which bounds the churn window. ``properties``: breakdowns by a property of the users' start
+    (:func:`~retention.analyses.property_options`)."""
     period_options = ["auto", *PERIODS]
     with st.container(border=True):
         left, mid, right = st.columns(3)
@@ -138,42 +187,74 @@ def controls(
         runs = runs_for(period)
         longest = max(3, runs.grid.n_periods - 1)  # a window must fit inside the data
         with mid:
-            churn_after = st.slider(
-                f"Churn window ({words} inactive)",
-                2,
-                longest,
-                key=_churn_window_key(period, longest),
-                help=(
-                    f"A user who has been inactive this many {words} in a row counts as churned. "
-                    f"1 inactive {word} is 'lapsing', more is 'at risk' until the window is "
-                    "reached. Changing the period keeps the same length of time (4 months "
-                    "become 17 weeks)."
-                ),
+            in_days = (
+                st.radio(
+                    "Churn window in",
+                    ("periods", "days"),
+                    format_func={"periods": words, "days": "days"}.__getitem__,
+                    horizontal=True,
+                    key=_remember_choice(CHURN_IN_KEY, ["periods", "days"], "periods"),
+                    help="Set the churn window as a number of periods or of days.",
+                )
+                == "days"
             )
+            key = _churn_window_key(period, longest)
+            if in_days:
+                most = int(longest * PERIOD_DAYS[period])
+                days = st.number_input(
+                    "Churn window (days inactive)",
+                    min_value=1,
+                    max_value=most,
+                    step=1,
+                    key=_churn_days_key(period, most, int(st.session_state[key])),
+                    help=(
+                        "A user inactive this many days in a row counts as churned. Stages are "
+                        f"counted in whole {words}, so the window is rounded to the nearest "
+                        f"whole number of {words} (at least 2)."
+                    ),
+                )
+                churn_after = min(churn_after_in(float(days), period), longest)
+                st.session_state[key] = churn_after
+                st.session_state[CHURN_DAYS_KEY] = churn_after * PERIOD_DAYS[period]
+                st.caption(f"= {counted(churn_after, word, words)} inactive in a row")
+            else:
+                churn_after = st.slider(
+                    f"Churn window ({words} inactive)",
+                    2,
+                    longest,
+                    key=key,
+                    help=(
+                        f"A user who has been inactive this many {words} in a row counts as "
+                        f"churned. 1 inactive {word} is 'lapsing', more is 'at risk' until the "
+                        "window is reached. Changing the period keeps the same length of time "
+                        "(4 months become 17 weeks)."
+                    ),
+                )
         with right:
             options = ([SEGMENTS] if has_segments else []) + [NONE] + columns
+            options += [p for p in properties if p.removeprefix(FIRST_PREFIX) not in columns]
             breakdown = st.selectbox(
                 "Break down by",
                 options,
-                format_func=lambda b: {
-                    SEGMENTS: "Segments (current segmentation)",
-                    NONE: "Nothing (all users)",
-                }.get(b, f"Column: {b}"),
+                format_func=breakdown_label,
                 key=_remember_choice(BREAKDOWN_KEY, options, options[0]),
                 help=(
-                    "Compare retention between segments, or between the values of a column "
+                    "Compare retention between segments, between the values of a column "
                     "that sorts users into a few groups (text or categories, such as country; "
-                    "per-purchase numbers such as quantity or price are not offered)."
+                    "per-purchase numbers such as quantity or price are not offered), by the "
+                    "month users were acquired, or by what they did first (the first product "
+                    "they bought)."
                 ),
             )
             top_n = DEFAULT_TOP_N
-            if breakdown not in (SEGMENTS, NONE):
+            if breakdown not in (SEGMENTS, NONE, ACQUISITION):
+                shown = breakdown_label(breakdown).removeprefix("Column: ")
                 top_n = st.number_input(
-                    f"Values of {breakdown} to show",
+                    f"Values of {shown} to show",
                     1,
                     20,
                     key=remember(TOP_N_KEY, DEFAULT_TOP_N),
-                    help=f"The most common values of {breakdown}, by users; the rest are "
+                    help=f"The most common values of {shown}, by users; the rest are "
                     "grouped as 'Other'.",
                 )
     window = check_churn_window(runs, int(churn_after))
@@ -238,42 +319,295 @@ def span_caption(surv: Survival, grid: PeriodGrid, period: str) -> None:
     )
 
 
-def cohort_controls(groups: list[str]) -> tuple[str, str]:
-    """The cohort mode and whose cohorts to show."""
-    st.subheader("Cohorts")
-    c1, c2 = st.columns([1, 1])
-    with c1:
-        mode = st.radio(
-            "Count a user in a cell when they were…",
-            MODES,
-            format_func=MODE_WORDS.__getitem__,
-            horizontal=True,
-            key=_remember_choice(MODE_KEY, list(MODES), MODES[0]),
-        )
-    with c2:
-        options = [ALL_USERS] + [g for g in groups if g != ALL_USERS]
-        group = st.selectbox(
-            "Cohorts of",
-            options,
-            key=_remember_choice(COHORT_GROUP_KEY, options, ALL_USERS),
-        )
-    st.caption(MODE_EXPLANATIONS[mode])
-    return mode, group
+@dataclass(frozen=True)
+class AnalysisChoices:
+    """How the retention lines and cohorts are counted: ``mode`` (classic, unbounded or
+    brackets), ``measure`` (percent or count), the definition and the day ranges."""
+
+    mode: str
+    measure: str
+    definition: Definition
+    brackets: tuple[tuple[int, int | None], ...]
 
 
-def cohort_section(table: CohortTable, period: str) -> None:
-    """The cohort heatmap and how to read it."""
+def _any(value: str) -> str:
+    return "Any event" if value == ANY_EVENT else value
+
+
+def _remember_dates(dataset_id: str, lo: date, hi: date) -> tuple[str, str]:
+    """The cohort date range's keys for one dataset (its widget, and where it is kept in the
+    workspace as ISO dates: dates are not JSON). The range always lies within the data's days:
+    one kept from other data falls back to all of them. The widget's own value wins, unless the
+    kept range changed since the page last wrote it (a saved view was opened)."""
+    saved_key = remember(f"{DATES_KEY}.{dataset_id}", None)
+    widget = f"{DATES_WIDGET}.{dataset_id}"
+    saved = st.session_state[saved_key]
+    kept = [str(v) for v in saved] if isinstance(saved, tuple | list) else saved
+    if widget in st.session_state and kept == st.session_state.get(f"{widget}.written"):
+        value = st.session_state[widget]
+    else:
+        value = saved
+    if (
+        isinstance(value, tuple | list)
+        and len(value) == 1
+        and isinstance(value[0], date)
+        and lo <= value[0] <= hi
+    ):
+        return widget, saved_key  # the user is picking: the first day so far
+    try:
+        first, last = (v if isinstance(v, date) else date.fromisoformat(str(v)) for v in value)
+    except (TypeError, ValueError):
+        first, last = lo, hi
+    if not lo <= first <= last <= hi:
+        first, last = lo, hi
+    st.session_state[widget] = (first, last)
+    return widget, saved_key
+
+
+def analysis_controls(
+    dataset_id: str, period: str, event_kinds: list[str], first_day: date, last_day: date
+) -> AnalysisChoices:
+    """How to count a user as retained (in that period, then or later, or in ranges of days),
+    percent or users, and, in an expander, the start and return events and the cohorts'
+    dates. Kept across refreshes in the workspace."""
     word = period_word_singular(period)
-    st.plotly_chart(  # a click on a cell lists its users (pages/ui/drill_views.py)
-        clickable_cells(cohort_heatmap(table), table), key="retention.heatmap",
-        on_select="rerun", selection_mode="points",
-    )  # fmt: skip
-    note = incomplete_note(table)
-    st.caption(
-        f"Each row is a cohort: the users whose first activity fell in that {word} (n = its "
-        f"number of users). Each column counts {period_word(period)} since then. The triangle "
-        "ends where the data ends." + (f" {note[0].upper()}{note[1:]}." if note else "")
+    st.subheader("Retention over time")
+    with st.container(border=True):
+        c1, c2 = st.columns([3, 1])
+        with c1:
+            mode = st.radio(
+                "Count a user as retained when they came back…",
+                MATRIX_MODES,
+                format_func=lambda m: {
+                    "classic": f"in that {word}",
+                    "unbounded": f"in that {word} or later",
+                    "brackets": "within ranges of days",
+                }[m],
+                horizontal=True,
+                key=_remember_choice(MODE_KEY, list(MATRIX_MODES), MATRIX_MODES[0]),
+                help=(
+                    f"In that {word}: N-{word} retention, the share who came back in exactly "
+                    f"that {word} after they started. Or later: unbounded retention, the share "
+                    f"who came back then or in any later {word} (it never goes up). Ranges of "
+                    "days: bracketed retention, such as days 1–7, 8–30 and 31–90."
+                ),
+            )
+        with c2:
+            measure = st.radio(
+                "Show",
+                ("percent", "count"),
+                format_func={"percent": "% of cohort", "count": "Number of users"}.__getitem__,
+                horizontal=True,
+                key=_remember_choice(MEASURE_KEY, ["percent", "count"], "percent"),
+                help="The share of each cohort that came back, or how many users did.",
+            )
+        brackets: tuple[tuple[int, int | None], ...] = ()
+        if mode == "brackets":
+            text = st.text_input(
+                "Ranges of days since the start",
+                key=remember(BRACKETS_KEY, DEFAULT_BRACKETS_TEXT),
+                help=(
+                    "Whole days after each user's start (the start day is day 0), separated by "
+                    "commas: 1-7, 8-30, 31-90. Write 91+ for 'day 91 or later'."
+                ),
+            )
+            try:
+                brackets = parse_brackets(text)
+            except InputError as exc:
+                st.error(str(exc), icon=":material/edit:")
+                brackets = parse_brackets(DEFAULT_BRACKETS_TEXT)
+                st.caption(f"Showing the usual ranges instead: {DEFAULT_BRACKETS_TEXT}.")
+        with st.expander("Start and return events, cohort dates"):
+            e1, e2 = st.columns(2)
+            options = [ANY_EVENT, *event_kinds]
+            with e1:
+                start = st.selectbox(
+                    "A user starts with their first…",
+                    options,
+                    format_func=_any,
+                    key=_remember_choice(START_KEY, options, ANY_EVENT),
+                    disabled=not event_kinds,
+                    help="The event that puts a user in a cohort, e.g. their first purchase.",
+                )
+            with e2:
+                back = st.selectbox(
+                    "…and counts as back with any…",
+                    options,
+                    format_func=_any,
+                    key=_remember_choice(RETURN_KEY, options, ANY_EVENT),
+                    disabled=not event_kinds,
+                    help=(
+                        "The event that counts as coming back, at or after the start: e.g. "
+                        "first review → any purchase."
+                    ),
+                )
+            if not event_kinds:
+                st.caption(
+                    "This dataset has no event-type column (purchase, visit, review…), so "
+                    "every event counts as a start and as a return."
+                )
+            widget, saved_key = _remember_dates(dataset_id, first_day, last_day)
+            dates = st.date_input(
+                "Cohorts that started between",
+                min_value=first_day,
+                max_value=last_day,
+                key=widget,
+                help="Only users whose start falls within these days (both included).",
+                format="YYYY-MM-DD",
+            )
+            picked = tuple(dates) if isinstance(dates, tuple | list) else (dates,)
+            lo = picked[0] if picked else first_day
+            hi = picked[1] if len(picked) > 1 else last_day
+            st.session_state[saved_key] = [lo.isoformat(), hi.isoformat()]
+            st.session_state[f"{widget}.written"] = st.session_state[saved_key]
+            remember(saved_key, None)  # saves the range just picked
+    definition = Definition(
+        start_event=None if start == ANY_EVENT else start,
+        return_event=None if back == ANY_EVENT else back,
+        start=None if lo <= first_day else lo,
+        end=None if hi >= last_day else hi,
     )
+    return AnalysisChoices(mode, measure, definition, brackets)
+
+
+def _definition_words(matrix: RetentionMatrix) -> str:
+    d = matrix.definition
+    words = d.describe()
+    if d.start or d.end:
+        lo = f"{d.start:%Y-%m-%d}" if d.start else "the start of the data"
+        hi = f"{d.end:%Y-%m-%d}" if d.end else "the end of the data"
+        words += f", cohorts that started from {lo} to {hi}"
+    return words
+
+
+def retention_lines_section(matrix: RetentionMatrix, measure: str) -> None:
+    """One line per group (and the average) with how to read it."""
+    if matrix.cells.empty:
+        st.info(
+            "No user starts with this definition and these dates: pick another start event "
+            "or a wider range of dates."
+        )
+        return
+    curves = matrix.curves(measure)
+    title = "Share of users who came back" if measure == "percent" else "Users who came back"
+    st.plotly_chart(retention_lines(matrix, curves, measure, title=title), key="retention.lines")
+    word = period_word_singular(matrix.period)
+    unit = "day range" if matrix.mode == "brackets" else word
+    counted_as = (
+        "Each point counts the users of the cohorts the data has followed through that whole "
+        f"{unit}."
+        if measure == "count"
+        else "Each point averages the cohorts the data has followed through that whole "
+        f"{unit}, weighted by their users."
+    )
+    average = ""
+    if len(matrix.groups) > 1:
+        average = (
+            " The dark dashed line is all users together."
+            if measure == "count"
+            else " The dark dashed line is the average over all users."
+        )
+    late = (
+        ""
+        if matrix.mode == "brackets"
+        else " The last points rest on the oldest cohorts only (hover for how many users), so "
+        "they jump more."
+    )
+    st.caption(
+        f"Retention of {_definition_words(matrix)}. {counted_as}{average}{late} An open "
+        "circle on a dotted line is not complete yet (the data ends before these users got "
+        f"through that {unit}): it will still grow, it is not a drop."
+    )
+
+
+def cohort_controls(groups: list[str]) -> str:
+    """Whose cohorts to show."""
+    st.subheader("Cohorts")
+    options = [ALL_USERS] + [g for g in groups if g != ALL_USERS]
+    return st.selectbox(
+        "Cohorts of",
+        options,
+        key=_remember_choice(COHORT_GROUP_KEY, options, ALL_USERS),
+        help="All users, or one group of the breakdown.",
+    )
+
+
+def cohort_section(matrix: RetentionMatrix, group: str, measure: str) -> None:
+    """The cohort heatmap and how to read it."""
+    if matrix.cells.empty:
+        return
+    shown = None if group == ALL_USERS else group
+    st.plotly_chart(  # a click on a cell lists its users (pages/ui/drill_views.py)
+        clickable_cells(matrix_heatmap(matrix, shown, measure), matrix, shown),
+        key="retention.heatmap", on_select="rerun", selection_mode="points",
+    )  # fmt: skip
+    word = period_word_singular(matrix.period)
+    columns = (
+        "Each column is a range of days since the user's start."
+        if matrix.mode == "brackets"
+        else f"Each column counts {period_word(matrix.period)} since the start."
+    )
+    grey = (
+        " Grey cells are not complete yet: the data ends before all of their users got "
+        "through them, so they will still grow."
+        if (matrix.status(shown) == "incomplete").any().any()
+        else ""
+    )
+    note = ""
+    grid = matrix.grid
+    if grid.ends_mid_period and grid.last_ts is not None and matrix.mode != "brackets":
+        note = (
+            f" {grid.label(grid.last_t)} is incomplete: the data ends on {grid.last_ts:%Y-%m-%d}."
+        )
+    st.caption(
+        f"Each row is a cohort: the users who started in that {word} (n = its number of "
+        f"users). {columns} {MATRIX_EXPLANATIONS[matrix.mode]}{grey}{note}"
+    )
+
+
+def money_section(matrix: RetentionMatrix, currency: str | None) -> None:
+    """Revenue retention and the cumulative revenue per user (LTV) per group, in the data's
+    currency."""
+    if matrix.cells.empty or float(matrix.cells["revenue"].abs().sum()) == 0:
+        return
+    unit = currency_unit(currency)
+    words = period_word(matrix.period)
+    st.subheader("Money")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(
+            retention_lines(
+                matrix,
+                matrix.curves("revenue_retention"),
+                "revenue_retention",
+                title="Revenue retention",
+            ),
+            key="retention.revenue",
+        )
+        st.caption(
+            f"Revenue the cohorts bring in each {period_word_singular(matrix.period)}, as a "
+            "share of what the same cohorts spent in their first one. Above 100%: they spend "
+            "more than when they started."
+        )
+    with right:
+        ltv = matrix.curves("ltv")
+        st.plotly_chart(
+            retention_lines(matrix, ltv, "ltv", title="Revenue per user so far (LTV)", unit=unit),
+            key="retention.ltv",
+        )
+        average = ltv[ltv["line"] == (AVERAGE if len(matrix.groups) > 1 else matrix.groups[0])]
+        done = average[~average["incomplete"]]
+        if not done.empty:
+            last = done.iloc[-1]
+            st.caption(
+                f"Everything a user spent from their start, summed and divided by the users "
+                f"who started: after {int(last['column'])} {words}, "
+                f"{money(last['value'], currency)} per user (over {int(last['users']):,} users)."
+            )
+    if currency is None:
+        st.caption(
+            "Set the currency of this dataset on the Data page to see amounts with their symbol."
+        )
 
 
 def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:

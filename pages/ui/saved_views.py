@@ -40,19 +40,30 @@ SETTING_WORDS = {
     "retention.churn_after": "churn window",
     "retention.breakdown": "broken down by",
     "retention.top_n": "values shown",
-    "retention.mode": "cells count users",
+    "retention.mode": "counted as back",
+    "retention.brackets": "ranges of days",
+    "retention.measure": "show",
+    "retention.start_event": "starts with the first",
+    "retention.return_event": "back with any",
+    "retention.cohort_dates": "cohorts that started",
     "retention.cohort_group": "cohorts of",
 }
+#: Settings kept per dataset: ``<key>.<dataset id>`` (a view keeps its own dataset's).
+PER_DATASET = ("retention.cohort_dates",)
 #: How a value reads in a summary (values not listed are shown as they are).
 VALUE_WORDS = {
     "auto": "automatic",
     "none": "nothing (all users)",
     "segments": "segments",
-    "classic": "active in that period",
-    "unbounded": "active then or later",
+    "classic": "in that period",
+    "unbounded": "in that period or later",
+    "brackets": "within ranges of days",
+    "percent": "% of cohort",
+    "count": "number of users",
+    "(any)": "any event",
 }
 #: Settings kept only to carry another one over (not worth a word in a summary).
-QUIET = {"retention.churn_unit", "retention.churn_days"}
+QUIET = {"retention.churn_unit", "retention.churn_days", "retention.churn_in"}
 
 
 def _simple(value: Any) -> bool:
@@ -63,10 +74,20 @@ def _simple(value: Any) -> bool:
     return not isinstance(value, dict)
 
 
-def page_settings(prefix: str) -> dict[str, Any]:
-    """The current values of the page's kept settings (keys starting with ``prefix``)."""
+def _per_dataset(key: str) -> str | None:
+    """The dataset id of a per-dataset setting's key (None for other settings)."""
+    for base in PER_DATASET:
+        if key.startswith(base + "."):
+            return key.removeprefix(base + ".")
+    return None
+
+
+def page_settings(prefix: str, dataset_id: str | None = None) -> dict[str, Any]:
+    """The current values of the page's kept settings (keys starting with ``prefix``); of the
+    settings kept per dataset, only ``dataset_id``'s."""
     ws = workspace()
     keys = [k.removeprefix(REMEMBERED) for k in ws.meta_items(REMEMBERED + prefix)]
+    keys = [k for k in keys if _per_dataset(k) in (None, dataset_id)]
     out = {}
     for key in keys:
         if key in st.session_state and _simple(st.session_state[key]):
@@ -79,7 +100,13 @@ def summary(view: SavedView) -> str:
     """A view's settings in one line, in words: "period: automatic · churn window: 4 weeks · …"."""
     settings = view.settings
     order = list(SETTING_WORDS)
-    keys = sorted(settings, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+    def rank(key: str) -> tuple[int, str]:
+        of = _per_dataset(key)
+        base = key.removesuffix(f".{of}") if of is not None else key
+        return (order.index(base) if base in order else len(order), key)
+
+    keys = sorted(settings, key=rank)
     parts = []
     for key in keys:
         value = settings[key]
@@ -87,8 +114,16 @@ def summary(view: SavedView) -> str:
             continue
         if key == "retention.top_n" and settings.get("retention.breakdown") in ("none", "segments"):
             continue  # only a column's breakdown shows its top values
-        word = SETTING_WORDS.get(key, key.rsplit(".", 1)[-1].replace("_", " "))
-        if isinstance(value, list):
+        if key == "retention.brackets" and settings.get("retention.mode") != "brackets":
+            continue  # the ranges of days count only in that mode
+        of = _per_dataset(key)
+        if of is not None and of != view.dataset_id:
+            continue
+        base = key.removesuffix(f".{of}") if of is not None else key
+        word = SETTING_WORDS.get(base, base.rsplit(".", 1)[-1].replace("_", " "))
+        if base == "retention.cohort_dates" and isinstance(value, list) and len(value) == 2:
+            shown = f"{value[0]} to {value[1]}"
+        elif isinstance(value, list):
             shown = ", ".join(map(str, value))
         elif key == "retention.churn_after" and settings.get("retention.churn_unit") in PERIODS:
             shown = counted(int(value), settings["retention.churn_unit"])
@@ -135,7 +170,11 @@ def _save(page: str, prefix: str, dataset_id: str) -> None:
     name_key = f"saved_views.{page}.name"
     try:
         view = save_view(
-            workspace(), page, st.session_state.get(name_key, ""), page_settings(prefix), dataset_id
+            workspace(),
+            page,
+            st.session_state.get(name_key, ""),
+            page_settings(prefix, dataset_id),
+            dataset_id,
         )
     except InputError as exc:
         st.session_state["saved_views.problem"] = exc.in_app

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb, qualitative
 
+from retention.analyses import AVERAGE, TOTAL, RetentionMatrix
 from retention.cohorts import CohortTable, Survival
 from retention.periods import PeriodGrid
-from retention.words import period_word, period_word_singular
+from retention.words import currency_unit, period_word, period_word_singular, segment_name
 
 PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
 
@@ -238,3 +241,241 @@ def at_risk_figure(surv: Survival, *, max_columns: int = 12) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=60 + 30 * (len(table) + 1)
     )
     return fig
+
+
+# -- retention analyses (retention.analyses) ---------------------------------------------------
+
+#: What each measure of a retention line shows, for the axis (``{unit}``: the currency's).
+MEASURE_AXES: dict[str, str] = {
+    "percent": "Retained (% of the cohort)",
+    "count": "Users retained",
+    "revenue_retention": "Revenue (% of the first period's)",
+    "ltv": "Revenue per user so far ({unit})",
+}
+AVERAGE_COLOUR = "#222222"
+
+
+def column_title(matrix: RetentionMatrix) -> str:
+    """The x axis of a matrix's columns: "Weeks since the start" or "Days since the start"."""
+    if matrix.mode == "brackets":
+        return "Days since the start (ranges)"
+    return f"{period_word(matrix.period).capitalize()} since the start"
+
+
+def _value_format(measure: str, unit: str) -> tuple[str, str]:
+    """(hover format, tick format) of a measure."""
+    if measure in ("percent", "revenue_retention"):
+        return "%{y:.1%}", ".0%"
+    if measure == "count":
+        return "%{y:,.0f} users", ",.0f"
+    return "%{y:,.2f} " + unit, ",.2f"
+
+
+def retention_lines(
+    matrix: RetentionMatrix,
+    curves: pd.DataFrame,
+    measure: str = "percent",
+    *,
+    title: str | None = None,
+    unit: str = "",
+) -> go.Figure:
+    """One line per group (and the average, dark and dashed) over the matrix's columns, from
+    :meth:`RetentionMatrix.curves`. Points that rest on cells the data has not fully observed
+    yet are drawn as open circles on a dotted segment, and say so on hover: they are not a
+    drop. ``unit``: the currency's, for the LTV measure."""
+    labels = list(matrix.columns)
+    hover_value, tick = _value_format(measure, unit)
+    fig = go.Figure()
+    lines = list(dict.fromkeys(curves["line"]))
+    for i, line in enumerate(lines):
+        part = curves[curves["line"] == line].sort_values("column")
+        average = line in (AVERAGE, TOTAL)
+        colour = AVERAGE_COLOUR if average else PALETTE[i % len(PALETTE)]
+        x = [labels[c] for c in part["column"]]
+        done = ~part["incomplete"].to_numpy()
+        users = part["users"].to_numpy()
+        solid_y = np.where(done, part["value"], np.nan)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=solid_y,
+                mode="lines+markers",
+                name=line,
+                legendgroup=line,
+                line={
+                    "color": colour,
+                    "width": 3 if average else 2,
+                    "dash": "dash" if average else "solid",
+                },  # fmt: skip
+                marker={"size": 6},
+                customdata=users,
+                hovertemplate=(
+                    f"{line}<br>%{{x}}: {hover_value}<br>over %{{customdata:,}} users"
+                    "<extra></extra>"
+                ),
+            )
+        )
+        if not done.all():
+            # The dotted tail: from the last complete point through the incomplete ones.
+            idx = np.flatnonzero(~done)
+            start = max(idx[0] - 1, 0) if done[: idx[0]].any() else idx[0]
+            tail = part.iloc[start:]
+            fig.add_trace(
+                go.Scatter(
+                    x=[labels[c] for c in tail["column"]],
+                    y=tail["value"],
+                    mode="lines+markers",
+                    name=f"{line} (not yet complete)",
+                    legendgroup=line,
+                    showlegend=False,
+                    line={"color": colour, "width": 1.5, "dash": "dot"},
+                    marker={
+                        "size": 8,
+                        "symbol": "circle-open",
+                        "opacity": [0 if d else 1 for d in ~tail["incomplete"].to_numpy()],
+                    },  # fmt: skip
+                    customdata=tail["users"],
+                    hovertemplate=(
+                        f"{line}<br>%{{x}}: {hover_value}<br>over %{{customdata:,}} users<br>"
+                        "<i>not yet complete: the data has not followed these users through "
+                        "all of it, so it will still grow</i><extra></extra>"
+                    ),
+                )
+            )
+    fig.update_layout(
+        title=title,
+        xaxis={"title": column_title(matrix), "type": "category"},
+        yaxis={
+            "title": MEASURE_AXES[measure].format(unit=unit or "your data's currency"),
+            "tickformat": tick,
+            "rangemode": "tozero",
+        },
+        legend={"title": None},
+        hovermode="closest",
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
+    )
+    return fig
+
+
+def matrix_heatmap(
+    matrix: RetentionMatrix,
+    group: str | None = None,
+    measure: str = "percent",
+    *,
+    title: str | None = None,
+) -> go.Figure:
+    """The cohort × column table of a matrix (one group or all users) as a heatmap: each row a
+    cohort labelled with its size, cells the share retained (``percent``) or the users
+    (``count``). Cells the data has not fully observed yet are grey and say so on hover."""
+    shares = matrix.table(group, "percent")
+    counts = matrix.table(group, "count")
+    status = matrix.status(group).reindex(index=shares.index)
+    sizes = matrix.sizes(group).reindex(shares.index)
+    # Columns no cohort reached are left out (a later cohort start from the date range).
+    keep = [c for c in shares.columns if shares[c].notna().any()]
+    shares, counts, status = shares[keep], counts[keep], status[keep]
+    x = [matrix.columns[c] for c in keep]
+    y = [f"{_cohort_label(matrix.grid, c)} (n={int(n):,})" for c, n in sizes.items()]
+    z = shares.to_numpy(dtype=float)
+    c = counts.to_numpy(dtype=float)
+    partial = status.to_numpy() == "incomplete"
+    if measure == "count":
+        text = np.where(np.isnan(c), "", np.vectorize(lambda v: f"{v:,.0f}")(np.nan_to_num(c)))
+    else:
+        text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:.0%}")(np.nan_to_num(z)))
+    custom = np.dstack([np.nan_to_num(c), np.repeat(sizes.to_numpy()[:, None], z.shape[1], 1)])
+    show_text = "%{text}" if z.size <= 900 else None
+    hover = (
+        "cohort %{y}<br>%{x}<br>%{z:.1%} retained "
+        "(%{customdata[0]:,.0f} of %{customdata[1]:,.0f} users)"
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.where(partial, np.nan, z),
+            x=x,
+            y=y,
+            text=text,
+            texttemplate=show_text,
+            customdata=custom,
+            colorscale="Blues",
+            zmin=0,
+            zmax=1,
+            hoverongaps=False,
+            colorbar={"title": "retained", "tickformat": ".0%"},
+            hovertemplate=hover + "<extra></extra>",
+            name="retained",
+        )
+    )
+    if partial.any():
+        fig.add_trace(
+            go.Heatmap(
+                z=np.where(partial, z, np.nan),
+                x=x,
+                y=y,
+                text=text,
+                texttemplate=show_text,
+                customdata=custom,
+                colorscale=INCOMPLETE_COLOURS,
+                zmin=0,
+                zmax=1,
+                showscale=False,
+                hoverongaps=False,
+                hovertemplate=hover + "<br><i>not yet complete: the data has not followed all "
+                "of these users through this cell, so it will still grow</i><extra></extra>",
+                name="not yet complete",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis={"title": column_title(matrix), "type": "category"},
+        yaxis={
+            "title": f"Cohort (start {period_word_singular(matrix.period)}, users)",
+            "autorange": "reversed",
+            "type": "category",
+        },
+        height=max(320, min(900, 28 * len(y) + 160)),
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
+    )
+    return fig
+
+
+def segment_lines_figures(
+    matrix: RetentionMatrix, names: Mapping[int, str], currency: str | None = None
+) -> list[go.Figure]:
+    """The report's retention analyses by segment (a :func:`~retention.analyses.segment_matrix`,
+    groups are segment ids): retention, revenue retention and revenue per user (LTV), one line
+    per segment (by its display name) and the average."""
+
+    def named(curves: pd.DataFrame) -> pd.DataFrame:
+        label = {g: segment_name(names, int(g)) for g in matrix.groups}
+        return curves.assign(line=curves["line"].map(lambda g: label.get(g, g)))
+
+    unit = currency_unit(currency)
+    figures = [
+        retention_lines(
+            matrix,
+            named(matrix.curves("percent")),
+            "percent",
+            title=f"Share of each segment that came back, by {period_word(matrix.period)} "
+            "since the start",
+        )
+    ]
+    if float(matrix.cells["revenue"].abs().sum()) > 0:
+        figures.append(
+            retention_lines(
+                matrix,
+                named(matrix.curves("revenue_retention")),
+                "revenue_retention",
+                title="Revenue retention (revenue as a share of the first period's)",
+            )
+        )
+        figures.append(
+            retention_lines(
+                matrix,
+                named(matrix.curves("ltv")),
+                "ltv",
+                title=f"Revenue per user so far (LTV, {unit})",
+                unit=unit,
+            )
+        )
+    return figures

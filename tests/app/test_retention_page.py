@@ -51,6 +51,24 @@ def charts(at) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
+def chart(at, key: str) -> dict:
+    """The page's chart by its part: lines, heatmap, revenue, ltv or km."""
+    import json
+
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"retention.{key}")]
+    if not found:  # element ids hash the key: fall back on what each chart shows
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        pick = {
+            "heatmap": lambda f: f["data"][0]["type"] == "heatmap",
+            "km": lambda f: "not yet churned" in str(f["layout"].get("title", "")),
+            "lines": lambda f: "came back" in str(f["layout"].get("title", "")),
+            "revenue": lambda f: "Revenue retention" in str(f["layout"].get("title", "")),
+            "ltv": lambda f: "LTV" in str(f["layout"].get("title", "")),
+        }[key]
+        return next(f for f in specs if pick(f))
+    return json.loads(found[0].proto.spec)
+
+
 def test_page_without_segmentation(app_workspace, events_dataset) -> None:
     at = make_app(PAGE)
     assert not at.exception
@@ -58,10 +76,14 @@ def test_page_without_segmentation(app_workspace, events_dataset) -> None:
     assert "Automatic (week)" in at.selectbox(key="retention.period").format_func("auto")
     breakdown = at.selectbox(key="retention.breakdown")
     assert breakdown.value == "none"
-    assert breakdown.options == ["Nothing (all users)", "Column: country"]
-    figures = charts(at)
-    assert len(figures) == 2  # heatmap, Kaplan–Meier
-    heatmap, km = figures
+    assert breakdown.options == [
+        "Nothing (all users)",
+        "Column: country",
+        "Acquisition month",
+        "First product or text (at the start)",
+    ]
+    assert len(charts(at)) == 5  # lines, heatmap, revenue retention, LTV, Kaplan–Meier
+    heatmap, km = chart(at, "heatmap"), chart(at, "km")
     assert heatmap["data"][0]["type"] == "heatmap"
     assert [t["name"] for t in km["data"] if t.get("showlegend", True)] == ["All users (n=300)"]
     assert not at.success and not at.info  # one group: no log-rank test
@@ -83,7 +105,7 @@ def test_segments_breakdown_shows_logrank_sentence(app_workspace, events_dataset
     # The cohort table for one segment only.
     at.selectbox(key="retention.cohort_group").set_value("Toys").run()
     assert not at.exception
-    heatmap = charts(at)[0]
+    heatmap = chart(at, "heatmap")
     sizes = [int(y.split("n=")[1].rstrip(")")) for y in heatmap["data"][0]["y"]]
     assert sum(sizes) == int((planted.truth["segment"] == 1).sum())
 
@@ -92,14 +114,14 @@ def test_controls_update_results_and_session(app_workspace, events_dataset) -> N
     at = make_app(PAGE)
     at.radio(key="retention.mode").set_value("unbounded").run()
     assert not at.exception
-    assert any("Unbounded" in c.value for c in at.caption)
+    assert any("or any later one" in c.value for c in at.caption)
     at.slider(key="retention.churn_after").set_value(6).run()
     at.selectbox(key="retention.period").set_value("day").run()
     assert not at.exception
     # 6 weeks are 42 days: the window keeps its length of time when the period changes.
     assert at.session_state["churn_after"] == 42
     assert at.session_state["period"] == "day"
-    km = charts(at)[1]
+    km = chart(at, "km")
     assert "42 days inactive" in km["layout"]["title"]["text"]
     at.selectbox(key="retention.breakdown").set_value("country").run()
     assert not at.exception
@@ -170,7 +192,7 @@ def test_a_refresh_keeps_every_setting(app_workspace, events_dataset) -> None:
     # The other pages read these two.
     assert fresh.session_state["period"] == "month"
     assert fresh.session_state["churn_after"] == 3
-    assert "3 months inactive" in charts(fresh)[1]["layout"]["title"]["text"]
+    assert "3 months inactive" in chart(fresh, "km")["layout"]["title"]["text"]
 
 
 def test_churn_window_keeps_its_length_when_the_period_changes(
@@ -243,7 +265,7 @@ def test_a_churn_window_the_data_cannot_show_is_refused_with_a_suggestion(app_wo
     next(b for b in at.button if b.label == "Use 4 months").click().run()
     assert not at.exception and not at.error
     assert at.slider(key="retention.churn_after").value == 4
-    assert len(charts(at)) == 2
+    assert chart(at, "km") and chart(at, "lines")
     # 11 months: one user of 41 can be seen churning (2.4%): refused too, every curve flat.
     at.slider(key="retention.churn_after").set_value(11).run()
     assert at.error and "(1 of 41 users, 2.4%)" in at.error[0].value
@@ -257,19 +279,22 @@ def test_a_long_window_some_users_reach_is_shown_with_a_caution(app_workspace) -
     caution = at.warning[0].value
     assert "active in the first 2 months and then gone for 11 months" in caution
     assert "(5 of 45 users, 11.1%)" in caution
-    assert len(charts(at)) == 2
+    assert chart(at, "km") and chart(at, "heatmap")
 
 
 def test_last_incomplete_month_is_marked(app_workspace) -> None:
     _monthly_buyers(app_workspace)
     at = make_app(PAGE)
-    heatmap = charts(at)[0]
+    heatmap = chart(at, "heatmap")
     # "cells": the click targets of the drill-down (retention/charts/drill.py)
-    assert [t.get("name") for t in heatmap["data"]] == ["retained", "incomplete", "cells"]
+    assert [t.get("name") for t in heatmap["data"]] == ["retained", "not yet complete", "cells"]
     note = "2025-01 is incomplete: the data ends on 2025-01-10"
-    assert note in heatmap["data"][2]["customdata"][-1][-1]  # said on hover of the diagonal
-    assert note in heatmap["layout"]["title"]["text"]
+    cells = heatmap["data"][2]["customdata"]
+    assert note in cells[-1][5]  # said on hover of the not yet complete cell
+    # One cohort (everyone started in January 2024): only its cell of January 2025 is grey.
+    assert [note in c[5] for c in cells] == [c[1] == 12 for c in cells]
     assert any(note in c.value for c in at.caption)
+    assert any("Grey cells are not complete yet" in c.value for c in at.caption)
     assert any(
         "the data ends on 2025-01-10, before the last month does" in c.value for c in at.caption
     )
@@ -333,6 +358,6 @@ def test_many_users_and_many_groups_stay_readable(app_workspace) -> None:
     assert any("1,200 users over 7 months" in c.value for c in at.caption)
     at.selectbox(key="retention.breakdown").set_value("region").run()
     assert not at.exception
-    km = charts(at)[1]
+    km = chart(at, "km")
     assert not [t for t in km["data"] if t.get("fill") == "toself"], "6 groups: no bands"
     assert any("bands are hidden with more than 4 groups" in c.value for c in at.caption)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -105,6 +106,11 @@ def test_outputs_follow_the_contract(run_twice):
     for curve in curves.values():
         assert curve[0] == 1.0 and all(a >= b for a, b in zip(curve, curve[1:], strict=False))
     assert summary["retention"]["logrank_p"] < 0.01
+    analyses = summary["retention"]["analyses"]  # retention, revenue retention and LTV lines
+    assert set(analyses["retention"]) == {"0", "1", "2", "3", "all"}
+    assert all(line[0] == 1.0 for line in analyses["retention"].values())
+    assert all(a <= b for a, b in itertools.pairwise(analyses["ltv"]["all"]))
+    assert "Retention and revenue over time" in (out / "report.html").read_text()
     policy = summary["policy"]
     assert set(policy) >= {"algorithm", "gamma", "actions", "stages", "value", "optimal_value"}
     assert len(policy["recommendations"]) == 4 * len(policy["stages"])

@@ -1,14 +1,17 @@
-"""Drill-down lists against a pandas oracle on a hand-made log, and against the cohort table's
-own counts (a cell's list has exactly as many users as the cell says)."""
+"""Drill-down lists against a pandas oracle on a hand-made log, and against the retention
+matrix's own counts (a cell's list has exactly the users the cell counts, in every mode: in that
+period, or later, ranges of days; with start/return events, cohort dates and groups)."""
 
 from __future__ import annotations
+
+from datetime import date
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from retention.cohorts import cohort_table
+from retention.analyses import MATRIX_MODES, Definition, cell_users, retention_matrix
 from retention.drill import COLUMNS, Selection, drill_users, user_activity, with_activity
 from retention.errors import InputError
 
@@ -28,6 +31,19 @@ ASSIGN = pd.DataFrame(
     {"user_id": ["u1", "u2", "u3", "u4", "u5", "u6"], "segment": [0, 1, 0, 1, 0, 1]}
 )  # u7 has no segment
 NAMES = {0: "Loyal"}  # segment 1 keeps its default name
+#: An event type per row of ROWS (for start and return events).
+KINDS = [
+    "view", "purchase", "purchase", "purchase", "review", "purchase", "review", "view",
+    "purchase", "view", "purchase", "review", "view", "purchase", "purchase", "view", "purchase",
+]  # fmt: skip
+BRACKETS = ((0, 0), (1, 7), (8, 30), (31, 60), (61, None))
+DEFINITIONS = [
+    Definition(),
+    Definition(start_event="purchase", return_event="purchase"),
+    Definition(start_event="view", return_event="purchase"),
+    Definition(start=date(2024, 1, 10), end=date(2024, 3, 5)),
+]
+DEFINITION_IDS = ["any", "purchase", "view-purchase", "dates"]
 
 
 @pytest.fixture
@@ -92,33 +108,117 @@ def test_biggest_spenders_first(con, events):
     assert got["user_id"].iloc[0] == "u2"
 
 
-@pytest.mark.parametrize("mode", ["classic", "unbounded"])
-def test_a_cohort_cell_holds_the_users_the_table_counts(con, events, mode):
-    table = cohort_table(con, events, period="month", mode=mode)
-    want = oracle(events, churn_after=4)
-    for cohort in table.counts.index:
-        cohort_t = (cohort.year - 2024) * 12 + cohort.month - 1
-        for k, count in table.counts.loc[cohort].items():
+def cell_oracle(
+    events: pd.DataFrame, d: Definition, mode: str, cohort: pd.Timestamp, column: int
+) -> set[str]:
+    """The users of one cell, the slow obvious way in pandas (months)."""
+    ev = events.assign(t=(events["ts"].dt.year - 2024) * 12 + events["ts"].dt.month - 1)
+    starts = ev if d.start_event is None else ev[ev["event"] == d.start_event]
+    start = starts.groupby("user_id")["ts"].min()
+    if d.start is not None:
+        start = start[start.dt.date >= d.start]
+    if d.end is not None:
+        start = start[start.dt.date <= d.end]
+    month = (start.dt.year - 2024) * 12 + start.dt.month - 1
+    cohort_t = (cohort.year - 2024) * 12 + cohort.month - 1
+    members = set(month.index[month == cohort_t])
+    back = ev if d.return_event is None else ev[ev["event"] == d.return_event]
+    back = back[back["user_id"].isin(members)]
+    back = back[back["ts"] >= back["user_id"].map(start)]
+    k = back["t"] - cohort_t
+    days = (back["ts"].dt.normalize() - back["user_id"].map(start).dt.normalize()).dt.days
+    if mode == "classic":
+        return set(back.loc[k == column, "user_id"])
+    if mode == "unbounded":
+        last = k.groupby(back["user_id"]).max()
+        return set(last.index[last >= column])
+    lo, hi = BRACKETS[column]
+    return set(back.loc[(days >= lo) & (days <= (hi if hi is not None else 10**9)), "user_id"])
+
+
+@pytest.fixture
+def typed(events) -> pd.DataFrame:
+    return events.assign(event=KINDS)
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS, ids=DEFINITION_IDS)
+@pytest.mark.parametrize("mode", MATRIX_MODES)
+def test_a_cohort_cell_holds_the_users_the_matrix_counts(con, typed, mode, definition):
+    matrix = retention_matrix(
+        con, typed, period="month", mode=mode, definition=definition, brackets=BRACKETS
+    )
+    counts = matrix.table(measure="count")
+    assert not counts.empty
+    checked = 0
+    for cohort in counts.index:
+        for column, count in counts.loc[cohort].items():
             if np.isnan(count):
                 continue
-            got = drill_users(con, events, Selection(cohort=cohort, k=int(k), mode=mode))
-            first = want[want["first_t"] == cohort_t]
-            if mode == "classic":
-                expected = first[first["months"].map(lambda m, t=cohort_t + k: t in m)]
-            else:
-                expected = first[first["last_t"] >= cohort_t + k]
-            assert sorted(got["user_id"]) == sorted(expected.index), (cohort, k)
-            assert len(got) == int(count)
+            selection = Selection(
+                cohort=cohort, column=int(column), mode=mode, definition=definition,
+                brackets=BRACKETS,
+            )  # fmt: skip
+            got = drill_users(con, typed, selection, period="month")
+            expected = cell_oracle(typed, definition, mode, cohort, int(column))
+            assert sorted(got["user_id"]) == sorted(expected), (cohort, column)
+            assert len(got) == int(count), (cohort, column)
+            checked += 1
+    assert checked >= len(counts)
+
+
+@pytest.mark.parametrize("mode", MATRIX_MODES)
+def test_cells_of_one_group_on_a_larger_log(con, mode):
+    """On the planted generator's log, by groups: every cell's users, in every mode, are as
+    many as the matrix of that group counts."""
+    from retention.synth import make_planted
+
+    events = make_planted(n_users=150, n_periods=10, seed=2).events
+    rng = np.random.default_rng(1)
+    events = events.assign(event=rng.choice(["purchase", "view"], size=len(events)))
+    users = sorted(events["user_id"].astype(str).unique())
+    groups = pd.DataFrame(
+        {"user_id": users, "group": [("a", "b", "c")[i % 3] for i in range(len(users))]}
+    )
+    d = Definition(start_event="purchase", return_event="purchase")
+    matrix = retention_matrix(
+        con, events, period="week", mode=mode, definition=d, brackets=BRACKETS, groups=groups
+    )
+    for group in ("b", None):
+        counts = matrix.table(group, "count").stack().dropna()
+        assert len(counts) > 10
+        ids = None if group is None else groups.loc[groups["group"] == group, "user_id"]
+        for (cohort, column), count in counts.items():
+            got = cell_users(
+                con, events, cohort, int(column), period="week", mode=mode, definition=d,
+                brackets=BRACKETS, groups=groups, group=group,
+            )  # fmt: skip
+            assert len(got) == int(count), (group, cohort, column)
+            if ids is not None:
+                assert set(got) <= set(ids)
+        # Through the drill-down (the group's users) for a few cells: the same users.
+        for (cohort, column), count in list(counts.items())[:3]:
+            selection = Selection(
+                cohort=cohort, column=int(column), mode=mode, definition=d, brackets=BRACKETS
+            )
+            listed = drill_users(con, events, selection, period="week", user_ids=ids)
+            assert len(listed) == int(count)
 
 
 def test_known_cells_by_hand(con, events):
     jan = pd.Timestamp("2024-01-01")
     # January cohort: u1, u2, u4, u6. Two months later (March): u6 only (classic);
     # March or later: u1 (April), u2 (June), u6 (March).
-    classic = drill_users(con, events, Selection(cohort=jan, k=2), period="month")
+    classic = drill_users(con, events, Selection(cohort=jan, column=2), period="month")
     assert list(classic["user_id"]) == ["u6"]
-    unbounded = drill_users(con, events, Selection(cohort=jan, k=2, mode="unbounded"))
+    unbounded = drill_users(con, events, Selection(cohort=jan, column=2, mode="unbounded"))
     assert sorted(unbounded["user_id"]) == ["u1", "u2", "u6"]
+    # Days 31-60 after the start: u1 (Jan 3 -> Feb 10 is day 38) and u6 (Jan 9 -> Mar 9 is
+    # day 60); not u2 (Jan 20 -> Jun 15 is day 147) nor u4 (no return).
+    month = drill_users(
+        con, events, Selection(cohort=jan, column=3, mode="brackets", brackets=BRACKETS),
+        period="month",
+    )  # fmt: skip
+    assert sorted(month["user_id"]) == ["u1", "u6"]
 
 
 def test_segment_stage_and_group_narrow_the_list(con, events):
@@ -153,14 +253,22 @@ def test_without_amounts_spend_is_empty(con, events):
 
 
 def test_bad_selections_say_what_is_wrong(con, events):
-    with pytest.raises(InputError, match="'k'"):
+    with pytest.raises(InputError, match="'column'"):
         Selection(cohort=pd.Timestamp("2024-01-01"))
     with pytest.raises(InputError, match="'mode'"):
         Selection(mode="weird")
+    with pytest.raises(InputError, match="ranges"):
+        Selection(cohort=pd.Timestamp("2024-01-01"), column=0, mode="brackets")
     with pytest.raises(InputError, match="segmentation"):
         drill_users(con, events, Selection(segment=0))
     with pytest.raises(InputError, match="no month starting on 2023-05-01"):
-        drill_users(con, events, Selection(cohort=pd.Timestamp("2023-05-01"), k=0), period="month")
+        drill_users(
+            con, events, Selection(cohort=pd.Timestamp("2023-05-01"), column=0), period="month"
+        )
+    with pytest.raises(InputError, match="no column 6"):  # June's cohort has one month
+        drill_users(
+            con, events, Selection(cohort=pd.Timestamp("2024-06-01"), column=6), period="month"
+        )
 
 
 def test_user_activity_and_the_crm_columns(con, events):
@@ -179,17 +287,25 @@ def test_user_activity_and_the_crm_columns(con, events):
     assert with_activity(per_user, None) is per_user
 
 
-def test_the_heatmap_gets_one_click_target_per_cell(con, events):
+@pytest.mark.parametrize("mode", MATRIX_MODES)
+def test_the_heatmap_gets_one_click_target_per_cell(con, typed, mode):
     from retention.charts.drill import clickable_cells
-    from retention.charts.retention import cohort_heatmap
+    from retention.charts.retention import matrix_heatmap
 
-    table = cohort_table(con, events, period="month")
-    fig = clickable_cells(cohort_heatmap(table), table)
+    matrix = retention_matrix(con, typed, period="month", mode=mode, brackets=BRACKETS)
+    fig = clickable_cells(matrix_heatmap(matrix, None, "count"), matrix)
     cells = next(t for t in fig.data if t.name == "cells")
-    known = table.counts.stack().dropna()  # (cohort, k) -> users
+    known = matrix.table(measure="count").stack().dropna()  # (cohort, column) -> users
+    shares = matrix.table().stack().dropna()
+    status = matrix.status().stack()
     assert len(cells.customdata) == len(known)
-    for cohort, k, users, size, share, _note in cells.customdata:
-        assert users == known[(pd.Timestamp(cohort), k)]
-        assert size == table.sizes[pd.Timestamp(cohort)]
-        assert share == pytest.approx(users / size)
+    for cohort, column, users, _followed, share, note, words in cells.customdata:
+        key = (pd.Timestamp(cohort), column)
+        assert users == known[key]
+        assert share == pytest.approx(shares[key])
+        assert bool(note) == (status[key] == "incomplete")
+        assert words.startswith("on " if mode == "brackets" else "in ")
+    # The targets sit on the heatmap's own cells (its categories).
+    heat = fig.data[0]
+    assert set(cells.x) <= set(heat.x) and set(cells.y) <= set(heat.y)
     assert fig.layout.clickmode == "event+select"
