@@ -256,6 +256,38 @@ def cohort_users(
 # ----------------------------------------------------------------------------- Segments page
 
 
+def _selection_users(
+    info: Any,
+    selection: Selection,
+    period: str,
+    churn_after: int,
+    run_id: str,
+    names: Names,
+    *,
+    title: str,
+    file_parts: tuple[str, ...],
+    key: str,
+) -> None:
+    """The users of a segment (or a segment x stage) of segmentation ``run_id``, listed with
+    their CSV download (an input the data cannot answer is said in words)."""
+    folder = str(workspace().folder)
+    try:
+        period = _resolved_period(folder, info.id, period) or period
+        users = _users(folder, info.id, selection, period, churn_after, run_id,
+                       tuple(sorted(names.items())))  # fmt: skip
+    except InputError as exc:
+        st.info(exc.in_app)
+        return
+    user_list(
+        users,
+        title=title,
+        period=period,
+        currency=dataset_currency(info.id),
+        file_name="-".join(_file_part(part) for part in (info.name, *file_parts)) + "-users.csv",
+        key=key,
+    )
+
+
 def segment_users(
     info: DatasetInfo,
     run: Run,
@@ -279,23 +311,8 @@ def segment_users(
         return
     segment = int(profile["segment"].iloc[rows[0]])
     name = segment_name(names, segment)
-    try:
-        period = _resolved_period(str(workspace().folder), info.id, period) or period
-        users = _users(
-            str(workspace().folder), info.id, Selection(segment=segment), period, churn_after,
-            run.id, tuple(sorted(names.items())),
-        )  # fmt: skip
-    except InputError as exc:
-        st.info(exc.in_app)
-        return
-    user_list(
-        users,
-        title=f"Users of {name}",
-        period=period,
-        currency=dataset_currency(info.id),
-        file_name=f"{_file_part(info.name)}-{_file_part(name)}-users.csv",
-        key="drill.segment",
-    )
+    _selection_users(info, Selection(segment=segment), period, churn_after, run.id, names,
+                     title=f"Users of {name}", file_parts=(name,), key="drill.segment")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- Strategies page
@@ -351,20 +368,6 @@ def stage_users(
     segment = int(counts.index[row])
     stage = next(s for s in STAGE_ORDER if stage_word(s) == column)
     name = segment_name(names, segment)
-    try:
-        period = _resolved_period(str(workspace().folder), info.id, period) or period
-        users = _users(
-            str(workspace().folder), info.id, Selection(segment=segment, stage=stage), period,
-            churn_after, seg_run.id, tuple(sorted(names.items())),
-        )  # fmt: skip
-    except InputError as exc:
-        st.info(exc.in_app)
-        return
-    user_list(
-        users,
-        title=f"{name}: users {stage_word(stage)} now",
-        period=period,
-        currency=dataset_currency(info.id),
-        file_name=f"{_file_part(info.name)}-{_file_part(name)}-{stage}-users.csv",
-        key="drill.stage",
-    )
+    _selection_users(info, Selection(segment=segment, stage=stage), period, churn_after,
+                     seg_run.id, names, title=f"{name}: users {stage_word(stage)} now",
+                     file_parts=(name, stage), key="drill.stage")  # fmt: skip
