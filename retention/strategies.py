@@ -635,8 +635,10 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    """Formula-escaped CSV (UTF-8), with floats at a fixed precision so reruns are identical."""
-    return escape_formulas(frame).to_csv(index=False, float_format="%.6g").encode("utf-8")
+    """Formula-escaped CSV (UTF-8), with floats at a fixed precision so reruns are identical:
+    10 significant digits keep the cents of any amount under 100 million and drop float noise
+    (0.1 + 0.2 is written 0.3)."""
+    return escape_formulas(frame).to_csv(index=False, float_format="%.10g").encode("utf-8")
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

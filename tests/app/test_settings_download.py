@@ -100,7 +100,7 @@ def test_the_downloaded_settings_reproduce_the_pages_run_on_the_command_line(
     q = [c for c in page_policy.columns if c.startswith("q_")]
     paired = page_policy.merge(cli_policy, on=["segment", "stage"], suffixes=("", "_cli"))
     assert len(paired) == len(page_policy) and q
-    for column in q:  # the same values (strategies.csv keeps 6 significant digits)
+    for column in q:  # the same values (strategies.csv keeps 10 significant digits)
         assert np.allclose(paired[column], paired[f"{column}_cli"], rtol=1e-4, atol=1e-6)
 
 

@@ -124,6 +124,14 @@ def test_formula_like_cells_are_escaped(cell):
     ].startswith("'")
 
 
+def test_csv_keeps_the_cents_of_large_amounts_and_drops_float_noise():
+    """A CRM importing user_segments.csv gets spend to the cent (6 significant digits wrote
+    12,345.67 as 12345.7 and 123,456.78 as 123457)."""
+    frame = pd.DataFrame({"spend": [12345.67, 123456.78, 99999999.99, 0.1 + 0.2]})
+    text = to_csv_bytes(frame).decode()
+    assert text.splitlines()[1:] == ["12345.67", "123456.78", "99999999.99", "0.3"]
+
+
 def test_support_levels():
     assert [support_level(n) for n in (0, 29, 30, 299, 300)] == [
         "thin", "thin", "moderate", "moderate", "solid",
