@@ -31,6 +31,7 @@ from retention.learn import PolicyResult
 from retention.mdp import CHURN_RULE
 from retention.results import StoredStrategies
 from retention.segments import SegmentationResult
+from retention.segments.cluster import k_choice_reason
 from retention.strategies import (
     VERDICT_ACT,
     VERDICT_HURTS,
@@ -421,11 +422,22 @@ def _segments_section(segmentation: SegmentationResult, names: Mapping[int, str]
             f"{len(labels)} segments of {total:,} users, found from what they buy and write "
             "plus how they behave. How a segment behaves compares its users' active days, "
             "spend and days since last active with all users' averages; its most distinctive "
-            "words are those its users use much more than the others (class-based TF-IDF)."
+            "words are those its users use much more than the others (class-based TF-IDF).",
+            *_segmentation_reasons(segmentation.metrics),
         ],
         figures=[segment_charts.segment_sizes(segmentation.profile, names)],
         tables=[("", table)],
     )
+
+
+def _segmentation_reasons(metrics: Mapping[str, Any]) -> list[str]:
+    """Why the segments are what they are, as the Segments page says it: the number of segments
+    (automatic choice) and the text model that read the words (with the reason it was picked)."""
+    reasons = [k_choice_reason(dict(metrics))]
+    text_model = metrics.get("text_model") or {}
+    if metrics.get("text_used") and text_model.get("reason"):
+        reasons.append(f"Text model: {text_model['reason']}")
+    return [r for r in reasons if r]
 
 
 def _retention_section(survival: Any, period: str | None) -> Section:

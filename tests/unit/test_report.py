@@ -176,3 +176,22 @@ def test_report_reads_like_the_app(monthly_report):
     tags = _Tags()
     tags.feed(monthly_report)
     assert tags.external == []  # still self-contained
+
+
+def test_segments_section_says_why_this_many_segments_and_which_text_model():
+    """The report explains the automatic number of segments and the text model the way the
+    Segments page does (the reasons come from the segmentation's stored metrics)."""
+    from retention.report import _segmentation_reasons
+
+    metrics = {
+        "k": 3, "k_auto": True, "text_used": True,
+        "silhouette_by_k": {"2": 0.30, "3": 0.28, "4": 0.20},
+        "stability_by_k": {"2": 0.70, "3": 0.95, "4": 0.40},
+        "text_model": {"reason": "Chosen automatically: 40% of the texts are not in English."},
+    }  # fmt: skip
+    why_k, why_model = _segmentation_reasons(metrics)
+    assert why_k.startswith("Why 3 segments: of the 2 to 4 tried")
+    assert "stability 0.95" in why_k and "With 4, the segments change" in why_k
+    assert why_model == "Text model: Chosen automatically: 40% of the texts are not in English."
+    # Segments chosen by hand, or without text: nothing to explain.
+    assert _segmentation_reasons({**metrics, "k_auto": False, "text_used": False}) == []
