@@ -695,17 +695,24 @@ def retention_matrix(
         raise InputError("Bracketed retention needs at least one range of days.")
     r = _returns(compact_events(con, events), definition, grid, groups)
     sizes, long = _matrix_parts(r, mode, brackets)
+    # Groups stay integer codes through the cells (renumbered in the names' order, so that
+    # sorting by code sorts by name) and become names at the end.
     names = np.array(r.group_names, dtype=object)
+    by_name = np.argsort(names.astype(str), kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_name] = np.arange(len(names))
+    names = names[by_name]
     for frame in (sizes, long):
-        frame["grp"] = names[frame["grp"].to_numpy(dtype=np.int64)] if len(frame) else []
-        frame["grp"] = frame["grp"].astype(object)
-    order = _group_order(groups, sizes["grp"])
+        frame["grp"] = rank[frame["grp"].to_numpy(dtype=np.int64)]
+    order = _group_order(groups, pd.Series(names[np.unique(sizes["grp"].to_numpy())]))
     if mode == "brackets":
         cells = _bracket_cells(sizes, long, grid, brackets)
         columns = tuple(bracket_label(lo, hi) for lo, hi in brackets)
     else:
         cells = _period_cells(sizes, long, grid, mode)
         columns = tuple(str(k) for k in range(grid.n_periods))
+    cells["grp"] = names[cells["grp"].to_numpy(dtype=np.int64)] if len(cells) else []
+    cells["grp"] = cells["grp"].astype(object)
     cells = cells.rename(columns={"grp": "group"})
     starts = {t: grid.start_of(int(t)) for t in cells["cohort_t"].unique()}
     cells.insert(2, "cohort", cells["cohort_t"].map(starts))
