@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import duckdb
@@ -503,6 +503,10 @@ def _returns(
     groups: pd.DataFrame | None,
 ) -> _Returns:
     c = compact
+    if definition.start_event and definition.start_event == definition.return_event:
+        # First X -> any X: the same as first event -> any event over the X events alone.
+        c = _of_kind(c, c.code(definition.start_event))
+        definition = replace(definition, start_event=None, return_event=None)
     n_users = c.n_users
     event_t = _event_periods(c, grid)
     # The start: each user's first event (of the start type); rows are sorted by user and time.
@@ -520,9 +524,9 @@ def _returns(
     valid[started] = True
     start_ts = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
     start_ts[started] = c.ts[rows]
-    start_day = np.zeros(n_users, dtype=np.int64)
+    start_day = np.zeros(n_users, dtype=np.int32)
     start_day[started] = c.day[rows]
-    cohort_t = np.zeros(n_users, dtype=np.int64)
+    cohort_t = np.zeros(n_users, dtype=np.int32)
     cohort_t[started] = event_t[rows]
     if definition.start is not None:
         valid &= start_day >= day_number(pd.Timestamp(definition.start))
@@ -536,7 +540,7 @@ def _returns(
         valid &= grp >= 0
     # The returns: events at or after the start (of the return type). Starting at the first
     # event of any type, every event of a user in the cohorts is at or after their start.
-    everyone = bool(valid.all())
+    everyone = bool(valid[started].all())  # every user with events here
     if definition.start_event is None and definition.return_event is None and everyone:
         rows = None
     else:
@@ -553,12 +557,27 @@ def _returns(
         grp=grp,
         cohort_t=cohort_t,
         start_day=start_day,
-        start_day0=start_day - day_number(grid.origin),
+        start_day0=start_day.astype(np.int64) - day_number(grid.origin),
         rows=rows,
         n_periods=int(event_t.max()) + 1 if len(event_t) else 1,
         event_t=event_t,
         grid_key=_grid_key(grid),
     )
+
+
+def _of_kind(compact: CompactEvents, code: int | None) -> CompactEvents:
+    """The compact events of one event type only (kept with the compact events)."""
+
+    def make() -> CompactEvents:
+        rows = np.flatnonzero(compact.ev == code) if code is not None else np.zeros(0, np.int64)
+        return CompactEvents(
+            user_ids=compact.user_ids,
+            kinds=compact.kinds,
+            firsts=compact.firsts,
+            **{a: getattr(compact, a)[rows] for a in ("uid", "day", "ts", "ev", "amount")},
+        )
+
+    return _memo(compact, ("kind", code), make)
 
 
 def _runs(*keys: np.ndarray) -> np.ndarray:
@@ -632,12 +651,12 @@ def _matrix_parts(r: _Returns, mode: str, brackets: tuple[tuple[int, int | None]
     u = r.u
     if mode == "brackets":
         d = r.d(u)
-        lows = np.array([b[0] for b in brackets], dtype=np.int64)
-        highs = np.array(
-            [np.iinfo(np.int64).max if b[1] is None else b[1] for b in brackets], dtype=np.int64
-        )
-        i = np.searchsorted(lows, d, side="right") - 1
-        inside = (i >= 0) & (d <= highs[np.maximum(i, 0)])
+        top = int(d.max()) + 1 if len(d) else 1
+        which = np.full(top, -1, dtype=np.int64)  # days since the start -> its range (-1: none)
+        for n, (lo, hi) in enumerate(brackets):
+            which[min(lo, top) : top if hi is None else min(hi + 1, top)] = n
+        i = which[d]
+        inside = i >= 0
         u, i = u[inside], i[inside]
         once = _runs(u, i)  # within a user, days (and so ranges) never go down
         u, i = u[once], i[once]
