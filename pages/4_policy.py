@@ -19,6 +19,7 @@ from pages.ui.common import (
     stop_with_error,
     workspace,
 )
+from pages.ui.drill_views import policy_stage_users
 from pages.ui.policy_form import settings_form
 from pages.ui.retention_views import shared_settings
 from pages.ui.settings_download import download_button, policy_values
@@ -272,6 +273,11 @@ campaign_views.show(result, run_names)
 views.measured_effects(result, run_names)  # issue 13: a policy retrained on a test
 views.disagreements(result, run_names)
 views.tabs(result, run_names, period_word(result.settings.get("period")))
+if result.kind == "events" and older_warning is None:  # click a segment x stage: its users
+    policy_stage_users(
+        info, seg_run=seg_run, names=names, period=result.settings.get("period") or period,
+        churn_after=int(result.settings.get("churn_after", churn_after)),
+    )  # fmt: skip
 
 # ----------------------------------------------------------------------------- compare runs
 if len(ids) > 1 and st.toggle("Compare two runs side by side", key="policy.compare"):

@@ -29,16 +29,16 @@ most, and everything after that is pandas on those cells.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from retention.cohorts import ALL_USERS, DEFAULT_TOP_N, MISSING, OTHER, _ordered
+from retention.cohorts import ALL_USERS, DEFAULT_TOP_N, MISSING, OTHER
+from retention.compact import PROPERTY_COLUMNS, CompactEvents, compact_events, day_number
 from retention.errors import InputError
 from retention.periods import (
     EventsSource,
@@ -46,7 +46,6 @@ from retention.periods import (
     columns_of,
     events_source,
     period_grid,
-    period_index_sql,
 )
 from retention.sql import quote_ident
 
@@ -180,48 +179,62 @@ def property_groups(
     """
     with events_source(con, events) as ref:
         cols = columns_of(con, ref)
+    column = prop.removeprefix(FIRST_PREFIX)
+    if prop != ACQUISITION and (
+        not prop.startswith(FIRST_PREFIX) or column not in cols or column in ("user_id", "ts")
+    ):
+        raise InputError(
+            f"Cannot group users by {prop!r}: use 'acquisition' or 'first:<column>' with a "
+            f"column of the events ({', '.join(c for c in cols if c not in ('user_id', 'ts'))})."
+        )
+    if prop == ACQUISITION or column in PROPERTY_COLUMNS:  # kept in the compact events
+        compact = compact_events(con, events)
         if prop == ACQUISITION:
             grid = period_grid(con, events, period)
-            index = period_index_sql(grid.period, "first_ts")
+            lookup, first_day = _period_lookup(compact, grid)
+            firsts = _memo(compact, ("first of user",), lambda: np.flatnonzero(_runs(compact.uid)))
+            t = lookup[compact.day[firsts].astype(np.int64) - first_day]
+            ts, codes = np.unique(t, return_inverse=True)
+            labels = [f"Acquired {grid.label(int(x))}" for x in ts]
+            group = pd.Categorical.from_codes(codes, categories=labels, ordered=True)
+            return pd.DataFrame({"user_id": compact.user_ids[compact.uid[firsts]], "group": group})
+        frame = pd.DataFrame({"user_id": compact.user_ids, "value": compact.firsts[column]})
+    else:
+        with events_source(con, events) as ref:
+            col = quote_ident(column)
             frame = con.execute(
                 f"""
-                SELECT user_id, {index} AS t FROM (
-                    SELECT CAST(user_id AS VARCHAR) AS user_id, min(CAST(ts AS TIMESTAMP))
-                        AS first_ts
-                    FROM {ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL GROUP BY 1
-                ) ORDER BY user_id
-                """,  # noqa: S608 -- fixed fragments and quoted identifiers only
-                {"origin": grid.origin.to_pydatetime()},
+                SELECT CAST(user_id AS VARCHAR) AS user_id,
+                       arg_min(CAST({col} AS VARCHAR), (CAST(ts AS TIMESTAMP),
+                               coalesce(CAST({col} AS VARCHAR), chr(1114111)))) AS value
+                FROM {ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL
+                GROUP BY 1 ORDER BY 1
+                """  # noqa: S608 -- quoted identifiers only
             ).df()
-            ts = sorted(frame["t"].unique().tolist())
-            labels = {t: f"Acquired {grid.label(int(t))}" for t in ts}
-            return _ordered(
-                pd.DataFrame({"user_id": frame["user_id"], "group": frame["t"].map(labels)}),
-                [labels[t] for t in ts],
-            )
-        column = prop.removeprefix(FIRST_PREFIX)
-        if not prop.startswith(FIRST_PREFIX) or column not in cols or column in ("user_id", "ts"):
-            raise InputError(
-                f"Cannot group users by {prop!r}: use 'acquisition' or 'first:<column>' with a "
-                f"column of the events ({', '.join(c for c in cols if c not in ('user_id', 'ts'))})."
-            )
-        col = quote_ident(column)
-        frame = con.execute(
-            f"""
-            SELECT CAST(user_id AS VARCHAR) AS user_id,
-                   arg_min(CAST({col} AS VARCHAR), (CAST(ts AS TIMESTAMP),
-                           coalesce(CAST({col} AS VARCHAR), chr(1114111)))) AS value
-            FROM {ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL
-            GROUP BY 1 ORDER BY 1
-            """  # noqa: S608 -- quoted identifiers only
-        ).df()
-    value = frame["value"].fillna(MISSING).astype(str)
-    counts = value[value != MISSING].value_counts()
-    counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-    top = list(counts.index[:top_n])
-    group = value.where(value.isin(top) | (value == MISSING), OTHER)
-    return _ordered(
-        pd.DataFrame({"user_id": frame["user_id"], "group": group}), top + [OTHER, MISSING]
+    # The top_n values by users (ties: alphabetical), the rest Other, none (missing).
+    codes, uniques = pd.factorize(frame["value"])
+    names = np.asarray(uniques, dtype=object).astype(str)
+    codes = np.where((codes >= 0) & (names[np.maximum(codes, 0)] == MISSING), -1, codes)
+    counts = np.bincount(codes[codes >= 0], minlength=len(names))
+    ranked = sorted(
+        (i for i in range(len(names)) if counts[i]), key=lambda i: (-counts[i], names[i])
+    )
+    top = ranked[:top_n]
+    position = np.full(len(names) + 1, len(top), dtype=np.int64)  # Other
+    position[top] = np.arange(len(top))
+    position[-1] = len(top) + 1  # code -1: missing
+    group = position[codes]
+    order = [str(names[i]) for i in top] + [OTHER, MISSING]
+    present = np.flatnonzero(np.bincount(group, minlength=len(order)))
+    renumber = np.full(len(order), -1, dtype=np.int64)
+    renumber[present] = np.arange(len(present))
+    return pd.DataFrame(
+        {
+            "user_id": frame["user_id"].to_numpy(),
+            "group": pd.Categorical.from_codes(
+                renumber[group], categories=[order[i] for i in present], ordered=True
+            ),
+        }
     )
 
 
@@ -374,126 +387,301 @@ _COHORT_MEASURES = ("revenue_retention", "ltv")
 MEASURES: tuple[str, ...] = tuple(_MEASURES)
 
 
-def _start_sql(con: duckdb.DuckDBPyConnection, ref: str, definition: Definition) -> tuple:
-    """The events (with ``event`` as text when present) and each user's start, as SQL text with
-    its bound parameters."""
-    cols = columns_of(con, ref)
-    has_event = "event" in cols
-    if (definition.start_event or definition.return_event) and not has_event:
+def _check_events(con: duckdb.DuckDBPyConnection, events: EventsSource, definition: Definition):
+    """Refuse start or return events on data without an event-type column."""
+    if not (definition.start_event or definition.return_event):
+        return
+    with events_source(con, events) as ref:
+        has_event = "event" in columns_of(con, ref)
+    if not has_event:
         raise InputError(
             "Start and return events need an event-type column (purchase, review, ...): this "
             "dataset has none, so retention counts any event."
         )
-    # Exact decimal sums: summing doubles in parallel threads differs in the last bits from run
-    # to run, and the report and summary.json must be the same for the same input and seed.
-    amount = (
-        "CAST(amount AS DECIMAL(38, 6))" if "amount" in cols else "CAST(NULL AS DECIMAL(38, 6))"
-    )
-    event = "CAST(event AS VARCHAR)" if has_event else "CAST(NULL AS VARCHAR)"
-    ev = (
-        f"SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(ts AS TIMESTAMP) AS ts, "  # noqa: S608
-        f"coalesce({amount}, 0) AS amount, {event} AS event FROM {ref} "
-        "WHERE user_id IS NOT NULL AND ts IS NOT NULL"
-    )
-    params: dict[str, object] = {}
-    start_where, ret_where, range_where = "", "", []
-    if definition.start_event:
-        start_where, params["start_event"] = "WHERE event = $start_event", definition.start_event
-    if definition.return_event:
-        ret_where, params["return_event"] = "AND e.event = $return_event", definition.return_event
-    if definition.start is not None:
-        range_where.append("start_ts >= CAST($from_day AS TIMESTAMP)")
-        params["from_day"] = pd.Timestamp(definition.start).to_pydatetime()
-    if definition.end is not None:
-        range_where.append("start_ts < CAST($to_day AS TIMESTAMP) + INTERVAL 1 DAY")
-        params["to_day"] = pd.Timestamp(definition.end).to_pydatetime()
-    where = ("WHERE " + " AND ".join(range_where)) if range_where else ""
-    starts = (
-        f"SELECT * FROM (SELECT user_id, min(ts) AS start_ts FROM ev {start_where} "  # noqa: S608
-        f"GROUP BY user_id) {where}"
-    )
-    return ev, starts, ret_where, params
 
 
-# One query per matrix: the cohorts' sizes (part 0) and the returns (part 1; part 2: users by
-# their last period, for "then or later"), so the starts are computed once.
-_SIZES_SQL = """
-    SELECT 0 AS part, grp, cohort_t, start_day, 0 AS column, count(*) AS n, 0.0 AS revenue
-    FROM st GROUP BY ALL
-"""
-_PERIODS_SQL = """
-    , per AS MATERIALIZED (
-        SELECT user_id, grp, cohort_t, k, sum(amount) AS revenue FROM ret GROUP BY ALL
-    )
-    {sizes}
-    UNION ALL
-    SELECT 1, grp, cohort_t, -1, k, count(*), sum(revenue) FROM per GROUP BY ALL
-"""
-_LAST_SQL = """
-    UNION ALL
-    SELECT 2, grp, cohort_t, -1, k, count(*), 0.0
-    FROM (SELECT grp, cohort_t, max(k) AS k FROM per GROUP BY user_id, grp, cohort_t)
-    GROUP BY ALL
-"""
-_BRACKETS_SQL = """
-    {sizes}
-    UNION ALL
-    SELECT 1, grp, cohort_t, start_day, i, count(*), 0.0
-    FROM (SELECT DISTINCT r.user_id, r.grp, r.cohort_t, r.start_day, b.i
-          FROM ret r JOIN {brackets} b ON r.d BETWEEN b.lo AND b.hi)
-    GROUP BY ALL
-"""
+@dataclass(frozen=True, eq=False)
+class _Returns:
+    """Each user's start and each return event of one definition, over the compact events
+    (:mod:`retention.compact`). Per user (``uid``): ``valid`` (started, in the date range and in
+    a group), ``grp`` (group code), ``cohort_t``, ``start_day`` (days since 1970) and
+    ``start_day0`` (days since the grid's origin). The return events: ``rows`` of the compact
+    events (``None``: all of them), sorted by user and time."""
+
+    compact: CompactEvents
+    group_names: tuple[str, ...]
+    valid: np.ndarray
+    grp: np.ndarray
+    cohort_t: np.ndarray
+    start_day: np.ndarray
+    start_day0: np.ndarray
+    rows: np.ndarray | None
+    n_periods: int
+    event_t: np.ndarray  # the period of every compact event
+    grid_key: tuple[str, str]
+
+    def take(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per compact event) of the return events."""
+        return values if self.rows is None else values[self.rows]
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.take(self.compact.uid)
+
+    def k(self, u: np.ndarray) -> np.ndarray:
+        """Periods since the start period of each return event (``u``: their users)."""
+        return self.take(self.event_t) - self.cohort_t[u]
+
+    def d(self, u: np.ndarray) -> np.ndarray:
+        """Days since the start day of each return event."""
+        return self.take(self.compact.day) - self.start_day[u]
 
 
-def _groups_join(con: duckdb.DuckDBPyConnection, groups: pd.DataFrame | None) -> tuple[str, str]:
-    """A join adding ``grp`` to the starts (all users one group without ``groups``)."""
-    if groups is None:
-        return "", f"'{ALL_USERS}'"
-    name = f"_groups_{uuid.uuid4().hex}"
-    frame = pd.DataFrame(
-        {"user_id": groups["user_id"].astype(str), "grp": groups["group"].astype(str)}
-    )
-    con.register(name, frame)
-    return name, "g.grp"
+def _period_lookup(compact: CompactEvents, grid: PeriodGrid) -> tuple[np.ndarray, int]:
+    """The grid's period index of each day from the data's first day (indexed by day - first),
+    and that first day."""
+    if not len(compact.day):
+        return np.zeros(0, dtype=np.int32), 0
+    first, last = int(compact.day.min()), int(compact.day.max())
+    days = np.arange(first, last + 1, dtype=np.int64)
+    origin = day_number(grid.origin)
+    if grid.period == "day":
+        t = days - origin
+    elif grid.period == "week":  # 1970-01-01 was a Thursday: Monday is weekday (day + 3) % 7
+        t = (days - (days + 3) % 7 - origin) // 7
+    else:
+        month = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+        t = month - np.datetime64(grid.origin.to_period("M").start_time, "M").astype(np.int64)
+    return t.astype(np.int32), first
 
 
-def _base_sql(
-    con: duckdb.DuckDBPyConnection,
-    ref: str,
+def _memo(compact: CompactEvents, key: tuple, make):
+    """An array derived from the compact events, made once and kept with them."""
+    hit = compact.memo.get(key)
+    if hit is None:
+        hit = compact.memo[key] = make()
+    return hit
+
+
+def _grid_key(grid: PeriodGrid) -> tuple[str, str]:
+    return grid.period, str(grid.origin)
+
+
+def _event_periods(compact: CompactEvents, grid: PeriodGrid) -> np.ndarray:
+    """The grid's period of every compact event (kept with the compact events, per grid)."""
+
+    def make() -> np.ndarray:
+        lookup, first = _period_lookup(compact, grid)
+        return lookup[compact.day - first] if len(lookup) else np.zeros(0, dtype=np.int32)
+
+    return _memo(compact, ("periods", _grid_key(grid)), make)
+
+
+def _group_codes(compact: CompactEvents, groups: pd.DataFrame) -> tuple[np.ndarray, tuple]:
+    """Each user's group code (-1: none) and the groups' names by code."""
+    col = groups["group"]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = col.cat.codes.to_numpy(dtype=np.int64)
+        names = tuple(str(c) for c in col.cat.categories)
+    else:
+        codes, uniques = pd.factorize(col.astype(str), sort=True)
+        names = tuple(str(g) for g in uniques)
+    ids = groups["user_id"].to_numpy()
+    if len(ids) == compact.n_users and (ids == compact.user_ids).all():  # in uid order already
+        return codes, names
+    at = compact.uids_of(groups["user_id"])
+    keep = at >= 0
+    grp = np.full(compact.n_users, -1, dtype=np.int64)
+    grp[at[keep][::-1]] = codes[keep][::-1]  # a user listed twice: their first group
+    return grp, names
+
+
+def _returns(
+    compact: CompactEvents,
     definition: Definition,
     grid: PeriodGrid,
     groups: pd.DataFrame | None,
-) -> tuple[str, dict[str, object], str]:
-    """The common head of every matrix query, and of the users of one of its cells: ``st``,
-    each user's start (``user_id, start_ts, grp, cohort_t, start_day``) and ``ret``, each return
-    event (``user_id, grp, cohort_t, start_day, k`` periods and ``d`` days since the start,
-    ``amount``). Returns the SQL, its bound parameters and the registered groups view ("" when
-    none; the caller unregisters it)."""
-    ev, starts, ret_where, params = _start_sql(con, ref, definition)
-    view, grp = _groups_join(con, groups)
-    join = f"JOIN {quote_ident(view)} g USING (user_id)" if view else ""
-    params["origin"] = grid.origin.to_pydatetime()
-    index = period_index_sql(grid.period, "{col}")
-    base = f"""
-        WITH ev AS ({ev}),
-        st AS MATERIALIZED (
-            SELECT s.user_id, s.start_ts, {grp} AS grp,
-                   {index.format(col="s.start_ts")} AS cohort_t,
-                   date_diff('day', CAST($origin AS TIMESTAMP),
-                             date_trunc('day', s.start_ts)) AS start_day
-            FROM ({starts}) s {join}
-        ),
-        ret AS (
-            SELECT s.user_id, s.grp, s.cohort_t, s.start_day,
-                   {index.format(col="e.ts")} - s.cohort_t AS k,
-                   date_diff('day', date_trunc('day', s.start_ts),
-                             date_trunc('day', e.ts)) AS d,
-                   e.amount
-            FROM ev e JOIN st s USING (user_id)
-            WHERE e.ts >= s.start_ts {ret_where}
+) -> _Returns:
+    c = compact
+    if definition.start_event and definition.start_event == definition.return_event:
+        # First X -> any X: the same as first event -> any event over the X events alone.
+        c = _of_kind(c, c.code(definition.start_event))
+        definition = replace(definition, start_event=None, return_event=None)
+    n_users = c.n_users
+    event_t = _event_periods(c, grid)
+    # The start: each user's first event (of the start type); rows are sorted by user and time.
+    if definition.start_event:
+        code = c.code(definition.start_event)
+        rows = np.flatnonzero(c.ev == code) if code is not None else np.zeros(0, np.int64)
+        who = c.uid[rows]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = who[1:] != who[:-1]
+        started, rows = who[first], rows[first]
+    else:
+        rows = _memo(c, ("first of user",), lambda: np.flatnonzero(_runs(c.uid)))
+        started = c.uid[rows]
+    valid = np.zeros(n_users, dtype=bool)
+    valid[started] = True
+    start_ts = np.full(n_users, np.iinfo(np.int64).max, dtype=np.int64)
+    start_ts[started] = c.ts[rows]
+    start_day = np.zeros(n_users, dtype=np.int32)
+    start_day[started] = c.day[rows]
+    cohort_t = np.zeros(n_users, dtype=np.int32)
+    cohort_t[started] = event_t[rows]
+    if definition.start is not None:
+        valid &= start_day >= day_number(pd.Timestamp(definition.start))
+    if definition.end is not None:
+        valid &= start_day <= day_number(pd.Timestamp(definition.end))
+    # Groups: a code per user, -1 (left out) for users without one.
+    grp = np.zeros(n_users, dtype=np.int64)
+    names: tuple[str, ...] = (ALL_USERS,)
+    if groups is not None:
+        grp, names = _group_codes(c, groups)
+        valid &= grp >= 0
+    # The returns: events at or after the start (of the return type). Starting at the first
+    # event of any type, every event of a user in the cohorts is at or after their start.
+    everyone = bool(valid[started].all())  # every user with events here
+    if definition.start_event is None and definition.return_event is None and everyone:
+        rows = None
+    else:
+        start_ts[~valid] = np.iinfo(np.int64).max
+        keep = valid[c.uid] if definition.start_event is None else c.ts >= start_ts[c.uid]
+        if definition.return_event:
+            code = c.code(definition.return_event)
+            keep &= (c.ev == code) if code is not None else False
+        rows = np.flatnonzero(keep)
+    return _Returns(
+        compact=c,
+        group_names=names,
+        valid=valid,
+        grp=grp,
+        cohort_t=cohort_t,
+        start_day=start_day,
+        start_day0=start_day.astype(np.int64) - day_number(grid.origin),
+        rows=rows,
+        n_periods=int(event_t.max()) + 1 if len(event_t) else 1,
+        event_t=event_t,
+        grid_key=_grid_key(grid),
+    )
+
+
+def _of_kind(compact: CompactEvents, code: int | None) -> CompactEvents:
+    """The compact events of one event type only (kept with the compact events)."""
+
+    def make() -> CompactEvents:
+        rows = np.flatnonzero(compact.ev == code) if code is not None else np.zeros(0, np.int64)
+        return CompactEvents(
+            user_ids=compact.user_ids,
+            kinds=compact.kinds,
+            firsts=compact.firsts,
+            **{a: getattr(compact, a)[rows] for a in ("uid", "day", "ts", "ev", "amount")},
         )
-    """  # noqa: S608 -- fixed fragments and quoted identifiers only; values bound
-    return base, params, view
+
+    return _memo(compact, ("kind", code), make)
+
+
+def _runs(*keys: np.ndarray) -> np.ndarray:
+    """Where a new run of equal ``keys`` starts (the rows are sorted so that equal keys are
+    adjacent)."""
+    n = len(keys[0])
+    new = np.zeros(n, dtype=bool)
+    if n:
+        new[0] = True
+        for key in keys:
+            new[1:] |= key[1:] != key[:-1]
+    return new
+
+
+def _last_of_runs(u: np.ndarray) -> np.ndarray:
+    """Where each run of equal ``u`` ends."""
+    last = np.zeros(len(u), dtype=bool)
+    if len(u):
+        last[-1] = True
+        last[:-1] = u[1:] != u[:-1]
+    return last
+
+
+def _tally(
+    columns: dict[str, np.ndarray], weights: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """Rows per distinct combination of ``columns`` (non-negative integers) as ``n``, with the
+    sums of ``weights``."""
+    weights = weights or {}
+    names = list(columns)
+    if not len(columns[names[0]]):
+        empty = np.zeros(0, dtype=np.int64)
+        return pd.DataFrame({**{c: empty for c in names}, "n": empty, **{w: [] for w in weights}})
+    sizes = [int(columns[c].max()) + 1 for c in names]
+    key = np.zeros(len(columns[names[0]]), dtype=np.int64)
+    for c, size in zip(names, sizes, strict=True):
+        key = key * size + columns[c]
+    return _decode(key, names, sizes, weights)
+
+
+def _decode(
+    key: np.ndarray, names: list[str], sizes: list[int], weights: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """:func:`_tally` of keys already combined (``key = (c0 * size1 + c1) * size2 + c2 ...``)."""
+    total = int(np.prod(sizes, dtype=np.float64))
+    if total <= 20_000_000:
+        n = np.bincount(key, minlength=total)
+        at = np.flatnonzero(n)
+        sums = {w: np.bincount(key, weights=v, minlength=total)[at] for w, v in weights.items()}
+        n = n[at]
+    else:
+        at, inverse = np.unique(key, return_inverse=True)
+        n = np.bincount(inverse)
+        sums = {w: np.bincount(inverse, weights=v) for w, v in weights.items()}
+    out = {}
+    for c, size in zip(reversed(names), reversed(sizes), strict=True):
+        out[c] = at % size
+        at = at // size
+    return pd.DataFrame({c: out[c] for c in names} | {"n": n} | sums)
+
+
+def _matrix_parts(r: _Returns, mode: str, brackets: tuple[tuple[int, int | None], ...]):
+    """The cohorts' sizes (``grp, cohort_t, start_day, users``) and the returns: per period
+    (``grp, cohort_t, column, returned, revenue, last``: users active in that period, the
+    revenue of their return events, users whose last return is in it) or per day range
+    (``grp, cohort_t, start_day, column, returned``)."""
+    who = np.flatnonzero(r.valid)
+    sizes = _tally(
+        {"grp": r.grp[who], "cohort_t": r.cohort_t[who], "start_day": r.start_day0[who]}
+    ).rename(columns={"n": "users"})
+    u = r.u
+    if mode == "brackets":
+        d = r.d(u)
+        top = int(d.max()) + 1 if len(d) else 1
+        which = np.full(top, -1, dtype=np.int64)  # days since the start -> its range (-1: none)
+        for n, (lo, hi) in enumerate(brackets):
+            which[min(lo, top) : top if hi is None else min(hi + 1, top)] = n
+        i = which[d]
+        inside = i >= 0
+        u, i = u[inside], i[inside]
+        once = _runs(u, i)  # within a user, days (and so ranges) never go down
+        u, i = u[once], i[once]
+        long = _tally(
+            {"grp": r.grp[u], "cohort_t": r.cohort_t[u], "start_day": r.start_day0[u], "column": i}
+        ).rename(columns={"n": "returned"})
+        return sizes, long
+    # One key per (group, cohort, period since the start) = (group * T + cohort) * T + k, with
+    # k = the event's period - cohort: a per-user offset plus the event's period. A user's
+    # periods never go down, so a user's events in one period are adjacent.
+    n_t = r.n_periods
+    event_t = r.take(r.event_t)
+    cell = (r.grp * (n_t * n_t) + r.cohort_t * (n_t - 1))[u] + event_t
+    if r.rows is None:  # all events: the runs are the same for every view on this grid
+        once = _memo(r.compact, ("period runs", r.grid_key), lambda: _runs(u, event_t))
+        last = _memo(r.compact, ("last of user",), lambda: _last_of_runs(u))
+    else:
+        once, last = _runs(u * n_t + event_t), _last_of_runs(u)
+    names, dims = ["grp", "cohort_t", "column"], [len(r.group_names), n_t, n_t]
+    long = _decode(cell[once], names, dims, {}).rename(columns={"n": "returned"})
+    revenue = _decode(cell, names, dims, {"revenue": r.take(r.compact.amount)})
+    long = long.merge(revenue.drop(columns="n"), on=names, how="left")
+    lasts = _decode(cell[last], names, dims, {}).rename(columns={"n": "last"})
+    long = long.merge(lasts, on=names, how="left")
+    return sizes, long.fillna({"last": 0})
 
 
 def retention_matrix(
@@ -510,52 +698,40 @@ def retention_matrix(
     """Retention cells of ``definition`` per group of ``groups`` (``user_id, group``, e.g.
     :func:`~retention.cohorts.user_groups`; users without a group are left out; all users one
     group when ``None``) and cohort, counted in periods (``classic``/``unbounded``) or in day
-    ``brackets``. ``grid``: the events' period grid when the caller has it."""
+    ``brackets``. ``grid``: the events' period grid when the caller has it.
+
+    Computed over the dataset's compact events (:func:`retention.compact.compact_events`,
+    built once per dataset and kept), so each view is a few passes over integer arrays."""
     if mode not in MATRIX_MODES:
         raise InputError(
             f"The 'mode' parameter must be one of {', '.join(MATRIX_MODES)}. Got {mode!r}."
         )
     definition = definition or Definition()
+    _check_events(con, events, definition)
     grid = grid or period_grid(con, events, period)
     brackets = tuple(brackets)
     if mode == "brackets" and not brackets:
         raise InputError("Bracketed retention needs at least one range of days.")
-    with events_source(con, events) as ref:
-        base, params, view = _base_sql(con, ref, definition, grid, groups)
-        bview = f"_brackets_{uuid.uuid4().hex}"
-        if mode == "brackets":
-            his = [np.iinfo(np.int32).max if b[1] is None else b[1] for b in brackets]
-            frame = pd.DataFrame({"i": range(len(brackets)), "lo": [b[0] for b in brackets]})
-            con.register(bview, frame.assign(hi=his))
-            tail = _BRACKETS_SQL.format(sizes=_SIZES_SQL, brackets=quote_ident(bview))
-        else:
-            tail = _PERIODS_SQL.format(sizes=_SIZES_SQL)
-            tail += _LAST_SQL if mode == "unbounded" else ""
-        try:
-            parts = con.execute(base + tail, params).df()
-        finally:
-            for name in (view, bview if mode == "brackets" else None):
-                if name:
-                    con.unregister(name)
-    sizes = parts[parts["part"] == 0].rename(columns={"n": "users"})
-    sizes = sizes[["grp", "cohort_t", "start_day", "users"]]
-    long = parts[parts["part"] == 1].rename(columns={"n": "returned"})
-    if mode == "brackets":
-        long = long[["grp", "cohort_t", "start_day", "column", "returned"]]
-    else:
-        last = parts[parts["part"] == 2].rename(columns={"n": "last"})
-        long = long[["grp", "cohort_t", "column", "returned", "revenue"]].merge(
-            last[["grp", "cohort_t", "column", "last"]],
-            on=["grp", "cohort_t", "column"],
-            how="left",
-        )
-    order = _group_order(groups, sizes["grp"])
+    r = _returns(compact_events(con, events), definition, grid, groups)
+    sizes, long = _matrix_parts(r, mode, brackets)
+    # Groups stay integer codes through the cells (renumbered in the names' order, so that
+    # sorting by code sorts by name) and become names at the end.
+    names = np.array(r.group_names, dtype=object)
+    by_name = np.argsort(names.astype(str), kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_name] = np.arange(len(names))
+    names = names[by_name]
+    for frame in (sizes, long):
+        frame["grp"] = rank[frame["grp"].to_numpy(dtype=np.int64)]
+    order = _group_order(groups, pd.Series(names[np.unique(sizes["grp"].to_numpy())]))
     if mode == "brackets":
         cells = _bracket_cells(sizes, long, grid, brackets)
         columns = tuple(bracket_label(lo, hi) for lo, hi in brackets)
     else:
         cells = _period_cells(sizes, long, grid, mode)
         columns = tuple(str(k) for k in range(grid.n_periods))
+    cells["grp"] = names[cells["grp"].to_numpy(dtype=np.int64)] if len(cells) else []
+    cells["grp"] = cells["grp"].astype(object)
     cells = cells.rename(columns={"grp": "group"})
     starts = {t: grid.start_of(int(t)) for t in cells["cohort_t"].unique()}
     cells.insert(2, "cohort", cells["cohort_t"].map(starts))
@@ -568,30 +744,6 @@ def retention_matrix(
         cells=cells.reset_index(drop=True),
         brackets=brackets if mode == "brackets" else (),
     )
-
-
-#: The users of one cell (after :func:`_base_sql`'s head; bound: cohort_t, grp (NULL: all
-#: groups), column, lo, hi), per mode.
-_CELL_SQL = {
-    "classic": """
-        SELECT DISTINCT user_id FROM ret
-        WHERE cohort_t = $cohort_t AND (CAST($grp AS VARCHAR) IS NULL OR grp = $grp)
-          AND k = $column
-        ORDER BY user_id
-    """,
-    "unbounded": """
-        SELECT user_id FROM ret
-        WHERE cohort_t = $cohort_t AND (CAST($grp AS VARCHAR) IS NULL OR grp = $grp)
-        GROUP BY user_id HAVING max(k) >= $column
-        ORDER BY user_id
-    """,
-    "brackets": """
-        SELECT DISTINCT user_id FROM ret
-        WHERE cohort_t = $cohort_t AND (CAST($grp AS VARCHAR) IS NULL OR grp = $grp)
-          AND d BETWEEN $lo AND $hi
-        ORDER BY user_id
-    """,
-}
 
 
 def cell_users(
@@ -611,14 +763,15 @@ def cell_users(
     """The ids (sorted) of the users :func:`retention_matrix` counts as retained in one cell:
     the cohort starting on ``cohort`` (the start of its period), column ``column`` (periods
     since the start, or the index of a day range), of ``group`` (all groups when ``None``).
-    The same start and return events, dates, groups and rules as the matrix, from the same SQL
-    head: in that period (``classic``), in it or any later one (``unbounded``: the user's last
-    return is there or later), or on a day inside the range (``brackets``)."""
+    The same start and return events, dates, groups and rules as the matrix, from the same
+    returns: in that period (``classic``), in it or any later one (``unbounded``: the user's
+    last return is there or later), or on a day inside the range (``brackets``)."""
     if mode not in MATRIX_MODES:
         raise InputError(
             f"The 'mode' parameter must be one of {', '.join(MATRIX_MODES)}. Got {mode!r}."
         )
     definition = definition or Definition()
+    _check_events(con, events, definition)
     grid = grid or period_grid(con, events, period)
     start = pd.Timestamp(cohort)
     cohort_t = next((t for t in range(grid.n_periods) if grid.start_of(t) == start), None)
@@ -634,22 +787,23 @@ def cell_users(
             f"The cohort of {start:%Y-%m-%d} has no column {column}: pick a cell of the table "
             "shown."
         )
-    with events_source(con, events) as ref:
-        base, params, view = _base_sql(con, ref, definition, grid, groups)
-        one = group is not None and group != ALL_USERS and groups is not None
-        params.update(cohort_t=int(cohort_t), grp=str(group) if one else None)
-        if mode == "brackets":
-            lo, hi = brackets[int(column)]
-            params.update(lo=int(lo), hi=int(np.iinfo(np.int32).max if hi is None else hi))
-        else:
-            params["column"] = int(column)
-        tail = _CELL_SQL[mode]
-        try:
-            rows = con.execute(base + tail, params).fetchall()
-        finally:
-            if view:
-                con.unregister(view)
-    return [str(r[0]) for r in rows]
+    compact = compact_events(con, events)
+    r = _returns(compact, definition, grid, groups)
+    u = r.u
+    mine = r.cohort_t[u] == cohort_t
+    if group is not None and group != ALL_USERS and groups is not None:
+        code = r.group_names.index(str(group)) if str(group) in r.group_names else -1
+        mine &= r.grp[u] == code
+    if mode == "classic":
+        mine &= r.k(u) == int(column)
+    elif mode == "unbounded":  # the user's last return is in that period or later
+        mine &= _last_of_runs(u) & (r.k(u) >= int(column))
+    else:
+        lo, hi = brackets[int(column)]
+        d = r.d(u)
+        mine &= (d >= lo) & (d <= (np.iinfo(np.int64).max if hi is None else hi))
+    users = np.unique(u[mine])  # uids follow the ids' order as text
+    return [str(x) for x in compact.user_ids[users]]
 
 
 def _group_order(groups: pd.DataFrame | None, present: pd.Series) -> list[str]:

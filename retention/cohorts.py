@@ -328,7 +328,8 @@ def groups_word(by: str | pd.DataFrame | None) -> str:
 
 
 def _ordered(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    present = [g for g in order if g in set(frame["group"])]
+    have = set(frame["group"])
+    present = [g for g in order if g in have]
     frame = frame.copy()
     frame["group"] = pd.Categorical(frame["group"], categories=present, ordered=True)
     return frame.reset_index(drop=True)

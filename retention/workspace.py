@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention.compact import drop_stored
 from retention.errors import InputError
 from retention.private import make_private_dir, restrict_umask, tighten_tree
 
@@ -539,6 +540,7 @@ class Workspace:
         def delete(cur: duckdb.DuckDBPyConnection) -> None:
             for kind in info.kinds:
                 cur.execute(f"DROP TABLE IF EXISTS {self.table(dataset_id, kind)}")
+                drop_stored(cur, self.table(dataset_id, kind).strip('"'))  # issue 18: its copy
             run_ids = [
                 r[0]
                 for r in cur.execute(

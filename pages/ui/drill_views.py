@@ -1,10 +1,10 @@
 """Drill-down: click a cohort cell (Retention), a segment (Segments) or a segment × stage count
-(Strategies) and see those users — id, segment, stage, last seen, active periods, spend — with a
+(Strategies, Policy) and see those users — id, segment, stage, last seen, active periods, spend — with a
 CSV download. The library (:mod:`retention.drill`) finds the users; this module reads the click
 and renders the list.
 
 Each page hooks in with one call after the element the user clicks: :func:`cohort_users`,
-:func:`segment_users`, :func:`stage_users`.
+:func:`segment_users`, :func:`stage_users` (:func:`policy_stage_users` on the Policy page).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from retention.cohorts import ALL_USERS
 from retention.drill import Selection, workspace_users
 from retention.errors import InputError
 from retention.periods import resolve_period
-from retention.results import breakdown_groups
-from retention.strategies import to_csv_bytes
+from retention.results import breakdown_groups, user_stage_table
+from retention.strategies import stage_counts, to_csv_bytes
 from retention.words import (
     STAGE_ORDER,
     counted,
@@ -43,6 +43,7 @@ SHOWN_ROWS = 1_000
 HEATMAP_KEY = "retention.heatmap"  # the cohort heatmap's chart key (pages/ui/retention_views.py)
 PROFILE_KEY = "segments.profile"  # the segment profile's table key (pages/ui/segments_views.py)
 STAGES_KEY = "strategies.stage_counts"
+POLICY_STAGES_KEY = "policy.stage_counts"
 
 Names = tuple[tuple[int, str], ...]
 UNKNOWN = " (currency of your data)"  # what money() adds when the currency is not set
@@ -338,22 +339,23 @@ def stage_users(
     names: Mapping[int, str],
     period: str,
     churn_after: int,
+    key: str = STAGES_KEY,
+    list_key: str = "drill.stage",
+    caption: str = "Users per segment and stage at the end of the data.",
 ) -> None:
-    """A segment × stage table of how many users stand where now; click a count to list them."""
+    """A segment × stage table of how many users stand where now (``strategy_table``: one row
+    per ``segment, label, stage`` with its ``users``); click a count to list them."""
     if strategy_table.empty or "stage" not in strategy_table:
         return
     counts = stage_count_table(strategy_table, period)
     st.subheader("Who is where now")
-    st.caption(
-        "Users per segment and stage at the end of the data. Click a number to list those "
-        "users, with a CSV download."
-    )
+    st.caption(f"{caption} Click a number to list those users, with a CSV download.")
     event = st.dataframe(
         counts,
         hide_index=True,
         on_select="rerun",
         selection_mode="single-cell",
-        key=STAGES_KEY,
+        key=key,
         column_config={
             c: st.column_config.NumberColumn(c, format="%d", help=f"Users {c} now.")
             for c in counts.columns[1:]
@@ -370,4 +372,47 @@ def stage_users(
     name = segment_name(names, segment)
     _selection_users(info, Selection(segment=segment, stage=stage), period, churn_after,
                      seg_run.id, names, title=f"{name}: users {stage_word(stage)} now",
-                     file_parts=(name, stage), key="drill.stage")  # fmt: skip
+                     file_parts=(name, stage), key=list_key)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- Policy page
+
+
+@st.cache_data(max_entries=8, show_spinner="Finding each user's stage now…")
+def _stage_counts(
+    folder: str, dataset_id: str, period: str, churn_after: int, run_id: str, names: Names
+) -> pd.DataFrame:
+    """Users now per segment and stage: ``segment, label, stage, users``."""
+    ws = workspace()
+    users = user_stage_table(ws, dataset_id, period, churn_after)
+    assignments = ws.load_run(run_id).artifacts["assignments"][["user_id", "segment"]]
+    counts = stage_counts(users, assignments.assign(user_id=assignments["user_id"].astype(str)))
+    labels = dict(names)
+    return counts.assign(label=[segment_name(labels, int(s)) for s in counts["segment"]])
+
+
+def policy_stage_users(
+    info: DatasetInfo,
+    *,
+    seg_run: Run,
+    names: Mapping[int, str],
+    period: str,
+    churn_after: int,
+) -> None:
+    """Under the policy: users per segment and stage now (the states the policy acts on), a
+    click on a count listing them, as on the Strategies page (``period``, ``churn_after``: the
+    policy's)."""
+    folder = str(workspace().folder)
+    try:
+        period = _resolved_period(folder, info.id, period) or period
+        counts = _stage_counts(folder, info.id, period, churn_after, seg_run.id,
+                               tuple(sorted(names.items())))  # fmt: skip
+    except InputError as exc:
+        st.info(exc.in_app)
+        return
+    stage_users(
+        info, counts, seg_run=seg_run, names=names, period=period, churn_after=churn_after,
+        key=POLICY_STAGES_KEY, list_key="drill.policy_stage",
+        caption="Users per segment and stage at the end of the data: the states the policy "
+        "picks an action for.",
+    )  # fmt: skip

@@ -203,3 +203,51 @@ def test_campaign_checks_show_the_rule_and_warn_on_a_mistimed_log(app_workspace)
     warnings = " ".join(w.value for w in at.warning)
     assert "'nearest'" in warnings
     assert any("decisions with the action" in d.value.columns for d in at.dataframe)
+
+
+def test_who_is_where_now_lists_the_users_of_a_clicked_stage(app_workspace, planted_dataset):
+    """Under the policy: users per segment and stage now (the states it acts on); clicking a
+    count lists exactly those users (segment, stage, last seen, active periods, spend) with a
+    CSV download, as on the Strategies page."""
+    from retention.periods import user_stages
+    from retention.words import stage_word
+
+    seg_run = _segment(app_workspace, planted_dataset)
+    ws = app_workspace
+    events = ws.table(planted_dataset, "events")
+    panel = build_panel(ws.cursor(), events, period="week")
+    truth = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
+    result = train_policy(
+        panel, truth, learner=QLearner(episodes=5, n_users=300), gammas=[0.9], penalties=[5.0]
+    )
+    request = {"segmentation_run": seg_run, "period": "week", "churn_after": 4, "episodes": 5}
+    result.settings.update(request, request=request)
+    save_policy(ws, planted_dataset, result)
+
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    assert any(h.value == "Who is where now" for h in at.subheader)
+    counts = next(d.value for d in at.dataframe if "Segment" in d.value.columns)
+    # The oracle: each user's stage now (churn after 4 weeks) crossed with their segment.
+    stages = user_stages(ws.cursor(), events, period="week", churn_after=4)
+    both = truth.merge(stages, on="user_id")
+    expected = pd.crosstab(both["segment"], both["stage"].map(stage_word))
+    assert list(counts["Segment"]) == ["home", "kids", "garden", "fashion"]
+    for column in counts.columns[1:]:
+        assert counts[column].tolist() == expected[column].tolist()
+
+    stage = next(c for c in counts.columns[1:] if counts[c].iloc[1] > 0)
+    at.session_state["policy.stage_counts"] = {
+        "selection": {"rows": [], "columns": [], "cells": [[1, stage]]}
+    }
+    at.run()
+    assert not at.exception, at.exception
+    assert any(m.value == f"**kids: users {stage} now**" for m in at.markdown)
+    listed = next(d.value for d in at.dataframe if "user_id" in d.value.columns)
+    assert len(listed) == counts[stage].iloc[1]
+    mine = both[(both["segment"] == 1) & (both["stage"].map(stage_word) == stage)]
+    assert set(listed["user_id"]) == set(mine["user_id"])
+    assert set(listed["stage"]) == {stage}
+    assert {"last_seen", "active_periods", "spend"} <= set(listed.columns)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert f"Download these {len(listed):,} users (CSV)" in labels
