@@ -199,6 +199,14 @@ async def errors(page) -> str | None:
     return None
 
 
+def main_uploader(page):
+    """The Data page's "Your file" uploader's input (by its label: never the campaign log's)."""
+    box = page.locator("[data-testid='stFileUploader']").filter(
+        has=page.get_by_text("Your file", exact=True)
+    )
+    return box.locator("input[type=file]").first
+
+
 async def nav(page, title: str) -> float:
     start = time.perf_counter()
     await page.locator("[data-testid='stSidebarNavLink']", has_text=title).first.click()
@@ -216,9 +224,7 @@ async def trainer(browser, url: str, i: int, data: Path, out: dict) -> None:
     try:
         await page.goto(url)
         await idle(page)
-        await page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(
-            str(data)
-        )
+        await main_uploader(page).set_input_files(str(data))
         await page.get_by_text("Validation report", exact=True).wait_for()
         await idle(page)
         box = page.get_by_label("Dataset name")
@@ -263,9 +269,8 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
                 if err := await errors(page):
                     out["errors"].append(f"{title}: {err}")
             await nav(page, "Data")
-            chooser = page.locator("[data-testid='stFileUploader'] input[type=file]").first
             start = time.perf_counter()
-            await chooser.set_input_files(str(upload))
+            await main_uploader(page).set_input_files(str(upload))
             await page.get_by_text("Validation report", exact=True).wait_for()
             await idle(page)
             out["uploads"].append(time.perf_counter() - start)
@@ -456,6 +461,14 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         "without the wait in the queue). Worker peak MB: the child processes of the server "
         "(job worker, multiprocessing's resource tracker). Same result alone: jobs whose stored "
         "result equals the one computed again alone, inline, after the run.",
+        "",
+        "Load average (1, 5, 15 min) of the machine before / after: "
+        + "; ".join(
+            f"{r['mode']}: {tuple(round(x, 1) for x in r['load_average_before'])} / "
+            f"{tuple(round(x, 1) for x in r['load_average_after'])}"
+            for r in results
+        )
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 
@@ -472,6 +485,7 @@ def main() -> int:
     if args.quick:
         args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
     results = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="retention-load-") as tmp:
         base = Path(tmp)
         files = make_files(base, args.trainers, args.users, args.upload_mb)
@@ -479,6 +493,9 @@ def main() -> int:
         print(f"upload file: {size:.1f} MB", flush=True)
         for mode in args.modes:
             results.append(run_mode(mode, args, files, base))
+            results[-1]["load_average_before"] = load_before
+            results[-1]["load_average_after"] = os.getloadavg()
+            results[-1]["command"] = " ".join(sys.argv)
             print(json.dumps({k: v for k, v in results[-1].items() if k != "jobs"}, default=str))
     suffix = "_quick" if args.quick else ""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,16 @@ The app's server answers every page of every session from one interpreter; a tra
 there makes everyone's pages and uploads wait. So the heavy steps run as *jobs*:
 
 * :func:`submit_segmentation` / :func:`submit_training` record a ``queued`` job in the workspace
-  (``jobs`` table) and hand it to the :class:`JobQueue`. Its queue is a
-  :class:`concurrent.futures.ThreadPoolExecutor` (first in, first out; a queued job is cancelled
-  with ``Future.cancel``); each of its threads owns one worker process (a one-process
-  :class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn`` context), so a killed worker breaks
-  only its own job. ``RETENTION_WORKERS`` sets how many jobs run at once (default 1).
+  (``jobs`` table) and hand it to the :class:`JobQueue` of that workspace. Every queue of the
+  server process feeds the one :class:`JobServer`: a
+  :class:`concurrent.futures.ThreadPoolExecutor` (first in, first out across all workspaces and
+  people; a queued job is cancelled with ``Future.cancel``) whose threads each own one worker
+  process (a one-process :class:`~concurrent.futures.ProcessPoolExecutor`, ``spawn`` context),
+  so a killed worker breaks only its own job. ``RETENTION_WORKERS`` caps how many jobs run at
+  once on the whole server, and so how many worker processes exist (default: the computer's
+  cores less one, at least 1; with sign-in every person has a workspace and a queue, but five
+  trainings still start no more than that many workers). A queued job's position counts the
+  jobs ahead of it on the whole server.
 * The workspace is one DuckDB file that only one process may open, and the server holds it. A
   worker therefore never opens it: when a job starts, the server copies the dataset's tables
   (and the vectors cached for its model) into a private workspace in ``jobs/<id>/``; the worker
@@ -40,6 +45,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context, spawn
@@ -86,11 +92,21 @@ class WorkerDied(RuntimeError):
     """The worker process of a job ended without an answer (killed, out of memory)."""
 
 
+def default_workers() -> int:
+    """The server's cap on jobs running at once when nothing is set: the cores this process may
+    use less one (kept for the web server, so pages and uploads answer), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def worker_count(value: str | int | None = None) -> int:
-    """How many jobs run at once: ``value``, else ``$RETENTION_WORKERS``, else 1. ``0`` runs
-    one job at a time inside the server process (no worker process: the way before issue 22,
-    kept for the load benchmark's comparison)."""
-    raw = value if value is not None else os.environ.get(WORKERS_ENV) or 1
+    """How many jobs run at once on the server: ``value``, else ``$RETENTION_WORKERS``, else
+    :func:`default_workers`. ``0`` runs one job at a time inside the server process (no worker
+    process: the way before issue 22, kept for the load benchmark's comparison)."""
+    raw = value if value is not None else os.environ.get(WORKERS_ENV) or default_workers()
     try:
         count = int(raw)
     except (TypeError, ValueError):
@@ -306,22 +322,124 @@ class JobView:
     ahead: int
 
 
-class JobQueue:
-    """The app's job queue on one workspace (one per server process; see the module docstring).
+class JobServer:
+    """The server's job threads and worker processes, shared by every :class:`JobQueue` of the
+    process: at most ``workers`` jobs run at once, whatever workspace (person) they come from,
+    each in the worker process its thread owns; the others wait, first in, first out.
 
-    ``workers``: jobs run at once (default :func:`worker_count`). Queued jobs found in the
-    workspace (a restart) are taken up at once.
-    """
+    ``workers`` 0 runs one job at a time inside this process (see :func:`worker_count`)."""
 
-    def __init__(self, ws: Workspace, workers: int | None = None) -> None:
-        self.ws = ws
+    def __init__(self, workers: int | None = None) -> None:
         self.workers = worker_count(workers)
         self.inline = self.workers == 0
         self._threads = ThreadPoolExecutor(max(self.workers, 1), thread_name_prefix="retention-job")
-        self._futures: dict[str, Future[None]] = {}
-        self._lock = threading.Lock()
         self._local = threading.local()
         self._pools: set[ProcessPoolExecutor] = set()
+        self._lock = threading.Lock()
+        #: The unfinished jobs handed to this server, in the order they were (queue position).
+        self._order: dict[tuple[str, str], None] = {}
+        self.closed = False
+
+    def dispatch(self, key: tuple[str, str], run: Callable[[], None]) -> Future[None]:
+        """Queue ``run`` (the job ``key``: workspace folder, job id) behind the jobs before it."""
+        with self._lock:
+            self._order[key] = None
+        try:
+            future = self._threads.submit(run)
+        except RuntimeError:  # shut down
+            self._finished(key)
+            raise
+        future.add_done_callback(lambda _: self._finished(key))
+        return future
+
+    def _finished(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._order.pop(key, None)
+
+    def ahead(self, key: tuple[str, str]) -> int | None:
+        """How many unfinished jobs were handed to the server before ``key`` (running ones
+        included), or None when it is not one of its unfinished jobs."""
+        with self._lock:
+            keys = list(self._order)
+        return keys.index(key) if key in keys else None
+
+    def pool(self) -> ProcessPoolExecutor:
+        """This job thread's worker process (started on first use)."""
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(os.getpid(), worker_nice()),
+            )
+            self._local.pool = pool
+            self._pools.add(pool)
+        return pool
+
+    def replace_pool(self) -> None:
+        """Drop this thread's worker process (it died); the next job starts a new one."""
+        pool = getattr(self._local, "pool", None)
+        self._local.pool = None
+        if pool is not None:
+            self._pools.discard(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def submit_work(
+        self, fn: Callable[..., Any], folder: Path, args: tuple[Any, ...]
+    ) -> Future[Any]:
+        _launching.job_worker = True  # a worker process starts inside submit (spawn context)
+        try:
+            try:
+                return self.pool().submit(_work, fn, str(folder), args)
+            except BrokenProcessPool:  # its worker died while idle: start a new one
+                self.replace_pool()
+                return self.pool().submit(_work, fn, str(folder), args)
+        finally:
+            _launching.job_worker = False
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for memory reports)."""
+        return [pid for pool in list(self._pools) for pid in (pool._processes or {})]
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.closed = True
+        self._threads.shutdown(wait=wait, cancel_futures=True)
+        for pool in list(self._pools):
+            pool.shutdown(wait=wait, cancel_futures=True)
+
+
+_server: JobServer | None = None
+_server_lock = threading.Lock()
+
+
+def job_server() -> JobServer:
+    """The process's :class:`JobServer` (sized by :func:`worker_count` when first used)."""
+    global _server
+    with _server_lock:
+        if _server is None or _server.closed:
+            _server = JobServer()
+        return _server
+
+
+class JobQueue:
+    """The app's job queue on one workspace (see the module docstring). Its jobs run on
+    ``server``: by default the process's shared :class:`JobServer` (:func:`job_server`), so the
+    cap on jobs running at once holds for the whole server; ``workers`` gives this queue a
+    server of its own with that many workers instead (tests, benchmarks). Queued jobs found in
+    the workspace (a restart) are taken up at once.
+    """
+
+    def __init__(
+        self, ws: Workspace, workers: int | None = None, server: JobServer | None = None
+    ) -> None:
+        self.ws = ws
+        self._own_server = server is None and workers is not None
+        self.server = server or (JobServer(workers) if workers is not None else job_server())
+        self.workers = self.server.workers
+        self.inline = self.server.inline
+        self._futures: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
         self._closing = False
         self.folder = make_private_dir(ws.folder / JOBS_FOLDER)
         active = {job.id for job in ws.jobs(statuses=ACTIVE_JOB_STATUSES)}
@@ -368,25 +486,35 @@ class JobQueue:
             (folder / CANCEL_FILE).touch()
 
     def view(self, job_id: str) -> JobView:
-        return job_view(self.ws, job_id)
+        """The job and its place in the server's queue (jobs of every workspace count)."""
+        found = job_view(self.ws, job_id)
+        if found.job.status != "queued":
+            return found
+        ahead = self.server.ahead(self._key(job_id))
+        return found if ahead is None else JobView(found.job, ahead)
 
     def close(self, wait: bool = True) -> None:
         """Stop: queued jobs stay queued in the workspace (the next queue takes them up),
         running ones stop at their next progress step and are marked interrupted."""
         self._closing = True
-        for job_id, future in list(self._futures.items()):
+        futures = list(self._futures.items())
+        for job_id, future in futures:
             if not future.cancel():
                 folder = self.folder / job_id
                 if folder.is_dir():
                     (folder / CANCEL_FILE).touch()
-        self._threads.shutdown(wait=wait, cancel_futures=True)
-        for pool in list(self._pools):
-            pool.shutdown(wait=wait, cancel_futures=True)
+        if self._own_server:
+            self.server.shutdown(wait=wait)
+        elif wait:
+            futures_wait([future for _, future in futures])
 
     # -- the server thread's side ---------------------------------------------------------------
 
+    def _key(self, job_id: str) -> tuple[str, str]:
+        return (str(self.ws.folder), job_id)
+
     def _dispatch(self, job_id: str) -> None:
-        future = self._threads.submit(self._run, job_id)
+        future = self.server.dispatch(self._key(job_id), lambda: self._run(job_id))
         self._futures[job_id] = future
         future.add_done_callback(lambda _: self._futures.pop(job_id, None))
 
@@ -428,7 +556,7 @@ class JobQueue:
             if db is not None and model_id is not None:
                 self.ws.import_vectors(db, model_id)
             return result
-        future = self._submit(fn, folder, args)
+        future = self.server.submit_work(fn, folder, args)
         seen: tuple[float, str] | None = None
         while True:
             seen = self._sync(job.id, folder, seen)
@@ -438,7 +566,7 @@ class JobQueue:
             except FutureTimeout:
                 continue
             except (BrokenProcessPool, CancelledError) as exc:
-                self._replace_pool()
+                self.server.replace_pool()
                 raise WorkerDied(WORKER_DIED) from exc
         self._sync(job.id, folder, seen)
         if db is not None and model_id is not None:
@@ -461,40 +589,9 @@ class JobQueue:
             self.ws.job_progress(job_id, *now)
         return now
 
-    def _pool(self) -> ProcessPoolExecutor:
-        pool = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = ProcessPoolExecutor(
-                1,
-                mp_context=get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(os.getpid(), worker_nice()),
-            )
-            self._local.pool = pool
-            self._pools.add(pool)
-        return pool
-
-    def _replace_pool(self) -> None:
-        pool = getattr(self._local, "pool", None)
-        self._local.pool = None
-        if pool is not None:
-            self._pools.discard(pool)
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _submit(self, fn: Callable[..., Any], folder: Path, args: tuple[Any, ...]) -> Future[Any]:
-        _launching.job_worker = True  # a worker process starts inside submit (spawn context)
-        try:
-            try:
-                return self._pool().submit(_work, fn, str(folder), args)
-            except BrokenProcessPool:  # its worker died while idle: start a new one
-                self._replace_pool()
-                return self._pool().submit(_work, fn, str(folder), args)
-        finally:
-            _launching.job_worker = False
-
     def worker_pids(self) -> list[int]:
-        """The worker processes' ids (for memory reports)."""
-        return [pid for pool in list(self._pools) for pid in (pool._processes or {})]
+        """The worker processes' ids of this queue's server (for memory reports)."""
+        return self.server.worker_pids()
 
 
 def check_owner_limit(active: list[Job], kind: str, owner: str) -> None:
@@ -572,10 +669,16 @@ def _register_exit(queue: JobQueue) -> None:
 
 
 def close_queues(wait: bool = True) -> None:
-    """Close every job queue this process opened (at exit; after each app test)."""
+    """Close every job queue this process opened and the shared :class:`JobServer` (at exit;
+    after each app test)."""
+    global _server
     while _open_queues:
         queue = _open_queues.pop()
         try:
             queue.close(wait=wait)
         except Exception:  # noqa: BLE001 - closing anyway
             log.debug("Closing a job queue failed", exc_info=True)
+    with _server_lock:
+        server, _server = _server, None
+    if server is not None:
+        server.shutdown(wait=wait)

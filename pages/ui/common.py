@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.ui.people import people_folder, people_sidebar, sign_in_on
+from pages.ui.upload_fix import keep_upload_answers
 from retention.auth import workspace_limit_bytes
 from retention.errors import InputError
 from retention.private import restrict_umask
@@ -23,6 +24,9 @@ from retention.samples import ensure_samples as load_samples
 from retention.samples import samples_loaded
 from retention.serve import ALLOW_OPEN_ENV, exposure_problem
 from retention.workspace import DatasetInfo, Run, Workspace
+
+# A file chosen just as a page reruns must not be lost (issue 22): see pages/ui/upload_fix.py.
+keep_upload_answers()
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The app's pages in menu order: short name -> (file, title, icon). The first is the default.

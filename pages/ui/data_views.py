@@ -199,12 +199,17 @@ def chosen_files() -> tuple[tuple[str, bytes] | None, tuple[str, bytes] | None]:
             help="The data never leaves this computer: it is stored in the workspace folder.",
             key="upload",
         )
-        with st.expander("Campaign log (optional, with an event log)"):
-            st.caption(
-                "One row per treatment a user received: user, time, action (and, if you have "
-                "it, the propensity). Users without a row in a period got no action."
-            )
-            campaign_upload = st.file_uploader("Campaign log", key="campaign_upload")
+        campaign_upload = None
+        if upload is not None:
+            # Offered once the file is chosen (a campaign log goes with an event log): until
+            # then the page has one uploader, so a file chosen while the page is still being
+            # drawn, on a busy server, cannot land in the hidden campaign-log box (issue 22).
+            with st.expander("Campaign log (optional, with an event log)"):
+                st.caption(
+                    "One row per treatment a user received: user, time, action (and, if you "
+                    "have it, the propensity). Users without a row in a period got no action."
+                )
+                campaign_upload = st.file_uploader("Campaign log", key="campaign_upload")
         file = None if upload is None else (upload.name, upload.getvalue())
         campaigns = (
             None if campaign_upload is None else (campaign_upload.name, campaign_upload.getvalue())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.ui.common import workspace
-from retention.jobs import LOCAL_OWNER, JobQueue, job_view, latest_job
+from retention.jobs import LOCAL_OWNER, JobQueue, latest_job
 from retention.workspace import Job
 
 #: How often a page asks the workspace how a job is doing (seconds).
@@ -48,12 +48,13 @@ def start(job: Job) -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def _live(job_id: str, doing: str) -> None:
-    view = job_view(workspace(), job_id)
+    view = job_queue().view(job_id)  # its place counts every job ahead of it on the server
     job = view.job
     if not job.active:
         st.rerun()  # the whole page: it shows the result
     if job.status == "queued":
-        ahead = f"{view.ahead} job(s) ahead of it" if view.ahead else "it is next"
+        n = view.ahead
+        ahead = f"{n} job{'s' if n != 1 else ''} ahead of it on this server" if n else "it is next"
         text = f"{doing}: waiting for a free worker ({ahead})."
     else:
         text = f"{doing}: {job.message or 'starting…'}"

@@ -291,3 +291,90 @@ def test_zero_workers_runs_jobs_inside_the_server_process(workspace, fake_kind, 
         assert int(Path(where, "pid").read_text()) == os.getpid()
     finally:
         q.close()
+
+
+# ------------------------------------------------------------------ the server-wide cap
+
+
+@pytest.fixture
+def two_people(tmp_path, fake_kind):
+    """Two workspaces (two signed-in people: each has their own folder and queue)."""
+    ann, bo = Workspace(tmp_path / "ann"), Workspace(tmp_path / "bo")
+    yield ann, bo
+    ann.close()
+    bo.close()
+
+
+def test_one_cap_on_running_jobs_for_the_whole_server(two_people, tmp_path):
+    ann, bo = two_people
+    server = jobs.JobServer(1)
+    qa, qb = JobQueue(ann, server=server), JobQueue(bo, server=server)
+    try:
+        first = control(tmp_path, "a")
+        a = qa.submit("test.wait", None, {"control": first}, owner="ann@x.org")
+        status(ann, a.id, "running")
+        b = qb.submit("test.wait", None, {"control": control(tmp_path, "b", release=True)})
+        assert bo.job(b.id).status == "queued"  # another person's job waits for the one worker
+        assert qb.view(b.id).ahead == 1  # and says so: one job ahead of it on the server
+        assert jobs.job_view(bo, b.id).ahead == 0  # (its own workspace alone has none)
+        assert len(server.worker_pids()) == 1
+        Path(first, "release").touch()
+        assert status(bo, b.id, "done", "failed").status == "done"
+        assert status(ann, a.id, "done").status == "done"
+        assert len(server.worker_pids()) == 1  # the same worker ran both
+    finally:
+        qa.close()
+        qb.close()
+        server.shutdown()
+
+
+def test_the_apps_queues_share_one_server(two_people, monkeypatch):
+    monkeypatch.setenv(jobs.WORKERS_ENV, "1")
+    jobs.close_queues()
+    try:
+        qa, qb = JobQueue(two_people[0]), JobQueue(two_people[1])
+        assert qa.server is qb.server is jobs.job_server() and qa.workers == 1
+    finally:
+        jobs.close_queues()
+
+
+def test_default_cap_is_the_cores_less_one(monkeypatch):
+    monkeypatch.delenv(jobs.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    assert jobs.worker_count() == 1  # 2 cores: one for the web server, one for jobs
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    assert jobs.worker_count() == 7
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert jobs.worker_count() == 1
+    monkeypatch.setenv(jobs.WORKERS_ENV, "3")
+    assert jobs.worker_count() == 3
+    monkeypatch.setenv(jobs.WORKERS_ENV, "many")
+    with pytest.raises(InputError, match="RETENTION_WORKERS must be a whole number"):
+        jobs.worker_count()
+
+
+def test_a_killed_worker_ends_its_job_while_another_persons_job_carries_on(two_people, tmp_path):
+    ann, bo = two_people
+    server = jobs.JobServer(2)
+    qa, qb = JobQueue(ann, server=server), JobQueue(bo, server=server)
+    try:
+        wa, wb = control(tmp_path, "a"), control(tmp_path, "b")
+        a = qa.submit("test.wait", None, {"control": wa})
+        b = qb.submit("test.wait", None, {"control": wb})
+        status(ann, a.id, "running")
+        status(bo, b.id, "running")
+        pid = int(
+            wait_for(lambda: Path(wa, "pid").is_file() and Path(wa, "pid").read_text(), "pid")
+        )
+        os.kill(pid, signal.SIGKILL)
+        failed = status(ann, a.id, "failed", "done")
+        assert failed.status == "failed" and failed.error == jobs.WORKER_DIED
+        assert bo.job(b.id).status == "running"  # the other job did not notice
+        Path(wb, "release").touch()
+        assert status(bo, b.id, "done", "failed").status == "done"
+        again = qa.submit("test.wait", None, {"control": control(tmp_path, "c", release=True)})
+        assert status(ann, again.id, "done", "failed").status == "done"  # a new worker
+    finally:
+        qa.close()
+        qb.close()
+        server.shutdown()
