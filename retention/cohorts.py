@@ -30,6 +30,7 @@ import pandas as pd
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
+from retention import user_pass
 from retention.errors import InputError
 from retention.periods import (
     DEFAULT_CHURN_AFTER,
@@ -190,6 +191,10 @@ def retention_by_segment(
     grid = period_grid(con, events, period)
     seg = assignments[["user_id", "segment"]].assign(user_id=assignments["user_id"].astype(str))
     view = f"_segments_{uuid.uuid4().hex}"
+    facts = user_pass.kept(con, events)
+    if facts is not None:  # the run's shared per-user pass: first and last periods per user
+        long = _first_last_by_segment(con, facts, seg, grid)
+        return _retention_after(long, grid, ks, assignments), grid.period
     with events_source(con, events) as ref:
         con.register(view, seg)
         try:
@@ -202,6 +207,37 @@ def retention_by_segment(
             long = con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
         finally:
             con.unregister(view)
+    return _retention_after(long, grid, ks, assignments), grid.period
+
+
+def _first_last_by_segment(
+    con: duckdb.DuckDBPyConnection, facts: user_pass.UserFacts, seg: pd.DataFrame, grid: PeriodGrid
+) -> pd.DataFrame:
+    """What :func:`_cohort_counts_sql` counts in unbounded mode per segment (``segment,
+    cohort_t, k, users``), from the per-user facts: a user's first and last active periods are
+    the periods of their first and last events (a period index never falls as time goes on)."""
+    view = f"_segments_{uuid.uuid4().hex}"
+    first, last = (
+        period_index_sql(grid.period, "u.first_ts"),
+        period_index_sql(grid.period, "u.last_ts"),
+    )
+    with user_pass.registered(con, facts) as f:
+        con.register(view, seg)
+        try:
+            sql = f"""
+                SELECT g.segment, {first} AS cohort_t, {last} - {first} AS k, count(*) AS users
+                FROM {f} AS u JOIN {quote_ident(view)} AS g USING (user_id)
+                GROUP BY ALL
+            """  # noqa: S608 -- fixed fragments and quoted identifiers only
+            return con.execute(sql, {"origin": grid.origin.to_pydatetime()}).df()
+        finally:
+            con.unregister(view)
+
+
+def _retention_after(
+    long: pd.DataFrame, grid: PeriodGrid, ks: list[int], assignments: pd.DataFrame
+) -> pd.DataFrame:
+    """:func:`retention_by_segment`'s frame from the unbounded counts per segment ``long``."""
     # One group of users for every k: those observed for the longest k asked.
     eligible_rows = long[long["cohort_t"] + ks[-1] <= grid.last_t]
     eligible = eligible_rows.groupby("segment")["users"].sum()
@@ -211,7 +247,7 @@ def retention_by_segment(
         kept = eligible_rows[eligible_rows["k"] >= k].groupby("segment")["users"].sum()
         share = kept.reindex(eligible.index, fill_value=0) / eligible
         out[f"retention_{k}"] = out["segment"].map(share).astype(float)
-    return out, grid.period
+    return out
 
 
 def _triangle(long: pd.DataFrame, grid: PeriodGrid, mode: str) -> CohortTable:
@@ -301,11 +337,15 @@ def user_groups(
     """
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
         raise InputError(f"The 'top_n' parameter must be an int >= 1. Got {top_n!r}.")
+    facts = user_pass.kept(con, events) if not isinstance(by, str) else None
     with events_source(con, events) as ref:
-        users = con.execute(
-            f"SELECT DISTINCT CAST(user_id AS VARCHAR) AS user_id FROM {ref} "  # noqa: S608
-            "WHERE user_id IS NOT NULL AND ts IS NOT NULL ORDER BY user_id"
-        ).df()
+        if facts is not None:  # the run's shared per-user pass has every user, sorted
+            users = facts.users[["user_id"]].reset_index(drop=True)
+        else:
+            users = con.execute(
+                f"SELECT DISTINCT CAST(user_id AS VARCHAR) AS user_id FROM {ref} "  # noqa: S608
+                "WHERE user_id IS NOT NULL AND ts IS NOT NULL ORDER BY user_id"
+            ).df()
         if by is None:
             groups = pd.Series(ALL_USERS, index=users.index)
             return _ordered(users.assign(group=groups), [ALL_USERS])

@@ -38,6 +38,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention import user_pass
 from retention.errors import InputError
 from retention.sql import quote_ident
 from retention.words import period_word, period_word_singular
@@ -432,17 +433,27 @@ def period_grid(
 ) -> PeriodGrid:
     """The data's period grid: where ``t = 0`` starts and the last period ``T``."""
     period = resolve_period(con, events, period)
-    with events_source(con, events) as ref:
-        trunc = _TRUNC[period].format(col="min(ts)")
-        index = _INDEX[period].format(origin="origin", col="last_ts")
-        sql = f"""
-            WITH b AS (
-                SELECT {trunc} AS origin, max(ts) AS last_ts
-                FROM ({clean_events_sql(con, ref)})
-            )
-            SELECT origin, {index}, last_ts FROM b
-        """  # noqa: S608 -- fixed fragments and a quoted identifier only
-        origin, last_t, last_ts = con.execute(sql).fetchall()[0]
+    index = _INDEX[period].format(origin="origin", col="last_ts")
+    facts = user_pass.kept(con, events)
+    if facts is not None:  # the run's shared per-user pass: the first and last events are there
+        with user_pass.registered(con, facts) as f:
+            trunc = _TRUNC[period].format(col="min(first_ts)")
+            sql = f"""
+                WITH b AS (SELECT {trunc} AS origin, max(last_ts) AS last_ts FROM {f})
+                SELECT origin, {index}, last_ts FROM b
+            """  # noqa: S608 -- fixed fragments and a quoted identifier only
+            origin, last_t, last_ts = con.execute(sql).fetchall()[0]
+    else:
+        with events_source(con, events) as ref:
+            trunc = _TRUNC[period].format(col="min(ts)")
+            sql = f"""
+                WITH b AS (
+                    SELECT {trunc} AS origin, max(ts) AS last_ts
+                    FROM ({clean_events_sql(con, ref)})
+                )
+                SELECT origin, {index}, last_ts FROM b
+            """  # noqa: S608 -- fixed fragments and a quoted identifier only
+            origin, last_t, last_ts = con.execute(sql).fetchall()[0]
     if origin is None:
         raise InputError("The events have no rows with both a user and a time: nothing to analyse.")
     return PeriodGrid(
@@ -611,19 +622,27 @@ def panel_sql(clean_events: str, period: str) -> str:
     """  # noqa: S608 -- fixed fragments only
 
 
-def user_stages_sql(clean_events: str, period: str) -> str:
+def user_stages_sql(clean_events: str, period: str, facts: str | None = None) -> str:
     """Each user's stage in the data's last period (``user_id, stage``; unordered).
 
     Only each user's last event matters: their recency in the last period ``T`` is ``T`` minus
     the period of that event, so one row per user is aggregated (no per-period rows, no window).
+    ``facts``: the quoted name of the run's per-user facts (:mod:`retention.user_pass`), which
+    already hold each user's last event (``clean_events`` is not read then).
     Bound parameter: ``$churn_after``.
     """
-    trunc = _TRUNC[check_period(period)].format(col="min(ts)")
-    index = _INDEX[period].format(origin="o.origin", col="u.last_ts")
-    return f"""
-        WITH ev AS ({clean_events}),
+    index = _INDEX[check_period(period)].format(origin="o.origin", col="u.last_ts")
+    if facts is None:
+        trunc = _TRUNC[period].format(col="min(ts)")
+        head = f"""ev AS ({clean_events}),
         o AS (SELECT {trunc} AS origin FROM ev),
-        u AS (SELECT user_id, max(ts) AS last_ts FROM ev GROUP BY user_id),
+        u AS (SELECT user_id, max(ts) AS last_ts FROM ev GROUP BY user_id)"""  # noqa: S608
+    else:
+        trunc = _TRUNC[period].format(col="min(first_ts)")
+        head = f"""o AS (SELECT {trunc} AS origin FROM {facts}),
+        u AS (SELECT user_id, last_ts FROM {facts})"""  # noqa: S608
+    return f"""
+        WITH {head},
         per_user AS (SELECT u.user_id, {index} AS t FROM u, o),
         last AS (SELECT max(t) AS last_t FROM per_user)
         SELECT p.user_id, {stage_sql("(l.last_t - p.t)")} AS stage
@@ -643,6 +662,12 @@ def user_stages(
     in DuckDB so the panel is never built (one row per user comes back, not one per period)."""
     check_churn_after(churn_after)
     period = resolve_period(con, events, period)
+    facts = user_pass.kept(con, events)
+    if facts is not None:  # the run's shared per-user pass
+        with user_pass.registered(con, facts) as f:
+            sql = user_stages_sql("", period, facts=f)
+            query = f"SELECT user_id, CAST(stage AS VARCHAR) AS stage FROM ({sql}) ORDER BY user_id"  # noqa: S608
+            return con.execute(query, {"churn_after": churn_after}).df()
     with events_source(con, events) as ref:
         sql = user_stages_sql(clean_events_sql(con, ref), period)
         query = f"SELECT user_id, CAST(stage AS VARCHAR) AS stage FROM ({sql}) ORDER BY user_id"  # noqa: S608

@@ -34,6 +34,7 @@ from retention.runs import load_segmentation, run_segmentation, store_dataset
 from retention.segments import SegmentationResult
 from retention.strategies import Strategies, to_csv_bytes, user_actions
 from retention.timing import StepTimer
+from retention.user_pass import share_user_facts
 from retention.words import scaled
 from retention.workspace import Workspace
 
@@ -47,6 +48,7 @@ def run_pipeline(
     report.html into ``out`` (an existing, empty folder). Returns the summary."""
     timer = StepTimer()
     say = progress or (lambda f, m: None)
+    share_user_facts()  # issue 19: one per-user pass for segments, retention and stages
     with timer.step("ingest"):
         say(0.0, "Reading the data")
         # A local file on the command line is not an upload: no upload size limit.

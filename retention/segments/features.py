@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention import user_pass
 from retention.errors import InputError
 from retention.periods import check_event_columns, columns_of
 from retention.sql import quote_ident
@@ -93,19 +94,60 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
         f"{amount} AS amount, {text} AS text FROM {ref} "
         "WHERE user_id IS NOT NULL AND ts IS NOT NULL"
     )
-    users = con.execute(
+    facts = user_pass.kept(con, ref)  # the run's shared per-user pass, when sharing is on
+    if facts is not None:
+        with user_pass.registered(con, facts) as f:
+            users = _users_from_facts(con, f)
+            found = _coded_items(con, clean, f"SELECT user_id FROM {f}")  # noqa: S608
+    else:
+        users = con.execute(
+            f"""
+            WITH e AS ({clean}), b AS (SELECT max(ts) AS end_ts FROM e)
+            SELECT e.user_id,
+                   date_diff('second', max(e.ts), any_value(b.end_ts)) / 86400.0 AS recency_days,
+                   count(DISTINCT CAST(e.ts AS DATE)) AS frequency,
+                   coalesce(sum(e.amount), 0.0) AS monetary,
+                   date_diff('second', min(e.ts), any_value(b.end_ts)) / 86400.0 AS tenure_days,
+                   count(*) AS n_events,
+                   count(e.amount) AS n_amounts
+            FROM e, b GROUP BY e.user_id ORDER BY e.user_id
+            """  # noqa: S608 -- fixed fragments and a quoted identifier only
+        ).df()
+        found = _coded_items(con, clean, "SELECT DISTINCT user_id FROM e")
+    texts = found.pop("texts")
+    items = pd.DataFrame({"user": np.asarray(found.pop("user"), dtype=np.int32)})
+    for name, dtype in (("text", np.int32), ("n", np.int32), ("spend", np.float64)):
+        items[name] = np.asarray(found.pop(name), dtype=dtype)  # one block each: no copies
+    if users.empty:
+        raise InputError("The events have no rows with both a user and a time: nothing to segment.")
+    has_amount = bool(users.pop("n_amounts").sum() > 0)
+    users["frequency"] = users["frequency"].astype(np.int64)
+    texts = np.asarray(texts, dtype=object)
+    return UserData(users=users, items=items, has_amount=has_amount, texts=texts)
+
+
+def _users_from_facts(con: duckdb.DuckDBPyConnection, facts: str) -> pd.DataFrame:
+    """:func:`aggregate_users`' behaviour table from the per-user facts ``facts`` (a quoted
+    view, :mod:`retention.user_pass`): the same expressions on the same per-user values."""
+    return con.execute(
         f"""
-        WITH e AS ({clean}), b AS (SELECT max(ts) AS end_ts FROM e)
-        SELECT e.user_id,
-               date_diff('second', max(e.ts), any_value(b.end_ts)) / 86400.0 AS recency_days,
-               count(DISTINCT CAST(e.ts AS DATE)) AS frequency,
-               coalesce(sum(e.amount), 0.0) AS monetary,
-               date_diff('second', min(e.ts), any_value(b.end_ts)) / 86400.0 AS tenure_days,
-               count(*) AS n_events,
-               count(e.amount) AS n_amounts
-        FROM e, b GROUP BY e.user_id ORDER BY e.user_id
+        WITH b AS (SELECT max(last_ts) AS end_ts FROM {facts})
+        SELECT u.user_id,
+               date_diff('second', u.last_ts, b.end_ts) / 86400.0 AS recency_days,
+               u.days AS frequency,
+               coalesce(u.amount, 0.0) AS monetary,
+               date_diff('second', u.first_ts, b.end_ts) / 86400.0 AS tenure_days,
+               u.n_events,
+               u.n_amounts
+        FROM {facts} AS u, b ORDER BY u.user_id
         """  # noqa: S608 -- fixed fragments and a quoted identifier only
     ).df()
+
+
+def _coded_items(con: duckdb.DuckDBPyConnection, clean: str, users_sql: str) -> dict:
+    """The item counts as codes (``user``, ``text``, ``n``, ``spend`` arrays) and the sorted
+    distinct ``texts``, from the clean events ``clean`` and ``users_sql``, a SELECT of every
+    user's id (which may read the events as ``e``)."""
     texts = con.execute(
         f"SELECT DISTINCT text FROM ({clean}) WHERE text IS NOT NULL ORDER BY text"  # noqa: S608
     ).fetchnumpy()["text"]
@@ -122,7 +164,7 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
         ),
         u AS (
             SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS INTEGER) AS code
-            FROM (SELECT DISTINCT user_id FROM e)
+            FROM ({users_sql})
         ),
         t AS (
             SELECT text, CAST(row_number() OVER (ORDER BY text) - 1 AS INTEGER) AS code
@@ -133,15 +175,7 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
         ORDER BY "user"
         """  # noqa: S608 -- fixed fragments and a quoted identifier only
     ).fetchnumpy()
-    items = pd.DataFrame({"user": np.asarray(found.pop("user"), dtype=np.int32)})
-    for name, dtype in (("text", np.int32), ("n", np.int32), ("spend", np.float64)):
-        items[name] = np.asarray(found.pop(name), dtype=dtype)  # one block each: no copies
-    if users.empty:
-        raise InputError("The events have no rows with both a user and a time: nothing to segment.")
-    has_amount = bool(users.pop("n_amounts").sum() > 0)
-    users["frequency"] = users["frequency"].astype(np.int64)
-    texts = np.asarray(texts, dtype=object)
-    return UserData(users=users, items=items, has_amount=has_amount, texts=texts)
+    return {**found, "texts": texts}
 
 
 def has_text(con: duckdb.DuckDBPyConnection, ref: str) -> bool:

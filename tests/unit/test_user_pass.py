@@ -1,0 +1,157 @@
+"""The run's shared per-user pass (issue 19, :mod:`retention.user_pass`): every step that reads
+it must give exactly what it gives when it reads the events itself (the oracle: the same
+functions with sharing off), on a planted dataset stored as a workspace table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from retention import user_pass
+from retention.cohorts import (
+    churn_durations,
+    retention_by_segment,
+    retention_curves,
+    retention_summary,
+    user_groups,
+)
+from retention.periods import period_grid, user_stages
+from retention.pipeline import PipelineConfig, run_pipeline
+from retention.segments import aggregate_users
+from retention.synth import make_planted
+
+REF = '"ds_planted_events"'
+
+
+@pytest.fixture(scope="module")
+def planted():
+    planted = make_planted(n_users=600, n_periods=30, seed=11)
+    events = planted.events.copy()
+    # Users without an amount, a blank text, and a row without a time (left out everywhere).
+    events.loc[events["user_id"] == "U00003", "amount"] = np.nan
+    events.loc[events.index[:5], "text"] = "  "
+    extra = events.iloc[[0]].assign(ts=pd.NaT, user_id="U99999")
+    return dataclasses.replace(planted, events=pd.concat([events, extra], ignore_index=True))
+
+
+@pytest.fixture
+def con(planted):
+    con = duckdb.connect()
+    con.register("incoming", planted.events)
+    con.execute(f"CREATE TABLE {REF} AS SELECT * FROM incoming")  # noqa: S608
+    con.unregister("incoming")
+    yield con
+    user_pass.share_user_facts(False)
+    con.close()
+
+
+def both(con, compute):
+    """``compute()`` with sharing off (reading the events) and on (reading the kept facts)."""
+    user_pass.share_user_facts(False)
+    alone = compute()
+    user_pass.share_user_facts(True)
+    assert user_pass.kept(con, REF) is not None  # the pass itself
+    shared = compute()
+    user_pass.share_user_facts(False)
+    return alone, shared
+
+
+def test_segment_features_are_the_same(con):
+    alone, shared = both(con, lambda: aggregate_users(con, REF))
+    pd.testing.assert_frame_equal(alone.users, shared.users)
+    assert shared.items["user"].is_monotonic_increasing
+
+    # A user's item rows come in no particular order (UserData): compare them sorted.
+    def tidy(items):
+        return items.sort_values(["user", "text"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(tidy(alone.items), tidy(shared.items))
+    np.testing.assert_array_equal(alone.texts, shared.texts)
+    assert alone.has_amount == shared.has_amount
+    assert "U99999" not in set(shared.users["user_id"])  # no time: not a user
+
+
+@pytest.mark.parametrize(("period", "churn_after"), [("day", 3), ("week", 4), ("month", 2)])
+def test_grid_stages_and_segment_retention_are_the_same(con, planted, period, churn_after):
+    for compute in (
+        lambda: period_grid(con, REF, period),
+        lambda: user_stages(con, REF, period=period, churn_after=churn_after),
+        lambda: retention_by_segment(con, REF, planted.truth, period=period),
+        lambda: retention_by_segment(con, REF, planted.truth, period=period, after=(1, 2, 8)),
+    ):
+        alone, shared = both(con, compute)
+        if isinstance(alone, pd.DataFrame):
+            pd.testing.assert_frame_equal(alone, shared)
+        elif isinstance(alone, tuple):
+            pd.testing.assert_frame_equal(alone[0], shared[0])
+            assert alone[1] == shared[1]
+        else:
+            assert alone == shared
+
+
+def test_retention_curves_and_summary_are_the_same(con, planted):
+    names = {0: "Zero", 1: "One"}
+    some = planted.truth.iloc[::2]  # half the users segmented: the rest "Not segmented"
+    for by in (None, planted.truth, some):
+        alone, shared = both(con, lambda by=by: user_groups(con, REF, by, names=names))
+        pd.testing.assert_frame_equal(alone, shared)
+
+    def curves():
+        durations = churn_durations(con, REF, period="week", churn_after=4)
+        summary = retention_summary(
+            con, REF, period="week", assignments=some, names=names, durations=durations
+        )
+        surv = retention_curves(con, REF, period="week", by=some, names=names, durations=durations)
+        return summary, surv
+
+    (s1, c1), (s2, c2) = both(con, curves)
+    assert s1 == s2
+    pd.testing.assert_frame_equal(c1.curves, c2.curves)
+    pd.testing.assert_series_equal(c1.sizes, c2.sizes)
+    assert c1.logrank == c2.logrank
+
+
+def test_the_facts_are_kept_once_and_forgotten_by_the_next_run(con):
+    user_pass.share_user_facts(True)
+    first = user_pass.kept(con, REF)
+    assert user_pass.kept(con, REF) is first  # computed once, then reused
+    assert len(first.users) == first.users["user_id"].nunique()
+    user_pass.share_user_facts(True)  # a new run
+    assert user_pass.kept(con, REF) is not first
+    user_pass.share_user_facts(False)
+    assert user_pass.kept(con, REF) is None  # sharing off: every step reads the events
+    planted_frame = pd.DataFrame({"user_id": ["a"], "ts": [pd.Timestamp("2024-01-01")]})
+    user_pass.share_user_facts(True)
+    assert user_pass.kept(con, planted_frame) is None  # a DataFrame is never kept
+
+
+def test_the_command_line_gives_the_same_results_with_and_without_sharing(
+    tmp_path, planted, monkeypatch
+):
+    """The whole run (segments, retention, stages, policy, the users CSV) with the shared pass,
+    against the same run whose steps each read the events (sharing kept off in the pipeline)."""
+    import retention.pipeline as pipeline
+
+    data = tmp_path / "events.parquet"
+    planted.events.drop(columns=["country"]).to_parquet(data)
+
+    def run(name: str) -> tuple[dict, bytes]:
+        out = tmp_path / name
+        config = PipelineConfig(
+            input=data, workspace=tmp_path / f"ws_{name}", seed=3, segments=3, text_weight=0.0,
+            episodes=20,
+        )  # fmt: skip
+        summary = run_pipeline(config, out)
+        user_pass.share_user_facts(False)
+        return summary, (out / "user_segments.csv").read_bytes()
+
+    shared, shared_csv = run("shared")
+    monkeypatch.setattr(pipeline, "share_user_facts", lambda: user_pass.share_user_facts(False))
+    alone, alone_csv = run("alone")
+    for key in ("segments", "retention", "policy", "period"):
+        assert shared[key] == alone[key], key
+    assert shared_csv == alone_csv
