@@ -629,9 +629,7 @@ def throughput_comparison(
                 ),
             }
         )
-    chosen_name = (
-        f"new default: SentenceTransformerEmbedder() ({chosen_backend}, sorted, batch 128)"
-    )
+    chosen_name = f"new default: SentenceTransformerEmbedder() ({chosen_backend}, length buckets, batch <= 128)"
     variants[chosen_name] = (lambda t, i: chosen.embed(t), None, True)
     variants["torch.compile (inductor, dynamic shapes) fp32, sorted, batch 128"] = (
         lambda t, i: torch_runner(compiled_model(), i, 128),
