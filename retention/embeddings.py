@@ -18,13 +18,20 @@ Three swappable parts:
   ones not already cached in the workspace under ``(model_id, sha256(text))``; the model is part
   of the key, so switching models never returns the other model's vectors.
 
-Why it is fast (see ``bench/bench_embeddings.py``): texts are tokenised once and sorted by token
-count so each batch pads to nearly its own length; on CPUs with native bf16 (``avx512_bf16`` or
-``amx_bf16``, checked at run time) and on CUDA the model runs in bf16 under
-``torch.inference_mode``; pooling output is cast back to float32 and re-normalised.
+Why it is fast (see ``bench/bench_embeddings.py --throughput``, which measures the candidates side
+by side against the CPU's limit): texts are tokenised once and sorted by token count so each batch
+pads to nearly its own length. In fp32 on the CPU (CPUs without native bf16) the model runs in
+ONNX Runtime when it is installed: the graph is exported once from the local weights (no network)
+into :func:`onnx_cache_dir`, with attention, layer norms and GELU fused, and gives the torch fp32
+vectors to rounding (max difference about 1e-7); pooling is done in numpy, and once the export
+exists torch is not imported at all. Without ONNX Runtime, or for models it cannot take, torch
+runs as before. On CPUs with native bf16 (``avx512_bf16`` or ``amx_bf16``, checked at run time)
+and on CUDA the model runs in bf16 in torch under ``torch.inference_mode``; pooling output is
+cast back to float32 and re-normalised.
 
-**One cache for both precisions.** The cache key is the model only, not the precision: bf16 and
-fp32 vectors of the same text agree to a cosine of 0.999+ (checked in the tests and the
+**One cache for both precisions and both runtimes.** The cache key is the model only, not the
+precision or the runtime: ONNX Runtime and torch fp32 vectors are the same to float rounding, and
+bf16 and fp32 vectors of the same text agree to a cosine of 0.999+ (checked in the tests and the
 benchmark), far closer than anything clustering can tell apart, so a cache filled on one machine
 serves another without embedding everything again.
 """
@@ -35,6 +42,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -53,6 +61,8 @@ Progress = Callable[[float, str], None]
 
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: ``auto``: ONNX Runtime for fp32 on the CPU when it is installed, else torch.
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx")
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 128
 MULTILINGUAL_MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
@@ -104,6 +114,11 @@ def cpu_supports_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception:
         return False
+
+
+def _nvidia_driver() -> bool:
+    """True when an NVIDIA driver is loaded (only then can torch find a CUDA GPU)."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg"))
 
 
 def default_model_path() -> Path:
@@ -184,6 +199,193 @@ def _load_model(path: Path, device: str, precision: str) -> Any:
         return model
 
 
+# -- the ONNX Runtime path (CPU, fp32) -----------------------------------------------------------
+
+#: Bumped when the exported graph changes (file names carry it, so an old export is not reused).
+ONNX_EXPORT_VERSION = 1
+_onnx_sessions: dict[tuple[str, int], Any] = {}
+_onnx_failed: set[str] = set()
+
+
+def onnx_cache_dir() -> Path:
+    """Where ONNX exports of the sentence-transformers models are kept (made once per model).
+
+    ``RETENTION_MODEL_CACHE`` if set, else ``$XDG_CACHE_HOME/retention-studio`` (by default
+    ``~/.cache/retention-studio``); the files are under its ``onnx`` folder.
+    """
+    env = os.environ.get("RETENTION_MODEL_CACHE")
+    if env:
+        base = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "retention-studio"
+    return base / "onnx"
+
+
+def onnx_runtime_available() -> bool:
+    """True when ONNX Runtime is installed (an export also needs torch and the onnx package)."""
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None
+
+
+def _mean_pooling_model(path: Path) -> bool:
+    """True when the sentence-transformers folder is a transformer + mean pooling (+ normalise):
+    the layout the ONNX path reproduces. Anything else runs on torch."""
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():  # a plain transformers folder: sentence-transformers uses mean
+        return (path / "config.json").is_file()
+    try:
+        modules = json.loads(modules_file.read_text())
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+            return False
+        pooling = json.loads((path / modules[1]["path"] / "config.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v]
+    return modes == ["pooling_mode_mean_tokens"]
+
+
+def _max_seq_length(path: Path) -> int:
+    """The sentence-transformers maximum length (texts are cut to it), as the model says."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"),):
+        try:
+            value = json.loads((path / name).read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, int) and value > 0:
+            return value
+    try:
+        config = json.loads((path / "config.json").read_text())
+        return int(config.get("max_position_embeddings", 512))
+    except (OSError, ValueError, TypeError):
+        return 512
+
+
+def _onnx_file(path: Path) -> Path:
+    """The cache file name of this model's export: it changes with the model's files, torch,
+    ONNX Runtime and the export recipe."""
+    import onnxruntime
+
+    digest = hashlib.sha256()
+    digest.update(model_id_for(path).encode())
+    for item in sorted(path.rglob("*")):
+        if item.is_file():
+            stat = item.stat()
+            digest.update(f"{item.relative_to(path).as_posix()}:{stat.st_size}".encode())
+    from importlib import metadata
+
+    digest.update(f"{metadata.version('torch')}|{onnxruntime.__version__}".encode())
+    digest.update(str(ONNX_EXPORT_VERSION).encode())
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name)[:60]
+    return onnx_cache_dir() / f"{name}-{digest.hexdigest()[:16]}.onnx"
+
+
+def export_onnx(path: Path, target: Path) -> Path:
+    """Export the folder's transformer to ONNX at ``target`` from its local weights (no network).
+
+    The graph takes ``input_ids`` and ``attention_mask`` and returns the last hidden state;
+    pooling is done in numpy. For BERT-type models ONNX Runtime's transformer optimiser then
+    fuses attention, layer norms and GELU. Written to a temporary file and renamed, so two
+    processes exporting at once never leave a half-written file.
+    """
+    import torch
+
+    model = _load_model(path, "cpu", "fp32")
+    transformer = model[0].auto_model
+
+    class _LastHidden(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+    ids = torch.ones((2, 8), dtype=torch.long)
+    axes = {0: "batch", 1: "tokens"}
+    try:
+        with torch.inference_mode():
+            torch.onnx.export(
+                _LastHidden(transformer).eval(),
+                (ids, torch.ones_like(ids)),
+                str(tmp),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["last_hidden_state"],
+                dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+                opset_version=17,
+                dynamo=False,
+            )
+        config = transformer.config
+        if getattr(config, "model_type", "") == "bert":
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            optimized = optimize_model(
+                str(tmp),
+                model_type="bert",
+                num_heads=int(config.num_attention_heads),
+                hidden_size=int(config.hidden_size),
+                opt_level=1,
+            )
+            optimized.save_model_to_file(str(tmp))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _onnx_session(path: Path, threads: int) -> tuple[Any, Any, int] | None:
+    """(session, tokenizer, max length) of the model's ONNX export, exported on first use;
+    ``None`` when this model cannot take the ONNX path here (it then runs on torch)."""
+    key = str(path)
+    if key in _onnx_failed or not onnx_runtime_available():
+        return None
+    if not _mean_pooling_model(path) or not (path / "tokenizer.json").is_file():
+        _onnx_failed.add(key)
+        return None
+    with _models_lock:
+        cached = _onnx_sessions.get((key, threads))
+    if cached is not None:
+        return cached
+    try:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        target = _onnx_file(path)
+        if not target.is_file():
+            export_onnx(path, target)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: the app shares its CPUs with other sessions.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(
+            str(target), options, providers=["CPUExecutionProvider"]
+        )
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception:  # no onnx exporter, an unusual architecture, a read-only cache: use torch
+        _onnx_failed.add(key)
+        return None
+    max_length = _max_seq_length(path)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    loaded = (session, tokenizer, max_length)
+    with _models_lock:
+        _onnx_sessions[(key, threads)] = loaded
+    return loaded
+
+
+def _cpu_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _dimension(model: Any) -> int:
     get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(get() or 0)
@@ -203,6 +405,13 @@ class SentenceTransformerEmbedder:
         or ``"fp32"``. Vectors are always returned as float32.
     device:
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+    backend:
+        ``"auto"`` (ONNX Runtime when the model runs in fp32 on the CPU and ONNX Runtime is
+        installed, else torch), ``"torch"`` or ``"onnx"`` (falls back to torch when the model
+        cannot be exported). The ONNX graph is exported from the local weights on first use
+        and kept in :func:`onnx_cache_dir`.
+    threads:
+        CPU threads of the ONNX path (default: the CPUs this process may use).
 
     Nothing is loaded until the first call to :meth:`embed`.
     """
@@ -214,6 +423,8 @@ class SentenceTransformerEmbedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         precision: str = "auto",
         device: str = "auto",
+        backend: str = "auto",
+        threads: int | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise InputError(
@@ -226,17 +437,33 @@ class SentenceTransformerEmbedder:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r}.")
+        if backend not in BACKENDS:
+            raise InputError(
+                f"The 'backend' parameter must be one of {', '.join(BACKENDS)}. Got {backend!r}."
+            )
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise InputError(f"The 'threads' parameter must be an int >= 1. Got {threads!r}.")
         self.model_path = model_path
         self.batch_size = batch_size
         self.precision = precision
         self.device = device
+        self.backend = backend
+        self.threads = threads
         self.model_id = model_id_for(model_path)
 
     def resolved(self) -> tuple[str, str]:
         """The (device, precision) this embedder runs with on this machine."""
+        device = self.device
+        if device == "auto" and "torch" not in sys.modules and not _nvidia_driver():
+            device = "cpu"  # no GPU driver: no need to import torch to know there is no CUDA
+        if device == "cpu" and self.precision != "auto":
+            return device, self.precision
+        if device == "cpu" and "torch" not in sys.modules and Path("/proc/cpuinfo").is_file():
+            return device, "bf16" if cpu_supports_bf16() else "fp32"
         import torch
 
-        device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
@@ -249,21 +476,41 @@ class SentenceTransformerEmbedder:
                 precision = "bf16" if cpu_supports_bf16() else "fp32"
         return device, precision
 
+    def resolved_backend(self) -> str:
+        """``"onnx"`` or ``"torch"``: what :meth:`embed` tries first on this machine (``onnx``
+        still falls back to torch when the model cannot be exported)."""
+        if self.backend != "auto":
+            return self.backend
+        device, precision = self.resolved()
+        if device == "cpu" and precision == "fp32" and onnx_runtime_available():
+            return "onnx"
+        return "torch"
+
+    def _path(self) -> Path:
+        if self.model_path is None:
+            return default_model_path().resolve()
+        return _check_model_path(self.model_path)
+
     def model(self) -> Any:
         """The loaded ``SentenceTransformer`` (loaded on first use, shared per process)."""
-        path = (
-            default_model_path().resolve()
-            if self.model_path is None
-            else _check_model_path(self.model_path)
-        )
         device, precision = self.resolved()
-        return _load_model(path, device, precision)
+        return _load_model(self._path(), device, precision)
+
+    def onnx_session(self) -> tuple[Any, Any, int] | None:
+        """The ONNX Runtime session, tokenizer and maximum length this embedder uses, or
+        ``None`` when it runs on torch (exported on first use)."""
+        if self.resolved_backend() != "onnx":
+            return None
+        return _onnx_session(self._path(), self.threads or _cpu_threads())
 
     def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """L2-normalised float32 vectors of ``texts``, one row each, in the given order."""
         texts = [str(t) for t in texts]
         if progress is not None:
             progress(0.0, "Loading the embedding model")
+        loaded = self.onnx_session()
+        if loaded is not None:
+            return self._embed_onnx(loaded, texts, progress)
         model = self.model()
         dim = _dimension(model)
         if not texts:
@@ -297,6 +544,43 @@ class SentenceTransformerEmbedder:
                 done += len(idx)
                 if progress is not None:
                     progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
+        return l2_normalise(out)
+
+    def _embed_onnx(
+        self, loaded: tuple[Any, Any, int], texts: list[str], progress: Progress | None
+    ) -> np.ndarray:
+        """The same vectors as the torch path: mean of the token states over the real tokens,
+        L2-normalised. Each batch holds texts of one token count only (no padding at all:
+        measured faster than sorted, padded batches, ``bench/bench_embeddings.py --throughput``)."""
+        session, tokenizer, _ = loaded
+        dim = int(session.get_outputs()[0].shape[-1])
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        ids = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")  # longest first: a memory error shows early
+        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+        batches = [
+            group[start : start + self.batch_size]
+            for group in np.split(order, bounds)
+            for start in range(0, len(group), self.batch_size)
+        ]
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        done = 0
+        for idx in batches:
+            width = int(lengths[idx].max())
+            input_ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                input_ids[row, : lengths[i]] = ids[i]
+                mask[row, : lengths[i]] = 1
+            (hidden,) = session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            weights = mask.astype(np.float32)
+            summed = np.einsum("bth,bt->bh", hidden, weights)
+            out[idx] = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+            done += len(idx)
+            if progress is not None:
+                progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
         return l2_normalise(out)
 
 
@@ -378,7 +662,12 @@ def describe(embedder: Embedder) -> dict[str, Any]:
     inner = getattr(embedder, "inner", embedder)
     if isinstance(inner, SentenceTransformerEmbedder):
         device, precision = inner.resolved()
-        info.update(device=device, precision=precision, batch_size=inner.batch_size)
+        info.update(
+            device=device,
+            precision=precision,
+            batch_size=inner.batch_size,
+            backend=inner.resolved_backend(),
+        )
     elif isinstance(inner, MultilingualEmbedder):
         info.update(device="cpu", precision="fp32", batch_size=inner.batch_size)
     return json.loads(json.dumps(info))

@@ -66,6 +66,74 @@ def test_matches_sentence_transformers_encode(fp32):
     np.testing.assert_allclose(fp32.embed(SENTENCES), expected, atol=1e-5)
 
 
+#: Mixed lengths: one word, sentences, a review of about 74 tokens, a text cut at 256 tokens.
+MIXED = [
+    "mug",
+    *SENTENCES,
+    "Great wireless headphones! Ear cushions are soft. 5 stars. Bad face moisturiser honestly. "
+    "The scent is mild. Wouldn't buy again. Meh espresso machine. Roast is fresh. Don't bother. "
+    "Love these running shoes, the cushioning is great on long runs and they fit true to size.",
+    " ".join(["a long review of a coffee grinder that goes on and on"] * 40),
+    "Tasse à café en céramique, très belle",
+]
+
+
+def test_default_path_matches_plain_fp32_sentence_transformers(fp32):
+    """Whatever the default picks on this machine (ONNX Runtime, torch, bf16), its vectors stay
+    within cosine 0.999 of sentence-transformers' own fp32 encode() on texts of mixed length."""
+    oracle = fp32.model().encode(MIXED, normalize_embeddings=True, batch_size=1)
+    default = SentenceTransformerEmbedder(batch_size=3)
+    cosine = np.sum(default.embed(MIXED) * oracle, axis=1)
+    assert cosine.min() >= 0.999, cosine
+
+
+def test_onnx_path_is_exported_locally_and_gives_the_fp32_vectors(tmp_path, monkeypatch, fp32):
+    """The ONNX graph is made from the bundled weights into the model cache on first use (no
+    network) and gives the fp32 model's vectors to rounding, so the cache key (the model) stays."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import retention.embeddings as emb
+
+    monkeypatch.setenv("RETENTION_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(emb, "_onnx_sessions", {})
+    monkeypatch.setattr(emb, "_onnx_failed", set())
+    onnx = SentenceTransformerEmbedder(backend="onnx", batch_size=3)
+    assert onnx.onnx_session() is not None
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    oracle = fp32.model().encode(MIXED, normalize_embeddings=True, batch_size=1)
+    vectors = onnx.embed(MIXED)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(MIXED), 384)
+    np.testing.assert_allclose(vectors, oracle, atol=1e-5)
+    np.testing.assert_allclose(onnx.embed(MIXED[::-1])[::-1], vectors, atol=1e-5)
+    assert onnx.model_id == DEFAULT_MODEL_ID
+    assert onnx.embed([]).shape == (0, 384)
+
+
+def test_without_onnx_runtime_the_default_runs_on_torch(monkeypatch, fp32):
+    import retention.embeddings as emb
+
+    monkeypatch.setattr(emb, "onnx_runtime_available", lambda: False)
+    plain = SentenceTransformerEmbedder(precision="fp32", device="cpu")
+    assert plain.resolved_backend() == "torch" and plain.onnx_session() is None
+    oracle = fp32.model().encode(SENTENCES, normalize_embeddings=True)
+    np.testing.assert_allclose(plain.embed(SENTENCES), oracle, atol=1e-5)
+
+
+def test_only_mean_pooling_models_take_the_onnx_path(tmp_path):
+    from retention.embeddings import _mean_pooling_model
+
+    assert _mean_pooling_model(default_model_path())
+    folder = tmp_path / "cls-model"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},'
+        ' {"idx": 1, "name": "1", "path": "1_Pooling",'
+        ' "type": "sentence_transformers.models.Pooling"}]'
+    )
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    assert not _mean_pooling_model(folder)
+
+
 def test_bf16_matches_fp32(fp32):
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
@@ -120,6 +188,10 @@ def test_bad_arguments_raise_input_errors(tmp_path):
         SentenceTransformerEmbedder(device="tpu")
     with pytest.raises(InputError, match="'batch_size'"):
         SentenceTransformerEmbedder(batch_size=0)
+    with pytest.raises(InputError, match="'backend'"):
+        SentenceTransformerEmbedder(backend="tensorrt")
+    with pytest.raises(InputError, match="'threads'"):
+        SentenceTransformerEmbedder(threads=0)
     with pytest.raises(InputError, match="not a folder"):
         SentenceTransformerEmbedder(tmp_path / "missing")
     with pytest.raises(InputError, match="does not look like"):
