@@ -80,9 +80,10 @@ def _user_vectors(
                 model="given", model_id=embedder.model_id, reason="A model given by the caller."
             )
         inner = embedder or choice.embedder()
+        cached = CachedEmbedder(inner, workspace)
         text = embed_user_text(
             data,
-            CachedEmbedder(inner, workspace),
+            cached,
             user_vector=settings.user_vector,
             weighting=settings.weighting,
             progress=scaled(progress, 0.05, 0.7),
@@ -95,7 +96,11 @@ def _user_vectors(
             progress=scaled(progress, 0.7, 0.75),
         )
         metrics.update(info)
-        metrics["embedder"] = describe(inner)
+        # Which device and precision ran: asking loads torch (3 s), so only when the model
+        # ran; when every vector came from the workspace's cache, the model's id says enough.
+        metrics["embedder"] = (
+            describe(inner) if cached.stats.embedded else {"model_id": inner.model_id}
+        )
     else:
         X = reduce_dimensions(combine(None, B, 0.0))
     metrics["text_used"] = bool(use_text)
@@ -163,13 +168,14 @@ def _segment_events(
     X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress)
     metrics.update(vector_metrics)
 
-    announce(progress, 0.75 if metrics["text_used"] else 0.7, "Finding segments")
+    start = 0.75 if metrics["text_used"] else 0.7
+    announce(progress, start, "Finding segments")
     segmenter = Segmenter(
         settings.k,
         settings.algorithm,
         min_cluster_size=settings.min_cluster_size,
         random_state=settings.random_state,
-    ).fit(X)
+    ).fit(X, progress=scaled(progress, start, 0.85))
     labels = segmenter.labels_
     metrics.update(cluster_metrics(segmenter))
 
