@@ -373,7 +373,8 @@ def auto_k_rule(segmenter: Segmenter | None = None) -> str:
         f"the segments are (silhouette, on a sample of at most {s.sample_size:,} users) times "
         "how stable they are (found again on random 80% subsamples, the same segments come "
         "back: 1 = always); the best score wins, leaving out splits with a segment smaller "
-        "than half an equal share."
+        "than half an equal share. Stability is measured only for the numbers that could "
+        "still win (and one more than the winner), clearest first."
     )
 
 

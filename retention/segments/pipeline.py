@@ -57,6 +57,7 @@ from retention.segments.reduce import reduce_dimensions, reduce_users
 from retention.segments.settings import SegmentationResult, SegmentSettings, announce
 from retention.segments.snapshot import segment_snapshot
 from retention.segments.text import embed_user_text, top_items
+from retention.segments.vectors import VectorCache, vectors_key
 from retention.words import Progress, scaled
 from retention.workspace import Workspace
 
@@ -68,12 +69,50 @@ def _user_vectors(
     embedder: Embedder | None,
     workspace: Workspace | None,
     progress: Progress | None,
+    cache: VectorCache | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics)."""
+    """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics).
+
+    With a ``cache`` (a workspace dataset's), vectors made before with the same model and
+    vector settings are reused (:mod:`retention.segments.vectors`), new ones kept."""
     use_text = not data.items.empty and settings.text_weight > 0
     metrics: dict[str, Any] = {}
+    choice = None
     if use_text:
         choice = choose_text_model(data.texts, settings.text_model, settings.model_path)
+    key = None
+    if cache is not None:
+        model_id = (embedder.model_id if embedder else choice.model_id) if choice else None
+        key = vectors_key(settings, model_id if use_text else None)
+        user_ids = data.users["user_id"].to_numpy(dtype=object)
+        found = cache.load(key, user_ids)
+        if found is not None:
+            announce(progress, 0.7, "Reusing this dataset's user vectors")
+            X, metrics = found
+            if "texts_embedded" in metrics:  # this run embedded nothing
+                metrics["texts_cached"] = metrics.get("texts_cached", 0) + metrics["texts_embedded"]
+                metrics["texts_embedded"] = 0
+            metrics["vectors_reused"] = True
+            return X, metrics
+    X, metrics = _make_user_vectors(data, B, settings, embedder, workspace, progress, choice)
+    if cache is not None and key is not None:
+        cache.save(key, data.users["user_id"].to_numpy(dtype=object), X, metrics)
+    return X, metrics
+
+
+def _make_user_vectors(
+    data: UserData,
+    B: np.ndarray,
+    settings: SegmentSettings,
+    embedder: Embedder | None,
+    workspace: Workspace | None,
+    progress: Progress | None,
+    choice: TextModelChoice | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`_user_vectors` computed (``choice``: the text model, None without text)."""
+    use_text = choice is not None
+    metrics: dict[str, Any] = {}
+    if choice is not None:
         metrics["text_model"] = choice.as_dict()
         if embedder is not None and embedder.model_id != choice.model_id:
             metrics["text_model"].update(
@@ -158,6 +197,7 @@ def _segment_events(
     embedder: Embedder | None,
     workspace: Workspace | None,
     progress: Progress | None,
+    cache: VectorCache | None = None,
 ) -> SegmentationResult:
     """The seven steps on the events table ``ref`` (quoted), in order."""
     announce(progress, 0.0, "Reading events")
@@ -165,7 +205,7 @@ def _segment_events(
     user_ids = data.users["user_id"].to_numpy(dtype=object)
     B, names = behaviour_matrix(data.users, data.has_amount)
     metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
-    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress)
+    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress, cache)
     metrics.update(vector_metrics)
 
     start = 0.75 if metrics["text_used"] else 0.7
@@ -318,7 +358,10 @@ def segment_dataset(
     # A cursor of its own, so the embedding cache can use the workspace's meanwhile.
     con = ws.cursor().cursor()
     try:
-        return _segment_events(con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress)
+        cache = VectorCache(ws.folder, dataset_id)  # another k: only clustering onwards redone
+        return _segment_events(
+            con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache
+        )
     finally:
         con.close()
 

@@ -67,6 +67,7 @@ def test_the_words_for_automatic_k_come_from_the_segmenter():
     words = auto_k_rule()
     assert "2 to 12 segments" in words and f"{SILHOUETTE_SAMPLE:,} users" in words
     assert "times how stable" in words and "80% subsamples" in words
+    assert "only for the numbers that could still win" in words  # not every k: see the chart
     other = auto_k_rule(Segmenter(k_range=(3, 8), sample_size=900))
     assert "3 to 8 segments" in other and "900 users" in other
 
