@@ -555,6 +555,9 @@ class Workspace:
         # issue 19 (s4-cmd19): the dataset's kept user vectors (retention.segments.vectors) go too
         for path in (self.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
             path.unlink(missing_ok=True)
+        from retention.command_cache import forget_dataset  # and the command's kept outputs
+
+        forget_dataset(self.folder, dataset_id)
 
     # -- embedding cache ------------------------------------------------------------------
 

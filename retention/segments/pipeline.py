@@ -27,16 +27,13 @@ import pandas as pd
 from retention.cohorts import retention_by_segment
 from retention.embeddings import (
     DEFAULT_MODEL_ID,
-    MULTILINGUAL_MODEL_ID,
     CachedEmbedder,
     Embedder,
     TextModelChoice,
     choose_text_model,
     describe,
-    model_id_for,
     requested_model,
 )
-from retention.errors import InputError
 from retention.segments.cluster import Segmenter, cluster_metrics
 from retention.segments.features import (
     UserData,
@@ -54,7 +51,12 @@ from retention.segments.label import (
 )
 from retention.segments.layout import map_2d, map_frame, map_rows
 from retention.segments.reduce import reduce_dimensions, reduce_users
-from retention.segments.settings import SegmentationResult, SegmentSettings, announce
+from retention.segments.settings import (
+    SegmentationResult,
+    SegmentSettings,
+    announce,
+    requested_model_id,
+)
 from retention.segments.snapshot import segment_snapshot
 from retention.segments.text import embed_user_text, top_items
 from retention.segments.vectors import VectorCache, vectors_key
@@ -276,16 +278,6 @@ def run_settings(
     return stored
 
 
-def requested_model_id(settings: SegmentSettings) -> str:
-    """The id of the model the settings ask for, or ``auto`` when it depends on the texts."""
-    choice, folder = requested_model(settings.text_model, settings.model_path)
-    if choice == "folder":
-        return model_id_for(folder)
-    if choice == "multilingual":
-        return MULTILINGUAL_MODEL_ID
-    return DEFAULT_MODEL_ID if choice == "english" else "auto"
-
-
 def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings) -> str:
     """The id of the model a segmentation of a workspace dataset uses (read from its texts when
     the choice is automatic; the English model's when there is nothing to read)."""
@@ -295,19 +287,6 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
     if ws.dataset(dataset_id).shape != "events":
         return DEFAULT_MODEL_ID
     return dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
-
-
-def check_text_model_setting(text_model: str) -> None:
-    """Check a ``text_model`` setting before any work: one of auto, english, multilingual, or
-    a folder that holds a sentence-transformers model."""
-    settings = SegmentSettings(text_model=text_model)
-    try:
-        requested_model_id(settings)
-    except InputError as exc:
-        raise InputError(
-            f"The text model must be auto, english, multilingual or the folder of a local "
-            f"sentence-transformers model. {exc}"
-        ) from None
 
 
 def dataset_text_model(
