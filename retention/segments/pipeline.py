@@ -18,6 +18,7 @@ DataFrame. Campaign snapshots go to :func:`retention.segments.snapshot.segment_s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -316,8 +317,12 @@ def segment_dataset(
     *,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
+    vectors_folder: Path | None = None,
 ) -> SegmentationResult:
     """Segment a workspace dataset (storing it as a run is :func:`retention.runs.run_segmentation`).
+
+    The dataset's user vectors are kept in ``vectors_folder`` (default: the workspace's folder;
+    a job's private copy of the dataset names the server's) for a re-run with another k.
 
     Event logs go through the whole pipeline (with the workspace's embedding cache); a campaign
     snapshot is clustered on its feature columns (:func:`segment_snapshot`).
@@ -337,7 +342,7 @@ def segment_dataset(
     # A cursor of its own, so the embedding cache can use the workspace's meanwhile.
     con = ws.cursor().cursor()
     try:
-        cache = VectorCache(ws.folder, dataset_id)  # another k: only clustering onwards redone
+        cache = VectorCache(vectors_folder or ws.folder, dataset_id)  # another k: reused
         return _segment_events(
             con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache
         )
