@@ -188,13 +188,30 @@ class Segmenter:
         return HDBSCAN(min_cluster_size=size, copy=True).fit_predict(Z)
 
 
-def _stability_sample(X: np.ndarray, sample_size: int, random_state: int) -> np.ndarray:
-    """The seeded sample of at most ``sample_size`` users stability is measured on."""
+def _draws(
+    X: np.ndarray,
+    ks: list[int],
+    *,
+    sample_size: int,
+    pairs: int,
+    fraction: float,
+    random_state: int,
+) -> tuple[np.ndarray, int, dict[int, list[np.ndarray]]]:
+    """The seeded sample stability is measured on, the subsample size, and each k's subsamples
+    (``2 * pairs`` row sets), drawn from one seeded stream in increasing k as they always were,
+    so a k's score does not depend on which other k are fitted (:func:`stability_where_needed`
+    fits only some)."""
     X = np.asarray(X)
+    rng = np.random.default_rng(random_state)
     if len(X) > sample_size:
-        rng = np.random.default_rng(random_state)
         X = X[rng.choice(len(X), size=sample_size, replace=False)]
-    return X
+    size = max(int(len(X) * fraction), 2)
+    draws: dict[int, list[np.ndarray]] = {}
+    for k in sorted(int(k) for k in ks):
+        if k >= size:
+            continue
+        draws[k] = [rng.choice(len(X), size=size, replace=False) for _ in range(2 * pairs)]
+    return X, size, draws
 
 
 def stability_by_k(
@@ -209,19 +226,16 @@ def stability_by_k(
     """How reproducible k-means segments are, per k: the mean adjusted Rand index between the
     segments of two fits on different random subsamples (``fraction`` of a seeded sample of at
     most ``sample_size`` users, different seeds), each fit assigning the whole sample. 1: the
-    same segments every time; near 0: a different split on each run.
-
-    Each k draws its subsamples from its own seeded stream (``[random_state, k]``), so a k's
-    score does not depend on which other k were measured (:func:`stability_where_needed`
-    measures only some)."""
-    X = _stability_sample(X, sample_size, random_state)
-    size = max(int(len(X) * fraction), 2)
-    out: dict[int, float] = {}
-    for k in ks:
-        if k >= size:
-            continue
-        out[int(k)] = _stability(X, int(k), size, pairs, random_state)
-    return out
+    same segments every time; near 0: a different split on each run."""
+    sample, _, draws = _draws(
+        X,
+        list(ks),
+        sample_size=sample_size,
+        pairs=pairs,
+        fraction=fraction,
+        random_state=random_state,
+    )
+    return {k: _stability(sample, k, rows, random_state) for k, rows in draws.items()}
 
 
 def stability_where_needed(
@@ -240,14 +254,20 @@ def stability_where_needed(
 
     Stability (an adjusted Rand index) is at most 1, so a k whose silhouette is below the best
     silhouette × stability found so far cannot win: the k are measured from the clearest down
-    and the rest skipped once none can win. The choice is the one :func:`best_k` makes with
-    every k measured (the tests check it); the skipped k have no stability score. ``smallest``
-    leaves out splinter splits as :func:`best_k` does.
+    and the rest skipped once none can win. The scores are those :func:`stability_by_k` gives
+    (the same subsamples) and so is the choice (the tests check both); the skipped k have no
+    stability score. ``smallest`` leaves out splinter splits as :func:`best_k` does.
     """
-    X = _stability_sample(X, sample_size, random_state)
-    size = max(int(len(X) * fraction), 2)
+    sample, _, draws = _draws(
+        X,
+        list(silhouette),
+        sample_size=sample_size,
+        pairs=pairs,
+        fraction=fraction,
+        random_state=random_state,
+    )
     say = progress or (lambda f, m: None)
-    ks = [k for k in silhouette if k < size]
+    ks = list(draws)
     whole = [k for k in ks if smallest is None or smallest.get(k, 1.0) >= 1 / (2 * k)]
     ks = whole or ks
     out: dict[int, float] = {}
@@ -256,34 +276,33 @@ def stability_where_needed(
         if best is not None and abs(silhouette[k]) < best[0]:
             continue  # stability <= 1: this k cannot beat the best
         say(i / len(ks), f"Checking that {k} segments come back on resampled users")
-        out[k] = _stability(X, k, size, pairs, random_state)
+        out[k] = _stability(sample, k, draws[k], random_state)
         score = silhouette[k] * out[k]
         if best is None or (score, -k) > (best[0], -best[1]):
             best = (score, k)
-    if best is not None and best[1] + 1 in silhouette and best[1] + 1 < size:
+    if best is not None and best[1] + 1 in draws and best[1] + 1 not in out:
         more = best[1] + 1
-        if more not in out:
-            say(0.95, f"Checking {more} segments too")
-            out[more] = _stability(X, more, size, pairs, random_state)
+        say(0.95, f"Checking {more} segments too")
+        out[more] = _stability(sample, more, draws[more], random_state)
     say(1.0, "Segments compared")
     return dict(sorted(out.items()))
 
 
-def _stability(X: np.ndarray, k: int, size: int, pairs: int, random_state: int) -> float:
-    """:func:`stability_by_k` for one k (subsamples from the k's own seeded stream)."""
+def _stability(X: np.ndarray, k: int, rows: list[np.ndarray], random_state: int) -> float:
+    """:func:`stability_by_k` for one k: ``rows`` holds the subsamples, two per pair."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
     from threadpoolctl import threadpool_limits
 
-    rng = np.random.default_rng([random_state, k])
     scores = []
     with threadpool_limits(limits=1, user_api="openmp"):  # as in Segmenter._choose_k
-        for pair in range(pairs):
+        for pair in range(len(rows) // 2):
             fits = []
             for half in range(2):
-                rows = rng.choice(len(X), size=size, replace=False)
                 seed = random_state + 2 * pair + half + 1
-                model = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(X[rows])
+                model = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(
+                    X[rows[2 * pair + half]]
+                )
                 fits.append(model.predict(X))
             scores.append(adjusted_rand_score(*fits))
     return float(np.mean(scores))
