@@ -431,8 +431,8 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
     """``run``: every option is checked (:func:`_check_options`, the config's own checks) before
     anything is read or written; the outputs are staged and published in one step."""
     from retention.backup import remove_stale_staging, staging_folder
+    from retention.command_cache import run_or_reuse  # issue 19: an identical rerun reopens
     from retention.config import PipelineConfig
-    from retention.pipeline import run_pipeline
     from retention.settings import resolve as resolve_settings
 
     _check_options(args)
@@ -447,7 +447,7 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
     remove_stale_staging(out)
     staging = staging_folder(out)
     try:
-        run_pipeline(config, staging, progress=progress)
+        run_or_reuse(config, staging, progress=progress)
         if progress.dirty:
             sys.stderr.write("\n")
         progress.step(f"Publishing the outputs to {out}")

@@ -195,13 +195,24 @@ def _embedder(settings: Any) -> Any:
     return _embedders[folder]
 
 
-def _segment_worker(folder: Path, dataset_id: str, settings: Any, *, progress: Any) -> Any:
+def _segment_worker(
+    folder: Path, dataset_id: str, settings: Any, kept_in: str | None = None, *, progress: Any
+) -> Any:
     from retention.segments import segment_dataset
 
     ws = Workspace(folder)
     try:
         embedder = _embedder(settings) if settings.text_weight > 0 else None
-        return segment_dataset(ws, dataset_id, settings, embedder=embedder, progress=progress)
+        # issue 19 (s4-cmd19): the user vectors are kept in the server's workspace folder
+        # (``kept_in``), not in this job's private copy, so another k reuses them.
+        return segment_dataset(
+            ws,
+            dataset_id,
+            settings,
+            embedder=embedder,
+            progress=progress,
+            vectors_folder=Path(kept_in) if kept_in else None,
+        )
     finally:
         ws.close()
 
@@ -284,7 +295,7 @@ def _run_segmentation(queue: JobQueue, job: Job) -> str:
         settings=settings,
         force=bool(job.settings.get("force")),
         compute=lambda parsed: queue.in_worker(
-            job, _segment_worker, job.dataset_id, parsed, model_id=model
+            job, _segment_worker, job.dataset_id, parsed, str(queue.ws.folder), model_id=model
         ),
     )
 

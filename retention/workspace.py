@@ -554,6 +554,12 @@ class Workspace:
             cur.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 
         self._write(delete)
+        # issue 19 (s4-cmd19): the dataset's kept user vectors (retention.segments.vectors) go too
+        for path in (self.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
+            path.unlink(missing_ok=True)
+        from retention.command_cache import forget_dataset  # and the command's kept outputs
+
+        forget_dataset(self.folder, dataset_id)
 
     # -- embedding cache ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ DataFrame. Campaign snapshots go to :func:`retention.segments.snapshot.segment_s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,16 +28,13 @@ import pandas as pd
 from retention.cohorts import retention_by_segment
 from retention.embeddings import (
     DEFAULT_MODEL_ID,
-    MULTILINGUAL_MODEL_ID,
     CachedEmbedder,
     Embedder,
     TextModelChoice,
     choose_text_model,
     describe,
-    model_id_for,
     requested_model,
 )
-from retention.errors import InputError
 from retention.segments.cluster import Segmenter, cluster_metrics
 from retention.segments.features import (
     UserData,
@@ -54,9 +52,15 @@ from retention.segments.label import (
 )
 from retention.segments.layout import map_2d, map_frame, map_rows
 from retention.segments.reduce import reduce_dimensions, reduce_users
-from retention.segments.settings import SegmentationResult, SegmentSettings, announce
+from retention.segments.settings import (
+    SegmentationResult,
+    SegmentSettings,
+    announce,
+    requested_model_id,
+)
 from retention.segments.snapshot import segment_snapshot
 from retention.segments.text import embed_user_text, top_items
+from retention.segments.vectors import VectorCache, vectors_key
 from retention.words import Progress, scaled
 from retention.workspace import Workspace
 
@@ -68,21 +72,60 @@ def _user_vectors(
     embedder: Embedder | None,
     workspace: Workspace | None,
     progress: Progress | None,
+    cache: VectorCache | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics)."""
+    """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics).
+
+    With a ``cache`` (a workspace dataset's), vectors made before with the same model and
+    vector settings are reused (:mod:`retention.segments.vectors`), new ones kept."""
     use_text = not data.items.empty and settings.text_weight > 0
     metrics: dict[str, Any] = {}
+    choice = None
     if use_text:
         choice = choose_text_model(data.texts, settings.text_model, settings.model_path)
+    key = None
+    if cache is not None:
+        model_id = (embedder.model_id if embedder else choice.model_id) if choice else None
+        key = vectors_key(settings, model_id if use_text else None)
+        user_ids = data.users["user_id"].to_numpy(dtype=object)
+        found = cache.load(key, user_ids)
+        if found is not None:
+            announce(progress, 0.7, "Reusing this dataset's user vectors")
+            X, metrics = found
+            if "texts_embedded" in metrics:  # this run embedded nothing
+                metrics["texts_cached"] = metrics.get("texts_cached", 0) + metrics["texts_embedded"]
+                metrics["texts_embedded"] = 0
+            metrics["vectors_reused"] = True
+            return X, metrics
+    X, metrics = _make_user_vectors(data, B, settings, embedder, workspace, progress, choice)
+    if cache is not None and key is not None:
+        cache.save(key, data.users["user_id"].to_numpy(dtype=object), X, metrics)
+    return X, metrics
+
+
+def _make_user_vectors(
+    data: UserData,
+    B: np.ndarray,
+    settings: SegmentSettings,
+    embedder: Embedder | None,
+    workspace: Workspace | None,
+    progress: Progress | None,
+    choice: TextModelChoice | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`_user_vectors` computed (``choice``: the text model, None without text)."""
+    use_text = choice is not None
+    metrics: dict[str, Any] = {}
+    if choice is not None:
         metrics["text_model"] = choice.as_dict()
         if embedder is not None and embedder.model_id != choice.model_id:
             metrics["text_model"].update(
                 model="given", model_id=embedder.model_id, reason="A model given by the caller."
             )
         inner = embedder or choice.embedder()
+        cached = CachedEmbedder(inner, workspace)
         text = embed_user_text(
             data,
-            CachedEmbedder(inner, workspace),
+            cached,
             user_vector=settings.user_vector,
             weighting=settings.weighting,
             progress=scaled(progress, 0.05, 0.7),
@@ -95,7 +138,11 @@ def _user_vectors(
             progress=scaled(progress, 0.7, 0.75),
         )
         metrics.update(info)
-        metrics["embedder"] = describe(inner)
+        # Which device and precision ran: asking loads torch (3 s), so only when the model
+        # ran; when every vector came from the workspace's cache, the model's id says enough.
+        metrics["embedder"] = (
+            describe(inner) if cached.stats.embedded else {"model_id": inner.model_id}
+        )
     else:
         X = reduce_dimensions(combine(None, B, 0.0))
     metrics["text_used"] = bool(use_text)
@@ -153,6 +200,7 @@ def _segment_events(
     embedder: Embedder | None,
     workspace: Workspace | None,
     progress: Progress | None,
+    cache: VectorCache | None = None,
 ) -> SegmentationResult:
     """The seven steps on the events table ``ref`` (quoted), in order."""
     announce(progress, 0.0, "Reading events")
@@ -160,16 +208,17 @@ def _segment_events(
     user_ids = data.users["user_id"].to_numpy(dtype=object)
     B, names = behaviour_matrix(data.users, data.has_amount)
     metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
-    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress)
+    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress, cache)
     metrics.update(vector_metrics)
 
-    announce(progress, 0.75 if metrics["text_used"] else 0.7, "Finding segments")
+    start = 0.75 if metrics["text_used"] else 0.7
+    announce(progress, start, "Finding segments")
     segmenter = Segmenter(
         settings.k,
         settings.algorithm,
         min_cluster_size=settings.min_cluster_size,
         random_state=settings.random_state,
-    ).fit(X)
+    ).fit(X, progress=scaled(progress, start, 0.85))
     labels = segmenter.labels_
     metrics.update(cluster_metrics(segmenter))
 
@@ -230,16 +279,6 @@ def run_settings(
     return stored
 
 
-def requested_model_id(settings: SegmentSettings) -> str:
-    """The id of the model the settings ask for, or ``auto`` when it depends on the texts."""
-    choice, folder = requested_model(settings.text_model, settings.model_path)
-    if choice == "folder":
-        return model_id_for(folder)
-    if choice == "multilingual":
-        return MULTILINGUAL_MODEL_ID
-    return DEFAULT_MODEL_ID if choice == "english" else "auto"
-
-
 def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings) -> str:
     """The id of the model a segmentation of a workspace dataset uses (read from its texts when
     the choice is automatic; the English model's when there is nothing to read)."""
@@ -249,19 +288,6 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
     if ws.dataset(dataset_id).shape != "events":
         return DEFAULT_MODEL_ID
     return dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
-
-
-def check_text_model_setting(text_model: str) -> None:
-    """Check a ``text_model`` setting before any work: one of auto, english, multilingual, or
-    a folder that holds a sentence-transformers model."""
-    settings = SegmentSettings(text_model=text_model)
-    try:
-        requested_model_id(settings)
-    except InputError as exc:
-        raise InputError(
-            f"The text model must be auto, english, multilingual or the folder of a local "
-            f"sentence-transformers model. {exc}"
-        ) from None
 
 
 def dataset_text_model(
@@ -291,8 +317,12 @@ def segment_dataset(
     *,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
+    vectors_folder: Path | None = None,
 ) -> SegmentationResult:
     """Segment a workspace dataset (storing it as a run is :func:`retention.runs.run_segmentation`).
+
+    The dataset's user vectors are kept in ``vectors_folder`` (default: the workspace's folder;
+    a job's private copy of the dataset names the server's) for a re-run with another k.
 
     Event logs go through the whole pipeline (with the workspace's embedding cache); a campaign
     snapshot is clustered on its feature columns (:func:`segment_snapshot`).
@@ -312,7 +342,10 @@ def segment_dataset(
     # A cursor of its own, so the embedding cache can use the workspace's meanwhile.
     con = ws.cursor().cursor()
     try:
-        return _segment_events(con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress)
+        cache = VectorCache(vectors_folder or ws.folder, dataset_id)  # another k: reused
+        return _segment_events(
+            con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache
+        )
     finally:
         con.close()
 

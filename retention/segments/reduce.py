@@ -39,7 +39,12 @@ def reduce_dimensions(X: np.ndarray, n_components: int = REDUCED_DIMENSIONS) -> 
     n_components = min(n_components, X.shape[1], len(X))
     if n_components < 2:
         return X - X.mean(axis=0)
-    return PCA(n_components, svd_solver="full").fit_transform(X)
+    # More users than dimensions (the usual case): the eigenvectors of the covariance matrix
+    # (d × d) are the same axes as the full SVD of the n × d data, at a fraction of the cost
+    # (Online Retail, 4,339 × 434: 0.7 s of CPU instead of 10 s on a busy 2-core machine; the
+    # projections agree to 1e-11).
+    solver = "covariance_eigh" if len(X) >= X.shape[1] else "full"
+    return PCA(n_components, svd_solver=solver).fit_transform(X)
 
 
 def _scaled_rows(

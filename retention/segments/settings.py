@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retention.embeddings import check_text_model
+from retention.embeddings import (
+    DEFAULT_MODEL_ID,
+    MULTILINGUAL_MODEL_ID,
+    check_text_model,
+    model_id_for,
+    requested_model,
+)
 from retention.errors import InputError
 from retention.words import Progress
 
@@ -136,3 +142,27 @@ class SegmentationResult:
             "map2d": self.map2d,
             "profile": self.profile,
         }
+
+
+# Here, not in the pipeline, so checking a setting loads no step (the command line's start).
+def requested_model_id(settings: SegmentSettings) -> str:
+    """The id of the model the settings ask for, or ``auto`` when it depends on the texts."""
+    choice, folder = requested_model(settings.text_model, settings.model_path)
+    if choice == "folder":
+        return model_id_for(folder)
+    if choice == "multilingual":
+        return MULTILINGUAL_MODEL_ID
+    return DEFAULT_MODEL_ID if choice == "english" else "auto"
+
+
+def check_text_model_setting(text_model: str) -> None:
+    """Check a ``text_model`` setting before any work: one of auto, english, multilingual, or
+    a folder that holds a sentence-transformers model."""
+    settings = SegmentSettings(text_model=text_model)
+    try:
+        requested_model_id(settings)
+    except InputError as exc:
+        raise InputError(
+            f"The text model must be auto, english, multilingual or the folder of a local "
+            f"sentence-transformers model. {exc}"
+        ) from None

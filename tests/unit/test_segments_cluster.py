@@ -12,7 +12,9 @@ from retention.segments.cluster import (
     SILHOUETTE_SAMPLE,
     best_k,
     k_choice_reason,
+    silhouette_scores,
     stability_by_k,
+    stability_where_needed,
 )
 
 
@@ -65,6 +67,7 @@ def test_the_words_for_automatic_k_come_from_the_segmenter():
     words = auto_k_rule()
     assert "2 to 12 segments" in words and f"{SILHOUETTE_SAMPLE:,} users" in words
     assert "times how stable" in words and "80% subsamples" in words
+    assert "only for the numbers that could still win" in words  # not every k: see the chart
     other = auto_k_rule(Segmenter(k_range=(3, 8), sample_size=900))
     assert "3 to 8 segments" in other and "900 users" in other
 
@@ -84,10 +87,52 @@ def test_automatic_k_finds_the_planted_number_of_segments(sizes):
     auto = Segmenter(k="auto").fit(X)
     assert auto.k_ == len(sizes)
     assert adjusted_rand_score(truth, auto.labels_) >= 0.95
-    # The rule, recomputed from the scores it kept: the best silhouette × stability.
-    product = {k: auto.silhouette_[k] * auto.stability_[k] for k in auto.silhouette_}
-    assert max(product, key=product.get) == auto.k_
-    assert set(auto.stability_) == set(auto.silhouette_) == set(range(2, 13))
+    # The rule, recomputed with every k's stability measured: the best silhouette × stability.
+    assert set(auto.silhouette_) == set(range(2, 13))
+    every = stability_by_k(X, range(2, 13))
+    assert best_k(auto.silhouette_, every, auto.smallest_) == auto.k_
+    # Only the k that could win were measured (and k + 1, for the page's reason), with the
+    # same scores as measuring them all.
+    assert auto.k_ in auto.stability_ and auto.k_ + 1 in auto.stability_
+    assert len(auto.stability_) < len(every)
+    assert auto.stability_ == {k: every[k] for k in auto.stability_}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_measuring_stability_only_where_needed_chooses_as_measuring_every_k(seed):
+    # Random blob mixtures, some with clear segments, some without (one blob, close blobs):
+    # skipping the k that cannot win never changes the choice.
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=rng.choice([0.5, 2.0, 6.0]), size=(int(rng.integers(1, 7)), 3))
+    X = centres[rng.integers(len(centres), size=240)] + rng.normal(size=(240, 3))
+    seg = Segmenter(k="auto", k_range=(2, 8)).fit(X)
+    every = stability_by_k(X, range(2, 9))
+    assert best_k(seg.silhouette_, every, seg.smallest_) == seg.k_
+    pruned = stability_where_needed(X, seg.silhouette_, seg.smallest_)
+    assert pruned == seg.stability_
+
+
+def test_silhouettes_in_one_pass_equal_sklearns():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(700, 5))
+    labelings = {k: rng.integers(k, size=len(X)) for k in (2, 3, 7)}
+    labelings[4] = np.r_[np.zeros(690, dtype=int), [1] * 9, [3]]  # a user alone; no segment 2
+    ours = silhouette_scores(X, labelings, chunk_rows=128)
+    for k, labels in labelings.items():
+        assert ours[k] == pytest.approx(silhouette_score(X, labels), abs=1e-12)
+
+
+def test_the_automatic_choice_reports_each_k_it_tries():
+    X, _ = _blobs()
+    heard: list[tuple[float, str]] = []
+    Segmenter(k="auto", k_range=(2, 6)).fit(X, progress=lambda f, m: heard.append((f, m)))
+    fractions = [f for f, _ in heard]
+    assert fractions == sorted(fractions) and fractions[0] >= 0 and fractions[-1] == 1.0
+    tried = [m for _, m in heard if m.startswith("Trying")]
+    assert tried == [f"Trying {k} segments ({k - 1} of 5)" for k in range(2, 7)]
+    assert any(m.startswith("Checking that 3 segments come back") for _, m in heard)
 
 
 def test_stability_is_one_for_real_segments_and_lower_for_an_arbitrary_split():

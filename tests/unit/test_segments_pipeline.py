@@ -173,6 +173,53 @@ def test_run_is_stored_and_reused_without_embedding_again(workspace):
     assert load_segmentation(workspace, run_id).labels.equals(art["labels"])
 
 
+def test_another_k_reuses_the_datasets_user_vectors(workspace, monkeypatch):
+    # Issue 19: a re-run with another k redoes only the clustering onwards; its segments are
+    # those of the same settings computed from scratch (segment_users, no workspace).
+    planted = make_planted(n_users=150, n_periods=12, seed=6, n_segments=3)
+    dataset_id = _save_planted(workspace, planted)
+    fake = CountingEmbedder()
+    first = run_segmentation(workspace, dataset_id, settings={"k": 3}, embedder=fake)
+    assert workspace.load_run(first).metrics.get("vectors_reused") is None
+    calls = len(fake.calls)
+
+    def no_reduction(*args, **kwargs):
+        raise AssertionError("the kept vectors should have been reused")
+
+    from retention.segments import pipeline
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "reduce_users", no_reduction)
+        patched.setattr(pipeline, "reduce_dimensions", no_reduction)
+        heard: list[str] = []
+        second = run_segmentation(
+            workspace,
+            dataset_id,
+            settings={"k": 2},
+            embedder=fake,
+            progress=lambda f, m: heard.append(m),
+        )
+    assert len(fake.calls) == calls and "Reusing this dataset's user vectors" in heard
+    metrics = workspace.load_run(second).metrics
+    assert metrics["vectors_reused"] is True and metrics["texts_embedded"] == 0
+    fresh = segment_users(planted.events, settings={"k": 2}, embedder=CountingEmbedder())
+    reused = load_segmentation(workspace, second).assignments
+    assert (
+        reused.sort_values("user_id")
+        .reset_index(drop=True)
+        .equals(fresh.assignments.sort_values("user_id").reset_index(drop=True))
+    )
+    # Other vector settings: computed, not reused.
+    third = run_segmentation(
+        workspace, dataset_id, settings={"k": 2, "text_weight": 0.4}, embedder=fake
+    )
+    assert workspace.load_run(third).metrics.get("vectors_reused") is None
+    kept = workspace.folder / "segment_vectors"
+    assert len(list(kept.glob(f"{dataset_id}.*.npz"))) == 2
+    workspace.delete_dataset(dataset_id)  # the dataset's kept vectors go with it
+    assert not list(kept.glob(f"{dataset_id}.*.npz"))
+
+
 def test_a_failing_run_is_marked_failed(workspace):
     planted = make_planted(n_users=30, n_periods=10, seed=5, n_segments=2)
     dataset_id = _save_planted(workspace, planted)

@@ -1,0 +1,214 @@
+"""The Segments page in a real browser on the full Online Retail file: the first segmentation
+(embedding every description, choosing k) and a re-run with another k (issue 19).
+
+What is measured: a real Streamlit server (``app.py``) and headless Chromium (Playwright driving
+Debian's ``/usr/bin/chromium``), the way ``bench/tuning.py`` does it. The workspace holds only
+the Online Retail file, stored with the library exactly as an upload on the Data page stores it
+(``ingest`` + ``store_dataset``; the upload itself is measured by ``bench_ingest.py``), and no
+embeddings: the first run embeds the 4,000-odd distinct descriptions.
+
+1. **First run**: open ``/segments`` on the dataset, press *Find segments* with the default
+   settings (automatic k); the clock stops when the result is on screen (the "Names and
+   keywords" section and the map). The progress bar's text is sampled every 100 ms meanwhile:
+   the table lists every distinct message and fraction seen, so a bar that does not move shows.
+2. **Another k**: choose 4 segments, press *Find segments*; the clock stops when the page shows
+   4 segments. Only clustering, labels, map and profile are redone (the user vectors are kept,
+   :mod:`retention.segments.vectors`).
+
+The server starts before the clock (its own start is not the page's time); the job worker
+process is spawned by the first job, inside the first run's time, as for a user.
+
+Usage: ``python bench/bench_segments_page.py [--port P] [--data PATH] [--shots DIR]``; writes
+``bench/results/segments_page.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data" / "online_retail_2010_2011.parquet"
+RESULTS = ROOT / "bench" / "results"
+IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return !!app
+        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+#: The progress bar's text and fraction, or null when there is none.
+PROGRESS_JS = """() => {
+    const bar = document.querySelector('[data-testid="stProgress"]');
+    if (!bar) return null;
+    const text = bar.innerText.trim();
+    const value = bar.querySelector('[role="progressbar"]');
+    return [text, value ? parseFloat(value.getAttribute('aria-valuenow')) : null];
+}"""
+#: The "Segments" headline number on screen, or null.
+SEGMENTS_JS = """() => {
+    for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
+        const label = m.querySelector('[data-testid="stMetricLabel"]');
+        if (label && label.innerText.trim() === 'Segments') {
+            return m.querySelector('[data-testid="stMetricValue"]').innerText.trim();
+        }
+    }
+    return null;
+}"""
+
+
+def prepare(folder: Path, data: Path) -> tuple[str, int, int]:
+    """A workspace holding only ``data``: (dataset id, rows, users)."""
+    from retention.ingest import ingest
+    from retention.runs import store_dataset
+    from retention.workspace import Workspace
+
+    ws = Workspace(folder)
+    ws.set_meta("samples.loaded", "1")  # only the benchmark's data
+    prepared = ingest(data)
+    ds = store_dataset(ws, prepared, data.name)
+    ws.set_meta("ui.last_dataset", ds)
+    ws.close()
+    return ds, prepared.report.rows, prepared.report.users
+
+
+def wait_idle(page, timeout: int = 300_000) -> None:
+    for _ in range(2):
+        page.wait_for_function(IDLE_JS, timeout=timeout)
+        page.wait_for_timeout(200)
+    page.wait_for_function(IDLE_JS, timeout=timeout)
+
+
+def _until(page, done_js: str, start: float, timeout_s: float = 600) -> tuple[float, list]:
+    """Poll every 100 ms until ``done_js`` is true: (seconds since ``start``, the progress
+    samples ``[seconds, text, fraction]`` seen, each change once)."""
+    seen: list = []
+    while time.perf_counter() - start < timeout_s:
+        now = page.evaluate(PROGRESS_JS)
+        if now is not None and (not seen or seen[-1][1:] != list(now)):
+            seen.append([round(time.perf_counter() - start, 2), *now])
+        if page.evaluate(done_js):
+            return time.perf_counter() - start, seen
+        page.wait_for_timeout(100)
+    raise SystemExit(f"timed out after {timeout_s:.0f} s; last progress: {seen[-3:]}")
+
+
+def measure(port: int, dataset: str, k: int, shots: Path | None) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    first_done = (
+        "() => document.body.innerText.includes('Names and keywords')"
+        " && !!document.querySelector('.js-plotly-plot')"
+        " && !document.querySelector('[data-testid=\"stProgress\"]')"
+    )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/segments?dataset={dataset}")
+        wait_idle(page)
+        page.get_by_role("button", name="Find segments").click()
+        start = time.perf_counter()
+        first, first_seen = _until(page, first_done, start)
+        wait_idle(page)
+        found = page.evaluate(SEGMENTS_JS)
+        if shots is not None:
+            page.screenshot(path=str(shots / "segments_first_run.png"), full_page=True)
+
+        page.get_by_role("combobox", name="Number of segments").click()
+        page.get_by_role("option", name=str(k), exact=True).click()
+        wait_idle(page)
+        page.get_by_role("button", name="Find segments").click()
+        start = time.perf_counter()
+        again, again_seen = _until(page, f"() => ({SEGMENTS_JS})() === '{k}'", start)
+        wait_idle(page)
+        if shots is not None:
+            page.screenshot(path=str(shots / f"segments_k{k}.png"), full_page=True)
+        browser.close()
+    return {
+        "first_run_s": round(first, 2),
+        "first_run_k": found,
+        "first_run_progress": first_seen,
+        "another_k": k,
+        "another_k_s": round(again, 2),
+        "another_k_progress": again_seen,
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"# Segments page in the browser: {result['data']}",
+        "",
+        f"Load average {result['load_before']:.1f} before, {result['load_after']:.1f} after "
+        f"({os.cpu_count()} CPUs). Target (issue 19): first run ≤ 10 s, another k ≤ 2 s.",
+        "",
+        "| step | seconds |",
+        "|---|---:|",
+        f"| first run (default settings, automatic k → {result['first_run_k']}; embeds every "
+        f"description) | {result['first_run_s']:.1f} |",
+        f"| re-run with k = {result['another_k']} (the kept user vectors) | "
+        f"{result['another_k_s']:.1f} |",
+        "",
+        "The progress bar during the first run (seconds after the click, its text, its value):",
+        "",
+        "| s | text | value |",
+        "|---:|---|---:|",
+    ]
+    for at, text, value in result["first_run_progress"]:
+        lines.append(f"| {at:.1f} | {text} | {value if value is not None else '–'} |")
+    lines += ["", "And during the re-run:", "", "| s | text | value |", "|---:|---|---:|"]
+    for at, text, value in result["another_k_progress"]:
+        lines.append(f"| {at:.1f} | {text} | {value if value is not None else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8612)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--k", type=int, default=4, help="the re-run's number of segments")
+    parser.add_argument("--shots", type=Path, default=None, help="full-page screenshots here")
+    parser.add_argument("--suffix", default="", help="results file suffix (e.g. _before)")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        sys.exit(f"{args.data} not found: the benchmark needs the Online Retail parquet file.")
+    folder = Path(tempfile.mkdtemp(prefix="retention_segpage_"))
+    dataset, rows, users = prepare(folder, args.data)
+    env = {**os.environ, "RETENTION_WORKSPACE": str(folder), "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+         str(args.port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    load_before = os.getloadavg()[0]
+    try:
+        time.sleep(5)
+        if args.shots is not None:
+            args.shots.mkdir(parents=True, exist_ok=True)
+        out = measure(args.port, dataset, args.k, args.shots)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    result = {
+        "data": f"{args.data.name}, {rows:,} rows, {users:,} customers",
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        **out,
+    }
+    print(markdown(result))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"segments_page{args.suffix}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"segments_page{args.suffix}.md").write_text(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
