@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention import compact
 from retention.analyses import analyses_summary, segment_matrix
 from retention.cohorts import churn_durations, retention_curves, retention_summary
 from retention.config import PipelineConfig
@@ -170,6 +171,9 @@ def _retention(
         durations=durations,
     )
     analyses = segment_matrix(con, events_ref, assignments, period=period)
+    # The compact copy of the events the analyses read (retention.compact) is not needed again
+    # by the command: free it before the policy step (at 50M events it is ~1.3 GB).
+    compact.forget_memory()
     block["analyses"] = analyses_summary(analyses)
     return block, survival, analyses
 
