@@ -139,19 +139,19 @@ def disagreement_sentence(result: PolicyResult, n_cells: int) -> str:
     loss = float(dis["value_loss"].max()) if "value_loss" in dis else float("nan")
     head = (
         f"In {len(dis)} of {n_cells} segment × stage cells the learned action is not the exact "
-        "best one."
+        "best one"
     )
     if not near_ties(share):
-        return head + " Train with more rounds (or another seed) to get closer to the best."
+        return head + ". Train with more rounds (or another seed) to get closer to the best."
     rounded = " — which is why the share of the best still reads " + (
         f"{share:.1%}" + (" (rounded)" if share < 1 and f"{share:.1%}" == "100.0%" else "")
     )
     worth = (
-        " there the two actions are worth almost the same (at most "
-        + (f"{loss:.3f}" if loss >= 0.001 else "less than 0.001")
+        "; there the two actions are worth almost the same ("
+        + (f"at most {loss:.3f}" if loss >= 0.001 else "less than 0.001")
         + " points per user in such a cell)"
         if math.isfinite(loss)
-        else " these are near-ties"
+        else "; these are near-ties"
     )
     return (
         head

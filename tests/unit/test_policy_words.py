@@ -177,6 +177,12 @@ def test_disagreement_sentence_explains_a_share_that_reads_100_percent():
     assert text.startswith("In 1 of 8 segment × stage cells")
     assert "worth almost the same" in text and "less than 0.001 points per user" in text
     assert "100.0% (rounded)" in text
+    assert "best one; there the two actions" in text and "(at most less" not in text
+    # Not near-ties: one sentence to train more, then its own sentence.
+    far = SimpleNamespace(disagreements=result.disagreements, fraction_of_optimum=0.9)
+    assert disagreement_sentence(far, 8).endswith(
+        "best one. Train with more rounds (or another seed) to get closer to the best."
+    )
 
 
 def test_value_sentence_adds_up_and_reads_net_comebacks_as_such():
