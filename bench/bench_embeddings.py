@@ -61,6 +61,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from retention.embeddings import (  # noqa: E402
     CachedEmbedder,
     SentenceTransformerEmbedder,
+    export_onnx,
     l2_normalise,
 )
 from retention.segments import UserData, text_vectors, user_documents  # noqa: E402
@@ -493,28 +494,8 @@ def throughput_comparison(
     chosen_backend = chosen.resolved_backend()
     optimized = next((folder / "cache" / "onnx").glob("*.onnx"), None)
 
-    plain = folder / "plain.onnx"
-
-    class LastHidden(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask)[0]
-
-    dummy = torch.ones((2, 8), dtype=torch.long)
-    axes = {0: "b", 1: "t"}
-    torch.onnx.export(
-        LastHidden(transformer).eval(),
-        (dummy, dummy),
-        str(plain),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["h"],
-        dynamic_axes={"input_ids": axes, "attention_mask": axes, "h": axes},
-        opset_version=17,
-        dynamo=False,
-    )
+    plain = export_onnx(Path(chosen.model_path or emb.default_model_path()), folder / "plain.onnx",
+                        optimize=False)  # fmt: skip
     int8 = folder / "int8.onnx"
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

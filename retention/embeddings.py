@@ -282,13 +282,14 @@ def _onnx_file(path: Path) -> Path:
     return onnx_cache_dir() / f"{name}-{digest.hexdigest()[:16]}.onnx"
 
 
-def export_onnx(path: Path, target: Path) -> Path:
+def export_onnx(path: Path, target: Path, *, optimize: bool = True) -> Path:
     """Export the folder's transformer to ONNX at ``target`` from its local weights (no network).
 
     The graph takes ``input_ids`` and ``attention_mask`` and returns the last hidden state;
     pooling is done in numpy. For BERT-type models ONNX Runtime's transformer optimiser then
-    fuses attention, layer norms and GELU. Written to a temporary file and renamed, so two
-    processes exporting at once never leave a half-written file.
+    fuses attention, layer norms and GELU (``optimize=False``: the plain graph, for comparison).
+    Written to a temporary file and renamed, so two processes exporting at once never leave a
+    half-written file.
     """
     import torch
 
@@ -320,7 +321,7 @@ def export_onnx(path: Path, target: Path) -> Path:
                 dynamo=False,
             )
         config = transformer.config
-        if getattr(config, "model_type", "") == "bert":
+        if optimize and getattr(config, "model_type", "") == "bert":
             from onnxruntime.transformers.optimizer import optimize_model
 
             optimized = optimize_model(
