@@ -37,13 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "online_retail_2010_2011.parquet"
 RESULTS = ROOT / "bench" / "results"
-IDLE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return !!app
-        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-        && app.getAttribute('data-test-script-state') === 'notRunning'
-        && !document.querySelector('[data-testid="stStatusWidget"]');
-}"""
+from load import IDLE_JS  # noqa: E402 -- the benches' one "Streamlit is idle" check
+
 #: The progress bar's text and fraction, or null when there is none.
 PROGRESS_JS = """() => {
     const bar = document.querySelector('[data-testid="stProgress"]');

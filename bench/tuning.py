@@ -37,13 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "online_retail_2010_2011.parquet"
 RESULTS = ROOT / "bench" / "results"
-IDLE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return !!app
-        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-        && app.getAttribute('data-test-script-state') === 'notRunning'
-        && !document.querySelector('[data-testid="stStatusWidget"]');
-}"""
+from load import IDLE_JS  # noqa: E402 -- the benches' one "Streamlit is idle" check
+
 TITLE_JS = """() => [...document.querySelectorAll('.gtitle')].map(e => e.textContent)
     .find(t => t.startsWith('Preview: best action')) || ''"""
 #: True once the preview map's title names the focused slider's value (``words`` its name).
