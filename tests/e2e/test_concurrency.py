@@ -5,14 +5,15 @@ finds segments (behaviour only: the files have no text, so no model load) and tr
 all at the same time through one server process and its one DuckDB workspace (segmenting and
 training are background jobs run by a worker process, issue 22). No session may
 see an error or an exception, and none may see another's state: each ends with its own dataset
-selected and its own users in its segments. A stalled upload is printed with a screenshot and
-the file chosen once more (a known defect, see ``upload``); a second stall fails. Peak server
-and worker memory (VmHWM) and the 95th percentile of the page times are printed, not asserted.
+selected and its own users in its segments. An upload that stalls (no validation report) fails
+the test, with a screenshot and the server log; it is never retried. Peak server and worker
+memory (VmHWM) and the 95th percentile of the page times are printed, not asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -122,28 +123,26 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
             await _idle(page)
 
         async def upload() -> None:
-            chooser = page.locator("[data-testid='stFileUploader'] input[type=file]").first
-            report = page.get_by_text("Validation report", exact=True)
-            # KNOWN DEFECT (issue 22, open): two causes of a lost file choice are fixed (see
-            # tests/e2e/test_upload_race.py and tests/unit/test_upload_fix.py), but a third,
-            # not yet found, still stalled one session's upload in 1 of 3 niced repeats. Until
-            # it is found, a stalled upload is recorded (printed, screenshot
-            # <session>_upload_stalled_<n>.png) and the file chosen once more; a second stall
-            # fails the test.
-            for attempt in (1, 2):
-                await chooser.set_input_files(str(data))
-                try:
-                    await report.wait_for(timeout=UPLOAD_WAIT_MS)
-                    break
-                except PlaywrightTimeout:
-                    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                    shot = SCREENSHOTS / f"{name}_upload_stalled_{attempt}.png"
-                    await page.screenshot(path=str(shot))
-                    print(f"{name}: upload stalled (attempt {attempt}), see {shot}")
-                    if attempt == 2:
-                        raise AssertionError(
-                            f"{name}: the upload stalled twice (no validation report)"
-                        ) from None
+            # The Data page's main uploader, found by its label ("Your file"), never by its place
+            # on the page. No retry: a stalled upload (no validation report) fails the test, with
+            # a screenshot <session>_upload_stalled.png and the server log as evidence.
+            box = page.locator("[data-testid='stFileUploader']").filter(
+                has=page.get_by_text("Your file", exact=True)
+            )
+            await box.locator("input[type=file]").set_input_files(str(data))
+            try:
+                await page.get_by_text("Validation report", exact=True).wait_for(
+                    timeout=UPLOAD_WAIT_MS
+                )
+            except PlaywrightTimeout:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                shot = SCREENSHOTS / f"{name}_upload_stalled.png"
+                await page.screenshot(path=str(shot), full_page=True)
+                state = await box.inner_text() if await box.count() else "no 'Your file' uploader"
+                raise AssertionError(
+                    f"{name}: the upload stalled (no validation report); uploader shows "
+                    f"{state!r}; see {shot} and concurrency_server.log"
+                ) from None
             await _idle(page)
 
         async def save() -> None:
@@ -216,7 +215,12 @@ def test_ten_sessions_at_once(server, tmp_path):
     files = [_write_dataset(tmp_path, i) for i in range(SESSIONS)]
     times: list[tuple[str, float]] = []
     start = time.perf_counter()
-    results = asyncio.run(_all_sessions(url, files, times))
+    try:
+        results = asyncio.run(_all_sessions(url, files, times))
+    except BaseException:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the server's side of a failure
+        shutil.copy(workspace / "server.log", SCREENSHOTS / "concurrency_server.log")
+        raise
     wall = time.perf_counter() - start
     peak_mb = _rss_peak_kb(proc.pid) / 1024
     workers_mb = [_rss_peak_kb(child.pid) / 1024 for child in psutil.Process(proc.pid).children()]
