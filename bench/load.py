@@ -181,6 +181,79 @@ class MemoryWatch(threading.Thread):
             self.children[kid.pid] = max(self.children.get(kid.pid, 0.0), peak_mb(kid.pid))
 
 
+class CpuWatch(threading.Thread):
+    """CPU seconds used during the sessions, by who: the app server, its job workers (its child
+    processes), the load generator's browsers (Chromium and Playwright's driver: on a real
+    server they run on the users' own machines) and everything else on the machine (other
+    people's work). With ``browser_nice`` the browsers are reniced as they appear (Chromium
+    does not inherit the bench's priority from a niced parent: Playwright's driver starts it)."""
+
+    def __init__(self, server_pid: int, browser_nice: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.server_pid, self.browser_nice = server_pid, browser_nice
+        self.seen: dict[int, tuple[str, psutil.Process, float]] = {}
+        self.stop = threading.Event()
+        self.start_machine = psutil.cpu_times()
+        self.reniced: set[int] = set()
+
+    def group(self, proc: psutil.Process) -> str:
+        if proc.pid == self.server_pid:
+            return "server"
+        try:
+            parents = {p.pid for p in proc.parents()}
+        except psutil.Error:
+            return "other"
+        if self.server_pid in parents:
+            return "workers"
+        if os.getpid() in parents:
+            return "browsers"
+        return "other"
+
+    def sample(self) -> None:
+        me = psutil.Process(os.getpid())
+        try:
+            procs = [psutil.Process(self.server_pid), *me.children(recursive=True)]
+        except psutil.Error:
+            return
+        for proc in procs:
+            try:
+                used = sum(proc.cpu_times()[:4])
+                known = self.seen.get(proc.pid)
+                group = known[0] if known else self.group(proc)
+                self.seen[proc.pid] = (group, proc, used)
+                if (
+                    group == "browsers"
+                    and self.browser_nice is not None
+                    and proc.pid not in self.reniced
+                ):
+                    proc.nice(max(proc.nice(), self.browser_nice))
+                    self.reniced.add(proc.pid)
+            except psutil.Error:
+                continue
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(0.5)
+
+    def totals(self) -> dict[str, float]:
+        """CPU seconds per group since the start (a process's last sample: one that ended
+        between samples loses at most half a second)."""
+        out = {"server": 0.0, "workers": 0.0, "browsers": 0.0}
+        for group, _, used in self.seen.values():
+            if group in out:
+                out[group] += used
+        now = psutil.cpu_times()
+        busy = sum(now[:3]) - sum(self.start_machine[:3])  # user + nice + system
+        if hasattr(now, "irq"):
+            busy += now.irq + now.softirq - self.start_machine.irq - self.start_machine.softirq
+        out["machine"] = busy
+        out["everything_else"] = max(
+            0.0, busy - sum(out[g] for g in ("server", "workers", "browsers"))
+        )
+        return out
+
+
 # ----------------------------------------------------------------------------- sessions
 
 
@@ -379,19 +452,42 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
     url, proc = start_server(workspace, 1 if mode == "workers" else 0)
     watch = MemoryWatch(proc.pid)
     watch.start()
+    cpu = CpuWatch(proc.pid, args.browser_nice)
+    cpu.sample()
+    base_cpu = {pid: used for pid, (_, _, used) in cpu.seen.items()}
+    cpu.start()
+    spy = None
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
+             "--rate", "50", "--nonblocking", "--format", "raw", "--threads",
+             "--output", str(args.profile / f"server_{mode}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         print(f"== {mode}: {args.trainers} trainers + {args.browsers} browsers", flush=True)
         start = time.perf_counter()
         t_out, b_out = asyncio.run(run_sessions(url, files, args.trainers, args.browsers))
         wall = time.perf_counter() - start
         watch.sample()
+        cpu.sample()
     finally:
         watch.stop.set()
+        cpu.stop.set()
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its samples and ends
+            spy.wait(timeout=60)
         proc.terminate()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+    for pid, used in base_cpu.items():  # only what the sessions used
+        if pid in cpu.seen:
+            group, p_, now = cpu.seen[pid]
+            cpu.seen[pid] = (group, p_, now - used)
+    cpu_s = cpu.totals()
     log = (workspace / "server.log").read_text()
     jobs = job_times(workspace)
     compared, diffs = same_as_alone(workspace)
@@ -416,6 +512,8 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         },
         "jobs_failed": [j for j in jobs if j["status"] != "done"],
         "same_as_alone": {"compared": compared, "different": diffs},
+        "cpu_s": cpu_s,
+        "browser_nice": args.browser_nice,
         "server_peak_mb": watch.server,
         "worker_peak_mb": sorted(watch.children.values(), reverse=True),
         "errors": [e for o in b_out for e in o["errors"]]
@@ -452,6 +550,17 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             f"| {workers} | {same['compared'] - len(same['different'])}/{same['compared']} "
             f"| {len(r['jobs_failed'])} | {len(r['errors'])} |"
         )
+    for r in results:
+        c = r["cpu_s"]
+        lines += [
+            "",
+            f"CPU seconds during the {r['mode']} sessions ({r['wall_s']:.0f} s wall, "
+            f"{os.cpu_count()} cores = {r['wall_s'] * (os.cpu_count() or 1):.0f} core-seconds): "
+            f"app server {c['server']:.0f}, job workers {c['workers']:.0f}, the load generator's "
+            f"browsers (Chromium + Playwright) {c['browsers']:.0f}"
+            + (f" (reniced to {r['browser_nice']})" if r["browser_nice"] is not None else "")
+            + f", everything else on the machine {c['everything_else']:.0f}.",
+        ]
     lines += [
         "",
         "*workers*: jobs run in a worker process (`RETENTION_WORKERS=1`, the default); *inline*: "
@@ -481,6 +590,16 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--upload-mb", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="2 + 2 sessions, small files")
+    parser.add_argument(
+        "--browser-nice",
+        type=int,
+        default=None,
+        help="run the load generator's Chromium processes at this nice level (19: lowest)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="sample the server with py-spy into this folder"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the results files")
     args = parser.parse_args()
     if args.quick:
         args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
@@ -497,7 +616,7 @@ def main() -> int:
             results[-1]["load_average_after"] = os.getloadavg()
             results[-1]["command"] = " ".join(sys.argv)
             print(json.dumps({k: v for k, v in results[-1].items() if k != "jobs"}, default=str))
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"load{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (RESULTS / f"load{suffix}.md").write_text(markdown(results, args))
