@@ -13,8 +13,11 @@ memory (VmHWM) and the 95th percentile of the page times are printed, not assert
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,7 +107,22 @@ async def _nav(page, title: str) -> None:
     await _idle(page)
 
 
-async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str, float]]) -> dict:
+def _server_stacks(pid: int, path: Path) -> str:
+    """What every thread of the server is doing now (py-spy, when installed: dev only)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return "no server stacks (py-spy not installed)"
+    done = subprocess.run(
+        [str(spy), "dump", "--pid", str(pid), "--nonblocking"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    path.write_text(done.stdout + done.stderr)
+    return str(path)
+
+
+async def _session(
+    browser, url: str, i: int, data: Path, times: list[tuple[str, float]], server_pid: int
+) -> dict:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(STEP_TIMEOUT_MS)
@@ -139,9 +157,24 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
                 shot = SCREENSHOTS / f"{name}_upload_stalled.png"
                 await page.screenshot(path=str(shot), full_page=True)
                 state = await box.inner_text() if await box.count() else "no 'Your file' uploader"
+                stacks = _server_stacks(server_pid, SCREENSHOTS / f"{name}_server_stacks.txt")
+                # Stalled for good, or only slow? Wait once more, then fail either way.
+                server = psutil.Process(server_pid)
+                cpu_before, waited = sum(server.cpu_times()[:2]), time.perf_counter()
+                try:
+                    await page.get_by_text("Validation report", exact=True).wait_for(
+                        timeout=UPLOAD_WAIT_MS
+                    )
+                    late = "the report came later, within another 90 s"
+                except PlaywrightTimeout:
+                    late = "no report after another 90 s either"
+                late += (
+                    f"; meanwhile the server used {sum(server.cpu_times()[:2]) - cpu_before:.1f} "
+                    f"CPU s in {time.perf_counter() - waited:.0f} s, load {os.getloadavg()[0]:.1f}"
+                )
                 raise AssertionError(
-                    f"{name}: the upload stalled (no validation report); uploader shows "
-                    f"{state!r}; see {shot} and concurrency_server.log"
+                    f"{name}: the upload stalled (no validation report in 90 s; {late}); "
+                    f"uploader shows {state!r}; see {shot}, {stacks} and concurrency_server.log"
                 ) from None
             await _idle(page)
 
@@ -187,7 +220,9 @@ async def _session(browser, url: str, i: int, data: Path, times: list[tuple[str,
         await context.close()
 
 
-async def _all_sessions(url: str, files: list[Path], times: list[tuple[str, float]]) -> list[dict]:
+async def _all_sessions(
+    url: str, files: list[Path], times: list[tuple[str, float]], server_pid: int
+) -> list[dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -202,7 +237,7 @@ async def _all_sessions(url: str, files: list[Path], times: list[tuple[str, floa
             await _idle(warm)
             await warm.close()
             return await asyncio.gather(
-                *(_session(browser, url, i, files[i], times) for i in range(SESSIONS))
+                *(_session(browser, url, i, files[i], times, server_pid) for i in range(SESSIONS))
             )
         finally:
             await browser.close()
@@ -216,7 +251,7 @@ def test_ten_sessions_at_once(server, tmp_path):
     times: list[tuple[str, float]] = []
     start = time.perf_counter()
     try:
-        results = asyncio.run(_all_sessions(url, files, times))
+        results = asyncio.run(_all_sessions(url, files, times, proc.pid))
     except BaseException:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the server's side of a failure
         shutil.copy(workspace / "server.log", SCREENSHOTS / "concurrency_server.log")
