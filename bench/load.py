@@ -181,12 +181,28 @@ class MemoryWatch(threading.Thread):
             self.children[kid.pid] = max(self.children.get(kid.pid, 0.0), peak_mb(kid.pid))
 
 
+def renice_threads(pid: int, nice: int) -> None:
+    """Every thread of process ``pid`` to at least ``nice``. Linux's nice is per thread, and
+    Chromium (run as root here) sets its own threads' and renderers' priorities as it goes
+    (renderers back to 0, its main process to -8), so this is repeated at every sample."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:
+            continue
+
+
 class CpuWatch(threading.Thread):
     """CPU seconds used during the sessions, by who: the app server, its job workers (its child
     processes), the load generator's browsers (Chromium and Playwright's driver: on a real
     server they run on the users' own machines) and everything else on the machine (other
     people's work). With ``browser_nice`` the browsers are reniced as they appear (Chromium
-    does not inherit the bench's priority from a niced parent: Playwright's driver starts it)."""
+    sets its own priorities, see :func:`renice_threads`)."""
 
     def __init__(self, server_pid: int, browser_nice: int | None = None) -> None:
         super().__init__(daemon=True)
@@ -194,7 +210,6 @@ class CpuWatch(threading.Thread):
         self.seen: dict[int, tuple[str, psutil.Process, float]] = {}
         self.stop = threading.Event()
         self.start_machine = psutil.cpu_times()
-        self.reniced: set[int] = set()
 
     def group(self, proc: psutil.Process) -> str:
         if proc.pid == self.server_pid:
@@ -221,20 +236,15 @@ class CpuWatch(threading.Thread):
                 known = self.seen.get(proc.pid)
                 group = known[0] if known else self.group(proc)
                 self.seen[proc.pid] = (group, proc, used)
-                if (
-                    group == "browsers"
-                    and self.browser_nice is not None
-                    and proc.pid not in self.reniced
-                ):
-                    proc.nice(max(proc.nice(), self.browser_nice))
-                    self.reniced.add(proc.pid)
+                if group == "browsers" and self.browser_nice is not None:
+                    renice_threads(proc.pid, self.browser_nice)
             except psutil.Error:
                 continue
 
     def run(self) -> None:
         while not self.stop.is_set():
             self.sample()
-            self.stop.wait(0.5)
+            self.stop.wait(0.25)
 
     def totals(self) -> dict[str, float]:
         """CPU seconds per group since the start (a process's last sample: one that ended
@@ -357,7 +367,12 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
         await context.close()
 
 
-async def run_sessions(url: str, files: dict, trainers: int, browsers: int) -> tuple[list, list]:
+async def run_sessions(
+    url: str, files: dict, trainers: int, browsers: int, deadline_s: float | None = None
+) -> tuple[list, list]:
+    """Runs the sessions; with ``deadline_s``, trainers not done by then are stopped (their
+    pages: recorded as unfinished; their jobs run on and are compared if done) and browsers
+    stop after their current round, so a locked run stays short."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -374,12 +389,28 @@ async def run_sessions(url: str, files: dict, trainers: int, browsers: int) -> t
                 for i in range(trainers)
             ]
 
-            def busy() -> bool:
-                return not all(t.done() for t in tasks)
+            started = time.perf_counter()
 
-            b_tasks = [browser_session(browser, url, files["upload"], busy, o) for o in b_out]
+            def busy() -> bool:
+                late = deadline_s is not None and time.perf_counter() - started > deadline_s
+                return not late and not all(t.done() for t in tasks)
+
+            b_tasks = [
+                asyncio.create_task(browser_session(browser, url, files["upload"], busy, o))
+                for o in b_out
+            ]
+            if deadline_s is not None:
+                await asyncio.wait(tasks, timeout=deadline_s)
+                for i, task in enumerate(tasks):
+                    if not task.done():
+                        task.cancel()
+                        t_out[i]["unfinished"] = True
             results = await asyncio.gather(*tasks, *b_tasks, return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
+            failures = [
+                r
+                for r in results
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+            ]
             if failures:
                 raise failures[0]
             return t_out, b_out
@@ -468,7 +499,9 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
     try:
         print(f"== {mode}: {args.trainers} trainers + {args.browsers} browsers", flush=True)
         start = time.perf_counter()
-        t_out, b_out = asyncio.run(run_sessions(url, files, args.trainers, args.browsers))
+        t_out, b_out = asyncio.run(
+            run_sessions(url, files, args.trainers, args.browsers, args.deadline_s)
+        )
         wall = time.perf_counter() - start
         watch.sample()
         cpu.sample()
@@ -504,13 +537,16 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         "upload_p95_s": p95(uploads),
         "segment_s": [o.get("segment_s") for o in t_out],
         "train_s": [o.get("train_s") for o in t_out],
+        "trainers_unfinished": sum(1 for o in t_out if o.get("unfinished")),
+        "deadline_s": args.deadline_s,
         "jobs": jobs,
         "job_run_p50_s": {
             kind: statistics.median([j["run_s"] for j in jobs if j["kind"] == kind and j["run_s"]])
             for kind in ("segmentation", "policy")
             if any(j["kind"] == kind and j["run_s"] for j in jobs)
         },
-        "jobs_failed": [j for j in jobs if j["status"] != "done"],
+        "jobs_failed": [j for j in jobs if j["status"] in ("failed", "cancelled")],
+        "jobs_unfinished": [j for j in jobs if j["status"] not in ("done", "failed", "cancelled")],
         "same_as_alone": {"compared": compared, "different": diffs},
         "cpu_s": cpu_s,
         "browser_nice": args.browser_nice,
@@ -559,7 +595,14 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             f"app server {c['server']:.0f}, job workers {c['workers']:.0f}, the load generator's "
             f"browsers (Chromium + Playwright) {c['browsers']:.0f}"
             + (f" (reniced to {r['browser_nice']})" if r["browser_nice"] is not None else "")
-            + f", everything else on the machine {c['everything_else']:.0f}.",
+            + f", everything else on the machine {c['everything_else']:.0f}."
+            + (
+                f" Sessions stopped after {r['deadline_s']:.0f} s: {r['trainers_unfinished']} "
+                f"trainer(s) not done, {len(r['jobs_unfinished'])} job(s) still queued or "
+                "running then (not failures; not compared)."
+                if r.get("deadline_s")
+                else ""
+            ),
         ]
     lines += [
         "",
@@ -600,6 +643,12 @@ def main() -> int:
         "--profile", type=Path, default=None, help="sample the server with py-spy into this folder"
     )
     parser.add_argument("--tag", default="", help="suffix of the results files")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=None,
+        help="stop the sessions after this many seconds (trainers not done: recorded)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
