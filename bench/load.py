@@ -135,10 +135,12 @@ def free_port() -> int:
 def start_server(workspace: Path, workers: int) -> tuple[str, subprocess.Popen]:
     port = free_port()
     env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1",
-               RETENTION_WORKERS=str(workers))  # fmt: skip
+               RETENTION_WORKERS=str(workers),
+               RETENTION_RUN_LOG=str(workspace / "runs.jsonl"))  # fmt: skip
     log = (workspace / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, str(ROOT / "bench" / "serve_timed.py"), "run", "app.py",
+         "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -421,6 +423,20 @@ async def run_sessions(
 # ----------------------------------------------------------------------------- one mode
 
 
+def difference(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """How two tables differ: shape, or the largest difference of a number, or other values."""
+    if a.shape != b.shape or list(a.columns) != list(b.columns):
+        return f"shape {a.shape} vs {b.shape}"
+    nums = a.select_dtypes("number").columns
+    worst = (
+        float(np.nanmax(np.abs(a[nums].to_numpy(float) - b[nums].to_numpy(float))))
+        if len(nums)
+        else 0.0
+    )
+    other = [c for c in a.columns if c not in nums and not a[c].equals(b[c])]
+    return f"largest number difference {worst:.3g}" + (f", other columns {other}" if other else "")
+
+
 def same_as_alone(folder: Path) -> tuple[int, list[str]]:
     """Compute every finished job's result again, alone and inline; the jobs compared and the
     differences found."""
@@ -441,7 +457,7 @@ def same_as_alone(folder: Path) -> tuple[int, list[str]]:
                 a, b = ws.load_run(job.run_id).artifacts, ws.load_run(alone).artifacts
                 for name in ("assignments", "labels", "map2d", "profile"):
                     if not a[name].equals(b[name]):
-                        diffs.append(f"{job.id} {name}")
+                        diffs.append(f"{job.id} {name}: {difference(a[name], b[name])}")
             else:
                 request = policy_request(job.settings["request"])
                 seg = ws.load_run(request.segmentation_run).artifacts["assignments"]
@@ -498,7 +514,7 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         )  # fmt: skip
     try:
         print(f"== {mode}: {args.trainers} trainers + {args.browsers} browsers", flush=True)
-        start = time.perf_counter()
+        start, sessions_start = time.perf_counter(), time.time()
         t_out, b_out = asyncio.run(
             run_sessions(url, files, args.trainers, args.browsers, args.deadline_s)
         )
@@ -521,6 +537,9 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
             group, p_, now = cpu.seen[pid]
             cpu.seen[pid] = (group, p_, now - used)
     cpu_s = cpu.totals()
+    runs_file = workspace / "runs.jsonl"
+    runs = [json.loads(x) for x in runs_file.read_text().splitlines()] if runs_file.exists() else []
+    full = [r for r in runs if not r["fragment"] and r["at"] >= sessions_start]
     log = (workspace / "server.log").read_text()
     jobs = job_times(workspace)
     compared, diffs = same_as_alone(workspace)
@@ -549,6 +568,11 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         "jobs_unfinished": [j for j in jobs if j["status"] not in ("done", "failed", "cancelled")],
         "same_as_alone": {"compared": compared, "different": diffs},
         "cpu_s": cpu_s,
+        "server_runs": len(full),
+        "server_run_p50_s": statistics.median([r["wall_s"] for r in full]) if full else None,
+        "server_run_p95_s": p95([r["wall_s"] for r in full]),
+        "server_run_cpu_p50_s": statistics.median([r["cpu_s"] for r in full]) if full else None,
+        "server_run_cpu_p95_s": p95([r["cpu_s"] for r in full]),
         "browser_nice": args.browser_nice,
         "server_peak_mb": watch.server,
         "worker_peak_mb": sorted(watch.children.values(), reverse=True),
@@ -596,6 +620,15 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             f"browsers (Chromium + Playwright) {c['browsers']:.0f}"
             + (f" (reniced to {r['browser_nice']})" if r["browser_nice"] is not None else "")
             + f", everything else on the machine {c['everything_else']:.0f}."
+            + (
+                f" The server's page runs (all sessions, job-progress polls left out; the time "
+                f"the server spends on a page, apart from the browser drawing it): "
+                f"{r['server_runs']} runs, p50 {r['server_run_p50_s']:.2f} s, p95 "
+                f"{r['server_run_p95_s']:.2f} s (of which the script thread's own CPU: p50 "
+                f"{r['server_run_cpu_p50_s']:.2f} s, p95 {r['server_run_cpu_p95_s']:.2f} s)."
+                if r.get("server_runs")
+                else ""
+            )
             + (
                 f" Sessions stopped after {r['deadline_s']:.0f} s: {r['trainers_unfinished']} "
                 f"trainer(s) not done, {len(r['jobs_unfinished'])} job(s) still queued or "
