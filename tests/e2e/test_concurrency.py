@@ -18,6 +18,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,6 +106,35 @@ async def _nav(page, title: str) -> None:
     await page.locator("[data-testid='stSidebarNavLink']", has_text=title).first.click()
     await page.wait_for_url(f"**/{title.lower()}*")
     await _idle(page)
+
+
+class _KeepBrowsersAtOurPriority(threading.Thread):
+    """Keeps every thread of this test's browsers at the test's own CPU priority (its nice).
+
+    Chromium, run as root, sets its own priorities as it goes (its main process to -8, each
+    renderer back to 0), so under ``nice -n 15`` the ten browsers, which stand for the users'
+    own computers, outranked the niced app server they load by a factor of ~28 and starved it
+    (issue 22: a first page open over 300 s). Linux's nice is per thread, so every thread is
+    set, again at every pass."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.nice = os.nice(0)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self.stop.is_set():
+            for proc in me.children(recursive=True):
+                try:
+                    if "chrom" not in proc.name():
+                        continue
+                    for tid in os.listdir(f"/proc/{proc.pid}/task"):
+                        if os.getpriority(os.PRIO_PROCESS, int(tid)) < self.nice:
+                            os.setpriority(os.PRIO_PROCESS, int(tid), self.nice)
+                except (OSError, psutil.Error):
+                    continue
+            self.stop.wait(0.25)
 
 
 def _server_stacks(pid: int, path: Path) -> str:
@@ -250,12 +280,16 @@ def test_ten_sessions_at_once(server, tmp_path):
     files = [_write_dataset(tmp_path, i) for i in range(SESSIONS)]
     times: list[tuple[str, float]] = []
     start = time.perf_counter()
+    keeper = _KeepBrowsersAtOurPriority()
+    keeper.start()
     try:
         results = asyncio.run(_all_sessions(url, files, times, proc.pid))
     except BaseException:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # the server's side of a failure
         shutil.copy(workspace / "server.log", SCREENSHOTS / "concurrency_server.log")
         raise
+    finally:
+        keeper.stop.set()
     wall = time.perf_counter() - start
     peak_mb = _rss_peak_kb(proc.pid) / 1024
     workers_mb = [_rss_peak_kb(child.pid) / 1024 for child in psutil.Process(proc.pid).children()]
