@@ -234,7 +234,7 @@ class CpuWatch(threading.Thread):
             return
         for proc in procs:
             try:
-                used = sum(proc.cpu_times()[:4])
+                used = sum(proc.cpu_times()[:2])  # user + system, not its reaped children
                 known = self.seen.get(proc.pid)
                 group = known[0] if known else self.group(proc)
                 self.seen[proc.pid] = (group, proc, used)
