@@ -135,10 +135,12 @@ def free_port() -> int:
 def start_server(workspace: Path, workers: int) -> tuple[str, subprocess.Popen]:
     port = free_port()
     env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1",
-               RETENTION_WORKERS=str(workers))  # fmt: skip
+               RETENTION_WORKERS=str(workers),
+               RETENTION_RUN_LOG=str(workspace / "runs.jsonl"))  # fmt: skip
     log = (workspace / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, str(ROOT / "bench" / "serve_timed.py"), "run", "app.py",
+         "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -179,6 +181,89 @@ class MemoryWatch(threading.Thread):
             return
         for kid in kids:
             self.children[kid.pid] = max(self.children.get(kid.pid, 0.0), peak_mb(kid.pid))
+
+
+def renice_threads(pid: int, nice: int) -> None:
+    """Every thread of process ``pid`` to at least ``nice``. Linux's nice is per thread, and
+    Chromium (run as root here) sets its own threads' and renderers' priorities as it goes
+    (renderers back to 0, its main process to -8), so this is repeated at every sample."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:
+            continue
+
+
+class CpuWatch(threading.Thread):
+    """CPU seconds used during the sessions, by who: the app server, its job workers (its child
+    processes), the load generator's browsers (Chromium and Playwright's driver: on a real
+    server they run on the users' own machines) and everything else on the machine (other
+    people's work). With ``browser_nice`` the browsers are reniced as they appear (Chromium
+    sets its own priorities, see :func:`renice_threads`)."""
+
+    def __init__(self, server_pid: int, browser_nice: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.server_pid, self.browser_nice = server_pid, browser_nice
+        self.seen: dict[int, tuple[str, psutil.Process, float]] = {}
+        self.stop = threading.Event()
+        self.start_machine = psutil.cpu_times()
+
+    def group(self, proc: psutil.Process) -> str:
+        if proc.pid == self.server_pid:
+            return "server"
+        try:
+            parents = {p.pid for p in proc.parents()}
+        except psutil.Error:
+            return "other"
+        if self.server_pid in parents:
+            return "workers"
+        if os.getpid() in parents:
+            return "browsers"
+        return "other"
+
+    def sample(self) -> None:
+        me = psutil.Process(os.getpid())
+        try:
+            procs = [psutil.Process(self.server_pid), *me.children(recursive=True)]
+        except psutil.Error:
+            return
+        for proc in procs:
+            try:
+                used = sum(proc.cpu_times()[:2])  # user + system, not its reaped children
+                known = self.seen.get(proc.pid)
+                group = known[0] if known else self.group(proc)
+                self.seen[proc.pid] = (group, proc, used)
+                if group == "browsers" and self.browser_nice is not None:
+                    renice_threads(proc.pid, self.browser_nice)
+            except psutil.Error:
+                continue
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(0.25)
+
+    def totals(self) -> dict[str, float]:
+        """CPU seconds per group since the start (a process's last sample: one that ended
+        between samples loses at most half a second)."""
+        out = {"server": 0.0, "workers": 0.0, "browsers": 0.0}
+        for group, _, used in self.seen.values():
+            if group in out:
+                out[group] += used
+        now = psutil.cpu_times()
+        busy = sum(now[:3]) - sum(self.start_machine[:3])  # user + nice + system
+        if hasattr(now, "irq"):
+            busy += now.irq + now.softirq - self.start_machine.irq - self.start_machine.softirq
+        out["machine"] = busy
+        out["everything_else"] = max(
+            0.0, busy - sum(out[g] for g in ("server", "workers", "browsers"))
+        )
+        return out
 
 
 # ----------------------------------------------------------------------------- sessions
@@ -284,7 +369,12 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
         await context.close()
 
 
-async def run_sessions(url: str, files: dict, trainers: int, browsers: int) -> tuple[list, list]:
+async def run_sessions(
+    url: str, files: dict, trainers: int, browsers: int, deadline_s: float | None = None
+) -> tuple[list, list]:
+    """Runs the sessions; with ``deadline_s``, trainers not done by then are stopped (their
+    pages: recorded as unfinished; their jobs run on and are compared if done) and browsers
+    stop after their current round, so a locked run stays short."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -301,12 +391,28 @@ async def run_sessions(url: str, files: dict, trainers: int, browsers: int) -> t
                 for i in range(trainers)
             ]
 
-            def busy() -> bool:
-                return not all(t.done() for t in tasks)
+            started = time.perf_counter()
 
-            b_tasks = [browser_session(browser, url, files["upload"], busy, o) for o in b_out]
+            def busy() -> bool:
+                late = deadline_s is not None and time.perf_counter() - started > deadline_s
+                return not late and not all(t.done() for t in tasks)
+
+            b_tasks = [
+                asyncio.create_task(browser_session(browser, url, files["upload"], busy, o))
+                for o in b_out
+            ]
+            if deadline_s is not None:
+                await asyncio.wait(tasks, timeout=deadline_s)
+                for i, task in enumerate(tasks):
+                    if not task.done():
+                        task.cancel()
+                        t_out[i]["unfinished"] = True
             results = await asyncio.gather(*tasks, *b_tasks, return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
+            failures = [
+                r
+                for r in results
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+            ]
             if failures:
                 raise failures[0]
             return t_out, b_out
@@ -315,6 +421,20 @@ async def run_sessions(url: str, files: dict, trainers: int, browsers: int) -> t
 
 
 # ----------------------------------------------------------------------------- one mode
+
+
+def difference(a: pd.DataFrame, b: pd.DataFrame) -> str:
+    """How two tables differ: shape, or the largest difference of a number, or other values."""
+    if a.shape != b.shape or list(a.columns) != list(b.columns):
+        return f"shape {a.shape} vs {b.shape}"
+    nums = a.select_dtypes("number").columns
+    worst = (
+        float(np.nanmax(np.abs(a[nums].to_numpy(float) - b[nums].to_numpy(float))))
+        if len(nums)
+        else 0.0
+    )
+    other = [c for c in a.columns if c not in nums and not a[c].equals(b[c])]
+    return f"largest number difference {worst:.3g}" + (f", other columns {other}" if other else "")
 
 
 def same_as_alone(folder: Path) -> tuple[int, list[str]]:
@@ -337,7 +457,7 @@ def same_as_alone(folder: Path) -> tuple[int, list[str]]:
                 a, b = ws.load_run(job.run_id).artifacts, ws.load_run(alone).artifacts
                 for name in ("assignments", "labels", "map2d", "profile"):
                     if not a[name].equals(b[name]):
-                        diffs.append(f"{job.id} {name}")
+                        diffs.append(f"{job.id} {name}: {difference(a[name], b[name])}")
             else:
                 request = policy_request(job.settings["request"])
                 seg = ws.load_run(request.segmentation_run).artifacts["assignments"]
@@ -379,19 +499,47 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
     url, proc = start_server(workspace, 1 if mode == "workers" else 0)
     watch = MemoryWatch(proc.pid)
     watch.start()
+    cpu = CpuWatch(proc.pid, args.browser_nice)
+    cpu.sample()
+    base_cpu = {pid: used for pid, (_, _, used) in cpu.seen.items()}
+    cpu.start()
+    spy = None
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
+             "--rate", "50", "--nonblocking", "--format", "raw", "--threads",
+             "--output", str(args.profile / f"server_{mode}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         print(f"== {mode}: {args.trainers} trainers + {args.browsers} browsers", flush=True)
-        start = time.perf_counter()
-        t_out, b_out = asyncio.run(run_sessions(url, files, args.trainers, args.browsers))
+        start, sessions_start = time.perf_counter(), time.time()
+        t_out, b_out = asyncio.run(
+            run_sessions(url, files, args.trainers, args.browsers, args.deadline_s)
+        )
         wall = time.perf_counter() - start
         watch.sample()
+        cpu.sample()
     finally:
         watch.stop.set()
+        cpu.stop.set()
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its samples and ends
+            spy.wait(timeout=60)
         proc.terminate()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+    for pid, used in base_cpu.items():  # only what the sessions used
+        if pid in cpu.seen:
+            group, p_, now = cpu.seen[pid]
+            cpu.seen[pid] = (group, p_, now - used)
+    cpu_s = cpu.totals()
+    runs_file = workspace / "runs.jsonl"
+    runs = [json.loads(x) for x in runs_file.read_text().splitlines()] if runs_file.exists() else []
+    full = [r for r in runs if not r["fragment"] and r["at"] >= sessions_start]
     log = (workspace / "server.log").read_text()
     jobs = job_times(workspace)
     compared, diffs = same_as_alone(workspace)
@@ -408,14 +556,24 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         "upload_p95_s": p95(uploads),
         "segment_s": [o.get("segment_s") for o in t_out],
         "train_s": [o.get("train_s") for o in t_out],
+        "trainers_unfinished": sum(1 for o in t_out if o.get("unfinished")),
+        "deadline_s": args.deadline_s,
         "jobs": jobs,
         "job_run_p50_s": {
             kind: statistics.median([j["run_s"] for j in jobs if j["kind"] == kind and j["run_s"]])
             for kind in ("segmentation", "policy")
             if any(j["kind"] == kind and j["run_s"] for j in jobs)
         },
-        "jobs_failed": [j for j in jobs if j["status"] != "done"],
+        "jobs_failed": [j for j in jobs if j["status"] in ("failed", "cancelled")],
+        "jobs_unfinished": [j for j in jobs if j["status"] not in ("done", "failed", "cancelled")],
         "same_as_alone": {"compared": compared, "different": diffs},
+        "cpu_s": cpu_s,
+        "server_runs": len(full),
+        "server_run_p50_s": statistics.median([r["wall_s"] for r in full]) if full else None,
+        "server_run_p95_s": p95([r["wall_s"] for r in full]),
+        "server_run_cpu_p50_s": statistics.median([r["cpu_s"] for r in full]) if full else None,
+        "server_run_cpu_p95_s": p95([r["cpu_s"] for r in full]),
+        "browser_nice": args.browser_nice,
         "server_peak_mb": watch.server,
         "worker_peak_mb": sorted(watch.children.values(), reverse=True),
         "errors": [e for o in b_out for e in o["errors"]]
@@ -452,6 +610,33 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             f"| {workers} | {same['compared'] - len(same['different'])}/{same['compared']} "
             f"| {len(r['jobs_failed'])} | {len(r['errors'])} |"
         )
+    for r in results:
+        c = r["cpu_s"]
+        lines += [
+            "",
+            f"CPU seconds during the {r['mode']} sessions ({r['wall_s']:.0f} s wall, "
+            f"{os.cpu_count()} cores = {r['wall_s'] * (os.cpu_count() or 1):.0f} core-seconds): "
+            f"app server {c['server']:.0f}, job workers {c['workers']:.0f}, the load generator's "
+            f"browsers (Chromium + Playwright) {c['browsers']:.0f}"
+            + (f" (reniced to {r['browser_nice']})" if r["browser_nice"] is not None else "")
+            + f", everything else on the machine {c['everything_else']:.0f}."
+            + (
+                f" The server's page runs (all sessions, job-progress polls left out; the time "
+                f"the server spends on a page, apart from the browser drawing it): "
+                f"{r['server_runs']} runs, p50 {r['server_run_p50_s']:.2f} s, p95 "
+                f"{r['server_run_p95_s']:.2f} s (of which the script thread's own CPU: p50 "
+                f"{r['server_run_cpu_p50_s']:.2f} s, p95 {r['server_run_cpu_p95_s']:.2f} s)."
+                if r.get("server_runs")
+                else ""
+            )
+            + (
+                f" Sessions stopped after {r['deadline_s']:.0f} s: {r['trainers_unfinished']} "
+                f"trainer(s) not done, {len(r['jobs_unfinished'])} job(s) still queued or "
+                "running then (not failures; not compared)."
+                if r.get("deadline_s")
+                else ""
+            ),
+        ]
     lines += [
         "",
         "*workers*: jobs run in a worker process (`RETENTION_WORKERS=1`, the default); *inline*: "
@@ -481,6 +666,22 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--upload-mb", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="2 + 2 sessions, small files")
+    parser.add_argument(
+        "--browser-nice",
+        type=int,
+        default=None,
+        help="run the load generator's Chromium processes at this nice level (19: lowest)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="sample the server with py-spy into this folder"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the results files")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=None,
+        help="stop the sessions after this many seconds (trainers not done: recorded)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
@@ -497,7 +698,7 @@ def main() -> int:
             results[-1]["load_average_after"] = os.getloadavg()
             results[-1]["command"] = " ".join(sys.argv)
             print(json.dumps({k: v for k, v in results[-1].items() if k != "jobs"}, default=str))
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"load{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (RESULTS / f"load{suffix}.md").write_text(markdown(results, args))
