@@ -210,11 +210,14 @@ def _batch_update(
     target: np.ndarray,
     alive: np.ndarray,
     rate: tuple[float, float, float],
+    everyone: bool | None = None,
 ) -> int:
     """One step of every simulated user at once: each visited state-action moves toward the mean
     of its users' targets (users who already churned are left out), at the visit-count rate.
-    Updates ``q_flat`` and ``visits`` in place; returns how many users stepped."""
-    everyone = alive.all()
+    Updates ``q_flat`` and ``visits`` in place; returns how many users stepped. ``everyone``:
+    whether every user is still alive, when the caller knows."""
+    if everyone is None:
+        everyone = bool(alive.all())
     idx = sa if everyone else sa[alive]
     cnt = np.bincount(idx, minlength=q_flat.size)
     tot = np.bincount(idx, weights=target if everyone else target[alive], minlength=q_flat.size)
@@ -416,33 +419,46 @@ class QLearner:
         q_mean, n_mean = np.zeros((n_s, n_a)), 0
         rows: list[tuple] = []
         steps = 0
+        # Issue 19: the same arithmetic in fewer passes over the users. The tables are read
+        # through one flat index per step ((s, a) row and drawn column together), and each
+        # step's two uniform draws (the transition's and the next action's) come from one call:
+        # the generator's stream is sequential, so ``random(2n)`` is ``random(n)`` twice.
+        prob_flat, alias_flat, rewards_flat = prob.ravel(), alias.ravel(), rewards.ravel()
+        choose = self._choose
+        is_q = self.algorithm == "q"
         t0 = time.perf_counter()
         for episode in range(self.episodes):
             eps = self.schedule(episode)
-            s = np.searchsorted(start_cum, rng.random(n), side="right")
+            draws = rng.random(2 * n)
+            s = np.searchsorted(start_cum, draws[:n], side="right")
             alive = np.ones(n, bool)
+            everyone = True
             ret = np.zeros(n)
             disc = 1.0
-            a = self._choose(np.argmax(q, axis=1), s, eps, n_a, rng)
+            a = choose(np.argmax(q, axis=1), s, eps, n_a, rng, draws[n:])
             for _ in range(self.horizon):
                 sa = s * n_a + a
-                u = rng.random(n) * n_s
+                draws = rng.random(2 * n)
+                u = draws[:n] * n_s
                 j = np.minimum(u.astype(np.intp), n_s - 1)
-                s2 = np.where(u - j < prob[sa, j], j, alias[sa, j])
-                r = rewards[sa, s2]
+                cell = sa * n_s + j
+                s2 = np.where(u - j < prob_flat[cell], j, alias_flat[cell])
+                r = rewards_flat[sa * n_s + s2]
                 done = terminal[s2]
-                a2 = self._choose(np.argmax(q, axis=1), s2, eps, n_a, rng)
-                boot = q.max(axis=1)[s2] if self.algorithm == "q" else q[s2, a2]
+                a2 = choose(np.argmax(q, axis=1), s2, eps, n_a, rng, draws[n:])
+                boot = q.max(axis=1)[s2] if is_q else q[s2, a2]
                 target = r + g * np.where(done, 0.0, boot)
-                steps += _batch_update(q_flat, visits, sa, target, alive, rate)
+                steps += _batch_update(q_flat, visits, sa, target, alive, rate, everyone)
                 if episode >= average_start:
                     n_mean += 1
                     q_mean += (q - q_mean) / n_mean
-                ret += disc * r * alive
+                ret += disc * r * alive if not everyone else disc * r
                 disc *= g
-                alive &= ~done
-                if not alive.any():
-                    break
+                if done.any():
+                    alive &= ~done
+                    everyone = False
+                    if not alive.any():
+                        break
                 s, a = s2, a2
             last = episode == self.episodes - 1
             if episode % every == 0 or last:
@@ -469,11 +485,18 @@ class QLearner:
 
     @staticmethod
     def _choose(
-        greedy: np.ndarray, s: np.ndarray, eps: float, n_actions: int, rng: np.random.Generator
+        greedy: np.ndarray,
+        s: np.ndarray,
+        eps: float,
+        n_actions: int,
+        rng: np.random.Generator,
+        u: np.ndarray | None = None,
     ) -> np.ndarray:
         """Epsilon-greedy from one uniform draw per user: below ``eps`` it also picks the random
-        action (``u / eps`` is uniform on [0, 1) then)."""
-        u = rng.random(len(s))
+        action (``u / eps`` is uniform on [0, 1) then). ``u``: the draws, when the caller took
+        them already (else they are drawn from ``rng`` here)."""
+        if u is None:
+            u = rng.random(len(s))
         explore = u < eps
         random_action = np.minimum(
             (u / max(eps, 1e-300) * n_actions).astype(np.intp), n_actions - 1

@@ -109,6 +109,22 @@ def test_onnx_path_is_exported_locally_and_gives_the_fp32_vectors(tmp_path, monk
     assert onnx.embed([]).shape == (0, 384)
 
 
+def test_onnx_batches_side_by_side_give_the_same_vectors_to_the_bit(monkeypatch):
+    """Issue 19: the ONNX path runs one batch per CPU at once on a one-thread session; the
+    vectors are exactly those of one batch after another, in the input order, with the
+    progress counting up to every text."""
+    pytest.importorskip("onnxruntime")
+    texts = [*MIXED, *(f"{w} mug no {i}" for i, w in enumerate(["red", "blue", "big"] * 5))]
+    one = SentenceTransformerEmbedder(backend="onnx", batch_size=2, threads=1)
+    if one.onnx_session() is None:
+        pytest.skip("the model cannot take the ONNX path here")
+    seen: list[float] = []
+    side_by_side = SentenceTransformerEmbedder(backend="onnx", batch_size=2, threads=3)
+    vectors = side_by_side.embed(texts, progress=lambda f, m: seen.append(f))
+    assert np.array_equal(vectors, one.embed(texts))
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+
+
 def test_without_onnx_runtime_the_default_runs_on_torch(monkeypatch, fp32):
     import retention.embeddings as emb
 
