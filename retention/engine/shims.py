@@ -3,6 +3,20 @@ SQLGlot's ``duckdb -> spark`` translation does not compute the way DuckDB does (
 
 Each transform says which DuckDB construct it handles and why. :func:`apply` runs them all on a
 parsed DuckDB statement (parameters already inlined), before it is written as Spark SQL.
+
+Translated by SQLGlot itself, checked by ``tests/spark/test_sql_translate.py``: ``//`` (Spark
+``DIV``, both truncate), ``unnest(range(n))`` (``EXPLODE(SEQUENCE(...))``), ``QUALIFY`` (a
+filtered subquery), ``GROUP BY ALL``, ``FILTER (WHERE ...)``, ``median``, DuckDB's NULLS LAST
+ordering, quoted identifiers.
+
+Not the same on both engines, by design (no shim can make them so):
+
+* ``approx_count_distinct`` — each engine's own HyperLogLog; estimates differ slightly. The
+  library uses it only for thresholds (``periods.typical_gaps`` samples users above 100,000,
+  ``cohorts.categorical_columns`` keeps columns of 2 to a few dozen values, exact on both).
+* ``hash()`` — DuckDB's and Spark's hash functions differ, so ``typical_gaps``'s sample of
+  users above 100,000 users is another sample on Spark: the automatic period choice may then
+  differ where two periods are nearly tied. Pass the period explicitly for identical runs.
 """
 
 from __future__ import annotations
