@@ -229,7 +229,7 @@ class SparkResult:
 
     def df(self) -> pd.DataFrame:
         """The result as pandas with DuckDB ``df()``'s dtypes: int32/int64 (nullable Int32/Int64
-        when NULLs), float64 for doubles, decimals and sums of integers (DuckDB's HUGEINT),
+        when NULLs), bool (nullable ``boolean`` when NULLs), float64 for doubles, decimals and sums of integers (DuckDB's HUGEINT),
         datetime64[us] for timestamps and dates, categoricals for ENUM columns, object strings."""
         fields = self._frame.schema.fields
         out = self._ntz().toPandas()
@@ -247,6 +247,8 @@ class SparkResult:
                     series = series.astype(_INT_DTYPES[kind].capitalize())
                 else:
                     series = series.astype(_INT_DTYPES[kind])
+            elif kind == "boolean" and series.dtype == object:  # NULLs among them
+                series = series.astype("boolean")
             elif kind.startswith("decimal"):
                 series = series.astype("float64")
             elif kind in ("timestamp", "timestamp_ntz", "date"):

@@ -50,6 +50,15 @@ def test_campaign_periods_current_stages_and_counts_are_the_same(engines, spark,
             "THEN avg(propensity) END AS propensity FROM campaigns GROUP BY 1"
         )
         assert_same_frame(con.execute(sql).df(), cur.execute(sql).df(), sort=True, what="actions")
+        # pandas dtypes of NULL-able results: booleans, integers, text, dates.
+        sql = (
+            "SELECT CASE WHEN propensity > 0.5 THEN propensity > 0.7 END AS b, "
+            "CASE WHEN propensity > 0.5 THEN CAST(floor(propensity * 10) AS INTEGER) END AS i, "
+            "CASE WHEN propensity > 0.5 THEN action END AS s, CAST(ts AS DATE) AS d, "
+            "NULL AS z FROM campaigns ORDER BY ts, propensity"
+        )
+        assert_same_frame(con.execute(sql).df(), cur.execute(sql).df(), what="NULL-able dtypes")
+        assert cur.execute(sql).fetchall() == con.execute(sql).fetchall()
     finally:
         con.unregister("campaigns")
         cur.unregister("campaigns")
