@@ -147,7 +147,7 @@ def _read_local_file(spark: Any, path: Path, source: Any) -> Any:
                 "input is a CSV or Parquet file, a Parquet folder or a Spark table.",
                 cli_hint=f"Save it as CSV or Parquet, {USE_DUCKDB}.",
             )
-        if delimiter in (None, "whitespace"):
+        if not is_parquet and delimiter in (None, "whitespace"):
             raise InputError(
                 f"'{path.name}' is separated by spaces, which Spark's CSV reader cannot split.",
                 cli_hint=f"Save it with commas, semicolons or tabs, {USE_DUCKDB}.",

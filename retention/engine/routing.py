@@ -271,3 +271,26 @@ def spark_dataset(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
     that need the raw events say so instead of showing an empty table."""
     engine = (report or {}).get("engine")
     return engine if isinstance(engine, dict) and engine.get("name") == "spark" else None
+
+
+def spark_events_note(report: Mapping[str, Any] | None, *, needs_events: bool) -> str | None:
+    """What an app page says about a dataset whose events live in Spark (None for any other):
+    the page cannot read the events, and how to get results for them."""
+    engine = spark_dataset(report)
+    if engine is None:
+        return None
+    where = f"{engine.get('source_kind', 'input')} {engine.get('source', '')}".strip()
+    first = (
+        f"This dataset's events live in Spark ({where}, Spark master "
+        f"{engine.get('master', 'local[*]')}), not in this workspace, so the app cannot read them."
+    )
+    if needs_events:
+        return (
+            f"{first} This page works from the events themselves. Run the command line with "
+            "--engine spark to compute results on Spark, or add the file on the Data page to "
+            "work with it here."
+        )
+    return (
+        f"{first} The segments, policy and strategies computed by the command line are shown; "
+        "views that need the events themselves (user details, new runs) are empty here."
+    )
