@@ -45,7 +45,8 @@ def _reasons(ws_folder: Path, dataset_id: str) -> tuple[dict, list]:
     ws = Workspace(ws_folder)
     try:
         info = ws.dataset(dataset_id)
-        rows = ws.cursor().execute(f"SELECT count(*) FROM {ws.table(dataset_id, 'events')}")
+        table = ws.table(dataset_id, "events")
+        rows = ws.cursor().execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - quoted name
         stored = rows.fetchone()[0]
     finally:
         ws.close()
