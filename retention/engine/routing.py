@@ -291,6 +291,6 @@ def spark_events_note(report: Mapping[str, Any] | None, *, needs_events: bool) -
             "work with it here."
         )
     return (
-        f"{first} The segments, policy and strategies computed by the command line are shown; "
-        "views that need the events themselves (user details, new runs) are empty here."
+        f"{first} The segments and policy computed by the command line are shown; what needs "
+        "the events themselves (strategies per user, new runs) cannot be computed here."
     )

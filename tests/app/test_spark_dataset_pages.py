@@ -45,6 +45,7 @@ def _texts(at) -> str:
     [
         ("pages/3_retention.py", True),
         ("pages/6_test.py", True),
+        ("pages/5_strategies.py", True),
         ("pages/2_segments.py", False),
     ],
 )
