@@ -286,11 +286,11 @@ def spark_events_note(report: Mapping[str, Any] | None, *, needs_events: bool) -
     )
     if needs_events:
         return (
-            f"{first} This page works from the events themselves. Run the command line with "
-            "--engine spark to compute results on Spark, or add the file on the Data page to "
-            "work with it here."
+            f"{first} This page works from the events themselves. The results of the Spark run "
+            "are in its outputs (report.html, strategies.csv, user_segments.csv); to explore "
+            "them here, add the data on the Data page or run the command with --engine duckdb."
         )
     return (
-        f"{first} The segments and policy computed by the command line are shown; what needs "
-        "the events themselves (strategies per user, new runs) cannot be computed here."
+        f"{first} The policy computed by the command line is shown; what needs the events "
+        "themselves (segments, strategies per user, new runs) cannot be computed here."
     )

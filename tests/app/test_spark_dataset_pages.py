@@ -46,7 +46,8 @@ def _texts(at) -> str:
         ("pages/3_retention.py", True),
         ("pages/6_test.py", True),
         ("pages/5_strategies.py", True),
-        ("pages/2_segments.py", False),
+        ("pages/2_segments.py", True),
+        ("pages/4_policy.py", False),
     ],
 )
 def test_pages_say_the_events_live_in_spark(spark_dataset, page, stops):
