@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         "step and percent (for logs and scripts), 'none' nothing (default: auto)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress on stderr (--progress none)")
+    from retention.engine.options import add_engine_options
+
+    add_engine_options(run)  # issue 15: --engine duckdb|spark, --spark-master URL
     from retention.settings import add_arguments as add_settings
 
     add_settings(run)  # --settings FILE.toml and every setting of the app, grouped by page
@@ -213,7 +216,12 @@ def _check_options(args: argparse.Namespace) -> None:
         _readable(args.settings, "Check the path given to --settings.")
     if getattr(args, "lift_table", None) is not None:
         _readable(args.lift_table, "Check the path given to --lift-table.")
-    _readable(args.input, "Check the path of the input file.")
+    if getattr(args, "engine", None) == "spark":  # a file, a Parquet folder or a table name
+        from retention.engine.inputs import classify
+
+        classify(str(args.input))
+    else:
+        _readable(args.input, "Check the path of the input file.")
     if args.campaigns is not None:
         _readable(args.campaigns, "Check the path given to --campaigns.")
     if args.out.exists() and not args.out.is_dir():
@@ -433,8 +441,10 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
     from retention.backup import remove_stale_staging, staging_folder
     from retention.command_cache import run_or_reuse  # issue 19: an identical rerun reopens
     from retention.config import PipelineConfig
+    from retention.engine.options import resolve_engine
     from retention.settings import resolve as resolve_settings
 
+    resolve_engine(args)  # --engine over $RETENTION_ENGINE over duckdb
     _check_options(args)
     config = PipelineConfig.from_settings(
         resolve_settings(args),  # the flags over the --settings file over the defaults
@@ -442,6 +452,8 @@ def _run(args: argparse.Namespace, progress: _Progress) -> None:
         campaigns=args.campaigns,
         overrides=dict(args.map),
         workspace=args.workspace,
+        engine=args.engine,
+        spark_master=args.spark_master,
     )
     out = args.out.resolve()
     remove_stale_staging(out)

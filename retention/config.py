@@ -81,6 +81,10 @@ class PipelineConfig:
     prior_strength: float | None = None
     #: Assumed lift per action (no campaign log); its actions are the ones considered.
     lift: dict[str, float] | None = None
+    #: Where the aggregation steps run (issue 15): "duckdb" (embedded) or "spark".
+    engine: str = "duckdb"
+    #: The Spark master URL with ``engine="spark"`` (``sc://...``: Spark Connect).
+    spark_master: str = "local[*]"
 
     @classmethod
     def from_settings(cls, values: Mapping[str, Any], **given: Any) -> PipelineConfig:
@@ -132,6 +136,13 @@ class PipelineConfig:
             raise InputError(
                 "--algorithm batch learns only from a campaign log: give one with --campaigns, "
                 "or use q or sarsa."
+            )
+        if self.engine not in ("duckdb", "spark"):
+            raise InputError(f"Unknown engine {self.engine!r}: use duckdb or spark.")
+        if self.engine == "spark" and self.campaigns is not None:
+            raise InputError(
+                "--campaigns is not read on Spark yet: run a campaign log with --engine duckdb "
+                "(the default)."
             )
         if self.lift and self.campaigns is not None:
             raise InputError(

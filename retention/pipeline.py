@@ -50,20 +50,32 @@ def run_pipeline(
     timer = StepTimer()
     say = progress or (lambda f, m: None)
     share_user_facts()  # issue 19: one per-user pass for segments, retention and stages
+    spark = None  # issue 15: with --engine spark the events stay in Spark (retention.engine)
     with timer.step("ingest"):
         say(0.0, "Reading the data")
-        # A local file on the command line is not an upload: no upload size limit.
-        prepared = ingest(
-            config.input,
-            campaigns_path=config.campaigns,
-            overrides=config.overrides,
-            max_bytes=LOCAL_FILE_BYTES,
-            campaign_timing=config.campaign_timing,
-        )
+        if config.engine == "spark":
+            from retention.engine.routing import spark_ingest
 
-    ws = Workspace(config.workspace)
+            spark, prepared = spark_ingest(config)
+        else:
+            # A local file on the command line is not an upload: no upload size limit.
+            prepared = ingest(
+                config.input,
+                campaigns_path=config.campaigns,
+                overrides=config.overrides,
+                max_bytes=LOCAL_FILE_BYTES,
+                campaign_timing=config.campaign_timing,
+            )
+
+    ws = _workspace(config, spark)
     with timer.step("store"):
-        dataset_id = store_dataset(ws, prepared, Path(config.input).name)
+        if spark is None:
+            dataset_id = store_dataset(ws, prepared, Path(config.input).name)
+        else:
+            from retention.engine.routing import store_spark_dataset
+
+            name = Path(str(config.input)).name
+            dataset_id = store_spark_dataset(ws, prepared, name, config.spark_master)
     con = ws.cursor()
     events_ref = (
         ws.table(dataset_id, "events") if ws.dataset(dataset_id).shape == "events" else None
@@ -87,7 +99,13 @@ def run_pipeline(
         with timer.step("retention"):
             say(0.58, "Computing retention curves")
             retention_block, survival, analyses = _retention(
-                con, events_ref, period, config.churn_after, segmentation.assignments, names
+                con,
+                events_ref,
+                period,
+                config.churn_after,
+                segmentation.assignments,
+                names,
+                analyses_wanted=spark is None,
             )
     else:
         retention_block["note"] = "A campaign snapshot has no event times: no retention curves."
@@ -115,6 +133,11 @@ def run_pipeline(
     summary = _summary(
         config, prepared, period, segmentation, names, retention_block, policy, workspace_ids
     )
+    if spark is not None:  # where the events live, and which steps ran in Spark
+        from retention.engine.routing import engine_record
+
+        summary["engine"] = {**engine_record(prepared, config.spark_master),
+                             "queries": dict(getattr(con, "counts", {}))}  # fmt: skip
     if config.campaigns is not None:  # SPEC §8: the log read as an experiment
         summary["experiment"] = _experiment(con, ws.table(dataset_id, "campaigns"), policy)
     with timer.step("report"):
@@ -122,7 +145,7 @@ def run_pipeline(
         seg_settings = ws.load_run(seg_run, artifacts=False).settings
         html_text = make_report(
             title=f"Retention report: {Path(config.input).name}",
-            facts=_facts(config, prepared, period, seg_settings, policy),
+            facts=_facts(config, prepared, period, seg_settings, policy, spark is not None),
             segmentation=segmentation,
             names=names,
             survival=survival,
@@ -140,6 +163,16 @@ def run_pipeline(
     return summary
 
 
+def _workspace(config: PipelineConfig, spark: Any) -> Workspace:
+    """The workspace; with Spark, one whose cursors send queries over Spark-resident events
+    to Spark (:mod:`retention.engine.routing`)."""
+    if spark is None:
+        return Workspace(config.workspace)
+    from retention.engine.routing import RoutedWorkspace
+
+    return RoutedWorkspace(config.workspace, spark)
+
+
 def _retention(
     con: duckdb.DuckDBPyConnection,
     events_ref: str,
@@ -147,10 +180,14 @@ def _retention(
     churn_after: int,
     assignments: pd.DataFrame,
     names: Mapping[int, str],
+    *,
+    analyses_wanted: bool = True,
 ) -> tuple[dict[str, Any], Any, Any]:
     """The summary's retention block, the Kaplan–Meier curves by segment (one pass over the
     users' churn durations, shared by both) and the retention analyses by segment (retention,
-    revenue retention and LTV lines; ``retention.analyses`` in the summary)."""
+    revenue retention and LTV lines; ``retention.analyses`` in the summary). Without
+    ``analyses_wanted`` (events in Spark: the analyses read every event into memory) the
+    analyses are skipped and ``retention.analyses_skipped`` says why."""
     durations = churn_durations(con, events_ref, period=period, churn_after=churn_after)
     block = retention_summary(
         con,
@@ -170,6 +207,11 @@ def _retention(
         names=names,
         durations=durations,
     )
+    if not analyses_wanted:
+        from retention.engine.routing import ANALYSES_SKIPPED
+
+        block["analyses_skipped"] = ANALYSES_SKIPPED
+        return block, survival, None
     analyses = segment_matrix(con, events_ref, assignments, period=period)
     # The compact copy of the events the analyses read (retention.compact) is not needed again
     # by the command: free it before the policy step (at 50M events it is ~1.3 GB).
@@ -239,11 +281,19 @@ def _facts(
     period: str,
     segmentation_settings: dict[str, Any],
     policy: PolicyResult,
+    on_spark: bool = False,
 ) -> dict[str, Any]:
     """The report's "Settings, data and versions" table for one command-line run."""
     report = prepared.report
+    engine: dict[str, Any] = {}
+    if on_spark:
+        from retention.engine.routing import ANALYSES_SKIPPED
+
+        where = f"Spark ({config.spark_master}); the events stay there, results come back here"
+        engine = {"engine": where, "retention analyses": ANALYSES_SKIPPED}
     return {
-        "input file": Path(config.input).name,
+        "input file": Path(str(config.input)).name,
+        **engine,
         "input sha256": prepared.sha256,
         "campaign log": Path(config.campaigns).name if config.campaigns else "none",
         **({"campaign timing": config.campaign_timing} if config.campaigns else {}),
