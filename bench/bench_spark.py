@@ -66,7 +66,7 @@ def _child(argv: list[str], timings_file: Path) -> int:
     calls: dict[str, int] = defaultdict(int)
 
     def asker() -> str:
-        for frame in inspect.stack()[2:]:
+        for frame in inspect.stack(0)[2:]:
             path = frame.filename.replace("\\", "/")
             if "/retention/" in path and "/retention/engine/" not in path:
                 module = path.rsplit("/retention/", 1)[1].removesuffix(".py").replace("/", ".")
@@ -100,6 +100,9 @@ def _child(argv: list[str], timings_file: Path) -> int:
         try:
             with step(self, name):
                 yield
+        except BaseException:
+            stages["stopped_in"] = name
+            raise
         finally:
             stages[name] = self.timings.get(name)
             save()
@@ -199,7 +202,9 @@ def run_command(data: Path, engine: str, master: str, tmp: Path, limit: float) -
         partial = json.loads(timings_file.read_text()) if timings_file.exists() else {}
         if proc.returncode != 0:
             err.seek(0)
-            tail = err.read().decode(errors="replace")[-3000:]
+            text = err.read().decode(errors="replace")
+            said = [line for line in text.splitlines() if line.startswith("error:")]
+            tail = "\n".join(said)[:3000] or text[-3000:]  # the command's one-line error
             return {"engine": engine, "failed": "time limit" if timed_out else proc.returncode,
                     "error": tail, "seconds": round(seconds, 1),
                     "timings": partial.get("stages", {}),
@@ -288,8 +293,8 @@ def projection(results: dict) -> dict | None:
     query over a 1 GB/s-per-executor network).
     """
     spark = results.get("spark")
-    if not spark or "timings" not in spark:
-        return None
+    if not spark or spark.get("failed") or "timings" not in spark:
+        return None  # a run that did not finish: its stages are reported, not projected
     events = spark["events"] or 1
     users = spark["users"] or 1
     queries = spark.get("spark_queries", {})
@@ -345,9 +350,12 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append("")
     for run in runs:
         if run.get("failed"):
-            done = ", ".join(run.get("timings", {})) or "none"
+            timings = dict(run.get("timings", {}))
+            stopped = timings.pop("stopped_in", None) or "the stage after them"
+            done = ", ".join(k for k in timings if k != stopped) or "none"
             lines += [f"The {run['engine']} run stopped ({run['failed']}) after "
-                      f"{run['seconds']:.0f} s; stages finished: {done}. Its last words:", "",
+                      f"{run['seconds']:.0f} s, in {stopped}; stages finished: {done}. "
+                      "Its last words:", "",
                       "```", run["error"][-1500:].strip(), "```", ""]  # fmt: skip
     if "embed" in results:
         lines += ["| distinct texts | driver | executors, first job | executors, again | same "
