@@ -1,5 +1,6 @@
 # Two commands: `make run` (install + start the app on the sample data) and `make test`
-# (install dev dependencies + Chromium, run every test including the browser tests).
+# (install dev dependencies + Chromium + a Java runtime, run every test including the browser and
+# Spark tests). `make spark` installs what `--engine spark` needs on top of `make run`'s install.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PORT ?= 8501
 HOST ?= 127.0.0.1
 ALLOW_OPEN ?=
 
-.PHONY: run test lint bench chromium clean-venv
+.PHONY: run test lint bench chromium java spark clean-venv
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ $(VENV)/.installed: requirements.txt
 	HF_HUB_OFFLINE=1 $(PY) -c "from retention.embeddings import SentenceTransformerEmbedder as E; E().onnx_session()"
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-spark.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -34,7 +35,19 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
 
-test: $(VENV)/.installed-dev chromium
+# A Java runtime for Spark's local mode (--engine spark, tests/spark/), from Debian's packages
+# when there is no `java` (JAVA_HOME, when set, must point at a runtime: retention/engine/spark.py).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+		echo "Installing Debian's openjdk-17-jre-headless for Spark"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q openjdk-17-jre-headless; }
+
+# The Spark engine for users: pyspark and SQLGlot (requirements-spark.txt) and a Java runtime.
+spark: $(VENV)/.installed java
+	$(PY) -m pip install --quiet -r requirements-spark.txt
+
+test: $(VENV)/.installed-dev chromium java
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 lint: $(VENV)/.installed-dev

@@ -119,13 +119,22 @@ def fsum_is_sum(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
-def grouping_of_several_is_grouping_id(node: exp.Expression) -> exp.Expression | None:
-    """DuckDB ``grouping(a, b, ...)`` (a bit mask over several columns, as in
-    ``mdp.summarize_events``) -> Spark ``grouping_id(a, b, ...)``: Spark's ``grouping`` takes
-    one column; ``grouping_id`` is the same bit mask."""
-    if isinstance(node, exp.Grouping) and len(node.expressions) > 1:
-        return _fn("grouping_id", *(e.copy() for e in node.expressions))
-    return None
+def grouping_of_several_is_a_bit_sum(node: exp.Expression) -> exp.Expression | None:
+    """DuckDB ``grouping(a, b, c)`` (a bit mask over some of the grouping columns, as in
+    ``mdp.summarize_events``) -> ``grouping(a) * 4 + grouping(b) * 2 + grouping(c)`` as BIGINT:
+    Spark's ``grouping`` takes one column, and its ``grouping_id`` must list every grouping
+    column (``GROUPING_ID_COLUMN_MISMATCH`` otherwise)."""
+    if not isinstance(node, exp.Grouping) or len(node.expressions) < 2:
+        return None
+    cols = list(node.expressions)
+    total: exp.Expression | None = None
+    for i, col in enumerate(cols):
+        bit = exp.Mul(
+            this=exp.Grouping(expressions=[col.copy()]),
+            expression=exp.Literal.number(2 ** (len(cols) - 1 - i)),
+        )
+        total = bit if total is None else exp.Add(this=total, expression=bit)
+    return _cast(exp.Paren(this=total), "BIGINT")
 
 
 def no_materialized_cte(node: exp.Expression) -> exp.Expression | None:
@@ -168,13 +177,49 @@ def tuples_in_calls_are_structs(node: exp.Expression) -> exp.Expression | None:
     return None
 
 
+def hugeint_is_decimal38(node: exp.Expression) -> exp.Expression | None:
+    """DuckDB ``HUGEINT`` (128-bit integers; ``TRY_CAST(user_id AS HUGEINT)`` tells numeric ids
+    from text ones in the validation counts) -> Spark ``DECIMAL(38, 0)``, its widest integer
+    type; SQLGlot writes ``INT128``, which Spark does not know."""
+    if isinstance(node, exp.DataType) and node.this in (
+        exp.DataType.Type.INT128,
+        exp.DataType.Type.UINT128,
+    ):
+        return exp.DataType.build("DECIMAL(38, 0)")
+    return None
+
+
+def duckdb_databases_is_the_current_database(node: exp.Expression) -> exp.Expression | None:
+    """DuckDB's catalog table function ``duckdb_databases()`` (``user_pass`` keys the per-user
+    facts it shares by the database's file) -> one row for Spark's current database, with the
+    columns the library reads (``database_name``, ``path`` = ``spark:<database>``)."""
+    if (
+        isinstance(node, exp.Table)
+        and isinstance(node.this, exp.Anonymous)
+        and node.this.name.lower() == "duckdb_databases"
+    ):
+        row = exp.select(
+            exp.alias_(
+                exp.func("concat", exp.Literal.string("spark:"), _fn("current_database")), "path"
+            ),
+            exp.alias_(_fn("current_database"), "database_name"),
+        )
+        return exp.Subquery(
+            this=row,
+            alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name or "duckdb_databases")),
+        )
+    return None
+
+
 SHIMS: tuple[Shim, ...] = (
+    hugeint_is_decimal38,
+    duckdb_databases_is_the_current_database,
     timestamps_are_session_time,
     enums_are_strings,
     date_diff_counts_boundaries,
     epoch_us_is_unix_micros,
     fsum_is_sum,
-    grouping_of_several_is_grouping_id,
+    grouping_of_several_is_a_bit_sum,
     no_materialized_cte,
     decimal_literals_divide_as_double,
     chr_of_a_constant_is_the_character,

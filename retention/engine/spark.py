@@ -198,6 +198,7 @@ class SparkResult:
         self._sums = shims.sum_outputs(tree)
         self._count_stars = shims.unnamed_count_star_outputs(tree)
         self._rows: list[tuple[Any, ...]] | None = None
+        self._pandas: pd.DataFrame | None = None
         self._pos = 0
 
     @property
@@ -227,7 +228,8 @@ class SparkResult:
         frame = self._frame
         for field in frame.schema.fields:
             if field.dataType.simpleString() == "timestamp":
-                frame = frame.withColumn(field.name, F.col(f"`{field.name}`").cast("timestamp_ntz"))
+                quoted = "`" + field.name.replace("`", "``") + "`"
+                frame = frame.withColumn(field.name, F.col(quoted).cast("timestamp_ntz"))
         return frame
 
     def df(self) -> pd.DataFrame:
@@ -258,6 +260,34 @@ class SparkResult:
                 continue
             out[col] = series
         return out
+
+    def fetchnumpy(self) -> dict[str, np.ndarray]:
+        """Column name -> numpy array, from :meth:`df` (what is left of the result)."""
+        frame = self._rest()
+        return {name: frame[name].to_numpy() for name in frame.columns}
+
+    def fetch_df_chunk(self, vectors_per_chunk: int = 1) -> pd.DataFrame:
+        """The next ``vectors_per_chunk`` × 2048 rows (DuckDB's vector size) of :meth:`df`; an
+        empty frame when none are left."""
+        frame = self._frame_rows()
+        size = max(1, int(vectors_per_chunk)) * 2048
+        chunk = frame.iloc[self._pos : self._pos + size].reset_index(drop=True)
+        self._pos += len(chunk)
+        return chunk
+
+    def fetch_df(self) -> pd.DataFrame:
+        return self._rest()
+
+    def _frame_rows(self) -> pd.DataFrame:
+        if self._pandas is None:
+            self._pandas = self.df()
+        return self._pandas
+
+    def _rest(self) -> pd.DataFrame:
+        frame = self._frame_rows()
+        rest = frame.iloc[self._pos :].reset_index(drop=True)
+        self._pos = len(frame)
+        return rest
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         rows = self._all()[self._pos :]
@@ -295,7 +325,17 @@ class SparkCursor:
     def execute(self, sql: str, params: translate.Params = None) -> SparkResult:
         tree = translate.parse_duckdb(sql)
         spark_tree = shims.apply(translate.inline_params(tree.copy(), params))
-        self._last = SparkResult(self.session.sql(spark_tree.sql(dialect="spark")), tree)
+        try:
+            frame = self.session.sql(spark_tree.sql(dialect="spark"))
+        except Exception as exc:
+            missing = _missing_table(exc)
+            if missing is None:
+                raise
+            # The library tells a missing table by DuckDB's exception (periods.columns_of).
+            import duckdb
+
+            raise duckdb.CatalogException(missing) from exc
+        self._last = SparkResult(frame, tree)
         return self._last
 
     def sql(self, sql: str, params: translate.Params = None) -> SparkResult:
@@ -316,8 +356,11 @@ class SparkCursor:
             raise RuntimeError("No statement has been executed on this cursor.")
         return self._last
 
-    def register(self, name: str, frame: pd.DataFrame) -> SparkCursor:
-        """``frame`` as the temporary view ``name`` (replacing one of that name)."""
+    def register(self, name: str, frame: Any) -> SparkCursor:
+        """``frame`` (pandas, or an Arrow table) as the temporary view ``name`` (replacing one
+        of that name)."""
+        if not isinstance(frame, pd.DataFrame):
+            frame = frame.to_pandas()
         self.session.createDataFrame(_for_spark(frame)).createOrReplaceTempView(name)
         return self
 
@@ -330,6 +373,18 @@ class SparkCursor:
 
     def close(self) -> None:
         self._last = None
+
+
+def _missing_table(exc: Exception) -> str | None:
+    """Spark's message when ``exc`` says a table or view does not exist, else None."""
+    condition = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
+    try:
+        name = condition() if condition else None
+    except Exception:  # noqa: BLE001 -- an exception without Spark's error class
+        name = None
+    if name == "TABLE_OR_VIEW_NOT_FOUND" or "TABLE_OR_VIEW_NOT_FOUND" in str(exc)[:200]:
+        return _first_line(exc)
+    return None
 
 
 def _for_spark(frame: pd.DataFrame) -> pd.DataFrame:
