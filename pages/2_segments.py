@@ -89,7 +89,7 @@ st.caption(
     'by how its users behave compared with everyone ("loyal, big spenders") and by its most '
     "distinctive words; rename it to something your team will recognise."
 )
-info = require_dataset()
+info = require_dataset(needs_events=True)
 snapshot = info.shape == "snapshot"
 try:
     text = False if snapshot else text_available(folder, info.id)

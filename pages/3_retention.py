@@ -115,7 +115,7 @@ st.caption(
     "How many users come back after their first period, and how long users stay before they "
     "churn — overall, per segment, or per value of any column such as country."
 )
-info = require_dataset()
+info = require_dataset(needs_events=True)
 saved_views("retention", info.id)  # save these settings by name; open by ?view=<name>
 if "events" not in info.kinds:
     st.info(

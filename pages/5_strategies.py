@@ -43,7 +43,7 @@ from retention.strategies import (
 from retention.words import period_word, period_word_singular
 
 ws = workspace()
-info = require_dataset()
+info = require_dataset(needs_events=True)
 st.title("Strategies")
 st.caption(
     "What to do with each segment, at each engagement stage, according to the policy you "

@@ -40,7 +40,7 @@ from retention.strategies import stage_words
 from retention.words import period_word, period_word_singular, segment_name
 
 ws = workspace()
-info = require_dataset()
+info = require_dataset(needs_events=True)
 st.title("Test")
 st.caption(
     "Without a campaign log, the effect of each strategy is an assumption. Plan a test: some "

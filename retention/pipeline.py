@@ -137,7 +137,7 @@ def run_pipeline(
         from retention.engine.routing import engine_record
 
         summary["engine"] = {**engine_record(prepared, config.spark_master),
-                             "queries": dict(getattr(con, "counts", {}))}  # fmt: skip
+                             "queries": dict(getattr(ws, "query_counts", {}))}  # fmt: skip
     if config.campaigns is not None:  # SPEC §8: the log read as an experiment
         summary["experiment"] = _experiment(con, ws.table(dataset_id, "campaigns"), policy)
     with timer.step("report"):

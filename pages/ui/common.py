@@ -222,13 +222,22 @@ def current_dataset() -> DatasetInfo | None:
     return workspace().dataset(dataset_id) if dataset_id else None
 
 
-def require_dataset() -> DatasetInfo:
-    """The current dataset, or a pointer to the Data page and a stop."""
+def require_dataset(*, needs_events: bool = False) -> DatasetInfo:
+    """The current dataset, or a pointer to the Data page and a stop. A dataset whose events
+    live in Spark (``retention run --engine spark``) gets a note; a page that ``needs_events``
+    stops there (issue 15)."""
     info = current_dataset()
     if info is None:
         st.info("There is no dataset yet. Add one on the Data page first.")
         page_link("data", "Go to the Data page", ":material/upload_file:")
         st.stop()
+    from retention.engine.routing import spark_events_note
+
+    note = spark_events_note(info.report, needs_events=needs_events)
+    if note:
+        st.info(note)
+        if needs_events:
+            st.stop()
     return info
 
 

@@ -147,7 +147,7 @@ def _read_local_file(spark: Any, path: Path, source: Any) -> Any:
                 "input is a CSV or Parquet file, a Parquet folder or a Spark table.",
                 cli_hint=f"Save it as CSV or Parquet, {USE_DUCKDB}.",
             )
-        if delimiter in (None, "whitespace"):
+        if not is_parquet and delimiter in (None, "whitespace"):
             raise InputError(
                 f"'{path.name}' is separated by spaces, which Spark's CSV reader cannot split.",
                 cli_hint=f"Save it with commas, semicolons or tabs, {USE_DUCKDB}.",
@@ -304,18 +304,91 @@ def _stats(spark: Any, view: str) -> Any:
     return Stats(int(users), first_user, examples, 0, None)
 
 
+#: DuckDB strptime codes → Spark datetime pattern letters (one-letter month, day and hour
+#: fields read one or two digits, as DuckDB's %m, %d and %H do).
+_STRPTIME = {"%Y": "yyyy", "%y": "yy", "%m": "M", "%d": "d", "%H": "H", "%I": "h", "%M": "mm",
+             "%S": "ss", "%f": "SSSSSS", "%p": "a", "%b": "MMM", "%B": "MMMM", "%a": "EEE",
+             "%%": "%"}  # fmt: skip
+
+
+def spark_pattern(duckdb_format: str) -> str:
+    """A DuckDB ``strptime`` format (our own constants, :data:`retention.ingest.times.
+    TIME_FAMILIES`) as a Spark datetime pattern; literal text is quoted."""
+    out, i = [], 0
+    while i < len(duckdb_format):
+        code = duckdb_format[i : i + 2]
+        if code in _STRPTIME:
+            out.append(_STRPTIME[code])
+            i += 2
+            continue
+        char = duckdb_format[i]
+        out.append(char if char in " /-:.," else f"'{char}'")
+        i += 1
+    return "".join(out)
+
+
+def _validation_shim(node: Any) -> Any:
+    """The DuckDB functions only the validation query uses, as Spark computes them:
+
+    * ``try_strptime(x, [f1, f2, ...])`` (the first format that parses) →
+      ``coalesce(try_to_timestamp(x, p1), try_to_timestamp(x, p2), ...)``;
+    * ``timezone('UTC', TRY_CAST(x AS TIMESTAMPTZ))`` → the cast alone: with the session in UTC,
+      Spark's cast of a text with an offset already gives the UTC wall-clock time;
+    * ``isfinite(x)`` → ``NOT isnan(x) AND abs(x) < +inf``;
+    * ``regexp_replace(x, re, '\\1')``: a group in the replacement is ``$1`` in Java.
+    """
+    from sqlglot import exp
+
+    if isinstance(node, exp.RegexpReplace):
+        replacement = node.args.get("replacement")
+        if isinstance(replacement, exp.Literal) and "\\" in replacement.this:
+            # DuckDB (RE2) writes a group as \1, Java's regex as $1 ('\1' is a literal 1 there).
+            spark_text = re.sub(r"\\(\d)", r"$\1", replacement.this)
+            node.set("replacement", exp.Literal.string(spark_text))
+        return node
+    if not isinstance(node, exp.Anonymous):
+        return node
+    name = node.name.lower()
+    args = node.expressions
+    if name == "try_strptime" and len(args) == 2 and isinstance(args[1], exp.Array):
+        formats = [f.this for f in args[1].expressions if isinstance(f, exp.Literal)]
+        calls = [
+            exp.Anonymous(
+                this="try_to_timestamp",
+                expressions=[args[0].copy(), exp.Literal.string(spark_pattern(f))],
+            )
+            for f in formats
+        ]
+        return exp.Coalesce(this=calls[0], expressions=calls[1:]) if len(calls) > 1 else calls[0]
+    if name == "timezone" and len(args) == 2 and args[0].name.upper() == "UTC":
+        return args[1]
+    if name == "isfinite" and len(args) == 1:
+        value = args[0]
+        nan = exp.Anonymous(this="isnan", expressions=[value.copy()])
+        infinite = exp.LT(
+            this=exp.Abs(this=value.copy()),
+            expression=exp.Cast(
+                this=exp.Literal.string("Infinity"), to=exp.DataType.build("DOUBLE")
+            ),
+        )
+        return exp.Paren(this=exp.And(this=exp.Not(this=nan), expression=infinite))
+    return node
+
+
 def validation_sql(query: Any) -> str:
-    """The validation query in Spark's dialect. Its one parameter, ``$missing`` (the
+    """The validation query in Spark's dialect: :func:`retention.engine.translate.parse` (the
+    shared shims) and :func:`_validation_shim`. Its one parameter, ``$missing`` (the
     placeholder tokens of :data:`~retention.ingest.expressions.MISSING_TOKENS`: our constants,
     no user text), is written into the SQL as a list first."""
-    from retention.engine import to_spark_sql
+    from retention.engine.translate import parse
 
     sql, params = query.sql, dict(query.params or {})
     missing = params.pop("missing", None)
     if missing is not None:
         tokens = ", ".join("'" + str(t).replace("'", "''") + "'" for t in missing)
         sql = sql.replace("$missing", f"[{tokens}]")
-    return to_spark_sql(sql, params or None)
+    tree = parse(sql, params or None).transform(_validation_shim)
+    return tree.sql(dialect="spark")
 
 
 def _empty_table(frame: Any, folder: Path) -> Path:
@@ -373,7 +446,7 @@ def ingest_spark(
         malformed = source.malformed(con) if isinstance(source, FrameSource) else (0, ())
     finally:
         con.close()
-    notes = [n for n in query.notes if not n.startswith("Read by DuckDB")]
+    notes = [n for n in query.notes if not n.startswith(("Read by DuckDB", "Read as"))]
     source_note = {"file": f"Read by Spark from the file '{name}'.",
                    "parquet folder": f"Read by Spark from the Parquet folder '{name}'.",
                    "table": f"Read by Spark from the table '{name}'."}[kind]  # fmt: skip
@@ -424,7 +497,7 @@ def ingest_spark(
         frames={"events": events},
         report=report,
         source_name=name,
-        sha256=f"spark:{sha}" if sha else None,
+        sha256=sha,
         detection=detection,
         source=getattr(source, "info", None) if kind == "file" else None,
     )

@@ -12,8 +12,10 @@ them. What comes back is small (per-user facts, counts) and lands in the workspa
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import duckdb
@@ -45,15 +47,21 @@ class RoutingCursor:
     Spark or DuckDB (see the module docstring). ``execute`` returns the cursor itself, as
     DuckDB's does, so ``con.execute(sql).df()`` reads the last result wherever it ran."""
 
-    def __init__(self, duck: duckdb.DuckDBPyConnection, spark: Any, tables: Mapping[str, str]):
+    def __init__(
+        self,
+        duck: duckdb.DuckDBPyConnection,
+        spark: Any,
+        tables: Mapping[str, str],
+        counts: dict[str, int] | None = None,
+    ):
         self.duck = duck
         self.spark = spark  # a retention.engine.SparkCursor
         self.tables = dict(tables)  # quoted DuckDB name -> Spark view name
         self._frames: dict[str, pd.DataFrame] = {}
         self._in_spark: dict[str, int] = {}  # registered name -> id() of the frame sent
         self._last: Any = None
-        #: How many statements ran where (for the summary and the tests).
-        self.counts = {"spark": 0, "duckdb": 0}
+        #: How many statements ran where (for the summary and the tests; shared by cursors).
+        self.counts = counts if counts is not None else {"spark": 0, "duckdb": 0}
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -129,7 +137,7 @@ class RoutingCursor:
 
     def cursor(self) -> RoutingCursor:
         """A cursor of its own on the same engines (as DuckDB's ``con.cursor()``)."""
-        return RoutingCursor(self.duck.cursor(), self.spark, self.tables)
+        return RoutingCursor(self.duck.cursor(), self.spark, self.tables, self.counts)
 
     def close(self) -> None:
         self.duck.close()
@@ -145,6 +153,8 @@ class RoutedWorkspace(Workspace):
         super().__init__(folder)
         self.spark = spark  # a retention.engine.SparkCursor
         self.spark_tables: dict[str, str] = {}
+        #: Statements run in Spark and in DuckDB by this workspace's routed cursors.
+        self.query_counts = {"spark": 0, "duckdb": 0}
 
     def route(self, quoted: str, view: str) -> None:
         """Send queries over the table ``quoted`` (its DuckDB name) to the Spark view."""
@@ -157,7 +167,7 @@ class RoutedWorkspace(Workspace):
             return base
         routed = getattr(self._local, "routed", None)
         if routed is None or routed.duck is not base:
-            routed = RoutingCursor(base, self.spark, self.spark_tables)
+            routed = RoutingCursor(base, self.spark, self.spark_tables, self.query_counts)
             self._local.routed = routed
         return routed
 
@@ -179,6 +189,9 @@ def open_spark(master: str) -> Any:
     from retention.engine import SparkCursor, spark_session
     from retention.errors import InputError
 
+    # pyspark logs each failed query's JVM stack trace on stderr: the command's contract is one
+    # line there (errors are raised as InputError, or reported by the command).
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     try:
         return SparkCursor(spark_session(master))
     except InputError:
@@ -228,6 +241,9 @@ def store_spark_dataset(ws: RoutedWorkspace, prepared: Any, name: str, master: s
     from retention.runs import dataset_mapping, find_dataset
 
     events = prepared.frames["events"]
+    # Stored and found under "spark:<sha256>": a DuckDB run of the same file must never reopen
+    # this record (its events table holds no rows), nor this run a DuckDB record.
+    prepared = replace(prepared, sha256=f"spark:{prepared.sha256}" if prepared.sha256 else None)
     try:
         dataset_id = find_dataset(ws, prepared)
         if dataset_id is None:
@@ -255,3 +271,26 @@ def spark_dataset(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
     that need the raw events say so instead of showing an empty table."""
     engine = (report or {}).get("engine")
     return engine if isinstance(engine, dict) and engine.get("name") == "spark" else None
+
+
+def spark_events_note(report: Mapping[str, Any] | None, *, needs_events: bool) -> str | None:
+    """What an app page says about a dataset whose events live in Spark (None for any other):
+    the page cannot read the events, and how to get results for them."""
+    engine = spark_dataset(report)
+    if engine is None:
+        return None
+    where = f"{engine.get('source_kind', 'input')} {engine.get('source', '')}".strip()
+    first = (
+        f"This dataset's events live in Spark ({where}, Spark master "
+        f"{engine.get('master', 'local[*]')}), not in this workspace, so the app cannot read them."
+    )
+    if needs_events:
+        return (
+            f"{first} This page works from the events themselves. The results of the Spark run "
+            "are in its outputs (report.html, strategies.csv, user_segments.csv); to explore "
+            "them here, add the data on the Data page or run the command with --engine duckdb."
+        )
+    return (
+        f"{first} The policy computed by the command line is shown; what needs the events "
+        "themselves (segments, strategies per user, new runs) cannot be computed here."
+    )
