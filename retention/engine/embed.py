@@ -48,11 +48,14 @@ from retention.embeddings import (
 )
 
 #: Fewest new (not cached) distinct texts that go to the executors; fewer are embedded on the
-#: driver. Measured by ``bench/bench_spark.py --embed-only`` (see the README, "Running on Apache
-#: Spark"): a Spark job costs a few seconds whatever its size (scheduling, one model load per
-#: Python worker, the texts and vectors through the driver), so it pays off only once the
-#: executors' cores save more than that. ``RETENTION_EXECUTOR_EMBED_MIN`` overrides it.
-EXECUTOR_MIN_TEXTS = 50_000
+#: driver. Measured by ``bench/bench_spark.py --embed-only`` (``bench/results/spark_embed.md``):
+#: the English model costs about 9 ms of one core per text here; an executor job costs about
+#: 12 s more the first time (a model load per Python worker, scheduling) and nothing after. So
+#: with D driver cores and E executor cores, executors win from 12 s / (9 ms x (1/D - 1/E))
+#: texts: never on local[2] (the same two cores: measured equal), about 3,000 texts for a 2-core
+#: driver and 16 executor cores, about 12,000 for an 8-core driver and 64 executor cores.
+#: 20,000 is past that for common clusters. ``RETENTION_EXECUTOR_EMBED_MIN`` overrides it.
+EXECUTOR_MIN_TEXTS = 20_000
 ENV_MIN_TEXTS = "RETENTION_EXECUTOR_EMBED_MIN"
 #: Texts per Spark partition (each partition is one task: the executors share them out).
 TEXTS_PER_PARTITION = 20_000

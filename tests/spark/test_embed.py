@@ -1,14 +1,13 @@
 """Distinct texts embedded on Spark's executors (issue 15, :mod:`retention.engine.embed`).
 
 The oracle is the local path: the same embedder run on the driver. Spark tests are few and fat
-(each Spark job costs seconds): one test for the vectors, one for the cache and the threshold.
+(each Spark job costs seconds) and share the one session of ``tests/spark/conftest.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from retention.embeddings import (
     CachedEmbedder,
@@ -50,22 +49,11 @@ TEXTS = (
 )
 
 
-@pytest.fixture(scope="module")
-def spark_local():
-    """The process's one Spark session (:func:`retention.engine.spark_session` is cached, so
-    this is the session the other Spark tests use when they ask for the same master)."""
-    from retention.engine import spark_session
-
-    return spark_session(
-        "local[2]", {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}
-    )
-
-
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a.astype(np.float64) * b.astype(np.float64)).sum(axis=1)
 
 
-def test_executor_vectors_are_the_local_vectors(spark_local):
+def test_executor_vectors_are_the_local_vectors(spark):
     assert len(TEXTS) >= 40
     # English model (ONNX Runtime): bit for bit, however the texts fall into partitions —
     # batches hold one token count each (no padding) and one row's maths does not depend on
@@ -74,7 +62,7 @@ def test_executor_vectors_are_the_local_vectors(spark_local):
     spec = EmbedderSpec.of(SentenceTransformerEmbedder())
     assert spec is not None and spec.kind == "english"
     for partitions in (1, 3):
-        remote = embed_on_executors(spark_local, TEXTS, spec, partitions=partitions)
+        remote = embed_on_executors(spark, TEXTS, spec, partitions=partitions)
         assert remote.dtype == np.float32 and remote.shape == local.shape
         np.testing.assert_array_equal(remote, local)
     np.testing.assert_allclose(np.linalg.norm(local, axis=1), 1.0, atol=1e-6)
@@ -83,17 +71,13 @@ def test_executor_vectors_are_the_local_vectors(spark_local):
     # Multilingual model (numpy BLAS): the same to float rounding, not bit for bit.
     few = TEXTS[:16]
     local_m = MultilingualEmbedder().embed(few)
-    remote_m = embed_on_executors(
-        spark_local, few, EmbedderSpec.of(MultilingualEmbedder()), partitions=2
-    )
+    remote_m = embed_on_executors(spark, few, EmbedderSpec.of(MultilingualEmbedder()), partitions=2)
     assert remote_m.shape == local_m.shape == (16, 512)
     assert _cosines(remote_m, local_m).min() >= 0.999999
     assert np.abs(remote_m - local_m).max() < 1e-5
 
 
-def test_cache_sends_only_new_texts_and_the_model_is_part_of_the_key(
-    spark_local, tmp_path, monkeypatch
-):
+def test_cache_sends_only_new_texts_and_the_model_is_part_of_the_key(spark, tmp_path, monkeypatch):
     sent: list[int] = []
     real = executor.embed_on_executors
 
@@ -106,7 +90,7 @@ def test_cache_sends_only_new_texts_and_the_model_is_part_of_the_key(
     texts = TEXTS + TEXTS[:10]  # duplicates: each distinct text is sent once
     distinct = len(set(TEXTS))
 
-    english = ExecutorEmbedder(SentenceTransformerEmbedder(), spark_local, min_texts=1)
+    english = ExecutorEmbedder(SentenceTransformerEmbedder(), spark, min_texts=1)
     first, stats = embed_distinct(texts, english, ws)
     assert sent == [distinct] and stats.embedded == distinct and stats.cached == 0
     assert english.stats.where == "executors"
@@ -123,7 +107,7 @@ def test_cache_sends_only_new_texts_and_the_model_is_part_of_the_key(
     assert sent == [distinct] and english.stats.where == "driver" and cached.stats.embedded == 1
 
     # Another model misses the cache: everything goes again, under its own key.
-    multi = ExecutorEmbedder(MultilingualEmbedder(), spark_local, min_texts=1)
+    multi = ExecutorEmbedder(MultilingualEmbedder(), spark, min_texts=1)
     assert multi.model_id != english.model_id
     vectors, stats = embed_distinct(TEXTS[:8], multi, ws)
     assert sent == [distinct, len(set(TEXTS[:8]))] and stats.cached == 0
@@ -131,7 +115,7 @@ def test_cache_sends_only_new_texts_and_the_model_is_part_of_the_key(
 
     # The segmentation path's hook: with a Spark session running, its embedder is wrapped.
     hooked = executor.executor_embedder(SentenceTransformerEmbedder())
-    assert isinstance(hooked, ExecutorEmbedder) and hooked.spark is spark_local
+    assert isinstance(hooked, ExecutorEmbedder) and hooked.spark is spark
     assert hooked.min_texts == executor.EXECUTOR_MIN_TEXTS
 
 
@@ -160,7 +144,7 @@ def test_only_rebuildable_embedders_go_to_the_executors(monkeypatch):
     assert executor.executor_embedder(Custom()).model_id == "custom"
 
 
-def test_segments_are_the_same_with_texts_embedded_on_the_executors(spark_local, monkeypatch):
+def test_segments_are_the_same_with_texts_embedded_on_the_executors(spark, monkeypatch):
     """The segmentation path's hook, end to end: every new text sent to the executors gives
     the very segments the driver gives (the vectors are the same bit for bit)."""
     from retention.segments import segment_users
