@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,6 +102,10 @@ def spark_session(master: str = DEFAULT_MASTER, config: Mapping[str, str] | None
         remote = master.startswith("sc://")
         if not remote:
             check_java()
+        if master.startswith("local"):
+            # spark-embed (issue 15): local Python workers (the embedding UDF) run this Python,
+            # not whichever python3 is first on PATH (it may lack pandas and the model).
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         check_reachable(master)
         if _session is not None:
             _stop_locked()

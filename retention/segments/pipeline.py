@@ -18,6 +18,7 @@ DataFrame. Campaign snapshots go to :func:`retention.segments.snapshot.segment_s
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,7 @@ def _make_user_vectors(
                 model="given", model_id=embedder.model_id, reason="A model given by the caller."
             )
         inner = embedder or choice.embedder()
+        inner = _on_spark_executors(inner)  # issue 15: many new texts go to Spark's executors
         cached = CachedEmbedder(inner, workspace)
         text = embed_user_text(
             data,
@@ -148,6 +150,17 @@ def _make_user_vectors(
     metrics["text_used"] = bool(use_text)
     metrics["text_available"] = not data.items.empty
     return X, metrics
+
+
+def _on_spark_executors(inner: Embedder) -> Embedder:
+    """``inner``, or when this process runs the Spark engine, a wrapper that embeds many new
+    texts on Spark's executors (:mod:`retention.engine.embed`; without Spark nothing is
+    imported)."""
+    if "retention.engine.spark" not in sys.modules:
+        return inner
+    from retention.engine.embed import executor_embedder
+
+    return executor_embedder(inner)
 
 
 def _events_map(
