@@ -137,8 +137,12 @@ def find_dataset(ws: Workspace, prepared: Prepared) -> str | None:
     return None
 
 
-def store_dataset(ws: Workspace, prepared: Prepared, name: str) -> str:
-    """Store a prepared dataset, or reuse the stored one with the same bytes and mapping."""
+def store_dataset(
+    ws: Workspace, prepared: Prepared, name: str, report_extra: dict[str, Any] | None = None
+) -> str:
+    """Store a prepared dataset, or reuse the stored one with the same bytes and mapping;
+    ``report_extra`` adds entries to the stored validation report (e.g. where the events live,
+    :func:`retention.engine.routing.store_spark_dataset`)."""
     found = find_dataset(ws, prepared)
     if found is not None:
         return found
@@ -149,7 +153,7 @@ def store_dataset(ws: Workspace, prepared: Prepared, name: str) -> str:
         shape=prepared.shape,
         frames=prepared.frames,
         mapping=dataset_mapping(prepared),
-        report=prepared.report_dict(),
+        report={**prepared.report_dict(), **(report_extra or {})},
     )
 
 

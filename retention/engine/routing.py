@@ -238,26 +238,16 @@ def engine_record(prepared: Any, master: str) -> dict[str, Any]:
 def store_spark_dataset(ws: RoutedWorkspace, prepared: Any, name: str, master: str) -> str:
     """Store the dataset record (no event rows: an empty events table with its columns) and
     route its events table to Spark; the same file and mapping reuse the stored record."""
-    from retention.runs import dataset_mapping, find_dataset
+    from retention.runs import store_dataset
 
     events = prepared.frames["events"]
     # Stored and found under "spark:<sha256>": a DuckDB run of the same file must never reopen
     # this record (its events table holds no rows), nor this run a DuckDB record.
     prepared = replace(prepared, sha256=f"spark:{prepared.sha256}" if prepared.sha256 else None)
     try:
-        dataset_id = find_dataset(ws, prepared)
-        if dataset_id is None:
-            report = prepared.report_dict()
-            report["engine"] = engine_record(prepared, master)
-            dataset_id = ws.save_dataset(
-                name=name,
-                source_name=prepared.source_name,
-                sha256=prepared.sha256,
-                shape=prepared.shape,
-                frames=prepared.frames,
-                mapping=dataset_mapping(prepared),
-                report=report,
-            )
+        dataset_id = store_dataset(
+            ws, prepared, name, report_extra={"engine": engine_record(prepared, master)}
+        )
     finally:
         events.discard()
     quoted = ws.table(dataset_id, "events")
