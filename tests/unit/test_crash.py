@@ -289,12 +289,15 @@ def test_cli_on_the_planted_sample_killed_while_embedding(tmp_path):
     """The real sample with text: killed while the model loads, while it embeds, and (on the
     warm rerun, which embeds nothing) while the outputs are moved into place."""
     KILL_TESTS.add("embedding")
-    ws = tmp_path / "ws"
-    args = ["--campaigns", str(SAMPLE / "planted_campaigns.csv.gz"), "--workspace", str(ws)]
-    args += ["--progress", "lines"]
     for i, (step, delay) in enumerate(
         [("Loading the embedding model", 0.5), ("Embedding texts", 0.0), ("Publishing", 0.0)]
     ):
+        # A workspace per step: the 51 texts embed in well under a second, so a run killed
+        # 0.5 s after the model load may already have cached every vector, and a rerun in the
+        # same workspace would then never reach "Embedding texts".
+        ws = tmp_path / f"ws{i}"
+        args = ["--campaigns", str(SAMPLE / "planted_campaigns.csv.gz"), "--workspace", str(ws)]
+        args += ["--progress", "lines"]
         out = tmp_path / f"out{i}"
         if step == "Publishing":  # a finished run first, so the rerun reuses everything
             done = _Proc(
