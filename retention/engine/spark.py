@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import sys
@@ -29,6 +30,13 @@ DEFAULT_MASTER = "local[*]"
 CONNECT_PORT = 15002
 #: How long to wait for a cluster's address to answer before saying it cannot be reached.
 CONNECT_TIMEOUT_S = 5.0
+
+#: Environment variable: the driver JVM's heap in local mode (``4g``, ``6144m``).
+DRIVER_MEMORY_ENV = "RETENTION_SPARK_DRIVER_MEMORY"
+#: The default driver heap in local mode is half of this computer's memory, between these.
+DRIVER_MEMORY_MIN_MB = 1024
+DRIVER_MEMORY_MAX_MB = 8192
+_MEMORY_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)b?\s*$", re.IGNORECASE)
 
 _lock = threading.Lock()
 _session: Any = None
@@ -107,6 +115,7 @@ def spark_session(master: str = DEFAULT_MASTER, config: Mapping[str, str] | None
             # not whichever python3 is first on PATH (it may lack pandas and the model).
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         check_reachable(master)
+        settings = session_settings(master, config)
         if _session is not None:
             _stop_locked()
         from pyspark.sql import SparkSession
@@ -114,17 +123,6 @@ def spark_session(master: str = DEFAULT_MASTER, config: Mapping[str, str] | None
         builder = (
             SparkSession.builder.remote(master) if remote else SparkSession.builder.master(master)
         )
-        settings = {
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.execution.arrow.pyspark.enabled": "true",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-            "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-        }
-        if remote:  # a Connect client sets only SQL settings; the cluster owns the rest
-            settings = {k: v for k, v in settings.items() if k.startswith("spark.sql.")}
-        settings.update(config or {})
         for key, value in settings.items():
             builder = builder.config(key, value)
         try:
@@ -138,6 +136,90 @@ def spark_session(master: str = DEFAULT_MASTER, config: Mapping[str, str] | None
             session.sparkContext.setLogLevel("ERROR")
         _session, _session_master = session, master
         return session
+
+
+def session_settings(
+    master: str,
+    config: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The Spark settings :func:`spark_session` gives the session builder for ``master``.
+
+    UTC, Arrow, no UI; for a local master also the driver JVM's heap (``spark.driver.memory``,
+    :func:`local_driver_memory`): in local mode that JVM is the whole of Spark (it caches the
+    events, runs every task and receives what is collected), and Spark's own default heap of
+    1 GB is sized for a shell, not for millions of events. A Spark Connect client sends only ``spark.sql.*`` settings, and a
+    cluster master (``spark://``, ``yarn``, ``k8s://``) keeps its own driver memory (the
+    cluster's spark-defaults or ``spark-submit --driver-memory``). ``config`` comes last and
+    wins.
+    """
+    environ = os.environ if environ is None else environ
+    settings = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    }
+    if master.startswith("sc://"):  # a Connect client sets only SQL settings
+        settings = {k: v for k, v in settings.items() if k.startswith("spark.sql.")}
+    elif master.startswith("local"):
+        memory = local_driver_memory(environ)
+        if memory is not None:
+            settings["spark.driver.memory"] = memory
+    settings.update(config or {})
+    return settings
+
+
+def local_driver_memory(environ: Mapping[str, str] | None = None) -> str | None:
+    """The driver heap for local mode: ``RETENTION_SPARK_DRIVER_MEMORY`` when set (a JVM size:
+    ``4g``, ``6144m``), else half of this computer's memory (or of the container's limit), at
+    least 1g and at most 8g; ``None`` (Spark's own default, 1g) when ``SPARK_DRIVER_MEMORY`` is
+    set (Spark reads it) or the memory cannot be read.
+
+    Half, because in local mode the same computer also holds this Python process (which
+    receives the per-user tables and does the learning: 2.2 GB at 10M events with DuckDB) and
+    the Python workers that embed texts. At most 8g, because the heap is a ceiling the JVM
+    grows into (a collector lets garbage pile up to it before working hard) and local mode is
+    for one computer's worth of events: more data belongs on a cluster, where the cluster's
+    own settings size the driver (``bench/results/spark_10m_niced.md``).
+    """
+    environ = os.environ if environ is None else environ
+    given = environ.get(DRIVER_MEMORY_ENV, "").strip()
+    if given:
+        match = _MEMORY_SIZE.match(given)
+        if match is None or int(match.group(1)) == 0:
+            raise EngineUnavailable(
+                f"{DRIVER_MEMORY_ENV}={given!r} is not a memory size: give it as Java does, "
+                "e.g. '4g' or '6144m' (or unset it for half of this computer's memory)."
+            )
+        return f"{int(match.group(1))}{match.group(2).lower() or 'm'}"
+    if environ.get("SPARK_DRIVER_MEMORY"):
+        return None
+    total = memory_mb()
+    if total is None:
+        return None
+    half = min(max(total // 2, DRIVER_MEMORY_MIN_MB), DRIVER_MEMORY_MAX_MB)
+    return f"{half}m"
+
+
+def memory_mb() -> int | None:
+    """This computer's memory in MB, or its container's limit when lower; ``None`` when it
+    cannot be read."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system (Windows)
+        return None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+        break
+    return int(total // 2**20) if total > 0 else None
 
 
 def stop_session() -> None:
