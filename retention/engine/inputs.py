@@ -249,41 +249,21 @@ def _first_rows(spark: Any, view: str, plan: Any, counts: dict[int, int]) -> dic
 
 def _report(plan: Any, counts: dict[int, int], firsts: dict[int, Any], malformed: Any) -> Any:
     """A :class:`ValidationReport` like the DuckDB path's, from Spark's counts."""
-    from retention.ingest.model import ValidationReport
-    from retention.ingest.validate import MALFORMED
+    from retention.ingest.validate import build_report
 
-    notes = list(plan.notes)
-    skipped_count, skipped = malformed
-    samples: dict[str, pd.DataFrame] = {}
-    reason_rows: list[dict[str, Any]] = []
-    if skipped_count:
-        reason_rows.append(
-            {"reason": MALFORMED, "rows": skipped_count, "sample": list(skipped[:5])}
-        )
-    for code, reason in enumerate(plan.reasons):
-        count = int(counts.get(code, 0))
-        if not count:
-            continue
-        frame = firsts.get(code)
-        if frame is not None:
-            frame = frame[plan.raw_aliases].set_axis(plan.raw_columns, axis=1)
-            frame = frame.reset_index(drop=True)
-            frame.insert(0, "row", pd.array([None] * len(frame), dtype="Int64"))
-            samples[reason] = frame
-        reason_rows.append({"reason": reason, "rows": count, "sample": []})
-    if reason_rows:
-        notes.append("Validated in Spark: the examples of left-out rows are any five of each "
-                     "reason, without their row numbers.")  # fmt: skip
-    rows = sum(counts.values()) + skipped_count
-    rows_used = int(counts.get(-1, 0))
-    return ValidationReport(
-        rows=int(rows),
-        rows_used=rows_used,
-        rows_rejected=int(rows - rows_used),
-        reasons=pd.DataFrame(reason_rows, columns=["reason", "rows", "sample"]),
-        samples=samples,
-        notes=tuple(notes),
-    )
+    def reasons() -> Any:
+        for code, reason in enumerate(plan.reasons):
+            frame = firsts.get(code)
+            if frame is not None:
+                frame = frame[plan.raw_aliases].set_axis(plan.raw_columns, axis=1)
+                frame = frame.reset_index(drop=True)
+                frame.insert(0, "row", pd.array([None] * len(frame), dtype="Int64"))
+            yield reason, int(counts.get(code, 0)), frame, []
+
+    rows = sum(counts.values())
+    note = ("Validated in Spark: the examples of left-out rows are any five of each reason, "
+            "without their row numbers.")  # fmt: skip
+    return build_report(plan, reasons(), rows, int(counts.get(-1, 0)), malformed, note)
 
 
 def _stats(spark: Any, view: str) -> Any:

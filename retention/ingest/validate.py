@@ -430,7 +430,22 @@ def _run(relation: Relation, plan: Plan) -> tuple[pa.Table | StagedTable, _Tally
 # --- report -----------------------------------------------------------------------------------
 
 
-def _report(plan: Plan, tally: _Tally, malformed: Malformed) -> ValidationReport:
+#: One reason's left-out rows: (reason, how many, a sample of them or None, their row numbers).
+ReasonCount = tuple[str, int, "pd.DataFrame | None", list[int]]
+
+
+def build_report(
+    plan: Plan,
+    reasons: Iterable[ReasonCount],
+    rows: int,
+    rows_used: int,
+    malformed: Malformed,
+    unnumbered: str | None = None,
+) -> ValidationReport:
+    """The validation report from one engine's counts (DuckDB's pass here; Spark's in
+    :mod:`retention.engine.inputs`). ``rows`` counts the parsed rows, without malformed lines.
+    ``unnumbered``: the samples carry no row numbers, and this note says so when any row was
+    left out."""
     notes = list(plan.notes)
     skipped_count, skipped = malformed
     samples: dict[str, pd.DataFrame] = {}
@@ -439,26 +454,40 @@ def _report(plan: Plan, tally: _Tally, malformed: Malformed) -> ValidationReport
         reason_rows.append(
             {"reason": MALFORMED, "rows": skipped_count, "sample": list(skipped[:5])}
         )
-        notes.append("Malformed lines are numbered by file line, other samples by data row.")
-    for code, reason in enumerate(plan.reasons):
-        count = int(tally.per_code[code + 1])
+        if unnumbered is None:
+            notes.append("Malformed lines are numbered by file line, other samples by data row.")
+    for reason, count, sample, numbers in reasons:
         if not count:
             continue
-        first = np.concatenate(tally.firsts[code])
-        frame = pa.concat_tables(tally.shown[code]).rename_columns(plan.raw_columns).to_pandas()
-        frame.insert(0, "row", first + 1)
-        samples[reason] = frame
-        reason_rows.append({"reason": reason, "rows": count, "sample": [int(x) for x in first + 1]})
-    rows = tally.rows + skipped_count
-    rows_used = int(tally.per_code[0])
+        if sample is not None:
+            samples[reason] = sample
+        reason_rows.append({"reason": reason, "rows": int(count), "sample": numbers})
+    if reason_rows and unnumbered:
+        notes.append(unnumbered)
+    rows += skipped_count
     return ValidationReport(
         rows=int(rows),
-        rows_used=rows_used,
+        rows_used=int(rows_used),
         rows_rejected=int(rows - rows_used),
         reasons=pd.DataFrame(reason_rows, columns=["reason", "rows", "sample"]),
         samples=samples,
         notes=tuple(notes),
     )
+
+
+def _report(plan: Plan, tally: _Tally, malformed: Malformed) -> ValidationReport:
+    def reasons() -> Iterable[ReasonCount]:
+        for code, reason in enumerate(plan.reasons):
+            count = int(tally.per_code[code + 1])
+            if not count:
+                continue
+            first = np.concatenate(tally.firsts[code])
+            shown = pa.concat_tables(tally.shown[code]).rename_columns(plan.raw_columns)
+            frame = shown.to_pandas()
+            frame.insert(0, "row", first + 1)
+            yield reason, count, frame, [int(x) for x in first + 1]
+
+    return build_report(plan, reasons(), tally.rows, int(tally.per_code[0]), malformed)
 
 
 def validate(

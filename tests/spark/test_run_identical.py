@@ -126,6 +126,10 @@ def test_parquet_folder_and_spark_table_validate_like_the_file(spark, tmp_path):
         )
         got_reasons = got.report.reasons[["reason", "rows"]].values.tolist()
         assert got_reasons == expected.report.reasons[["reason", "rows"]].values.tolist()
+        # Spark's examples of left-out rows have no row numbers, and the report says so.
+        assert got_reasons and all(got.report.reasons["sample"].map(len) == 0)
+        assert any(n.startswith("Validated in Spark") for n in got.report.notes)
+        assert all(s["row"].isna().all() for s in got.report.samples.values())
         assert len(events) == expected.report.rows_used
         events.discard()
 
