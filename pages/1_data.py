@@ -26,6 +26,7 @@ from pages.ui.data_views import (
     role_pickers,
     show_report,
 )
+from retention.engine.routing import spark_dataset
 from retention.errors import InputError
 from retention.ingest import (
     CAMPAIGN_ROLES,
@@ -64,7 +65,10 @@ elif current is not None:
         "the next pages, or add your own data below.",
         icon=":material/dataset:",
     )
-    page_link("segments", "Find segments in it", ":material/bubble_chart:")
+    if spark_dataset(current.report):  # its events are not here: only the command's policy is
+        page_link("policy", "See the policy the command computed", ":material/model_training:")
+    else:
+        page_link("segments", "Find segments in it", ":material/bubble_chart:")
 
 add_tab, manage_tab = st.tabs(["Add data", "Your datasets"])
 # "Your datasets" first: a file the "Add data" tab refuses stops the page, and must not blank it.

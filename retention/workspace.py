@@ -479,12 +479,14 @@ class Workspace:
         return dataset_id
 
     def datasets(self) -> pd.DataFrame:
-        """All datasets, newest first: id, name, source_name, sha256, shape, rows, created."""
+        """All datasets, newest first: id, name, source_name, sha256, shape, rows, created, and
+        engine ('spark' for a dataset whose events live in Spark, else 'duckdb')."""
         return (
             self._q()
             .execute(
-                "SELECT id, name, source_name, sha256, shape, rows, created FROM datasets "
-                "ORDER BY created DESC, id"
+                "SELECT id, name, source_name, sha256, shape, rows, created, "
+                "coalesce(json_extract_string(report, '$.engine.name'), 'duckdb') AS engine "
+                "FROM datasets ORDER BY created DESC, id"
             )
             .df()
         )

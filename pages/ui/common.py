@@ -264,6 +264,8 @@ def segment_names(run: Run) -> dict[int, str]:
 OVERVIEW_HIDDEN = "data.overview_hidden"
 #: How many characters of a dataset's name the sidebar's picker shows.
 SIDEBAR_NAME_CHARS = 29
+#: After the name of a dataset whose events live in Spark, in the dataset pickers.
+SPARK_MARK = " (Spark)"
 
 
 def short_name(name: str, limit: int = SIDEBAR_NAME_CHARS) -> str:
@@ -290,8 +292,15 @@ def dataset_sidebar() -> None:
             ids = list(datasets["id"])
             names = dict(zip(datasets["id"], datasets["name"], strict=True))
             rows = dict(zip(datasets["id"], datasets["rows"], strict=True))
-            # The box shows about 30 characters: the name alone, cut at a word boundary.
-            labels = {i: short_name(name, SIDEBAR_NAME_CHARS) for i, name in names.items()}
+            # The box shows about 30 characters: the name alone, cut at a word boundary; a
+            # dataset whose events live in Spark says so (most pages cannot read its events).
+            in_spark = set(datasets["id"][datasets["engine"] == "spark"])
+            labels = {
+                i: short_name(name, SIDEBAR_NAME_CHARS - len(SPARK_MARK)) + SPARK_MARK
+                if i in in_spark
+                else short_name(name, SIDEBAR_NAME_CHARS)
+                for i, name in names.items()
+            }
             current = current_dataset_id()
             if st.session_state.get("sidebar.dataset") != current:
                 st.session_state["sidebar.dataset"] = current

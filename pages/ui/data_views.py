@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages.ui.common import (
     OVERVIEW_HIDDEN,
+    SPARK_MARK,
     current_dataset_id,
     dataset_currency,
     page_link,
@@ -16,6 +17,7 @@ from pages.ui.common import (
     short_name,
     stop_with_error,
 )
+from retention.engine.routing import spark_dataset
 from retention.errors import InputError
 from retention.ingest import (
     CAMPAIGN_ROLES,
@@ -269,6 +271,8 @@ def dataset_summary(info: DatasetInfo) -> str:
     symbol = CURRENCY_SYMBOLS.get(currency or "", "").strip()
     unit = f"{currency} ({symbol})" if symbol and symbol != currency else currency
     parts.append(f"revenue in {unit}" if currency else "currency not set")
+    if spark_dataset(rep):
+        parts.append("events kept in Spark, not here")
     return ", ".join(parts)
 
 
@@ -314,11 +318,12 @@ def manage_datasets(ws: Workspace) -> None:
     )
     ids = list(datasets["id"])
     names = dict(zip(datasets["id"], datasets["name"], strict=True))
+    in_spark = set(datasets["id"][datasets["engine"] == "spark"])
     _follow_current(ids)
     target = st.selectbox(
         "Dataset to see, rename or delete",
         ids,
-        format_func=lambda i: short_name(names[i], 80),
+        format_func=lambda i: short_name(names[i], 80) + (SPARK_MARK if i in in_spark else ""),
         key="manage.target",
         help="Opens on the dataset you are working on; pick another to see, rename or delete it.",
     )

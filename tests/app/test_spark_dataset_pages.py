@@ -66,3 +66,35 @@ def test_pages_say_the_events_live_in_spark(spark_dataset, page, stops):
 def test_a_duckdb_dataset_gets_no_spark_note(planted_dataset):
     at = make_app("pages/3_retention.py")
     assert not at.exception and "live in Spark" not in _texts(at)
+
+
+def test_pickers_and_the_data_page_mark_a_spark_dataset(
+    spark_dataset, planted_dataset, app_workspace
+):
+    """The sidebar's and the Data page's dataset pickers mark the dataset whose events live in
+    Spark; the Data page offers its policy, not "Find segments in it" (the Segments page would
+    only stop with the note)."""
+    app_workspace.set_meta("ui.last_dataset", spark_dataset)  # the person's last choice
+    at = make_app()  # the sidebar, on the app's first page
+    sidebar = at.sidebar.selectbox[0]
+    assert sidebar.value == spark_dataset
+    assert [label.endswith(" (Spark)") for label in sidebar.options].count(True) == 1
+    assert sidebar.options[sidebar.index].endswith(" (Spark)")
+    at = make_app("pages/1_data.py")
+    assert not at.exception, [e.value for e in at.exception]
+    manage = at.selectbox(key="manage.target")
+    assert manage.options[manage.index].endswith(" (Spark)")
+    links = [link.label for link in at.get("page_link")]
+    assert "See the policy the command computed" in links
+    assert "Find segments in it" not in links
+    assert "events kept in Spark, not here" in _texts(at)
+
+    app_workspace.set_meta("ui.last_dataset", planted_dataset)
+    at = make_app()
+    sidebar = at.sidebar.selectbox[0]
+    assert sidebar.value == planted_dataset
+    assert not sidebar.options[sidebar.index].endswith(" (Spark)")
+    at = make_app("pages/1_data.py")
+    links = [link.label for link in at.get("page_link")]
+    assert "Find segments in it" in links
+    assert "See the policy the command computed" not in links
