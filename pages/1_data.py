@@ -45,6 +45,7 @@ from retention.ingest import (
 )
 from retention.periods import DEFAULT_TIMING, TIMING_HELP, TIMINGS
 from retention.runs import find_dataset, store_dataset
+from retention.samples import SAMPLES
 
 ws = workspace()
 st.title("Data")
@@ -108,9 +109,18 @@ def _prepare(key: tuple, run: Callable[[], Prepared]) -> Prepared:
 with add_tab:
     file, campaign_file = chosen_files()
     if file is None:
+        names = set(ws.datasets()["name"])
+        here = [sample.name for sample in SAMPLES if sample.name in names]
         st.info(
-            "Upload a file to start. The sample datasets are already in your workspace: pick "
-            "one in the sidebar.",
+            "Upload a file to start. "
+            + (
+                f"The sample dataset{'s' if len(here) > 1 else ''} "
+                f"{' and '.join(f'*{n}*' for n in here)} "
+                f"{'are' if len(here) > 1 else 'is'} already in your workspace: pick one in the "
+                "sidebar."
+                if here
+                else "Or choose *A bundled sample* above to try the app on one."
+            ),
             icon=":material/info:",
         )
     else:

@@ -259,3 +259,18 @@ def test_short_name_cuts_at_word_boundaries():
     assert short_name("alpha beta gamma delta", 12) == "alpha beta…"
     assert short_name("supercalifragilistic", 10) == "supercali…"  # one long word: no boundary
     assert short_name("a, b, c, d, e, f, g", 9) == "a, b, c…"
+
+
+def test_the_start_hint_names_only_the_samples_that_are_there(app_workspace, planted_dataset):
+    """"Upload a file to start" points to the samples in the workspace by name, and to the
+    bundled-sample choice when the user has deleted them (it used to say they were there)."""
+    at = make_app("pages/1_data.py")
+    hint = next(i.value for i in at.info if i.value.startswith("Upload a file to start"))
+    assert "*Planted demo (with campaign log)* is already in your workspace" in hint
+    assert "Online Retail" not in hint
+
+    app_workspace.delete_dataset(planted_dataset)
+    at = make_app("pages/1_data.py")
+    hint = next(i.value for i in at.info if i.value.startswith("Upload a file to start"))
+    assert "already in your workspace" not in hint
+    assert "*A bundled sample*" in hint
