@@ -262,7 +262,7 @@ def test_short_name_cuts_at_word_boundaries():
 
 
 def test_the_start_hint_names_only_the_samples_that_are_there(app_workspace, planted_dataset):
-    """"Upload a file to start" points to the samples in the workspace by name, and to the
+    """The hint "Upload a file to start" points to the samples in the workspace by name, and to the
     bundled-sample choice when the user has deleted them (it used to say they were there)."""
     at = make_app("pages/1_data.py")
     hint = next(i.value for i in at.info if i.value.startswith("Upload a file to start"))
