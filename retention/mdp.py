@@ -492,33 +492,29 @@ def summarize_events(
     shared = None
     if facts is not None:
         shared = user_pass.kept_periods(con, events, period_grid(con, events, period))
-    if facts is not None and shared is not None:  # users as their row in the per-user facts
-        at = pd.Index(facts.users["user_id"]).get_indexer(seg["user_id"])
-        seg = pd.DataFrame(
-            {"user_id": at[at >= 0].astype(np.int32), "segment": seg["segment"].to_numpy()[at >= 0]}
-        )
-        con.register(spans_view, user_pass.spans_frame(shared))
-        spans = f"""
-            last AS (SELECT CAST({int(shared.last_t)} AS INTEGER) AS last_t),
-            spans AS (
-                SELECT user_id, t, revenue, n_events, first_t, NULLIF(prev_t, -1) AS prev_t,
-                       next_t
+    if facts is not None and shared is not None:  # the runs, from the per-period facts
+        con.register(spans_view, user_pass.runs_table(facts, shared, seg))
+        runs = f"""
+            runs AS (
+                SELECT segment, len, NULLIF(gap, -1) AS gap, is_last, revenue
                 FROM {quote_ident(spans_view)}
             )
-        """  # noqa: S608 -- fixed fragments, an integer and a quoted identifier only
+        """  # noqa: S608 -- fixed fragments and a quoted identifier only
     con.register(name, seg)
     try:
         with events_source(con, events) as ref:
             if shared is None:
-                spans = spans_sql(clean_events_sql(con, ref), period)
+                runs = f"""
+                    {spans_sql(clean_events_sql(con, ref), period)},
+                    runs AS (
+                        SELECT g.segment, s.next_t - s.t AS len, s.t - s.prev_t AS gap,
+                               s.next_t = l.last_t + 1 AS is_last, s.revenue
+                        FROM spans AS s JOIN {quote_ident(name)} AS g ON s.user_id = g.user_id,
+                             last AS l
+                    )
+                """  # noqa: S608 -- fixed fragments and quoted identifiers only
             sql = f"""
-                WITH {spans},
-                runs AS (
-                    SELECT g.segment, s.next_t - s.t AS len, s.t - s.prev_t AS gap,
-                           s.next_t = l.last_t + 1 AS is_last, s.revenue
-                    FROM spans AS s JOIN {quote_ident(name)} AS g ON s.user_id = g.user_id,
-                         last AS l
-                ),
+                WITH {runs},
                 g AS MATERIALIZED (
                     SELECT segment, len, gap, is_last,
                            grouping(len, gap, is_last) > 0 AS whole, count(*) AS n,

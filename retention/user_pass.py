@@ -267,32 +267,40 @@ def active_periods(facts: UserFacts, periods: PeriodFacts) -> np.ndarray:
     return np.bincount(periods.uid, minlength=len(facts.users)).astype(np.int64)
 
 
-def spans_frame(periods: PeriodFacts) -> pd.DataFrame:
-    """The panel's ``spans`` (:func:`retention.periods.spans_sql`) from the per-period facts,
-    with ``uid`` as the user: ``user_id, t, revenue, n_events, first_t, prev_t`` (-1 on a
-    user's first period) ``, next_t`` (``last_t + 1`` after their last)."""
+def runs_table(facts: UserFacts, periods: PeriodFacts, segments: pd.DataFrame):  # -> pa.Table
+    """What :func:`retention.mdp.summarize_events` groups, from the per-period facts: one row
+    per active (user, period) of a user with a segment (``segments``: ``user_id`` as text,
+    ``segment``; one row per user): ``segment``, ``len`` (periods to the user's next active
+    period, or to just past the data's last one), ``gap`` (periods since the user's previous
+    active period; -1 on their first), ``is_last`` (``len`` reaches past the data's last period)
+    and ``revenue``. An Arrow table over NumPy arrays: no pandas copy of the rows."""
+    import pyarrow as pa
+
+    at = pd.Index(facts.users["user_id"]).get_indexer(segments["user_id"])
+    known = at >= 0
+    has = np.zeros(len(facts.users), dtype=bool)
+    has[at[known]] = True
+    seg_of = np.zeros(len(facts.users), dtype=np.int64)
+    seg_of[at[known]] = segments["segment"].to_numpy(dtype=np.int64)[known]
     t, uid = periods.t, periods.uid
     first = np.ones(len(t), dtype=bool)
     first[1:] = uid[1:] != uid[:-1]
     last_row = np.ones(len(t), dtype=bool)
     last_row[:-1] = first[1:]
-    prev_t = np.empty_like(t)
-    prev_t[1:] = t[:-1]
-    prev_t[first] = -1
-    next_t = np.empty_like(t)
-    next_t[:-1] = t[1:]
-    next_t[last_row] = periods.last_t + 1
-    starts = np.flatnonzero(first)
-    first_t = np.repeat(t[starts], np.diff(np.append(starts, len(t))))
-    return pd.DataFrame(
+    nxt = np.empty_like(t)
+    nxt[:-1] = t[1:]
+    nxt[last_row] = periods.last_t + 1
+    gap = np.empty_like(t)
+    gap[1:] = t[1:] - t[:-1]
+    gap[first] = -1
+    keep = has[uid]
+    return pa.table(
         {
-            "user_id": uid,
-            "t": t,
-            "revenue": periods.revenue,
-            "n_events": periods.n_events,
-            "first_t": first_t,
-            "prev_t": prev_t,
-            "next_t": next_t,
+            "segment": seg_of[uid[keep]],
+            "len": (nxt - t)[keep],
+            "gap": gap[keep],
+            "is_last": (nxt == periods.last_t + 1)[keep],
+            "revenue": periods.revenue[keep],
         }
     )
 
