@@ -37,6 +37,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention import user_pass
 from retention.cohorts import ALL_USERS, DEFAULT_TOP_N, MISSING, OTHER
 from retention.compact import PROPERTY_COLUMNS, CompactEvents, compact_events, day_number
 from retention.errors import InputError
@@ -712,7 +713,8 @@ def retention_matrix(
     brackets = tuple(brackets)
     if mode == "brackets" and not brackets:
         raise InputError("Bracketed retention needs at least one range of days.")
-    r = _returns(compact_events(con, events), definition, grid, groups)
+    compact = _shared_compact(con, events, grid, mode, definition)
+    r = _returns(compact or compact_events(con, events), definition, grid, groups)
     sizes, long = _matrix_parts(r, mode, brackets)
     # Groups stay integer codes through the cells (renumbered in the names' order, so that
     # sorting by code sorts by name) and become names at the end.
@@ -744,6 +746,23 @@ def retention_matrix(
         cells=cells.reset_index(drop=True),
         brackets=brackets if mode == "brackets" else (),
     )
+
+
+def _shared_compact(
+    con: duckdb.DuckDBPyConnection,
+    events: EventsSource,
+    grid: PeriodGrid,
+    mode: str,
+    definition: Definition,
+) -> CompactEvents | None:
+    """The command's shared per-(user, period) pass as compact events
+    (:func:`retention.user_pass.as_compact`) where it gives the same cells as the events (the
+    default definition, counted in periods); ``None`` otherwise or when nothing is shared."""
+    if mode == "brackets" or definition != Definition():
+        return None
+    facts = user_pass.kept(con, events)
+    shared = user_pass.kept_periods(con, events, grid) if facts is not None else None
+    return None if facts is None or shared is None else user_pass.as_compact(facts, shared)
 
 
 def cell_users(

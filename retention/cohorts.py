@@ -486,6 +486,10 @@ def churn_durations(
     """
     check_churn_after(churn_after)
     grid = period_grid(con, events, period)
+    facts = user_pass.kept(con, events)  # the run's shared per-user and per-period passes
+    shared = user_pass.kept_periods(con, events, grid) if facts is not None else None
+    if facts is not None and shared is not None:
+        return user_pass.churn_durations(facts, shared, churn_after, grid.last_t)
     with events_source(con, events) as ref:
         act = _active_periods_sql(clean_events_sql(con, ref), grid.period)
         sql = f"""

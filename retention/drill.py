@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from retention import user_pass
 from retention.analyses import MATRIX_MODES, Definition, cell_users
 from retention.cohorts import NOT_SEGMENTED
 from retention.errors import InputError
@@ -203,6 +204,17 @@ def user_activity(
     """Each user's ``user_id`` and :data:`ACTIVITY` (last seen date, active periods, spend),
     sorted by ``user_id``: what a CRM wants beside the segment and the stage."""
     grid = grid or period_grid(con, events, period)
+    facts = user_pass.kept(con, events)  # the run's shared per-user and per-period passes
+    shared = user_pass.kept_periods(con, events, grid) if facts is not None else None
+    if facts is not None and shared is not None:
+        return pd.DataFrame(
+            {
+                "user_id": facts.users["user_id"].to_numpy(),
+                "last_seen": pd.to_datetime(facts.users["last_ts"]).dt.date.to_numpy(),
+                "active_periods": user_pass.active_periods(facts, shared),
+                "spend": facts.users["amount"].astype(float).to_numpy(),
+            }
+        )
     with events_source(con, events) as ref:
         index = period_index_sql(grid.period, "ts")
         sql = f"""

@@ -57,6 +57,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from retention import user_pass
 from retention.errors import InputError
 from retention.periods import (
     DEFAULT_CHURN_AFTER,
@@ -64,6 +65,7 @@ from retention.periods import (
     check_churn_after,
     clean_events_sql,
     events_source,
+    period_grid,
     resolve_period,
     spans_sql,
     stage_sql,
@@ -485,17 +487,34 @@ def summarize_events(
         {"user_id": seg["user_id"].to_numpy(), "segment": seg["segment"].to_numpy(dtype="int64")}
     )
     name = f"_segments_{uuid.uuid4().hex}"
+    spans_view = f"_spans_{uuid.uuid4().hex}"
+    facts = user_pass.kept(con, events)  # the run's shared per-(user, period) pass, if any
+    shared = None
+    if facts is not None:
+        shared = user_pass.kept_periods(con, events, period_grid(con, events, period))
+    if facts is not None and shared is not None:  # the runs, from the per-period facts
+        con.register(spans_view, user_pass.runs_table(facts, shared, seg))
+        runs = f"""
+            runs AS (
+                SELECT segment, len, NULLIF(gap, -1) AS gap, is_last, revenue
+                FROM {quote_ident(spans_view)}
+            )
+        """  # noqa: S608 -- fixed fragments and a quoted identifier only
     con.register(name, seg)
     try:
         with events_source(con, events) as ref:
+            if shared is None:
+                runs = f"""
+                    {spans_sql(clean_events_sql(con, ref), period)},
+                    runs AS (
+                        SELECT g.segment, s.next_t - s.t AS len, s.t - s.prev_t AS gap,
+                               s.next_t = l.last_t + 1 AS is_last, s.revenue
+                        FROM spans AS s JOIN {quote_ident(name)} AS g ON s.user_id = g.user_id,
+                             last AS l
+                    )
+                """  # noqa: S608 -- fixed fragments and quoted identifiers only
             sql = f"""
-                WITH {spans_sql(clean_events_sql(con, ref), period)},
-                runs AS (
-                    SELECT g.segment, s.next_t - s.t AS len, s.t - s.prev_t AS gap,
-                           s.next_t = l.last_t + 1 AS is_last, s.revenue
-                    FROM spans AS s JOIN {quote_ident(name)} AS g ON s.user_id = g.user_id,
-                         last AS l
-                ),
+                WITH {runs},
                 g AS MATERIALIZED (
                     SELECT segment, len, gap, is_last,
                            grouping(len, gap, is_last) > 0 AS whole, count(*) AS n,
@@ -527,6 +546,8 @@ def summarize_events(
             rows = con.execute(sql, {"churn_after": churn_after}).df()
     finally:
         con.unregister(name)
+        if shared is not None:
+            con.unregister(spans_view)
     if not (rows["kind"] == "users").any():
         raise InputError(NO_SEGMENT_MESSAGE.format(what="events"))
     tr = rows[rows["kind"] == "transition"].assign(action=NONE)

@@ -49,7 +49,7 @@ def run_pipeline(
     report.html into ``out`` (an existing, empty folder). Returns the summary."""
     timer = StepTimer()
     say = progress or (lambda f, m: None)
-    share_user_facts()  # issue 19: one per-user pass for segments, retention and stages
+    share_user_facts()  # issue 19: shared per-user and per-(user, period) passes
     spark = None  # issue 15: with --engine spark the events stay in Spark (retention.engine)
     with timer.step("ingest"):
         say(0.0, "Reading the data")
@@ -212,9 +212,10 @@ def _retention(
 
         block["analyses_skipped"] = ANALYSES_SKIPPED
         return block, survival, None
+    # With the run's shared per-(user, period) pass (retention.user_pass) the analyses read it
+    # and no compact copy of the events is built; should one have been (sharing off), free it
+    # before the policy step (at 50M events it is ~1.3 GB).
     analyses = segment_matrix(con, events_ref, assignments, period=period)
-    # The compact copy of the events the analyses read (retention.compact) is not needed again
-    # by the command: free it before the policy step (at 50M events it is ~1.3 GB).
     compact.forget_memory()
     block["analyses"] = analyses_summary(analyses)
     return block, survival, analyses

@@ -12,8 +12,13 @@ event). All of these are exact functions of one small table, a row per user::
 amount —, events and events with an amount), sorted by ``user_id``. A user's first and last
 period are the periods of ``first_ts`` and ``last_ts`` (a period index never decreases with
 time), so every step above reads this table (a million rows at 50 million events) instead of
-the events. The per-period steps (churn durations, the MDP's transition counts) still read the
-events.
+the events.
+
+The per-period steps share a second table, a row per active (user, period) on the data's grid
+(:class:`PeriodFacts`: the user's row in the per-user table, the period, the period's first
+event, its revenue and events), sorted by user and period: the churn durations, the MDP's
+transition counts, the CRM columns (active periods) and the retention analyses by segment read
+it instead of each grouping all events by user and period again (:func:`kept_periods`).
 
 Sharing is opt-in, for one run at a time: :func:`share_user_facts` (the command line's
 pipeline calls it when a run starts) turns it on and forgets what an earlier run kept; then
@@ -33,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from retention.sql import quote_ident
@@ -50,9 +56,36 @@ class UserFacts:
     users: pd.DataFrame
 
 
+@dataclass(frozen=True, eq=False)
+class PeriodFacts:
+    """One row per active (user, period) of one events table on one period grid, sorted by
+    ``uid`` then ``t``: ``uid`` (the user's row in :class:`UserFacts` ``users``), ``t`` (the
+    grid's period index), ``first_us`` (the period's first event, microseconds since 1970),
+    ``revenue`` (the sum of ``amount``, 0 without one) and ``n_events``. ``last_t``: the grid's
+    last period (the last active period of anyone)."""
+
+    grid_key: tuple[str, str]
+    uid: np.ndarray
+    t: np.ndarray
+    first_us: np.ndarray
+    revenue: np.ndarray
+    n_events: np.ndarray
+    last_t: int
+
+    def __len__(self) -> int:
+        return len(self.uid)
+
+    def starts(self) -> np.ndarray:
+        """Where each user's rows start (one per user, in ``uid`` order)."""
+        new = np.ones(len(self.uid), dtype=bool)
+        new[1:] = self.uid[1:] != self.uid[:-1]
+        return np.flatnonzero(new)
+
+
 _lock = threading.Lock()
 _enabled = False
 _kept: dict[tuple[str, str], UserFacts] = {}
+_kept_periods: dict[tuple[str, str], PeriodFacts] = {}
 
 
 def share_user_facts(enabled: bool = True) -> None:
@@ -62,6 +95,7 @@ def share_user_facts(enabled: bool = True) -> None:
     with _lock:
         _enabled = enabled
         _kept.clear()
+        _kept_periods.clear()
 
 
 def sharing() -> bool:
@@ -117,6 +151,7 @@ def keep(con: duckdb.DuckDBPyConnection, ref: str, users: pd.DataFrame) -> UserF
     key = _key(con, ref)
     with _lock:
         _kept.clear()  # one table's facts at a time
+        _kept_periods.clear()
         _kept[key] = facts
     return facts
 
@@ -130,3 +165,161 @@ def registered(con: duckdb.DuckDBPyConnection, facts: UserFacts) -> Iterator[str
         yield quote_ident(name)
     finally:
         con.unregister(name)
+
+
+def grid_key(grid: object) -> tuple[str, str]:
+    """A period grid's identity: its period and origin."""
+    return str(grid.period), str(grid.origin)  # type: ignore[attr-defined]
+
+
+def kept_periods(
+    con: duckdb.DuckDBPyConnection, events: object, grid: object
+) -> PeriodFacts | None:
+    """The shared per-(user, period) facts of the stored events table ``events`` on ``grid``
+    (a :class:`retention.periods.PeriodGrid`), computed and kept on first use when sharing is
+    on; ``None`` when sharing is off or ``events`` is a DataFrame."""
+    facts = kept(con, events)
+    if facts is None:
+        return None
+    from retention.periods import clean_events_sql, events_source, period_index_sql, table_ref
+
+    ref = table_ref(events)  # type: ignore[arg-type]
+    key = (*_key(con, ref), *grid_key(grid))
+    with _lock:
+        found = _kept_periods.get(key)  # type: ignore[arg-type]
+    if found is not None:
+        return found
+    index = period_index_sql(grid.period, "ts")  # type: ignore[attr-defined]
+    ids = pd.DataFrame(
+        {"user_id": facts.users["user_id"], "uid": np.arange(len(facts.users), dtype=np.int32)}
+    )
+    name = f"_user_ids_{uuid.uuid4().hex}"
+    with events_source(con, ref) as checked:
+        con.register(name, ids)
+        try:
+            sql = f"""
+                WITH a AS (
+                    SELECT user_id, {index} AS t, min(ts) AS first_ts,
+                           coalesce(sum(amount), 0) AS revenue, count(*) AS n_events
+                    FROM ({clean_events_sql(con, checked)}) GROUP BY ALL
+                )
+                SELECT u.uid, CAST(a.t AS INTEGER) AS t, epoch_us(a.first_ts) AS first_us,
+                       CAST(a.revenue AS DOUBLE) AS revenue, a.n_events
+                FROM a JOIN {quote_ident(name)} AS u USING (user_id)
+                ORDER BY u.uid, t
+            """  # noqa: S608 -- fixed fragments and a quoted identifier only
+            params = {"origin": grid.origin.to_pydatetime()}  # type: ignore[attr-defined]
+            got = con.execute(sql, params).fetchnumpy()
+        finally:
+            con.unregister(name)
+    t = np.asarray(got["t"], dtype=np.int32)
+    periods = PeriodFacts(
+        grid_key=grid_key(grid),
+        uid=np.asarray(got["uid"], dtype=np.int32),
+        t=t,
+        first_us=np.asarray(got["first_us"], dtype=np.int64),
+        revenue=np.asarray(got["revenue"], dtype=np.float64),
+        n_events=np.asarray(got["n_events"], dtype=np.int64),
+        last_t=int(t.max()) if len(t) else 0,
+    )
+    with _lock:
+        _kept_periods.clear()  # one table and grid at a time
+        _kept_periods[key] = periods  # type: ignore[index]
+    return periods
+
+
+def churn_durations(
+    facts: UserFacts, periods: PeriodFacts, churn_after: int, last_t: int
+) -> pd.DataFrame:
+    """:func:`retention.cohorts.churn_durations` from the shared facts: ``user_id, first_t,
+    duration, churned``, sorted by ``user_id``. A user churns at the first active period ``t``
+    with no return within ``churn_after`` periods (``t + churn_after`` before the next active
+    period, or past the last) that the data has followed that long (``t + churn_after <=
+    last_t``); the duration counts from the first period, censored at ``last_t``."""
+    t = periods.t.astype(np.int64)
+    starts = periods.starts()
+    if len(starts) != len(facts.users):
+        raise ValueError("The per-period facts do not cover every user of the per-user facts.")
+    nxt = np.empty_like(t)
+    nxt[:-1] = t[1:]
+    last_row = np.ones(len(t), dtype=bool)
+    last_row[:-1] = periods.uid[1:] != periods.uid[:-1]
+    nxt[last_row] = last_t + 1 + churn_after
+    churn = t + churn_after
+    never = np.iinfo(np.int64).max
+    candidate = np.where((churn < nxt) & (churn <= last_t), churn, never)
+    churn_t = np.minimum.reduceat(candidate, starts) if len(t) else candidate
+    first_t = t[starts]
+    churned = churn_t != never
+    duration = np.where(churned, churn_t, last_t) - first_t
+    return pd.DataFrame(
+        {
+            "user_id": facts.users["user_id"].to_numpy(),
+            "first_t": first_t.astype(np.int32),
+            "duration": duration.astype(np.int32),
+            "churned": churned,
+        }
+    )
+
+
+def active_periods(facts: UserFacts, periods: PeriodFacts) -> np.ndarray:
+    """Each user's number of active periods, in the per-user facts' order."""
+    return np.bincount(periods.uid, minlength=len(facts.users)).astype(np.int64)
+
+
+def runs_table(facts: UserFacts, periods: PeriodFacts, segments: pd.DataFrame):  # -> pa.Table
+    """What :func:`retention.mdp.summarize_events` groups, from the per-period facts: one row
+    per active (user, period) of a user with a segment (``segments``: ``user_id`` as text,
+    ``segment``; one row per user): ``segment``, ``len`` (periods to the user's next active
+    period, or to just past the data's last one), ``gap`` (periods since the user's previous
+    active period; -1 on their first), ``is_last`` (``len`` reaches past the data's last period)
+    and ``revenue``. An Arrow table over NumPy arrays: no pandas copy of the rows."""
+    import pyarrow as pa
+
+    at = pd.Index(facts.users["user_id"]).get_indexer(segments["user_id"])
+    known = at >= 0
+    has = np.zeros(len(facts.users), dtype=bool)
+    has[at[known]] = True
+    seg_of = np.zeros(len(facts.users), dtype=np.int64)
+    seg_of[at[known]] = segments["segment"].to_numpy(dtype=np.int64)[known]
+    t, uid = periods.t, periods.uid
+    first = np.ones(len(t), dtype=bool)
+    first[1:] = uid[1:] != uid[:-1]
+    last_row = np.ones(len(t), dtype=bool)
+    last_row[:-1] = first[1:]
+    nxt = np.empty_like(t)
+    nxt[:-1] = t[1:]
+    nxt[last_row] = periods.last_t + 1
+    gap = np.empty_like(t)
+    gap[1:] = t[1:] - t[:-1]
+    gap[first] = -1
+    keep = has[uid]
+    return pa.table(
+        {
+            "segment": seg_of[uid[keep]],
+            "len": (nxt - t)[keep],
+            "gap": gap[keep],
+            "is_last": (nxt == periods.last_t + 1)[keep],
+            "revenue": periods.revenue[keep],
+        }
+    )
+
+
+def as_compact(facts: UserFacts, periods: PeriodFacts):  # -> retention.compact.CompactEvents
+    """The per-period facts as compact events (:mod:`retention.compact`), one per active
+    (user, period) at the period's first event, worth the period's revenue. For the retention
+    analyses' default definition (first event → any event) counted in periods, this gives the
+    cells the events themselves give: a user's start is their first event, every period they
+    are active in counts once, and a cell's revenue is the sum of its periods' revenue."""
+    from retention.compact import CompactEvents
+
+    return CompactEvents(
+        user_ids=facts.users["user_id"].astype(str).to_numpy(dtype=object),
+        kinds=(),
+        firsts={},
+        uid=periods.uid,
+        day=(periods.first_us // 86_400_000_000).astype(np.int32),
+        ts=periods.first_us,
+        ev=np.full(len(periods), -1, dtype=np.int16),
+        amount=periods.revenue,
+    )

@@ -155,3 +155,91 @@ def test_the_command_line_gives_the_same_results_with_and_without_sharing(
     for key in ("segments", "retention", "policy", "period"):
         assert shared[key] == alone[key], key
     assert shared_csv == alone_csv
+
+
+# -- the shared per-(user, period) pass --------------------------------------------------------
+
+
+def test_a_gap_at_the_end_of_the_data_and_one_event_users(con):
+    """Edge cases of the churn durations from the per-period pass, against the events: users
+    with one event, with a gap longer than the churn window and a return, and active in the
+    data's last period (the oracle: the same function reading the events)."""
+    t0 = pd.Timestamp("2024-01-01 10:00")
+    rows = [
+        ("solo", t0, 5.0),  # one event: churns once the window has passed
+        ("back", t0, None), ("back", t0 + pd.Timedelta(days=70), 2.0),  # long gap, came back
+        ("late", t0 + pd.Timedelta(days=97), 1.0),  # first seen in the last period
+        ("busy", t0, 1.0), ("busy", t0 + pd.Timedelta(days=1), 1.0),  # two events, one week
+        ("busy", t0 + pd.Timedelta(days=98), 3.0),  # the data's last event
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["user_id", "ts", "amount"])
+    con.register("edge", frame)
+    con.execute('CREATE TABLE "edge_events" AS SELECT * FROM edge')
+    for period, churn_after in (("day", 5), ("week", 2), ("week", 20), ("month", 2)):
+        alone, shared = both(
+            con,
+            lambda p=period, c=churn_after: churn_durations(
+                con, '"edge_events"', period=p, churn_after=c
+            ),
+        )
+        pd.testing.assert_frame_equal(alone, shared)
+
+
+@pytest.mark.parametrize(("period", "churn_after"), [("day", 3), ("week", 4), ("month", 2)])
+def test_per_period_steps_are_the_same(con, planted, period, churn_after):
+    """Churn durations, the MDP's transition counts, the CRM columns and the retention
+    analyses by segment from the shared per-(user, period) pass equal what each gives from
+    the events."""
+    from retention.analyses import Definition, retention_matrix, segment_matrix
+    from retention.drill import user_activity
+    from retention.mdp import summarize_events
+
+    alone, shared = both(
+        con, lambda: churn_durations(con, REF, period=period, churn_after=churn_after)
+    )
+    pd.testing.assert_frame_equal(alone, shared)
+
+    some = planted.truth.iloc[::3]  # a third of the users segmented: the rest left out
+    for who in (planted.truth, some):
+        alone, shared = both(
+            con,
+            lambda who=who: summarize_events(con, REF, who, period=period, churn_after=churn_after),
+        )
+        assert alone.segments == shared.segments
+        pd.testing.assert_frame_equal(alone.transitions, shared.transitions)
+        np.testing.assert_allclose(alone.revenue, shared.revenue, rtol=1e-12)
+        np.testing.assert_array_equal(alone.current, shared.current)
+        np.testing.assert_array_equal(alone.sizes, shared.sizes)
+
+    alone, shared = both(con, lambda: user_activity(con, REF, period=period))
+    pd.testing.assert_frame_equal(alone, shared)
+    assert shared["spend"].isna().any()  # the user without amounts: no spend, not 0
+
+    def matrices():
+        return [
+            segment_matrix(con, REF, some, period=period),
+            retention_matrix(con, REF, period=period, mode="unbounded"),
+            retention_matrix(con, REF, period=period, mode="brackets"),  # reads the events
+            retention_matrix(
+                con, REF, period=period, definition=Definition(return_event="purchase")
+            ),
+        ]
+
+    for a, b in zip(*both(con, matrices), strict=True):
+        assert a.columns == b.columns and a.groups == b.groups
+        pd.testing.assert_frame_equal(a.cells, b.cells, check_exact=False, rtol=1e-12)
+
+
+def test_the_period_pass_is_kept_per_grid_and_forgotten_with_the_user_facts(con):
+    grid = period_grid(con, REF, "week")
+    user_pass.share_user_facts(True)
+    first = user_pass.kept_periods(con, REF, grid)
+    assert user_pass.kept_periods(con, REF, grid) is first
+    assert (np.diff(first.uid) >= 0).all()
+    assert len(first.starts()) == len(user_pass.kept(con, REF).users)
+    other = user_pass.kept_periods(con, REF, period_grid(con, REF, "month"))
+    assert other is not first and len(other) < len(first)
+    user_pass.share_user_facts(True)  # a new run
+    assert user_pass.kept_periods(con, REF, grid) is not other
+    user_pass.share_user_facts(False)
+    assert user_pass.kept_periods(con, REF, grid) is None
