@@ -132,6 +132,7 @@ def _make_user_vectors(
             weighting=settings.weighting,
             progress=scaled(progress, 0.05, 0.7),
         )
+        announce(progress, 0.7, "Combining what users buy with how they behave")
         X, info = reduce_users(
             text,
             B,
