@@ -702,8 +702,10 @@ def close_queues(wait: bool = True) -> None:
 # that depends on the page's settings, so the server does it *before* the button is pressed:
 # :func:`prefetch_texts` (called when a dataset is saved, when the app or the Segments page
 # opens) starts the job thread's worker, imports what a segmentation imports, loads the model
-# the automatic choice picks for the dataset, and embeds its distinct texts into the
-# workspace's vector cache, a chunk at a time. It is not a job (no row, no place in the queue):
+# the automatic choice picks for the dataset, embeds its distinct texts into the workspace's
+# vector cache a chunk at a time, then makes the dataset's reduced user vectors for the page's
+# default settings (kept as a re-run with another k keeps them, :mod:`retention.segments.vectors`),
+# so the click with the default settings only clusters, labels, maps and profiles. It is not a job (no row, no place in the queue):
 # it runs only while no job waits, and stops before its next chunk as soon as one does — that
 # job then embeds only what is still missing, with its own progress. ``RETENTION_PREFETCH=0``
 # turns it off (the benchmark's truly cold run).
@@ -734,6 +736,18 @@ def _warm_worker(folder: Path, choice: Any, texts: list[str], *, progress: Any) 
         embedder.embed(["warm up"])  # loads the model now, not inside the first job
         return None
     return embedder.embed(texts)
+
+
+def _vectors_worker(folder: Path, dataset_id: str, kept_in: str, *, progress: Any) -> bool:
+    """In the worker: the dataset's reduced user vectors for the default settings, kept in the
+    server's workspace folder ``kept_in`` (a segmentation with those settings reuses them)."""
+    from retention.segments.pipeline import prepare_user_vectors
+
+    ws = Workspace(folder)
+    try:
+        return prepare_user_vectors(ws, dataset_id, vectors_folder=Path(kept_in))
+    finally:
+        ws.close()
 
 
 def _dataset_texts(ws: Workspace, dataset_id: str) -> tuple[Any, list[str]]:
@@ -771,7 +785,8 @@ def _jobs_waiting(queue: JobQueue) -> bool:
 
 def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
     """On a job thread: warm its worker, then embed the dataset's uncached texts a chunk at a
-    time until done or a job waits. Returns how many texts it embedded."""
+    time, then make its user vectors for the default settings — stopping wherever a job waits.
+    Returns how many texts it embedded."""
     from retention.embeddings import text_hash
 
     ws, done = queue.ws, 0
@@ -791,6 +806,13 @@ def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
             if chunk and vectors is not None:
                 ws.cache_vectors(choice.model_id, [text_hash(t) for t in chunk], vectors)
                 done += len(chunk)
+        else:  # every text embedded: the default settings' user vectors too (PCA and all)
+            if dataset_id and choice is not None and not _jobs_waiting(queue):
+                inputs = make_private_dir(folder / "vectors")
+                ws.export_job_input(inputs, dataset_id, choice.model_id)
+                if not _jobs_waiting(queue):
+                    args = (dataset_id, str(ws.folder))
+                    queue.server.submit_work(_vectors_worker, inputs, args).result()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return done

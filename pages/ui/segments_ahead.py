@@ -1,8 +1,8 @@
 """The Segments page's work done ahead (issue 19): when a dataset is saved, when the app opens
 on one and when the Segments page opens, the server's job worker starts, loads the text model
-and embeds the dataset's distinct texts into the workspace's vector cache in the background
-(:func:`retention.jobs.prefetch_texts`), so *Find segments* reads cached vectors instead of
-waiting for all of that. Once per dataset per server; it gives way to any job."""
+and embeds the dataset's distinct texts into the workspace's vector cache in the background,
+then makes its reduced user vectors for the default settings (:func:`retention.jobs.prefetch_texts`),
+so *Find segments* reads them instead of waiting for all of that. Once per dataset per server; it gives way to any job."""
 
 from __future__ import annotations
 

@@ -65,6 +65,7 @@ def test_prefetch_embeds_the_texts_ahead_and_the_job_embeds_nothing(
         assert done.status == "done", done.error
         metrics = workspace.load_run(done.run_id).metrics
         assert metrics["texts_embedded"] == 0 and metrics["texts_cached"] == len(texts)
+        assert metrics["vectors_reused"] is True  # the user vectors were made ahead too
         # The embedding ahead does not change the segments: the same as from scratch, inline.
         fresh = segment_users(planted.events, settings={"k": 3}).assignments
         shown = workspace.load_run(done.run_id).artifacts["assignments"]
