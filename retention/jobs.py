@@ -813,6 +813,9 @@ def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
                 if not _jobs_waiting(queue):
                     args = (dataset_id, str(ws.folder))
                     queue.server.submit_work(_vectors_worker, inputs, args).result()
+                    if dataset_id not in set(ws.datasets()["id"]):  # deleted meanwhile
+                        for path in (ws.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
+                            path.unlink(missing_ok=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return done
