@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.ui.common import (
+    current_dataset_id,
     dataset_sidebar,
     ensure_samples,
     refuse_an_open_server,
@@ -18,6 +19,7 @@ from pages.ui.common import (
     set_tab_icon,
 )
 from pages.ui.people import sign_in_gate
+from pages.ui.segments_ahead import embed_ahead
 
 # The tab icon is a file of ours: a ":material/..." icon would make every browser fetch it from
 # a font CDN, and the app promises to run offline (set again before every st.navigation).
@@ -30,4 +32,5 @@ with st.sidebar:
     st.markdown("### :material/insights: Retention Studio")
 ensure_samples()
 dataset_sidebar()
+embed_ahead(current_dataset_id())  # issue 19: the Segments page's embedding, ahead of the click
 page.run()

@@ -693,3 +693,157 @@ def close_queues(wait: bool = True) -> None:
         server, _server = _server, None
     if server is not None:
         server.shutdown(wait=wait)
+
+
+# ===================================================== issue 19: a warm worker, vectors ahead
+#
+# The Segments page's first run spent most of its seconds before clustering: starting the
+# worker process (imports), loading the text model and embedding every distinct text. None of
+# that depends on the page's settings, so the server does it *before* the button is pressed:
+# :func:`prefetch_texts` (called when a dataset is saved, when the app or the Segments page
+# opens) starts the job thread's worker, imports what a segmentation imports, loads the model
+# the automatic choice picks for the dataset, embeds its distinct texts into the workspace's
+# vector cache a chunk at a time, then makes the dataset's reduced user vectors for the page's
+# default settings (kept as a re-run with another k keeps them, :mod:`retention.segments.vectors`),
+# so the click with the default settings only clusters, labels, maps and profiles. It is not a job (no row, no place in the queue):
+# it runs only while no job waits, and stops before its next chunk as soon as one does — that
+# job then embeds only what is still missing, with its own progress. ``RETENTION_PREFETCH=0``
+# turns it off (the benchmark's truly cold run).
+
+PREFETCH_ENV = "RETENTION_PREFETCH"
+#: Texts per worker call while prefetching: the longest a job waits for the chunk in hand.
+PREFETCH_CHUNK = 256
+
+
+def prefetch_enabled() -> bool:
+    """Whether the server warms its worker and embeds datasets' texts ahead (on unless
+    ``RETENTION_PREFETCH=0``)."""
+    return os.environ.get(PREFETCH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _warm_worker(folder: Path, choice: Any, texts: list[str], *, progress: Any) -> Any:
+    """In the worker: import what a segmentation imports, load ``choice``'s model (kept for the
+    process) and return the vectors of ``texts`` (None when there are none)."""
+    import retention.segments.cluster
+    import retention.segments.label
+    import retention.segments.layout
+    import retention.segments.pipeline  # noqa: F401 - the imports are the point
+
+    if choice is None:
+        return None
+    embedder = choice.embedder()
+    if not texts:
+        embedder.embed(["warm up"])  # loads the model now, not inside the first job
+        return None
+    return embedder.embed(texts)
+
+
+def _vectors_worker(folder: Path, dataset_id: str, kept_in: str, *, progress: Any) -> bool:
+    """In the worker: the dataset's reduced user vectors for the default settings, kept in the
+    server's workspace folder ``kept_in`` (a segmentation with those settings reuses them)."""
+    from retention.segments.pipeline import prepare_user_vectors
+
+    ws = Workspace(folder)
+    try:
+        return prepare_user_vectors(ws, dataset_id, vectors_folder=Path(kept_in))
+    finally:
+        ws.close()
+
+
+def _dataset_texts(ws: Workspace, dataset_id: str) -> tuple[Any, list[str]]:
+    """The text model the automatic choice picks for a dataset and its distinct texts (the ones
+    a segmentation embeds), or ``(None, [])`` when it has none."""
+    from retention.segments import SegmentSettings, has_text
+    from retention.segments.pipeline import dataset_text_model
+
+    if ws.dataset(dataset_id).shape != "events":
+        return None, []
+    ref = ws.table(dataset_id, "events")
+    con = ws.cursor().cursor()
+    try:
+        if not has_text(con, ref):
+            return None, []
+        choice = dataset_text_model(con, ref, SegmentSettings())
+        texts = (
+            con.execute(
+                "SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM "  # noqa: S608
+                f"{ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL "
+                "AND trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
+            )
+            .fetchnumpy()["text"]
+            .tolist()
+        )
+    finally:
+        con.close()
+    return choice, texts
+
+
+def _jobs_waiting(queue: JobQueue) -> bool:
+    with queue.server._lock:
+        return bool(queue.server._order) or queue._closing or queue.server.closed
+
+
+def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
+    """On a job thread: warm its worker, then embed the dataset's uncached texts a chunk at a
+    time, then make its user vectors for the default settings — stopping wherever a job waits.
+    Returns how many texts it embedded."""
+    from retention.embeddings import text_hash
+
+    ws, done = queue.ws, 0
+    choice, texts = _dataset_texts(ws, dataset_id) if dataset_id else (None, [])
+    missing: list[str] = []
+    if choice is not None:
+        hashes = [text_hash(t) for t in texts]
+        cached = ws.cached_vectors(choice.model_id, hashes)
+        missing = [t for t, h in zip(texts, hashes, strict=True) if h not in cached]
+    folder = make_private_dir(queue.folder / f"warm-{threading.get_ident()}")
+    try:
+        chunks = [missing[i : i + PREFETCH_CHUNK] for i in range(0, len(missing), PREFETCH_CHUNK)]
+        for chunk in chunks or [[]]:
+            if _jobs_waiting(queue):
+                break
+            vectors = queue.server.submit_work(_warm_worker, folder, (choice, chunk)).result()
+            if chunk and vectors is not None:
+                ws.cache_vectors(choice.model_id, [text_hash(t) for t in chunk], vectors)
+                done += len(chunk)
+        else:  # every text embedded: the default settings' user vectors too (PCA and all)
+            if dataset_id and choice is not None and not _jobs_waiting(queue):
+                inputs = make_private_dir(folder / "vectors")
+                ws.export_job_input(inputs, dataset_id, choice.model_id)
+                if not _jobs_waiting(queue):
+                    args = (dataset_id, str(ws.folder))
+                    queue.server.submit_work(_vectors_worker, inputs, args).result()
+                    if dataset_id not in set(ws.datasets()["id"]):  # deleted meanwhile
+                        for path in (ws.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
+                            path.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return done
+
+
+def prefetch_texts(queue: JobQueue, dataset_id: str | None) -> Future[int] | None:
+    """Warm the server's worker and embed ``dataset_id``'s texts into the workspace's vector
+    cache in the background (see above); once per dataset and queue (None when already asked,
+    or turned off). ``dataset_id`` None only warms the worker. Never raises: it is only ahead
+    of time, and the segmentation does whatever it did not."""
+    if not prefetch_enabled() or queue.inline or queue._closing:
+        return None
+    asked: dict[str | None, Future[int]] = queue.__dict__.setdefault("_prefetched", {})
+    with queue._lock:
+        if dataset_id in asked or (dataset_id is None and asked):
+            return None
+
+        def run() -> int:
+            try:
+                return _prefetch(queue, dataset_id)
+            except BrokenProcessPool:
+                queue.server.replace_pool()
+            except Exception:  # noqa: BLE001 - ahead of time only; the job does it itself
+                log.debug("Prefetching %s's text vectors failed", dataset_id, exc_info=True)
+            return 0
+
+        try:
+            asked[dataset_id] = queue.server._threads.submit(run)
+        except RuntimeError:  # the server is shutting down
+            return None
+        return asked[dataset_id]

@@ -132,6 +132,7 @@ def _make_user_vectors(
             weighting=settings.weighting,
             progress=scaled(progress, 0.05, 0.7),
         )
+        announce(progress, 0.7, "Combining what users buy with how they behave")
         X, info = reduce_users(
             text,
             B,
@@ -300,7 +301,19 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
         return model
     if ws.dataset(dataset_id).shape != "events":
         return DEFAULT_MODEL_ID
-    return dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+    # issue 19: a stored dataset never changes (a new upload gets a new random id), so its
+    # automatic choice is read once per process, not on every job (it reads every distinct text)
+    key = (str(ws.folder), dataset_id, settings.text_model, settings.model_path)
+    chosen = _chosen_models.get(key)
+    if chosen is None:
+        chosen = dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+        if len(_chosen_models) >= 64:
+            _chosen_models.clear()
+        _chosen_models[key] = chosen
+    return chosen
+
+
+_chosen_models: dict[tuple[str, str, str, str | None], str] = {}
 
 
 def dataset_text_model(
@@ -361,6 +374,32 @@ def segment_dataset(
         )
     finally:
         con.close()
+
+
+def prepare_user_vectors(
+    ws: Workspace,
+    dataset_id: str,
+    settings: SegmentSettings | dict[str, Any] | None = None,
+    *,
+    vectors_folder: Path | None = None,
+    progress: Progress | None = None,
+) -> bool:
+    """Steps 1 to 3 only: make and keep a dataset's reduced user vectors for ``settings``
+    (default: the page's defaults), exactly as :func:`segment_dataset` makes and keeps them, so
+    that its run only clusters, labels, maps and profiles (issue 19: the server does this ahead
+    of the Segments page's click). False when there is nothing to prepare (not an event log)."""
+    if ws.dataset(dataset_id).shape != "events":
+        return False
+    parsed = SegmentSettings.coerce(settings)
+    con = ws.cursor().cursor()
+    try:
+        data = aggregate_users(con, ws.table(dataset_id, "events"))
+        B, _ = behaviour_matrix(data.users, data.has_amount)
+        cache = VectorCache(vectors_folder or ws.folder, dataset_id)
+        _user_vectors(data, B, parsed, None, ws, progress, cache)
+    finally:
+        con.close()
+    return True
 
 
 def segmentation_basis(metrics: dict[str, Any], settings: dict[str, Any], snapshot: bool) -> str:

@@ -17,6 +17,9 @@ def app_workspace(tmp_path, monkeypatch):
     folder = tmp_path / "ws"
     monkeypatch.setenv("RETENTION_WORKSPACE", str(folder))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # issue 19: no embedding ahead of the click unless a test asks (it would change what the
+    # tests' jobs embed and see); tests/app/test_segments_ahead.py turns it on
+    monkeypatch.setenv("RETENTION_PREFETCH", "0")
     ws = Workspace(folder)
     ws.set_meta("samples.loaded", "1")
     yield ws

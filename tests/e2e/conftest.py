@@ -46,7 +46,9 @@ def running_app(
     """The app served on a loopback port (a free one unless given) over ``workspace``, with
     ``extra_args`` for Streamlit (e.g. ``--secrets.files``); yields (url, process)."""
     port = port or free_port()
-    env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1", RETENTION_PREFETCH="0"
+    )  # issue 19: the jobs embed what the tests expect them to (no embedding ahead)
     log = open(workspace / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

@@ -1,0 +1,122 @@
+"""Issue 19: the server embeds a dataset's texts ahead of the Segments page's click
+(:func:`retention.jobs.prefetch_texts`), in its job worker, and gives way to any job.
+
+Real worker processes (spawn) and the bundled English model on a small planted dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retention import jobs
+from retention.embeddings import SentenceTransformerEmbedder, text_hash
+from retention.jobs import JobQueue, prefetch_texts, submit_segmentation
+from retention.segments import SegmentSettings, segment_users
+from retention.synth import make_planted
+from retention.workspace import Workspace
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return make_planted(n_users=150, n_periods=12, seed=3, n_segments=3)
+
+
+def _save(ws: Workspace, events: pd.DataFrame) -> str:
+    return ws.save_dataset(
+        name="Planted",
+        source_name="planted.csv",
+        sha256=None,
+        shape="events",
+        frames={"events": events},
+        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
+        report={},
+    )
+
+
+def _texts(events: pd.DataFrame) -> list[str]:
+    texts = events["text"].dropna().astype(str).str.strip()
+    return sorted(set(texts[texts != ""]))
+
+
+def test_prefetch_embeds_the_texts_ahead_and_the_job_embeds_nothing(
+    workspace, planted, monkeypatch
+):
+    monkeypatch.delenv(jobs.PREFETCH_ENV, raising=False)
+    dataset_id = _save(workspace, planted.events)
+    texts = _texts(planted.events)
+    queue = JobQueue(workspace, workers=1)
+    try:
+        ahead = prefetch_texts(queue, dataset_id)
+        assert ahead is not None and ahead.result(timeout=300) == len(texts)
+        assert prefetch_texts(queue, dataset_id) is None  # once per dataset and server
+        hashes = [text_hash(t) for t in texts]
+        cached = workspace.cached_vectors(MODEL, hashes)
+        assert set(cached) == set(hashes)
+        # The same vectors as embedding them all at once here (another batching: float noise).
+        direct = SentenceTransformerEmbedder().embed(texts)
+        got = np.stack([cached[h] for h in hashes])
+        assert np.min(np.sum(got * direct, axis=1)) > 0.9999
+
+        job = submit_segmentation(queue, dataset_id, SegmentSettings(k=3))
+        done = _wait_done(workspace, job.id)
+        assert done.status == "done", done.error
+        metrics = workspace.load_run(done.run_id).metrics
+        assert metrics["texts_embedded"] == 0 and metrics["texts_cached"] == len(texts)
+        assert metrics["vectors_reused"] is True  # the user vectors were made ahead too
+        # The embedding ahead does not change the segments: the same as from scratch, inline.
+        fresh = segment_users(planted.events, settings={"k": 3}).assignments
+        shown = workspace.load_run(done.run_id).artifacts["assignments"]
+        key = ["user_id"]
+        pd.testing.assert_frame_equal(
+            shown[["user_id", "segment"]].sort_values(key).reset_index(drop=True),
+            fresh[["user_id", "segment"]].sort_values(key).reset_index(drop=True),
+        )
+    finally:
+        queue.close()
+
+
+def test_prefetch_gives_way_to_a_waiting_job(workspace, planted, monkeypatch):
+    dataset_id = _save(workspace, planted.events)
+    queue = JobQueue(workspace, workers=1)
+    try:
+        monkeypatch.setattr(jobs, "PREFETCH_CHUNK", 1)
+        with queue.server._lock:
+            queue.server._order[("elsewhere", "a job")] = None  # a job waits for the worker
+        assert jobs._prefetch(queue, dataset_id) == 0  # stopped before its first chunk
+        assert not workspace.cached_vectors(MODEL, [text_hash(t) for t in _texts(planted.events)])
+        assert not queue.server._pools  # no worker was even started for it
+    finally:
+        queue.server._order.clear()
+        queue.close()
+
+
+def test_prefetch_can_be_turned_off(workspace, planted, monkeypatch):
+    dataset_id = _save(workspace, planted.events)
+    monkeypatch.setenv(jobs.PREFETCH_ENV, "0")
+    queue = JobQueue(workspace, workers=1)
+    try:
+        assert not jobs.prefetch_enabled()
+        assert prefetch_texts(queue, dataset_id) is None
+    finally:
+        queue.close()
+    monkeypatch.delenv(jobs.PREFETCH_ENV)
+    inline = JobQueue(workspace, workers=0)  # no worker process to warm
+    try:
+        assert prefetch_texts(inline, dataset_id) is None
+    finally:
+        inline.close()
+
+
+def _wait_done(ws: Workspace, job_id: str, timeout: float = 300.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = ws.job(job_id)
+        if not job.active:
+            return job
+        time.sleep(0.05)
+    raise AssertionError("the segmentation job did not end")
