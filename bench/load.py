@@ -52,6 +52,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 STEP_MS = int(os.environ.get("LOAD_STEP_MS", "900000"))
+#: How often a waiting session asks its page whether the run is over: Playwright's default for
+#: ``wait_for_function`` is every animation frame (60 a second per tab), which cost each headless
+#: tab ~10% of a core of its own (``bench/browser_cpu.py``): the bench's waste, not the app's.
+POLL_MS = 200
 SHOTS = RESULTS / "load_failures"
 IDLE_JS = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
@@ -271,9 +275,9 @@ class CpuWatch(threading.Thread):
 
 async def idle(page) -> None:
     for _ in range(2):
-        await page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+        await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_MS)
         await page.wait_for_timeout(200)
-    await page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+    await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_MS)
 
 
 async def errors(page) -> str | None:
