@@ -56,6 +56,11 @@ STEP_MS = int(os.environ.get("LOAD_STEP_MS", "900000"))
 #: ``wait_for_function`` is every animation frame (60 a second per tab), which cost each headless
 #: tab ~10% of a core of its own (``bench/browser_cpu.py``): the bench's waste, not the app's.
 POLL_MS = 200
+#: A text shown on the page: asked every half second. A locator's ``wait_for`` (``get_by_text``)
+#: cost a waiting tab ~7% of a core (a text query over the whole page, charts included), and
+#: trainers wait minutes for their jobs.
+TEXT_JS = "(text) => !!document.body && document.body.innerText.includes(text)"
+TEXT_POLL_MS = 500
 SHOTS = RESULTS / "load_failures"
 IDLE_JS = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
@@ -280,6 +285,10 @@ async def idle(page) -> None:
     await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_MS)
 
 
+async def wait_text(page, text: str) -> None:
+    await page.wait_for_function(TEXT_JS, arg=text, polling=TEXT_POLL_MS, timeout=STEP_MS)
+
+
 async def errors(page) -> str | None:
     for selector in ("[data-testid='stException']", "[data-testid='stAlertContentError']"):
         found = page.locator(selector)
@@ -314,25 +323,25 @@ async def trainer(browser, url: str, i: int, data: Path, out: dict) -> None:
         await page.goto(url)
         await idle(page)
         await main_uploader(page).set_input_files(str(data))
-        await page.get_by_text("Validation report", exact=True).wait_for()
+        await wait_text(page, "Validation report")
         await idle(page)
         box = page.get_by_label("Dataset name")
         await box.fill(f"trainer{i}")
         await box.press("Enter")
         await idle(page)
         await page.get_by_role("button", name="Save to workspace").click()
-        await page.get_by_text("and made it the current dataset").wait_for()
+        await wait_text(page, "and made it the current dataset")
         await idle(page)
         await nav(page, "Segments")
         start = time.perf_counter()
         await page.get_by_role("button", name="Find segments").click()
-        await page.get_by_text("Names and keywords").wait_for()
+        await wait_text(page, "Names and keywords")
         await idle(page)
         out["segment_s"] = time.perf_counter() - start
         await nav(page, "Policy")
         start = time.perf_counter()
         await page.get_by_role("button", name="Train", exact=True).click()
-        await page.get_by_text("Learned policy's worth", exact=True).wait_for()
+        await wait_text(page, "Learned policy's worth")
         await idle(page)
         out["train_s"] = time.perf_counter() - start
         out["error"] = await errors(page)
@@ -360,7 +369,7 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
             await nav(page, "Data")
             start = time.perf_counter()
             await main_uploader(page).set_input_files(str(upload))
-            await page.get_by_text("Validation report", exact=True).wait_for()
+            await wait_text(page, "Validation report")
             await idle(page)
             out["uploads"].append(time.perf_counter() - start)
             if err := await errors(page):
