@@ -506,9 +506,12 @@ def job_times(folder: Path) -> list[dict]:
 
 def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> dict:
     workspace = base / f"ws_{mode}"
-    workspace.mkdir()
-    print(f"== {mode}: preparing the workspace", flush=True)
-    prepare_workspace(workspace)
+    if args.prepared is not None:  # made beforehand (niced, outside the benchmark lock)
+        shutil.copytree(args.prepared, workspace)
+    else:
+        workspace.mkdir()
+        print(f"== {mode}: preparing the workspace", flush=True)
+        prepare_workspace(workspace)
     url, proc = start_server(workspace, 1 if mode == "workers" else 0)
     watch = MemoryWatch(proc.pid)
     watch.start()
@@ -690,6 +693,18 @@ def main() -> int:
     )
     parser.add_argument("--tag", default="", help="suffix of the results files")
     parser.add_argument(
+        "--prepared",
+        type=Path,
+        default=None,
+        help="copy this workspace (made by --prepare-only) instead of preparing one in the run",
+    )
+    parser.add_argument(
+        "--prepare-only",
+        type=Path,
+        default=None,
+        help="prepare the browsers' workspace into this new folder and stop",
+    )
+    parser.add_argument(
         "--deadline-s",
         type=float,
         default=None,
@@ -698,6 +713,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
+    if args.prepare_only is not None:
+        args.prepare_only.mkdir(parents=True)
+        prepare_workspace(args.prepare_only)
+        return 0
     results = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="retention-load-") as tmp:

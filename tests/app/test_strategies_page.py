@@ -127,6 +127,8 @@ def test_who_is_where_now_counts_users_per_segment_and_stage(pipeline_workspace,
 def test_downloads_are_written_once_per_policy(pipeline_workspace, monkeypatch):
     """Issue 22: the users file for a CRM (CSV and Parquet) and the strategy table are written
     once per policy, not on every rerun of the page; every rerun still offers all four."""
+    import streamlit as st
+
     import retention.drill
     import retention.strategies
 
@@ -143,6 +145,7 @@ def test_downloads_are_written_once_per_policy(pipeline_workspace, monkeypatch):
 
     counted(retention.drill, "crm_users")
     counted(retention.strategies, "to_csv_bytes")
+    st.cache_data.clear()  # the module's other tests opened the same workspace's page
     at = _open(pipeline_workspace.without_log, monkeypatch)
     assert calls == {"crm_users": 1, "to_csv_bytes": 2}  # users, strategy table
     at.run()
