@@ -52,6 +52,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 STEP_MS = int(os.environ.get("LOAD_STEP_MS", "900000"))
+#: How often a waiting session asks its page whether the run is over: Playwright's default for
+#: ``wait_for_function`` is every animation frame (60 a second per tab), which cost each headless
+#: tab ~10% of a core of its own (``bench/browser_cpu.py``): the bench's waste, not the app's.
+POLL_MS = 200
+#: A text shown on the page: asked every half second. A locator's ``wait_for`` (``get_by_text``)
+#: cost a waiting tab ~7% of a core (a text query over the whole page, charts included), and
+#: trainers wait minutes for their jobs.
+TEXT_JS = "(text) => !!document.body && document.body.innerText.includes(text)"
+TEXT_POLL_MS = 500
 SHOTS = RESULTS / "load_failures"
 IDLE_JS = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
@@ -271,9 +280,13 @@ class CpuWatch(threading.Thread):
 
 async def idle(page) -> None:
     for _ in range(2):
-        await page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+        await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_MS)
         await page.wait_for_timeout(200)
-    await page.wait_for_function(IDLE_JS, timeout=STEP_MS)
+    await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_MS)
+
+
+async def wait_text(page, text: str) -> None:
+    await page.wait_for_function(TEXT_JS, arg=text, polling=TEXT_POLL_MS, timeout=STEP_MS)
 
 
 async def errors(page) -> str | None:
@@ -310,25 +323,25 @@ async def trainer(browser, url: str, i: int, data: Path, out: dict) -> None:
         await page.goto(url)
         await idle(page)
         await main_uploader(page).set_input_files(str(data))
-        await page.get_by_text("Validation report", exact=True).wait_for()
+        await wait_text(page, "Validation report")
         await idle(page)
         box = page.get_by_label("Dataset name")
         await box.fill(f"trainer{i}")
         await box.press("Enter")
         await idle(page)
         await page.get_by_role("button", name="Save to workspace").click()
-        await page.get_by_text("and made it the current dataset").wait_for()
+        await wait_text(page, "and made it the current dataset")
         await idle(page)
         await nav(page, "Segments")
         start = time.perf_counter()
         await page.get_by_role("button", name="Find segments").click()
-        await page.get_by_text("Names and keywords").wait_for()
+        await wait_text(page, "Names and keywords")
         await idle(page)
         out["segment_s"] = time.perf_counter() - start
         await nav(page, "Policy")
         start = time.perf_counter()
         await page.get_by_role("button", name="Train", exact=True).click()
-        await page.get_by_text("Learned policy's worth", exact=True).wait_for()
+        await wait_text(page, "Learned policy's worth")
         await idle(page)
         out["train_s"] = time.perf_counter() - start
         out["error"] = await errors(page)
@@ -356,7 +369,7 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
             await nav(page, "Data")
             start = time.perf_counter()
             await main_uploader(page).set_input_files(str(upload))
-            await page.get_by_text("Validation report", exact=True).wait_for()
+            await wait_text(page, "Validation report")
             await idle(page)
             out["uploads"].append(time.perf_counter() - start)
             if err := await errors(page):
@@ -493,9 +506,12 @@ def job_times(folder: Path) -> list[dict]:
 
 def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> dict:
     workspace = base / f"ws_{mode}"
-    workspace.mkdir()
-    print(f"== {mode}: preparing the workspace", flush=True)
-    prepare_workspace(workspace)
+    if args.prepared is not None:  # made beforehand (niced, outside the benchmark lock)
+        shutil.copytree(args.prepared, workspace)
+    else:
+        workspace.mkdir()
+        print(f"== {mode}: preparing the workspace", flush=True)
+        prepare_workspace(workspace)
     url, proc = start_server(workspace, 1 if mode == "workers" else 0)
     watch = MemoryWatch(proc.pid)
     watch.start()
@@ -677,6 +693,18 @@ def main() -> int:
     )
     parser.add_argument("--tag", default="", help="suffix of the results files")
     parser.add_argument(
+        "--prepared",
+        type=Path,
+        default=None,
+        help="copy this workspace (made by --prepare-only) instead of preparing one in the run",
+    )
+    parser.add_argument(
+        "--prepare-only",
+        type=Path,
+        default=None,
+        help="prepare the browsers' workspace into this new folder and stop",
+    )
+    parser.add_argument(
         "--deadline-s",
         type=float,
         default=None,
@@ -685,6 +713,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.trainers, args.browsers, args.users, args.upload_mb = 2, 2, 120, 1.0
+    if args.prepare_only is not None:
+        args.prepare_only.mkdir(parents=True)
+        prepare_workspace(args.prepare_only)
+        return 0
     results = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="retention-load-") as tmp:

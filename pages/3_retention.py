@@ -170,9 +170,17 @@ try:
     )
 except InputError as exc:
     stop_with_error(exc)
-retention_lines_section(matrix, how.measure)
+# Where each result comes from (the cached functions' arguments): its charts are built once
+# per key and shared by every rerun (issue 22), not drawn again on each.
+matrix_key = (folder, info.id, period, how.mode, *by_key, how.definition, how.brackets)
+money_key = (
+    matrix_key if how.mode != "brackets" else (folder, info.id, period, "classic", *by_key,
+                                                 how.definition, ())
+)  # fmt: skip
+surv_key = (folder, info.id, period, chosen.churn_after, *by_key)
+retention_lines_section(matrix, how.measure, matrix_key)
 cohort_group = cohort_controls(list(matrix.groups))
-cohort_section(matrix, cohort_group, how.measure)
+cohort_section(matrix, cohort_group, how.measure, matrix_key)
 cohort_users(info, matrix, chosen, cohort_group, seg_run, names)  # drill-down: click a cell
-money_section(money_matrix, dataset_currency(info.id))
-survival_section(surv, chosen.churn_after, compared=chosen.breakdown != NONE)
+money_section(money_matrix, dataset_currency(info.id), money_key)
+survival_section(surv, chosen.churn_after, chosen.breakdown != NONE, surv_key)

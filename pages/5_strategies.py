@@ -220,16 +220,32 @@ stage_users(  # drill-down: click a segment × stage count to list those users
     churn_after=int(policy.settings.get("churn_after", DEFAULT_CHURN_AFTER)),
 )  # fmt: skip
 
+
 # -- downloads -------------------------------------------------------------------------------------
+@st.cache_data(max_entries=4, show_spinner="Preparing the downloads…")
+def _downloads(
+    folder: str, dataset_id: str, seg_id: str, policy_id: str, names_key: tuple, period: str
+) -> tuple[bytes, bytes, bytes]:
+    """The users → action file (CSV, Parquet: for a CRM, with last seen, active periods and
+    spend) and the strategy table, written once per policy, not on every rerun (issue 22)."""
+    stored = _load(folder, dataset_id, seg_id, policy_id, names_key)
+    per_user = crm_users(ws, dataset_id, stored.per_user, period)
+    strategy_table = with_effect_sources(stored.strategies.table, stored.policy.settings)
+    return to_csv_bytes(per_user), to_parquet_bytes(per_user), to_csv_bytes(strategy_table)
+
+
 st.subheader("Downloads")
-try:  # the users CSV for a CRM: with last seen, active periods and spend
-    per_user = crm_users(ws, info.id, loaded.per_user, period_name or "auto")
+try:
+    users_csv, users_parquet, strategies_csv = _downloads(
+        str(ws.folder), info.id, seg_run.id, policy_id, tuple(sorted(names.items())),
+        period_name or "auto",
+    )  # fmt: skip
 except InputError as exc:
     stop_with_error(exc)
 c1, c2, c3, c4 = st.columns(4)
 c1.download_button(
     "Users → action (CSV)",
-    to_csv_bytes(per_user),
+    users_csv,
     file_name=f"{info.name}-user-actions.csv",
     mime="text/csv",
     icon=":material/download:",
@@ -239,14 +255,14 @@ c1.download_button(
 )
 c2.download_button(
     "Users → action (Parquet)",
-    to_parquet_bytes(per_user),
+    users_parquet,
     file_name=f"{info.name}-user-actions.parquet",
     mime="application/octet-stream",
     icon=":material/download:",
 )
 c3.download_button(
     "Strategy table (CSV)",
-    to_csv_bytes(with_effect_sources(table, policy.settings)),
+    strategies_csv,
     file_name=f"{info.name}-strategies.csv",
     mime="text/csv",
     icon=":material/download:",

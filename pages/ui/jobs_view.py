@@ -12,8 +12,19 @@ from pages.ui.common import workspace
 from retention.jobs import LOCAL_OWNER, JobQueue, latest_job
 from retention.workspace import Job
 
-#: How often a page asks the workspace how a job is doing (seconds).
-POLL_SECONDS = 1.0
+#: How often a page asks the workspace how a running job is doing (seconds). Every ask reruns
+#: the progress box, on the server and in the browser: one second cost a headless Chromium tab
+#: ~10% of a core for as long as a job ran (``bench/browser_cpu.py``, issue 22), and a person's
+#: own laptop pays the same; two seconds halve it and still show the progress move.
+RUNNING_POLL_SECONDS = 2.0
+#: The same for a job waiting for a free worker: its place changes only when a job ahead of it
+#: ends, and the page switches to the running pace as soon as it starts.
+QUEUED_POLL_SECONDS = 5.0
+
+
+def poll_seconds(status: str) -> float:
+    """How often the progress box of a job in ``status`` is refreshed."""
+    return QUEUED_POLL_SECONDS if status == "queued" else RUNNING_POLL_SECONDS
 
 
 @st.cache_resource(show_spinner=False)
@@ -46,12 +57,11 @@ def start(job: Job) -> None:
     st.session_state[_key(job.kind, job.dataset_id)] = job.id
 
 
-@st.fragment(run_every=POLL_SECONDS)
-def _live(job_id: str, doing: str) -> None:
+def _progress(job_id: str, doing: str, shown_status: str) -> None:
     view = job_queue().view(job_id)  # its place counts every job ahead of it on the server
     job = view.job
-    if not job.active:
-        st.rerun()  # the whole page: it shows the result
+    if not job.active or job.status != shown_status:
+        st.rerun()  # the whole page: it shows the result, or follows the started job faster
     if job.status == "queued":
         n = view.ahead
         ahead = f"{n} job{'s' if n != 1 else ''} ahead of it on this server" if n else "it is next"
@@ -66,6 +76,12 @@ def _live(job_id: str, doing: str) -> None:
         st.rerun()
 
 
+def _live(job_id: str, doing: str, status: str) -> None:
+    """The job's progress box, refreshed on its own every :func:`poll_seconds` (a fragment:
+    the rest of the page is not run again)."""
+    st.fragment(_progress, run_every=poll_seconds(status))(job_id, doing, status)
+
+
 def follow(kind: str, dataset_id: str, doing: str) -> str | None:
     """Show the latest ``kind`` job on the dataset while it is queued or running (to whoever
     opens the page); once a job this session followed has ended, show how it ended and return
@@ -77,7 +93,7 @@ def follow(kind: str, dataset_id: str, doing: str) -> str | None:
     key = _key(kind, dataset_id)
     if job.active:
         st.session_state[key] = job.id
-        _live(job.id, doing)
+        _live(job.id, doing, job.status)
         return None
     if st.session_state.get(key) != job.id:
         return None

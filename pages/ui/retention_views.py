@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import streamlit as st
 
@@ -480,17 +481,45 @@ def _definition_words(matrix: RetentionMatrix) -> str:
     return words
 
 
-def retention_lines_section(matrix: RetentionMatrix, measure: str) -> None:
-    """One line per group (and the average) with how to read it."""
+#: A chart's data: the arguments of the cached result it is drawn from (workspace folder,
+#: dataset, period, ...), the same result every time they are the same.
+DataKey = tuple
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _shared_chart(name: str, data_key: DataKey, _build: Callable[[], Any]) -> Any:
+    return _build()
+
+
+def shared_chart(name: str, data_key: DataKey | None, build: Callable[[], Any]) -> Any:
+    """The figure ``build()`` draws, built once per chart ``name`` (with every choice that
+    changes it) and ``data_key`` and then shared by every rerun and session (issue 22: building
+    the Retention page's five plotly figures again on each rerun was most of its CPU on the
+    server). The figure is shared: never change it after this. Without a ``data_key`` (the
+    data's origin unknown) it is built each time."""
+    if data_key is None:
+        return build()
+    return _shared_chart(name, data_key, build)
+
+
+def retention_lines_section(
+    matrix: RetentionMatrix, measure: str, data_key: DataKey | None = None
+) -> None:
+    """One line per group (and the average) with how to read it; ``data_key``: where
+    ``matrix`` comes from (:func:`shared_chart`)."""
     if matrix.cells.empty:
         st.info(
             "No user starts with this definition and these dates: pick another start event "
             "or a wider range of dates."
         )
         return
-    curves = matrix.curves(measure)
     title = "Share of users who came back" if measure == "percent" else "Users who came back"
-    st.plotly_chart(retention_lines(matrix, curves, measure, title=title), key="retention.lines")
+    figure = shared_chart(
+        f"lines.{measure}",
+        data_key,
+        lambda: retention_lines(matrix, matrix.curves(measure), measure, title=title),
+    )
+    st.plotly_chart(figure, key="retention.lines")
     word = period_word_singular(matrix.period)
     unit = "day range" if matrix.mode == "brackets" else word
     counted_as = (
@@ -532,14 +561,20 @@ def cohort_controls(groups: list[str]) -> str:
     )
 
 
-def cohort_section(matrix: RetentionMatrix, group: str, measure: str) -> None:
+def cohort_section(
+    matrix: RetentionMatrix, group: str, measure: str, data_key: DataKey | None = None
+) -> None:
     """The cohort heatmap and how to read it."""
     if matrix.cells.empty:
         return
     shown = None if group == ALL_USERS else group
+    figure = shared_chart(
+        f"heatmap.{measure}.{group}",
+        data_key,
+        lambda: clickable_cells(matrix_heatmap(matrix, shown, measure), matrix, shown),
+    )
     st.plotly_chart(  # a click on a cell lists its users (pages/ui/drill_views.py)
-        clickable_cells(matrix_heatmap(matrix, shown, measure), matrix, shown),
-        key="retention.heatmap", on_select="rerun", selection_mode="points",
+        figure, key="retention.heatmap", on_select="rerun", selection_mode="points",
     )  # fmt: skip
     word = period_word_singular(matrix.period)
     columns = (
@@ -565,7 +600,9 @@ def cohort_section(matrix: RetentionMatrix, group: str, measure: str) -> None:
     )
 
 
-def money_section(matrix: RetentionMatrix, currency: str | None) -> None:
+def money_section(
+    matrix: RetentionMatrix, currency: str | None, data_key: DataKey | None = None
+) -> None:
     """Revenue retention and the cumulative revenue per user (LTV) per group, in the data's
     currency."""
     if matrix.cells.empty or float(matrix.cells["revenue"].abs().sum()) == 0:
@@ -575,15 +612,17 @@ def money_section(matrix: RetentionMatrix, currency: str | None) -> None:
     st.subheader("Money")
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(
-            retention_lines(
+        revenue = shared_chart(
+            "revenue",
+            data_key,
+            lambda: retention_lines(
                 matrix,
                 matrix.curves("revenue_retention"),
                 "revenue_retention",
                 title="Revenue retention",
             ),
-            key="retention.revenue",
         )
+        st.plotly_chart(revenue, key="retention.revenue")
         st.caption(
             f"Revenue the cohorts bring in each {period_word_singular(matrix.period)}, as a "
             "share of what the same cohorts spent in their first one. Above 100%: they spend "
@@ -591,10 +630,14 @@ def money_section(matrix: RetentionMatrix, currency: str | None) -> None:
         )
     with right:
         ltv = matrix.curves("ltv")
-        st.plotly_chart(
-            retention_lines(matrix, ltv, "ltv", title="Revenue per user so far (LTV)", unit=unit),
-            key="retention.ltv",
+        ltv_figure = shared_chart(
+            f"ltv.{unit}",
+            data_key,
+            lambda: retention_lines(
+                matrix, ltv, "ltv", title="Revenue per user so far (LTV)", unit=unit
+            ),
         )
+        st.plotly_chart(ltv_figure, key="retention.ltv")
         average = ltv[ltv["line"] == (AVERAGE if len(matrix.groups) > 1 else matrix.groups[0])]
         done = average[~average["incomplete"]]
         if not done.empty:
@@ -610,9 +653,12 @@ def money_section(matrix: RetentionMatrix, currency: str | None) -> None:
         )
 
 
-def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:
+def survival_section(
+    surv: Survival, churn_after: int, compared: bool, data_key: DataKey | None = None
+) -> None:
     """Kaplan–Meier curves, the log-rank test in words and the at-risk table. ``compared``:
-    the user asked for a breakdown (so one group only deserves a word)."""
+    the user asked for a breakdown (so one group only deserves a word); ``data_key``: where
+    ``surv`` comes from (:func:`shared_chart`)."""
     words = period_word(surv.period)
     bands = len(surv.groups) <= MAX_BANDS
     st.subheader("Time to churn")
@@ -628,7 +674,8 @@ def survival_section(surv: Survival, churn_after: int, compared: bool) -> None:
         )
         + "A user who churns and later comes back counts as churned from their first churn."
     )
-    st.plotly_chart(survival_figure(surv, bands=bands), key="retention.km")
+    figure = shared_chart(f"km.{bands}", data_key, lambda: survival_figure(surv, bands=bands))
+    st.plotly_chart(figure, key="retention.km")
     if surv.logrank is not None:
         shown = st.success if surv.logrank.p_value < 0.05 else st.info
         shown(surv.logrank.sentence, icon=":material/query_stats:")

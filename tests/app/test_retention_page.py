@@ -361,3 +361,44 @@ def test_many_users_and_many_groups_stay_readable(app_workspace) -> None:
     km = chart(at, "km")
     assert not [t for t in km["data"] if t.get("fill") == "toself"], "6 groups: no bands"
     assert any("bands are hidden with more than 4 groups" in c.value for c in at.caption)
+
+
+def test_charts_are_drawn_once_and_follow_every_choice(
+    app_workspace, events_dataset, monkeypatch
+) -> None:
+    """Issue 22: a rerun with the same choices shows the same charts without drawing them again
+    (drawing the five figures was most of the page's CPU on the server); a choice that changes
+    a chart draws it anew, and going back shows the first one again."""
+    import pages.ui.retention_views as views
+
+    drawn = {"heatmap": 0, "km": 0}
+
+    def counting(name, real):
+        def draw(*args, **kwargs):
+            drawn[name] += 1
+            return real(*args, **kwargs)
+
+        return draw
+
+    monkeypatch.setattr(views, "matrix_heatmap", counting("heatmap", views.matrix_heatmap))
+    monkeypatch.setattr(views, "survival_figure", counting("km", views.survival_figure))
+    at = make_app(PAGE)
+    assert not at.exception
+    first_heatmap, first_km = chart(at, "heatmap"), chart(at, "km")
+    assert drawn == {"heatmap": 1, "km": 1}
+    at.run()
+    at.run()
+    assert drawn == {"heatmap": 1, "km": 1}
+    assert chart(at, "heatmap") == first_heatmap and chart(at, "km") == first_km
+
+    at.radio(key="retention.measure").set_value("count").run()  # the heatmap changes
+    assert not at.exception
+    assert drawn == {"heatmap": 2, "km": 1}
+    counts = chart(at, "heatmap")
+    assert counts["data"][0]["text"] != first_heatmap["data"][0]["text"]  # numbers of users
+    at.radio(key="retention.measure").set_value("percent").run()
+    assert drawn == {"heatmap": 2, "km": 1} and chart(at, "heatmap") == first_heatmap
+
+    at.slider(key="retention.churn_after").set_value(6).run()  # the curves change
+    assert not at.exception
+    assert drawn["km"] == 2 and "6 weeks inactive" in chart(at, "km")["layout"]["title"]["text"]

@@ -122,3 +122,40 @@ def test_who_is_where_now_counts_users_per_segment_and_stage(pipeline_workspace,
     assert int(counts.iloc[:, 1:].to_numpy().sum()) == users
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels[0] == "Users → action (CSV)"  # no list (and no download) before a click
+
+
+def test_downloads_are_written_once_per_policy(pipeline_workspace, monkeypatch):
+    """Issue 22: the users file for a CRM (CSV and Parquet) and the strategy table are written
+    once per policy, not on every rerun of the page; every rerun still offers all four."""
+    import streamlit as st
+
+    import retention.drill
+    import retention.strategies
+
+    calls = {"crm_users": 0, "to_csv_bytes": 0}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    counted(retention.drill, "crm_users")
+    counted(retention.strategies, "to_csv_bytes")
+    st.cache_data.clear()  # the module's other tests opened the same workspace's page
+    at = _open(pipeline_workspace.without_log, monkeypatch)
+    assert calls == {"crm_users": 1, "to_csv_bytes": 2}  # users, strategy table
+    at.run()
+    at.run()
+    assert not at.exception
+    assert calls == {"crm_users": 1, "to_csv_bytes": 2}
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == [
+        "Users → action (CSV)",
+        "Users → action (Parquet)",
+        "Strategy table (CSV)",
+        "Report (HTML)",
+    ]

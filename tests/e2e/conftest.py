@@ -117,9 +117,9 @@ def wait_idle(page, timeout: int = STEP_TIMEOUT_MS) -> None:
     """Wait until the app has finished its script run (twice in a row 200 ms apart, so a rerun
     that a widget queued just before is not missed)."""
     for _ in range(2):
-        page.wait_for_function(IDLE_JS, timeout=timeout)
+        page.wait_for_function(IDLE_JS, polling=200, timeout=timeout)  # not every frame
         page.wait_for_timeout(200)
-    page.wait_for_function(IDLE_JS, timeout=timeout)
+    page.wait_for_function(IDLE_JS, polling=200, timeout=timeout)
 
 
 def leaves_this_computer(url: str) -> bool:

@@ -43,6 +43,10 @@ UPLOAD_WAIT_MS = 90_000
 #: A segmentation or training is a background job in one queue: the last session's job waits
 #: for the nine before it, so its page may take up to ten jobs' time on a loaded machine.
 JOB_WAIT_MS = 3 * STEP_TIMEOUT_MS
+#: How often a waiting test asks the page whether its run is over. Playwright's default for
+#: ``wait_for_function`` is every animation frame (60 a second in every tab), which cost each
+#: headless tab ~10% of a core on this machine (bench/results/browser_cpu*.md, issue 22).
+POLL_MS = 200
 
 
 def _prefix(i: int) -> str:
@@ -89,9 +93,9 @@ except ImportError:  # pragma: no cover - playwright is a dev dependency
 async def _idle(page) -> None:
     """The script run is over (twice in a row, 200 ms apart: a queued rerun is not missed)."""
     for _ in range(2):
-        await page.wait_for_function(IDLE_JS, timeout=STEP_TIMEOUT_MS)
+        await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_TIMEOUT_MS)
         await page.wait_for_timeout(200)
-    await page.wait_for_function(IDLE_JS, timeout=STEP_TIMEOUT_MS)
+    await page.wait_for_function(IDLE_JS, polling=POLL_MS, timeout=STEP_TIMEOUT_MS)
 
 
 async def _no_errors(page, where: str) -> None:
