@@ -67,10 +67,33 @@ def test_progress_is_refreshed_every_two_seconds_while_running(
         return real(func, run_every=run_every)
 
     monkeypatch.setattr(st, "fragment", recording)
+    age = {"s": 60.0}  # a job submitted a minute ago
+    monkeypatch.setattr(jobs_view, "_age", lambda job: age["s"])
     _running_job(app_workspace, planted_dataset)
     at = make_app(PAGE)
     assert not at.exception, at.exception
     assert at.get("progress")
     assert asked and set(asked) == {jobs_view.RUNNING_POLL_SECONDS} == {2.0}
-    assert jobs_view.poll_seconds("queued") == jobs_view.QUEUED_POLL_SECONDS == 5.0
-    assert jobs_view.poll_seconds("running") == 2.0
+    assert jobs_view.poll_seconds("queued", 60.0) == jobs_view.QUEUED_POLL_SECONDS == 5.0
+    assert jobs_view.poll_seconds("running", 60.0) == 2.0
+    assert jobs_view.poll_seconds("running") == 2.0  # no readable age: the running pace
+
+    # Issue 19: a job's first seconds are followed every half second, so a short job (another
+    # number of segments) shows its result at once; past them the page settles to 2 s.
+    asked.clear()
+    age["s"] = 1.0
+    at = make_app(PAGE)
+    assert set(asked) == {jobs_view.FIRST_POLL_SECONDS} == {0.5}
+    assert jobs_view.poll_seconds("queued", 1.0) == 0.5
+    asked.clear()
+    age["s"] = jobs_view.FIRST_SECONDS + 0.1
+    at.run()
+    assert asked and asked[-1] == 2.0
+
+
+def test_a_fresh_jobs_age_is_read_from_its_submission_time(app_workspace, planted_dataset):
+    from pages.ui import jobs_view
+
+    job = app_workspace.job(_running_job(app_workspace, planted_dataset))
+    assert 0.0 <= jobs_view._age(job) < 60.0
+    assert jobs_view._pace(job) == jobs_view.FIRST_POLL_SECONDS
