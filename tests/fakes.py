@@ -31,3 +31,16 @@ class CountingEmbedder:
     @property
     def embedded(self) -> int:
         return sum(len(c) for c in self.calls)
+
+
+def save_events(ws, events, name: str = "Planted") -> str:
+    """Save a planted event log (user_id, ts, amount, text) in ``ws`` as a dataset; its id."""
+    return ws.save_dataset(
+        name=name,
+        source_name="planted.csv",
+        sha256=None,
+        shape="events",
+        frames={"events": events},
+        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
+        report={},
+    )

@@ -10,6 +10,7 @@ import pytest
 import retention.runs
 from retention.synth import make_planted
 from tests.app.conftest import finish_jobs, make_app
+from tests.fakes import save_events
 
 PAGE = "pages/2_segments.py"
 
@@ -17,18 +18,6 @@ PAGE = "pages/2_segments.py"
 @pytest.fixture(scope="module")
 def planted():
     return make_planted(n_users=150, n_periods=12, seed=3, n_segments=3)
-
-
-def _save(ws, events, name: str = "Planted") -> str:
-    return ws.save_dataset(
-        name=name,
-        source_name="planted.csv",
-        sha256=None,
-        shape="events",
-        frames={"events": events},
-        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
-        report={},
-    )
 
 
 def _button(at, label: str):
@@ -50,7 +39,7 @@ def _run(at):
 def test_run_shows_map_profile_and_keywords_then_reopens_without_recomputing(
     app_workspace, planted, monkeypatch
 ):
-    dataset_id = _save(app_workspace, planted.events)
+    dataset_id = save_events(app_workspace, planted.events)
     at = make_app(PAGE)
     assert not at.exception
     assert any("No segmentation yet" in i.value for i in at.info)
@@ -83,7 +72,7 @@ def test_run_shows_map_profile_and_keywords_then_reopens_without_recomputing(
 
 
 def test_rename_is_kept(app_workspace, planted):
-    dataset_id = _save(app_workspace, planted.events)
+    dataset_id = save_events(app_workspace, planted.events)
     at = _run(make_app(PAGE))
     run_id = app_workspace.runs("segmentation", dataset_id)["id"].iloc[0]
     at.text_input(key=f"segments.name.{run_id}.0").set_value("Gardeners")
@@ -98,7 +87,7 @@ def test_rename_is_kept(app_workspace, planted):
 
 
 def test_bad_model_folder_is_a_message_not_a_traceback(app_workspace, planted, tmp_path):
-    _save(app_workspace, planted.events)
+    save_events(app_workspace, planted.events)
     at = make_app(PAGE)
     at.selectbox(key="segments.text_model").set_value("folder").run()
     at.text_input(key="segments.model").set_value(str(tmp_path / "no-such-model")).run()
@@ -109,7 +98,7 @@ def test_bad_model_folder_is_a_message_not_a_traceback(app_workspace, planted, t
 
 def test_behaviour_only_without_text(app_workspace, planted):
     events = planted.events.drop(columns=["text"])
-    dataset_id = _save(app_workspace, events, "No text")
+    dataset_id = save_events(app_workspace, events, "No text")
     at = make_app(PAGE)
     assert any("no text" in i.value for i in at.info)
     assert not [s for s in at.slider if s.key == "segments.text_weight"]
@@ -124,7 +113,7 @@ def test_automatic_k_is_explained_with_the_codes_own_rule(app_workspace, planted
     # 5% of the best silhouette: its words now come from the code (auto_k_rule).
     from retention.segments import auto_k_rule
 
-    _save(app_workspace, planted.events)
+    save_events(app_workspace, planted.events)
     at = make_app(PAGE)
     assert auto_k_rule() in at.selectbox(key="segments.k").help
     _button(at, "Find segments").click().run()  # k = "auto" by default
@@ -149,7 +138,7 @@ def test_automatic_k_is_explained_with_the_codes_own_rule(app_workspace, planted
 
 
 def test_a_refresh_keeps_every_setting(app_workspace, planted):
-    _save(app_workspace, planted.events)
+    save_events(app_workspace, planted.events)
     at = make_app(PAGE)
     at.slider(key="segments.text_weight").set_value(0.5).run()
     at.selectbox(key="segments.k").set_value(5).run()
@@ -172,7 +161,7 @@ def test_a_refresh_keeps_every_setting(app_workspace, planted):
 def test_profile_reads_in_units_and_retention_never_rises(app_workspace, planted):
     from pages.ui.common import set_dataset_currency
 
-    dataset_id = _save(app_workspace, planted.events)
+    dataset_id = save_events(app_workspace, planted.events)
     at = make_app(PAGE)
     set_dataset_currency(dataset_id, "GBP")
     _run(at)

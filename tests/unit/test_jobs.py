@@ -23,6 +23,7 @@ from retention.errors import InputError
 from retention.jobs import JobQueue, submit_segmentation, submit_training
 from retention.workspace import Workspace
 from tests import job_fakes
+from tests.fakes import save_events
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -232,24 +233,12 @@ def small_planted():
     return make_planted(n_users=150, n_periods=12, seed=3, n_segments=3)
 
 
-def _save(ws: Workspace, events: pd.DataFrame) -> str:
-    return ws.save_dataset(
-        name="Planted",
-        source_name="planted.csv",
-        sha256=None,
-        shape="events",
-        frames={"events": events},
-        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
-        report={},
-    )
-
-
 def test_segmentation_and_training_jobs_store_what_inline_runs_store(workspace, small_planted):
     from retention.policy_runs import PolicyChoices, PolicyForm, policy_choices, train_from_form
     from retention.runs import load_policy, run_segmentation
     from retention.segments import SegmentSettings
 
-    dataset_id = _save(workspace, small_planted.events)
+    dataset_id = save_events(workspace, small_planted.events)
     settings = SegmentSettings(k=3)
     queue = JobQueue(workspace, workers=1)
     try:

@@ -15,6 +15,7 @@ from retention.jobs import JobQueue, prefetch_texts, submit_segmentation
 from retention.segments import SegmentSettings, segment_users
 from retention.synth import make_planted
 from retention.workspace import Workspace
+from tests.fakes import save_events
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -22,18 +23,6 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 @pytest.fixture(scope="module")
 def planted():
     return make_planted(n_users=150, n_periods=12, seed=3, n_segments=3)
-
-
-def _save(ws: Workspace, events: pd.DataFrame) -> str:
-    return ws.save_dataset(
-        name="Planted",
-        source_name="planted.csv",
-        sha256=None,
-        shape="events",
-        frames={"events": events},
-        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
-        report={},
-    )
 
 
 def _texts(events: pd.DataFrame) -> list[str]:
@@ -45,7 +34,7 @@ def test_prefetch_embeds_the_texts_ahead_and_the_job_embeds_nothing(
     workspace, planted, monkeypatch
 ):
     monkeypatch.delenv(jobs.PREFETCH_ENV, raising=False)
-    dataset_id = _save(workspace, planted.events)
+    dataset_id = save_events(workspace, planted.events)
     texts = _texts(planted.events)
     queue = JobQueue(workspace, workers=1)
     try:
@@ -79,7 +68,7 @@ def test_prefetch_embeds_the_texts_ahead_and_the_job_embeds_nothing(
 
 
 def test_prefetch_gives_way_to_a_waiting_job(workspace, planted, monkeypatch):
-    dataset_id = _save(workspace, planted.events)
+    dataset_id = save_events(workspace, planted.events)
     queue = JobQueue(workspace, workers=1)
     try:
         monkeypatch.setattr(jobs, "PREFETCH_CHUNK", 1)
@@ -94,7 +83,7 @@ def test_prefetch_gives_way_to_a_waiting_job(workspace, planted, monkeypatch):
 
 
 def test_prefetch_can_be_turned_off(workspace, planted, monkeypatch):
-    dataset_id = _save(workspace, planted.events)
+    dataset_id = save_events(workspace, planted.events)
     monkeypatch.setenv(jobs.PREFETCH_ENV, "0")
     queue = JobQueue(workspace, workers=1)
     try:
