@@ -35,7 +35,7 @@ from retention.runs import load_segmentation, run_segmentation, store_dataset
 from retention.segments import SegmentationResult
 from retention.strategies import Strategies, to_csv_bytes, user_actions
 from retention.timing import StepTimer
-from retention.user_pass import share_user_facts
+from retention.user_pass import shared_for_this_run
 from retention.words import scaled
 from retention.workspace import Workspace
 
@@ -47,9 +47,14 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run everything and write summary.json, strategies.csv, user_segments.csv and
     report.html into ``out`` (an existing, empty folder). Returns the summary."""
+    # Issue 19: the steps share per-user and per-(user, period) passes, forgotten when it ends.
+    with shared_for_this_run():
+        return _run_pipeline(config, out, progress)
+
+
+def _run_pipeline(config: PipelineConfig, out: Path, progress: Progress | None) -> dict[str, Any]:
     timer = StepTimer()
     say = progress or (lambda f, m: None)
-    share_user_facts()  # issue 19: shared per-user and per-(user, period) passes
     spark = None  # issue 15: with --engine spark the events stay in Spark (retention.engine)
     with timer.step("ingest"):
         say(0.0, "Reading the data")

@@ -98,6 +98,18 @@ def share_user_facts(enabled: bool = True) -> None:
         _kept_periods.clear()
 
 
+@contextmanager
+def shared_for_this_run() -> Iterator[None]:
+    """Share per-user facts between the steps of one run (the command line's), then forget
+    them and stop sharing however the run ends: nothing kept outlives it, and whatever runs
+    next in this process (another run, the app's pages, a test) reads its events itself."""
+    share_user_facts(True)
+    try:
+        yield
+    finally:
+        share_user_facts(False)
+
+
 def sharing() -> bool:
     """Whether per-user facts are shared now (:func:`share_user_facts`)."""
     return _enabled

@@ -4,6 +4,7 @@ functions with sharing off), on a planted dataset stored as a workspace table.""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import duckdb
@@ -146,11 +147,13 @@ def test_the_command_line_gives_the_same_results_with_and_without_sharing(
             episodes=20,
         )  # fmt: skip
         summary = run_pipeline(config, out)
-        user_pass.share_user_facts(False)
+        # Nothing the run kept outlives it: what runs next in this process reads its events.
+        assert not user_pass.sharing()
+        assert not user_pass._kept and not user_pass._kept_periods
         return summary, (out / "user_segments.csv").read_bytes()
 
     shared, shared_csv = run("shared")
-    monkeypatch.setattr(pipeline, "share_user_facts", lambda: user_pass.share_user_facts(False))
+    monkeypatch.setattr(pipeline, "shared_for_this_run", contextlib.nullcontext)
     alone, alone_csv = run("alone")
     for key in ("segments", "retention", "policy", "period"):
         assert shared[key] == alone[key], key
