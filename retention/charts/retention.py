@@ -54,6 +54,64 @@ def incomplete_note(table: CohortTable) -> str | None:
     )
 
 
+def _percent_text(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(values), "", np.vectorize(lambda v: f"{v:.0%}")(np.nan_to_num(values)))
+
+
+def _shares_heatmap(
+    shares: np.ndarray,
+    counts: np.ndarray,
+    sizes: np.ndarray,
+    partial: np.ndarray,
+    *,
+    x: list,
+    y: list[str],
+    text: np.ndarray,
+    hover: str,
+    partial_hover: str,
+    partial_name: str,
+) -> go.Figure:
+    """Cohort rows × columns of shares retained, blue; the cells in ``partial`` (not yet fully
+    observed) drawn grey on a second trace with ``partial_hover`` added to their hover."""
+    custom = np.dstack([np.nan_to_num(counts), np.repeat(sizes[:, None], shares.shape[1], 1)])
+    show_text = "%{text}" if shares.size <= 900 else None
+
+    def trace(z: np.ndarray, **style) -> go.Heatmap:
+        return go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            text=text,
+            texttemplate=show_text,
+            customdata=custom,
+            zmin=0,
+            zmax=1,
+            hoverongaps=False,
+            **style,
+        )
+
+    fig = go.Figure(
+        trace(
+            np.where(partial, np.nan, shares),
+            colorscale="Blues",
+            colorbar={"title": "retained", "tickformat": ".0%"},
+            hovertemplate=hover + "<extra></extra>",
+            name="retained",
+        )
+    )
+    if partial.any():
+        fig.add_trace(
+            trace(
+                np.where(partial, shares, np.nan),
+                colorscale=INCOMPLETE_COLOURS,
+                showscale=False,
+                hovertemplate=hover + f"<br><i>{partial_hover}</i><extra></extra>",
+                name=partial_name,
+            )
+        )
+    return fig
+
+
 def cohort_heatmap(table: CohortTable, *, title: str | None = None) -> go.Figure:
     """The cohort triangle as a heatmap: one row per cohort (labelled with its size), one column
     per period since first; cells show the share retained. When the data ends mid-period, the
@@ -65,53 +123,23 @@ def cohort_heatmap(table: CohortTable, *, title: str | None = None) -> go.Figure
         for c, n in zip(rates.index, table.sizes, strict=True)
     ]
     z = rates.to_numpy(dtype=float)
-    counts = table.counts.to_numpy(dtype=float)
-    text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:.0%}")(np.nan_to_num(z)))
-    custom = np.dstack(
-        [np.nan_to_num(counts), np.repeat(table.sizes.to_numpy()[:, None], z.shape[1], 1)]
-    )
-    partial = incomplete_cells(table)
     hover = (
         "cohort %{y}<br>%{x} " + words + " later<br>"
         "%{z:.1%} retained (%{customdata[0]:,.0f} of %{customdata[1]:,.0f} users)"
     )
-    show_text = "%{text}" if z.size <= 900 else None
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.where(partial, np.nan, z),
-            x=list(rates.columns),
-            y=y,
-            text=text,
-            texttemplate=show_text,
-            customdata=custom,
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            hoverongaps=False,
-            colorbar={"title": "retained", "tickformat": ".0%"},
-            hovertemplate=hover + "<extra></extra>",
-            name="retained",
-        )
-    )
     note = incomplete_note(table)
-    if partial.any():
-        fig.add_trace(
-            go.Heatmap(
-                z=np.where(partial, z, np.nan),
-                x=list(rates.columns),
-                y=y,
-                text=text,
-                texttemplate=show_text,
-                customdata=custom,
-                colorscale=INCOMPLETE_COLOURS,
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                hoverongaps=False,
-                hovertemplate=hover + f"<br><i>{note}</i><extra></extra>",
-                name="incomplete",
-            )
-        )
+    fig = _shares_heatmap(
+        z,
+        table.counts.to_numpy(dtype=float),
+        table.sizes.to_numpy(),
+        incomplete_cells(table),
+        x=list(rates.columns),
+        y=y,
+        text=_percent_text(z),
+        hover=hover,
+        partial_hover=note or "",
+        partial_name="incomplete",
+    )
     mode = "active in that period" if table.mode == "classic" else "active then or later"
     heading = title or f"Cohort retention ({table.mode}: share {mode})"
     if note:
@@ -382,49 +410,24 @@ def matrix_heatmap(
     if measure == "count":
         text = np.where(np.isnan(c), "", np.vectorize(lambda v: f"{v:,.0f}")(np.nan_to_num(c)))
     else:
-        text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:.0%}")(np.nan_to_num(z)))
-    custom = np.dstack([np.nan_to_num(c), np.repeat(sizes.to_numpy()[:, None], z.shape[1], 1)])
-    show_text = "%{text}" if z.size <= 900 else None
+        text = _percent_text(z)
     hover = (
         "cohort %{y}<br>%{x}<br>%{z:.1%} retained "
         "(%{customdata[0]:,.0f} of %{customdata[1]:,.0f} users)"
     )
-    fig = go.Figure(
-        go.Heatmap(
-            z=np.where(partial, np.nan, z),
-            x=x,
-            y=y,
-            text=text,
-            texttemplate=show_text,
-            customdata=custom,
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            hoverongaps=False,
-            colorbar={"title": "retained", "tickformat": ".0%"},
-            hovertemplate=hover + "<extra></extra>",
-            name="retained",
-        )
+    fig = _shares_heatmap(
+        z,
+        c,
+        sizes.to_numpy(),
+        partial,
+        x=x,
+        y=y,
+        text=text,
+        hover=hover,
+        partial_hover="not yet complete: the data has not followed all of these users through "
+        "this cell, so it will still grow",
+        partial_name="not yet complete",
     )
-    if partial.any():
-        fig.add_trace(
-            go.Heatmap(
-                z=np.where(partial, z, np.nan),
-                x=x,
-                y=y,
-                text=text,
-                texttemplate=show_text,
-                customdata=custom,
-                colorscale=INCOMPLETE_COLOURS,
-                zmin=0,
-                zmax=1,
-                showscale=False,
-                hoverongaps=False,
-                hovertemplate=hover + "<br><i>not yet complete: the data has not followed all "
-                "of these users through this cell, so it will still grow</i><extra></extra>",
-                name="not yet complete",
-            )
-        )
     fig.update_layout(
         title=title,
         xaxis={"title": column_title(matrix), "type": "category"},
