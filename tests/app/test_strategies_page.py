@@ -44,6 +44,19 @@ def pipeline_workspace(tmp_path_factory) -> PipelineWorkspaces:
     return PipelineWorkspaces(*folders)
 
 
+#: The page's download buttons, in order.
+DOWNLOADS = [
+    "Users → action (CSV)",
+    "Users → action (Parquet)",
+    "Strategy table (CSV)",
+    "Report (HTML)",
+]
+
+
+def _download_labels(at) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
 def _open(folder: Path, monkeypatch):
     monkeypatch.setenv("RETENTION_WORKSPACE", str(folder))
     at = make_app("pages/5_strategies.py")
@@ -58,13 +71,7 @@ def test_strategies_page_shows_plans_warning_and_downloads(pipeline_workspace, m
     assert "offer a discount" in text and "send personalised recommendations" in text
     assert any("Leave them alone" in w.value for w in at.warning)
     assert any("held out from training" in m.value for m in at.markdown)
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == [
-        "Users → action (CSV)",
-        "Users → action (Parquet)",
-        "Strategy table (CSV)",
-        "Report (HTML)",
-    ]
+    assert _download_labels(at) == DOWNLOADS
 
 
 def test_cards_state_money_periods_and_measured_effects(pipeline_workspace, monkeypatch):
@@ -120,8 +127,7 @@ def test_who_is_where_now_counts_users_per_segment_and_stage(pipeline_workspace,
         assert f"**Active** ({row.active:,} users now)" in text
     users = sum(int(m.value.replace(",", "")) for m in at.metric)
     assert int(counts.iloc[:, 1:].to_numpy().sum()) == users
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels[0] == "Users → action (CSV)"  # no list (and no download) before a click
+    assert _download_labels(at)[0] == DOWNLOADS[0]  # no list (and no download) before a click
 
 
 def test_downloads_are_written_once_per_policy(pipeline_workspace, monkeypatch):
@@ -152,10 +158,4 @@ def test_downloads_are_written_once_per_policy(pipeline_workspace, monkeypatch):
     at.run()
     assert not at.exception
     assert calls == {"crm_users": 1, "to_csv_bytes": 2}
-    labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == [
-        "Users → action (CSV)",
-        "Users → action (Parquet)",
-        "Strategy table (CSV)",
-        "Report (HTML)",
-    ]
+    assert _download_labels(at) == DOWNLOADS
