@@ -215,10 +215,12 @@ def _segment_events(
     workspace: Workspace | None,
     progress: Progress | None,
     cache: VectorCache | None = None,
+    data: UserData | None = None,
 ) -> SegmentationResult:
-    """The seven steps on the events table ``ref`` (quoted), in order."""
+    """The seven steps on the events table ``ref`` (quoted), in order (``data``: step 1's
+    per-user facts when the caller kept them; only read)."""
     announce(progress, 0.0, "Reading events")
-    data = aggregate_users(con, ref)
+    data = aggregate_users(con, ref) if data is None else data
     user_ids = data.users["user_id"].to_numpy(dtype=object)
     B, names = behaviour_matrix(data.users, data.has_amount)
     metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
@@ -293,9 +295,15 @@ def run_settings(
     return stored
 
 
-def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings) -> str:
+def resolved_model_id(
+    ws: Workspace,
+    dataset_id: str,
+    settings: SegmentSettings,
+    choice: TextModelChoice | None = None,
+) -> str:
     """The id of the model a segmentation of a workspace dataset uses (read from its texts when
-    the choice is automatic; the English model's when there is nothing to read)."""
+    the choice is automatic; the English model's when there is nothing to read). ``choice``:
+    :func:`dataset_text_model`'s answer for these settings when the caller has it (kept)."""
     model = requested_model_id(settings)
     if model != "auto":
         return model
@@ -306,7 +314,9 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
     key = (str(ws.folder), dataset_id, settings.text_model, settings.model_path)
     chosen = _chosen_models.get(key)
     if chosen is None:
-        chosen = dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+        if choice is None:
+            choice = dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings)
+        chosen = choice.model_id
         if len(_chosen_models) >= 64:
             _chosen_models.clear()
         _chosen_models[key] = chosen
@@ -316,23 +326,36 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
 _chosen_models: dict[tuple[str, str, str, str | None], str] = {}
 
 
+def dataset_texts(con: duckdb.DuckDBPyConnection, ref: str) -> list[str]:
+    """The distinct non-blank texts of the events table ``ref`` (quoted), trimmed and sorted,
+    on the rows with a user and a time: the texts a segmentation embeds and chooses its text
+    model from (:func:`~retention.segments.features.aggregate_users` reads the same ones);
+    ``[]`` without text."""
+    if not has_text(con, ref):
+        return []
+    return (
+        con.execute(
+            "SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM "  # noqa: S608
+            f"{ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL "
+            "AND trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
+        )
+        .fetchnumpy()["text"]
+        .tolist()
+    )
+
+
 def dataset_text_model(
-    con: duckdb.DuckDBPyConnection, ref: str, settings: SegmentSettings
+    con: duckdb.DuckDBPyConnection,
+    ref: str,
+    settings: SegmentSettings,
+    texts: list[str] | None = None,
 ) -> TextModelChoice:
     """The text model a segmentation of the events table ``ref`` (quoted) uses: the same
-    choice as the run makes (the same distinct texts, sorted, are read)."""
-    texts: list[str] = []
-    if requested_model(settings.text_model, settings.model_path)[0] != "folder" and has_text(
-        con, ref
-    ):
-        texts = (
-            con.execute(
-                f"SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM {ref} "  # noqa: S608
-                "WHERE trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
-            )
-            .fetchnumpy()["text"]
-            .tolist()
-        )
+    choice as the run makes (the same distinct texts, :func:`dataset_texts`, are read, unless
+    the caller gives them as ``texts``)."""
+    if texts is None:
+        folder = requested_model(settings.text_model, settings.model_path)[0] == "folder"
+        texts = [] if folder else dataset_texts(con, ref)
     return choose_text_model(texts, settings.text_model, settings.model_path)
 
 
@@ -344,11 +367,14 @@ def segment_dataset(
     embedder: Embedder | None = None,
     progress: Progress | None = None,
     vectors_folder: Path | None = None,
+    data: UserData | None = None,
 ) -> SegmentationResult:
     """Segment a workspace dataset (storing it as a run is :func:`retention.runs.run_segmentation`).
 
     The dataset's user vectors are kept in ``vectors_folder`` (default: the workspace's folder;
-    a job's private copy of the dataset names the server's) for a re-run with another k.
+    a job's private copy of the dataset names the server's) for a re-run with another k;
+    ``data``: the dataset's per-user facts (``aggregate_users``) when the caller kept them (a
+    job worker, issue 19), only read.
 
     Event logs go through the whole pipeline (with the workspace's embedding cache); a campaign
     snapshot is clustered on its feature columns (:func:`segment_snapshot`).
@@ -370,7 +396,7 @@ def segment_dataset(
     try:
         cache = VectorCache(vectors_folder or ws.folder, dataset_id)  # another k: reused
         return _segment_events(
-            con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache
+            con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache, data
         )
     finally:
         con.close()
@@ -383,6 +409,7 @@ def prepare_user_vectors(
     *,
     vectors_folder: Path | None = None,
     progress: Progress | None = None,
+    data: UserData | None = None,
 ) -> bool:
     """Steps 1 to 3 only: make and keep a dataset's reduced user vectors for ``settings``
     (default: the page's defaults), exactly as :func:`segment_dataset` makes and keeps them, so
@@ -393,7 +420,8 @@ def prepare_user_vectors(
     parsed = SegmentSettings.coerce(settings)
     con = ws.cursor().cursor()
     try:
-        data = aggregate_users(con, ws.table(dataset_id, "events"))
+        if data is None:
+            data = aggregate_users(con, ws.table(dataset_id, "events"))
         B, _ = behaviour_matrix(data.users, data.has_amount)
         cache = VectorCache(vectors_folder or ws.folder, dataset_id)
         _user_vectors(data, B, parsed, None, ws, progress, cache)
