@@ -36,6 +36,7 @@ from retention.embeddings import (
     describe,
     requested_model,
 )
+from retention.periods import resolve_period
 from retention.segments.cluster import Segmenter, cluster_metrics
 from retention.segments.features import (
     UserData,
@@ -50,6 +51,7 @@ from retention.segments.label import (
     labels_frame,
     representatives,
     text_keywords,
+    text_terms,
 )
 from retention.segments.layout import map_2d, map_frame, map_rows
 from retention.segments.reduce import reduce_dimensions, reduce_users
@@ -60,10 +62,30 @@ from retention.segments.settings import (
     requested_model_id,
 )
 from retention.segments.snapshot import segment_snapshot
-from retention.segments.text import embed_user_text, top_items
+from retention.segments.text import embed_user_text, ranked_items, top_items
 from retention.segments.vectors import VectorCache, vectors_key
 from retention.words import Progress, scaled
 from retention.workspace import Workspace
+
+#: issue 19 (s7-segk): what a segmentation derives from a dataset's per-user facts alone (not
+#: from the segments) — the text model's choice, the texts' term counts, the items' ranking, the
+#: automatic period — kept with the facts when the caller keeps them (a job worker re-running
+#: another k): the last kept facts' object -> (the facts, name -> value).
+_derived: dict[int, tuple[UserData, dict[Any, Any]]] = {}
+
+
+def _kept(data: UserData, keep: bool, name: Any, make: Any) -> Any:
+    """``make()``, computed once per kept ``data`` when ``keep`` (only the last facts' values
+    are kept), else every time."""
+    if not keep:
+        return make()
+    entry = _derived.get(id(data))
+    if entry is None or entry[0] is not data:
+        _derived.clear()
+        entry = _derived[id(data)] = (data, {})
+    if name not in entry[1]:
+        entry[1][name] = make()
+    return entry[1][name]
 
 
 def _user_vectors(
@@ -74,6 +96,7 @@ def _user_vectors(
     workspace: Workspace | None,
     progress: Progress | None,
     cache: VectorCache | None = None,
+    keep: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics).
 
@@ -83,7 +106,10 @@ def _user_vectors(
     metrics: dict[str, Any] = {}
     choice = None
     if use_text:
-        choice = choose_text_model(data.texts, settings.text_model, settings.model_path)
+        wanted = (settings.text_model, settings.model_path)
+        choice = _kept(
+            data, keep, ("model", *wanted), lambda: choose_text_model(data.texts, *wanted)
+        )
     key = None
     if cache is not None:
         model_id = (embedder.model_id if embedder else choice.model_id) if choice else None
@@ -170,6 +196,7 @@ def _events_map(
     labels: np.ndarray,
     names_of: dict[int, str],
     settings: SegmentSettings,
+    keep: bool = False,
 ) -> pd.DataFrame:
     """Step 6: the map of at most :data:`~retention.segments.layout.MAP_SAMPLE` users, each
     hover naming the user, their segment and their top items."""
@@ -179,9 +206,10 @@ def _events_map(
     else:
         coords, rows = map_2d(X, settings.map_method, settings.random_state, rows=rows)
     user_ids = data.users["user_id"].to_numpy(dtype=object)
+    ranked = _kept(data, keep, "ranked", lambda: ranked_items(data.items)) if keep else None
     hover = [
         f"{user_ids[i]} · {names_of[int(labels[i])]}" + (f"<br>{items}" if items else "")
-        for i, items in zip(rows, top_items(data, rows), strict=True)
+        for i, items in zip(rows, top_items(data, rows, ranked=ranked), strict=True)
     ]
     return map_frame(user_ids, labels, rows, coords, hover)
 
@@ -220,11 +248,12 @@ def _segment_events(
     """The seven steps on the events table ``ref`` (quoted), in order (``data``: step 1's
     per-user facts when the caller kept them; only read)."""
     announce(progress, 0.0, "Reading events")
+    keep = data is not None  # the caller keeps the facts: keep what derives from them too
     data = aggregate_users(con, ref) if data is None else data
     user_ids = data.users["user_id"].to_numpy(dtype=object)
     B, names = behaviour_matrix(data.users, data.has_amount)
     metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
-    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress, cache)
+    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress, cache, keep)
     metrics.update(vector_metrics)
 
     start = 0.75 if metrics["text_used"] else 0.7
@@ -241,20 +270,25 @@ def _segment_events(
     announce(progress, 0.85, "Labelling segments")
     label_frame = labels_frame(
         labels,
-        text_keywords(data, labels) if metrics["text_used"] else {},
+        text_keywords(data, labels, terms=_kept(data, keep, "terms", lambda d=data: text_terms(d)))
+        if metrics["text_used"]
+        else {},
         representatives(X, labels, user_ids),
         behaviour_tags(data.users, labels, data.has_amount),
     )
     names_of = dict(zip(label_frame["segment"], label_frame["label"], strict=True))
 
     announce(progress, 0.9, "Drawing the map")
-    shown_map = _events_map(X, data, labels, names_of, settings)
+    shown_map = _events_map(X, data, labels, names_of, settings, keep)
 
     announce(progress, 0.97, "Profiling segments")
+    period = settings.period
+    if keep:  # the automatic period reads every event: once per kept facts
+        period = _kept(data, keep, ("period", period), lambda: resolve_period(con, ref, period))
     users, has_amount = data.users, data.has_amount
     del X, data  # the retention query below may want the memory
     assignments = pd.DataFrame({"user_id": user_ids.astype(str), "segment": labels})
-    retention, period = retention_by_segment(con, ref, assignments, period=settings.period)
+    retention, period = retention_by_segment(con, ref, assignments, period=period)
     metrics["period"] = period
     profile = _profile(users, labels, has_amount, retention)
     profile.insert(1, "label", profile["segment"].map(names_of))
