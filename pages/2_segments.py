@@ -37,6 +37,7 @@ from retention.errors import InputError
 from retention.jobs import submit_segmentation
 from retention.results import segmentation_runs
 from retention.segments import SegmentSettings, has_text
+from retention.segments.pipeline import PROFILE_RETENTION
 from retention.workspace import Run
 
 ARTIFACTS = {"assignments", "labels", "map2d", "profile"}
@@ -65,6 +66,8 @@ def shown_profile(folder: str, run_id: str) -> pd.DataFrame:
     shows the same kind of number as a new one."""
     run = load_run(folder, run_id)
     profile = run.artifacts["profile"]
+    if run.metrics.get("retention") == PROFILE_RETENTION:  # stored by today's definition
+        return profile
     old = [c for c in profile.columns if c.startswith("retention_")]
     ks = [int(c.removeprefix("retention_")) for c in old if c.removeprefix("retention_").isdigit()]
     if not ks:

@@ -67,6 +67,11 @@ from retention.segments.vectors import VectorCache, vectors_key
 from retention.words import Progress, scaled
 from retention.workspace import Workspace
 
+#: The profile's "retention after k" definition a run was stored with (its metrics'
+#: ``retention``): :func:`retention.cohorts.retention_by_segment`'s. Change it when that
+#: definition changes: the Segments page recomputes the retention of runs stored with another.
+PROFILE_RETENTION = "by_segment:unbounded:v1"
+
 #: issue 19 (s7-segk): what a segmentation derives from a dataset's per-user facts alone (not
 #: from the segments) — the text model's choice, the texts' term counts, the items' ranking, the
 #: automatic period — kept with the facts when the caller keeps them (a job worker re-running
@@ -290,6 +295,7 @@ def _segment_events(
     assignments = pd.DataFrame({"user_id": user_ids.astype(str), "segment": labels})
     retention, period = retention_by_segment(con, ref, assignments, period=period)
     metrics["period"] = period
+    metrics["retention"] = PROFILE_RETENTION
     profile = _profile(users, labels, has_amount, retention)
     profile.insert(1, "label", profile["segment"].map(names_of))
     if progress is not None:
