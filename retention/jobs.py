@@ -654,7 +654,7 @@ class JobQueue:
         if self.inline:
             result = _work(fn, str(folder), args, kwargs)
             self._sync(job.id, folder, None)
-            if db is not None and model_id is not None:
+            if db is not None and model_id is not None and _embedded(result):
                 self.ws.import_vectors(db, model_id)
             return result
         future = self.server.submit_work(fn, folder, args, kwargs)
@@ -670,7 +670,7 @@ class JobQueue:
                 self.server.replace_pool()
                 raise WorkerDied(WORKER_DIED) from exc
         self._sync(job.id, folder, seen)
-        if db is not None and model_id is not None:
+        if db is not None and model_id is not None and _embedded(result):
             self.ws.import_vectors(db, model_id)
         return result
 
@@ -749,6 +749,13 @@ class JobQueue:
     def worker_pids(self) -> list[int]:
         """The worker processes' ids of this queue's server (for memory reports)."""
         return self.server.worker_pids()
+
+
+def _embedded(result: Any) -> bool:
+    """Whether a job's result may hold newly embedded vectors in its copy (False only when its
+    metrics say it embedded none: a re-run on kept user vectors then skips the copy back)."""
+    metrics = getattr(result, "metrics", None)
+    return not (isinstance(metrics, dict) and metrics.get("texts_embedded") == 0)
 
 
 def check_owner_limit(active: list[Job], kind: str, owner: str) -> None:

@@ -76,13 +76,23 @@ def test_another_k_in_a_worker_copies_no_events_and_gives_the_from_scratch_segme
     workspace, small_planted, exports, tmp_path, monkeypatch
 ):
     monkeypatch.setenv(jobs.PREFETCH_ENV, "0")
+    imports: list[str] = []
+    original = Workspace.import_vectors
+
+    def counted(self, db_path, model_id):
+        imports.append(model_id)
+        return original(self, db_path, model_id)
+
+    monkeypatch.setattr(Workspace, "import_vectors", counted)
     dataset_id = save_events(workspace, small_planted.events)
     queue = JobQueue(workspace, workers=1)
     try:
         first = _done(workspace, submit_segmentation(queue, dataset_id, SegmentSettings(k=3)).id)
         assert exports == [dataset_id]  # the first job copies the dataset once ...
+        assert len(imports) == 1  # (and the vectors it embedded into the cache)
         again = _done(workspace, submit_segmentation(queue, dataset_id, SegmentSettings(k=4)).id)
         assert exports == [dataset_id]  # ... and another k reuses that copy
+        assert len(imports) == 1  # it embedded nothing: nothing to copy back
         run = workspace.load_run(again.run_id)
         assert run.metrics["vectors_reused"] is True
         assert run.artifacts["assignments"]["segment"].nunique() == 4
