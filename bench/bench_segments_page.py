@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "online_retail_2010_2011.parquet"
@@ -127,7 +129,7 @@ def measure(port: int, dataset: str, k: int, shots: Path | None, wait_s: float) 
         page.goto(f"http://127.0.0.1:{port}/segments?dataset={dataset}")
         wait_idle(page)
         page.get_by_role("button", name="Find segments").click()
-        start = time.perf_counter()
+        start, first_click = time.perf_counter(), time.time()
         first, first_seen = _until(page, first_done, start)
         wait_idle(page)
         found = page.evaluate(SEGMENTS_JS)
@@ -138,7 +140,7 @@ def measure(port: int, dataset: str, k: int, shots: Path | None, wait_s: float) 
         page.get_by_role("option", name=str(k), exact=True).click()
         wait_idle(page)
         page.get_by_role("button", name="Find segments").click()
-        start = time.perf_counter()
+        start, again_click = time.perf_counter(), time.time()
         again, again_seen = _until(page, f"() => ({SEGMENTS_JS})() === '{k}'", start)
         wait_idle(page)
         if shots is not None:
@@ -151,7 +153,37 @@ def measure(port: int, dataset: str, k: int, shots: Path | None, wait_s: float) 
         "another_k": k,
         "another_k_s": round(again, 2),
         "another_k_progress": again_seen,
+        "clicks": [[first_click, first], [again_click, again]],
     }
+
+
+def job_steps(folder: Path, clicks: list) -> list[dict]:
+    """Where each click's seconds went, from the jobs the workspace recorded (read after the
+    server stopped; its clock is this computer's, in UTC): the click until the job was queued
+    (the page's run), queued until started (dispatch), started until done (the job: the worker
+    and storing the run), done until on screen (the page noticing and drawing)."""
+    from retention.workspace import Workspace
+
+    ws = Workspace(folder)
+    try:
+        found = ws.jobs(kind="segmentation")
+    finally:
+        ws.close()
+    steps = []
+    for job, (click, total) in zip(found, clicks, strict=False):
+        at = [
+            pd.Timestamp(t).tz_localize("UTC").timestamp()
+            for t in (job.created, job.started, job.finished)
+        ]
+        steps.append(
+            {
+                "click_to_queued_s": round(at[0] - click, 2),
+                "queued_to_started_s": round(at[1] - at[0], 2),
+                "started_to_done_s": round(at[2] - at[1], 2),
+                "done_to_screen_s": round(click + total - at[2], 2),
+            }
+        )
+    return steps
 
 
 SCENARIOS = {
@@ -184,6 +216,22 @@ def markdown(result: dict) -> str:
             f"{one['first_run_k']} | {one['another_k_s']:.1f} s | {one['uptime_before']} → "
             f"{one['uptime_after']} |"
         )
+    lines += [
+        "",
+        "Where the seconds went (the workspace's job times, s): the click until the job is "
+        "queued (the page's run), queued until started, started until done (the worker and "
+        "storing the run), done until on screen (the page noticing and drawing).",
+        "",
+        "| scenario | click | queued → started | started → done | done → on screen |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, one in result["scenarios"].items():
+        for what, step in zip(("first run", "another k"), one.get("steps", []), strict=False):
+            lines.append(
+                f"| {name}, {what} | {step['click_to_queued_s']:.2f} | "
+                f"{step['queued_to_started_s']:.2f} | {step['started_to_done_s']:.2f} | "
+                f"{step['done_to_screen_s']:.2f} |"
+            )
     for name, one in result["scenarios"].items():
         lines += ["", f"## {name}: the progress bar during the first run (s after the click)", ""]
         lines += _progress_table(one["first_run_progress"])
@@ -229,6 +277,7 @@ def scenario(args: argparse.Namespace, name: str) -> dict:
     finally:
         _stop(server)
     out.update(wait_s=wait_s, uptime_before=uptime_before, uptime_after=_uptime())
+    out["steps"] = job_steps(folder, out.pop("clicks"))
     out["data"] = f"{args.data.name}, {rows:,} rows, {users:,} customers"
     return out
 

@@ -36,13 +36,15 @@ The command line runs the same library functions inline, without a queue.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as futures_wait
@@ -57,7 +59,7 @@ import pandas as pd
 from retention.errors import InputError
 from retention.mdp import RewardSettings
 from retention.private import make_private_dir
-from retention.workspace import ACTIVE_JOB_STATUSES, Job, Workspace
+from retention.workspace import ACTIVE_JOB_STATUSES, DB_NAME, Job, Workspace
 
 log = logging.getLogger("retention")
 
@@ -75,6 +77,10 @@ PROGRESS_FILE = "progress.json"
 POLL_SECONDS = 0.5
 #: How often a worker writes its progress at most (seconds).
 REPORT_SECONDS = 0.2
+#: issue 19 (s7-segk): how many datasets' copies a queue keeps for the next job
+#: (:meth:`JobQueue.kept_input`), and the prefix of their folders in ``jobs/``.
+KEPT_INPUTS = 2
+KEPT_PREFIX = "kept-"
 
 WORKER_DIED = (
     "The worker process running this job stopped unexpectedly (it was killed, or the computer "
@@ -174,9 +180,11 @@ def _start_worker(parent: int, nice: int) -> None:
     threading.Thread(target=watch, name="retention-parent-watch", daemon=True).start()
 
 
-def _work(fn: Callable[..., Any], folder: str, args: tuple[Any, ...]) -> Any:
-    """What a worker process runs: ``fn(folder, *args, progress=...)``."""
-    return fn(Path(folder), *args, progress=_Reporter(Path(folder)))
+def _work(
+    fn: Callable[..., Any], folder: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+) -> Any:
+    """What a worker process runs: ``fn(folder, *args, progress=..., **kwargs)``."""
+    return fn(Path(folder), *args, progress=_Reporter(Path(folder)), **(kwargs or {}))
 
 
 _embedders: dict[str | None, Any] = {}
@@ -196,11 +204,19 @@ def _embedder(settings: Any) -> Any:
 
 
 def _segment_worker(
-    folder: Path, dataset_id: str, settings: Any, kept_in: str | None = None, *, progress: Any
+    folder: Path,
+    dataset_id: str,
+    settings: Any,
+    kept_in: str | None = None,
+    *,
+    progress: Any,
+    input_folder: str | None = None,
 ) -> Any:
     from retention.segments import segment_dataset
 
-    ws = Workspace(folder)
+    # issue 19 (s7-segk): ``input_folder`` is the dataset's copy kept across jobs (the job's
+    # own ``folder`` then holds only its progress and cancel files)
+    ws = Workspace(input_folder or folder)
     try:
         embedder = _embedder(settings) if settings.text_weight > 0 else None
         # issue 19 (s4-cmd19): the user vectors are kept in the server's workspace folder
@@ -212,9 +228,40 @@ def _segment_worker(
             embedder=embedder,
             progress=progress,
             vectors_folder=Path(kept_in) if kept_in else None,
+            data=_worker_user_data(ws, dataset_id) if input_folder else None,
         )
     finally:
         ws.close()
+
+
+#: issue 19 (s7-segk): the per-user facts of the last dataset a worker process segmented on a
+#: kept copy (:func:`_worker_user_data`): (the copy's database, dataset id) -> UserData.
+_user_data: dict[tuple[str, str], Any] = {}
+#: Datasets with more item rows than this are aggregated anew by each job (memory).
+KEPT_ITEM_ROWS = 5_000_000
+
+
+def _worker_user_data(ws: Workspace, dataset_id: str) -> Any:
+    """In the worker: the dataset's per-user facts (:func:`~retention.segments.features.
+    aggregate_users`) read from a kept copy once per worker process, so a re-run with another k
+    does not aggregate the events again (a stored dataset never changes: a new upload gets a new
+    id). None for a campaign snapshot. At most one dataset is kept; the pipeline only reads it."""
+    from retention.segments.features import aggregate_users
+
+    if ws.dataset(dataset_id).shape != "events":
+        return None
+    key = (str(ws.db_path), dataset_id)
+    data = _user_data.get(key)
+    if data is None:
+        con = ws.cursor().cursor()
+        try:
+            data = aggregate_users(con, ws.table(dataset_id, "events"))
+        finally:
+            con.close()
+        _user_data.clear()
+        if len(data.items) <= KEPT_ITEM_ROWS:
+            _user_data[key] = data
+    return data
 
 
 def _train_worker(
@@ -295,7 +342,13 @@ def _run_segmentation(queue: JobQueue, job: Job) -> str:
         settings=settings,
         force=bool(job.settings.get("force")),
         compute=lambda parsed: queue.in_worker(
-            job, _segment_worker, job.dataset_id, parsed, str(queue.ws.folder), model_id=model
+            job,
+            _segment_worker,
+            job.dataset_id,
+            parsed,
+            str(queue.ws.folder),
+            model_id=model,
+            keep_input=True,
         ),
     )
 
@@ -397,15 +450,19 @@ class JobServer:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def submit_work(
-        self, fn: Callable[..., Any], folder: Path, args: tuple[Any, ...]
+        self,
+        fn: Callable[..., Any],
+        folder: Path,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None = None,
     ) -> Future[Any]:
         _launching.job_worker = True  # a worker process starts inside submit (spawn context)
         try:
             try:
-                return self.pool().submit(_work, fn, str(folder), args)
+                return self.pool().submit(_work, fn, str(folder), args, kwargs)
             except BrokenProcessPool:  # its worker died while idle: start a new one
                 self.replace_pool()
-                return self.pool().submit(_work, fn, str(folder), args)
+                return self.pool().submit(_work, fn, str(folder), args, kwargs)
         finally:
             _launching.job_worker = False
 
@@ -452,6 +509,12 @@ class JobQueue:
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._closing = False
+        #: What :func:`prefetch_texts` was asked to do, by dataset (None: only warm the worker).
+        self._prefetched: dict[str | None, Future[int]] = {}
+        #: issue 19 (s7-segk): datasets' copies kept across jobs (:meth:`kept_input`), by
+        #: (dataset, model), oldest first, and the ones a job or the prefetch holds now.
+        self._inputs: dict[tuple[str, str | None], Path] = {}
+        self._inputs_busy: set[tuple[str, str | None]] = set()
         self.folder = make_private_dir(ws.folder / JOBS_FOLDER)
         active = {job.id for job in ws.jobs(statuses=ACTIVE_JOB_STATUSES)}
         for stale in self.folder.iterdir():
@@ -552,22 +615,49 @@ class JobQueue:
             shutil.rmtree(self.folder / job_id, ignore_errors=True)
 
     def in_worker(
-        self, job: Job, fn: Callable[..., Any], *args: Any, model_id: str | None = None
+        self,
+        job: Job,
+        fn: Callable[..., Any],
+        *args: Any,
+        model_id: str | None = None,
+        keep_input: bool = False,
     ) -> Any:
         """Run ``fn(folder, *args, progress=...)`` in this thread's worker process on a private
         copy of the job's dataset (and of the vectors cached for ``model_id``); copy its progress
-        into the job's row while it runs and its new vectors into the cache when it is done."""
+        into the job's row while it runs and its new vectors into the cache when it is done.
+
+        ``keep_input``: the copy is the dataset's kept one (:meth:`kept_input`), given to ``fn``
+        as ``input_folder=`` (its ``folder`` then holds only the progress and cancel files), so
+        that the next job on the dataset does not copy its events again."""
         folder = make_private_dir(self.folder / job.id)
+        if keep_input and job.dataset_id is not None:
+            with self.kept_input(job.dataset_id, model_id) as kept:
+                if kept is not None:
+                    extra = {"input_folder": str(kept)}
+                    return self._compute(job, folder, fn, args, kept / DB_NAME, model_id, extra)
         db = None
         if job.dataset_id is not None:
             db = self.ws.export_job_input(folder, job.dataset_id, model_id)
+        return self._compute(job, folder, fn, args, db, model_id)
+
+    def _compute(
+        self,
+        job: Job,
+        folder: Path,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        db: Path | None,
+        model_id: str | None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        """:meth:`in_worker` once the input is in place (``db``: its database)."""
         if self.inline:
-            result = _work(fn, str(folder), args)
+            result = _work(fn, str(folder), args, kwargs)
             self._sync(job.id, folder, None)
-            if db is not None and model_id is not None:
+            if db is not None and model_id is not None and _embedded(result):
                 self.ws.import_vectors(db, model_id)
             return result
-        future = self.server.submit_work(fn, folder, args)
+        future = self.server.submit_work(fn, folder, args, kwargs)
         seen: tuple[float, str] | None = None
         while True:
             seen = self._sync(job.id, folder, seen)
@@ -580,7 +670,7 @@ class JobQueue:
                 self.server.replace_pool()
                 raise WorkerDied(WORKER_DIED) from exc
         self._sync(job.id, folder, seen)
-        if db is not None and model_id is not None:
+        if db is not None and model_id is not None and _embedded(result):
             self.ws.import_vectors(db, model_id)
         return result
 
@@ -600,9 +690,72 @@ class JobQueue:
             self.ws.job_progress(job_id, *now)
         return now
 
+    @contextlib.contextmanager
+    def kept_input(self, dataset_id: str, model_id: str | None) -> Iterator[Path | None]:
+        """issue 19 (s7-segk): the dataset's copy kept across jobs — its tables and the vectors
+        cached for ``model_id``, as :meth:`Workspace.export_job_input` makes it — held by the
+        caller for the block: copied on first use (the prefetch usually makes it ahead), then
+        reused by every later job on the dataset, so a re-run with another k copies no events.
+
+        A stored dataset never changes, so the copy stays right; a worker adds the vectors it
+        embeds to it (and they are copied into the cache as from any job's copy). Yields None
+        when another job holds it (the caller copies its own). An error in the block (a killed
+        worker included) throws the copy away. At most :data:`KEPT_INPUTS` copies are kept;
+        those of deleted datasets go, and all go when the queue starts."""
+        key = (dataset_id, model_id)
+        with self._lock:
+            busy = key in self._inputs_busy
+            self._inputs_busy.add(key)
+        if busy:
+            yield None
+            return
+        try:
+            folder = self._inputs.get(key)
+            if folder is None or not (folder / DB_NAME).exists():
+                folder = self._export_input(dataset_id, model_id)
+            yield folder
+        except BaseException:
+            self._drop_input(key)
+            raise
+        finally:
+            with self._lock:
+                self._inputs_busy.discard(key)
+
+    def _export_input(self, dataset_id: str, model_id: str | None) -> Path:
+        key = (dataset_id, model_id)
+        self._drop_input(key)
+        alive = set(self.ws.datasets()["id"])
+        with self._lock:
+            kept = [k for k in self._inputs if k not in self._inputs_busy]
+        live = [k for k in kept if k[0] in alive]
+        stale = [k for k in kept if k[0] not in alive] + live[: max(0, len(live) - KEPT_INPUTS + 1)]
+        for old in stale:
+            self._drop_input(old)
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        folder = self.folder / f"{KEPT_PREFIX}{digest}"
+        shutil.rmtree(folder, ignore_errors=True)
+        make_private_dir(folder)
+        self.ws.export_job_input(folder, dataset_id, model_id)
+        with self._lock:
+            self._inputs[key] = folder
+        return folder
+
+    def _drop_input(self, key: tuple[str, str | None]) -> None:
+        with self._lock:
+            folder = self._inputs.pop(key, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def worker_pids(self) -> list[int]:
         """The worker processes' ids of this queue's server (for memory reports)."""
         return self.server.worker_pids()
+
+
+def _embedded(result: Any) -> bool:
+    """Whether a job's result may hold newly embedded vectors in its copy (False only when its
+    metrics say it embedded none: a re-run on kept user vectors then skips the copy back)."""
+    metrics = getattr(result, "metrics", None)
+    return not (isinstance(metrics, dict) and metrics.get("texts_embedded") == 0)
 
 
 def check_owner_limit(active: list[Job], kind: str, owner: str) -> None:
@@ -738,14 +891,18 @@ def _warm_worker(folder: Path, choice: Any, texts: list[str], *, progress: Any) 
     return embedder.embed(texts)
 
 
-def _vectors_worker(folder: Path, dataset_id: str, kept_in: str, *, progress: Any) -> bool:
+def _vectors_worker(
+    folder: Path, dataset_id: str, kept_in: str, *, progress: Any, input_folder: str
+) -> bool:
     """In the worker: the dataset's reduced user vectors for the default settings, kept in the
-    server's workspace folder ``kept_in`` (a segmentation with those settings reuses them)."""
+    server's workspace folder ``kept_in`` (a segmentation with those settings reuses them),
+    from the dataset's kept copy ``input_folder`` (whose per-user facts the worker keeps)."""
     from retention.segments.pipeline import prepare_user_vectors
 
-    ws = Workspace(folder)
+    ws = Workspace(input_folder)
     try:
-        return prepare_user_vectors(ws, dataset_id, vectors_folder=Path(kept_in))
+        data = _worker_user_data(ws, dataset_id)
+        return prepare_user_vectors(ws, dataset_id, vectors_folder=Path(kept_in), data=data)
     finally:
         ws.close()
 
@@ -753,28 +910,20 @@ def _vectors_worker(folder: Path, dataset_id: str, kept_in: str, *, progress: An
 def _dataset_texts(ws: Workspace, dataset_id: str) -> tuple[Any, list[str]]:
     """The text model the automatic choice picks for a dataset and its distinct texts (the ones
     a segmentation embeds), or ``(None, [])`` when it has none."""
-    from retention.segments import SegmentSettings, has_text
-    from retention.segments.pipeline import dataset_text_model
+    from retention.segments import SegmentSettings
+    from retention.segments.pipeline import dataset_text_model, dataset_texts, resolved_model_id
 
     if ws.dataset(dataset_id).shape != "events":
         return None, []
-    ref = ws.table(dataset_id, "events")
     con = ws.cursor().cursor()
-    try:
-        if not has_text(con, ref):
+    try:  # read once: the choice is made from the very texts embedded
+        texts = dataset_texts(con, ws.table(dataset_id, "events"))
+        if not texts:
             return None, []
-        choice = dataset_text_model(con, ref, SegmentSettings())
-        texts = (
-            con.execute(
-                "SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM "  # noqa: S608
-                f"{ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL "
-                "AND trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
-            )
-            .fetchnumpy()["text"]
-            .tolist()
-        )
+        choice = dataset_text_model(con, "", SegmentSettings(), texts)
     finally:
         con.close()
+    resolved_model_id(ws, dataset_id, SegmentSettings(), choice)  # the click's job reads it
     return choice, texts
 
 
@@ -808,14 +957,14 @@ def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
                 done += len(chunk)
         else:  # every text embedded: the default settings' user vectors too (PCA and all)
             if dataset_id and choice is not None and not _jobs_waiting(queue):
-                inputs = make_private_dir(folder / "vectors")
-                ws.export_job_input(inputs, dataset_id, choice.model_id)
-                if not _jobs_waiting(queue):
-                    args = (dataset_id, str(ws.folder))
-                    queue.server.submit_work(_vectors_worker, inputs, args).result()
-                    if dataset_id not in set(ws.datasets()["id"]):  # deleted meanwhile
-                        for path in (ws.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
-                            path.unlink(missing_ok=True)
+                # the copy the jobs on this dataset then use (JobQueue.kept_input)
+                with queue.kept_input(dataset_id, choice.model_id) as kept:
+                    if kept is not None and not _jobs_waiting(queue):
+                        args, extra = (dataset_id, str(ws.folder)), {"input_folder": str(kept)}
+                        queue.server.submit_work(_vectors_worker, folder, args, extra).result()
+                if dataset_id not in set(ws.datasets()["id"]):  # deleted meanwhile
+                    for path in (ws.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
+                        path.unlink(missing_ok=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return done
@@ -828,7 +977,7 @@ def prefetch_texts(queue: JobQueue, dataset_id: str | None) -> Future[int] | Non
     of time, and the segmentation does whatever it did not."""
     if not prefetch_enabled() or queue.inline or queue._closing:
         return None
-    asked: dict[str | None, Future[int]] = queue.__dict__.setdefault("_prefetched", {})
+    asked = queue._prefetched
     with queue._lock:
         if dataset_id in asked or (dataset_id is None and asked):
             return None

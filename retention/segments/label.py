@@ -260,18 +260,34 @@ def representatives(
     return out
 
 
-def text_keywords(data: UserData, labels: np.ndarray, top_n: int = 10) -> dict[int, list[str]]:
-    """c-TF-IDF keywords per segment over its users' documents (each distinct text once per
-    user), vectorising each distinct text once: the segment × text counts times the text × term
-    counts."""
-    segments = sorted(np.unique(labels).tolist())
+def text_terms(data: UserData) -> tuple[sparse.csr_matrix, list[str]] | None:
+    """The distinct texts' term counts (texts × terms) and the terms, as :func:`text_keywords`
+    counts them (they do not depend on the segments: a caller that keeps the users' data keeps
+    them too); None when there is no text or no term."""
     if data.items.empty or data.texts is None:
-        return {s: [] for s in segments}
+        return None
     vectorizer = _vectorizer()
     try:
         T = vectorizer.fit_transform(data.texts.tolist())  # texts × terms
     except ValueError:
+        return None
+    return T, vectorizer.get_feature_names_out().tolist()
+
+
+def text_keywords(
+    data: UserData,
+    labels: np.ndarray,
+    top_n: int = 10,
+    terms: tuple[sparse.csr_matrix, list[str]] | None = None,
+) -> dict[int, list[str]]:
+    """c-TF-IDF keywords per segment over its users' documents (each distinct text once per
+    user), vectorising each distinct text once: the segment × text counts times the text × term
+    counts (``terms``: :func:`text_terms` of ``data`` when the caller kept it)."""
+    segments = sorted(np.unique(labels).tolist())
+    found = text_terms(data) if terms is None else terms
+    if found is None:
         return {s: [] for s in segments}
+    T, names = found
     segment_of_user = np.searchsorted(segments, labels)
     user = data.items["user"].to_numpy()
     text = data.items["text"].to_numpy()
@@ -282,7 +298,7 @@ def text_keywords(data: UserData, labels: np.ndarray, top_n: int = 10) -> dict[i
         C = C + sparse.csr_matrix(
             (np.ones(hi - lo), (segment_of_user[user[lo:hi]], text[lo:hi])), shape=shape
         )
-    ranked = top_terms(C @ T, vectorizer.get_feature_names_out().tolist(), top_n)
+    ranked = top_terms(C @ T, names, top_n)
     return {s: [t for t, _ in terms] for s, terms in zip(segments, ranked, strict=True)}
 
 

@@ -36,6 +36,7 @@ from retention.embeddings import (
     describe,
     requested_model,
 )
+from retention.periods import resolve_period
 from retention.segments.cluster import Segmenter, cluster_metrics
 from retention.segments.features import (
     UserData,
@@ -50,6 +51,7 @@ from retention.segments.label import (
     labels_frame,
     representatives,
     text_keywords,
+    text_terms,
 )
 from retention.segments.layout import map_2d, map_frame, map_rows
 from retention.segments.reduce import reduce_dimensions, reduce_users
@@ -60,10 +62,35 @@ from retention.segments.settings import (
     requested_model_id,
 )
 from retention.segments.snapshot import segment_snapshot
-from retention.segments.text import embed_user_text, top_items
+from retention.segments.text import embed_user_text, ranked_items, top_items
 from retention.segments.vectors import VectorCache, vectors_key
 from retention.words import Progress, scaled
 from retention.workspace import Workspace
+
+#: The profile's "retention after k" definition a run was stored with (its metrics'
+#: ``retention``): :func:`retention.cohorts.retention_by_segment`'s. Change it when that
+#: definition changes: the Segments page recomputes the retention of runs stored with another.
+PROFILE_RETENTION = "by_segment:unbounded:v1"
+
+#: issue 19 (s7-segk): what a segmentation derives from a dataset's per-user facts alone (not
+#: from the segments) — the text model's choice, the texts' term counts, the items' ranking, the
+#: automatic period — kept with the facts when the caller keeps them (a job worker re-running
+#: another k): the last kept facts' object -> (the facts, name -> value).
+_derived: dict[int, tuple[UserData, dict[Any, Any]]] = {}
+
+
+def _kept(data: UserData, keep: bool, name: Any, make: Any) -> Any:
+    """``make()``, computed once per kept ``data`` when ``keep`` (only the last facts' values
+    are kept), else every time."""
+    if not keep:
+        return make()
+    entry = _derived.get(id(data))
+    if entry is None or entry[0] is not data:
+        _derived.clear()
+        entry = _derived[id(data)] = (data, {})
+    if name not in entry[1]:
+        entry[1][name] = make()
+    return entry[1][name]
 
 
 def _user_vectors(
@@ -74,6 +101,7 @@ def _user_vectors(
     workspace: Workspace | None,
     progress: Progress | None,
     cache: VectorCache | None = None,
+    keep: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Steps 2 and 3: the reduced user vectors, and what was embedded (for the metrics).
 
@@ -83,7 +111,10 @@ def _user_vectors(
     metrics: dict[str, Any] = {}
     choice = None
     if use_text:
-        choice = choose_text_model(data.texts, settings.text_model, settings.model_path)
+        wanted = (settings.text_model, settings.model_path)
+        choice = _kept(
+            data, keep, ("model", *wanted), lambda: choose_text_model(data.texts, *wanted)
+        )
     key = None
     if cache is not None:
         model_id = (embedder.model_id if embedder else choice.model_id) if choice else None
@@ -170,6 +201,7 @@ def _events_map(
     labels: np.ndarray,
     names_of: dict[int, str],
     settings: SegmentSettings,
+    keep: bool = False,
 ) -> pd.DataFrame:
     """Step 6: the map of at most :data:`~retention.segments.layout.MAP_SAMPLE` users, each
     hover naming the user, their segment and their top items."""
@@ -179,9 +211,10 @@ def _events_map(
     else:
         coords, rows = map_2d(X, settings.map_method, settings.random_state, rows=rows)
     user_ids = data.users["user_id"].to_numpy(dtype=object)
+    ranked = _kept(data, keep, "ranked", lambda: ranked_items(data.items)) if keep else None
     hover = [
         f"{user_ids[i]} · {names_of[int(labels[i])]}" + (f"<br>{items}" if items else "")
-        for i, items in zip(rows, top_items(data, rows), strict=True)
+        for i, items in zip(rows, top_items(data, rows, ranked=ranked), strict=True)
     ]
     return map_frame(user_ids, labels, rows, coords, hover)
 
@@ -215,14 +248,17 @@ def _segment_events(
     workspace: Workspace | None,
     progress: Progress | None,
     cache: VectorCache | None = None,
+    data: UserData | None = None,
 ) -> SegmentationResult:
-    """The seven steps on the events table ``ref`` (quoted), in order."""
+    """The seven steps on the events table ``ref`` (quoted), in order (``data``: step 1's
+    per-user facts when the caller kept them; only read)."""
     announce(progress, 0.0, "Reading events")
-    data = aggregate_users(con, ref)
+    keep = data is not None  # the caller keeps the facts: keep what derives from them too
+    data = aggregate_users(con, ref) if data is None else data
     user_ids = data.users["user_id"].to_numpy(dtype=object)
     B, names = behaviour_matrix(data.users, data.has_amount)
     metrics: dict[str, Any] = {"users": len(user_ids), "behaviour": names}
-    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress, cache)
+    X, vector_metrics = _user_vectors(data, B, settings, embedder, workspace, progress, cache, keep)
     metrics.update(vector_metrics)
 
     start = 0.75 if metrics["text_used"] else 0.7
@@ -239,21 +275,27 @@ def _segment_events(
     announce(progress, 0.85, "Labelling segments")
     label_frame = labels_frame(
         labels,
-        text_keywords(data, labels) if metrics["text_used"] else {},
+        text_keywords(data, labels, terms=_kept(data, keep, "terms", lambda d=data: text_terms(d)))
+        if metrics["text_used"]
+        else {},
         representatives(X, labels, user_ids),
         behaviour_tags(data.users, labels, data.has_amount),
     )
     names_of = dict(zip(label_frame["segment"], label_frame["label"], strict=True))
 
     announce(progress, 0.9, "Drawing the map")
-    shown_map = _events_map(X, data, labels, names_of, settings)
+    shown_map = _events_map(X, data, labels, names_of, settings, keep)
 
     announce(progress, 0.97, "Profiling segments")
+    period = settings.period
+    if keep:  # the automatic period reads every event: once per kept facts
+        period = _kept(data, keep, ("period", period), lambda: resolve_period(con, ref, period))
     users, has_amount = data.users, data.has_amount
     del X, data  # the retention query below may want the memory
     assignments = pd.DataFrame({"user_id": user_ids.astype(str), "segment": labels})
-    retention, period = retention_by_segment(con, ref, assignments, period=settings.period)
+    retention, period = retention_by_segment(con, ref, assignments, period=period)
     metrics["period"] = period
+    metrics["retention"] = PROFILE_RETENTION
     profile = _profile(users, labels, has_amount, retention)
     profile.insert(1, "label", profile["segment"].map(names_of))
     if progress is not None:
@@ -293,9 +335,15 @@ def run_settings(
     return stored
 
 
-def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings) -> str:
+def resolved_model_id(
+    ws: Workspace,
+    dataset_id: str,
+    settings: SegmentSettings,
+    choice: TextModelChoice | None = None,
+) -> str:
     """The id of the model a segmentation of a workspace dataset uses (read from its texts when
-    the choice is automatic; the English model's when there is nothing to read)."""
+    the choice is automatic; the English model's when there is nothing to read). ``choice``:
+    :func:`dataset_text_model`'s answer for these settings when the caller has it (kept)."""
     model = requested_model_id(settings)
     if model != "auto":
         return model
@@ -306,7 +354,9 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
     key = (str(ws.folder), dataset_id, settings.text_model, settings.model_path)
     chosen = _chosen_models.get(key)
     if chosen is None:
-        chosen = dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings).model_id
+        if choice is None:
+            choice = dataset_text_model(ws.cursor(), ws.table(dataset_id, "events"), settings)
+        chosen = choice.model_id
         if len(_chosen_models) >= 64:
             _chosen_models.clear()
         _chosen_models[key] = chosen
@@ -316,23 +366,36 @@ def resolved_model_id(ws: Workspace, dataset_id: str, settings: SegmentSettings)
 _chosen_models: dict[tuple[str, str, str, str | None], str] = {}
 
 
+def dataset_texts(con: duckdb.DuckDBPyConnection, ref: str) -> list[str]:
+    """The distinct non-blank texts of the events table ``ref`` (quoted), trimmed and sorted,
+    on the rows with a user and a time: the texts a segmentation embeds and chooses its text
+    model from (:func:`~retention.segments.features.aggregate_users` reads the same ones);
+    ``[]`` without text."""
+    if not has_text(con, ref):
+        return []
+    return (
+        con.execute(
+            "SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM "  # noqa: S608
+            f"{ref} WHERE user_id IS NOT NULL AND ts IS NOT NULL "
+            "AND trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
+        )
+        .fetchnumpy()["text"]
+        .tolist()
+    )
+
+
 def dataset_text_model(
-    con: duckdb.DuckDBPyConnection, ref: str, settings: SegmentSettings
+    con: duckdb.DuckDBPyConnection,
+    ref: str,
+    settings: SegmentSettings,
+    texts: list[str] | None = None,
 ) -> TextModelChoice:
     """The text model a segmentation of the events table ``ref`` (quoted) uses: the same
-    choice as the run makes (the same distinct texts, sorted, are read)."""
-    texts: list[str] = []
-    if requested_model(settings.text_model, settings.model_path)[0] != "folder" and has_text(
-        con, ref
-    ):
-        texts = (
-            con.execute(
-                f"SELECT DISTINCT trim(CAST(text AS VARCHAR)) AS text FROM {ref} "  # noqa: S608
-                "WHERE trim(CAST(text AS VARCHAR)) <> '' ORDER BY text"
-            )
-            .fetchnumpy()["text"]
-            .tolist()
-        )
+    choice as the run makes (the same distinct texts, :func:`dataset_texts`, are read, unless
+    the caller gives them as ``texts``)."""
+    if texts is None:
+        folder = requested_model(settings.text_model, settings.model_path)[0] == "folder"
+        texts = [] if folder else dataset_texts(con, ref)
     return choose_text_model(texts, settings.text_model, settings.model_path)
 
 
@@ -344,11 +407,14 @@ def segment_dataset(
     embedder: Embedder | None = None,
     progress: Progress | None = None,
     vectors_folder: Path | None = None,
+    data: UserData | None = None,
 ) -> SegmentationResult:
     """Segment a workspace dataset (storing it as a run is :func:`retention.runs.run_segmentation`).
 
     The dataset's user vectors are kept in ``vectors_folder`` (default: the workspace's folder;
-    a job's private copy of the dataset names the server's) for a re-run with another k.
+    a job's private copy of the dataset names the server's) for a re-run with another k;
+    ``data``: the dataset's per-user facts (``aggregate_users``) when the caller kept them (a
+    job worker, issue 19), only read.
 
     Event logs go through the whole pipeline (with the workspace's embedding cache); a campaign
     snapshot is clustered on its feature columns (:func:`segment_snapshot`).
@@ -370,7 +436,7 @@ def segment_dataset(
     try:
         cache = VectorCache(vectors_folder or ws.folder, dataset_id)  # another k: reused
         return _segment_events(
-            con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache
+            con, ws.table(dataset_id, "events"), parsed, embedder, ws, progress, cache, data
         )
     finally:
         con.close()
@@ -383,6 +449,7 @@ def prepare_user_vectors(
     *,
     vectors_folder: Path | None = None,
     progress: Progress | None = None,
+    data: UserData | None = None,
 ) -> bool:
     """Steps 1 to 3 only: make and keep a dataset's reduced user vectors for ``settings``
     (default: the page's defaults), exactly as :func:`segment_dataset` makes and keeps them, so
@@ -393,7 +460,8 @@ def prepare_user_vectors(
     parsed = SegmentSettings.coerce(settings)
     con = ws.cursor().cursor()
     try:
-        data = aggregate_users(con, ws.table(dataset_id, "events"))
+        if data is None:
+            data = aggregate_users(con, ws.table(dataset_id, "events"))
         B, _ = behaviour_matrix(data.users, data.has_amount)
         cache = VectorCache(vectors_folder or ws.folder, dataset_id)
         _user_vectors(data, B, parsed, None, ws, progress, cache)

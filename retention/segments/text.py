@@ -60,12 +60,20 @@ def ranked_items(items: pd.DataFrame, picked: np.ndarray | None = None) -> np.nd
     return picked[order]
 
 
-def top_items(data: UserData, rows: np.ndarray, n: int = 3) -> list[str]:
-    """Per user row in ``rows`` (sorted): their ``n`` most frequent texts, joined by ', '."""
+def top_items(
+    data: UserData, rows: np.ndarray, n: int = 3, ranked: np.ndarray | None = None
+) -> list[str]:
+    """Per user row in ``rows`` (sorted): their ``n`` most frequent texts, joined by ', '
+    (``ranked``: :func:`ranked_items` of all of ``data.items`` when the caller kept it)."""
     if data.texts is None or data.items.empty:
         return [""] * len(rows)
     user = data.items["user"].to_numpy()
-    picked = ranked_items(data.items, _item_rows(user, rows)[0])
+    if ranked is None:
+        picked = ranked_items(data.items, _item_rows(user, rows)[0])
+    else:  # the same order: the rows of these users, taken from the ranking of all rows
+        chosen = np.zeros(len(data.users) + 1, dtype=bool)
+        chosen[np.asarray(rows, dtype=np.int64)] = True
+        picked = ranked[chosen[user[ranked]]]
     owner = np.searchsorted(rows, user[picked])  # the position of each row's user in ``rows``
     first = np.searchsorted(owner, np.arange(len(rows)))
     kept = (np.arange(len(picked)) - first[owner]) < n

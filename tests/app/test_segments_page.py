@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 import retention.runs
@@ -187,3 +188,67 @@ def test_profile_reads_in_units_and_retention_never_rises(app_workspace, planted
     bars = next(c for c in _charts(at) if c["layout"]["title"]["text"] == "Retention by segment")
     assert [b["name"] for b in bars["data"]] == ["after 1 week", "after 4 weeks"]
     assert not any("period(s)" in c.value or " 1 users" in c.value for c in at.caption)
+
+
+def test_another_k_reuses_the_users_activity_for_the_crm_csv(app_workspace, planted, monkeypatch):
+    """issue 19 (s7-segk): the CSV's last seen, active periods and spend depend on the dataset
+    and the period only: a re-run with another k does not read the events for them again."""
+    import retention.drill
+
+    calls: list[str] = []
+    original = retention.drill.user_activity
+
+    def counted(con, events, **kwargs):
+        calls.append(kwargs.get("period", "auto"))
+        return original(con, events, **kwargs)
+
+    monkeypatch.setattr(retention.drill, "user_activity", counted)
+    save_events(app_workspace, planted.events)
+    at = _run(make_app(PAGE))
+    assert len(calls) == 1
+    at.selectbox(key="segments.k").set_value(4).run()
+    _button(at, "Find segments").click().run()
+    finish_jobs(at)
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric if m.label == "Segments"] == ["4"]
+    assert len(calls) == 1  # the second run's CSV reused the users' activity
+
+
+def test_a_new_runs_profile_is_shown_as_stored_and_an_old_ones_is_recomputed(
+    app_workspace, planted, monkeypatch
+):
+    """issue 19 (s7-segk): the page recomputes "retention after k" only for a run stored
+    before today's definition, not for every new run (a query on all the events)."""
+    import streamlit as st
+
+    import retention.cohorts
+
+    calls: list[str] = []
+    original = retention.cohorts.retention_by_segment
+
+    def counted(*args, **kwargs):
+        calls.append("page")
+        return original(*args, **kwargs)
+
+    dataset_id = save_events(app_workspace, planted.events)
+    at = _run(make_app(PAGE))
+    run_id = app_workspace.runs("segmentation", dataset_id)["id"].iloc[0]
+    stored = app_workspace.load_run(run_id)
+    monkeypatch.setattr(retention.cohorts, "retention_by_segment", counted)
+    st.cache_data.clear()  # as a restarted server: nothing the page computed is kept
+    at = make_app(PAGE)
+    assert not at.exception and calls == []  # the stored profile is today's
+    shown = at.dataframe[0].value
+
+    # The same run as an older version stored it (no definition in its metrics): recomputed,
+    # and the numbers are the same.
+    old_metrics = {k: v for k, v in stored.metrics.items() if k != "retention"}
+    app_workspace._write(
+        lambda cur: cur.execute(
+            "UPDATE runs SET metrics = ? WHERE id = ?", [json.dumps(old_metrics), run_id]
+        )
+    )
+    st.cache_data.clear()
+    again = make_app(PAGE)
+    assert not again.exception and calls == ["page"]
+    pd.testing.assert_frame_equal(again.dataframe[0].value, shown)
