@@ -59,7 +59,14 @@ import pandas as pd
 from retention.errors import InputError
 from retention.mdp import RewardSettings
 from retention.private import make_private_dir
-from retention.workspace import ACTIVE_JOB_STATUSES, DB_NAME, Job, Workspace
+from retention.workspace import (
+    ACTIVE_JOB_STATUSES,
+    DB_NAME,
+    JOBS_FOLDER,
+    KEPT_INPUT_PREFIX,
+    Job,
+    Workspace,
+)
 
 log = logging.getLogger("retention")
 
@@ -70,7 +77,6 @@ WORKER_NICE = 10
 LOCAL_OWNER = "local"
 #: At most this many unfinished jobs of a kind per signed-in owner ("one training at a time").
 OWNER_LIMITS: dict[str, int] = {"policy": 1}
-JOBS_FOLDER = "jobs"
 CANCEL_FILE = "cancel"
 PROGRESS_FILE = "progress.json"
 #: How often the server copies a running job's progress into the workspace (seconds).
@@ -80,7 +86,7 @@ REPORT_SECONDS = 0.2
 #: issue 19 (s7-segk): how many datasets' copies a queue keeps for the next job
 #: (:meth:`JobQueue.kept_input`), and the prefix of their folders in ``jobs/``.
 KEPT_INPUTS = 2
-KEPT_PREFIX = "kept-"
+KEPT_PREFIX = KEPT_INPUT_PREFIX
 
 WORKER_DIED = (
     "The worker process running this job stopped unexpectedly (it was killed, or the computer "
@@ -731,8 +737,10 @@ class JobQueue:
         stale = [k for k in kept if k[0] not in alive] + live[: max(0, len(live) - KEPT_INPUTS + 1)]
         for old in stale:
             self._drop_input(old)
-        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
-        folder = self.folder / f"{KEPT_PREFIX}{digest}"
+        # named by the dataset, so that deleting the dataset deletes its copies at once
+        # (Workspace.delete_dataset), whichever queue made them
+        digest = hashlib.sha256(repr(model_id).encode()).hexdigest()[:16]
+        folder = self.folder / f"{KEPT_PREFIX}{dataset_id}.{digest}"
         shutil.rmtree(folder, ignore_errors=True)
         make_private_dir(folder)
         self.ws.export_job_input(folder, dataset_id, model_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -39,6 +40,10 @@ JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted
 ACTIVE_JOB_STATUSES = ("queued", "running")
 DEFAULT_FOLDER = "workspace"
 DB_NAME = "retention.duckdb"
+#: The folder of background jobs' files (:mod:`retention.jobs`), and the prefix of the copies of
+#: datasets its queue keeps for the next job (one per dataset and text model).
+JOBS_FOLDER = "jobs"
+KEPT_INPUT_PREFIX = "kept-"
 
 _T = TypeVar("_T")
 
@@ -562,6 +567,9 @@ class Workspace:
         from retention.command_cache import forget_dataset  # and the command's kept outputs
 
         forget_dataset(self.folder, dataset_id)
+        # and the job queue's kept copies of its events (retention.jobs.JobQueue.kept_input)
+        for path in (self.folder / JOBS_FOLDER).glob(f"{KEPT_INPUT_PREFIX}{dataset_id}.*"):
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- embedding cache ------------------------------------------------------------------
 

@@ -153,8 +153,10 @@ def test_a_kept_copy_is_held_by_one_job_and_dropped_after_an_error(
         assert not kept.exists()  # a copy a failed job used is not trusted
         with queue.kept_input(first, None) as remade:
             assert remade is not None and exports == [first, first]
-        # A deleted dataset's copy goes when another is made; at most KEPT_INPUTS are kept.
+        # Deleting the dataset deletes its copy at once (its events must not outlive it);
+        # at most KEPT_INPUTS are kept.
         workspace.delete_dataset(first)
+        assert not remade.exists()
         others = [
             save_events(workspace, small_planted.events, name=f"Other {i}")
             for i in range(jobs.KEPT_INPUTS + 1)
