@@ -702,6 +702,18 @@ def retention_summary(
         )
         keys = {str(s): str(s) for s in ids}
     surv = survival(durations, groups, period=period, churn_after=churn_after)
+    return _summary_block(surv, keys, period, churn_after, assignments is not None, names)
+
+
+def _summary_block(
+    surv: Survival,
+    keys: Mapping[str, str],
+    period: str,
+    churn_after: int,
+    segmented: bool,
+    names: Mapping[int, str] | None,
+) -> dict[str, object]:
+    """:func:`retention_summary`'s block from its curves (``keys``: group → key)."""
     return {
         "period": period,
         "churn_after": churn_after,
@@ -713,7 +725,43 @@ def retention_summary(
         "logrank_sentence": None if surv.logrank is None else surv.logrank.sentence,
         "labels": (
             {}
-            if assignments is None
-            else {k: (names or {}).get(int(k), segment_display_name(int(k))) for k in keys}
+            if not segmented
+            else {
+                k: (names or {}).get(int(k), segment_display_name(int(k)))
+                for k in keys.values()
+                if k != ALL_USERS
+            }
         ),
     }
+
+
+def summary_from_curves(
+    curves: Survival,
+    durations: pd.DataFrame,
+    assignments: pd.DataFrame,
+    names: Mapping[int, str] | None = None,
+) -> dict[str, object] | None:
+    """:func:`retention_summary`'s block from :func:`retention_curves`' Kaplan–Meier curves of
+    the same durations by the same ``assignments`` and ``names`` (issue 19: the command line fits
+    the curves once). The two group the same users when every user with a duration has a
+    segment and every segmented user a duration; then only the groups' names differ (segment
+    names there, segment ids here) and the curves, sizes and log-rank test are the same.
+    ``None`` when the groups differ (then call :func:`retention_summary`)."""
+    seg = assignments.assign(user_id=assignments["user_id"].astype(str)).drop_duplicates("user_id")
+    if NOT_SEGMENTED in curves.groups or len(seg) != len(durations):
+        return None
+    if int(curves.sizes.sum()) != len(durations):
+        return None
+    seg_ids = sorted({int(s) for s in seg["segment"]}, key=lambda s: (s < 0, s))
+    labels = {
+        s: str(names[s]) if names and s in names else segment_display_name(s) for s in seg_ids
+    }
+    if len(set(labels.values())) < len(labels):  # as user_groups keeps duplicate names apart
+        labels = {s: f"{name} ({s})" for s, name in labels.items()}
+    key_of = {label: str(s) for s, label in labels.items()}
+    if not set(curves.groups) <= set(key_of):
+        return None
+    keys = {g: key_of[g] for g in curves.groups}
+    all_keys = {label: str(s) for s, label in labels.items()}  # every segment, as before
+    return _summary_block(curves, {**all_keys, **keys}, curves.period, curves.churn_after,
+                          True, names)  # fmt: skip

@@ -20,7 +20,12 @@ import pandas as pd
 
 from retention import compact
 from retention.analyses import analyses_summary, segment_matrix
-from retention.cohorts import churn_durations, retention_curves, retention_summary
+from retention.cohorts import (
+    churn_durations,
+    retention_curves,
+    retention_summary,
+    summary_from_curves,
+)
 from retention.config import PipelineConfig
 from retention.drill import crm_users
 from retention.ingest import LOCAL_FILE_BYTES, Prepared, ingest
@@ -194,15 +199,6 @@ def _retention(
     ``analyses_wanted`` (events in Spark: the analyses read every event into memory) the
     analyses are skipped and ``retention.analyses_skipped`` says why."""
     durations = churn_durations(con, events_ref, period=period, churn_after=churn_after)
-    block = retention_summary(
-        con,
-        events_ref,
-        period=period,
-        churn_after=churn_after,
-        assignments=assignments,
-        names=names,
-        durations=durations,
-    )
     survival = retention_curves(
         con,
         events_ref,
@@ -212,6 +208,19 @@ def _retention(
         names=names,
         durations=durations,
     )
+    # issue 19: the summary's curves are the report's, fitted once (when both group the same
+    # users, as they do after a segmentation of the same events; else fitted again).
+    block = summary_from_curves(survival, durations, assignments, names)
+    if block is None:
+        block = retention_summary(
+            con,
+            events_ref,
+            period=period,
+            churn_after=churn_after,
+            assignments=assignments,
+            names=names,
+            durations=durations,
+        )
     if not analyses_wanted:
         from retention.engine.routing import ANALYSES_SKIPPED
 

@@ -454,6 +454,10 @@ class Workspace:
             for kind, frame in frames.items():
                 view = f"_incoming_{dataset_id}_{kind}"
                 target = self.table(dataset_id, kind)
+                store_into = getattr(frame, "store_into", None)  # issue 19: ingest.direct
+                if store_into is not None:
+                    store_into(cur, target)
+                    continue
                 staged = getattr(frame, "path", None)  # rows staged on disk (StagedTable)
                 if staged is not None:
                     sql = f"CREATE TABLE {target} AS SELECT * FROM read_parquet(?)"  # noqa: S608 - generated identifier

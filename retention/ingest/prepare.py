@@ -24,6 +24,7 @@ from retention.errors import InputError
 from retention.ingest import limits
 from retention.ingest.db import duckdb_input_error, new_connection
 from retention.ingest.detect import detect_campaign_roles, detect_roles
+from retention.ingest.direct import DirectTable, new_alias, validate_direct
 from retention.ingest.model import (
     CAMPAIGN_ROLES,
     EVENT_ROLES,
@@ -37,7 +38,7 @@ from retention.ingest.model import (
     role_hints,
 )
 from retention.ingest.read import read_table
-from retention.ingest.sources import FrameSource, TableSource, open_source
+from retention.ingest.sources import FileSource, FrameSource, TableSource, open_source
 from retention.ingest.staging import StagedTable, exposed
 from retention.ingest.times import check_time_format, family_or_none
 from retention.ingest.validate import Stats, resolve_mapping, validate
@@ -58,6 +59,7 @@ def prepare_source(
     campaigns: FrameSource | None = None,
     campaign_mapping: Mapping[str, str | None] | None = None,
     campaign_timing: str = DEFAULT_TIMING,
+    direct: bool = False,
 ) -> Prepared:
     """Validate ``source`` under ``mapping`` ({role: column}) into a :class:`Prepared`.
 
@@ -69,7 +71,7 @@ def prepare_source(
     check_shape(shape)
     check_time_format(time_format)
     check_timing(campaign_timing)
-    prepared = _prepare_rows(source, mapping, shape, time_format, detection)
+    prepared = _prepare_rows(source, mapping, shape, time_format, detection, direct)
     if campaigns is not None:
         if shape != "events":
             raise InputError("A campaign log goes with an event log, not with a campaign snapshot.")
@@ -83,16 +85,29 @@ def _prepare_rows(
     shape: Shape,
     time_format: str | None,
     detection: Detection | None,
+    direct: bool = False,
 ) -> Prepared:
     roles = EVENT_ROLES if shape == "events" else SNAPSHOT_ROLES
-    frame: pd.DataFrame | StagedTable | None = None
+    frame: pd.DataFrame | StagedTable | DirectTable | None = None
     con = new_connection()
     try:
-        relation = source.open(con, "_src")
+        direct = direct and _direct_source(source, shape)
+        relation = source.open(con, new_alias() if direct else "_src")
         resolved = resolve_mapping(mapping, roles, relation.columns, shape, source.name)
         time_format = _time_format(time_format, detection, resolved)
         try:
-            frame, report, stats = validate(
+            found = None
+            if direct:  # issue 19: a big Parquet file is checked, and stored later, by DuckDB
+                assert isinstance(source, FileSource)
+                found = validate_direct(
+                    relation,
+                    source.path,
+                    shape,
+                    resolved,
+                    time_format=time_format,
+                    read_notes=source.read_notes(),
+                )
+            frame, report, stats = found or validate(
                 relation,
                 shape,
                 resolved,
@@ -118,6 +133,17 @@ def _prepare_rows(
         sha256=source.sha256,
         detection=detection,
         source=source.info,
+    )
+
+
+def _direct_source(source: TableSource, shape: Shape) -> bool:
+    """Whether ``source`` is an event log in a Parquet file whose kept rows would be staged
+    on disk (:mod:`retention.ingest.direct` then validates it without a copy)."""
+    return (
+        shape == "events"
+        and isinstance(source, FileSource)
+        and source.plan.kind == "parquet"
+        and source.rows() > limits.SPILL_ROWS
     )
 
 
@@ -288,7 +314,11 @@ def ingest(
     source = open_source(path, max_bytes=limit)
     detection = detect_roles(source.detection_frame, shape=shape)
     roles = {**detection.roles, **overrides}
-    prepared = prepare_source(source, roles, detection.shape, detection=detection)
+    # issue 19: without a campaign log (which reads the kept rows), a big Parquet file's rows
+    # go straight from the file into the workspace when it stores them.
+    prepared = prepare_source(
+        source, roles, detection.shape, detection=detection, direct=campaigns_path is None
+    )
     if campaigns_path is None:
         return prepared
     if prepared.shape != "events":

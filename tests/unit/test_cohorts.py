@@ -479,3 +479,43 @@ def test_the_confidence_band_steps_where_its_curve_steps() -> None:
         (0, 1.0), (1, 1.0), (1, 0.7), (2, 0.7), (2, 0.3), (3, 0.3), (3, 0.2),
     ]  # fmt: skip
     assert list(line.x) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "names", [{0: "Zero", 1: "One"}, {}, {0: "Same", 1: "Same", 2: "Same"}]
+)  # some named, none named, duplicate names (kept apart by user_groups)
+def test_summary_from_curves_is_the_summary_fitted_on_its_own(names):
+    """Issue 19: the command line fits the Kaplan–Meier curves once and reads the summary's
+    block from them; the oracle is retention_summary fitting its own curves by segment id."""
+    from retention.cohorts import summary_from_curves
+
+    planted = make_planted(n_users=500, n_periods=26, seed=21)
+    con = duckdb.connect()
+    try:
+        con.register("events", planted.events)
+        durations = churn_durations(con, "events", period="week", churn_after=3)
+        truth = planted.truth
+        for by in (truth, truth.iloc[::-1]):  # any row order of the assignments
+            curves = retention_curves(
+                con, "events", period="week", churn_after=3, by=by, names=names,
+                durations=durations,
+            )  # fmt: skip
+            alone = retention_summary(
+                con, "events", period="week", churn_after=3, assignments=by, names=names,
+                durations=durations,
+            )  # fmt: skip
+            shared = summary_from_curves(curves, durations, by, names)
+            assert shared is not None
+            p_alone, p_shared = alone.pop("logrank_p"), shared.pop("logrank_p")
+            assert p_shared == pytest.approx(p_alone, rel=1e-12, abs=1e-300)
+            assert shared == alone
+        # Users without a segment: the report's curves have a "Not segmented" group that the
+        # summary leaves out, so the summary is fitted on its own.
+        some = truth.iloc[::2]
+        curves = retention_curves(
+            con, "events", period="week", churn_after=3, by=some, names=names,
+            durations=durations,
+        )  # fmt: skip
+        assert summary_from_curves(curves, durations, some, names) is None
+    finally:
+        con.close()

@@ -601,6 +601,12 @@ def test_big_parquet_is_read_from_disk_and_staged_the_same(tmp_path, monkeypatch
     monkeypatch.setattr(limits, "FAST_PATH_BYTES", 0)
     monkeypatch.setattr(limits, "BATCH_ROWS", 512)
     monkeypatch.setattr(limits, "SPILL_ROWS", 1000)
+    # The staged way (the Data page's); ingest() itself checks such a file without staging it
+    # (retention.ingest.direct, tests/unit/test_ingest_direct.py compares the two ways).
+    import importlib
+
+    prepare_module = importlib.import_module("retention.ingest.prepare")
+    monkeypatch.setattr(prepare_module, "_direct_source", lambda source, shape: False)
     assert sources.parquet_plan(path, 10**9) is not None
     fast = ingest(path)
     staged = fast.events
