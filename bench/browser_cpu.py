@@ -15,6 +15,12 @@ CPU seconds (user + system) of Chromium's processes and of Playwright's driver o
   (``locator.wait_for``, what the bench does while a job runs);
 * ``job_wait_raf`` / ``job_wait_200ms`` — the job's page with a waiting Playwright.
 
+``--navigation`` measures instead what drawing a page costs the browser (a marketer's laptop
+pays it too): Chromium's CPU seconds for one sidebar click to Retention, to Strategies, and for
+a 5 MB upload on the Data page until its validation report is shown (each from the click or
+the file choice until the page's run is over and one more second has passed for the charts to
+be drawn), ``--reps`` times each, with full-page screenshots of the first into ``--shots``.
+
 Usage: ``python bench/browser_cpu.py [--seconds 30] [--tag NAME]``; writes
 ``bench/results/browser_cpu{_tag}.json`` and ``.md``. Bench-only; not a test.
 """
@@ -40,10 +46,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from load import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, prepare_workspace, start_server  # noqa: E402
+from load import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE_JS,
+    main_uploader,
+    make_files,
+    nav,
+    prepare_workspace,
+    start_server,
+    wait_text,
+)
 
 NO_MOTION_CSS = """*, *::before, *::after {
     transition: none !important; animation: none !important; }"""
+FULL_HEIGHT_JS = """() => Math.max(...[...document.querySelectorAll(
+    '[data-testid="stMain"], [data-testid="stMainBlockContainer"]')].map(e => e.scrollHeight),
+    1000)"""
 NEVER_JS = "() => !!document.querySelector('[data-testid=\"never-there\"]')"
 
 
@@ -207,6 +226,100 @@ async def scenarios(
     return out
 
 
+async def navigations(url: str, reps: int, upload: Path, shots: Path | None) -> dict:
+    """Chromium's CPU seconds (and wall seconds) per sidebar navigation and per upload."""
+    from playwright.async_api import async_playwright
+
+    out: dict[str, list[dict]] = {"Retention": [], "Strategies": [], "Data upload": []}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(300_000)
+        await page.goto(url)
+        await idle(page)
+
+        async def step(name: str, action) -> None:
+            chrome, _ = browser_pids()
+            c0, t0 = cpu_of(chrome), time.perf_counter()
+            await action()
+            wall = time.perf_counter() - t0
+            await asyncio.sleep(1.0)  # plotly draws after the run's last message
+            chrome2, _ = browser_pids()
+            cpu = cpu_of(chrome | chrome2) - c0
+            out[name].append({"chromium_cpu_s": cpu, "wall_s": wall,
+                              "load_average": os.getloadavg()[0]})  # fmt: skip
+            print(name, f"{cpu:.2f} CPU-s, {wall:.2f} s", flush=True)
+            if shots is not None and len(out[name]) == 1:
+                shots.mkdir(parents=True, exist_ok=True)
+                file = shots / f"{name.lower().replace(' ', '_')}.png"
+                height = await page.evaluate(FULL_HEIGHT_JS)
+                await page.set_viewport_size({"width": 1400, "height": min(height + 100, 8000)})
+                await asyncio.sleep(2.0)
+                await page.screenshot(path=str(file), full_page=True)
+                await page.set_viewport_size({"width": 1400, "height": 1000})
+                await asyncio.sleep(2.0)
+
+        async def choose_file() -> None:
+            await main_uploader(page).set_input_files(str(upload))
+            await wait_text(page, "Validation report")
+            await idle(page)
+
+        for _ in range(reps):
+            for title in ("Retention", "Strategies"):
+                await step(title, lambda t=title: nav(page, t))
+            await nav(page, "Data")
+            await asyncio.sleep(1.0)
+            await step("Data upload", choose_file)
+        await browser.close()
+    return out
+
+
+def navigation_main(args: argparse.Namespace) -> int:
+    import statistics
+
+    with tempfile.TemporaryDirectory(prefix="retention-bnav-") as tmp:
+        ws = Path(tmp) / "ws"
+        if args.prepared:
+            shutil.copytree(args.prepared, ws)
+        else:
+            ws.mkdir()
+            print("preparing the workspace", flush=True)
+            prepare_workspace(ws)
+        upload = make_files(Path(tmp), 0, 120, 5.0)["upload"]
+        url, proc = start_server(ws, 1)
+        try:
+            out = asyncio.run(navigations(url, args.reps, upload, args.shots))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    suffix = f"_{args.tag}" if args.tag else ""
+    (ROOT / "bench" / "results" / f"browser_nav{suffix}.json").write_text(json.dumps(out, indent=2))
+    lines = [
+        "# What drawing a page costs the browser (issue 22, `bench/browser_cpu.py --navigation`)",
+        "",
+        f"One headless Chromium tab (the load bench's flags, 1,400 px wide) on the planted demo "
+        f"(segmented and trained); {args.reps} of each, Chromium's CPU seconds from the click "
+        "(or the file choice) until the page's run is over plus 1 s.",
+        "",
+        "| step | Chromium CPU s, median (min–max) | wall s, median | load avg |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, rows in out.items():
+        cpus = [r["chromium_cpu_s"] for r in rows]
+        walls = [r["wall_s"] for r in rows]
+        lines.append(
+            f"| {name} | {statistics.median(cpus):.2f} ({min(cpus):.2f}–{max(cpus):.2f}) "
+            f"| {statistics.median(walls):.2f} | {rows[-1]['load_average']:.1f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    (ROOT / "bench" / "results" / f"browser_nav{suffix}.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -216,7 +329,12 @@ def main() -> int:
     parser.add_argument(
         "--prepared", type=Path, default=None, help="copy this prepared workspace (saves minutes)"
     )
+    parser.add_argument("--navigation", action="store_true", help="a page's drawing cost")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--shots", type=Path, default=None, help="screenshots (navigation)")
     args = parser.parse_args()
+    if args.navigation:
+        return navigation_main(args)
     with tempfile.TemporaryDirectory(prefix="retention-bcpu-") as tmp:
         ws = Path(tmp) / "ws"
         if args.prepared:

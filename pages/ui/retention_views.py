@@ -600,18 +600,35 @@ def cohort_section(
     )
 
 
+#: The Money section's two charts, one drawn at a time (issue 22).
+MONEY_VIEW_KEY = "retention.money_view"
+REVENUE_RETENTION = "Revenue retention"
+LTV = "Revenue per user so far (LTV)"
+
+
 def money_section(
     matrix: RetentionMatrix, currency: str | None, data_key: DataKey | None = None
 ) -> None:
-    """Revenue retention and the cumulative revenue per user (LTV) per group, in the data's
-    currency."""
+    """Revenue retention or the cumulative revenue per user (LTV) per group, in the data's
+    currency: one chart at a time, picked above it (issue 22: drawing the page's five plotly
+    charts at once was most of what a visit cost the browser); the LTV in words is always
+    shown."""
     if matrix.cells.empty or float(matrix.cells["revenue"].abs().sum()) == 0:
         return
     unit = currency_unit(currency)
     words = period_word(matrix.period)
     st.subheader("Money")
-    left, right = st.columns(2)
-    with left:
+    view = st.radio(
+        "Show",
+        [REVENUE_RETENTION, LTV],
+        horizontal=True,
+        key=remember(MONEY_VIEW_KEY, REVENUE_RETENTION),
+        help="Revenue retention: what the cohorts spend each "
+        f"{period_word_singular(matrix.period)} against their first one. Revenue per user so "
+        "far (LTV): everything a user spent since their start.",
+    )
+    ltv = matrix.curves("ltv")
+    if view == REVENUE_RETENTION:
         revenue = shared_chart(
             "revenue",
             data_key,
@@ -628,8 +645,7 @@ def money_section(
             "share of what the same cohorts spent in their first one. Above 100%: they spend "
             "more than when they started."
         )
-    with right:
-        ltv = matrix.curves("ltv")
+    else:
         ltv_figure = shared_chart(
             f"ltv.{unit}",
             data_key,
@@ -638,15 +654,15 @@ def money_section(
             ),
         )
         st.plotly_chart(ltv_figure, key="retention.ltv")
-        average = ltv[ltv["line"] == (AVERAGE if len(matrix.groups) > 1 else matrix.groups[0])]
-        done = average[~average["incomplete"]]
-        if not done.empty:
-            last = done.iloc[-1]
-            st.caption(
-                f"Everything a user spent from their start, summed and divided by the users "
-                f"who started: after {int(last['column'])} {words}, "
-                f"{money(last['value'], currency)} per user (over {int(last['users']):,} users)."
-            )
+    average = ltv[ltv["line"] == (AVERAGE if len(matrix.groups) > 1 else matrix.groups[0])]
+    done = average[~average["incomplete"]]
+    if not done.empty:
+        last = done.iloc[-1]
+        st.caption(
+            f"Revenue per user so far (LTV): everything a user spent from their start, summed "
+            f"and divided by the users who started: after {int(last['column'])} {words}, "
+            f"{money(last['value'], currency)} per user (over {int(last['users']):,} users)."
+        )
     if currency is None:
         st.caption(
             "Set the currency of this dataset on the Data page to see amounts with their symbol."

@@ -76,10 +76,14 @@ def _numeric(series: pd.Series) -> pd.Series:
     plain = to_numeric_text(series)
     if plain.notna().mean() >= 0.99:
         return plain.astype(float)
+    return to_numeric_text(_numeric_cleaned(series)).astype(float)
+
+
+def _numeric_cleaned(series: pd.Series) -> pd.Series:
+    """Text with booleans as 1/0 and currency signs, spaces and thousands commas removed."""
     text = series.astype("string").str.strip().str.lower()
     text = text.replace({"true": "1", "false": "0", "yes": "1", "no": "0"})
-    cleaned = text.str.replace(r"[\s$€£¥]", "", regex=True).str.replace(",", "", regex=False)
-    return to_numeric_text(cleaned).astype(float)
+    return text.str.replace(r"[\s$€£¥]", "", regex=True).str.replace(",", "", regex=False)
 
 
 def _profiles(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> list[_Profile]:
@@ -103,6 +107,8 @@ def _profiles(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> list[_Prof
 
 def _profile(name: str, series: pd.Series) -> _Profile:
     non_null = series.dropna()
+    if len(non_null) and _all_text(non_null):
+        return _text_profile(name, non_null)
     if not pd.api.types.is_numeric_dtype(non_null) and not pd.api.types.is_datetime64_any_dtype(
         non_null
     ):
@@ -119,7 +125,7 @@ def _profile(name: str, series: pd.Series) -> _Profile:
     if pd.api.types.is_float_dtype(non_null):
         decimal_frac = 1.0 - integer_frac
     elif n and not pd.api.types.is_numeric_dtype(non_null):
-        decimal_frac = float(text.str.contains(r"\d\.\d|\d,\d{1,2}$", regex=True).mean())
+        decimal_frac = float(text.str.contains(_DECIMAL_RE, regex=True).mean())
     else:
         decimal_frac = 0.0
     distinct = int(non_null.nunique()) if n else 0
@@ -141,6 +147,77 @@ def _profile(name: str, series: pd.Series) -> _Profile:
         has_spaces=float(text.str.contains(" ", regex=False).mean()) if n else 0.0,
         decimal_frac=decimal_frac,
         has_digits=bool(text.str.contains(r"\d").any()) if n else False,
+    )
+
+
+_DECIMAL_RE = r"\d\.\d|\d,\d{1,2}$"
+
+
+def _all_text(values: pd.Series) -> bool:
+    """Every value is a Python ``str`` (a CSV column read as text): then equal values are equal
+    strings, and each per-value step may run once per distinct value."""
+    if pd.api.types.is_string_dtype(values) and not pd.api.types.is_object_dtype(values):
+        return False  # a pandas "string" column: the general path (rare in uploads)
+    return (
+        pd.api.types.is_object_dtype(values)
+        and pd.api.types.infer_dtype(values, skipna=False) == "string"
+    )
+
+
+def _text_profile(name: str, values: pd.Series) -> _Profile:
+    """:func:`_profile` of a column of ``str`` values, with every per-value step (the null
+    filter, the number conversions, the text tests) done once per distinct value and spread
+    back to the rows (issue 22: an upload's detection held the server's interpreter for most of
+    a second, in Python loops over 5,000 sampled values per column). The same arrays reach the
+    same aggregations, so the profile is identical (``tests/unit/test_detect_profile.py``)."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object))
+    distinct_values = pd.Series(uniques, dtype=object)
+    as_text = distinct_values.astype("string").str.strip()
+    kept_distinct = ((as_text != "") & ~as_text.str.lower().isin(NULL_TEXT)).to_numpy(dtype=bool)
+    keep = kept_distinct[codes]
+    codes = codes[keep]
+    index = values.index[keep]
+    n = len(codes)
+
+    def spread(per_distinct: pd.Series) -> pd.Series:
+        return pd.Series(per_distinct.to_numpy()[codes], index=index, dtype=per_distinct.dtype)
+
+    if n:
+        plain = spread(to_numeric_text(distinct_values))
+        if plain.notna().mean() >= 0.99:
+            numbers = plain.astype(float)
+        else:
+            numbers = spread(to_numeric_text(_numeric_cleaned(distinct_values))).astype(float)
+    else:
+        numbers = pd.Series(dtype=float)
+    num_ok = numbers.dropna()
+    numeric_frac = len(num_ok) / n if n else 0.0
+    integer_frac = float((num_ok == num_ok.round()).mean()) if len(num_ok) else 0.0
+    text = distinct_values.astype("string")
+    decimal_frac = (
+        float(spread(text.str.contains(_DECIMAL_RE, regex=True).astype(bool)).mean()) if n else 0.0
+    )
+    distinct = int(len(np.unique(codes))) if n else 0
+    return _Profile(
+        name=name,
+        tokens=name_tokens(name),
+        key=re.sub(r"[^a-z0-9]", "", str(name).lower()),
+        is_datetime=False,
+        numeric_frac=numeric_frac,
+        integer_frac=integer_frac,
+        time_frac=0.0,
+        time_family=None,
+        mean_len=float(spread(text.str.len()).mean()) if n else 0.0,
+        distinct=distinct,
+        distinct_ratio=distinct / n if n else 0.0,
+        non_null=n,
+        min=float(num_ok.min()) if len(num_ok) else np.nan,
+        max=float(num_ok.max()) if len(num_ok) else np.nan,
+        has_spaces=(
+            float(spread(text.str.contains(" ", regex=False).astype(bool)).mean()) if n else 0.0
+        ),
+        decimal_frac=decimal_frac,
+        has_digits=bool(spread(text.str.contains(r"\d").astype(bool)).any()) if n else False,
     )
 
 

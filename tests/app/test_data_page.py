@@ -274,3 +274,35 @@ def test_the_start_hint_names_only_the_samples_that_are_there(app_workspace, pla
     hint = next(i.value for i in at.info if i.value.startswith("Upload a file to start"))
     assert "already in your workspace" not in hint
     assert "*A bundled sample*" in hint
+
+
+def test_reruns_after_a_file_is_read_neither_read_detect_nor_validate_it(
+    app_workspace, monkeypatch
+):
+    """issue 22: the run that receives a file reads, detects and validates it once; every later
+    rerun while the user names and saves it (typing, a currency) does none of it again."""
+    import streamlit
+
+    import retention.ingest
+
+    calls: list[str] = []
+    for name in ("open_source", "read_table", "detect_roles", "prepare_source"):
+        real = getattr(retention.ingest, name)
+
+        def counting(*args, _name=name, _real=real, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(retention.ingest, name, counting)
+    streamlit.cache_resource.clear()  # another test may have read the same sample file
+    streamlit.cache_data.clear()
+    at = make_app()
+    at.radio(key="data.source").set_value("A bundled sample").run()
+    at.selectbox(key="data.sample").select_index(0).run()
+    assert not at.exception
+    assert calls.count("open_source") == 1 and calls.count("prepare_source") == 1
+    assert calls.count("detect_roles") == 1
+    calls.clear()
+    at.text_input[0].set_value("My shop").run()
+    at.text_input[0].set_value("My shop, 2024").run()
+    assert not at.exception and calls == []

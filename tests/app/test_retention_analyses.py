@@ -157,6 +157,8 @@ def test_money_in_the_datasets_currency(app_workspace, dataset) -> None:
     at = make_app(PAGE)
     assert not at.exception
     assert ys(figure(at, "revenue")["data"][0])[0] == 1.0  # period 0 is 100% of itself
+    at.radio(key="retention.money_view").set_value("Revenue per user so far (LTV)").run()
+    assert not at.exception
     ltv = figure(at, "ltv")
     assert ltv["layout"]["yaxis"]["title"]["text"] == "Revenue per user so far (£)"
     assert any("per user (over" in c.value and "£" in c.value for c in at.caption)

@@ -82,7 +82,8 @@ def test_page_without_segmentation(app_workspace, events_dataset) -> None:
         "Acquisition month",
         "First product or text (at the start)",
     ]
-    assert len(charts(at)) == 5  # lines, heatmap, revenue retention, LTV, Kaplan–Meier
+    # lines, heatmap, revenue retention or LTV (one at a time, issue 22), Kaplan–Meier
+    assert len(charts(at)) == 4
     heatmap, km = chart(at, "heatmap"), chart(at, "km")
     assert heatmap["data"][0]["type"] == "heatmap"
     assert [t["name"] for t in km["data"] if t.get("showlegend", True)] == ["All users (n=300)"]
@@ -402,3 +403,22 @@ def test_charts_are_drawn_once_and_follow_every_choice(
     at.slider(key="retention.churn_after").set_value(6).run()  # the curves change
     assert not at.exception
     assert drawn["km"] == 2 and "6 weeks inactive" in chart(at, "km")["layout"]["title"]["text"]
+
+
+def test_money_shows_one_chart_at_a_time_and_keeps_the_choice(app_workspace, events_dataset):
+    """issue 22: the Money section draws revenue retention or LTV, picked above it (one plotly
+    chart less to draw per visit); the LTV in words is shown with either; the choice is kept
+    when the page is opened again."""
+    at = make_app(PAGE)
+    assert not at.exception
+    titles = [str(f["layout"].get("title", "")) for f in charts(at)]
+    assert any("Revenue retention" in t for t in titles)
+    assert not any("LTV" in t for t in titles)
+    assert any("per user (over" in c.value for c in at.caption)
+    at.radio(key="retention.money_view").set_value("Revenue per user so far (LTV)").run()
+    assert not at.exception
+    titles = [str(f["layout"].get("title", "")) for f in charts(at)]
+    assert any("LTV" in t for t in titles) and not any("Revenue retention" in t for t in titles)
+    assert len(charts(at)) == 4
+    again = make_app(PAGE)  # a refresh: the workspace remembers the choice
+    assert again.radio(key="retention.money_view").value == "Revenue per user so far (LTV)"
