@@ -274,27 +274,37 @@ async def navigations(url: str, reps: int, upload: Path, shots: Path | None) -> 
     return out
 
 
+def _workspace(tmp: Path, prepared: Path | None) -> Path:
+    """The demo workspace the tab opens: a copy of ``prepared``, else made here (minutes)."""
+    ws = tmp / "ws"
+    if prepared:
+        shutil.copytree(prepared, ws)
+    else:
+        ws.mkdir()
+        print("preparing the workspace", flush=True)
+        prepare_workspace(ws)
+    return ws
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def navigation_main(args: argparse.Namespace) -> int:
     import statistics
 
     with tempfile.TemporaryDirectory(prefix="retention-bnav-") as tmp:
-        ws = Path(tmp) / "ws"
-        if args.prepared:
-            shutil.copytree(args.prepared, ws)
-        else:
-            ws.mkdir()
-            print("preparing the workspace", flush=True)
-            prepare_workspace(ws)
+        ws = _workspace(Path(tmp), args.prepared)
         upload = make_files(Path(tmp), 0, 120, 5.0)["upload"]
         url, proc = start_server(ws, 1)
         try:
             out = asyncio.run(navigations(url, args.reps, upload, args.shots))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
     suffix = f"_{args.tag}" if args.tag else ""
     (ROOT / "bench" / "results" / f"browser_nav{suffix}.json").write_text(json.dumps(out, indent=2))
     lines = [
@@ -336,13 +346,7 @@ def main() -> int:
     if args.navigation:
         return navigation_main(args)
     with tempfile.TemporaryDirectory(prefix="retention-bcpu-") as tmp:
-        ws = Path(tmp) / "ws"
-        if args.prepared:
-            shutil.copytree(args.prepared, ws)
-        else:
-            ws.mkdir()
-            print("preparing the workspace", flush=True)
-            prepare_workspace(ws)
+        ws = _workspace(Path(tmp), args.prepared)
         add_unsegmented(ws)
         url, proc = start_server(ws, 1)
         try:
@@ -356,11 +360,7 @@ def main() -> int:
             for kid in psutil.Process(proc.pid).children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     kid.kill()  # the paused job's worker: its job is of no interest
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
         runs = [json.loads(x) for x in (ws / "runs.jsonl").read_text().splitlines()]
     result = {"scenarios": out, "chromium_args": [*CHROMIUM_ARGS, *args.chromium_arg],
               "server_runs": len(runs)}  # fmt: skip
