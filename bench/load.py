@@ -46,11 +46,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scripts.browser import CHROMIUM, CHROMIUM_ARGS, IDLE_JS  # noqa: E402, F401 (the benches')
+
 RESULTS = ROOT / "bench" / "results"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
 STEP_MS = int(os.environ.get("LOAD_STEP_MS", "900000"))
 #: How often a waiting session asks its page whether the run is over: Playwright's default for
 #: ``wait_for_function`` is every animation frame (60 a second per tab), which cost each headless
@@ -62,13 +60,6 @@ POLL_MS = 200
 TEXT_JS = "(text) => !!document.body && document.body.innerText.includes(text)"
 TEXT_POLL_MS = 500
 SHOTS = RESULTS / "load_failures"
-IDLE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return !!app
-        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-        && app.getAttribute('data-test-script-state') === 'notRunning'
-        && !document.querySelector('[data-testid="stStatusWidget"]');
-}"""
 
 
 def p95(values: list[float]) -> float:

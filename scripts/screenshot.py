@@ -6,20 +6,14 @@ python scripts/screenshot.py http://127.0.0.1:8501/segments out.png [--wait 5]
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +24,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1400)
     args = parser.parse_args()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": 1000})
         page.goto(args.url)
         page.wait_for_selector("[data-testid='stApp']")

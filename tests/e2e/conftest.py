@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,19 +15,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from scripts.browser import CHROMIUM, CHROMIUM_ARGS, IDLE_JS
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "tests" / "e2e" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.e2e
 
@@ -101,16 +91,6 @@ def browser():
 #: loaded 2-core machine (a first segmentation loads the model and embeds), so only a real hang
 #: fails. Every wait is on a condition; none of them sleeps this long when things work.
 STEP_TIMEOUT_MS = 300_000
-
-#: The app is idle: connected, and no script run going on (Streamlit's own attributes on
-#: ``stApp``, the ones its end-to-end tests wait on), and no "Running…" status widget.
-IDLE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return !!app
-        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-        && app.getAttribute('data-test-script-state') === 'notRunning'
-        && !document.querySelector('[data-testid="stStatusWidget"]');
-}"""
 
 
 def wait_idle(page, timeout: int = STEP_TIMEOUT_MS) -> None:
