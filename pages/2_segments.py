@@ -94,13 +94,30 @@ def dataset_activity(folder: str, dataset_id: str, period: str) -> pd.DataFrame 
     return user_activity(ws.cursor(), ws.table(dataset_id, "events"), period=period)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def users_for_crm(folder: str, dataset_id: str, run_id: str, period: str) -> pd.DataFrame:
-    """The run's users CSV for a CRM (with last seen, active periods and spend): computed once
+    """The run's users for a CRM (with last seen, active periods and spend): computed once
     per run and period, not on every redraw of the page (issue 19: half a second each time on
-    Online Retail); the same as :func:`retention.drill.crm_users`."""
+    Online Retail); the same as :func:`retention.drill.crm_users`. Shared by every rerun and
+    session without a copy (issue 19, s7-segdraw: copying it back out of the cache took 0.07 s
+    a rerun on 4,339 users): never change it."""
     assignments = load_run(folder, run_id).artifacts["assignments"]
     return with_activity(assignments, dataset_activity(folder, dataset_id, period))
+
+
+def shown_run(folder: str, dataset_id: str) -> Run | None:
+    """:func:`pages.ui.common.current_segmentation`, with the run the user picked read through
+    the page's cache (a finished run does not change): once per run, not on every rerun of the
+    page (issue 19, s7-segdraw: 0.07 s a rerun on 4,339 users, and the page read it twice)."""
+    chosen = st.session_state.get("segmentation_run")
+    if chosen:
+        try:
+            run = load_run(folder, chosen)
+        except InputError:
+            run = None
+        if run is not None and run.dataset_id == dataset_id and run.status == "done":
+            return run
+    return current_segmentation(dataset_id)
 
 
 # ----------------------------------------------------------------------------- page
@@ -119,7 +136,7 @@ try:
 except InputError as exc:
     stop_with_error(exc)
 
-shown = current_segmentation(info.id)
+shown = shown_run(folder, info.id)
 try:
     settings = SegmentSettings.coerce(shown.settings) if shown is not None else SegmentSettings()
 except InputError:  # a run stored with settings this version does not know: start from defaults
@@ -181,7 +198,7 @@ if renamed:
     except InputError as exc:
         stop_with_error(exc)
     st.rerun()
-how_k_was_chosen(run.metrics)
+how_k_was_chosen(run)
 try:  # the users CSV for a CRM: with last seen, active periods and spend
     users_csv = users_for_crm(folder, info.id, run.id, shared_settings()[0])
 except InputError as exc:
