@@ -98,7 +98,6 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
     if facts is not None:
         with user_pass.registered(con, facts) as f:
             users = _users_from_facts(con, f)
-            found = _coded_items(con, clean, f"SELECT user_id FROM {f}")  # noqa: S608
     else:
         users = con.execute(
             f"""
@@ -113,13 +112,13 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
             FROM e, b GROUP BY e.user_id ORDER BY e.user_id
             """  # noqa: S608 -- fixed fragments and a quoted identifier only
         ).df()
-        found = _coded_items(con, clean, "SELECT DISTINCT user_id FROM e")
+    if users.empty:
+        raise InputError("The events have no rows with both a user and a time: nothing to segment.")
+    found = _coded_items(con, clean, users["user_id"])
     texts = found.pop("texts")
     items = pd.DataFrame({"user": np.asarray(found.pop("user"), dtype=np.int32)})
     for name, dtype in (("text", np.int32), ("n", np.int32), ("spend", np.float64)):
         items[name] = np.asarray(found.pop(name), dtype=dtype)  # one block each: no copies
-    if users.empty:
-        raise InputError("The events have no rows with both a user and a time: nothing to segment.")
     has_amount = bool(users.pop("n_amounts").sum() > 0)
     users["frequency"] = users["frequency"].astype(np.int64)
     texts = np.asarray(texts, dtype=object)
@@ -144,37 +143,34 @@ def _users_from_facts(con: duckdb.DuckDBPyConnection, facts: str) -> pd.DataFram
     ).df()
 
 
-def _coded_items(con: duckdb.DuckDBPyConnection, clean: str, users_sql: str) -> dict:
+def _coded_items(con: duckdb.DuckDBPyConnection, clean: str, user_ids: pd.Series) -> dict:
     """The item counts as codes (``user``, ``text``, ``n``, ``spend`` arrays) and the sorted
-    distinct ``texts``, from the clean events ``clean`` and ``users_sql``, a SELECT of every
-    user's id (which may read the events as ``e``)."""
+    distinct ``texts``, from the clean events ``clean`` and ``user_ids``, every user's id
+    sorted (a user's code is their position in it: their row in ``users``)."""
     texts = con.execute(
         f"SELECT DISTINCT text FROM ({clean}) WHERE text IS NOT NULL ORDER BY text"  # noqa: S608
     ).fetchnumpy()["text"]
-    # Codes, not strings, leave DuckDB: a user's code is their row in ``users`` (both sorted by
-    # user_id), a text's its index in ``texts``. Sorted by user only (a full sort costs a fifth
-    # more at 50 million events); the few places that rank a user's texts do it themselves.
-    found = con.execute(
-        f"""
-        WITH e AS ({clean}),
-        g AS (
-            SELECT user_id, text, count(*) AS n,
-                   sum(greatest(coalesce(amount, 0), 0)) AS spend
-            FROM e WHERE text IS NOT NULL GROUP BY user_id, text
-        ),
-        u AS (
-            SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS INTEGER) AS code
-            FROM ({users_sql})
-        ),
-        t AS (
-            SELECT text, CAST(row_number() OVER (ORDER BY text) - 1 AS INTEGER) AS code
-            FROM (SELECT DISTINCT text FROM g)
-        )
-        SELECT u.code AS "user", t.code AS text, CAST(g.n AS INTEGER) AS n, g.spend
-        FROM g JOIN u USING (user_id) JOIN t USING (text)
-        ORDER BY "user"
-        """  # noqa: S608 -- fixed fragments and a quoted identifier only
-    ).fetchnumpy()
+    # issue 19 (50M events): each event is given its user's and its text's code first (two
+    # hash joins against small tables: the users and the distinct texts, in sorted order, with
+    # their positions), then grouped by the two integers — instead of grouping by the two
+    # strings and numbering users and texts afterwards. At 10M events: a third less CPU and
+    # about half the memory. Codes, not strings, leave DuckDB. Sorted by user only (a full sort
+    # costs a fifth more at 50 million events); the few places that rank a user's texts do it
+    # themselves.
+    users = pd.DataFrame(
+        {"user_id": user_ids.to_numpy(), "code": np.arange(len(user_ids), dtype=np.int32)}
+    )
+    text_codes = pd.DataFrame({"text": texts, "code": np.arange(len(texts), dtype=np.int32)})
+    with registered(con, users) as u, registered(con, text_codes) as t:
+        found = con.execute(
+            f"""
+            SELECT u.code AS "user", t.code AS text, CAST(count(*) AS INTEGER) AS n,
+                   sum(greatest(coalesce(e.amount, 0), 0)) AS spend
+            FROM ({clean}) AS e JOIN {u} AS u USING (user_id) JOIN {t} AS t USING (text)
+            GROUP BY u.code, t.code
+            ORDER BY "user"
+            """  # noqa: S608 -- fixed fragments and quoted identifiers only
+        ).fetchnumpy()
     return {**found, "texts": texts}
 
 

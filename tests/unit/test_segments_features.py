@@ -93,3 +93,54 @@ def test_coded_items_give_the_same_user_vectors_as_the_string_path():
         assert info["texts_needed"] == 3 and info["users_with_text"] == 2
         from_strings, _ = text_vectors(string_data, fake, weighting=weighting)
         np.testing.assert_array_equal(from_strings, U)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_items_match_a_pandas_count_per_user_and_text(shared: bool):
+    """issue 19: the items coded by joins then grouped by the two codes are pandas' own count
+    per (user, trimmed text) and sum of positive spend, users and texts numbered in sorted
+    order — whether the users come from the events or from the run's shared per-user pass."""
+    from retention import user_pass
+
+    rng = np.random.default_rng(7)
+    n = 3_000
+    words = np.array(["mug", " mug", "plate ", "bowl", "", "  ", "cup", "vase", None], dtype=object)
+    events = pd.DataFrame(
+        {
+            "user_id": rng.choice([f"u{i:03d}" for i in range(150)], size=n),
+            "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), "h"),
+            "amount": np.round(rng.normal(5, 10, n), 2),
+            "text": rng.choice(words, size=n),
+        }
+    )
+    events.loc[rng.choice(n, 40, replace=False), "user_id"] = None  # dropped: no user
+    con = duckdb.connect()
+    con.register("incoming", events)
+    con.execute('CREATE TABLE "ev" AS SELECT * FROM incoming')
+    user_pass.share_user_facts(shared)
+    try:
+        data = aggregate_users(con, '"ev"')
+    finally:
+        user_pass.share_user_facts(False)
+
+    kept = events.dropna(subset=["user_id"]).assign(text=lambda f: f["text"].str.strip())
+    users = np.sort(kept["user_id"].unique())
+    texts = np.sort(kept["text"][kept["text"].fillna("") != ""].unique())
+    assert data.users["user_id"].tolist() == users.tolist()
+    assert data.texts.tolist() == texts.tolist()
+    with_text = kept[kept["text"].fillna("") != ""]
+    expected = (
+        with_text.assign(spend=with_text["amount"].clip(lower=0))
+        .groupby(["user_id", "text"])
+        .agg(n=("amount", "size"), spend=("spend", "sum"))
+        .reset_index()
+    )
+    expected["user"] = np.searchsorted(users, expected["user_id"])
+    expected["text"] = np.searchsorted(texts, expected["text"])
+    got = data.items.sort_values(["user", "text"]).reset_index(drop=True)
+    assert got["user"].is_monotonic_increasing
+    assert data.items["user"].is_monotonic_increasing  # grouped by user, as the callers need
+    np.testing.assert_array_equal(got["user"], expected["user"])
+    np.testing.assert_array_equal(got["text"], expected["text"])
+    np.testing.assert_array_equal(got["n"], expected["n"])
+    np.testing.assert_allclose(got["spend"], expected["spend"], rtol=1e-12)
