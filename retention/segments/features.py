@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -43,6 +43,10 @@ class UserData:
     items: pd.DataFrame
     has_amount: bool
     texts: np.ndarray | None = None
+    #: What a segmentation derives from these facts alone (text model choice, term counts,
+    #: items' ranking, automatic period), kept with them when a caller keeps the facts for
+    #: several runs (:func:`retention.segments.pipeline._kept`).
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def coded(data: UserData) -> UserData:

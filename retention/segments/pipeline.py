@@ -72,25 +72,15 @@ from retention.workspace import Workspace
 #: definition changes: the Segments page recomputes the retention of runs stored with another.
 PROFILE_RETENTION = "by_segment:unbounded:v1"
 
-#: issue 19 (s7-segk): what a segmentation derives from a dataset's per-user facts alone (not
-#: from the segments) — the text model's choice, the texts' term counts, the items' ranking, the
-#: automatic period — kept with the facts when the caller keeps them (a job worker re-running
-#: another k): the last kept facts' object -> (the facts, name -> value).
-_derived: dict[int, tuple[UserData, dict[Any, Any]]] = {}
-
 
 def _kept(data: UserData, keep: bool, name: Any, make: Any) -> Any:
-    """``make()``, computed once per kept ``data`` when ``keep`` (only the last facts' values
-    are kept), else every time."""
+    """``make()``, computed once per ``data`` when the caller keeps the facts (``keep``: a job
+    worker re-running another k; issue 19) and kept in ``data.derived``, else every time."""
     if not keep:
         return make()
-    entry = _derived.get(id(data))
-    if entry is None or entry[0] is not data:
-        _derived.clear()
-        entry = _derived[id(data)] = (data, {})
-    if name not in entry[1]:
-        entry[1][name] = make()
-    return entry[1][name]
+    if name not in data.derived:
+        data.derived[name] = make()
+    return data.derived[name]
 
 
 def _user_vectors(
