@@ -378,11 +378,11 @@ def typical_gaps(con: duckdb.DuckDBPyConnection, events: EventsSource) -> dict[s
     """Per period: the median over users of their median gap (in periods) between consecutive
     active periods; ``None`` when no user is active in two different periods.
 
-    Memory: one period at a time, and each user's median is read off the counts of their gap
-    values (the k-th smallest gap is the first whose running count reaches k) rather than by a
-    per-user ``median``, whose state holds every gap of every user at once (that ran out of
-    DuckDB's memory cap at 10 million events). The result is the same: the mean of the two
-    middle gaps, or the middle one.
+    How: DuckDB returns each (sampled) user's distinct active days as one sorted list; the
+    periods, gaps and medians are counted in NumPy (:func:`_typical_gap`): a user's median is
+    the mean of their two middle gaps, or the middle one. (A per-user ``median`` in DuckDB held
+    every gap of every user at once and ran out of its memory cap at 10 million events; the
+    window queries that replaced it cost ~2 s per period at 10M.)
     """
     out: dict[str, float | None] = {}
     with events_source(con, events) as ref:
