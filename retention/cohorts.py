@@ -391,7 +391,11 @@ def _segment_groups(
     if len(set(labels.values())) < len(labels):  # duplicate names: keep them apart
         labels = {s: f"{name} ({s})" for s, name in labels.items()}
     merged = users.merge(seg[["user_id", "segment"]], on="user_id", how="left")
-    group = merged["segment"].map(lambda s: NOT_SEGMENTED if pd.isna(s) else labels[int(s)])
+    # Issue 19: labelled through the segment ids' dictionary, not a Python call per user.
+    segment = merged["segment"]
+    known = segment.notna().to_numpy()
+    group = pd.Series(NOT_SEGMENTED, index=merged.index, dtype=object)
+    group[known] = segment[known].astype("int64").map(labels).to_numpy(dtype=object)
     order = [labels[s] for s in seg_ids] + [NOT_SEGMENTED]
     return _ordered(pd.DataFrame({"user_id": merged["user_id"], "group": group}), order)
 
@@ -582,8 +586,9 @@ def survival(
     sizes.index = pd.Index([str(g) for g in sizes.index], name="group")
 
     frames = []
+    group_of = data["group"].astype(str).to_numpy()  # issue 19: once, not once per group
     for group in sizes.index:
-        part = data[data["group"].astype(str) == group]
+        part = data[group_of == group]
         frames.append(_km_curve(part["duration"].to_numpy(), part["churned"].to_numpy(), alpha))
     curves = pd.concat(frames, keys=list(sizes.index), names=["group", "k"])
     at_risk = curves["at_risk"].unstack("k").reindex(sizes.index)
@@ -592,7 +597,7 @@ def survival(
     if len(sizes) >= 2:
         test = multivariate_logrank_test(
             data["duration"].to_numpy(),
-            data["group"].astype(str).to_numpy(),
+            group_of,
             data["churned"].to_numpy(),
         )
         p = float(test.p_value)

@@ -391,3 +391,48 @@ def test_grid_knows_when_the_data_ends_mid_period(con: duckdb.DuckDBPyConnection
     full = events([("x", "2024-01-03 09:00", 1.0), ("y", "2024-02-29 18:00", 1.0)])
     assert not period_grid(con, full, "month").ends_mid_period  # ends on the last day
     assert period_grid(con, full, "week").ends_mid_period  # a Thursday
+
+
+def _pandas_typical_gaps(events: pd.DataFrame) -> dict[str, float | None]:
+    """The typical gaps counted user by user with pandas and NumPy (the oracle)."""
+    ev = events.dropna(subset=["user_id", "ts"])
+    d = pd.to_datetime(ev["ts"]).dt.normalize()
+    monday = pd.Timestamp("2000-01-03")
+    index = {
+        "day": (d - monday).dt.days,
+        "week": (d - pd.to_timedelta(d.dt.weekday, unit="D") - monday).dt.days // 7,
+        "month": (d.dt.year - 2000) * 12 + d.dt.month - 1,
+    }
+    out: dict[str, float | None] = {}
+    for period, t in index.items():
+        per_user = []
+        for _, ts in pd.Series(t.to_numpy(), index=ev["user_id"].astype(str)).groupby(level=0):
+            u = np.unique(ts.to_numpy())
+            if len(u) >= 2:
+                per_user.append(np.median(np.diff(u)))
+        out[period] = float(np.median(per_user)) if per_user else None
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_typical_gaps_match_a_user_by_user_count(seed):
+    """Store50 (issue 19): the gaps counted in NumPy from each user's sorted active days equal
+    a user-by-user median with pandas — days before and after the 2000-01-03 origin, several
+    events a day, one-event users, rows without a user or time, odd and even gap counts."""
+    from retention.periods import typical_gaps
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    start = pd.Timestamp("1999-10-01")
+    ts = start + pd.to_timedelta(rng.integers(0, 900 * 24, n), unit="h")
+    users = rng.choice([f"u{i}" for i in range(300)], n)
+    events = pd.DataFrame({"user_id": users, "ts": ts, "amount": 1.0})
+    events.loc[rng.random(n) < 0.02, "user_id"] = None
+    events.loc[rng.random(n) < 0.02, "ts"] = pd.NaT
+    lonely = pd.DataFrame({"user_id": ["solo"], "ts": [start], "amount": [1.0]})
+    events = pd.concat([events, lonely], ignore_index=True)
+    con = duckdb.connect()
+    got = typical_gaps(con, events)
+    assert got == _pandas_typical_gaps(events)
+    one = events[events["user_id"] == "solo"]  # no user with two periods: no gap at all
+    assert typical_gaps(con, one) == {"day": None, "week": None, "month": None}

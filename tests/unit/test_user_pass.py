@@ -246,3 +246,36 @@ def test_the_period_pass_is_kept_per_grid_and_forgotten_with_the_user_facts(con)
     assert user_pass.kept_periods(con, REF, grid) is not other
     user_pass.share_user_facts(False)
     assert user_pass.kept_periods(con, REF, grid) is None
+
+
+@pytest.mark.parametrize("period", ["day", "week", "month"])
+def test_the_period_pass_matches_a_pandas_groupby_of_the_events(con, planted, period):
+    """Store50 (issue 19): the per-(user, period) rows, grouped by integer user codes, against
+    pandas grouping the raw events by text id and period (rows without a time left out; a user
+    without amounts has revenue 0)."""
+    user_pass.share_user_facts(True)
+    grid = period_grid(con, REF, period)
+    got = user_pass.kept_periods(con, REF, grid)
+    events = planted.events.dropna(subset=["user_id", "ts"]).copy()
+    ts = pd.to_datetime(events["ts"])
+    if period == "day":
+        t = (ts.dt.normalize() - grid.origin).dt.days
+    elif period == "week":
+        t = (ts.dt.normalize() - ts.dt.weekday * pd.Timedelta(days=1) - grid.origin).dt.days // 7
+    else:
+        t = (ts.dt.year - grid.origin.year) * 12 + ts.dt.month - grid.origin.month
+    events = events.assign(t=t.astype(int), us=ts.astype("datetime64[us]").astype(np.int64))
+    want = (
+        events.groupby(["user_id", "t"])
+        .agg(first_us=("us", "min"), revenue=("amount", "sum"), n_events=("us", "size"))
+        .reset_index()
+        .sort_values(["user_id", "t"])
+    )
+    users = user_pass.kept(con, REF).users["user_id"].to_numpy()
+    assert list(users) == sorted(events["user_id"].astype(str).unique())
+    assert users[got.uid].tolist() == want["user_id"].tolist()
+    assert got.t.tolist() == want["t"].tolist()
+    assert got.first_us.tolist() == want["first_us"].tolist()
+    assert got.n_events.tolist() == want["n_events"].tolist()
+    np.testing.assert_allclose(got.revenue, want["revenue"].to_numpy(), rtol=1e-12)
+    assert got.last_t == grid.last_t
