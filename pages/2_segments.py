@@ -199,8 +199,7 @@ if renamed:
         stop_with_error(exc)
     st.rerun()
 how_k_was_chosen(run)
-try:  # the users CSV for a CRM: with last seen, active periods and spend
-    users_csv = users_for_crm(folder, info.id, run.id, shared_settings()[0])
-except InputError as exc:
-    stop_with_error(exc)
-download(users_csv, names)
+# the users CSV for a CRM, with last seen, active periods and spend: read when its button is
+# pressed, not when a run is drawn (issue 19, s8-segk: the users' activity reads every event)
+period = shared_settings()[0]
+download(lambda: users_for_crm(folder, info.id, run.id, period), names)

@@ -591,11 +591,14 @@ class SentenceTransformerEmbedder:
         # results come back in order, so the progress counts up as before.
         workers = min(self.threads or _cpu_threads(), len(batches))
         done = 0
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             for idx in pool.map(run, batches) if workers > 1 else map(run, batches):
                 done += len(idx)
                 if progress is not None:
                     progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
+        finally:  # a progress callback that stops the work (a cancel) stops the batches not
+            pool.shutdown(wait=True, cancel_futures=True)  # yet started too (issue 19, s8-segk)
         return l2_normalise(out)
 
 

@@ -408,12 +408,20 @@ class JobServer:
         self._lock = threading.Lock()
         #: The unfinished jobs handed to this server, in the order they were (queue position).
         self._order: dict[tuple[str, str], None] = {}
+        #: issue 19 (s8-segk): the folders of work done ahead (:func:`prefetch_texts`) that a
+        #: worker is doing now; a job handed to the server cancels it (:meth:`ahead_work`).
+        self._ahead: set[Path] = set()
         self.closed = False
 
     def dispatch(self, key: tuple[str, str], run: Callable[[], None]) -> Future[None]:
-        """Queue ``run`` (the job ``key``: workspace folder, job id) behind the jobs before it."""
+        """Queue ``run`` (the job ``key``: workspace folder, job id) behind the jobs before it;
+        work done ahead that a worker is doing now stops at its next progress step, so the job
+        does not wait behind it."""
         with self._lock:
             self._order[key] = None
+            ahead = list(self._ahead)
+        for folder in ahead:
+            _cancel(folder)
         try:
             future = self._threads.submit(run)
         except RuntimeError:  # shut down
@@ -425,6 +433,24 @@ class JobServer:
     def _finished(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._order.pop(key, None)
+
+    @contextlib.contextmanager
+    def ahead_work(self, folder: Path) -> Iterator[None]:
+        """issue 19 (s8-segk): the block runs work done ahead of any job in a worker, with
+        ``folder`` as its job folder: a job handed to the server meanwhile (or already waiting)
+        writes its cancel file, so the worker raises :class:`JobCancelled` at its next progress
+        step (an embedding batch, a step of the user vectors) and the job starts then, not when
+        the work ahead would have ended."""
+        with self._lock:
+            self._ahead.add(folder)
+            waiting = bool(self._order)
+        if waiting:
+            _cancel(folder)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._ahead.discard(folder)
 
     def ahead(self, key: tuple[str, str]) -> int | None:
         """How many unfinished jobs were handed to the server before ``key`` (running ones
@@ -759,6 +785,12 @@ class JobQueue:
         return self.server.worker_pids()
 
 
+def _cancel(folder: Path) -> None:
+    """Ask the worker running in ``folder`` to stop at its next progress step."""
+    with contextlib.suppress(OSError):  # the folder is gone: that work has ended
+        (folder / CANCEL_FILE).touch()
+
+
 def _embedded(result: Any) -> bool:
     """Whether a job's result may hold newly embedded vectors in its copy (False only when its
     metrics say it embedded none: a re-run on kept user vectors then skips the copy back)."""
@@ -896,7 +928,8 @@ def _warm_worker(folder: Path, choice: Any, texts: list[str], *, progress: Any) 
     if not texts:
         embedder.embed(["warm up"])  # loads the model now, not inside the first job
         return None
-    return embedder.embed(texts)
+    # the progress callback stops the chunk between two batches when a job comes (s8-segk)
+    return embedder.embed(texts, progress=progress)
 
 
 def _vectors_worker(
@@ -909,8 +942,10 @@ def _vectors_worker(
 
     ws = Workspace(input_folder)
     try:
-        data = _worker_user_data(ws, dataset_id)
-        return prepare_user_vectors(ws, dataset_id, vectors_folder=Path(kept_in), data=data)
+        data = _worker_user_data(ws, dataset_id)  # kept for the jobs: worth finishing
+        return prepare_user_vectors(
+            ws, dataset_id, vectors_folder=Path(kept_in), data=data, progress=progress
+        )
     finally:
         ws.close()
 
@@ -942,8 +977,9 @@ def _jobs_waiting(queue: JobQueue) -> bool:
 
 def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
     """On a job thread: warm its worker, then embed the dataset's uncached texts a chunk at a
-    time, then make its user vectors for the default settings — stopping wherever a job waits.
-    Returns how many texts it embedded."""
+    time, then make its user vectors for the default settings — stopping wherever a job waits,
+    and, when a job comes while the worker is at it, at the worker's next progress step
+    (:meth:`JobServer.ahead_work`). Returns how many texts it embedded."""
     from retention.embeddings import text_hash
 
     ws, done = queue.ws, 0
@@ -955,27 +991,46 @@ def _prefetch(queue: JobQueue, dataset_id: str | None) -> int:
         missing = [t for t, h in zip(texts, hashes, strict=True) if h not in cached]
     folder = make_private_dir(queue.folder / f"warm-{threading.get_ident()}")
     try:
-        chunks = [missing[i : i + PREFETCH_CHUNK] for i in range(0, len(missing), PREFETCH_CHUNK)]
-        for chunk in chunks or [[]]:
-            if _jobs_waiting(queue):
-                break
-            vectors = queue.server.submit_work(_warm_worker, folder, (choice, chunk)).result()
-            if chunk and vectors is not None:
-                ws.cache_vectors(choice.model_id, [text_hash(t) for t in chunk], vectors)
-                done += len(chunk)
-        else:  # every text embedded: the default settings' user vectors too (PCA and all)
+        with queue.server.ahead_work(folder):
+            chunks = [
+                missing[i : i + PREFETCH_CHUNK] for i in range(0, len(missing), PREFETCH_CHUNK)
+            ]
+            for chunk in chunks or [[]]:
+                if _jobs_waiting(queue):
+                    return done
+                work = queue.server.submit_work(_warm_worker, folder, (choice, chunk))
+                vectors = _unless_cancelled(work)
+                if vectors is _CANCELLED:
+                    return done
+                if chunk and vectors is not None:
+                    ws.cache_vectors(choice.model_id, [text_hash(t) for t in chunk], vectors)
+                    done += len(chunk)
+            # every text embedded: the default settings' user vectors too (PCA and all)
             if dataset_id and choice is not None and not _jobs_waiting(queue):
                 # the copy the jobs on this dataset then use (JobQueue.kept_input)
                 with queue.kept_input(dataset_id, choice.model_id) as kept:
                     if kept is not None and not _jobs_waiting(queue):
                         args, extra = (dataset_id, str(ws.folder)), {"input_folder": str(kept)}
-                        queue.server.submit_work(_vectors_worker, folder, args, extra).result()
+                        _unless_cancelled(
+                            queue.server.submit_work(_vectors_worker, folder, args, extra)
+                        )  # cancelled: the copy stays (kept_input drops it on an error only)
                 if dataset_id not in set(ws.datasets()["id"]):  # deleted meanwhile
                     for path in (ws.folder / "segment_vectors").glob(f"{dataset_id}.*.npz"):
                         path.unlink(missing_ok=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return done
+
+
+_CANCELLED = object()
+
+
+def _unless_cancelled(work: Future[Any]) -> Any:
+    """The result of work done ahead, or :data:`_CANCELLED` when a job stopped it."""
+    try:
+        return work.result()
+    except JobCancelled:
+        return _CANCELLED
 
 
 def prefetch_texts(queue: JobQueue, dataset_id: str | None) -> Future[int] | None:

@@ -86,11 +86,12 @@ def _progress(job_id: str, doing: str, pace: float) -> None:
     job = view.job
     if not job.active or _pace(job) != pace:
         st.rerun()  # the whole page: it shows the result, or follows the job at its new pace
-    if job.status == "queued":
+    if job.status == "queued" and view.ahead:
         n = view.ahead
-        ahead = f"{n} job{'s' if n != 1 else ''} ahead of it on this server" if n else "it is next"
+        ahead = f"{n} job{'s' if n != 1 else ''} ahead of it on this server"
         text = f"{doing}: waiting for a free worker ({ahead})."
-    else:
+    else:  # running, or first in line: nothing runs before it (work done ahead gives way at
+        # once, retention.jobs.JobServer.ahead_work), it is being started (issue 19, s8-segk)
         text = f"{doing}: {job.message or 'starting…'}"
     st.progress(min(max(job.progress, 0.0), 1.0), text=text)
     if job.cancel_requested:

@@ -5,6 +5,7 @@ one part and returns what the user chose; the page decides what to run, the libr
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -319,13 +320,15 @@ def users_csv(assignments: pd.DataFrame, names: dict[int, str]) -> bytes:
     return to_csv_bytes(table)
 
 
-def download(assignments: pd.DataFrame, names: dict[int, str]) -> None:
-    """The user → segment CSV (:func:`users_csv`), made when the button is pressed, not on every
-    draw of the page (issue 19, s7-segdraw: 0.12 s a rerun on 4,339 users); pressing it does not
-    rerun the page."""
+def download(users: Callable[[], pd.DataFrame], names: dict[int, str]) -> None:
+    """The user → segment CSV (:func:`users_csv` of ``users()``), made when the button is
+    pressed, not on every draw of the page (issue 19, s7-segdraw: 0.12 s a rerun on 4,339
+    users; s8-segk: ``users()`` too, whose users' activity reads every event, 0.5–2 s on the
+    first draw of a dataset's run); pressing it does not rerun the page."""
+    names = dict(names)
     st.download_button(
         "Download user → segment (CSV)",
-        lambda: users_csv(assignments, dict(names)),
+        lambda: users_csv(users(), names),
         file_name="user_segments.csv",
         mime="text/csv",
         icon=":material/download:",

@@ -21,6 +21,11 @@ from retention.words import (
 )
 
 MAP_MAX_POINTS = 20_000
+#: issue 19 (s8-segk): up to this many users the map is drawn as SVG, above it with WebGL. In
+#: headless Chromium without a GPU (WebGL in software) the 4,339 users of Online Retail cost
+#: 0.73 CPU s as SVG against 0.95 s as WebGL (drawn in 710 against 796 ms); at 8,000 the two
+#: are level, at 20,000 WebGL wins by half (``bench/bench_map_draw.py``, ``map_draw*.md``).
+MAP_SVG_POINTS = 5_000
 NOISE_COLOUR = "#b0b0b0"
 
 
@@ -63,16 +68,18 @@ def segment_map(
     max_points: int = MAP_MAX_POINTS,
     seed: int = 0,
 ) -> go.Figure:
-    """The users on the 2-D map, one WebGL trace per segment; hover shows the user's top items.
+    """The users on the 2-D map, one trace per segment; hover shows the user's top items.
 
-    Above ``max_points`` users a stratified sample is drawn (the title says so).
+    Above ``max_points`` users a stratified sample is drawn (the title says so). Up to
+    :data:`MAP_SVG_POINTS` users the traces are SVG, above that WebGL.
     """
     shown = sample_map(map2d, max_points, seed)
     colours = segment_colours(map2d["segment"].astype(int).tolist())
+    trace = go.Scatter if len(shown) <= MAP_SVG_POINTS else go.Scattergl
     fig = go.Figure()
     for segment, group in shown.groupby("segment", sort=True):
         fig.add_trace(
-            go.Scattergl(
+            trace(
                 x=group["x"],
                 y=group["y"],
                 mode="markers",

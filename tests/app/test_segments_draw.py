@@ -12,6 +12,7 @@ import pytest
 import streamlit
 
 import pages.ui.segments_views as views
+import retention.drill
 import retention.workspace
 from retention.charts.segments import (
     segment_map,
@@ -138,13 +139,21 @@ def test_the_crm_csv_is_made_on_the_click_and_holds_every_user(
         return real(frame)
 
     monkeypatch.setattr(views, "to_csv_bytes", counted)
+    read: list[str] = []  # whose users' activity (every event read) was computed
+    real_activity = retention.drill.user_activity
+
+    def activity(con, ref, **kwargs):
+        read.append(ref)
+        return real_activity(con, ref, **kwargs)
+
+    monkeypatch.setattr(retention.drill, "user_activity", activity)
     at = _auto_run(make_app(PAGE))
     at.run()
-    assert made == []  # drawing the page made no CSV
+    assert made == [] and read == []  # drawing the page made no CSV, read no activity (s8)
     data = csv_button["data"]
     assert callable(data)
     got = pd.read_csv(io.BytesIO(data()), dtype={"user_id": str})
-    assert made == [150]
+    assert made == [150] and len(read) == 1
 
     # The oracle: the library's CSV for a CRM (last seen, active periods, spend), named.
     run = app_workspace.load_run(app_workspace.runs("segmentation", dataset_id)["id"].iloc[0])

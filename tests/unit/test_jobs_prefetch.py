@@ -11,7 +11,14 @@ import pytest
 
 from retention import jobs
 from retention.embeddings import SentenceTransformerEmbedder, text_hash
-from retention.jobs import JobQueue, prefetch_texts, submit_segmentation
+from retention.jobs import (
+    JobCancelled,
+    JobQueue,
+    JobServer,
+    prefetch_texts,
+    submit_segmentation,
+)
+from retention.private import make_private_dir
 from retention.segments import SegmentSettings, segment_users
 from retention.synth import make_planted
 from retention.workspace import Workspace
@@ -79,6 +86,93 @@ def test_prefetch_gives_way_to_a_waiting_job(workspace, planted, monkeypatch):
         assert not queue.server._pools  # no worker was even started for it
     finally:
         queue.server._order.clear()
+        queue.close()
+
+
+def test_a_job_handed_to_the_server_stops_the_work_ahead_at_its_next_step(tmp_path):
+    """issue 19 (s8-segk): a user's job does not wait for a chunk of texts embedded ahead to
+    end: the worker stops between two embedding batches, and the batches not yet started are
+    not run (in-process here: the worker's code, the bundled model)."""
+    server = JobServer(workers=1)
+    folder = make_private_dir(tmp_path / "warm")
+    texts = [f"garden tool number {i}" for i in range(300)]
+    english = SentenceTransformerEmbedder(batch_size=8)
+    session, tokenizer, length = english.onnx_session()
+    runs: list[int] = []
+
+    class Counted:  # the ONNX session, counting the batches it runs
+        def __getattr__(self, name):
+            return getattr(session, name)
+
+        def run(self, *args, **kwargs):
+            runs.append(1)
+            return session.run(*args, **kwargs)
+
+    english.onnx_session = lambda: (Counted(), tokenizer, length)
+    english.embed(texts)
+    every = len(runs)  # the batches of the whole chunk
+    runs.clear()
+    seen: list[str] = []
+    reporter = jobs._Reporter(folder)
+
+    def progress(fraction, message):
+        seen.append(message)
+        if message.startswith("Embedding texts") and not server._order:
+            # a user's job arrives while the worker embeds the chunk (its first batch done)
+            server.dispatch(("a workspace", "a job"), lambda: None)
+        reporter(fraction, message)
+
+    class Choice:  # what _warm_worker is given: the automatic choice, here the English model
+        def embedder(self):
+            return english
+
+    try:
+        with server.ahead_work(folder), pytest.raises(JobCancelled):
+            jobs._warm_worker(folder, Choice(), texts, progress=progress)
+        assert len([m for m in seen if m.startswith("Embedding texts")]) == 1
+        assert every > 10 and len(runs) < every / 2  # the other batches never ran
+        assert not server._ahead  # the work ahead is no longer registered
+    finally:
+        server.shutdown()
+
+
+def test_a_job_stops_the_user_vectors_made_ahead_and_they_are_made_by_the_job(
+    workspace, planted, monkeypatch
+):
+    """The prefetch's last step (the default settings' user vectors) gives way to a job that
+    comes while the worker makes them: nothing half-made is kept, the dataset's kept copy stays
+    for the job, and the job's segments are those of a from-scratch run."""
+    monkeypatch.delenv(jobs.PREFETCH_ENV, raising=False)
+    dataset_id = save_events(workspace, planted.events)
+    queue = JobQueue(workspace, workers=1)
+    real_submit = queue.server.submit_work
+
+    def submit(fn, folder, args, kwargs=None):
+        if fn is jobs._vectors_worker:  # a user's job comes just as this step starts
+            queue.server.dispatch(("a workspace", "a job"), lambda: None)
+        return real_submit(fn, folder, args, kwargs)
+
+    monkeypatch.setattr(queue.server, "submit_work", submit)
+    try:
+        assert jobs._prefetch(queue, dataset_id) == len(_texts(planted.events))  # texts: done
+        assert not list((workspace.folder / "segment_vectors").glob(f"{dataset_id}.*"))
+        [(key, kept)] = queue._inputs.items()
+        assert key[0] == dataset_id and (kept / "retention.duckdb").exists()  # copy kept
+
+        monkeypatch.setattr(queue.server, "submit_work", real_submit)
+        job = submit_segmentation(queue, dataset_id, SegmentSettings(k=3))
+        done = _wait_done(workspace, job.id)
+        assert done.status == "done", done.error
+        metrics = workspace.load_run(done.run_id).metrics
+        assert metrics["texts_embedded"] == 0 and not metrics.get("vectors_reused")
+        assert queue._inputs[key] == kept  # the job used the kept copy
+        fresh = segment_users(planted.events, settings={"k": 3}).assignments
+        shown = workspace.load_run(done.run_id).artifacts["assignments"]
+        pd.testing.assert_frame_equal(
+            shown[["user_id", "segment"]].sort_values("user_id").reset_index(drop=True),
+            fresh[["user_id", "segment"]].sort_values("user_id").reset_index(drop=True),
+        )
+    finally:
         queue.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from retention.charts.segments import (
@@ -34,7 +35,7 @@ def test_pca_map_and_figures():
     result = segment_users(planted.events, settings={"k": 3}, embedder=CountingEmbedder())
     names = {0: "Renamed"}
     fig = segment_map(result.map2d, names)
-    assert {t.type for t in fig.data} == {"scattergl"}
+    assert {t.type for t in fig.data} == {"scatter"}  # SVG up to MAP_SVG_POINTS users
     assert fig.data[0].name == "Renamed"
     assert sum(len(t.x) for t in fig.data) == 80
     assert "<br>" in result.map2d["hover"].iloc[0]  # the user's top items
@@ -44,3 +45,26 @@ def test_pca_map_and_figures():
     assert segment_sizes(result.profile, names).data[0].type == "bar"
     assert len(segment_retention(result.profile).data) == 2
     assert silhouette_curve(result.metrics) is None  # k set by hand
+
+
+def test_a_big_map_is_drawn_with_webgl_and_the_same_points():
+    """issue 19 (s8-segk): SVG up to MAP_SVG_POINTS users, WebGL above; the same points."""
+    from retention.charts.segments import MAP_SVG_POINTS
+
+    rng = np.random.default_rng(0)
+    n = MAP_SVG_POINTS + 1
+    big = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(n)],
+            "segment": rng.integers(0, 3, n),
+            "x": rng.normal(size=n),
+            "y": rng.normal(size=n),
+            "hover": [f"u{i}" for i in range(n)],
+        }
+    )
+    for frame, kind in ((big, "scattergl"), (big.iloc[:-1], "scatter")):
+        fig = segment_map(frame)
+        assert {t.type for t in fig.data} == {kind}
+        got = pd.concat([pd.DataFrame({"x": t.x, "y": t.y}) for t in fig.data])
+        want = frame[["x", "y"]].sort_values(["x", "y"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.sort_values(["x", "y"]).reset_index(drop=True), want)
