@@ -320,3 +320,15 @@ def test_distinct_active_days_without_events():
         assert params == {} and "DISTINCT" in days
         sql = user_pass.user_facts_sql('SELECT * FROM "empty_events"', days)
         assert con.execute(sql, params).df().empty
+
+
+def test_distinct_active_days_on_another_engine_use_count_distinct():
+    """The Spark engine's routing cursor is not DuckDB's connection: Spark SQL has no
+    bitstring_agg, so the plain count is used and no range query is sent."""
+
+    class Elsewhere:
+        def execute(self, *args, **kwargs):
+            raise AssertionError("no query should be sent")
+
+    days, params = user_pass.days_count_sql(Elsewhere(), '"events"', "e.ts")
+    assert (days, params) == ("count(DISTINCT CAST(e.ts AS DATE))", {})
