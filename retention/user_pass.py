@@ -115,12 +115,49 @@ def sharing() -> bool:
     return _enabled
 
 
-def user_facts_sql(clean_events: str) -> str:
+#: Up to this many calendar days between the events' first and last day, a user's distinct
+#: active days are counted in a bitmap of those days (:func:`days_count_sql`; at most 250 bytes
+#: a user); over it, with ``count(DISTINCT ...)``.
+BITMAP_MAX_DAYS = 2_000
+
+_DAY = "CAST(date_diff('day', DATE '1970-01-01', CAST({ts} AS DATE)) AS INTEGER)"
+
+
+def days_count_sql(
+    con: duckdb.DuckDBPyConnection, ref: str, ts: str = "ts"
+) -> tuple[str, dict[str, int]]:
+    """An aggregate over events of the table ``ref`` (quoted) that counts distinct calendar
+    days of the column ``ts`` (a TIMESTAMP, e.g. ``CAST(ts AS TIMESTAMP)`` of ``ref``), with
+    its bound parameters: ``count(DISTINCT CAST(ts AS DATE))``'s value.
+
+    Issue 19 (50M events): ``count(DISTINCT ...)`` keeps a hash set per user and was most of
+    the per-user pass's time; numbering the days from 1970 and setting one bit per active day
+    in a bitmap from the data's first to its last day (``bitstring_agg``), then counting the
+    bits, gives the same count; the whole per-user pass then takes about a quarter less CPU
+    at 10M events (7.4–8.0 → 5.3–6.1 s side by side on a busy machine). The range comes from
+    one scan of ``ts`` alone; above :data:`BITMAP_MAX_DAYS` days (or without events) the plain
+    ``count(DISTINCT ...)`` is used, and so it is when ``con`` is not DuckDB's own connection
+    (the Spark engine's routing cursor: Spark SQL has no ``bitstring_agg``)."""
+    distinct = f"count(DISTINCT CAST({ts} AS DATE))", {}
+    if not isinstance(con, duckdb.DuckDBPyConnection):
+        return distinct
+    day = _DAY.format(ts=ts)
+    lo, hi = con.execute(
+        f"SELECT min({_DAY.format(ts='t')}), max({_DAY.format(ts='t')}) "  # noqa: S608
+        f"FROM (SELECT CAST(ts AS TIMESTAMP) AS t FROM {ref} WHERE ts IS NOT NULL)"
+    ).fetchone()
+    if lo is None or hi - lo + 1 > BITMAP_MAX_DAYS:
+        return distinct
+    return f"bit_count(bitstring_agg({day}, $day_lo, $day_hi))", {"day_lo": lo, "day_hi": hi}
+
+
+def user_facts_sql(clean_events: str, days: str = "count(DISTINCT CAST(ts AS DATE))") -> str:
     """The per-user facts (module docstring) of a SELECT of clean events (``user_id, ts,
-    amount``), sorted by ``user_id``."""
+    amount``), sorted by ``user_id``; ``days``: the distinct active days' aggregate
+    (:func:`days_count_sql`'s, with its parameters)."""
     return f"""
         SELECT user_id, min(ts) AS first_ts, max(ts) AS last_ts,
-               count(DISTINCT CAST(ts AS DATE)) AS days, sum(amount) AS amount,
+               {days} AS days, sum(amount) AS amount,
                count(*) AS n_events, count(amount) AS n_amounts
         FROM ({clean_events}) GROUP BY user_id ORDER BY user_id
     """  # noqa: S608 -- fixed fragments only
@@ -150,7 +187,8 @@ def kept(con: duckdb.DuckDBPyConnection, events: object) -> UserFacts | None:
     if found is not None:
         return found
     with events_source(con, ref) as checked:
-        users = con.execute(user_facts_sql(clean_events_sql(con, checked))).df()
+        days, params = days_count_sql(con, checked)
+        users = con.execute(user_facts_sql(clean_events_sql(con, checked), days), params).df()
     return keep(con, ref, users)
 
 

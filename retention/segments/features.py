@@ -103,18 +103,20 @@ def aggregate_users(con: duckdb.DuckDBPyConnection, ref: str) -> UserData:
         with user_pass.registered(con, facts) as f:
             users = _users_from_facts(con, f)
     else:
+        days, params = user_pass.days_count_sql(con, ref, "e.ts")
         users = con.execute(
             f"""
             WITH e AS ({clean}), b AS (SELECT max(ts) AS end_ts FROM e)
             SELECT e.user_id,
                    date_diff('second', max(e.ts), any_value(b.end_ts)) / 86400.0 AS recency_days,
-                   count(DISTINCT CAST(e.ts AS DATE)) AS frequency,
+                   {days} AS frequency,
                    coalesce(sum(e.amount), 0.0) AS monetary,
                    date_diff('second', min(e.ts), any_value(b.end_ts)) / 86400.0 AS tenure_days,
                    count(*) AS n_events,
                    count(e.amount) AS n_amounts
             FROM e, b GROUP BY e.user_id ORDER BY e.user_id
-            """  # noqa: S608 -- fixed fragments and a quoted identifier only
+            """,  # noqa: S608 -- fixed fragments and a quoted identifier only
+            params,
         ).df()
     if users.empty:
         raise InputError("The events have no rows with both a user and a time: nothing to segment.")

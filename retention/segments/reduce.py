@@ -10,7 +10,10 @@ the principal axes are fitted on a seeded sample and every user is projected in 
 
 from __future__ import annotations
 
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -25,6 +28,29 @@ REDUCED_DIMENSIONS = 50
 # (a full SVD: about 1 GB and a few seconds at 50,000 users, twice that at 100,000).
 REDUCE_SAMPLE = 50_000
 CHUNK_USERS = 20_000  # users per chunk when building and projecting text vectors
+#: Chunks of users' text vectors built side by side (:func:`_ahead`).
+ROW_THREADS = 2
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _ahead(fn: Callable[[_T], _R], items: Iterable[_T], workers: int = ROW_THREADS) -> Iterator[_R]:
+    """``fn(item)`` for each item, in order, computed in ``workers`` threads up to ``workers``
+    items ahead of the caller (so at most ``workers`` results wait in memory).
+
+    Issue 19 (50M events): building a chunk's text vectors (:meth:`UserText.rows`: a sparse ×
+    dense product in scipy, which releases the GIL, and NumPy) ran on one core while the other
+    waited; now two chunks are built side by side while the caller projects the previous one.
+    Each chunk is computed exactly as before, so the vectors are the same to the bit."""
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        for item in items:
+            if len(pending) >= max(workers, 1):
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
 
 
 def reduce_dimensions(X: np.ndarray, n_components: int = REDUCED_DIMENSIONS) -> np.ndarray:
@@ -87,8 +113,8 @@ def reduce_in_chunks(
     What the reduction learns (the vector users without text get, the two block weights, the
     principal axes) is fitted on a seeded sample of ``sample_size`` users (default
     :data:`REDUCE_SAMPLE`), in float32; then every user's vector is built and projected
-    ``chunk_users`` at a time (default :data:`CHUNK_USERS`). Memory: the sample, one chunk and the
-    result (float32, one row per user). Returns the result and ``users_with_text``,
+    ``chunk_users`` at a time (default :data:`CHUNK_USERS`; :data:`ROW_THREADS` chunks built side
+    by side). Memory: the sample, a few chunks and the result (float32, one row per user). Returns the result and ``users_with_text``,
     ``pca_fitted_on``.
     """
     from sklearn.decomposition import PCA
@@ -102,10 +128,10 @@ def reduce_in_chunks(
         sample = np.sort(rng.choice(n, size=sample_size, replace=False))
     U = np.empty((len(sample), text.dim), dtype=np.float32)
     has = np.empty(len(sample), dtype=bool)
-    for lo in range(0, len(sample), chunk_users):  # users without text have zero rows
-        U[lo : lo + chunk_users], has[lo : lo + chunk_users] = text.rows(
-            sample[lo : lo + chunk_users]
-        )
+    starts = range(0, len(sample), chunk_users)
+    chunks = _ahead(lambda lo: text.rows(sample[lo : lo + chunk_users]), starts)
+    for lo, rows in zip(starts, chunks, strict=True):  # users without text have zero rows
+        U[lo : lo + chunk_users], has[lo : lo + chunk_users] = rows
     with_text = max(int(has.sum()), 1)
     # Users without text get the sample's mean vector of users with text; the filled block's
     # total variance is then (sum of squared norms - with_text * |fill|^2) / sample size.
@@ -124,9 +150,10 @@ def reduce_in_chunks(
     del fitted
     out = np.empty((n, k if pca is not None else len(centre)), dtype=np.float32)
     users_with_text = 0
-    for lo in range(0, n, chunk_users):
+    starts = range(0, n, chunk_users)
+    chunks = _ahead(lambda lo: text.rows(slice(lo, min(lo + chunk_users, n))), starts)
+    for lo, (U, has) in zip(starts, chunks, strict=True):
         hi = min(lo + chunk_users, n)
-        U, has = text.rows(slice(lo, hi))
         users_with_text += int(has.sum())
         chunk = _scaled_rows(U, has, fill, behaviour[lo:hi], scales)
         out[lo:hi] = pca.transform(chunk) if pca is not None else chunk - centre

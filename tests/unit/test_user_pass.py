@@ -279,3 +279,89 @@ def test_the_period_pass_matches_a_pandas_groupby_of_the_events(con, planted, pe
     assert got.n_events.tolist() == want["n_events"].tolist()
     np.testing.assert_allclose(got.revenue, want["revenue"].to_numpy(), rtol=1e-12)
     assert got.last_t == grid.last_t
+
+
+# -- distinct active days (issue 19: a bitmap of days instead of count(DISTINCT)) --------------
+
+
+def _pandas_days(frame: pd.DataFrame) -> pd.Series:
+    """The oracle: each user's distinct calendar days, counted by pandas."""
+    ok = frame.dropna(subset=["user_id", "ts"])
+    return ok.assign(day=ok["ts"].dt.normalize()).groupby("user_id")["day"].nunique()
+
+
+@pytest.mark.parametrize("span_days", [3, 1_999, 2_000, 2_001, 40_000])
+def test_distinct_active_days_match_pandas(span_days):
+    """Days either side of midnight, the same day twice, days before 1970, and spans below, at
+    and above the bitmap's limit (above it the count falls back to count(DISTINCT)): both the
+    shared pass and the segments' own aggregation count what pandas counts."""
+    rng = np.random.default_rng(span_days)
+    start = pd.Timestamp("1969-12-30 23:59:59")  # crosses 1970: negative day numbers too
+    offsets = rng.integers(0, span_days * 86_400, size=3_000)
+    frame = pd.DataFrame(
+        {
+            "user_id": rng.choice([f"u{i}" for i in range(40)], size=3_000),
+            "ts": start + pd.to_timedelta(offsets, unit="s"),
+            "amount": rng.random(3_000),
+            "text": "item",
+        }
+    )
+    edges = pd.DataFrame(
+        {
+            "user_id": ["edge"] * 4 + [None, "nots"],
+            "ts": pd.to_datetime(
+                [
+                    "1969-12-31 23:59:59.999999",
+                    "1970-01-01 00:00:00",
+                    "1970-01-01 12:00",
+                    "1969-12-30 23:59:59",
+                    "1969-12-31 00:00:01",
+                    None,
+                ],  # fmt: skip
+                format="ISO8601",
+            ),
+            "amount": 1.0,
+            "text": "item",
+        }
+    )
+    frame = pd.concat([frame, edges], ignore_index=True)
+    expected = _pandas_days(frame).sort_index()
+    with duckdb.connect() as con:
+        con.register("incoming", frame)
+        con.execute('CREATE TABLE "days_events" AS SELECT * FROM incoming')
+        days, params = user_pass.days_count_sql(con, '"days_events"')
+        span = (frame["ts"].max().normalize() - frame["ts"].min().normalize()).days + 1
+        assert ("bitstring_agg" in days) == (span <= user_pass.BITMAP_MAX_DAYS)
+        assert ("bitstring_agg" in days) == (span_days < 2_000) or span_days in (2_000, 2_001)
+        try:
+            user_pass.share_user_facts(True)
+            shared = user_pass.kept(con, '"days_events"').users.set_index("user_id")["days"]
+        finally:
+            user_pass.share_user_facts(False)
+        alone = aggregate_users(con, '"days_events"').users.set_index("user_id")["frequency"]
+    assert expected["edge"] == 3  # 30 Dec 1969, 31 Dec (a microsecond before midnight), 1 Jan
+    # 1970 (at midnight and at noon)
+    pd.testing.assert_series_equal(shared.astype(np.int64), expected, check_names=False)
+    pd.testing.assert_series_equal(alone.astype(np.int64), expected, check_names=False)
+
+
+def test_distinct_active_days_without_events():
+    """No usable event: the count's own query still runs (no range to build a bitmap on)."""
+    with duckdb.connect() as con:
+        con.execute('CREATE TABLE "empty_events" (user_id VARCHAR, ts TIMESTAMP, amount DOUBLE)')
+        days, params = user_pass.days_count_sql(con, '"empty_events"')
+        assert params == {} and "DISTINCT" in days
+        sql = user_pass.user_facts_sql('SELECT * FROM "empty_events"', days)
+        assert con.execute(sql, params).df().empty
+
+
+def test_distinct_active_days_on_another_engine_use_count_distinct():
+    """The Spark engine's routing cursor is not DuckDB's connection: Spark SQL has no
+    bitstring_agg, so the plain count is used and no range query is sent."""
+
+    class Elsewhere:
+        def execute(self, *args, **kwargs):
+            raise AssertionError("no query should be sent")
+
+    days, params = user_pass.days_count_sql(Elsewhere(), '"events"', "e.ts")
+    assert (days, params) == ("count(DISTINCT CAST(e.ts AS DATE))", {})
