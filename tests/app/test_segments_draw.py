@@ -162,3 +162,34 @@ def test_the_crm_csv_is_made_on_the_click_and_holds_every_user(
     want = want.assign(name=want["segment"].map(lambda s: segment_name(names, s)))
     want = pd.read_csv(io.BytesIO(want.to_csv(index=False).encode()), dtype={"user_id": str})
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_another_k_reuses_the_users_activity_for_the_crm_csv(
+    app_workspace, planted, csv_button, monkeypatch
+):
+    """issue 19: the CSV's last seen, active periods and spend depend on the dataset and the
+    period only. Drawing a run reads no activity (s8); the first click reads it once, and the
+    click after a re-run with another k reuses it (s7)."""
+    calls: list[str] = []
+    original = retention.drill.user_activity
+
+    def counted(con, events, **kwargs):
+        calls.append(kwargs.get("period", "auto"))
+        return original(con, events, **kwargs)
+
+    monkeypatch.setattr(retention.drill, "user_activity", counted)
+    save_events(app_workspace, planted.events)
+    at = _auto_run(make_app(PAGE))
+    assert calls == []
+    first = pd.read_csv(io.BytesIO(csv_button["data"]()), dtype={"user_id": str})
+    assert len(calls) == 1
+    at.selectbox(key="segments.k").set_value(4).run()
+    next(b for b in at.button if b.label == "Find segments").click().run()
+    finish_jobs(at)
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric if m.label == "Segments"] == ["4"]
+    assert len(calls) == 1  # the draw of the second run read nothing
+    second = pd.read_csv(io.BytesIO(csv_button["data"]()), dtype={"user_id": str})
+    assert len(calls) == 1  # its CSV reused the users' activity
+    assert second["user_id"].tolist() == first["user_id"].tolist()
+    assert second["segment"].nunique() == 4

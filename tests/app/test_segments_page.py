@@ -190,30 +190,6 @@ def test_profile_reads_in_units_and_retention_never_rises(app_workspace, planted
     assert not any("period(s)" in c.value or " 1 users" in c.value for c in at.caption)
 
 
-def test_another_k_reuses_the_users_activity_for_the_crm_csv(app_workspace, planted, monkeypatch):
-    """issue 19 (s7-segk): the CSV's last seen, active periods and spend depend on the dataset
-    and the period only: a re-run with another k does not read the events for them again."""
-    import retention.drill
-
-    calls: list[str] = []
-    original = retention.drill.user_activity
-
-    def counted(con, events, **kwargs):
-        calls.append(kwargs.get("period", "auto"))
-        return original(con, events, **kwargs)
-
-    monkeypatch.setattr(retention.drill, "user_activity", counted)
-    save_events(app_workspace, planted.events)
-    at = _run(make_app(PAGE))
-    assert len(calls) == 1
-    at.selectbox(key="segments.k").set_value(4).run()
-    _button(at, "Find segments").click().run()
-    finish_jobs(at)
-    assert not at.exception, at.exception
-    assert [m.value for m in at.metric if m.label == "Segments"] == ["4"]
-    assert len(calls) == 1  # the second run's CSV reused the users' activity
-
-
 def test_a_new_runs_profile_is_shown_as_stored_and_an_old_ones_is_recomputed(
     app_workspace, planted, monkeypatch
 ):
