@@ -50,6 +50,11 @@ SESSIONS = 10
 #: Three times that slowest case is the test's step limit, so only an upload that never gets
 #: its report (a lost choice, a stuck run) fails, and a slow one on a loaded machine does not.
 UPLOAD_WAIT_MS = STEP_TIMEOUT_MS
+#: How long the server may take to stop once asked (SIGTERM) after the sessions: it ends its
+#: job queue and worker process first. 30 s was too short for a niced server at load ~20 (this
+#: session's repeat 2: every session passed, then the wait ran out); a server that has not
+#: stopped in 120 s is stuck, and fails with its thread stacks.
+SERVER_STOP_S = 120
 #: A segmentation or training is a background job in one queue: the last session's job waits
 #: for the nine before it, so its page may take up to ten jobs' time on a loaded machine.
 JOB_WAIT_MS = 3 * STEP_TIMEOUT_MS
@@ -323,7 +328,16 @@ def test_ten_sessions_at_once(server, tmp_path):
 
     # Stop the server, then check the workspace it wrote: every session's work, once, whole.
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=SERVER_STOP_S)
+    except subprocess.TimeoutExpired:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        stacks = _server_stacks(proc.pid, SCREENSHOTS / "concurrency_server_stop_stacks.txt")
+        shutil.copy(workspace / "server.log", SCREENSHOTS / "concurrency_server.log")
+        raise AssertionError(
+            f"the server did not stop within {SERVER_STOP_S} s of SIGTERM (load "
+            f"{os.getloadavg()[0]:.1f}); see {stacks} and concurrency_server.log"
+        ) from None
     log = (workspace / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     from retention.workspace import Workspace
