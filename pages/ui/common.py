@@ -365,7 +365,7 @@ def settings_saved_together() -> Iterator[None]:
     """Within the block, :func:`remember` saves the values it keeps at the block's end, in one
     workspace write, instead of one write each (also when the block ends by ``st.stop``, a
     rerun or an error). The router wraps every page run in it: a first visit to the Retention
-    page keeps about ten settings, and five sessions opening it at once queued 55 single
+    page keeps about ten settings, and five sessions opening it at once queued 56 single
     writes for the workspace's one writer, each page waiting its turn, up to 0.8 s a write on
     a loaded machine (``bench/load.py``, issue 22). What is saved, and what a later session
     reads back, is the same."""

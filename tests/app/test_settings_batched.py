@@ -1,7 +1,7 @@
 """A page run saves its kept settings in one workspace write (issue 22).
 
 Every setting :func:`pages.ui.common.remember` keeps was one write transaction of its own, and a
-first visit to the Retention page keeps about ten: five sessions opening it at once queued 55
+first visit to the Retention page keeps about ten: five sessions opening it at once queued 56
 writes for the workspace's one writer (``bench/load.py``'s write log), each page waiting its
 turn. The router (``app.py``) now runs the page inside :func:`settings_saved_together`, which
 saves a run's settings together at the run's end: the same keys and values, one write.
