@@ -17,6 +17,7 @@ from pages.ui.common import (
     refuse_an_open_server,
     route,
     set_tab_icon,
+    settings_saved_together,
 )
 from pages.ui.people import sign_in_gate
 from pages.ui.segments_ahead import embed_ahead
@@ -31,6 +32,7 @@ page = route()
 with st.sidebar:
     st.markdown("### :material/insights: Retention Studio")
 ensure_samples()
-dataset_sidebar()
-embed_ahead(current_dataset_id())  # issue 19: the Segments page's embedding, ahead of the click
-page.run()
+with settings_saved_together():  # the run's kept settings: one workspace write at its end
+    dataset_sidebar()
+    embed_ahead(current_dataset_id())  # issue 19: the Segments page's embedding, ahead
+    page.run()

@@ -136,7 +136,8 @@ def start_server(workspace: Path, workers: int) -> tuple[str, subprocess.Popen]:
     port = free_port()
     env = dict(os.environ, RETENTION_WORKSPACE=str(workspace), HF_HUB_OFFLINE="1",
                RETENTION_WORKERS=str(workers),
-               RETENTION_RUN_LOG=str(workspace / "runs.jsonl"))  # fmt: skip
+               RETENTION_RUN_LOG=str(workspace / "runs.jsonl"),
+               RETENTION_RUN_LOG_WRITES="1")  # fmt: skip
     log = (workspace / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "serve_timed.py"), "run", "app.py",
@@ -546,6 +547,8 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
     cpu_s = cpu.totals()
     runs_file = workspace / "runs.jsonl"
     runs = [json.loads(x) for x in runs_file.read_text().splitlines()] if runs_file.exists() else []
+    writes = [r for r in runs if "write_held_s" in r and r["at"] >= sessions_start]
+    runs = [r for r in runs if "wall_s" in r]
     full = [r for r in runs if not r["fragment"] and r["at"] >= sessions_start]
     log = (workspace / "server.log").read_text()
     jobs = job_times(workspace)
@@ -580,12 +583,38 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         "server_run_p95_s": p95([r["wall_s"] for r in full]),
         "server_run_cpu_p50_s": statistics.median([r["cpu_s"] for r in full]) if full else None,
         "server_run_cpu_p95_s": p95([r["cpu_s"] for r in full]),
+        "server_runs_by_kind": runs_by_kind(full),
+        "server_run_log": full,
+        "server_slow_writes": writes,
         "browser_nice": args.browser_nice,
         "server_peak_mb": watch.server,
         "worker_peak_mb": sorted(watch.children.values(), reverse=True),
         "errors": [e for o in b_out for e in o["errors"]]
         + [o["error"] for o in t_out if o.get("error")],
         "tracebacks_in_log": log.count("Traceback"),
+    }
+
+
+def run_kind(run: dict) -> str:
+    """A server run's kind for the breakdown: its page, and whether it received an upload."""
+    page = run.get("page") or "?"
+    return f"{page} (upload)" if run.get("upload") else page
+
+
+def runs_by_kind(runs: list[dict]) -> dict[str, dict]:
+    """The server's page runs by page (and upload), with their wall and CPU p50 / p95."""
+    kinds: dict[str, list[dict]] = {}
+    for run in runs:
+        kinds.setdefault(run_kind(run), []).append(run)
+    return {
+        kind: {
+            "runs": len(mine),
+            "wall_p50_s": statistics.median([r["wall_s"] for r in mine]),
+            "wall_p95_s": p95([r["wall_s"] for r in mine]),
+            "cpu_p50_s": statistics.median([r["cpu_s"] for r in mine]),
+            "cpu_p95_s": p95([r["cpu_s"] for r in mine]),
+        }
+        for kind, mine in sorted(kinds.items())
     }
 
 
@@ -634,6 +663,25 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
                 f"{r['server_run_p95_s']:.2f} s (of which the script thread's own CPU: p50 "
                 f"{r['server_run_cpu_p50_s']:.2f} s, p95 {r['server_run_cpu_p95_s']:.2f} s)."
                 if r.get("server_runs")
+                else ""
+            )
+            + (
+                " By page (server wall p50 / p95, its CPU p50 / p95): "
+                + "; ".join(
+                    f"{kind} {k['runs']} runs {k['wall_p50_s']:.2f} / {k['wall_p95_s']:.2f} s "
+                    f"({k['cpu_p50_s']:.2f} / {k['cpu_p95_s']:.2f} s)"
+                    for kind, k in r["server_runs_by_kind"].items()
+                )
+                + "."
+                if r.get("server_runs_by_kind")
+                else ""
+            )
+            + (
+                f" Workspace writes that waited for the write lock or held it 0.1 s or more: "
+                f"{len(r['server_slow_writes'])}, waits summing to "
+                f"{sum(w['write_wait_s'] for w in r['server_slow_writes']):.1f} s, holds to "
+                f"{sum(w['write_held_s'] for w in r['server_slow_writes']):.1f} s."
+                if "server_slow_writes" in r
                 else ""
             )
             + (
@@ -720,7 +768,12 @@ def main() -> int:
             results[-1]["load_average_before"] = load_before
             results[-1]["load_average_after"] = os.getloadavg()
             results[-1]["command"] = " ".join(sys.argv)
-            print(json.dumps({k: v for k, v in results[-1].items() if k != "jobs"}, default=str))
+            shown = {
+                k: v
+                for k, v in results[-1].items()
+                if k not in ("jobs", "server_run_log", "server_slow_writes")
+            }
+            print(json.dumps(shown, default=str))
     suffix = ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"load{suffix}.json").write_text(json.dumps(results, indent=2, default=str))

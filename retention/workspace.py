@@ -904,6 +904,18 @@ class Workspace:
             lambda cur: cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
         )
 
+    def set_metas(self, items: dict[str, str]) -> None:
+        """Several preferences in one write (one transaction: a page run saves its settings
+        together instead of queueing once per setting for the workspace's one writer)."""
+        if not items:
+            return
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            for key, value in items.items():
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+        self._write(write)
+
     def meta_items(self, prefix: str) -> dict[str, str]:
         """Every preference whose key starts with ``prefix`` (key -> value), sorted by key."""
         rows = (

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,9 @@ _CURRENCY = "dataset.currency."  # workspace meta key prefix of a dataset's curr
 _routed = False  # True once app.py has routed a run in this process (see _use_the_router)
 #: This tab's dataset (kept in the session and in the URL's ``?dataset=``).
 _TAB_DATASET = "dataset_id"
+#: The settings :func:`remember` keeps for the end of this thread's page run, inside
+#: :func:`settings_saved_together` (None outside it): {id(workspace): (workspace, {key: value})}.
+_pending = threading.local()
 
 
 FAVICON = ROOT / "pages" / "ui" / "favicon.png"
@@ -354,19 +360,43 @@ def ensure_samples() -> None:
             st.warning(f"The sample data could not be loaded: {exc.in_app}")
 
 
+@contextmanager
+def settings_saved_together() -> Iterator[None]:
+    """Within the block, :func:`remember` saves the values it keeps at the block's end, in one
+    workspace write, instead of one write each (also when the block ends by ``st.stop``, a
+    rerun or an error). The router wraps every page run in it: a first visit to the Retention
+    page keeps about ten settings, and five sessions opening it at once queued 56 single
+    writes for the workspace's one writer, each page waiting its turn, up to 0.8 s a write on
+    a loaded machine (``bench/load.py``, issue 22). What is saved, and what a later session
+    reads back, is the same."""
+    if getattr(_pending, "items", None) is not None:  # already inside one
+        yield
+        return
+    _pending.items = {}
+    try:
+        yield
+    finally:
+        batches, _pending.items = _pending.items, None
+        for ws, items in batches.values():
+            ws.set_metas(items)
+
+
 def remember(key: str, default: Any) -> str:
     """Keep the widget ``key``'s value across pages, refreshes and restarts; returns ``key``.
 
     Call it just before creating the widget, and create the widget with ``key=key`` and *no*
     value argument (the value comes from ``st.session_state``). The first run of a session
     takes the value last saved in the workspace (or ``default``); every later run saves the
-    value the widget holds when it differs from the saved one. Values must be JSON (numbers,
-    strings, booleans, lists; a list comes back as a tuple). Not for range sliders: without a
-    value argument Streamlit makes a single-value slider.
+    value the widget holds when it differs from the saved one (at the end of the page run,
+    with the run's other settings, inside :func:`settings_saved_together`). Values must be
+    JSON (numbers, strings, booleans, lists; a list comes back as a tuple). Not for range
+    sliders: without a value argument Streamlit makes a single-value slider.
     """
     ws = _open_workspace(workspace_folder())  # pages have routed through workspace() already
     meta_key = _SETTING + key
-    saved = ws.get_meta(meta_key)
+    batches = getattr(_pending, "items", None)
+    waiting = {} if batches is None else batches.get(id(ws), (ws, {}))[1]
+    saved = waiting[meta_key] if meta_key in waiting else ws.get_meta(meta_key)
     if key not in st.session_state:
         value = _decode(saved) if saved is not None else default
         st.session_state[key] = value
@@ -375,7 +405,10 @@ def remember(key: str, default: Any) -> str:
         st.session_state[key] = st.session_state[key]
     encoded = json.dumps(st.session_state[key], default=str)
     if encoded != saved:
-        ws.set_meta(meta_key, encoded)
+        if batches is None:
+            ws.set_meta(meta_key, encoded)
+        else:
+            batches.setdefault(id(ws), (ws, {}))[1][meta_key] = encoded
     return key
 
 

@@ -5,10 +5,14 @@ finds segments (behaviour only: the files have no text, so no model load) and tr
 all at the same time through one server process and its one DuckDB workspace (segmenting and
 training are background jobs run by a worker process, issue 22). No session may
 see an error or an exception, and none may see another's state: each ends with its own dataset
-selected and its own users in its segments. An upload without a validation report in 90 s is
-recorded with evidence and waited for once more; a lost one is chosen once more (see ``upload``,
-issue 22 open); a second loss fails. Peak server and worker
-memory (VmHWM) and the 95th percentile of the page times are printed, not asserted.
+selected and its own users in its segments. Each session chooses its file once, with no retry
+(issue 22): an upload without a validation report within ``UPLOAD_WAIT_MS`` fails the test
+with its evidence (a full-page screenshot, what the uploader shows, the server's thread stacks
+and how much CPU the server got while the session waited). The lost file choice once seen here
+was the campaign-log uploader mounting first; its cause is fixed and covered by
+``test_upload_race.py``. Peak server and worker memory (VmHWM) and the median and 95th
+percentile of the page times are printed, not asserted (``bench/repeat_concurrency.py`` runs
+this test again and again and tabulates them).
 """
 
 from __future__ import annotations
@@ -39,7 +43,18 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 SESSIONS = 10
-UPLOAD_WAIT_MS = 90_000
+#: How long one upload may wait for its validation report: one limit, no second wait. The
+#: slowest report measured under this test's load (ten sessions at once, ``nice -n 15`` beside
+#: other people's work, load average 20-33) came ~103 s after the file was chosen (90 s, then
+#: 13 s more; README "Responsive under load"); on a quiet machine an upload step takes seconds.
+#: Three times that slowest case is the test's step limit, so only an upload that never gets
+#: its report (a lost choice, a stuck run) fails, and a slow one on a loaded machine does not.
+UPLOAD_WAIT_MS = STEP_TIMEOUT_MS
+#: How long the server may take to stop once asked (SIGTERM) after the sessions: it ends its
+#: job queue and worker process first. 30 s was too short for a niced server at load ~20 (this
+#: session's repeat 2: every session passed, then the wait ran out); a server that has not
+#: stopped in 120 s is stuck, and fails with its thread stacks.
+SERVER_STOP_S = 120
 #: A segmentation or training is a background job in one queue: the last session's job waits
 #: for the nine before it, so its page may take up to ten jobs' time on a loaded machine.
 JOB_WAIT_MS = 3 * STEP_TIMEOUT_MS
@@ -177,53 +192,33 @@ async def _session(
 
         async def upload() -> None:
             # The Data page's main uploader, found by its label ("Your file"), never by its place
-            # on the page. An upload without a validation report in 90 s is recorded with its
-            # evidence (screenshot <session>_upload_stalled.png, the server's thread stacks, the
-            # server's CPU meanwhile), then waited for once more: a report that comes late was
-            # slow, not lost (this session's niced repeats: every "stall" was a CPU-starved
-            # server still validating, issue 22). KNOWN, issue 22 open: a lost file choice was
-            # seen once in an earlier session and not found since, so a report that never
-            # comes gets the file chosen once more (printed); a second loss fails the test.
+            # on the page. The file is chosen once; no retry (issue 22). A report that does not
+            # come within UPLOAD_WAIT_MS fails the test with its evidence: a screenshot
+            # (<session>_upload_stalled.png), what the uploader shows, the server's thread stacks
+            # and the CPU the server got while this session waited.
             box = page.locator("[data-testid='stFileUploader']").filter(
                 has=page.get_by_text("Your file", exact=True)
             )
             report = page.get_by_text("Validation report", exact=True)
-            for attempt in (1, 2):
-                await box.locator("input[type=file]").set_input_files(str(data))
-                try:
-                    await report.wait_for(timeout=UPLOAD_WAIT_MS)
-                    break
-                except PlaywrightTimeout:
-                    pass
+            server = psutil.Process(server_pid)
+            cpu_before, chosen = sum(server.cpu_times()[:2]), time.perf_counter()
+            await box.locator("input[type=file]").set_input_files(str(data))
+            try:
+                await report.wait_for(timeout=UPLOAD_WAIT_MS)
+            except PlaywrightTimeout:
+                waited = time.perf_counter() - chosen
+                cpu = sum(server.cpu_times()[:2]) - cpu_before
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                shot = SCREENSHOTS / f"{name}_upload_stalled_{attempt}.png"
+                shot = SCREENSHOTS / f"{name}_upload_stalled.png"
                 await page.screenshot(path=str(shot), full_page=True)
                 state = await box.inner_text() if await box.count() else "no 'Your file' uploader"
-                stacks = _server_stacks(
-                    server_pid, SCREENSHOTS / f"{name}_server_stacks_{attempt}.txt"
-                )
-                server = psutil.Process(server_pid)
-                cpu_before, waited = sum(server.cpu_times()[:2]), time.perf_counter()
-                try:
-                    await report.wait_for(timeout=UPLOAD_WAIT_MS)
-                    late = "the report came later, within another 90 s"
-                except PlaywrightTimeout:
-                    late = "no report after another 90 s either"
-                late += (
-                    f"; meanwhile the server used {sum(server.cpu_times()[:2]) - cpu_before:.1f} "
-                    f"CPU s in {time.perf_counter() - waited:.0f} s, load {os.getloadavg()[0]:.1f}"
-                )
-                evidence = f"uploader shows {state!r}; see {shot}, {stacks}"
-                print(
-                    f"{name}: upload without a report in 90 s (attempt {attempt}; {late}); {evidence}"
-                )
-                if await report.count():
-                    break  # slow, not lost
-                if attempt == 2:
-                    raise AssertionError(
-                        f"{name}: the upload was lost twice (no validation report; {late}); "
-                        f"{evidence} and concurrency_server.log"
-                    ) from None
+                stacks = _server_stacks(server_pid, SCREENSHOTS / f"{name}_server_stacks.txt")
+                raise AssertionError(
+                    f"{name}: no validation report {waited:.0f} s after the file was chosen "
+                    f"(once, no retry); meanwhile the server used {cpu:.1f} CPU s, load "
+                    f"{os.getloadavg()[0]:.1f}; the uploader shows {state!r}; see {shot}, "
+                    f"{stacks} and concurrency_server.log"
+                ) from None
             await _idle(page)
 
         async def save() -> None:
@@ -333,7 +328,16 @@ def test_ten_sessions_at_once(server, tmp_path):
 
     # Stop the server, then check the workspace it wrote: every session's work, once, whole.
     proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=SERVER_STOP_S)
+    except subprocess.TimeoutExpired:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        stacks = _server_stacks(proc.pid, SCREENSHOTS / "concurrency_server_stop_stacks.txt")
+        shutil.copy(workspace / "server.log", SCREENSHOTS / "concurrency_server.log")
+        raise AssertionError(
+            f"the server did not stop within {SERVER_STOP_S} s of SIGTERM (load "
+            f"{os.getloadavg()[0]:.1f}); see {stacks} and concurrency_server.log"
+        ) from None
     log = (workspace / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
     from retention.workspace import Workspace
