@@ -402,12 +402,31 @@ def typical_gaps(con: duckdb.DuckDBPyConnection, events: EventsSource) -> dict[s
                 FROM ({clean})
             ) GROUP BY user_id
         """  # noqa: S608 -- fixed fragments and a quoted identifier only
-        lists = con.sql(sql).to_arrow_table().column("days").combine_chunks()
-        days = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
-        user = np.repeat(np.arange(len(lists)), np.diff(lists.offsets.to_numpy()))
+        if isinstance(con, duckdb.DuckDBPyConnection):
+            lists = con.sql(sql).to_arrow_table().column("days").combine_chunks()
+            days = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=np.int64)
+            user = np.repeat(np.arange(len(lists)), np.diff(lists.offsets.to_numpy()))
+        else:  # another engine's cursor (Spark): the distinct (user, day) rows, sorted
+            user, days = _sorted_user_days(con, clean)
         for period in PERIODS:
             out[period] = _typical_gap(user, _gap_periods(days, period))
     return out
+
+
+def _sorted_user_days(con: duckdb.DuckDBPyConnection, clean: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's distinct active days (days since Monday 2000-01-03), sorted by user then
+    day, as (user number, day) arrays: the form :func:`typical_gaps` needs, by plain SQL that
+    any engine's cursor runs (no list aggregate)."""
+    sql = f"""
+        SELECT DISTINCT user_id, date_diff('day', DATE '2000-01-03', CAST(ts AS DATE)) AS day
+        FROM ({clean}) ORDER BY user_id, day
+    """  # noqa: S608 -- fixed fragments and a quoted identifier only
+    rows = con.execute(sql).df()
+    ids = rows["user_id"].to_numpy()
+    user = np.zeros(len(ids), dtype=np.int64)
+    if len(ids):
+        user[1:] = np.cumsum(ids[1:] != ids[:-1])
+    return user, rows["day"].to_numpy(dtype=np.int64)
 
 
 def _gap_periods(days: np.ndarray, period: str) -> np.ndarray:

@@ -436,3 +436,17 @@ def test_typical_gaps_match_a_user_by_user_count(seed):
     assert got == _pandas_typical_gaps(events)
     one = events[events["user_id"] == "solo"]  # no user with two periods: no gap at all
     assert typical_gaps(con, one) == {"day": None, "week": None, "month": None}
+    # Another engine's cursor (Spark's routing cursor has no Arrow lists): the plain-SQL form.
+    other = _NotDuckDB(con)
+    assert typical_gaps(other, events) == _pandas_typical_gaps(events)
+    assert typical_gaps(other, one) == {"day": None, "week": None, "month": None}
+
+
+class _NotDuckDB:
+    """A cursor that is not DuckDB's own connection (as the Spark engine's), delegating SQL."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
