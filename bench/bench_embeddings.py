@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,9 @@ def cpu_facts() -> dict[str, Any]:
     fp32 = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
     # bf16: AMX tiles; else AVX512-BF16 dot products (2 x 512-bit per cycle, as on Zen 5); else
     # no bf16 arithmetic at all: bf16 is widened to fp32 and goes through the same FMAs.
+    # The vector units' bf16 rate is kept apart: it is the rate issue 19's arithmetic assumed
+    # (Zen 5), and on a CPU with AMX it is what a bf16 model gets outside the tiles.
+    vector = 128 if "avx512_bf16" in flags else fp32
     if "amx_bf16" in flags:
         bf16, how = 2048, "AMX tiles"
     elif "avx512_bf16" in flags:
@@ -325,6 +329,7 @@ def cpu_facts() -> dict[str, Any]:
         "fp32_flop_per_cycle": fp32,
         "bf16_flop_per_cycle": bf16,
         "bf16_how": how,
+        "bf16_vector_flop_per_cycle": vector,
     }
 
 
@@ -343,14 +348,18 @@ def flop_per_token(config: Any, lengths: np.ndarray) -> tuple[float, float]:
     return linear, attention
 
 
-def sgemm_gflops(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
-    """fp32 matrix product speed torch reaches here (a practical ceiling, not the peak)."""
+def sgemm_gflops(
+    threads: int, size: int = 1024, seconds: float = 2.0, dtype: str = "float32"
+) -> float:
+    """Matrix product speed torch reaches here in ``dtype`` (a practical ceiling, not the
+    peak; bf16 goes through oneDNN, on AMX tiles where the CPU has them)."""
     import torch
 
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(size, size), torch.randn(size, size)
+        kind = getattr(torch, dtype)
+        a, b = torch.randn(size, size).to(kind), torch.randn(size, size).to(kind)
         for _ in range(3):
             a @ b
         n, start = 0, time.perf_counter()
@@ -408,6 +417,33 @@ def torch_runner(
     return l2_normalise(out)
 
 
+def torch_side_by_side(transformer: Any, ids: list[list[int]], size: int, workers: int) -> Any:
+    """``torch_runner``'s length buckets, one batch per core at a time on threads of their own
+    with torch's intra-op threads at 1 (aten releases the GIL), as the ONNX path runs its
+    one-thread sessions."""
+    import torch
+
+    lengths = np.array([len(i) for i in ids])
+    out = np.empty((len(ids), 384), dtype=np.float32)
+
+    def run(idx: np.ndarray) -> None:
+        input_ids, mask = _padded(ids, lengths, idx)
+        m = torch.from_numpy(mask)
+        with torch.inference_mode():
+            hidden = transformer(input_ids=torch.from_numpy(input_ids), attention_mask=m)[0]
+            w = m.unsqueeze(-1).to(hidden.dtype)
+            out[idx] = ((hidden * w).sum(1) / w.sum(1).clamp(min=1e-9)).float().numpy()
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run, _batches(lengths, size, bucket=True)))
+    finally:
+        torch.set_num_threads(old)
+    return l2_normalise(out)
+
+
 def ort_runner(
     session: Any, ids: list[list[int]], size: int, *, bucket: bool = False
 ) -> np.ndarray:
@@ -455,11 +491,18 @@ def throughput_comparison(
     lengths = {k: np.array([len(i) for i in v]) for k, v in ids.items()}
 
     ghz = (cpu["max_mhz"] or cpu["mhz"]) / 1000
+    native_bf16 = cpu["bf16_flop_per_cycle"] > cpu["fp32_flop_per_cycle"]
     peak_fp32 = cpu["cores"] * cpu["fp32_flop_per_cycle"] * ghz * 1e9
     peak_bf16 = cpu["cores"] * cpu["bf16_flop_per_cycle"] * ghz * 1e9
     flops = {k: flop_per_token(config, lengths[k]) for k in sets}
     limit = {k: peak_bf16 / sum(flops[k]) for k in sets}
+    # With AMX, the bf16 limit of the vector units alone (the issue's arithmetic) as well.
+    peak_vector = cpu["cores"] * cpu["bf16_vector_flop_per_cycle"] * ghz * 1e9
+    vector_limit = (
+        {k: peak_vector / sum(flops[k]) for k in sets} if peak_vector < peak_bf16 else None
+    )
     sgemm = sgemm_gflops(threads)
+    bf16_gemm = sgemm_gflops(threads, dtype="bfloat16") if native_bf16 else None
     arithmetic = [
         f"CPU: {cpu['model']} (family {cpu['family']}, model {cpu['model_number']}), "
         f"{cpu['cores']} cores, {ghz:.2f} GHz "
@@ -469,7 +512,13 @@ def throughput_comparison(
         f"{ghz:.2f} GHz = {peak_fp32 / 1e9:.0f} GFLOP/s; bf16 peak: {cpu['cores']} x "
         f"{cpu['bf16_flop_per_cycle']} x {ghz:.2f} = {peak_bf16 / 1e9:.0f} GFLOP/s "
         f"({cpu['bf16_how']}). torch's own fp32 matrix product reaches {sgemm:.0f} GFLOP/s here "
-        f"({threads} threads, 1024x1024).",
+        f"({threads} threads, 1024x1024)"
+        + (
+            f", its bf16 product {bf16_gemm:,.0f} GFLOP/s "
+            f"({100 * bf16_gemm / (peak_bf16 / 1e9):.0f}% of the bf16 peak)."
+            if bf16_gemm
+            else "."
+        ),
         f"all-MiniLM-L6-v2: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
         f"feed-forward {config.intermediate_size}: linear layers 2 x 6 x (4 x 384^2 + 2 x 384 x "
         f"1536) = {flops['reviews'][0] / 1e6:.2f} MFLOP per token; attention 2 x 6 x 2 x 384 x n "
@@ -480,6 +529,13 @@ def throughput_comparison(
             f"(attention) = {sum(flops[k]) / 1e6:.2f} MFLOP per token -> limit "
             f"{peak_bf16 / 1e9:.0f} GFLOP/s / {sum(flops[k]) / 1e6:.2f} MFLOP = "
             f"{limit[k]:,.0f} tokens/s; 60% = {0.6 * limit[k]:,.0f} tokens/s."
+            + (
+                f" The vector units' bf16 alone (AVX512-BF16, 2 cores x "
+                f"{cpu['bf16_vector_flop_per_cycle']} x {ghz:.2f} = {peak_vector / 1e9:.0f} "
+                f"GFLOP/s, issue 19's arithmetic): {vector_limit[k]:,.0f} tokens/s."
+                if vector_limit
+                else ""
+            )
             for k in sets
         ],
     ]
@@ -540,9 +596,10 @@ def throughput_comparison(
     s_int8 = session(int8, threads)
     previous = SentenceTransformerEmbedder(precision="fp32", backend="torch")  # before this change
     # name -> (embed(texts, token ids), how many texts it gets (None: all), main variant?)
-    # Main variants are timed ``repeats`` times, the others once; the bf16 ones get a few texts
-    # only (without native bf16 they are emulated and very slow).
-    few = 16
+    # Main variants are timed ``repeats`` times, the others once; without native bf16 the bf16
+    # ones get a few texts only (emulated, they are very slow); with it, every text.
+    few = None if native_bf16 else 16
+    onnx_side_by_side = SentenceTransformerEmbedder(precision="fp32", backend="onnx")
     variants: dict[str, tuple[Callable[[list[str], list[Any]], Any], int | None, bool]] = {
         "encode() defaults (torch fp32, batch 32, unsorted)": (
             lambda t, i: l2_normalise(st.encode(t)),
@@ -578,6 +635,22 @@ def throughput_comparison(
             lambda t, i: torch_runner(bf16(), i, 128),
             few,
             False,
+        ),
+        "torch model.to(bfloat16), length buckets, batch <= 128": (
+            lambda t, i: torch_runner(bf16(), i, 128, bucket=True),
+            few,
+            False,
+        ),
+        "torch model.to(bfloat16), length buckets, one 1-thread batch per core side by side": (
+            lambda t, i: torch_side_by_side(bf16(), i, 128, threads),
+            few,
+            False,
+        ),
+        "ONNX Runtime fp32, fused graph, length buckets, one 1-thread session per core side "
+        "by side (SentenceTransformerEmbedder(precision='fp32', backend='onnx'))": (
+            lambda t, i: onnx_side_by_side.embed(t),
+            None,
+            True,
         ),
         "ONNX Runtime fp32, plain export, sorted, batch 128": (
             lambda t, i: ort_runner(s_plain, i, 128),
@@ -629,14 +702,16 @@ def throughput_comparison(
             "Cosine: against SentenceTransformer.encode in fp32 on every text."
             + ("" if final else " INCOMPLETE: the run stopped before the end."),
             "",
-            "| texts | variant | texts/s | tokens/s | % of limit | cosine min | cosine mean |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| texts | variant | texts/s | tokens/s | % of limit | cosine min | cosine mean |"
+            + (" % of the vector units' bf16 limit |" if vector_limit else ""),
+            "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if vector_limit else ""),
             *[
                 f"| {r['set']} | {r['variant']} | {r.get('why', 'failed')} | | | | |"
                 if r.get("failed")
                 else f"| {r['set']}{' (first ' + str(r['texts']) + ')' if r['texts'] < len(sets[r['set']]) else ''} "
                 f"| {r['variant']} | {r['texts_per_second']:,.0f} | {r['tokens_per_second']:,.0f} "
                 f"| {r['percent_of_limit']:.0f}% | {r['cosine_min']:.5f} | {r['cosine_mean']:.6f} |"
+                + (f" {r['percent_of_vector_limit']:.0f}% |" if vector_limit else "")
                 for r in rows
             ],
         ]
@@ -651,8 +726,10 @@ def throughput_comparison(
             "peak_fp32_gflops": peak_fp32 / 1e9,
             "peak_bf16_gflops": peak_bf16 / 1e9,
             "sgemm_gflops": sgemm,
+            "bf16_gemm_gflops": bf16_gemm,
             "flop_per_token": {k: list(v) for k, v in flops.items()},
             "limit_tokens_per_second": limit,
+            "vector_bf16_limit_tokens_per_second": vector_limit,
             "export_seconds": export_s,
             "chosen_backend": chosen_backend,
             "load_before": load_before,
@@ -697,6 +774,9 @@ def throughput_comparison(
             "texts_per_second": size / best,
             "tokens_per_second": tokens / best,
             "percent_of_limit": 100 * tokens / best / limit[k],
+            "percent_of_vector_limit": (
+                100 * tokens / best / vector_limit[k] if vector_limit else None
+            ),
             "cosine_min": float(cos.min()),
             "cosine_mean": float(cos.mean()),
         }

@@ -96,7 +96,8 @@ def test_a_job_handed_to_the_server_stops_the_work_ahead_at_its_next_step(tmp_pa
     server = JobServer(workers=1)
     folder = make_private_dir(tmp_path / "warm")
     texts = [f"garden tool number {i}" for i in range(300)]
-    english = SentenceTransformerEmbedder(batch_size=8)
+    # the ONNX path (its batch pool) on any CPU: with native bf16 the default may be torch
+    english = SentenceTransformerEmbedder(batch_size=8, precision="fp32", backend="onnx")
     session, tokenizer, length = english.onnx_session()
     runs: list[int] = []
 
