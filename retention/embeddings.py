@@ -45,8 +45,9 @@ import re
 import sys
 import threading
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -393,6 +394,60 @@ def _cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _length_batches(lengths: np.ndarray, size: int) -> list[np.ndarray]:
+    """Text indices in batches of at most ``size`` texts of one token count each (no padding
+    at all), longest first (a memory error shows early)."""
+    order = np.argsort(-lengths, kind="stable")
+    bounds = np.flatnonzero(np.diff(lengths[order])) + 1
+    return [
+        group[start : start + size]
+        for group in np.split(order, bounds)
+        for start in range(0, len(group), size)
+    ]
+
+
+def _run_batches(
+    run: Callable[[Any], np.ndarray],
+    batches: Iterable[Any],
+    workers: int,
+    total: int,
+    progress: Progress | None,
+) -> None:
+    """``run`` each batch, ``workers`` side by side; results come back in order, so the
+    progress counts up. A progress callback that stops the work (a cancel) also stops the
+    batches not yet started (issue 19, s8-segk)."""
+    done = 0
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        for idx in pool.map(run, batches) if workers > 1 else map(run, batches):
+            done += len(idx)
+            if progress is not None:
+                progress(done / total, f"Embedding texts: {done:,} of {total:,}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_torch_threads_lock = threading.Lock()
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` while the block runs (``None``: unchanged).
+    The setting is the process's, so two embeddings at once take turns here."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    with _torch_threads_lock:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 def _dimension(model: Any) -> int:
     get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(get() or 0)
@@ -522,6 +577,8 @@ class SentenceTransformerEmbedder:
         dim = _dimension(model)
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
+        if model.device.type == "cpu":
+            return self._embed_torch_cpu(model, texts, progress)
         import torch
 
         # Token counts (cheap with a fast tokenizer) so each batch pads to its own length.
@@ -553,6 +610,40 @@ class SentenceTransformerEmbedder:
                     progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
         return l2_normalise(out)
 
+    def _embed_torch_cpu(
+        self, model: Any, texts: list[str], progress: Progress | None
+    ) -> np.ndarray:
+        """The torch path on the CPU, run as the ONNX path runs: batches of one token count
+        (no padding), one batch per CPU at a time, each on one torch thread (torch's operators
+        release the GIL). Measured on 2 cores with AMX in bf16 (``bench/bench_embeddings.py
+        --throughput``, s9): faster than one batch at a time on torch's two threads, which
+        also lose most of their speed whenever anything else runs on the machine. The texts
+        are tokenised here, on the calling thread (a fast tokenizer must not be used from two
+        threads at once); the vectors are the same as one batch at a time."""
+        import torch
+
+        tokenizer = model.tokenizer
+        length = model.max_seq_length or 512
+        ids = tokenizer(texts, truncation=True, max_length=length)["input_ids"]
+        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+        batches = _length_batches(lengths, self.batch_size)
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers < 6
+        dim = _dimension(model)
+        out = np.empty((len(texts), dim), dtype=np.float32)
+
+        def run(work: tuple[np.ndarray, dict[str, Any]]) -> np.ndarray:
+            idx, features = work
+            with torch.inference_mode():
+                vectors = model(features)["sentence_embedding"]
+            out[idx] = vectors.float().numpy()
+            return idx
+
+        work = ((idx, prepare([texts[i] for i in idx])) for idx in batches)
+        workers = min(self.threads or _cpu_threads(), len(batches))
+        with _torch_threads(1 if workers > 1 else None):
+            _run_batches(run, work, workers, len(texts), progress)
+        return l2_normalise(out)
+
     def _embed_onnx(
         self, loaded: tuple[Any, Any, int], texts: list[str], progress: Progress | None
     ) -> np.ndarray:
@@ -565,13 +656,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, dim), dtype=np.float32)
         ids = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")  # longest first: a memory error shows early
-        bounds = np.flatnonzero(np.diff(lengths[order])) + 1
-        batches = [
-            group[start : start + self.batch_size]
-            for group in np.split(order, bounds)
-            for start in range(0, len(group), self.batch_size)
-        ]
+        batches = _length_batches(lengths, self.batch_size)
         out = np.empty((len(texts), dim), dtype=np.float32)
 
         def run(idx: np.ndarray) -> np.ndarray:
@@ -587,18 +672,9 @@ class SentenceTransformerEmbedder:
             out[idx] = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
             return idx
 
-        # One batch per CPU at a time on a one-thread session (the run releases the GIL);
-        # results come back in order, so the progress counts up as before.
+        # One batch per CPU at a time on a one-thread session (the run releases the GIL).
         workers = min(self.threads or _cpu_threads(), len(batches))
-        done = 0
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            for idx in pool.map(run, batches) if workers > 1 else map(run, batches):
-                done += len(idx)
-                if progress is not None:
-                    progress(done / len(texts), f"Embedding texts: {done:,} of {len(texts):,}")
-        finally:  # a progress callback that stops the work (a cancel) stops the batches not
-            pool.shutdown(wait=True, cancel_futures=True)  # yet started too (issue 19, s8-segk)
+        _run_batches(run, batches, workers, len(texts), progress)
         return l2_normalise(out)
 
 

@@ -125,6 +125,75 @@ def test_onnx_batches_side_by_side_give_the_same_vectors_to_the_bit(monkeypatch)
     assert seen[-1] == 1.0 and seen == sorted(seen)
 
 
+def test_torch_batches_side_by_side_give_the_vectors_of_encode(fp32):
+    """Issue 19 (s9): on the CPU the torch path runs one batch of one token count per CPU at
+    once, each on one torch thread: the vectors are sentence-transformers' own encode() one
+    text at a time (fp32, to rounding), in the input order; the progress counts up to every
+    text; torch's thread setting is put back; two embeddings at once both get their vectors."""
+    import threading
+
+    import torch
+
+    texts = [*MIXED, *(f"{w} mug no {i}" for i, w in enumerate(["red", "blue", "big"] * 5))]
+    oracle = fp32.model().encode(texts, normalize_embeddings=True, batch_size=1)
+    threads_before = torch.get_num_threads()
+    seen: list[float] = []
+    side_by_side = SentenceTransformerEmbedder(
+        precision="fp32", backend="torch", batch_size=2, threads=3
+    )
+    vectors = side_by_side.embed(texts, progress=lambda f, m: seen.append(f))
+    np.testing.assert_allclose(vectors, oracle, atol=1e-5)
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert torch.get_num_threads() == threads_before
+    one = SentenceTransformerEmbedder(precision="fp32", backend="torch", batch_size=2, threads=1)
+    np.testing.assert_allclose(one.embed(texts), vectors, atol=1e-6)
+
+    results: dict[int, np.ndarray] = {}
+
+    def embed(n: int) -> None:
+        results[n] = side_by_side.embed(texts[n:])
+
+    workers = [threading.Thread(target=embed, args=(n,)) for n in (0, 5)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    np.testing.assert_allclose(results[0], oracle, atol=1e-5)
+    np.testing.assert_allclose(results[5], oracle[5:], atol=1e-5)
+    assert torch.get_num_threads() == threads_before
+
+
+def test_a_cancel_stops_the_torch_batches_not_yet_started(fp32):
+    """A progress callback that stops the work (a job's cancel) stops the torch path's batches
+    that have not started, as it does the ONNX path's."""
+    model = fp32.model()
+    runs: list[int] = []
+
+    class Counted:  # the model, counting its forward passes
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def __call__(self, features):
+            runs.append(1)
+            return model(features)
+
+    texts = [f"garden tool number {i}" for i in range(200)]
+    embedder = SentenceTransformerEmbedder(precision="fp32", backend="torch", batch_size=4)
+    embedder.model = lambda: Counted()
+
+    class Stop(Exception):
+        pass
+
+    def progress(fraction, message):
+        if message.startswith("Embedding texts"):  # after the first batch
+            raise Stop
+
+    with pytest.raises(Stop):
+        embedder.embed(texts, progress=progress)
+    batches = len(texts) // 4
+    assert 1 <= len(runs) < batches / 2  # the batches queued behind the first never ran
+
+
 def test_without_onnx_runtime_the_default_runs_on_torch(monkeypatch, fp32):
     import retention.embeddings as emb
 
