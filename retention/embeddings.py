@@ -45,6 +45,7 @@ import re
 import sys
 import threading
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -63,8 +64,9 @@ Progress = Callable[[float, str], None]
 
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-#: ``auto``: ONNX Runtime for fp32 on the CPU when it is installed, else torch.
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx")
+#: ``auto``: on the CPU, OpenVINO for bf16 (CPUs with native bf16) and ONNX Runtime for fp32
+#: when they are installed, else torch.
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "openvino")
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_BATCH_SIZE = 128
 MULTILINGUAL_MODEL_ID = "google/universal-sentence-encoder-multilingual-3"
@@ -265,9 +267,10 @@ def _max_seq_length(path: Path) -> int:
         return 512
 
 
-def _onnx_file(path: Path) -> Path:
+def _onnx_file(path: Path, *, plain: bool = False) -> Path:
     """The cache file name of this model's export: it changes with the model's files, torch,
-    ONNX Runtime and the export recipe."""
+    ONNX Runtime and the export recipe. ``plain``: the graph as torch exports it, without ONNX
+    Runtime's fused operators (what OpenVINO reads)."""
     import onnxruntime
 
     digest = hashlib.sha256()
@@ -281,7 +284,8 @@ def _onnx_file(path: Path) -> Path:
     digest.update(f"{metadata.version('torch')}|{onnxruntime.__version__}".encode())
     digest.update(str(ONNX_EXPORT_VERSION).encode())
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name)[:60]
-    return onnx_cache_dir() / f"{name}-{digest.hexdigest()[:16]}.onnx"
+    kind = "-plain" if plain else ""
+    return onnx_cache_dir() / f"{name}-{digest.hexdigest()[:16]}{kind}.onnx"
 
 
 def export_onnx(path: Path, target: Path, *, optimize: bool = True) -> Path:
@@ -387,6 +391,122 @@ def _onnx_session(path: Path, threads: int = 1) -> tuple[Any, Any, int] | None:
     return loaded
 
 
+def openvino_available() -> bool:
+    """True when OpenVINO is installed (it reads the plain ONNX export, which needs torch and
+    the onnx package once)."""
+    from importlib.util import find_spec
+
+    return find_spec("openvino") is not None
+
+
+_openvino_models: dict[tuple[str, str, int], Any] = {}
+_openvino_failed: set[str] = set()
+
+
+def _openvino_model(path: Path, precision: str, streams: int) -> tuple[Any, Any, int] | None:
+    """(compiled model, tokenizer, max length) of the model's plain ONNX export on OpenVINO's
+    CPU plugin, exported on first use; ``None`` when this model cannot take this path here (it
+    then runs on torch).
+
+    Why OpenVINO (issue 19, s9): on a CPU with native bf16 (AMX tiles, AVX512-BF16) it runs the
+    model's matrix products in bf16 on those units, with no torch at run time: on 2 cores with
+    AMX it embedded 32k tokens/s against 25k for torch in bf16 and 10k for ONNX Runtime in
+    fp32, within cosine 0.9999 of fp32 (``bench/bench_embeddings.py --throughput``), and it
+    loads in half a second where torch and sentence-transformers take several.
+    ``streams``: batches run side by side, one thread each, as on the ONNX path."""
+    key = str(path)
+    if key in _openvino_failed or not openvino_available():
+        return None
+    if not _mean_pooling_model(path) or not (path / "tokenizer.json").is_file():
+        _openvino_failed.add(key)
+        return None
+    with _models_lock:
+        cached = _openvino_models.get((key, precision, streams))
+    if cached is not None:
+        return cached
+    try:
+        import openvino
+        from tokenizers import Tokenizer
+
+        target = _onnx_file(path, plain=True)
+        if not target.is_file():
+            export_onnx(path, target, optimize=False)
+        compiled = openvino.Core().compile_model(
+            str(target),
+            "CPU",
+            {
+                "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                "PERFORMANCE_HINT": "THROUGHPUT",
+                "NUM_STREAMS": str(streams),
+                "INFERENCE_NUM_THREADS": str(streams),
+            },
+        )
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception:  # no exporter, an unusual architecture, a read-only cache: use torch
+        _openvino_failed.add(key)
+        return None
+    max_length = _max_seq_length(path)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    loaded = (compiled, tokenizer, max_length)
+    with _models_lock:
+        _openvino_models[(key, precision, streams)] = loaded
+    return loaded
+
+
+#: One OpenVINO embedding at a time per process: its Python binding deadlocked when two
+#: threads set inputs at once (seen in s9), so only the calling thread touches OpenVINO.
+_openvino_lock = threading.Lock()
+
+
+class _OpenVinoRuns:
+    """``n`` inference requests of one compiled model, driven from the calling thread: up to
+    ``n`` batches run at once on OpenVINO's own threads (one stream each) while this thread
+    prepares the next batch and pools the finished one, in order."""
+
+    def __init__(self, compiled: Any, n: int) -> None:
+        self.compiled = compiled
+        self.n = n
+        self.dim = int(compiled.output(0).get_partial_shape()[2].get_length())
+
+    def run_all(
+        self,
+        batches: list[np.ndarray],
+        prepare: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        pool: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+        total: int,
+        progress: Progress | None,
+    ) -> None:
+        with _openvino_lock:
+            idle = [self.compiled.create_infer_request() for _ in range(min(self.n, len(batches)))]
+            running: deque[tuple[Any, np.ndarray, np.ndarray]] = deque()
+            done = 0
+
+            def finish_oldest() -> None:
+                nonlocal done
+                request, idx, mask = running.popleft()
+                request.wait()
+                pool(idx, request.get_output_tensor(0).data, mask)
+                idle.append(request)
+                done += len(idx)
+                if progress is not None:  # may stop the work (a cancel)
+                    progress(done / total, _embedding_message(done, total))
+
+            try:
+                for idx in batches:
+                    if not idle:
+                        finish_oldest()
+                    input_ids, mask = prepare(idx)
+                    request = idle.pop()
+                    request.start_async({"input_ids": input_ids, "attention_mask": mask})
+                    running.append((request, idx, mask))
+                while running:
+                    finish_oldest()
+            finally:  # stopped: the batches already running end before their requests go
+                for request, _, _ in running:
+                    request.wait()
+
+
 def _cpu_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -422,9 +542,13 @@ def _run_batches(
         for idx in pool.map(run, batches) if workers > 1 else map(run, batches):
             done += len(idx)
             if progress is not None:
-                progress(done / total, f"Embedding texts: {done:,} of {total:,}")
+                progress(done / total, _embedding_message(done, total))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _embedding_message(done: int, total: int) -> str:
+    return f"Embedding texts: {done:,} of {total:,}"
 
 
 _torch_threads_lock = threading.Lock()
@@ -539,13 +663,15 @@ class SentenceTransformerEmbedder:
         return device, precision
 
     def resolved_backend(self) -> str:
-        """``"onnx"`` or ``"torch"``: what :meth:`embed` tries first on this machine (``onnx``
-        still falls back to torch when the model cannot be exported)."""
+        """``"openvino"``, ``"onnx"`` or ``"torch"``: what :meth:`embed` tries first on this
+        machine (the first two fall back to torch when the model cannot be exported)."""
         if self.backend != "auto":
             return self.backend
         device, precision = self.resolved()
         if device == "cpu" and precision == "fp32" and onnx_runtime_available():
             return "onnx"
+        if device == "cpu" and precision == "bf16" and openvino_available():
+            return "openvino"
         return "torch"
 
     def _path(self) -> Path:
@@ -565,11 +691,32 @@ class SentenceTransformerEmbedder:
             return None
         return _onnx_session(self._path())
 
+    def openvino_model(self) -> tuple[Any, Any, int] | None:
+        """The compiled OpenVINO model, tokenizer and maximum length this embedder uses, or
+        ``None`` when it does not run on OpenVINO (exported on first use)."""
+        if self.resolved_backend() != "openvino":
+            return None
+        return _openvino_model(self._path(), self.resolved()[1], self._workers())
+
+    def prepare(self) -> bool:
+        """Make what :meth:`embed` needs on this machine without embedding anything (the ONNX
+        export, run once at install); True when it embeds without torch."""
+        if self.resolved_backend() == "openvino":
+            return self.openvino_model() is not None
+        return self.onnx_session() is not None
+
+    def _workers(self) -> int:
+        return self.threads or _cpu_threads()
+
     def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
         """L2-normalised float32 vectors of ``texts``, one row each, in the given order."""
         texts = [str(t) for t in texts]
         if progress is not None:
             progress(0.0, "Loading the embedding model")
+        compiled = self.openvino_model()
+        if compiled is not None:
+            runs = _OpenVinoRuns(compiled[0], self._workers())
+            return self._embed_buckets(runs, compiled[1], runs.dim, texts, progress)
         loaded = self.onnx_session()
         if loaded is not None:
             return self._embed_onnx(loaded, texts, progress)
@@ -647,11 +794,28 @@ class SentenceTransformerEmbedder:
     def _embed_onnx(
         self, loaded: tuple[Any, Any, int], texts: list[str], progress: Progress | None
     ) -> np.ndarray:
-        """The same vectors as the torch path: mean of the token states over the real tokens,
-        L2-normalised. Each batch holds texts of one token count only (no padding at all:
-        measured faster than sorted, padded batches, ``bench/bench_embeddings.py --throughput``)."""
         session, tokenizer, _ = loaded
+
+        def infer(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            (hidden,) = session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            return hidden
+
         dim = int(session.get_outputs()[0].shape[-1])
+        return self._embed_buckets(infer, tokenizer, dim, texts, progress)
+
+    def _embed_buckets(
+        self,
+        infer: Callable[[np.ndarray, np.ndarray], np.ndarray] | _OpenVinoRuns,
+        tokenizer: Any,
+        dim: int,
+        texts: list[str],
+        progress: Progress | None,
+    ) -> np.ndarray:
+        """The ONNX Runtime and OpenVINO paths: the same vectors as the torch path, the mean
+        of the token states over the real tokens, L2-normalised. Each batch holds texts of one
+        token count only (no padding at all: measured faster than sorted, padded batches,
+        ``bench/bench_embeddings.py --throughput``). ``infer`` (thread-safe) gives a batch's
+        last hidden states; OpenVINO's requests run the batches themselves."""
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
         ids = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
@@ -659,21 +823,31 @@ class SentenceTransformerEmbedder:
         batches = _length_batches(lengths, self.batch_size)
         out = np.empty((len(texts), dim), dtype=np.float32)
 
-        def run(idx: np.ndarray) -> np.ndarray:
+        def prepare(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             width = int(lengths[idx].max())
             input_ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
                 input_ids[row, : lengths[i]] = ids[i]
                 mask[row, : lengths[i]] = 1
-            (hidden,) = session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            return input_ids, mask
+
+        def pool(idx: np.ndarray, hidden: np.ndarray, mask: np.ndarray) -> None:
             weights = mask.astype(np.float32)
             summed = np.einsum("bth,bt->bh", hidden, weights)
             out[idx] = summed / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+
+        if isinstance(infer, _OpenVinoRuns):
+            infer.run_all(batches, prepare, pool, len(texts), progress)
+            return l2_normalise(out)
+
+        def run(idx: np.ndarray) -> np.ndarray:
+            input_ids, mask = prepare(idx)
+            pool(idx, infer(input_ids, mask), mask)
             return idx
 
-        # One batch per CPU at a time on a one-thread session (the run releases the GIL).
-        workers = min(self.threads or _cpu_threads(), len(batches))
+        # One batch per CPU at a time, one thread each (the runtimes release the GIL).
+        workers = min(self._workers(), len(batches))
         _run_batches(run, batches, workers, len(texts), progress)
         return l2_normalise(out)
 

@@ -194,6 +194,82 @@ def test_a_cancel_stops_the_torch_batches_not_yet_started(fp32):
     assert 1 <= len(runs) < batches / 2  # the batches queued behind the first never ran
 
 
+def test_openvino_path_gives_the_fp32_vectors_and_bf16_within_cosine_0999(fp32):
+    """Issue 19 (s9): the OpenVINO path reads the plain ONNX export; in fp32 it gives
+    sentence-transformers' own encode() vectors to rounding on any CPU, and in bf16 (on CPUs
+    with native bf16, where ``auto`` picks it) within cosine 0.999, one batch per CPU side by
+    side as one after another, in the input order, with the progress counting up."""
+    pytest.importorskip("openvino")
+    texts = [*MIXED, *(f"{w} mug no {i}" for i, w in enumerate(["red", "blue", "big"] * 5))]
+    oracle = fp32.model().encode(texts, normalize_embeddings=True, batch_size=1)
+    plain = SentenceTransformerEmbedder(precision="fp32", backend="openvino", batch_size=2)
+    if plain.openvino_model() is None:
+        pytest.skip("the model cannot take the OpenVINO path here")
+    np.testing.assert_allclose(plain.embed(texts), oracle, atol=1e-5)
+    assert plain.embed([]).shape == (0, 384)
+    if not cpu_supports_bf16():
+        return
+    auto = SentenceTransformerEmbedder(batch_size=2, threads=3)
+    assert auto.resolved() == ("cpu", "bf16") and auto.resolved_backend() == "openvino"
+    seen: list[float] = []
+    vectors = auto.embed(texts, progress=lambda f, m: seen.append(f))
+    assert np.sum(vectors * oracle, axis=1).min() >= 0.999
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    one = SentenceTransformerEmbedder(batch_size=2, threads=1)
+    np.testing.assert_allclose(one.embed(texts[::-1])[::-1], vectors, atol=1e-3)
+
+
+def test_a_cancel_stops_the_openvino_batches_not_yet_started():
+    """A progress callback that stops the work (a job's cancel) stops the OpenVINO path's
+    batches not yet started; the ones running end before their requests go."""
+    pytest.importorskip("openvino")
+    embedder = SentenceTransformerEmbedder(precision="fp32", backend="openvino", batch_size=4)
+    loaded = embedder.openvino_model()
+    if loaded is None:
+        pytest.skip("the model cannot take the OpenVINO path here")
+    compiled, tokenizer, length = loaded
+    started: list[int] = []
+    waited: list[int] = []
+
+    class Request:  # an inference request, counting the batches started and waited for
+        def __init__(self):
+            self.inner = compiled.create_infer_request()
+
+        def start_async(self, inputs):
+            started.append(1)
+            self.inner.start_async(inputs)
+
+        def wait(self):
+            waited.append(1)
+            self.inner.wait()
+
+        def get_output_tensor(self, i):
+            return self.inner.get_output_tensor(i)
+
+    class Compiled:
+        def __getattr__(self, name):
+            return getattr(compiled, name)
+
+        def create_infer_request(self):
+            return Request()
+
+    embedder.openvino_model = lambda: (Compiled(), tokenizer, length)
+
+    class Stop(Exception):
+        pass
+
+    def progress(fraction, message):
+        if message.startswith("Embedding texts"):  # after the first batch
+            raise Stop
+
+    texts = [f"garden tool number {i}" for i in range(200)]
+    with pytest.raises(Stop):
+        embedder.embed(texts, progress=progress)
+    batches = len(texts) // 4
+    assert 1 <= len(started) <= embedder._workers() + 1 < batches  # the rest never started
+    assert len(waited) == len(started)  # every started batch ended before the requests went
+
+
 def test_without_onnx_runtime_the_default_runs_on_torch(monkeypatch, fp32):
     import retention.embeddings as emb
 
@@ -229,9 +305,12 @@ def test_bf16_matches_fp32(fp32):
 
 
 def test_auto_precision_follows_the_cpu():
-    device, precision = SentenceTransformerEmbedder(device="cpu").resolved()
+    auto = SentenceTransformerEmbedder(device="cpu")
+    device, precision = auto.resolved()
     assert device == "cpu"
     assert precision == ("bf16" if cpu_supports_bf16() else "fp32")
+    # bf16 runs on OpenVINO where it is installed, fp32 on ONNX Runtime (issue 19, s9)
+    assert auto.resolved_backend() == ("openvino" if precision == "bf16" else "onnx")
 
 
 def test_auto_device_picks_a_gpu_at_run_time(monkeypatch):
