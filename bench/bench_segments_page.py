@@ -25,7 +25,7 @@ the user vectors are kept, :mod:`retention.segments.vectors`).
 The server starts before the clock (its own start is not the page's time).
 
 Usage: ``python bench/bench_segments_page.py [--port P] [--data PATH] [--shots DIR]
-[--scenarios cold,ahead] [--wait S] [--root CHECKOUT]``; writes
+[--scenarios cold,ahead] [--wait S] [--root CHECKOUT] [--run-log DIR]``; writes
 ``bench/results/segments_page{suffix}.json`` and ``.md``. ``--root`` serves another checkout's
 ``app.py`` (the "before" figures: a checkout of main); ``cold`` then means that code as it is.
 """
@@ -263,8 +263,17 @@ def scenario(args: argparse.Namespace, name: str) -> dict:
     dataset, rows, users = prepare(folder, args.data)
     env = {**os.environ, "RETENTION_WORKSPACE": str(folder), "HF_HUB_OFFLINE": "1"}
     env["RETENTION_PREFETCH"] = "0" if name == "cold" else "1"
+    launcher = ["-m", "streamlit"]
+    if args.run_log is not None:  # every page run's time on the server (bench/serve_timed.py)
+        args.run_log.mkdir(parents=True, exist_ok=True)
+        env.update(
+            RETENTION_RUN_LOG=str(args.run_log / f"{name}.jsonl"),
+            RETENTION_RUN_LOG_WRITES="1",
+            RETENTION_RUN_LOG_REQUESTS="1",
+        )
+        launcher = [str(ROOT / "bench" / "serve_timed.py")]
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(args.root / "app.py"), "--server.port",
+        [sys.executable, *launcher, "run", str(args.root / "app.py"), "--server.port",
          str(args.port), "--server.headless", "true", "--server.address", "127.0.0.1"],
         cwd=args.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -292,6 +301,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", default="cold,ahead", help="cold, ahead or both")
     parser.add_argument("--wait", type=float, default=30.0, help="ahead: seconds before the page")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose app is served")
+    parser.add_argument(
+        "--run-log",
+        type=Path,
+        default=None,
+        help="serve through bench/serve_timed.py and keep its per-run log here (SCENARIO.jsonl)",
+    )
     args = parser.parse_args(argv)
     if not args.data.exists():
         sys.exit(f"{args.data} not found: the benchmark needs the Online Retail parquet file.")

@@ -7,7 +7,9 @@ page it ran, whether a file was uploaded to it, and where its time went: every 2
 notes the script thread's innermost frames of ours (``app.py``, ``pages/``, ``retention/``)
 and the run's line lists the most frequent (``where``: [frames, samples]). With
 ``RETENTION_RUN_LOG_WRITES=1`` it also logs every workspace write that waited for the write lock
-or held it 0.1 s or more (``write_wait_s``, ``write_held_s``, ``who``). A page's time on the
+or held it 0.1 s or more (``write_wait_s``, ``write_held_s``, ``who``); with
+``RETENTION_RUN_LOG_REQUESTS=1`` every rerun request a browser sent (``request``: a fragment's
+timed poll included, whether the session still held that fragment). A page's time on the
 server, apart from the browser that draws it. Usage: as ``python -m streamlit`` (``python
 bench/serve_timed.py run app.py ...``).
 """
@@ -164,6 +166,34 @@ def _timed_writes() -> None:
 
 if os.environ.get("RETENTION_RUN_LOG_WRITES"):
     _timed_writes()
+
+
+def _logged_requests() -> None:
+    """Log every rerun request a browser sends (``request``: when, the session, the fragment it
+    asks for, an automatic rerun or not, whether the session still holds that fragment): a
+    fragment's ``run_every`` timer runs in the browser, so this shows when its polls arrive."""
+    from streamlit.runtime.app_session import AppSession
+
+    request = AppSession.request_rerun
+
+    def request_rerun(self, client_state) -> None:
+        fragment = client_state.fragment_id if client_state else ""
+        line = {
+            "at": time.time(),
+            "request": True,
+            "session": self.id[:8],
+            "fragment": fragment[:8],
+            "auto": bool(client_state and client_state.is_auto_rerun),
+            "held": bool(fragment) and self.has_fragment(fragment),
+        }
+        _LOG.write(json.dumps(line) + "\n")
+        request(self, client_state)
+
+    AppSession.request_rerun = request_rerun
+
+
+if os.environ.get("RETENTION_RUN_LOG_REQUESTS"):
+    _logged_requests()
 
 if __name__ == "__main__":
     main(prog_name="streamlit")

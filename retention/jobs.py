@@ -547,6 +547,10 @@ class JobQueue:
         #: (dataset, model), oldest first, and the ones a job or the prefetch holds now.
         self._inputs: dict[tuple[str, str | None], Path] = {}
         self._inputs_busy: set[tuple[str, str | None]] = set()
+        #: issue 19 (s9-segk): the jobs this queue took up that have not ended yet, each with
+        #: the event set when it has (:meth:`wait_ended`).
+        self._ends: dict[str, threading.Event] = {}
+        self._ends_lock = threading.Lock()  # not _lock: submit holds that while dispatching
         self.folder = make_private_dir(ws.folder / JOBS_FOLDER)
         active = {job.id for job in ws.jobs(statuses=ACTIVE_JOB_STATUSES)}
         for stale in self.folder.iterdir():
@@ -591,6 +595,18 @@ class JobQueue:
         if folder.is_dir():
             (folder / CANCEL_FILE).touch()
 
+    def wait_ended(self, job_id: str, timeout: float) -> bool:
+        """Wait until the job ``job_id`` has ended (its end is in the workspace), at most
+        ``timeout`` seconds; True when it has (or when this queue let it go, left queued for
+        the next server as it closed). False at once for a job this queue is not running or
+        keeping queued (another process's, or one that has ended already): the caller reads
+        the job's row either way. issue 19 (s9-segk): a page's progress box waits
+        here between two of the browser's polls, so it shows a short job's end as it happens,
+        not at the next poll."""
+        with self._ends_lock:
+            ended = self._ends.get(job_id)
+        return ended is not None and ended.wait(timeout)
+
     def view(self, job_id: str) -> JobView:
         """The job and its place in the server's queue (jobs of every workspace count)."""
         found = job_view(self.ws, job_id)
@@ -620,9 +636,23 @@ class JobQueue:
         return (str(self.ws.folder), job_id)
 
     def _dispatch(self, job_id: str) -> None:
-        future = self.server.dispatch(self._key(job_id), lambda: self._run(job_id))
+        with self._ends_lock:
+            self._ends.setdefault(job_id, threading.Event())
+        try:
+            future = self.server.dispatch(self._key(job_id), lambda: self._run(job_id))
+        except RuntimeError:  # the server is shutting down: the job stays queued
+            self._ended(job_id)
+            raise
         self._futures[job_id] = future
         future.add_done_callback(lambda _: self._futures.pop(job_id, None))
+        # run, cancelled before it started or never started (closing): its end is recorded
+        future.add_done_callback(lambda _: self._ended(job_id))
+
+    def _ended(self, job_id: str) -> None:
+        with self._ends_lock:
+            ended = self._ends.pop(job_id, None)
+        if ended is not None:
+            ended.set()
 
     def _run(self, job_id: str) -> None:
         ws = self.ws

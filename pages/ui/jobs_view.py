@@ -29,6 +29,13 @@ QUEUED_POLL_SECONDS = 5.0
 #: paces above. At most 16 quick refreshes a job.
 FIRST_SECONDS = 8.0
 FIRST_POLL_SECONDS = 0.5
+#: issue 19 (s9-segk): in those first seconds a poll of its own (not the page's run) waits on
+#: the server up to this long for the job to end before it draws the box, and shows the result
+#: as soon as the job ends: the browser's timer alone left 0–0.5 s, and its first poll comes
+#: only 0.5 s after the browser has drawn the click's page run (1–1.7 s on a loaded machine,
+#: ``bench/bench_segments_page.py --run-log``). Shorter than the pace, so the browser's next
+#: poll does not queue behind it; the wait uses no CPU.
+FIRST_WAIT_SECONDS = 0.4
 
 
 def poll_seconds(status: str, age: float | None = None) -> float:
@@ -81,7 +88,17 @@ def start(job: Job) -> None:
     st.session_state[_key(job.kind, job.dataset_id)] = job.id
 
 
+def _own_poll() -> bool:
+    """Whether this run is only a fragment's (a progress box's poll), not the page's run."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def _progress(job_id: str, doing: str, pace: float) -> None:
+    if pace == FIRST_POLL_SECONDS and _own_poll():  # never in the page's run: it would wait
+        job_queue().wait_ended(job_id, FIRST_WAIT_SECONDS)  # a job ending now shows at once
     view = job_queue().view(job_id)  # its place counts every job ahead of it on the server
     job = view.job
     if not job.active or _pace(job) != pace:

@@ -97,3 +97,45 @@ def test_a_fresh_jobs_age_is_read_from_its_submission_time(app_workspace, plante
     job = app_workspace.job(_running_job(app_workspace, planted_dataset))
     assert 0.0 <= jobs_view._age(job) < 60.0
     assert jobs_view._pace(job) == jobs_view.FIRST_POLL_SECONDS
+
+
+def test_a_poll_waits_for_the_jobs_end_and_shows_its_run_the_page_run_never_waits(
+    app_workspace, planted_dataset, monkeypatch
+):
+    """Issue 19 (s9-segk): in a job's first seconds the progress box's own poll waits on the
+    server for the job to end (``JobQueue.wait_ended``) and, when it ends meanwhile, the page
+    shows its run in that same poll; the page's own run (the click's) never waits."""
+    from pages.ui import jobs_view
+    from retention.jobs import JobQueue
+
+    ws = app_workspace
+    job_id = _running_job(ws, planted_dataset)  # submitted just now: the half-second pace
+    waits: list[tuple[str, float]] = []
+
+    def ends_while_waiting(self, waited_id: str, timeout: float) -> bool:
+        waits.append((waited_id, timeout))
+        run_id = ws.start_run("segmentation", planted_dataset, {"k": 3})
+        ws.finish_run(run_id, metrics={}, artifacts={})
+        ws.end_job(waited_id, "done", run_id=run_id)  # as the job's thread records its end
+        return True
+
+    monkeypatch.setattr(JobQueue, "wait_ended", ends_while_waiting)
+    at = make_app(PAGE)  # the page's run: draws the box at once, no wait
+    assert not at.exception, at.exception
+    assert waits == [] and at.get("progress")
+    assert ws.job(job_id).status == "running"
+
+    monkeypatch.setattr(jobs_view, "_own_poll", lambda: True)  # the box's poll from now on
+    at.run()
+    assert not at.exception, at.exception
+    assert waits == [(job_id, jobs_view.FIRST_WAIT_SECONDS)]  # one wait, then the result
+    assert at.session_state["segmentation_run"] == ws.job(job_id).run_id
+    assert not at.get("progress")
+
+    # past the first seconds (the 2 s pace) a poll does not wait: a long job's box as before
+    waits.clear()
+    monkeypatch.setattr(jobs_view, "_age", lambda job: jobs_view.FIRST_SECONDS + 1)
+    _running_job(ws, planted_dataset)
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    assert waits == [] and at.get("progress")

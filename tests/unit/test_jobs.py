@@ -83,6 +83,50 @@ def test_progress_is_read_from_the_workspace_by_any_reader(queue, workspace, tmp
     assert not (workspace.folder / "jobs" / job.id).exists()  # its private copy is gone
 
 
+def test_a_page_waiting_on_a_job_learns_its_end_as_it_is_recorded(queue, workspace, tmp_path):
+    """Issue 19 (s9-segk): a progress box waits on the server for the job's end (between two
+    of the browser's polls) and reads it already recorded: one wait, not a poll after it."""
+    import threading
+
+    where = control(tmp_path, "a")
+    job = queue.submit("test.wait", None, {"control": where})
+    status(workspace, job.id, "running")
+    assert queue.wait_ended(job.id, 0.0) is False  # still running: the box draws its progress
+    seen: dict = {}
+    holding = threading.Event()  # the poll holds the job's end event: released only then
+
+    class Watched(dict):
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            holding.set()
+            return value
+
+    queue._ends = Watched(queue._ends)
+
+    def page_poll() -> None:
+        seen["ended"] = queue.wait_ended(job.id, 300.0)  # only a hang reaches the limit
+        seen["status"] = Workspace(workspace.folder).job(job.id).status  # what the page reads
+
+    poll = threading.Thread(target=page_poll)
+    poll.start()
+    wait_for(holding.is_set, "the page's poll to wait")
+    Path(where, "release").touch()
+    poll.join(300.0)
+    assert seen == {"ended": True, "status": "done"}
+    # an ended job, or one no queue here holds (another process's), is not waited for
+    assert queue.wait_ended(job.id, 300.0) is False
+    assert queue.wait_ended("not-a-job", 300.0) is False
+    # a queued job cancelled before it started ends too (its waiter is let go)
+    running = queue.submit("test.wait", None, {"control": control(tmp_path, "b")})
+    queued = queue.submit("test.wait", None, {"control": control(tmp_path, "c", release=True)})
+    status(workspace, running.id, "running")
+    queue.cancel(queued.id)
+    assert queue.wait_ended(queued.id, 300.0) is False  # let go already: nothing to wait for
+    assert workspace.job(queued.id).status == "cancelled"
+    Path(tmp_path, "b", "release").touch()
+    status(workspace, running.id, "done")
+
+
 def test_the_same_request_twice_is_one_job(queue, tmp_path):
     settings = {"control": control(tmp_path, "a", release=True)}
     first = queue.submit("test.wait", None, settings)
