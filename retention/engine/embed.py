@@ -217,12 +217,23 @@ class ExecutorEmbedder:
     """
 
     def __init__(self, local: Embedder, spark: Any, *, min_texts: int | None = None) -> None:
-        self.local = local
-        self.inner = local  # what describe() reports: the model and how it runs
         self.spark = spark
         self.model_id = local.model_id
         self.min_texts = globals()["min_texts"]() if min_texts is None else int(min_texts)
         self.spec = EmbedderSpec.of(local, threads=_task_cpus(spark))
+        if self.spec is not None and self.spec.kind == "english":
+            # The driver embeds as the executors do (ONNX Runtime, fp32), so a text's vector is
+            # the same wherever it went: on a CPU with native bf16 the driver's default would
+            # otherwise run in bf16 (OpenVINO), a cosine of 0.9999 away (issue 19, s9).
+            local = SentenceTransformerEmbedder(
+                getattr(local, "model_path", None),
+                batch_size=self.spec.batch_size,
+                precision="fp32",
+                device="cpu",
+                backend="onnx",
+            )
+        self.local = local
+        self.inner = local  # what describe() reports: the model and how it runs
         self.stats = ExecutorStats()
 
     def embed(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:

@@ -58,7 +58,10 @@ def test_executor_vectors_are_the_local_vectors(spark):
     # English model (ONNX Runtime): bit for bit, however the texts fall into partitions —
     # batches hold one token count each (no padding) and one row's maths does not depend on
     # the others, nor on the number of threads.
-    local = SentenceTransformerEmbedder().embed(TEXTS)
+    # the driver's side of the Spark path (all texts kept on the driver): the executors' vectors
+    local = ExecutorEmbedder(SentenceTransformerEmbedder(), spark, min_texts=10**9).embed(TEXTS)
+    plain = SentenceTransformerEmbedder(precision="fp32", backend="onnx").embed(TEXTS)
+    np.testing.assert_array_equal(local, plain)  # whatever the CPU (bf16 or not): ONNX, fp32
     spec = EmbedderSpec.of(SentenceTransformerEmbedder())
     assert spec is not None and spec.kind == "english"
     for partitions in (1, 3):
@@ -94,7 +97,8 @@ def test_cache_sends_only_new_texts_and_the_model_is_part_of_the_key(spark, tmp_
     first, stats = embed_distinct(texts, english, ws)
     assert sent == [distinct] and stats.embedded == distinct and stats.cached == 0
     assert english.stats.where == "executors"
-    np.testing.assert_array_equal(first, SentenceTransformerEmbedder().embed(texts))
+    driver = SentenceTransformerEmbedder(precision="fp32", backend="onnx")  # as the executors
+    np.testing.assert_array_equal(first, driver.embed(texts))
 
     again, stats = embed_distinct(texts, english, ws)  # a second run sends nothing
     assert sent == [distinct] and stats.embedded == 0 and stats.cached == distinct
