@@ -38,6 +38,47 @@ def wrap(owner: object, name: str, label: str) -> None:
     setattr(owner, name, timed)
 
 
+def _peak_sampler(rss_mb) -> None:
+    """Unless PROFILE_PEAK=0: every 20 ms, the RSS; at each step's highest, the main thread's
+    frames in this package (where the step's peak happens), printed when the step changes."""
+    import threading
+    import traceback
+
+    from retention import timing
+
+    main_id = threading.main_thread().ident
+    state = {"step": None, "peak": 0.0, "where": ""}
+    inner = timing.StepTimer.step
+
+    def report() -> None:
+        if state["step"] is not None:
+            print(f"  peak of {state['step']}: {state['peak']:,.0f} MB at\n{state['where']}",
+                  flush=True)  # fmt: skip
+
+    def step(self, name):
+        report()
+        state.update(step=name, peak=0.0, where="")
+        return inner(self, name)
+
+    timing.StepTimer.step = step
+
+    def sample() -> None:
+        while True:
+            rss = rss_mb()
+            if rss > state["peak"]:
+                frame = sys._current_frames().get(main_id)
+                stack = traceback.extract_stack(frame) if frame is not None else []
+                own = [f"    {Path(f.filename).name}:{f.lineno} {f.name}" for f in stack
+                       if "/retention/" in f.filename][-6:]  # fmt: skip
+                state.update(peak=rss, where="\n".join(own))
+            time.sleep(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    import atexit
+
+    atexit.register(report)
+
+
 def main() -> int:
     source = Path(sys.argv[1]).resolve()
     from retention import cli, command_cache, pipeline, timing  # noqa: F401 -- imports timed
@@ -88,6 +129,8 @@ def main() -> int:
         return orig_step(self, name)
 
     timing.StepTimer.step = step
+    if os.environ.get("PROFILE_PEAK", "1") == "1":
+        _peak_sampler(rss_mb)
 
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["run", str(source), "--out", f"{tmp}/out", "--workspace", f"{tmp}/ws", "--quiet"]
