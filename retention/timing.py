@@ -17,7 +17,7 @@ import ctypes
 import ctypes.util
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -73,11 +73,16 @@ class StepTimer:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
         self.peak_mb: dict[str, float] = {}
+        #: Called before each step, before the C library's trim (the pipeline: its workspace's
+        #: :meth:`~retention.workspace.Workspace.release_cached_memory`).
+        self.before_step: list[Callable[[], object]] = []
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Time the ``with`` block as step ``name`` (recorded even when the block raises); what
         earlier steps freed is handed back first, so that the step's peak is its own."""
+        for release in self.before_step:
+            release()
         release_freed_memory()
         reset_peak_rss()
         start = time.perf_counter()
