@@ -38,6 +38,27 @@ def wrap(owner: object, name: str, label: str) -> None:
     setattr(owner, name, timed)
 
 
+def _duckdb_memory(rss_mb) -> None:
+    """PROFILE_DUCKDB=1: what the workspace's DuckDB holds (``duckdb_memory()``, MB by tag),
+    and the RSS after its buffer pool is asked to evict (the memory limit set low, then back)."""
+    from retention import workspace
+
+    for con in list(workspace._connections.values()):
+        rows = con.execute(
+            "SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
+            "WHERE memory_usage_bytes > 0 OR temporary_storage_bytes > 0"
+        ).fetchall()
+        held = ", ".join(f"{t} {m / 1e6:,.0f} MB" for t, m, _ in rows)
+        print(f"    duckdb holds: {held or 'nothing'}", flush=True)
+        if os.environ.get("PROFILE_EVICT") == "1":
+            start = time.perf_counter()
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            con.execute("SET memory_limit = '32MB'")
+            con.execute(f"SET memory_limit = '{limit}'")
+            print(f"    after eviction ({limit} restored): RSS {rss_mb():,.0f} MB "
+                  f"({time.perf_counter() - start:.2f} s)", flush=True)  # fmt: skip
+
+
 def _peak_sampler(rss_mb) -> None:
     """Unless PROFILE_PEAK=0: every 20 ms, the RSS; at each step's highest, the main thread's
     frames in this package (where the step's peak happens), printed when the step changes."""
@@ -126,6 +147,8 @@ def main() -> int:
             note = f", after malloc_trim {rss_mb():,.0f} MB ({time.perf_counter() - start:.2f} s)"
         print(f"{time.perf_counter() - T0:8.2f} s  step {name}: RSS at start {before:,.0f} MB"
               + note, flush=True)  # fmt: skip
+        if os.environ.get("PROFILE_DUCKDB") == "1":
+            _duckdb_memory(rss_mb)
         return orig_step(self, name)
 
     timing.StepTimer.step = step
