@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retention.hashing import file_sha256, hashes_for_this_run
+
 if TYPE_CHECKING:
     from retention.config import PipelineConfig
 
@@ -43,14 +45,6 @@ KEEP = 4
 LIBRARIES = ("numpy", "pandas", "duckdb", "scikit-learn", "scipy", "lifelines", "torch",
              "sentence-transformers", "transformers", "plotly")  # fmt: skip
 _OWN_MODELS = ("auto", "english", "multilingual")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def code_digest() -> str:
@@ -79,9 +73,9 @@ def fingerprint(config: PipelineConfig) -> str | None:
         if f.name not in ("workspace",)
     }
     try:
-        settings["input_sha256"] = _file_sha256(Path(config.input))
+        settings["input_sha256"] = file_sha256(Path(config.input))
         if config.campaigns is not None:
-            settings["campaigns_sha256"] = _file_sha256(Path(config.campaigns))
+            settings["campaigns_sha256"] = file_sha256(Path(config.campaigns))
     except OSError:
         return None
     settings["code"] = code_digest()
@@ -199,7 +193,15 @@ def run_or_reuse(
     config: PipelineConfig, out: Path, progress: Callable[[float, str], None] | None = None
 ) -> None:
     """:func:`~retention.pipeline.run_pipeline` into ``out``, or the kept outputs of an identical
-    earlier run (:func:`reuse`); a new run's outputs are kept (:func:`keep`)."""
+    earlier run (:func:`reuse`); a new run's outputs are kept (:func:`keep`). The input file is
+    hashed once for the three that need its digest (:mod:`retention.hashing`)."""
+    with hashes_for_this_run():
+        _run_or_reuse(config, out, progress)
+
+
+def _run_or_reuse(
+    config: PipelineConfig, out: Path, progress: Callable[[float, str], None] | None
+) -> None:
     if reuse(config, out):
         if progress is not None:
             progress(1.0, "Same file, settings and version as an earlier run: its outputs reused")

@@ -78,6 +78,8 @@ def _run_pipeline(config: PipelineConfig, out: Path, progress: Progress | None) 
             )
 
     ws = _workspace(config, spark)
+    # issue 19: DuckDB's cached blocks and freed memory handed back before each step
+    timer.before_step.append(ws.release_cached_memory)
     with timer.step("store"):
         if spark is None:
             dataset_id = store_dataset(ws, prepared, Path(config.input).name)

@@ -177,6 +177,10 @@ _connections_lock = threading.Lock()
 _write_locks: dict[Path, threading.RLock] = {}
 
 
+#: The memory limit that :meth:`Workspace.release_cached_memory` sets for a moment.
+RELEASE_LIMIT = "32MB"
+
+
 def duckdb_config() -> dict[str, Any]:
     """DuckDB's settings for our connections: a memory cap (it spills to disk beyond).
 
@@ -307,6 +311,24 @@ class Workspace:
             cur = self._con.cursor()
             self._local.cursor = cur
         return cur
+
+    def release_cached_memory(self) -> bool:
+        """Have DuckDB hand back the memory it keeps between queries: its memory limit is set
+        to :data:`RELEASE_LIMIT` and back, so its buffer pool drops the blocks of stored tables
+        it cached (read again from the file when a query needs them) and its allocator returns
+        what it freed. For the command line between its steps, when no query runs (issue 19:
+        at 10M events the retention step started 366 MB lower). Results do not change: only
+        cached copies go. False when DuckDB refused (it could not free enough: the limit is
+        then left as it was)."""
+        limit = duckdb_config()["memory_limit"]
+        with self._own_cursor() as cur:
+            try:
+                cur.execute(f"SET memory_limit = '{RELEASE_LIMIT}'")
+            except duckdb.Error:
+                return False
+            finally:
+                cur.execute("SET memory_limit = ?", [limit])
+        return True
 
     @contextmanager
     def _own_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:

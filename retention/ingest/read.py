@@ -98,14 +98,6 @@ def _utf16_without_bom(head: bytes) -> str | None:
     return None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(8 * 1024**2):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_source(
     source: str | Path | bytes, filename: str | None, max_bytes: int
 ) -> tuple[bytes, str, Path | None]:

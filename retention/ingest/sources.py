@@ -30,13 +30,13 @@ import duckdb
 import pandas as pd
 
 from retention.errors import InputError
+from retention.hashing import file_sha256
 from retention.ingest import limits
 from retention.ingest.db import duckdb_input_error, new_connection, to_pandas
 from retention.ingest.detect import sample_rows
 from retention.ingest.model import SourceInfo
 from retention.ingest.read import (
     check_columns,
-    file_sha256,
     has_header,
     read_table,
     sniff_delimiter,
