@@ -26,8 +26,11 @@ into :func:`onnx_cache_dir`, with attention, layer norms and GELU fused, and giv
 vectors to rounding (max difference about 1e-7); pooling is done in numpy, and once the export
 exists torch is not imported at all. Without ONNX Runtime, or for models it cannot take, torch
 runs as before. On CPUs with native bf16 (``avx512_bf16`` or ``amx_bf16``, checked at run time)
-and on CUDA the model runs in bf16 in torch under ``torch.inference_mode``; pooling output is
-cast back to float32 and re-normalised.
+the model runs in bf16 on OpenVINO when it is installed (the plain ONNX export; its matrix
+products on the AMX tiles where the CPU has them; no torch at run time), else in torch; on CUDA
+in bf16 in torch under ``torch.inference_mode``. On the CPU, torch runs its batches as the ONNX
+path does (one token count a batch, one batch per CPU side by side). Vectors are float32 and
+re-normalised whatever ran.
 
 **One cache for both precisions and both runtimes.** The cache key is the model only, not the
 precision or the runtime: ONNX Runtime and torch fp32 vectors are the same to float rounding, and
@@ -592,12 +595,13 @@ class SentenceTransformerEmbedder:
     device:
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     backend:
-        ``"auto"`` (ONNX Runtime when the model runs in fp32 on the CPU and ONNX Runtime is
-        installed, else torch), ``"torch"`` or ``"onnx"`` (falls back to torch when the model
-        cannot be exported). The ONNX graph is exported from the local weights on first use
-        and kept in :func:`onnx_cache_dir`.
+        ``"auto"`` (on the CPU: OpenVINO in bf16 and ONNX Runtime in fp32 when installed, else
+        torch), ``"torch"``, ``"onnx"`` or ``"openvino"`` (both fall back to torch when the
+        model cannot be exported). The ONNX graphs are exported from the local weights on first
+        use and kept in :func:`onnx_cache_dir`.
     threads:
-        CPU threads of the ONNX path (default: the CPUs this process may use).
+        Batches run side by side on the CPU, one thread each (default: the CPUs this process
+        may use).
 
     Nothing is loaded until the first call to :meth:`embed`.
     """
