@@ -192,7 +192,7 @@ def main() -> int:
         + (" --quick" if args.quick else " --sizes " + " ".join(map(str, sizes))),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}",
-        "duckdb_memory": os.environ.get("RETENTION_DUCKDB_MEMORY", "3GB"),
+        "duckdb_memory": os.environ.get("RETENTION_DUCKDB_MEMORY", "2GB"),
         "load_at_end": round(os.getloadavg()[0], 1),
         "repeats": {str(s): r for s, r in repeats.items()},
     }

@@ -20,7 +20,7 @@ def main(source: str) -> None:
     folder = Path(tempfile.mkdtemp(dir="/tmp"))
     try:
         con = duckdb.connect(str(folder / "floors.duckdb"))
-        con.execute("SET memory_limit='3GB'")  # the command's default cap
+        con.execute("SET memory_limit='2GB'")  # the command's default cap
         t = time.perf_counter()
         con.execute("CREATE TABLE e AS SELECT * FROM read_parquet(?)", [source])
         print(f"store (CTAS from the Parquet file): {time.perf_counter() - t:.1f} s", flush=True)
