@@ -355,19 +355,11 @@ def _onnx_session(path: Path, threads: int = 1) -> tuple[Any, Any, int] | None:
     batch per CPU side by side instead (issue 19: whole batches in parallel need no hand-over
     between threads inside every operator, which cost ~10% of the CPU time on short texts;
     the vectors are the same to the bit, the tests check it)."""
-    key = str(path)
-    if key in _onnx_failed or not onnx_runtime_available():
+    if not onnx_runtime_available():
         return None
-    if not _mean_pooling_model(path) or not (path / "tokenizer.json").is_file():
-        _onnx_failed.add(key)
-        return None
-    with _models_lock:
-        cached = _onnx_sessions.get((key, threads))
-    if cached is not None:
-        return cached
-    try:
+
+    def load() -> Any:
         import onnxruntime
-        from tokenizers import Tokenizer
 
         target = _onnx_file(path)
         if not target.is_file():
@@ -378,20 +370,49 @@ def _onnx_session(path: Path, threads: int = 1) -> tuple[Any, Any, int] | None:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle threads sleep instead of spinning: the app shares its CPUs with other sessions.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(
+        return onnxruntime.InferenceSession(
             str(target), options, providers=["CPUExecutionProvider"]
         )
+
+    return _exported_model(path, load, _onnx_sessions, (threads,), _onnx_failed)
+
+
+def _exported_model(
+    path: Path,
+    load: Callable[[], Any],
+    loaded: dict[Any, Any],
+    options: tuple[Any, ...],
+    failed: set[str],
+) -> tuple[Any, Any, int] | None:
+    """(runtime model, tokenizer, max length): ``load()``'s model of the folder's export, kept
+    in ``loaded`` under the folder and ``options``; ``None`` (remembered in ``failed``) when the
+    folder is not a mean-pooling model with a fast tokenizer or the export or load fails (an
+    unusual architecture, no exporter, a read-only cache): it then runs on torch."""
+    key = str(path)
+    if key in failed:
+        return None
+    if not _mean_pooling_model(path) or not (path / "tokenizer.json").is_file():
+        failed.add(key)
+        return None
+    with _models_lock:
+        cached = loaded.get((key, *options))
+    if cached is not None:
+        return cached
+    try:
+        from tokenizers import Tokenizer
+
+        model = load()
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-    except Exception:  # no onnx exporter, an unusual architecture, a read-only cache: use torch
-        _onnx_failed.add(key)
+    except Exception:
+        failed.add(key)
         return None
     max_length = _max_seq_length(path)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length)
-    loaded = (session, tokenizer, max_length)
+    result = (model, tokenizer, max_length)
     with _models_lock:
-        _onnx_sessions[(key, threads)] = loaded
-    return loaded
+        loaded[(key, *options)] = result
+    return result
 
 
 def openvino_available() -> bool:
@@ -417,24 +438,16 @@ def _openvino_model(path: Path, precision: str, streams: int) -> tuple[Any, Any,
     fp32, within cosine 0.9999 of fp32 (``bench/bench_embeddings.py --throughput``), and it
     loads in half a second where torch and sentence-transformers take several.
     ``streams``: batches run side by side, one thread each, as on the ONNX path."""
-    key = str(path)
-    if key in _openvino_failed or not openvino_available():
+    if not openvino_available():
         return None
-    if not _mean_pooling_model(path) or not (path / "tokenizer.json").is_file():
-        _openvino_failed.add(key)
-        return None
-    with _models_lock:
-        cached = _openvino_models.get((key, precision, streams))
-    if cached is not None:
-        return cached
-    try:
+
+    def load() -> Any:
         import openvino
-        from tokenizers import Tokenizer
 
         target = _onnx_file(path, plain=True)
         if not target.is_file():
             export_onnx(path, target, optimize=False)
-        compiled = openvino.Core().compile_model(
+        return openvino.Core().compile_model(
             str(target),
             "CPU",
             {
@@ -444,17 +457,8 @@ def _openvino_model(path: Path, precision: str, streams: int) -> tuple[Any, Any,
                 "INFERENCE_NUM_THREADS": str(streams),
             },
         )
-        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-    except Exception:  # no exporter, an unusual architecture, a read-only cache: use torch
-        _openvino_failed.add(key)
-        return None
-    max_length = _max_seq_length(path)
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length)
-    loaded = (compiled, tokenizer, max_length)
-    with _models_lock:
-        _openvino_models[(key, precision, streams)] = loaded
-    return loaded
+
+    return _exported_model(path, load, _openvino_models, (precision, streams), _openvino_failed)
 
 
 #: One OpenVINO embedding at a time per process: its Python binding deadlocked when two
