@@ -44,3 +44,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _spark_only_in_spark_tests(request, monkeypatch):
+    """The Spark tests share one session for the whole run (tests/spark/conftest.py); outside
+    them the segmentation path must not see it, or it would embed through the Spark path (the
+    driver then embeds in ONNX Runtime fp32, not this CPU's default: issue 19, s9) and a test
+    comparing a job worker's run with an in-process one would compare two runtimes."""
+    if "spark" in Path(str(request.node.fspath)).parts:
+        return
+    import sys
+
+    embed = sys.modules.get("retention.engine.embed")
+    if embed is not None:
+        monkeypatch.setattr(embed, "_running_spark", lambda: None)
