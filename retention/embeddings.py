@@ -447,16 +447,21 @@ def _openvino_model(path: Path, precision: str, streams: int) -> tuple[Any, Any,
         target = _onnx_file(path, plain=True)
         if not target.is_file():
             export_onnx(path, target, optimize=False)
-        return openvino.Core().compile_model(
-            str(target),
-            "CPU",
-            {
-                "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                "PERFORMANCE_HINT": "THROUGHPUT",
-                "NUM_STREAMS": str(streams),
-                "INFERENCE_NUM_THREADS": str(streams),
-            },
-        )
+        settings = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": str(streams),
+            "INFERENCE_NUM_THREADS": str(streams),
+        }
+        try:  # the compiled model kept beside the export: a new process loads it in 0.06 s
+            # instead of compiling for 0.3 s (s9, measured on 2 AMX cores)
+            compiled_cache = onnx_cache_dir() / "openvino"
+            compiled_cache.mkdir(parents=True, exist_ok=True)
+            return openvino.Core().compile_model(
+                str(target), "CPU", {**settings, "CACHE_DIR": str(compiled_cache)}
+            )
+        except (OSError, RuntimeError):  # a read-only or broken cache: compile without it
+            return openvino.Core().compile_model(str(target), "CPU", settings)
 
     return _exported_model(path, load, _openvino_models, (precision, streams), _openvino_failed)
 

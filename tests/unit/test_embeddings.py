@@ -219,6 +219,26 @@ def test_openvino_path_gives_the_fp32_vectors_and_bf16_within_cosine_0999(fp32):
     np.testing.assert_allclose(one.embed(texts[::-1])[::-1], vectors, atol=1e-3)
 
 
+def test_openvino_keeps_its_compiled_model_and_a_reload_gives_the_same_vectors(
+    tmp_path, monkeypatch
+):
+    """The compiled model is kept in the model cache (``openvino/``), and the model loaded from
+    it gives the vectors of the one compiled from the export, to the bit."""
+    pytest.importorskip("openvino")
+    import retention.embeddings as emb
+
+    monkeypatch.setenv("RETENTION_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(emb, "_openvino_models", {})
+    monkeypatch.setattr(emb, "_openvino_failed", set())
+    embedder = SentenceTransformerEmbedder(precision="fp32", backend="openvino", batch_size=4)
+    if not embedder.prepare():
+        pytest.skip("the model cannot take the OpenVINO path here")
+    assert any((tmp_path / "onnx" / "openvino").iterdir())  # the compiled model, kept
+    compiled = embedder.embed(MIXED)
+    monkeypatch.setattr(emb, "_openvino_models", {})  # as a new process: loaded from the cache
+    assert np.array_equal(embedder.embed(MIXED), compiled)
+
+
 def test_a_cancel_stops_the_openvino_batches_not_yet_started():
     """A progress callback that stops the work (a job's cancel) stops the OpenVINO path's
     batches not yet started; the ones running end before their requests go."""
