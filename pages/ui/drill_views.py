@@ -158,6 +158,10 @@ def user_list(
         key=f"{key}.csv",
         help="One row per user: id, segment, stage, last seen, active periods, spend. Safe to "
         "open in a spreadsheet (formula-like cells are escaped).",
+        # Downloading changes nothing on the page, so it does not rerun it: a rerun would also
+        # replace the ids of the page's on-click downloads (the Segments page's user → segment
+        # CSV), and a click on one of them just after would find its old id gone.
+        on_click="ignore",
     )
 
 

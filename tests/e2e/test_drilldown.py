@@ -43,6 +43,7 @@ def _download(page, name: re.Pattern) -> pd.DataFrame:
     with page.expect_download() as download:
         page.get_by_role("button", name=name).click()
     text = Path(download.value.path()).read_text(encoding="utf-8")
+    wait_idle(page)  # a rerun the click caused ends before the next click
     return pd.read_csv(io.StringIO(text), dtype={"user_id": str})
 
 
