@@ -137,16 +137,23 @@ def validate_direct(
     con = relation.con
     n = len(query.reasons)
     ok = "_reason IS NULL"
-    per_reason = "".join(f", count(*) FILTER (WHERE _reason = {i})" for i in range(n))
-    text = f"count(*) FILTER (WHERE {ok} AND TRY_CAST(user_id AS HUGEINT) IS NULL)"
+    # Issue 19 (50M events: 4.1 s -> 2.1 s): one grouping by (user, reason) gives every count;
+    # the id test (numeric or text) then runs once per user instead of once per row. Only
+    # whether both kinds of id occur matters, and users answer that as rows do.
+    per_reason = "".join(f", coalesce(sum(n) FILTER (WHERE _reason = {i}), 0)" for i in range(n))
     sql = (
-        f"SELECT count(*), count(*) FILTER (WHERE {ok}), "  # noqa: S608 -- our own fragments
-        f"count(DISTINCT user_id) FILTER (WHERE {ok}), min(user_id) FILTER (WHERE {ok}), "
-        f"{text}{per_reason} FROM ({query.sql})"
+        f"WITH g AS (SELECT user_id, _reason, count(*) AS n FROM ({query.sql}) "  # noqa: S608
+        "GROUP BY user_id, _reason) "
+        f"SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE {ok}), 0), "
+        f"count(*) FILTER (WHERE {ok}), min(user_id) FILTER (WHERE {ok}), "
+        f"count(*) FILTER (WHERE {ok} AND TRY_CAST(user_id AS HUGEINT) IS NULL){per_reason} "
+        "FROM g"
     )
-    rows, used, users, first_user, text_ids, *counts = con.execute(sql, query.params).fetchall()[0]
+    rows, used, users, first_user, text_users, *counts = con.execute(
+        sql, query.params
+    ).fetchall()[0]
     examples: tuple[str, ...] = ()
-    if 0 < text_ids < used:
+    if 0 < text_users < users:
         found = con.execute(
             f"SELECT DISTINCT user_id FROM ({query.sql}) WHERE {ok} "  # noqa: S608
             "AND TRY_CAST(user_id AS HUGEINT) IS NULL ORDER BY 1 LIMIT 3",

@@ -25,6 +25,7 @@ from retention.segments.tokens import words
 from retention.words import NOISE_SEGMENT, segment_display_name
 
 ITEM_CHUNK = 4_000_000  # user-text rows per step when counting texts per segment
+DENSE_COUNTS = 16_000_000  # segments × texts cells up to which they are counted densely
 
 #: Between the two (segment mean ÷ whole-base mean) a behaviour is "as usual"; beyond, it names
 #: the segment ("frequent" at 1.5 × the base's active days or more, "occasional" at ⅔ or less).
@@ -274,6 +275,29 @@ def text_terms(data: UserData) -> tuple[sparse.csr_matrix, list[str]] | None:
     return T, vectorizer.get_feature_names_out().tolist()
 
 
+def segment_text_counts(
+    segment_of_user: np.ndarray, user: np.ndarray, text: np.ndarray, shape: tuple[int, int]
+) -> sparse.csr_matrix:
+    """How many user-text rows (``user``, ``text``) each (segment, text) pair has, as a float
+    CSR matrix of ``shape``, a chunk of :data:`ITEM_CHUNK` rows at a time (bounded memory).
+
+    Issue 19 (50M events: 31 million user-text rows): counted with ``np.bincount`` of the
+    pair's flat index when the dense table is at most :data:`DENSE_COUNTS` cells (segments ×
+    distinct texts: 0.2 s at 50M), else summed as sparse matrices (1.4 s at 50M). Both give the
+    same matrix: the same non-zero cells holding the same whole numbers."""
+    cells = shape[0] * shape[1]
+    dense = np.zeros(cells, dtype=np.int64) if cells <= DENSE_COUNTS else None
+    C = sparse.csr_matrix(shape, dtype=float)
+    for lo in range(0, len(user), ITEM_CHUNK):
+        hi = min(lo + ITEM_CHUNK, len(user))
+        segment = segment_of_user[user[lo:hi]]
+        if dense is not None:
+            dense += np.bincount(segment * shape[1] + text[lo:hi], minlength=cells)
+        else:
+            C = C + sparse.csr_matrix((np.ones(hi - lo), (segment, text[lo:hi])), shape=shape)
+    return sparse.csr_matrix(dense.reshape(shape).astype(float)) if dense is not None else C
+
+
 def text_keywords(
     data: UserData,
     labels: np.ndarray,
@@ -291,14 +315,8 @@ def text_keywords(
     segment_of_user = np.searchsorted(segments, labels)
     user = data.items["user"].to_numpy()
     text = data.items["text"].to_numpy()
-    shape = (len(segments), len(data.texts))
-    C = sparse.csr_matrix(shape, dtype=float)
-    for lo in range(0, len(user), ITEM_CHUNK):  # bounded memory: a chunk of rows at a time
-        hi = min(lo + ITEM_CHUNK, len(user))
-        C = C + sparse.csr_matrix(
-            (np.ones(hi - lo), (segment_of_user[user[lo:hi]], text[lo:hi])), shape=shape
-        )
-    ranked = top_terms(C @ T, names, top_n)
+    counts = segment_text_counts(segment_of_user, user, text, (len(segments), len(data.texts)))
+    ranked = top_terms(counts @ T, names, top_n)
     return {s: [t for t, _ in terms] for s, terms in zip(segments, ranked, strict=True)}
 
 

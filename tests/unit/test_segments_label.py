@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retention.segments import ctfidf, ctfidf_scores, top_terms
+from retention.segments import ctfidf, ctfidf_scores, label, top_terms
 from retention.segments.label import (
     FRAGMENTS,
     SENTIMENT_WORDS,
@@ -194,3 +194,24 @@ def test_labels_on_the_bundled_review_sample_are_product_words():
     counts = np.vstack([np.asarray(X[y == c].sum(axis=0)) for c in sorted(codes.values())])
     unfiltered = top_terms(counts, plain.get_feature_names_out().tolist(), 3)
     assert banned & {t for terms in unfiltered for t, _ in terms}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_segment_text_counts_dense_and_sparse_agree(monkeypatch, seed):
+    """Issue 19: the (segment, text) counts by ``np.bincount`` equal the chunked sparse sum,
+    cell for cell, and both equal a count by hand; chunks smaller than the rows too."""
+    rng = np.random.default_rng(seed)
+    n_users, n_texts, k = 300, 40, 5
+    user = np.sort(rng.integers(0, n_users, 5000)).astype(np.int32)
+    text = rng.integers(0, n_texts, len(user)).astype(np.int32)
+    segment_of_user = rng.integers(0, k, n_users)
+    expected = np.zeros((k, n_texts))
+    for u, t in zip(user, text, strict=True):
+        expected[segment_of_user[u], t] += 1
+    monkeypatch.setattr(label, "ITEM_CHUNK", 777)
+    dense = label.segment_text_counts(segment_of_user, user, text, (k, n_texts))
+    monkeypatch.setattr(label, "DENSE_COUNTS", 0)
+    chunked = label.segment_text_counts(segment_of_user, user, text, (k, n_texts))
+    np.testing.assert_array_equal(dense.toarray(), expected)
+    np.testing.assert_array_equal(chunked.toarray(), expected)
+    assert (dense != chunked).nnz == 0 and dense.has_canonical_format

@@ -338,6 +338,10 @@ def test_arrow_csv_bytes_equal_pandas_on_text_numbers_and_tricky_characters(seed
     fast = _arrow_csv_bytes(frame)
     assert fast is not None  # the Arrow path covers these columns
     assert fast == _old_to_csv_bytes(frame) == to_csv_bytes(frame)
+    # each row's line end rides on its last cell: a quoted or missing text cell there too
+    for last in ("user_id", 'na,"me', "empty"):
+        moved = frame[[c for c in frame.columns if c != last] + [last]]
+        assert _arrow_csv_bytes(moved) == _old_to_csv_bytes(moved)
 
 
 def test_arrow_csv_leaves_frames_it_does_not_cover_to_pandas():
