@@ -345,7 +345,12 @@ async def trainer(browser, url: str, i: int, data: Path, out: dict) -> None:
         await context.close()
 
 
-async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> None:
+async def browser_session(
+    browser, url: str, upload: Path, busy, out: dict, think_s: float = 0.0
+) -> None:
+    """Retention, Strategies, then an upload on the Data page, round after round while
+    ``busy()``; after each page or upload the session pauses ``think_s`` seconds, as a person
+    reads what came (0: the next click at once, a closed loop that keeps every browser busy)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     page.set_default_timeout(STEP_MS)
@@ -358,6 +363,7 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
                 out["pages"].append(await nav(page, title))
                 if err := await errors(page):
                     out["errors"].append(f"{title}: {err}")
+                await think(page, think_s)
             await nav(page, "Data")
             start = time.perf_counter()
             await main_uploader(page).set_input_files(str(upload))
@@ -366,6 +372,7 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
             out["uploads"].append(time.perf_counter() - start)
             if err := await errors(page):
                 out["errors"].append(f"upload: {err}")
+            await think(page, think_s)
     except Exception:
         SHOTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(SHOTS / f"browser{id(out)}.png"), full_page=True)
@@ -374,8 +381,18 @@ async def browser_session(browser, url: str, upload: Path, busy, out: dict) -> N
         await context.close()
 
 
+async def think(page, seconds: float) -> None:
+    if seconds > 0:
+        await page.wait_for_timeout(seconds * 1000)
+
+
 async def run_sessions(
-    url: str, files: dict, trainers: int, browsers: int, deadline_s: float | None = None
+    url: str,
+    files: dict,
+    trainers: int,
+    browsers: int,
+    deadline_s: float | None = None,
+    think_s: float = 0.0,
 ) -> tuple[list, list]:
     """Runs the sessions; with ``deadline_s``, trainers not done by then are stopped (their
     pages: recorded as unfinished; their jobs run on and are compared if done) and browsers
@@ -403,7 +420,9 @@ async def run_sessions(
                 return not late and not all(t.done() for t in tasks)
 
             b_tasks = [
-                asyncio.create_task(browser_session(browser, url, files["upload"], busy, o))
+                asyncio.create_task(
+                    browser_session(browser, url, files["upload"], busy, o, think_s)
+                )
                 for o in b_out
             ]
             if deadline_s is not None:
@@ -524,7 +543,7 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         print(f"== {mode}: {args.trainers} trainers + {args.browsers} browsers", flush=True)
         start, sessions_start = time.perf_counter(), time.time()
         t_out, b_out = asyncio.run(
-            run_sessions(url, files, args.trainers, args.browsers, args.deadline_s)
+            run_sessions(url, files, args.trainers, args.browsers, args.deadline_s, args.think_s)
         )
         wall = time.perf_counter() - start
         watch.sample()
@@ -568,6 +587,7 @@ def run_mode(mode: str, args: argparse.Namespace, files: dict, base: Path) -> di
         "train_s": [o.get("train_s") for o in t_out],
         "trainers_unfinished": sum(1 for o in t_out if o.get("unfinished")),
         "deadline_s": args.deadline_s,
+        "think_s": args.think_s,
         "jobs": jobs,
         "job_run_p50_s": {
             kind: statistics.median([j["run_s"] for j in jobs if j["kind"] == kind and j["run_s"]])
@@ -625,7 +645,13 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         f"{args.trainers} sessions segment + train (event logs of {args.users}–"
         f"{args.users + 20 * (args.trainers - 1)} users, with text) while {args.browsers} "
         f"sessions open Retention and Strategies and upload a {args.upload_mb:g} MB file, "
-        "again and again until the trainings are done; real headless Chromium, one app server. "
+        "again and again until the trainings are done"
+        + (
+            f", pausing {args.think_s:g} s after each page or upload (a person reading it)"
+            if args.think_s
+            else ", each click right after the last (no pause)"
+        )
+        + "; real headless Chromium, one app server. "
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
         "",
         "| mode | page loads | page p50 s | page p95 s | uploads | upload p50 s | upload p95 s "
@@ -731,6 +757,12 @@ def main() -> int:
         "--profile", type=Path, default=None, help="sample the server with py-spy into this folder"
     )
     parser.add_argument("--tag", default="", help="suffix of the results files")
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="seconds a browsing session pauses after each page or upload (default 0: none)",
+    )
     parser.add_argument(
         "--prepared",
         type=Path,

@@ -66,7 +66,7 @@ def _load() -> str:
 def _table(rows: list[dict], command: str) -> str:
     passed = sum(r["rc"] == 0 for r in rows)
     lines = [
-        "# Concurrency test repeats (issue 22, session 8)",
+        "# Concurrency test repeats (issue 22)",
         "",
         f"`{command}` — each run `pytest -q -s {TEST}` in a fresh process, at that priority,",
         "beside the other engineers' work on this 2-core machine. The test chooses each",
