@@ -158,14 +158,15 @@ class _KeepBrowsersAtOurPriority(threading.Thread):
 
 
 def _server_stacks(pid: int, path: Path) -> str:
-    """What every thread of the server is doing now (py-spy, when installed: dev only)."""
+    """What every thread of the server and its worker processes is doing now (py-spy, when
+    installed: dev only)."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         spy = Path(shutil.which("py-spy") or spy)
     if not spy.exists():
         return "no server stacks (py-spy not installed)"
     done = subprocess.run(
-        [str(spy), "dump", "--pid", str(pid), "--nonblocking"],
+        [str(spy), "dump", "--pid", str(pid), "--nonblocking", "--subprocesses"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     path.write_text(done.stdout + done.stderr)
