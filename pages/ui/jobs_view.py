@@ -6,6 +6,8 @@ tab or another tab shows the same job, its progress and its result.
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -36,6 +38,77 @@ FIRST_POLL_SECONDS = 0.5
 #: ``bench/bench_segments_page.py --run-log``). Shorter than the pace, so the browser's next
 #: poll does not queue behind it; the wait uses no CPU.
 FIRST_WAIT_SECONDS = 0.4
+
+
+#: issue 22 (s10): the progress box asks the server on a browser timer (its fragment's
+#: ``run_every``), and in one run of 20 ten-browser tests that timer was lost: every job had ended,
+#: the server was idle, and a page still said "waiting for a free worker" 15 minutes later. So the
+#: box also leaves a heartbeat in the browser at each of its runs, and a watchdog outside it
+#: reruns the whole page (which shows the result, or sets the timer up again) when no heartbeat
+#: came for this long while no run was in progress: three times the slowest pace, so a working
+#: timer never trips it.
+STALL_SECONDS = 15.0
+
+#: The heartbeat and the watchdog: a component with no look of its own (its empty row is
+#: hidden), built with Streamlit's own components API, so nothing is added to the app's
+#: dependencies. A heartbeat (``role`` "beat", drawn by each run of the progress box) records
+#: when the box last ran; the watchdog (``role`` "watch", drawn by the page's run) checks every
+#: second and, past ``stall_ms`` with no heartbeat, no run under way or asked for, a connection
+#: and the tab in view, sends a trigger, which reruns the page (and counts it in
+#: ``window.__retentionJobStalls``). The beats live in the window, so a watchdog and the
+#: heartbeats of its job meet whatever order they were drawn in.
+_WATCHDOG_JS = """
+export default function (component) {
+  const { data, setTriggerValue, parentElement } = component;
+  const host = parentElement.host || parentElement;
+  const row = host.closest && host.closest('[data-testid="stElementContainer"]');
+  if (row) row.style.display = "none";
+  const beats = (window.__retentionJobBeats = window.__retentionJobBeats || new Map());
+  beats.set(data.job, Date.now());
+  if (data.role !== "watch") return;
+  const busy = () => {  // a run under way or asked for, or no connection to ask on
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app) return true;
+    const state = app.getAttribute("data-test-script-state");
+    return state === "running" || state === "rerunRequested"
+      || app.getAttribute("data-test-connection-state") !== "CONNECTED";
+  };
+  const onShown = () => { if (!document.hidden) beats.set(data.job, Date.now()); };
+  document.addEventListener("visibilitychange", onShown);
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (document.hidden) return;
+    if (busy()) { beats.set(data.job, now); return; }
+    if (now - (beats.get(data.job) || 0) < data.stall_ms) return;
+    beats.set(data.job, now);
+    window.__retentionJobStalls = (window.__retentionJobStalls || 0) + 1;  // for tests
+    setTriggerValue("stalled", now);
+  }, 1000);
+  return () => {
+    clearInterval(timer);
+    document.removeEventListener("visibilitychange", onShown);
+  };
+}
+"""
+_watchdog = st.components.v2.component("retention_job_watchdog", js=_WATCHDOG_JS)
+
+
+def _heartbeat(job_id: str) -> None:
+    """Tell the page's watchdog that the progress box of ``job_id`` has just run."""
+    _watchdog(key=f"jobs.beat.{job_id}", data={"role": "beat", "job": job_id, "t": time.time()})
+
+
+def _watch(job_id: str) -> None:
+    """Rerun the page when the progress box of ``job_id`` stops running (see STALL_SECONDS)."""
+    _watchdog(
+        key=f"jobs.watch.{job_id}",
+        data={"role": "watch", "job": job_id, "stall_ms": int(STALL_SECONDS * 1000)},
+        on_stalled_change=_rerun_page,
+    )
+
+
+def _rerun_page() -> None:
+    """The watchdog's trigger: nothing to do, the page's run it causes is the point."""
 
 
 def poll_seconds(status: str, age: float | None = None) -> float:
@@ -101,6 +174,7 @@ def _progress(job_id: str, doing: str, pace: float) -> None:
         job_queue().wait_ended(job_id, FIRST_WAIT_SECONDS)  # a job ending now shows at once
     view = job_queue().view(job_id)  # its place counts every job ahead of it on the server
     job = view.job
+    _heartbeat(job_id)
     if not job.active or _pace(job) != pace:
         st.rerun()  # the whole page: it shows the result, or follows the job at its new pace
     if job.status == "queued" and view.ahead:
@@ -123,6 +197,7 @@ def _live(job: Job, doing: str) -> None:
     the rest of the page is not run again)."""
     pace = _pace(job)
     st.fragment(_progress, run_every=pace)(job.id, doing, pace)
+    _watch(job.id)
 
 
 def follow(kind: str, dataset_id: str, doing: str) -> str | None:
