@@ -37,6 +37,7 @@ SUMMARY = re.compile(
     r"(?P<server>\d+) MB, its child processes \(job workers, resource tracker\) "
     r"(?P<children>[\d, ]*) MB"
 )
+WATCHDOG = re.compile(r"watchdog page reruns: (?P<watchdog>\d+)")
 STEP = re.compile(r"^\s+(?P<label>\w+)\s+median\s+(?P<median>[\d.]+) s\s+p95\s+(?P<p95>[\d.]+) s")
 
 
@@ -46,6 +47,9 @@ def parse(output: str) -> dict:
     summary = SUMMARY.search(output)
     if summary:
         found.update(summary.groupdict())
+    watchdog = WATCHDOG.search(output)
+    if watchdog:
+        found.update(watchdog.groupdict())
     found["steps_p"] = {
         m["label"]: (float(m["median"]), float(m["p95"]))
         for m in map(STEP.match, output.splitlines())
@@ -71,18 +75,21 @@ def _table(rows: list[dict], command: str) -> str:
         f"`{command}` — each run `pytest -q -s {TEST}` in a fresh process, at that priority,",
         "beside the other engineers' work on this 2-core machine. The test chooses each",
         "session's file once (no retry); an upload without a report in 300 s fails it.",
+        "*Watchdog reruns*: page runs the pages' job watchdog asked for because a progress box's",
+        "browser timer had stopped asking (`pages/ui/jobs_view.py`); 0 when every timer worked.",
         "",
         f"**{passed} of {len(rows)} runs passed.**",
         "",
         "| run | started (UTC) | result | test wall | pytest wall | load before → after "
-        "| page steps p50 / p95 | upload p50 / p95 | server peak | child peaks | failure |",
-        "|---:|---|---|---:|---:|---|---:|---:|---:|---|---|",
+        "| page steps p50 / p95 | upload p50 / p95 | server peak | child peaks "
+        "| watchdog reruns | failure |",
+        "|---:|---|---|---:|---:|---|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         up = r["steps_p"].get("upload")
         lines.append(
             "| {i} | {started} | {result} | {wall} | {elapsed:.0f} s | {lb} → {la} | {pages} "
-            "| {upload} | {server} | {children} | {failure} |".format(
+            "| {upload} | {server} | {children} | {watchdog} | {failure} |".format(
                 i=r["run"],
                 started=r["started"],
                 result="passed" if r["rc"] == 0 else f"**failed** (rc {r['rc']})",
@@ -94,6 +101,7 @@ def _table(rows: list[dict], command: str) -> str:
                 upload=f"{up[0]:.2f} / {up[1]:.2f} s" if up else "—",
                 server=f"{r['server']} MB" if r.get("server") else "—",
                 children=f"{r['children']} MB" if r.get("children") else "—",
+                watchdog=r.get("watchdog", "—"),
                 failure=r["failure"].replace("|", "/") or "",
             )
         )

@@ -294,7 +294,15 @@ async def _session(
             .get_by_role("combobox", name="Dataset")
             .input_value()
         )
-        return {"picked": picked, "segments": segments_text, "policy": policy_text}
+        # How often this page's watchdog had to rerun it because a progress box's browser
+        # timer stopped asking (pages/ui/jobs_view.py): printed, so lost timers show up.
+        stalls = int(await page.evaluate("window.__retentionJobStalls || 0"))
+        return {
+            "picked": picked,
+            "segments": segments_text,
+            "policy": policy_text,
+            "stalls": stalls,
+        }
     finally:
         await context.close()
 
@@ -362,6 +370,11 @@ def test_ten_sessions_at_once(server, tmp_path):
     for label in dict.fromkeys(label for label, _ in times):
         mine = [t for step, t in times if step == label]
         print(f"  {label:<9} median {statistics.median(mine):6.2f} s   p95 {_p95(mine):6.2f} s")
+    stalled = ", ".join(
+        f"session{i:02d} {r['stalls']}" for i, r in enumerate(results) if r["stalls"]
+    )
+    reruns = sum(r["stalls"] for r in results)
+    print(f"  watchdog page reruns: {reruns}" + (f" ({stalled})" if stalled else ""))
 
     # Stop the server, then check the workspace it wrote: every session's work, once, whole.
     proc.terminate()
