@@ -163,7 +163,12 @@ if finished is not None:
     shown = load_run(folder, finished)
 
 if shown is None:
-    st.info("No segmentation yet for this dataset. Choose the settings and press Find segments.")
+    if jobs.running("segmentation", info.id):
+        st.caption("The segments will show here as soon as they are found.")
+    else:
+        st.info(
+            "No segmentation yet for this dataset. Choose the settings and press Find segments."
+        )
     st.stop()
 
 picked = run_picker(segmentation_runs(ws, info.id), shown.id)

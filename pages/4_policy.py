@@ -195,7 +195,10 @@ if not failed.empty:
         "nothing from them is used."
     )
 if all_runs.empty:
-    st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")
+    if jobs.running("policy", info.id):
+        st.caption("The learned policy will show here as soon as its training ends.")
+    else:
+        st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")
     st.stop()
 if not older.empty:
     st.toggle(
@@ -206,6 +209,9 @@ if not older.empty:
     )
     if st.session_state["policy.older"]:
         ids += list(older["id"])
+if not ids and jobs.running("policy", info.id):
+    st.caption("The learned policy will show here as soon as its training ends.")
+    st.stop()
 if not ids:
     st.info(
         f"No policy trained on the current segmentation yet. {len(older)} earlier "

@@ -200,6 +200,13 @@ def _live(job: Job, doing: str) -> None:
     _watch(job.id)
 
 
+def running(kind: str, dataset_id: str) -> bool:
+    """Whether the latest ``kind`` job on the dataset is queued or running (its box is shown by
+    :func:`follow`): a page with nothing to show yet says so instead of "press the button"."""
+    job = latest_job(workspace(), kind, dataset_id)
+    return job is not None and job.active
+
+
 def follow(kind: str, dataset_id: str, doing: str) -> str | None:
     """Show the latest ``kind`` job on the dataset while it is queued or running (to whoever
     opens the page); once a job this session followed has ended, show how it ended and return

@@ -139,3 +139,21 @@ def test_a_poll_waits_for_the_jobs_end_and_shows_its_run_the_page_run_never_wait
     at = make_app(PAGE)
     assert not at.exception, at.exception
     assert waits == [] and at.get("progress")
+
+
+def test_a_first_run_in_progress_is_not_told_to_press_the_button(app_workspace, planted_dataset):
+    """While the dataset's first segmentation runs, the page under its progress box says the
+    segments are coming, not "No segmentation yet ... press Find segments"; once the job has
+    ended without a run (cancelled), the invitation to press the button is back."""
+    ws = app_workspace
+    job_id = _running_job(ws, planted_dataset)
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    assert at.get("progress")
+    assert not any("No segmentation yet" in i.value for i in at.info)
+    assert any("will show here as soon as they are found" in c.value for c in at.caption)
+
+    ws.end_job(job_id, "cancelled")
+    at.run()
+    assert any("No segmentation yet" in i.value for i in at.info)
+    assert not any("as soon as they are found" in c.value for c in at.caption)
