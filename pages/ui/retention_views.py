@@ -25,6 +25,7 @@ from retention.analyses import (
 from retention.charts.drill import clickable_cells
 from retention.charts.retention import (
     at_risk_table,
+    cell_text_shown,
     matrix_heatmap,
     retention_lines,
     survival_figure,
@@ -594,9 +595,16 @@ def cohort_section(
         note = (
             f" {grid.label(grid.last_t)} is incomplete: the data ends on {grid.last_ts:%Y-%m-%d}."
         )
+    cells = figure.data[0]
+    hover = (
+        ""
+        if cell_text_shown(len(cells.y), len(cells.x))
+        else " The darker the cell, the more came back: point at a cell for its share and users "
+        "(the cells are too small for their numbers)."
+    )
     st.caption(
         f"Each row is a cohort: the users who started in that {word} (n = its number of "
-        f"users). {columns} {MATRIX_EXPLANATIONS[matrix.mode]}{grey}{note}"
+        f"users). {columns} {MATRIX_EXPLANATIONS[matrix.mode]}{hover}{grey}{note}"
     )
 
 

@@ -58,6 +58,21 @@ def _percent_text(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), "", np.vectorize(lambda v: f"{v:.0%}")(np.nan_to_num(values)))
 
 
+#: Cells get their number written in them up to this many columns: on the page's usual width
+#: (1,400 px) a column is then at least ~40 px, room for "100%" at a readable size. Session 13:
+#: weekly cohorts of the demo (39 columns, 858 cells) were written in ~5 px text nobody could
+#: read, and drawing them was most of the heatmap's work in the browser.
+MAX_TEXT_COLUMNS = 20
+#: ... and up to this many cells in all.
+MAX_TEXT_CELLS = 600
+
+
+def cell_text_shown(rows: int, columns: int) -> bool:
+    """Whether a cohort heatmap of ``rows`` × ``columns`` writes each cell's number in it
+    (else the colour and the hover say it)."""
+    return columns <= MAX_TEXT_COLUMNS and rows * columns <= MAX_TEXT_CELLS
+
+
 def _shares_heatmap(
     shares: np.ndarray,
     counts: np.ndarray,
@@ -74,7 +89,7 @@ def _shares_heatmap(
     """Cohort rows × columns of shares retained, blue; the cells in ``partial`` (not yet fully
     observed) drawn grey on a second trace with ``partial_hover`` added to their hover."""
     custom = np.dstack([np.nan_to_num(counts), np.repeat(sizes[:, None], shares.shape[1], 1)])
-    show_text = "%{text}" if shares.size <= 900 else None
+    show_text = "%{text}" if cell_text_shown(*shares.shape) else None
 
     def trace(z: np.ndarray, **style) -> go.Heatmap:
         return go.Heatmap(

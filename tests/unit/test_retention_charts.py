@@ -57,3 +57,31 @@ def test_a_complete_last_period_is_not_marked() -> None:
     fig = cohort_heatmap(table)
     assert len(fig.data) == 1
     assert "incomplete" not in fig.layout.title.text
+
+
+def _weekly_log(weeks: int) -> pd.DataFrame:
+    """One new user a week for ``weeks`` weeks, each back every later week: a full triangle
+    of ``weeks`` cohorts × ``weeks`` columns."""
+    start = pd.Timestamp("2024-01-01 10:00")  # a Monday
+    rows = [
+        (f"u{w}", str(start + pd.Timedelta(weeks=k))) for w in range(weeks) for k in range(w, weeks)
+    ]
+    return _log(rows)
+
+
+def test_cell_numbers_are_written_only_where_they_can_be_read() -> None:
+    """Up to 20 columns (and 600 cells) each cell carries its share as text; beyond that the
+    text would be a few pixels high (the demo's 39 weekly columns: ~5 px), so only the colour
+    and the hover carry it."""
+    from retention.charts.retention import MAX_TEXT_COLUMNS, cell_text_shown
+
+    con = duckdb.connect()
+    small = cohort_heatmap(cohort_table(con, _weekly_log(12), period="week"))
+    assert len(small.data[0].x) == 12 and small.data[0].texttemplate == "%{text}"
+    assert small.data[0].text[0][0] == "100%"
+    wide = cohort_heatmap(cohort_table(con, _weekly_log(MAX_TEXT_COLUMNS + 1), period="week"))
+    assert len(wide.data[0].x) == MAX_TEXT_COLUMNS + 1
+    assert all(trace.texttemplate is None for trace in wide.data)
+    assert wide.data[0].hovertemplate  # the share is still there, on hover
+    assert cell_text_shown(30, 20) and not cell_text_shown(31, 20)  # 620 cells > 600
+    assert cell_text_shown(1, 20) and not cell_text_shown(1, 21)
