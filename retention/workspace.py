@@ -924,9 +924,7 @@ class Workspace:
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str) -> None:
-        self._write(
-            lambda cur: cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-        )
+        self.set_metas({key: value})
 
     def set_metas(self, items: dict[str, str]) -> None:
         """Several preferences in one write (one transaction: a page run saves its settings
