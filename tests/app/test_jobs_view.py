@@ -3,7 +3,10 @@ workspace, can cancel it, and the session that followed it switches to its run w
 
 from __future__ import annotations
 
+import pytest
+
 from tests.app.conftest import make_app
+from tests.app.test_policy_page import _segment
 
 PAGE = "pages/2_segments.py"
 
@@ -141,19 +144,31 @@ def test_a_poll_waits_for_the_jobs_end_and_shows_its_run_the_page_run_never_wait
     assert waits == [] and at.get("progress")
 
 
-def test_a_first_run_in_progress_is_not_told_to_press_the_button(app_workspace, planted_dataset):
-    """While the dataset's first segmentation runs, the page under its progress box says the
-    segments are coming, not "No segmentation yet ... press Find segments"; once the job has
-    ended without a run (cancelled), the invitation to press the button is back."""
+@pytest.mark.parametrize(
+    ("page", "kind", "coming", "invitation"),
+    [
+        (PAGE, "segmentation", "will show here as soon as they are found", "No segmentation yet"),
+        ("pages/4_policy.py", "policy", "as soon as its training ends", "No policy trained"),
+    ],
+)
+def test_a_first_run_in_progress_is_not_told_to_press_the_button(
+    app_workspace, planted_dataset, page, kind, coming, invitation
+):
+    """While the dataset's first segmentation (training) runs, the page under its progress box
+    says the result is coming, not "nothing yet ... press the button"; once the job has ended
+    without a run (cancelled), the invitation to press the button is back."""
     ws = app_workspace
-    job_id = _running_job(ws, planted_dataset)
-    at = make_app(PAGE)
+    if kind == "policy":
+        _segment(ws, planted_dataset)  # training needs a segmentation
+    job_id = ws.add_job(kind, planted_dataset, {}, "local")
+    assert ws.start_job(job_id)
+    at = make_app(page)
     assert not at.exception, at.exception
     assert at.get("progress")
-    assert not any("No segmentation yet" in i.value for i in at.info)
-    assert any("will show here as soon as they are found" in c.value for c in at.caption)
+    assert not any(invitation in i.value for i in at.info)
+    assert any(coming in c.value for c in at.caption)
 
     ws.end_job(job_id, "cancelled")
     at.run()
-    assert any("No segmentation yet" in i.value for i in at.info)
-    assert not any("as soon as they are found" in c.value for c in at.caption)
+    assert any(invitation in i.value for i in at.info)
+    assert not any(coming in c.value for c in at.caption)

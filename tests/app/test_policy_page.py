@@ -252,21 +252,3 @@ def test_who_is_where_now_lists_the_users_of_a_clicked_stage(app_workspace, plan
     assert {"last_seen", "active_periods", "spend"} <= set(listed.columns)
     labels = [b.proto.label for b in at.get("download_button")]
     assert f"Download these {len(listed):,} users (CSV)" in labels
-
-
-def test_a_first_training_in_progress_is_not_told_to_press_train(app_workspace, planted_dataset):
-    """Under a running first training's progress box the page says the policy is coming, not
-    "No policy trained yet ... press Train"; after the job is cancelled the invitation is back."""
-    ws = app_workspace
-    _segment(ws, planted_dataset)
-    job_id = ws.add_job("policy", planted_dataset, {"episodes": 20}, "local")
-    assert ws.start_job(job_id)
-    at = make_app(PAGE)
-    assert not at.exception, at.exception
-    assert at.get("progress")
-    assert not any("No policy trained" in i.value for i in at.info)
-    assert any("as soon as its training ends" in c.value for c in at.caption)
-
-    ws.end_job(job_id, "cancelled")
-    at.run()
-    assert any("No policy trained" in i.value for i in at.info)
