@@ -163,9 +163,8 @@ if finished is not None:
     shown = load_run(folder, finished)
 
 if shown is None:
-    if jobs.running("segmentation", info.id):
-        st.caption("The segments will show here as soon as they are found.")
-    else:
+    coming = "The segments will show here as soon as they are found."
+    if not jobs.said_coming("segmentation", info.id, coming):
         st.info(
             "No segmentation yet for this dataset. Choose the settings and press Find segments."
         )

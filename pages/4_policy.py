@@ -194,10 +194,9 @@ if not failed.empty:
         f"{pd.Timestamp(last['created']):%Y-%m-%d %H:%M}, {last['error'] or 'no reason recorded'}); "
         "nothing from them is used."
     )
+coming = "The learned policy will show here as soon as its training ends."
 if all_runs.empty:
-    if jobs.running("policy", info.id):
-        st.caption("The learned policy will show here as soon as its training ends.")
-    else:
+    if not jobs.said_coming("policy", info.id, coming):
         st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")
     st.stop()
 if not older.empty:
@@ -209,8 +208,7 @@ if not older.empty:
     )
     if st.session_state["policy.older"]:
         ids += list(older["id"])
-if not ids and jobs.running("policy", info.id):
-    st.caption("The learned policy will show here as soon as its training ends.")
+if not ids and jobs.said_coming("policy", info.id, coming):
     st.stop()
 if not ids:
     st.info(

@@ -200,11 +200,15 @@ def _live(job: Job, doing: str) -> None:
     _watch(job.id)
 
 
-def running(kind: str, dataset_id: str) -> bool:
+def said_coming(kind: str, dataset_id: str, words: str) -> bool:
     """Whether the latest ``kind`` job on the dataset is queued or running (its box is shown by
-    :func:`follow`): a page with nothing to show yet says so instead of "press the button"."""
+    :func:`follow`); if so, ``words`` (its result is coming) are shown, for a page with nothing
+    to show yet to say instead of "nothing yet, press the button"."""
     job = latest_job(workspace(), kind, dataset_id)
-    return job is not None and job.active
+    if job is None or not job.active:
+        return False
+    st.caption(words)
+    return True
 
 
 def follow(kind: str, dataset_id: str, doing: str) -> str | None:

@@ -61,7 +61,7 @@ def _percent_text(values: np.ndarray) -> np.ndarray:
 #: Cells get their number written in them up to this many columns: on the page's usual width
 #: (1,400 px) a column is then at least ~40 px, room for "100%" at a readable size. Session 13:
 #: weekly cohorts of the demo (39 columns, 858 cells) were written in ~5 px text nobody could
-#: read, and drawing them was most of the heatmap's work in the browser.
+#: read (hiding it did not change the page's drawing cost measurably: it is for reading).
 MAX_TEXT_COLUMNS = 20
 #: ... and up to this many cells in all.
 MAX_TEXT_CELLS = 600
