@@ -164,7 +164,7 @@ if finished is not None:
 
 if shown is None:
     coming = "The segments will show here as soon as they are found."
-    if not jobs.said_coming("segmentation", info.id, coming):
+    if not jobs.show_result_coming("segmentation", info.id, coming):
         st.info(
             "No segmentation yet for this dataset. Choose the settings and press Find segments."
         )

@@ -44,6 +44,7 @@ from retention.policy_runs import (
 from retention.results import display_names, policy_runs
 from retention.runs import load_policy
 from retention.words import period_word, period_word_singular
+from retention.workspace import Job
 
 ws = workspace()
 st.title("Policy")
@@ -194,9 +195,24 @@ if not failed.empty:
         f"{pd.Timestamp(last['created']):%Y-%m-%d %H:%M}, {last['error'] or 'no reason recorded'}); "
         "nothing from them is used."
     )
-coming = "The learned policy will show here as soon as its training ends."
+
+
+def _for_current_segments(job: Job) -> bool:
+    """A training job for the segmentation on screen (its policy will be shown, not hidden)."""
+    return job.settings.get("request", {}).get("segmentation_run") == seg_run.id
+
+
+def _policy_coming() -> bool:
+    return jobs.show_result_coming(
+        "policy",
+        info.id,
+        "The learned policy will show here as soon as its training ends.",
+        wanted=_for_current_segments,
+    )
+
+
 if all_runs.empty:
-    if not jobs.said_coming("policy", info.id, coming):
+    if not _policy_coming():
         st.info("No policy trained on this dataset yet: set the rewards and press **Train**.")
     st.stop()
 if not older.empty:
@@ -208,7 +224,7 @@ if not older.empty:
     )
     if st.session_state["policy.older"]:
         ids += list(older["id"])
-if not ids and jobs.said_coming("policy", info.id, coming):
+if not ids and _policy_coming():
     st.stop()
 if not ids:
     st.info(

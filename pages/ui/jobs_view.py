@@ -7,6 +7,7 @@ tab or another tab shows the same job, its progress and its result.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -200,15 +201,23 @@ def _live(job: Job, doing: str) -> None:
     _watch(job.id)
 
 
-def said_coming(kind: str, dataset_id: str, words: str) -> bool:
-    """Whether the latest ``kind`` job on the dataset is queued or running (its box is shown by
-    :func:`follow`); if so, ``words`` (its result is coming) are shown, for a page with nothing
-    to show yet to say instead of "nothing yet, press the button"."""
-    job = latest_job(workspace(), kind, dataset_id)
-    if job is None or not job.active:
+def show_result_coming(
+    kind: str, dataset_id: str, words: str, *, wanted: Callable[[Job], bool] | None = None
+) -> bool:
+    """Show ``words`` (the result is coming), for a page with nothing to show yet to say instead
+    of "nothing yet, press the button", when the job :func:`follow` showed in this run is queued
+    or running (and ``wanted(job)``, e.g. a training for the segmentation on screen); whether it
+    did. The job is the one ``follow`` saw, not read again, so the words and the progress box
+    never disagree (a job ending or queued between two reads)."""
+    job = st.session_state.get(_seen_key(kind, dataset_id))
+    if job is None or (wanted is not None and not wanted(job)):
         return False
     st.caption(words)
     return True
+
+
+def _seen_key(kind: str, dataset_id: str) -> str:
+    return f"{_key(kind, dataset_id)}.active"
 
 
 def follow(kind: str, dataset_id: str, doing: str) -> str | None:
@@ -217,6 +226,7 @@ def follow(kind: str, dataset_id: str, doing: str) -> str | None:
     its run id when it is done (once)."""
     job_queue()  # started with the page, so queued jobs from before a restart are taken up
     job = latest_job(workspace(), kind, dataset_id)
+    st.session_state[_seen_key(kind, dataset_id)] = job if job is not None and job.active else None
     if job is None:
         return None
     key = _key(kind, dataset_id)

@@ -25,7 +25,6 @@ from retention.analyses import (
 from retention.charts.drill import clickable_cells
 from retention.charts.retention import (
     at_risk_table,
-    cell_text_shown,
     matrix_heatmap,
     retention_lines,
     survival_figure,
@@ -595,12 +594,11 @@ def cohort_section(
         note = (
             f" {grid.label(grid.last_t)} is incomplete: the data ends on {grid.last_ts:%Y-%m-%d}."
         )
-    cells = figure.data[0]
     hover = (
         ""
-        if cell_text_shown(len(cells.y), len(cells.x))
-        else " The darker the cell, the more came back: point at a cell for its share and users "
-        "(the cells are too small for their numbers)."
+        if figure.data[0].texttemplate  # the chart's own choice (cell_text_shown)
+        else " The darker the cell, the larger the share that came back: point at a cell for "
+        "its share and users (the cells are too small to print them in)."
     )
     st.caption(
         f"Each row is a cohort: the users who started in that {word} (n = its number of "

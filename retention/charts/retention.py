@@ -63,6 +63,9 @@ def _percent_text(values: np.ndarray) -> np.ndarray:
 #: weekly cohorts of the demo (39 columns, 858 cells) were written in ~5 px text nobody could
 #: read (hiding it did not change the page's drawing cost measurably: it is for reading).
 MAX_TEXT_COLUMNS = 20
+#: ... and rows: the chart grows 28 px a row up to 900 px (:func:`matrix_heatmap`), so past 40
+#: rows a row is under ~18 px, too short for its text (100 daily cohorts: ~7 px).
+MAX_TEXT_ROWS = 40
 #: ... and up to this many cells in all.
 MAX_TEXT_CELLS = 600
 
@@ -70,7 +73,9 @@ MAX_TEXT_CELLS = 600
 def cell_text_shown(rows: int, columns: int) -> bool:
     """Whether a cohort heatmap of ``rows`` × ``columns`` writes each cell's number in it
     (else the colour and the hover say it)."""
-    return columns <= MAX_TEXT_COLUMNS and rows * columns <= MAX_TEXT_CELLS
+    return (
+        columns <= MAX_TEXT_COLUMNS and rows <= MAX_TEXT_ROWS and rows * columns <= MAX_TEXT_CELLS
+    )
 
 
 def _shares_heatmap(

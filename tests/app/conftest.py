@@ -64,3 +64,50 @@ def finish_jobs(at, timeout: float = 300.0):
             raise AssertionError("the background jobs did not end")
         time.sleep(0.1)
     return at.run()
+
+
+def save_planted(ws, planted, *, name: str = "Planted", sha256: str | None = "planted-test") -> str:
+    """A :func:`retention.synth.make_planted` world's events saved as a dataset; its id."""
+    return ws.save_dataset(
+        name=name,
+        source_name="planted.csv",
+        sha256=sha256,
+        shape="events",
+        frames={"events": planted.events},
+        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
+        report={},
+    )
+
+
+def finished_segmentation(ws, dataset_id: str, assignments, names: list[str]) -> str:
+    """A finished segmentation run with these ``assignments`` (``user_id, segment``, segments
+    0 to len(names) - 1) and segment ``names``, without embedding anything; its id."""
+    import pandas as pd
+
+    run_id = ws.start_run("segmentation", dataset_id, {"k": len(names)})
+    labels = pd.DataFrame(
+        {
+            "segment": list(range(len(names))),
+            "label": names,
+            "keywords": [""] * len(names),
+            "users": assignments["segment"].value_counts().sort_index().tolist(),
+            "representatives": [""] * len(names),
+        }
+    )
+    ws.finish_run(
+        run_id,
+        metrics={},
+        artifacts={"assignments": assignments[["user_id", "segment"]], "labels": labels},
+    )
+    return run_id
+
+
+def truth_segmentation(ws, dataset_id: str) -> str:
+    """A finished segmentation run of the planted demo with the planted truth as its
+    assignments (no embedding: a page test that needs segments); its id."""
+    import pandas as pd
+
+    from retention.samples import SAMPLE_DIR
+
+    truth = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
+    return finished_segmentation(ws, dataset_id, truth, ["home", "kids", "garden", "fashion"])

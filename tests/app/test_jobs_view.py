@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.conftest import make_app
-from tests.app.test_policy_page import _segment
+from tests.app.conftest import make_app, truth_segmentation
 
 PAGE = "pages/2_segments.py"
 
@@ -158,9 +157,10 @@ def test_a_first_run_in_progress_is_not_told_to_press_the_button(
     says the result is coming, not "nothing yet ... press the button"; once the job has ended
     without a run (cancelled), the invitation to press the button is back."""
     ws = app_workspace
-    if kind == "policy":
-        _segment(ws, planted_dataset)  # training needs a segmentation
-    job_id = ws.add_job(kind, planted_dataset, {}, "local")
+    settings = {}
+    if kind == "policy":  # a training of the segmentation on screen
+        settings = {"request": {"segmentation_run": truth_segmentation(ws, planted_dataset)}}
+    job_id = ws.add_job(kind, planted_dataset, settings, "local")
     assert ws.start_job(job_id)
     at = make_app(page)
     assert not at.exception, at.exception
@@ -172,3 +172,19 @@ def test_a_first_run_in_progress_is_not_told_to_press_the_button(
     at.run()
     assert any(invitation in i.value for i in at.info)
     assert not any(coming in c.value for c in at.caption)
+
+
+def test_a_training_for_another_segmentation_is_not_said_coming(app_workspace, planted_dataset):
+    """A training of an earlier segmentation (the user segmented again while it ran) will give
+    a policy the page hides: its box shows, but the page does not promise its policy."""
+    ws = app_workspace
+    truth_segmentation(ws, planted_dataset)
+    job_id = ws.add_job(
+        "policy", planted_dataset, {"request": {"segmentation_run": "an-earlier-run"}}, "local"
+    )
+    assert ws.start_job(job_id)
+    at = make_app("pages/4_policy.py")
+    assert not at.exception, at.exception
+    assert at.get("progress")
+    assert not any("as soon as its training ends" in c.value for c in at.caption)
+    assert any("No policy trained" in i.value for i in at.info)

@@ -10,30 +10,9 @@ from retention.periods import build_panel
 from retention.policy import train_policy
 from retention.runs import save_policy
 from retention.samples import SAMPLE_DIR
-from tests.app.conftest import finish_jobs, make_app
+from tests.app.conftest import finish_jobs, make_app, truth_segmentation
 
 PAGE = "pages/4_policy.py"
-
-
-def _segment(ws, dataset_id: str) -> str:
-    """A finished segmentation run with the planted truth as its assignments."""
-    truth = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
-    run_id = ws.start_run("segmentation", dataset_id, {"k": 4})
-    labels = pd.DataFrame(
-        {
-            "segment": [0, 1, 2, 3],
-            "label": ["home", "kids", "garden", "fashion"],
-            "keywords": ["a", "b", "c", "d"],
-            "users": truth["segment"].value_counts().sort_index().tolist(),
-            "representatives": ["", "", "", ""],
-        }
-    )
-    ws.finish_run(
-        run_id,
-        metrics={},
-        artifacts={"assignments": truth[["user_id", "segment"]], "labels": labels},
-    )
-    return run_id
 
 
 def _train(at, **sliders):
@@ -51,7 +30,7 @@ def test_without_segmentation_points_to_segments(app_workspace, planted_dataset)
 
 
 def test_train_store_reopen_and_compare(app_workspace, planted_dataset):
-    _segment(app_workspace, planted_dataset)
+    truth_segmentation(app_workspace, planted_dataset)
     at = make_app(PAGE)
     assert not at.exception
     assert any("No policy trained" in i.value for i in at.info)
@@ -99,7 +78,7 @@ def test_no_campaign_log_shows_the_lift_assumption(app_workspace, planted_datase
         mapping={},
         report={},
     )
-    _segment(app_workspace, ds)
+    truth_segmentation(app_workspace, ds)
     at = make_app()
     at.sidebar.selectbox[0].set_value(ds).run()
     at.switch_page(PAGE).run()
@@ -115,7 +94,7 @@ def test_reopens_runs_stored_in_other_shapes(app_workspace, planted_dataset):
     """Runs stored by the command-line pipeline or by older versions (settings of another shape,
     thinner metadata, missing tables) are shown without a traceback; one that cannot be shown
     says so."""
-    seg_run = _segment(app_workspace, planted_dataset)
+    seg_run = truth_segmentation(app_workspace, planted_dataset)
     truth = pd.read_csv(SAMPLE_DIR / "planted_truth.csv", dtype={"user_id": str})
     panel = build_panel(
         app_workspace.cursor(), app_workspace.table(planted_dataset, "events"), period="week"
@@ -213,7 +192,7 @@ def test_who_is_where_now_lists_the_users_of_a_clicked_stage(app_workspace, plan
     from retention.periods import user_stages
     from retention.words import stage_word
 
-    seg_run = _segment(app_workspace, planted_dataset)
+    seg_run = truth_segmentation(app_workspace, planted_dataset)
     ws = app_workspace
     events = ws.table(planted_dataset, "events")
     panel = build_panel(ws.cursor(), events, period="week")

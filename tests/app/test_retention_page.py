@@ -7,7 +7,7 @@ import pytest
 
 import retention.results
 from retention.synth import make_planted
-from tests.app.conftest import make_app
+from tests.app.conftest import finished_segmentation, make_app, save_planted
 
 PAGE = "pages/3_retention.py"
 
@@ -19,30 +19,11 @@ def planted():
 
 @pytest.fixture
 def events_dataset(app_workspace, planted) -> str:
-    return app_workspace.save_dataset(
-        name="Planted",
-        source_name="planted.csv",
-        sha256="planted-test",
-        shape="events",
-        frames={"events": planted.events},
-        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
-        report={},
-    )
+    return save_planted(app_workspace, planted)
 
 
 def add_segmentation(ws, dataset_id: str, truth: pd.DataFrame) -> str:
-    run = ws.start_run("segmentation", dataset_id, {"k": 4})
-    labels = pd.DataFrame(
-        {
-            "segment": [0, 1, 2, 3],
-            "label": ["Kitchen", "Toys", "Garden", "Fashion"],
-            "keywords": ["", "", "", ""],
-            "users": truth["segment"].value_counts().sort_index().tolist(),
-            "representatives": ["", "", "", ""],
-        }
-    )
-    ws.finish_run(run, metrics={}, artifacts={"assignments": truth, "labels": labels})
-    return run
+    return finished_segmentation(ws, dataset_id, truth, ["Kitchen", "Toys", "Garden", "Fashion"])
 
 
 def charts(at) -> list[dict]:
@@ -422,3 +403,25 @@ def test_money_shows_one_chart_at_a_time_and_keeps_the_choice(app_workspace, eve
     assert len(charts(at)) == 4
     again = make_app(PAGE)  # a refresh: the workspace remembers the choice
     assert again.radio(key="retention.money_view").value == "Revenue per user so far (LTV)"
+
+
+def test_heatmap_numbers_and_their_caption_agree(app_workspace) -> None:
+    """Over 20 columns the cohort heatmap prints no numbers in its cells (too small to read)
+    and its caption says to point at a cell; with few columns it prints them and says nothing
+    of the kind."""
+    wide = make_planted(n_users=200, n_periods=30, seed=5)
+    save_planted(app_workspace, wide, name="Thirty weeks", sha256="planted-30")
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    heat = chart(at, "heatmap")
+    assert len(heat["data"][0]["x"]) > 20
+    assert not heat["data"][0].get("texttemplate")
+    assert any("too small to print them in" in c.value for c in at.caption)
+
+
+def test_a_small_heatmap_prints_its_numbers(app_workspace) -> None:
+    _monthly_buyers(app_workspace)  # 13 monthly columns, one cohort
+    at = make_app(PAGE)
+    heat = chart(at, "heatmap")
+    assert heat["data"][0]["texttemplate"] == "%{text}"
+    assert not any("too small to print them in" in c.value for c in at.caption)

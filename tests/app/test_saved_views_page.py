@@ -9,7 +9,7 @@ import pytest
 
 from retention.saved_views import list_views, load_view
 from retention.synth import make_planted
-from tests.app.conftest import ROOT, make_app
+from tests.app.conftest import ROOT, make_app, save_planted
 
 PAGE = "pages/3_retention.py"
 
@@ -17,15 +17,7 @@ PAGE = "pages/3_retention.py"
 @pytest.fixture
 def events_dataset(app_workspace) -> str:
     planted = make_planted(n_users=200, n_periods=40, seed=5)
-    return app_workspace.save_dataset(
-        name="Planted",
-        source_name="planted.csv",
-        sha256="planted-views",
-        shape="events",
-        frames={"events": planted.events},
-        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
-        report={},
-    )
+    return save_planted(app_workspace, planted, sha256="planted-views")
 
 
 def open_link(view: str):

@@ -8,7 +8,7 @@ import pytest
 from retention import jobs
 from retention.embeddings import text_hash
 from retention.synth import make_planted
-from tests.app.conftest import finish_jobs, make_app
+from tests.app.conftest import finish_jobs, make_app, save_planted
 
 PAGE = "pages/2_segments.py"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -23,15 +23,7 @@ def test_opening_the_app_embeds_the_datasets_texts_before_the_click(
     app_workspace, planted, monkeypatch
 ):
     monkeypatch.setenv(jobs.PREFETCH_ENV, "1")  # the fixture turns it off for other tests
-    dataset_id = app_workspace.save_dataset(
-        name="Planted",
-        source_name="planted.csv",
-        sha256=None,
-        shape="events",
-        frames={"events": planted.events},
-        mapping={"user": "user_id", "time": "ts", "amount": "amount", "text": "text"},
-        report={},
-    )
+    dataset_id = save_planted(app_workspace, planted, sha256=None)
     at = make_app()  # the Data page: nothing about segments asked yet
     queue = next(q for q in jobs._open_queues if q.ws.folder == app_workspace.folder)
     ahead = queue._prefetched[dataset_id]

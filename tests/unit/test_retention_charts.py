@@ -70,9 +70,9 @@ def _weekly_log(weeks: int) -> pd.DataFrame:
 
 
 def test_cell_numbers_are_written_only_where_they_can_be_read() -> None:
-    """Up to 20 columns (and 600 cells) each cell carries its share as text; beyond that the
-    text would be a few pixels high (the demo's 39 weekly columns: ~5 px), so only the colour
-    and the hover carry it."""
+    """Up to 20 columns, 40 rows and 600 cells each cell carries its share as text; beyond that
+    the text would be a few pixels high (the demo's 39 weekly columns: ~5 px), so only the
+    colour and the hover carry it."""
     from retention.charts.retention import MAX_TEXT_COLUMNS, cell_text_shown
 
     con = duckdb.connect()
@@ -85,3 +85,4 @@ def test_cell_numbers_are_written_only_where_they_can_be_read() -> None:
     assert wide.data[0].hovertemplate  # the share is still there, on hover
     assert cell_text_shown(30, 20) and not cell_text_shown(31, 20)  # 620 cells > 600
     assert cell_text_shown(1, 20) and not cell_text_shown(1, 21)
+    assert cell_text_shown(40, 15) and not cell_text_shown(41, 5)  # rows under ~18 px: no text
