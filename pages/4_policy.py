@@ -25,7 +25,7 @@ from pages.ui.retention_views import shared_settings
 from pages.ui.settings_download import download_button, policy_values
 from retention.campaigns import timing_sentence
 from retention.errors import InputError
-from retention.jobs import submit_training
+from retention.jobs import submit_training, training_segmentation
 from retention.mdp import MDP
 from retention.policy_runs import (
     PolicyChoices,
@@ -199,7 +199,7 @@ if not failed.empty:
 
 def _for_current_segments(job: Job) -> bool:
     """A training job for the segmentation on screen (its policy will be shown, not hidden)."""
-    return job.settings.get("request", {}).get("segmentation_run") == seg_run.id
+    return training_segmentation(job) == seg_run.id
 
 
 def _policy_coming() -> bool:

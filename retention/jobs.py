@@ -886,6 +886,11 @@ def submit_training(
     return queue.submit("policy", dataset_id, {"request": request.as_dict()}, owner)
 
 
+def training_segmentation(job: Job) -> str | None:
+    """The segmentation run a training job (:func:`submit_training`) learns on, or None."""
+    return job.settings.get("request", {}).get("segmentation_run")
+
+
 _open_queues: list[JobQueue] = []
 _exit_registered = False
 
