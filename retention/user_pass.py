@@ -338,7 +338,7 @@ def runs_table(facts: UserFacts, periods: PeriodFacts, segments: pd.DataFrame): 
     and ``revenue``. An Arrow table over NumPy arrays: no pandas copy of the rows."""
     import pyarrow as pa
 
-    at = pd.Index(facts.users["user_id"]).get_indexer(segments["user_id"])
+    at = _rows_of(facts.users["user_id"], segments["user_id"])
     known = at >= 0
     has = np.zeros(len(facts.users), dtype=bool)
     has[at[known]] = True
@@ -355,7 +355,10 @@ def runs_table(facts: UserFacts, periods: PeriodFacts, segments: pd.DataFrame): 
     gap = np.empty_like(t)
     gap[1:] = t[1:] - t[:-1]
     gap[first] = -1
-    keep = has[uid]
+    # Issue 19 (50M events): when every user has a segment (the pipeline's case) the columns
+    # are the arrays themselves, not copies picked by a mask of every row: at 25 million rows
+    # each copy is fresh memory the kernel has to hand over page by page.
+    keep = slice(None) if has.all() else has[uid]
     return pa.table(
         {
             "segment": seg_of[uid[keep]],
@@ -365,6 +368,16 @@ def runs_table(facts: UserFacts, periods: PeriodFacts, segments: pd.DataFrame): 
             "revenue": periods.revenue[keep],
         }
     )
+
+
+def _rows_of(user_ids: pd.Series, wanted: pd.Series) -> np.ndarray:
+    """Each of ``wanted``'s row in ``user_ids`` (-1 when absent); no lookup when both list the
+    same users in the same order (a segmentation of the same events)."""
+    ids = user_ids.to_numpy()
+    asked = wanted.to_numpy()
+    if len(ids) == len(asked) and bool((ids == asked).all()):
+        return np.arange(len(ids))
+    return pd.Index(user_ids).get_indexer(wanted)
 
 
 def as_compact(facts: UserFacts, periods: PeriodFacts):  # -> retention.compact.CompactEvents
