@@ -1,15 +1,19 @@
-"""What the 50M-event command's DuckDB passes cost alone on this machine (issue 19).
+"""What the 50M-event command's main DuckDB passes cost alone on this machine (issue 19).
 
 Each pass runs here by itself, through the library's own functions, on a table stored from the
-file: checking the file (the ingest step), storing it (a plain ``CREATE TABLE AS``, the floor the store step cannot beat), the
-automatic period choice, the shared per-user pass, the per-(user, text) counts and the shared
-per-(user, period) pass (:mod:`retention.user_pass`), each with its result fetched into Python
-as the command fetches it. Their sum is the part of the command that is DuckDB's; the rest of
-the command's time is the numeric work (text vectors, k-means, curves, the policy) and writing
-the outputs. Wall seconds, and the process's CPU seconds split into user and system time (the
-system time is mostly the kernel handing over fresh memory pages).
+file: checking the file (the ingest step), storing it (a plain ``CREATE TABLE AS``: the floor
+the store step, which also applies the checks, cannot beat), the automatic period choice, the
+shared per-user pass, the per-(user, text) counts and the shared per-(user, period) pass on the
+chosen period (:mod:`retention.user_pass`), each with its result fetched into Python as the
+command fetches it. Their sum is most of the command's DuckDB work (a few small queries are not
+timed); the rest of the command's time is the numeric work (text vectors, k-means, curves, the
+policy) and writing the outputs. Wall seconds, and the process's CPU seconds split into user
+and system time (the system time is mostly the kernel handing over fresh memory pages).
 
     python bench/scale_floors.py FILE.parquet [--out bench/results/scale_floors.md]
+
+The temporary database goes in ``$RETENTION_BENCH_TMP`` (default ``/tmp``), as the other
+scale benches' workspaces do.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ def _timed(what: str, fn: Callable[[], str]) -> Row:
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     row = (what, wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, note)
-    print(f"{what}: {wall:.1f} s ({row[2]:.1f} user + {row[3]:.1f} system CPU-s) {note}",
-          flush=True)  # fmt: skip
+    cpu = f"{row[2]:.1f} user + {row[3]:.1f} system CPU-s"
+    print(f"{what}: {wall:.1f} s ({cpu}) {note}", flush=True)
     return row
 
 
@@ -70,25 +74,36 @@ def measure(source: Path) -> list[Row]:
             return f"({con.execute(f'SELECT count(*) FROM {ref}').fetchone()[0]:,} events)"  # noqa: S608
 
         rows.append(_timed("store: CREATE TABLE AS from the Parquet file", store))
-        rows.append(_timed("period: the automatic choice (sampled users' days)",
-                           lambda: f"({resolve_period(con, ref, 'auto')})"))  # fmt: skip
+        chosen: list[str] = []
+
+        def period() -> str:
+            chosen.append(resolve_period(con, ref, "auto"))
+            return f"({chosen[0]})"
+
+        rows.append(_timed("period: the automatic choice (sampled users' days)", period))
 
         def per_user() -> str:
-            return f"({len(user_pass.kept(con, ref).users):,} users)"  # type: ignore[union-attr]
+            facts = user_pass.kept(con, ref)
+            return f"({len(facts.users) if facts is not None else 0:,} users)"
 
         rows.append(_timed("segments: the shared per-user pass", per_user))
 
         def items() -> str:
-            data = aggregate_users(con, ref)  # the per-user facts are kept: this is the counts
+            # The per-user facts are kept, so the events are read once more here: for the
+            # counts (the behaviour table is rebuilt from the kept facts, a million rows).
+            data = aggregate_users(con, ref)
             return f"({len(data.items):,} (user, text) rows)"
 
-        rows.append(_timed("segments: the per-(user, text) counts", items))
+        rows.append(
+            _timed("segments: the per-(user, text) counts (and the behaviour table)", items)
+        )
 
         def per_period() -> str:
-            grid = period_grid(con, ref, "week")
-            return f"({len(user_pass.kept_periods(con, ref, grid)):,} (user, week) rows)"  # type: ignore[arg-type]
+            grid = period_grid(con, ref, chosen[0])
+            found = user_pass.kept_periods(con, ref, grid)
+            return f"({len(found or ()):,} (user, {chosen[0]}) rows)"
 
-        rows.append(_timed("retention: the shared per-(user, week) pass", per_period))
+        rows.append(_timed("retention: the shared per-(user, period) pass", per_period))
     finally:
         user_pass.share_user_facts(False)
         con.close()
@@ -99,7 +114,7 @@ def measure(source: Path) -> list[Row]:
 def table(rows: list[Row], source: Path) -> str:
     total = [sum(r[i] for r in rows) for i in (1, 2, 3)]
     lines = [
-        "# Floors: the 50M-event command's DuckDB passes alone (issue 19)",
+        "# Floors: the 50M-event command's main DuckDB passes alone (issue 19)",
         "",
         f"Command: `python bench/scale_floors.py {source.name}`; {platform.machine()}, "
         f"{os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, memory cap "

@@ -371,13 +371,13 @@ def runs_table(facts: UserFacts, periods: PeriodFacts, segments: pd.DataFrame): 
 
 
 def _rows_of(user_ids: pd.Series, wanted: pd.Series) -> np.ndarray:
-    """Each of ``wanted``'s row in ``user_ids`` (-1 when absent); no lookup when both list the
-    same users in the same order (a segmentation of the same events)."""
-    ids = user_ids.to_numpy()
-    asked = wanted.to_numpy()
-    if len(ids) == len(asked) and bool((ids == asked).all()):
+    """The row in ``user_ids`` (unique ids) of each of ``wanted``'s ids, -1 when absent; no
+    lookup when both list the same users in the same order (a segmentation of the same
+    events)."""
+    ids = pd.Index(user_ids)
+    if ids.equals(pd.Index(wanted)):
         return np.arange(len(ids))
-    return pd.Index(user_ids).get_indexer(wanted)
+    return ids.get_indexer(wanted)
 
 
 def as_compact(facts: UserFacts, periods: PeriodFacts):  # -> retention.compact.CompactEvents

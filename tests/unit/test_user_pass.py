@@ -203,8 +203,10 @@ def test_per_period_steps_are_the_same(con, planted, period, churn_after):
     pd.testing.assert_frame_equal(alone, shared)
 
     some = planted.truth.iloc[::3]  # a third of the users segmented: the rest left out
-    in_order = planted.truth.sort_values("user_id", ignore_index=True)  # the facts' own order
-    for who in (planted.truth, in_order, some):
+    # planted.truth lists the users in the facts' own order (no lookup); shuffled, every user
+    # is looked up
+    shuffled = planted.truth.sample(frac=1, random_state=0)
+    for who in (planted.truth, shuffled, some):
         alone, shared = both(
             con,
             lambda who=who: summarize_events(con, REF, who, period=period, churn_after=churn_after),
@@ -366,3 +368,24 @@ def test_distinct_active_days_on_another_engine_use_count_distinct():
 
     days, params = user_pass.days_count_sql(Elsewhere(), '"events"', "e.ts")
     assert (days, params) == ("count(DISTINCT CAST(e.ts AS DATE))", {})
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        ["a", "b", "c", "d"],  # the same users in the same order: no lookup
+        ["c", "a", "d", "b"],  # shuffled
+        ["b", "d"],  # some of them
+        ["a", "b", "c", "x"],  # as many, one of them unknown
+        ["x", "y"],  # none of them
+    ],
+)
+@pytest.mark.parametrize("dtype", [object, "string"])
+def test_rows_of_finds_each_user_as_a_dictionary_would(wanted, dtype):
+    """The policy's runs find each segmented user's row in the per-user facts; the shortcut
+    for the same users in the same order gives what a plain lookup gives."""
+    ids = pd.Series(["a", "b", "c", "d"], dtype=dtype)
+    asked = pd.Series(wanted, dtype=dtype)
+    where = {user: row for row, user in enumerate(["a", "b", "c", "d"])}
+    expected = [where.get(user, -1) for user in wanted]
+    assert user_pass._rows_of(ids, asked).tolist() == expected
