@@ -10,7 +10,16 @@ timed); the rest of the command's time is the numeric work (text vectors, k-mean
 policy) and writing the outputs. Wall seconds, and the process's CPU seconds split into user
 and system time (the system time is mostly the kernel handing over fresh memory pages).
 
-    python bench/scale_floors.py FILE.parquet [--out bench/results/scale_floors.md]
+``--stores table view`` (session 15) runs the passes twice, side by side in one run: on the
+stored table as the command stores it (``table``), and on a view over a copy of the Parquet
+file in the database's folder (``view``: what the store step would cost if the workspace kept
+the file instead of DuckDB's own copy, and what every later pass would pay for reading Parquet
+instead: the view computes the checked columns from the file's at every read, as the stored
+table holds them), and ``raw-view``, a view of the file's columns as they are (no checks: not a
+design, the floor any view could reach). Each way also times the ``CHECKPOINT`` that follows
+the store (the command pays it when it closes the workspace).
+
+    python bench/scale_floors.py FILE.parquet [--stores table view] [--out bench/results/scale_floors.md]
 
 The temporary database goes in ``$RETENTION_BENCH_TMP`` (default ``/tmp``), as the other
 scale benches' workspaces do.
@@ -53,19 +62,21 @@ def _timed(what: str, fn: Callable[[], str]) -> Row:
     return row
 
 
-def measure(source: Path) -> list[Row]:
-    """The passes, in the command's order, on a fresh database in a temporary folder."""
+def measure(source: Path, store_as: str = "table") -> list[Row]:
+    """The passes, in the command's order, on a fresh database in a temporary folder, with the
+    events stored as a table or as a view over a copy of the file (``store_as``: ``table``,
+    ``view`` or ``raw-view``, see the module docstring)."""
     folder = Path(tempfile.mkdtemp(dir=os.environ.get("RETENTION_BENCH_TMP", "/tmp")))
     con = duckdb.connect(str(folder / "floors.duckdb"), config=duckdb_config())
     ref = '"events"'
     rows: list[Row] = []
     user_pass.share_user_facts(True)
     try:
+        checked: list = []
 
         def check() -> str:
-            return (
-                f"({len(ingest(source, max_bytes=LOCAL_FILE_BYTES).frames['events']):,} rows kept)"
-            )
+            checked.append(ingest(source, max_bytes=LOCAL_FILE_BYTES).frames["events"])
+            return f"({len(checked[0]):,} rows kept)"
 
         rows.append(_timed("ingest: checking the file (the command's own step)", check))
 
@@ -73,7 +84,34 @@ def measure(source: Path) -> list[Row]:
             con.execute(f"CREATE TABLE {ref} AS SELECT * FROM read_parquet(?)", [str(source)])  # noqa: S608
             return f"({con.execute(f'SELECT count(*) FROM {ref}').fetchone()[0]:,} events)"  # noqa: S608
 
-        rows.append(_timed("store: CREATE TABLE AS from the Parquet file", store))
+        def copy() -> str:
+            kept = folder / "events.parquet"
+            shutil.copyfile(source, kept)
+            with open(kept, "rb") as f:  # on disk, as a store must be
+                os.fsync(f.fileno())
+            path = str(kept).replace("'", "''")
+            if store_as == "raw-view":  # the file's columns as they are: no checks at all
+                con.execute(f"CREATE VIEW {ref} AS SELECT * FROM read_parquet('{path}')")  # noqa: S608
+            else:
+                direct = checked[0]  # the checked columns, computed from the copy at every read
+                con.execute(f"CREATE VIEW {direct.alias} AS SELECT * FROM read_parquet('{path}')")  # noqa: S608
+                select = direct.select_sql().removesuffix(" WHERE _reason IS NULL")
+                for name, value in (direct.params or {}).items():
+                    listed = ", ".join("'" + str(v).replace("'", "''") + "'" for v in value)
+                    select = select.replace(f"${name}", f"[{listed}]")
+                con.execute(f"CREATE VIEW {ref} AS {select}")  # noqa: S608
+            return f"({con.execute(f'SELECT count(*) FROM {ref}').fetchone()[0]:,} events)"  # noqa: S608
+
+        if store_as in ("view", "raw-view"):
+            rows.append(_timed("store: copying the file, a view over the copy", copy))
+        else:
+            rows.append(_timed("store: CREATE TABLE AS from the Parquet file", store))
+
+        def checkpoint() -> str:
+            con.execute("CHECKPOINT")
+            return ""
+
+        rows.append(_timed("store: the CHECKPOINT after it", checkpoint))
         chosen: list[str] = []
 
         def period() -> str:
@@ -111,20 +149,26 @@ def measure(source: Path) -> list[Row]:
     return rows
 
 
-def table(rows: list[Row], source: Path) -> str:
-    total = [sum(r[i] for r in rows) for i in (1, 2, 3)]
+def table(runs: dict[str, list[Row]], source: Path) -> str:
+    stores = " ".join(runs)
     lines = [
         "# Floors: the 50M-event command's main DuckDB passes alone (issue 19)",
         "",
-        f"Command: `python bench/scale_floors.py {source.name}`; {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, memory cap "
+        f"Command: `python bench/scale_floors.py {source.name} --stores {stores}`; "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, memory cap "
         f"{duckdb_config()['memory_limit']}; load average {os.getloadavg()[0]:.1f} at the end.",
-        "",
-        "| pass | wall s | user CPU-s | system CPU-s | result |",
-        "|---|---:|---:|---:|---|",
-        *(f"| {w} | {s:.1f} | {u:.1f} | {k:.1f} | {n.strip('()')} |" for w, s, u, k, n in rows),
-        f"| **all of them** | **{total[0]:.1f}** | {total[1]:.1f} | {total[2]:.1f} | |",
     ]
+    for store_as, rows in runs.items():
+        total = [sum(r[i] for r in rows) for i in (1, 2, 3)]
+        lines += [
+            "",
+            f"## The events stored as a {store_as}",
+            "",
+            "| pass | wall s | user CPU-s | system CPU-s | result |",
+            "|---|---:|---:|---:|---|",
+            *(f"| {w} | {s:.1f} | {u:.1f} | {k:.1f} | {n.strip('()')} |" for w, s, u, k, n in rows),
+            f"| **all of them** | **{total[0]:.1f}** | {total[1]:.1f} | {total[2]:.1f} | |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -132,8 +176,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("--out", type=Path, help="write the table as Markdown here")
+    parser.add_argument(
+        "--stores", nargs="+", choices=("table", "view", "raw-view"), default=["table"]
+    )
     args = parser.parse_args()
-    text = table(measure(args.source), args.source)
+    text = table({store: measure(args.source, store) for store in args.stores}, args.source)
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
