@@ -1,7 +1,8 @@
 """CPU seconds of each step of one whole command (issue 19, 50M events).
 
     python bench/step_cpu.py FILE [--duckdb NAME=VALUE ...] [--keep-freed-memory]
-                                  [--checkpoint-each-step]
+                                  [--checkpoint-each-step] [--glibc-keep-freed-memory]
+                                  [--text-chunk-users N] [--phases]
 
 Runs ``python -m retention run FILE`` in this process on an empty workspace in a temporary
 folder and adds, to each step the pipeline times, the process's user and system CPU seconds
@@ -13,12 +14,24 @@ DuckDB setting to the workspace's connection (e.g. ``block_allocator_memory=2GB`
 ``--keep-freed-memory`` skips the hand-back of freed memory before each step (glibc's
 ``malloc_trim`` and DuckDB's cached blocks); ``--checkpoint-each-step`` runs a DuckDB
 ``CHECKPOINT`` after each step and times it. Without options nothing changes but the timing.
+
+Session 15's options (``bench/results/scale_50m_s15_runs.md``): ``--glibc-keep-freed-memory``
+has glibc serve every allocation from its heap and keep up to 1 GiB of freed memory
+(``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD, 1 GiB)``; it implies
+``--keep-freed-memory``), so freed pages are reused instead of cleared again by the kernel;
+``--text-chunk-users N`` builds the users' text vectors N users a chunk
+(:data:`retention.segments.reduce.CHUNK_USERS`); ``--phases`` prints, as they end, the wall
+and CPU seconds of the parts of each step that took over 0.2 s (the DuckDB passes, the text
+vectors, k-means, the curves, the policy, writing the outputs, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import functools
+import importlib
 import resource
 import sys
 import tempfile
@@ -34,6 +47,55 @@ import retention.workspace as workspace  # noqa: E402
 
 Row = tuple[str, float, float, float]
 
+#: ``--phases``: (module, attribute, label) of the parts timed inside the steps. Functions are
+#: wrapped where the pipeline looks them up (the module that imported them).
+PHASES = (
+    ("retention.ingest.direct", "DirectTable.store_into", "store: CREATE TABLE AS (DuckDB)"),
+    ("retention.user_pass", "kept", "the per-user pass (DuckDB; later calls reuse it)"),
+    ("retention.segments.features", "_coded_items", "segments: (user, text) counts (DuckDB)"),
+    ("retention.segments.pipeline", "aggregate_users", "segments: the users' facts and items"),
+    ("retention.segments.pipeline", "embed_user_text", "segments: embedding the texts"),
+    ("retention.segments.pipeline", "reduce_users", "segments: text vectors, projected"),
+    ("retention.segments.pipeline", "Segmenter.fit", "segments: k-means"),
+    ("retention.user_pass", "kept_periods", "the per-(user, period) pass (DuckDB)"),
+    ("retention.pipeline", "churn_durations", "retention: churn durations"),
+    ("retention.pipeline", "retention_curves", "retention: curves"),
+    ("retention.pipeline", "segment_matrix", "retention: analyses"),
+    ("retention.pipeline", "train_or_reuse_policy", "policy"),
+    ("retention.pipeline", "user_actions", "strategies: actions per user"),
+    ("retention.pipeline", "crm_users", "strategies: CRM columns"),
+    ("retention.pipeline", "_write_outputs", "writing the four outputs"),
+    ("retention.command_cache", "keep", "closing the workspace, keeping the outputs"),
+)
+
+
+def _time_phase(module: str, attribute: str, label: str) -> None:
+    owner_name, _, name = attribute.rpartition(".")
+    mod = importlib.import_module(module)
+    owner = getattr(mod, owner_name) if owner_name else mod
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*args: object, **kwargs: object) -> object:
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            if wall > 0.2:
+                user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+                print(f"phase {label}: {wall:.2f} s ({user:.1f} user + {system:.1f} system CPU-s)")
+
+    setattr(owner, name, timed)
+
+
+def _glibc_keep_freed_memory() -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
+    if not (libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 1 << 30)):
+        raise SystemExit("glibc refused mallopt: --glibc-keep-freed-memory needs glibc")
+
 
 def _wal_mb(db_path: Path) -> float:
     wal = db_path.with_name(db_path.name + ".wal")
@@ -45,7 +107,16 @@ def instrument(args: argparse.Namespace, rows: list[Row]) -> None:
     settings = dict(item.split("=", 1) for item in args.duckdb)
     base_config = workspace.duckdb_config
     workspace.duckdb_config = lambda: {**base_config(), **settings}
-    if args.keep_freed_memory:
+    if args.glibc_keep_freed_memory:
+        _glibc_keep_freed_memory()
+    if args.text_chunk_users:
+        from retention.segments import reduce
+
+        reduce.CHUNK_USERS = args.text_chunk_users
+    if args.phases:
+        for phase in PHASES:
+            _time_phase(*phase)
+    if args.keep_freed_memory or args.glibc_keep_freed_memory:
         timing.release_freed_memory = lambda: False
         workspace.Workspace.release_cached_memory = lambda self: True
 
@@ -102,6 +173,9 @@ def main() -> int:
     parser.add_argument("--duckdb", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--keep-freed-memory", action="store_true")
     parser.add_argument("--checkpoint-each-step", action="store_true")
+    parser.add_argument("--glibc-keep-freed-memory", action="store_true")
+    parser.add_argument("--text-chunk-users", type=int, default=None, metavar="N")
+    parser.add_argument("--phases", action="store_true")
     args = parser.parse_args()
     rows: list[Row] = []
     instrument(args, rows)
