@@ -22,7 +22,8 @@ has glibc serve every allocation from its heap and keep up to 1 GiB of freed mem
 ``--text-chunk-users N`` builds the users' text vectors N users a chunk
 (:data:`retention.segments.reduce.CHUNK_USERS`); ``--phases`` prints, as they end, the wall
 and CPU seconds of the parts of each step that took over 0.2 s (the DuckDB passes, the text
-vectors, k-means, the curves, the policy, writing the outputs, ...).
+vectors, k-means, the curves, the policy, writing the outputs, ...); it imports the modules it
+wraps before the run, so their import time leaves the steps.
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def instrument(args: argparse.Namespace, rows: list[Row]) -> None:
     workspace.duckdb_config = lambda: {**base_config(), **settings}
     if args.glibc_keep_freed_memory:
         _glibc_keep_freed_memory()
-    if args.text_chunk_users:
+    if args.text_chunk_users is not None:
+        if args.text_chunk_users < 1:
+            raise SystemExit("--text-chunk-users must be 1 or more")
         from retention.segments import reduce
 
         reduce.CHUNK_USERS = args.text_chunk_users
