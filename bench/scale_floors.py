@@ -114,6 +114,12 @@ def measure(source: Path, store_as: str = "table") -> list[Row]:
 
         def check() -> str:
             checked.append(ingest(source, max_bytes=LOCAL_FILE_BYTES).frames["events"])
+            if store_as.startswith("checked") and not hasattr(checked[0], "store_into"):
+                raise SystemExit(
+                    f"--stores {store_as} needs the command's direct path: a Parquet file of "
+                    "32 MB or more whose columns it stores as they are (this file was read "
+                    "into memory instead)."
+                )
             return f"({len(checked[0]):,} rows kept)"
 
         passes: list[tuple[str, Callable[[], str]]] = []
