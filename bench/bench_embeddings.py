@@ -306,16 +306,25 @@ def cpu_facts() -> dict[str, Any]:
     max_mhz = int(max_file.read_text()) / 1000 if max_file.is_file() else None
     cores = len(os.sched_getaffinity(0))
     # fp32: two FMA pipes per core, 16 lanes each with AVX-512, 8 with AVX2; 2 FLOP per FMA.
-    fp32 = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
-    # bf16: AMX tiles; else AVX512-BF16 dot products (2 x 512-bit per cycle, as on Zen 5); else
-    # no bf16 arithmetic at all: bf16 is widened to fp32 and goes through the same FMAs.
-    # The vector units' bf16 rate is kept apart: it is the rate issue 19's arithmetic assumed
-    # (Zen 5), and on a CPU with AMX it is what a bf16 model gets outside the tiles.
-    vector = 128 if "avx512_bf16" in flags else fp32
+    # Zen 4 (AMD family 25 with AVX-512) runs each 512-bit instruction as two halves on its two
+    # 256-bit FMA pipes: one 512-bit FMA a cycle, so 32 fp32 FLOP and 64 bf16 FLOP a cycle (AMD's
+    # Zen 4 optimisation guide; Zen 5, family 26, has full 512-bit pipes).
+    vendor = fields.get("vendor_id", "")
+    family = fields.get("cpu family", "")
+    double_pumped = vendor == "AuthenticAMD" and family == "25" and "avx512f" in flags
+    wide = 32 if double_pumped else 64
+    fp32 = wide if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
+    # bf16: AMX tiles; else AVX512-BF16 dot products (2 x 512-bit per cycle, as on Zen 5; 1 on
+    # Zen 4); else no bf16 arithmetic at all: bf16 is widened to fp32 and goes through the same
+    # FMAs. The vector units' bf16 rate is kept apart: it is the rate issue 19's arithmetic
+    # assumed (Zen 5), and on a CPU with AMX it is what a bf16 model gets outside the tiles.
+    vector = 2 * wide if "avx512_bf16" in flags else fp32
     if "amx_bf16" in flags:
         bf16, how = 2048, "AMX tiles"
+    elif "avx512_bf16" in flags and double_pumped:
+        bf16, how = vector, "AVX512-BF16 dot products, one 512-bit a cycle (Zen 4: two 256-bit halves)"
     elif "avx512_bf16" in flags:
-        bf16, how = 128, "AVX512-BF16 dot products, 2 x 512-bit per cycle"
+        bf16, how = vector, "AVX512-BF16 dot products, 2 x 512-bit per cycle"
     else:
         bf16, how = fp32, "no native bf16 (no avx512_bf16 / amx_bf16): widened to fp32"
     return {
@@ -572,7 +581,7 @@ def throughput_comparison(
             f"{peak_bf16 / 1e9:.0f} GFLOP/s / {sum(flops[k]) / 1e6:.2f} MFLOP = "
             f"{limit[k]:,.0f} tokens/s; 60% = {0.6 * limit[k]:,.0f} tokens/s."
             + (
-                f" The vector units' bf16 alone (AVX512-BF16, 2 cores x "
+                f" The vector units' bf16 alone (AVX512-BF16, {cpu['cores']} cores x "
                 f"{cpu['bf16_vector_flop_per_cycle']} x {ghz:.2f} = {peak_vector / 1e9:.0f} "
                 f"GFLOP/s, issue 19's arithmetic): {vector_limit[k]:,.0f} tokens/s."
                 if vector_limit
