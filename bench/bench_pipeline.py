@@ -52,13 +52,16 @@ RESULTS = ROOT / "bench" / "results"
 CPU = "_cpu_s"  # the command's CPU seconds, kept beside its summary by run_cli
 
 
-def run_cli(source: Path, out: Path, workspace: Path, *extra: str) -> tuple[float, float, dict]:
-    """``python -m retention run`` in a fresh process: (seconds, its own peak RSS MB, summary)."""
+def run_cli(
+    source: Path, out: Path, workspace: Path, *extra: str, cwd: Path = ROOT
+) -> tuple[float, float, dict]:
+    """``python -m retention run`` in a fresh process: (seconds, its own peak RSS MB, summary).
+    ``cwd``: the checkout whose ``retention`` runs (another commit's worktree, say)."""
     cmd = [sys.executable, "-m", "retention", "run", str(source), "--out", str(out),
            "--workspace", str(workspace), "--quiet", *extra]  # fmt: skip
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start

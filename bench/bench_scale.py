@@ -18,6 +18,15 @@ memory per stage, beside a naive pandas pipeline on the same files.
 
 The data (``bench/scale_data.py``) is generated once into ``--data-dir`` and reused. Writes
 ``bench/results/scale{_quick}.json`` and ``.md``.
+
+* **reference** (``--reference REV``, optional) — another commit's command on the same file in
+  the same run, alternated with ours (reference first in odd pairs, ours first in even ones),
+  from a temporary ``git worktree`` with this environment's packages. Seconds in absolute terms
+  move by a third from one host to the next (sessions 10 and 15, the same CPU model); a
+  reference timed beside ours says whether a figure changed because of the code or the
+  machine. With ``--reference-seconds S`` (what REV took where a target was set or met) the
+  table also gives ours scaled to that machine: ours × S / the reference's median here, an
+  estimate that assumes every step slowed alike.
 """
 
 from __future__ import annotations
@@ -26,9 +35,12 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +78,53 @@ def _data(size: int, folder: Path) -> Path:
     return path
 
 
-def _ours(path: Path, repeats: int) -> dict:
-    runs = []
+def _one_run(path: Path, cwd: Path = ROOT) -> dict:
+    """One cold run of the command in ``cwd``'s checkout, on an empty workspace."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("RETENTION_BENCH_TMP")) as tmp:
+        seconds, peak, summary = run_cli(path, Path(tmp) / "out", Path(tmp) / "ws", cwd=cwd)
+    return {"seconds": seconds, "peak_mb": peak, "timings": summary["timings"],
+            "stage_peak_mb": summary.get("peak_memory_mb", {}),
+            "events": summary["input"]["rows_used"], "users": summary["input"]["users"],
+            "segments": len(summary["segments"])}  # fmt: skip
+
+
+def _median(runs: list[dict]) -> dict:
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run
+
+
+def _ours(path: Path, repeats: int, reference: Path | None = None) -> dict:
+    """``repeats`` runs of ours; with a ``reference`` checkout, as many of it, alternated."""
+    runs, ref_runs = [], []
     for i in range(repeats):
-        with tempfile.TemporaryDirectory(dir=os.environ.get("RETENTION_BENCH_TMP")) as tmp:
-            seconds, peak, summary = run_cli(path, Path(tmp) / "out", Path(tmp) / "ws")
-        runs.append({"seconds": seconds, "peak_mb": peak, "timings": summary["timings"],
-                     "stage_peak_mb": summary.get("peak_memory_mb", {}),
-                     "events": summary["input"]["rows_used"], "users": summary["input"]["users"],
-                     "segments": len(summary["segments"])})  # fmt: skip
-        print(f"  ours run {i + 1}: {seconds:.1f} s, peak {peak:,.0f} MB", flush=True)
-    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # the median run
-    return {"runs": runs, "median": best}
+        order = [("ours", ROOT)]
+        if reference is not None:
+            order.insert(i % 2, ("reference", reference))  # reference first in odd pairs
+        for who, cwd in order:
+            run = _one_run(path, cwd)
+            (runs if who == "ours" else ref_runs).append(run)
+            print(f"  {who} run {i + 1}: {run['seconds']:.1f} s, peak {run['peak_mb']:,.0f} MB",
+                  flush=True)  # fmt: skip
+    result = {"runs": runs, "median": _median(runs)}
+    if ref_runs:
+        result["reference"] = {"runs": ref_runs, "median": _median(ref_runs)}
+    return result
+
+
+@contextmanager
+def _checkout(rev: str | None) -> Iterator[Path | None]:
+    """A temporary detached ``git worktree`` of ``rev`` (its ``.venv`` this one's), removed after."""
+    if rev is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_ref_") as tmp:
+        where = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet",
+                        str(where), rev], check=True)  # fmt: skip
+        try:
+            yield where
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+                           check=False)  # fmt: skip
 
 
 def _naive(path: Path, k: int, quick: bool) -> dict:
@@ -97,7 +144,7 @@ def _naive(path: Path, k: int, quick: bool) -> dict:
                           panel_users=5_000)  # fmt: skip
 
 
-def _table(results: dict, repeats: dict[int, int]) -> str:
+def _table(results: dict, repeats: dict[int, int], reference: dict | None = None) -> str:
     sizes = sorted(results, key=int)
     head = " | ".join(f"{s}M events" for s in sizes)
     lines = [
@@ -118,6 +165,8 @@ def _table(results: dict, repeats: dict[int, int]) -> str:
     meds = [results[s]["ours"]["median"] for s in sizes]
     lines.append("| **whole command** | " + " | ".join(
         f"**{m['seconds']:,.1f} s / {_peak(m):,.0f} MB**" for m in meds) + " |")  # fmt: skip
+    if reference:
+        lines += _reference_rows(results, sizes, reference)
     lines.append("| users · segments | " + " | ".join(
         f"{m['users']:,} · {m['segments']}" for m in meds) + " |")  # fmt: skip
     base = meds[0]
@@ -144,6 +193,33 @@ def _table(results: dict, repeats: dict[int, int]) -> str:
     return "\n".join(lines)
 
 
+def _reference_rows(results: dict, sizes: list[str], reference: dict) -> list[str]:
+    """The reference commit's whole-command row, ours over it, and (with the reference's time
+    elsewhere) ours scaled to that machine; every run's seconds in the order they ran."""
+    refs = [results[s]["ours"].get("reference") for s in sizes]
+    rev, elsewhere = reference["rev"], reference.get("seconds_elsewhere")
+    rows = [
+        f"| reference `{rev}`, whole command (same run, alternated) | " + " | ".join(
+            f"{r['median']['seconds']:,.1f} s / {_peak(r['median']):,.0f} MB" if r else "–"
+            for r in refs) + " |",
+        "| ours ÷ reference | " + " | ".join(
+            f"{results[s]['ours']['median']['seconds'] / r['median']['seconds']:.2f}" if r
+            else "–" for s, r in zip(sizes, refs, strict=True)) + " |",
+        "| every run, s (ours; reference) | " + " | ".join(
+            ", ".join(f"{x['seconds']:.1f}" for x in results[s]["ours"]["runs"]) + "; "
+            + ", ".join(f"{x['seconds']:.1f}" for x in r["runs"]) if r else "–"
+            for s, r in zip(sizes, refs, strict=True)) + " |",
+    ]  # fmt: skip
+    if elsewhere:
+        rows.append(
+            f"| ours scaled to where `{rev}` took {elsewhere:g} s (× {elsewhere:g} / reference) | "
+            + " | ".join(
+                f"{results[s]['ours']['median']['seconds'] * elsewhere / r['median']['seconds']:.1f}"
+                " s" if r else "–" for s, r in zip(sizes, refs, strict=True)) + " |"
+        )  # fmt: skip
+    return rows
+
+
 def _peak(run: dict) -> float:
     """The command's peak RSS: its ru_maxrss covers only the stretch since the last per-stage
     reset of the kernel's mark, so take the larger of it and every stage's peak."""
@@ -160,6 +236,10 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     parser.add_argument("--render", action="store_true",
                         help="rewrite the Markdown from the saved JSON (no runs)")  # fmt: skip
+    parser.add_argument("--reference", metavar="REV",
+                        help="another commit's command, alternated with ours in the same run")  # fmt: skip
+    parser.add_argument("--reference-seconds", type=float, metavar="S",
+                        help="what REV took where the target was set: ours is also scaled to it")  # fmt: skip
     parser.add_argument("--naive-for", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,19 +254,12 @@ def main() -> int:
     sizes = [1] if args.quick else args.sizes
     default_repeats = {1: 3, 10: 2, 50: 1}
     repeats = {s: 1 if args.quick else (args.repeats or default_repeats[s]) for s in sizes}
+    if args.reference_seconds and not args.reference:
+        parser.error("--reference-seconds needs --reference")
     results: dict[str, dict] = {}
-    for size in sizes:
-        path = _data(size, args.data_dir)
-        print(f"== {size}M events ({path})", flush=True)
-        ours = _ours(path, repeats[size])
-        entry: dict = {"ours": ours, "file_bytes": path.stat().st_size}
-        if size <= NAIVE_MAX and not args.no_naive:
-            t = time.perf_counter()
-            naive = naive_pipeline_total(path, ours["median"]["segments"], args.quick)
-            entry["naive"] = naive
-            print(f"  naive: {naive['total_s']:.1f} s ({time.perf_counter() - t:.0f} s to "
-                  f"measure), peak {naive['peak_mb']:,.0f} MB", flush=True)  # fmt: skip
-        results[str(size)] = entry
+    with _checkout(args.reference) as reference:
+        for size in sizes:
+            results[str(size)] = _size(size, args, repeats[size], reference)
     meta = {
         "command": "python bench/bench_scale.py"
         + (" --quick" if args.quick else " --sizes " + " ".join(map(str, sizes))),
@@ -196,8 +269,30 @@ def main() -> int:
         "load_at_end": round(os.getloadavg()[0], 1),
         "repeats": {str(s): r for s, r in repeats.items()},
     }
+    if args.reference:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.reference],
+                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        meta["reference"] = {"rev": commit, "seconds_elsewhere": args.reference_seconds}
+        meta["command"] += f" --reference {args.reference}" + (
+            f" --reference-seconds {args.reference_seconds:g}" if args.reference_seconds else ""
+        )
     _write({"meta": meta, "results": results}, suffix)
     return 0
+
+
+def _size(size: int, args: argparse.Namespace, repeats: int, reference: Path | None) -> dict:
+    """Ours (and the reference's) runs at ``size`` million events, and the naive pipeline's."""
+    path = _data(size, args.data_dir)
+    print(f"== {size}M events ({path})", flush=True)
+    ours = _ours(path, repeats, reference)
+    entry: dict = {"ours": ours, "file_bytes": path.stat().st_size}
+    if size <= NAIVE_MAX and not args.no_naive:
+        t = time.perf_counter()
+        naive = naive_pipeline_total(path, ours["median"]["segments"], args.quick)
+        entry["naive"] = naive
+        print(f"  naive: {naive['total_s']:.1f} s ({time.perf_counter() - t:.0f} s to "
+              f"measure), peak {naive['peak_mb']:,.0f} MB", flush=True)  # fmt: skip
+    return entry
 
 
 def _write(saved: dict, suffix: str) -> None:
@@ -209,7 +304,7 @@ def _write(saved: dict, suffix: str) -> None:
         f"{meta['duckdb_memory']}; load average {meta['load_at_end']} at the end (shared "
         "machine).",
         "",
-        _table(results, {int(s): r for s, r in meta["repeats"].items()}),
+        _table(results, {int(s): r for s, r in meta["repeats"].items()}, meta.get("reference")),
     ])  # fmt: skip
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
