@@ -239,7 +239,8 @@ def main() -> int:
     parser.add_argument("--reference", metavar="REV",
                         help="another commit's command, alternated with ours in the same run")  # fmt: skip
     parser.add_argument("--reference-seconds", type=float, metavar="S",
-                        help="what REV took where the target was set: ours is also scaled to it")  # fmt: skip
+                        help="what REV took at the one size run, on the machine where the target "
+                        "was met: ours is also scaled to it")  # fmt: skip
     parser.add_argument("--naive-for", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -256,6 +257,8 @@ def main() -> int:
     repeats = {s: 1 if args.quick else (args.repeats or default_repeats[s]) for s in sizes}
     if args.reference_seconds and not args.reference:
         parser.error("--reference-seconds needs --reference")
+    if args.reference_seconds and len(sizes) != 1:
+        parser.error("--reference-seconds is REV's time at one size: give one --sizes value")
     results: dict[str, dict] = {}
     with _checkout(args.reference) as reference:
         for size in sizes:
