@@ -29,7 +29,8 @@ QUEUED_POLL_SECONDS = 5.0
 #: A job's first seconds are followed faster: a short job (another number of segments on kept
 #: user vectors, a job waiting for the chunk of texts embedded ahead) shows its result within
 #: half a second of ending, not up to 2–5 s later (issue 19); a longer one then settles to the
-#: paces above. At most 16 quick refreshes a job.
+#: paces above. At most 16 quick refreshes a job in its first seconds (and a few more as it
+#: ends: :data:`ENDING_MAX_AGE`).
 FIRST_SECONDS = 8.0
 FIRST_POLL_SECONDS = 0.5
 #: issue 19 (s9-segk): in those first seconds a poll of its own (not the page's run) waits on
@@ -39,6 +40,15 @@ FIRST_POLL_SECONDS = 0.5
 #: ``bench/bench_segments_page.py --run-log``). Shorter than the pace, so the browser's next
 #: poll does not queue behind it; the wait uses no CPU.
 FIRST_WAIT_SECONDS = 0.4
+#: issue 19 (s16): a job that runs past its first seconds is followed just as fast (and its
+#: polls wait for its end) while its own progress says it is about to end: within the running
+#: pace if it goes on as it went (``age x (1 - progress) / progress``). A first segmentation on
+#: a slower CPU (2 Zen 4 cores: 8.5 s, its last step at 81%) showed on screen up to 2 s after it
+#: ended, waiting for the running pace's next poll. The estimate grows with the job's age while
+#: its progress stands still, so a step that takes longer than it says puts the box back on the
+#: running pace by itself; a job older than this never gets the fast pace again (a long
+#: training's last seconds matter less, and a job stuck at 100% is not polled fast for long).
+ENDING_MAX_AGE = 60.0
 
 
 #: issue 22 (s10): the progress box asks the server on a browser timer (its fragment's
@@ -112,12 +122,22 @@ def _rerun_page() -> None:
     """The watchdog's trigger: nothing to do, the page's run it causes is the point."""
 
 
-def poll_seconds(status: str, age: float | None = None) -> float:
-    """How often the progress box of a job in ``status``, submitted ``age`` seconds ago, is
-    refreshed."""
+def poll_seconds(status: str, age: float | None = None, progress: float = 0.0) -> float:
+    """How often the progress box of a job in ``status``, submitted ``age`` seconds ago and
+    ``progress`` (0–1) through, is refreshed."""
     if age is not None and 0.0 <= age < FIRST_SECONDS:
         return FIRST_POLL_SECONDS
+    if status == "running" and age is not None and ending(age, progress):
+        return FIRST_POLL_SECONDS
     return QUEUED_POLL_SECONDS if status == "queued" else RUNNING_POLL_SECONDS
+
+
+def ending(age: float, progress: float) -> bool:
+    """Whether a running job ``age`` seconds old and ``progress`` (0–1) through ends within
+    the running pace, going on as it went (see :data:`ENDING_MAX_AGE`)."""
+    if not (0.0 < progress <= 1.0) or not (0.0 <= age < ENDING_MAX_AGE):
+        return False
+    return age * (1.0 - progress) / progress < RUNNING_POLL_SECONDS
 
 
 def _age(job: Job) -> float | None:
@@ -129,7 +149,7 @@ def _age(job: Job) -> float | None:
 
 
 def _pace(job: Job) -> float:
-    return poll_seconds(job.status, _age(job))
+    return poll_seconds(job.status, _age(job), float(job.progress or 0.0))
 
 
 @st.cache_resource(show_spinner=False)

@@ -93,6 +93,30 @@ def test_progress_is_refreshed_every_two_seconds_while_running(
     assert asked and asked[-1] == 2.0
 
 
+@pytest.mark.parametrize(
+    ("status", "age", "progress", "pace"),
+    [
+        ("running", 8.2, 0.81, 0.5),  # 8.2 x 0.19 / 0.81 = 1.92 s left: about to end
+        ("running", 9.0, 0.81, 2.0),  # 2.11 s left: the running pace
+        ("running", 30.0, 0.95, 0.5),  # 1.58 s left
+        ("running", 30.0, 1.0, 0.5),  # at 100% and still running (storing its results)
+        ("running", 59.0, 0.99, 0.5),  # 0.60 s left
+        ("running", 61.0, 0.99, 2.0),  # past a minute: never fast again
+        ("running", 20.0, 0.0, 2.0),  # no progress reported: no estimate
+        ("running", None, 0.99, 2.0),  # no readable age: no estimate
+        ("queued", 20.0, 0.99, 5.0),  # waiting for a worker: not about to end
+        ("running", 3.0, 0.1, 0.5),  # its first seconds, whatever its progress
+    ],
+)
+def test_a_job_about_to_end_is_polled_fast_again(status, age, progress, pace):
+    """Issue 19 (s16): past its first seconds, a job whose progress says it ends within the
+    running pace (age x (1 - progress) / progress < 2 s), and younger than a minute, is
+    followed at the half-second pace again (hand-computed cases)."""
+    from pages.ui import jobs_view
+
+    assert jobs_view.poll_seconds(status, age, progress) == pace
+
+
 def test_a_fresh_jobs_age_is_read_from_its_submission_time(app_workspace, planted_dataset):
     from pages.ui import jobs_view
 
@@ -141,6 +165,15 @@ def test_a_poll_waits_for_the_jobs_end_and_shows_its_run_the_page_run_never_wait
     at = make_app(PAGE)
     assert not at.exception, at.exception
     assert waits == [] and at.get("progress")
+
+    # ... unless its progress says it is about to end (s16): 9 s old and 90% through
+    # (9 x 0.1 / 0.9 = 1 s left) it is polled fast again, and the poll waits for its end
+    ending_id = _running_job(ws, planted_dataset)
+    ws.job_progress(ending_id, 0.9, "Checking the segments")
+    at = make_app(PAGE)
+    assert not at.exception, at.exception
+    assert waits == [(ending_id, jobs_view.FIRST_WAIT_SECONDS)]
+    assert at.session_state["segmentation_run"] == ws.job(ending_id).run_id
 
 
 @pytest.mark.parametrize(
