@@ -98,12 +98,22 @@ def test_segments_retention_policy_and_strategies_in_the_browser(app_url, page):
     # Segments: run a segmentation and see the map and the keywords.
     _goto_page(page, app_url, "segments")
     page.get_by_role("button", name="Find segments").click()
+    page.get_by_text("Finding segments:").first.wait_for()  # the job's progress box is up
     page.get_by_text("Names and keywords").wait_for()
     _wait_idle(page)
     # Plotly draws its charts (and their titles) after Streamlit is idle: wait for the map.
     page.get_by_text("Users by segment").first.wait_for()
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "Users by segment" in body and "Profile" in body
+    # Issue 19 (s16): while the job ran, the page had the browser import Streamlit's Plotly
+    # module (pages/ui/jobs_view.py); the charts then used that very module: its chunk was
+    # fetched once, from the address Streamlit's own lazy import resolves to.
+    page.wait_for_function("() => window.__retentionChartsReadyMs !== undefined")
+    chunks = page.evaluate(
+        "() => performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => n.includes('/PlotlyChart.'))"
+    )
+    assert len(chunks) == 1, chunks
     screenshot(page, "segments")
 
     # Retention: cohorts and survival curves per segment.
