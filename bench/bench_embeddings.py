@@ -322,7 +322,10 @@ def cpu_facts() -> dict[str, Any]:
     if "amx_bf16" in flags:
         bf16, how = 2048, "AMX tiles"
     elif "avx512_bf16" in flags and double_pumped:
-        bf16, how = vector, "AVX512-BF16 dot products, one 512-bit a cycle (Zen 4: two 256-bit halves)"
+        bf16, how = (
+            vector,
+            "AVX512-BF16 dot products, one 512-bit a cycle (Zen 4: two 256-bit halves)",
+        )
     elif "avx512_bf16" in flags:
         bf16, how = vector, "AVX512-BF16 dot products, 2 x 512-bit per cycle"
     else:
