@@ -27,8 +27,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
-from lifelines import KaplanMeierFitter
-from lifelines.statistics import multivariate_logrank_test
 
 from retention import user_pass
 from retention.errors import InputError
@@ -595,6 +593,8 @@ def survival(
 
     logrank = None
     if len(sizes) >= 2:
+        from lifelines.statistics import multivariate_logrank_test
+
         test = multivariate_logrank_test(
             data["duration"].to_numpy(),
             group_of,
@@ -619,7 +619,13 @@ def survival(
 
 
 def _km_curve(duration: np.ndarray, churned: np.ndarray, alpha: float) -> pd.DataFrame:
-    """One Kaplan–Meier curve at whole periods, with its band and the at-risk counts."""
+    """One Kaplan–Meier curve at whole periods, with its band and the at-risk counts.
+
+    lifelines is imported here, not with the module (0.9 s with the parts of SciPy it loads, on
+    2 Zen 4 cores): a segmentation imports this module for its SQL retention table only, and its
+    worker process started that much later (issue 19, the Segments page's cold first run)."""
+    from lifelines import KaplanMeierFitter
+
     kmf = KaplanMeierFitter(alpha=alpha).fit(duration, event_observed=churned)
     ks = pd.RangeIndex(int(duration.max()) + 1, name="k")
     band = kmf.confidence_interval_survival_function_.reindex(ks, method="ffill").fillna(1.0)

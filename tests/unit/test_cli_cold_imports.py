@@ -58,3 +58,33 @@ def test_a_cold_command_imports_no_torch_transformers_umap_or_numba(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["text_model"]  # the text was embedded: the torch-free path ran
     assert result["loaded"] == []
+
+
+def test_a_segmentation_worker_loads_lifelines_only_for_survival_curves():
+    """Issue 19 (s16): the Segments page's worker process imports what a segmentation imports
+    (``retention.jobs._warm_worker``'s list); lifelines, with the parts of SciPy it loads (0.9 s
+    on 2 Zen 4 cores), comes only with the first Kaplan–Meier curve, which still works."""
+    code = (
+        "import sys\n"
+        "import pandas as pd\n"
+        "import retention.jobs, retention.segments.cluster, retention.segments.label\n"
+        "import retention.segments.layout, retention.segments.pipeline\n"
+        "print('lifelines' in sys.modules)\n"
+        "from retention.cohorts import survival\n"
+        "d = pd.DataFrame({'user_id': ['a', 'b', 'c'], 'duration': [1, 2, 2],"
+        " 'churned': [True, True, False]})\n"
+        "s = survival(d)\n"
+        "print('lifelines' in sys.modules, round(float(s.curves['survival'].iloc[-1]), 6))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    before, after = done.stdout.strip().splitlines()[-2:]
+    assert before == "False"
+    # Kaplan–Meier by hand: 3 at risk, 1 churns at 1 -> 2/3; 2 at risk, 1 churns at 2 -> 1/3
+    assert after == "True 0.333333"
