@@ -6,6 +6,7 @@ tab or another tab shows the same job, its progress and its result.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ QUEUED_POLL_SECONDS = 5.0
 #: A job's first seconds are followed faster: a short job (another number of segments on kept
 #: user vectors, a job waiting for the chunk of texts embedded ahead) shows its result within
 #: half a second of ending, not up to 2–5 s later (issue 19); a longer one then settles to the
-#: paces above. At most 16 quick refreshes a job in its first seconds (and a few more as it
+#: paces above. At most 16 quick refreshes a job in its first seconds (and at most 44 more as it
 #: ends: :data:`ENDING_MAX_AGE`).
 FIRST_SECONDS = 8.0
 FIRST_POLL_SECONDS = 0.5
@@ -43,13 +44,17 @@ FIRST_POLL_SECONDS = 0.5
 FIRST_WAIT_SECONDS = 0.4
 #: issue 19 (s16): a job that runs past its first seconds is followed just as fast (and its
 #: polls wait for its end) while its own progress says it is about to end: within the running
-#: pace if it goes on as it went (``age x (1 - progress) / progress``). A first segmentation on
-#: a slower CPU (2 Zen 4 cores: 8.5 s, its last step at 81%) showed on screen up to 2 s after it
-#: ended, waiting for the running pace's next poll. The estimate grows with the job's age while
-#: its progress stands still, so a step that takes longer than it says puts the box back on the
-#: running pace by itself; a job older than this never gets the fast pace again (a long
-#: training's last seconds matter less, and a job stuck at 100% is not polled fast for long).
-ENDING_MAX_AGE = 60.0
+#: pace if it goes on as it went since it started (``running x (1 - progress) / progress``;
+#: from its start, not its submission, so time in the queue does not count). A first
+#: segmentation on a slower CPU (2 Zen 4 cores: 8.5 s, its last step at 81%) showed on screen up
+#: to 2 s after it ended, waiting for the running pace's next poll. Once fast, a job stays fast
+#: until the estimate passes twice the running pace (each change of pace is a page run, and a
+#: job on the boundary would flip between them); the estimate grows while the progress stands
+#: still, so a step slower than it says puts the box back on the running pace. Only for a job
+#: submitted less than this long ago: at most (30 - 8) / 0.5 = 44 more fast polls for one that
+#: says it is about to end and does not (at 100%, still storing its results, say); a longer
+#: job's last seconds matter less.
+ENDING_MAX_AGE = 30.0
 
 
 #: issue 22 (s10): the progress box asks the server on a browser timer (its fragment's
@@ -111,7 +116,10 @@ _watchdog = st.components.v2.component("retention_job_watchdog", js=_WATCHDOG_JS
 #: job runs the browser has nothing to do, so the page's run asks it to import that chunk now,
 #: from the same address Streamlit's own lazy import resolves to (beside its ``index`` module),
 #: so the module is evaluated once and the result's charts find it ready. Only a chunk found in
-#: the installed Streamlit is asked for; with none (another build), nothing happens.
+#: the installed Streamlit is asked for; with none (another build), nothing happens. (Behind a
+#: proxy that redirects the static files, the two addresses could differ and the module would
+#: be evaluated twice: slower, never wrong.) On a local install the browser shares the server's
+#: cores, and this work then overlaps the job instead of following it (the README's session 16).
 _CHART_WARMUP_JS = """
 export default function (component) {
   const { data, parentElement } = component;
@@ -133,8 +141,8 @@ export default function (component) {
 _chart_warmup = st.components.v2.component("retention_chart_warmup", js=_CHART_WARMUP_JS)
 
 
-@st.cache_resource(show_spinner=False)
-def plotly_chunk() -> str | None:
+@functools.cache
+def _plotly_chunk() -> str | None:
     """The file name of the installed Streamlit's Plotly chunk (``PlotlyChart.<hash>.js``), or
     None when there is not exactly one."""
     folder = Path(st.__file__).parent / "static" / "static" / "js"
@@ -144,7 +152,7 @@ def plotly_chunk() -> str | None:
 
 def _warm_charts() -> None:
     """Have the browser load Streamlit's Plotly module while a job runs (see above)."""
-    chunk = plotly_chunk()
+    chunk = _plotly_chunk()
     if chunk is not None:
         _chart_warmup(key="jobs.chart_warmup", data={"chunk": chunk})
 
@@ -167,34 +175,58 @@ def _rerun_page() -> None:
     """The watchdog's trigger: nothing to do, the page's run it causes is the point."""
 
 
-def poll_seconds(status: str, age: float | None = None, progress: float = 0.0) -> float:
-    """How often the progress box of a job in ``status``, submitted ``age`` seconds ago and
-    ``progress`` (0–1) through, is refreshed."""
+def poll_seconds(
+    status: str,
+    age: float | None = None,
+    progress: float = 0.0,
+    running: float | None = None,
+    fast: bool = False,
+) -> float:
+    """How often the progress box of a job in ``status`` is refreshed: submitted ``age``
+    seconds ago, started ``running`` seconds ago, ``progress`` (0–1) through, and followed at
+    the fast pace until now (``fast``)."""
     if age is not None and 0.0 <= age < FIRST_SECONDS:
         return FIRST_POLL_SECONDS
-    if status == "running" and age is not None and ending(age, progress):
+    if status == "running" and _about_to_end(age, running, progress, fast):
         return FIRST_POLL_SECONDS
     return QUEUED_POLL_SECONDS if status == "queued" else RUNNING_POLL_SECONDS
 
 
-def ending(age: float, progress: float) -> bool:
-    """Whether a running job ``age`` seconds old and ``progress`` (0–1) through ends within
-    the running pace, going on as it went (see :data:`ENDING_MAX_AGE`)."""
-    if not (0.0 < progress <= 1.0) or not (0.0 <= age < ENDING_MAX_AGE):
+def _about_to_end(age: float | None, running: float | None, progress: float, fast: bool) -> bool:
+    """Whether a running job ends within the running pace (twice it, when already ``fast``),
+    going on as it went since it started (see :data:`ENDING_MAX_AGE`)."""
+    if age is None or running is None or not 0.0 <= age < ENDING_MAX_AGE:
         return False
-    return age * (1.0 - progress) / progress < RUNNING_POLL_SECONDS
+    if not 0.0 < progress <= 1.0 or running < 0.0:
+        return False
+    left = running * (1.0 - progress) / progress
+    return left < RUNNING_POLL_SECONDS * (2.0 if fast else 1.0)
+
+
+def _since(stamp: object) -> float | None:
+    """Seconds since ``stamp`` (None when there is none, or it cannot be read)."""
+    if stamp is None:
+        return None
+    try:
+        seconds = (pd.Timestamp.now() - pd.Timestamp(stamp)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    return None if pd.isna(seconds) else seconds
 
 
 def _age(job: Job) -> float | None:
     """Seconds since ``job`` was submitted (None when its time cannot be read)."""
-    try:
-        return (pd.Timestamp.now() - pd.Timestamp(job.created)).total_seconds()
-    except (TypeError, ValueError):
-        return None
+    return _since(job.created)
 
 
-def _pace(job: Job) -> float:
-    return poll_seconds(job.status, _age(job), float(job.progress or 0.0))
+def _running(job: Job) -> float | None:
+    """Seconds since ``job`` started (None before it has)."""
+    return _since(job.started)
+
+
+def _pace(job: Job, fast: bool = False) -> float:
+    progress = float(job.progress or 0.0)
+    return poll_seconds(job.status, _age(job), progress, _running(job), fast)
 
 
 @st.cache_resource(show_spinner=False)
@@ -241,7 +273,7 @@ def _progress(job_id: str, doing: str, pace: float) -> None:
     view = job_queue().view(job_id)  # its place counts every job ahead of it on the server
     job = view.job
     _heartbeat(job_id)
-    if not job.active or _pace(job) != pace:
+    if not job.active or _pace(job, fast=pace == FIRST_POLL_SECONDS) != pace:
         st.rerun()  # the whole page: it shows the result, or follows the job at its new pace
     if job.status == "queued" and view.ahead:
         n = view.ahead
@@ -261,7 +293,9 @@ def _progress(job_id: str, doing: str, pace: float) -> None:
 def _live(job: Job, doing: str) -> None:
     """The job's progress box, refreshed on its own every :func:`poll_seconds` (a fragment:
     the rest of the page is not run again)."""
-    pace = _pace(job)
+    key = f"jobs.pace.{job.id}"  # the pace the box had (a page run keeps a fast one)
+    pace = _pace(job, fast=st.session_state.get(key) == FIRST_POLL_SECONDS)
+    st.session_state[key] = pace
     st.fragment(_progress, run_every=pace)(job.id, doing, pace)
     _watch(job.id)
     _warm_charts()

@@ -69,8 +69,9 @@ def test_progress_is_refreshed_every_two_seconds_while_running(
         return real(func, run_every=run_every)
 
     monkeypatch.setattr(st, "fragment", recording)
-    age = {"s": 60.0}  # a job submitted a minute ago
+    age = {"s": 60.0}  # a job submitted (and started) a minute ago
     monkeypatch.setattr(jobs_view, "_age", lambda job: age["s"])
+    monkeypatch.setattr(jobs_view, "_running", lambda job: age["s"])
     _running_job(app_workspace, planted_dataset)
     at = make_app(PAGE)
     assert not at.exception, at.exception
@@ -94,27 +95,32 @@ def test_progress_is_refreshed_every_two_seconds_while_running(
 
 
 @pytest.mark.parametrize(
-    ("status", "age", "progress", "pace"),
+    ("status", "age", "progress", "running", "fast", "pace"),
     [
-        ("running", 8.2, 0.81, 0.5),  # 8.2 x 0.19 / 0.81 = 1.92 s left: about to end
-        ("running", 9.0, 0.81, 2.0),  # 2.11 s left: the running pace
-        ("running", 30.0, 0.95, 0.5),  # 1.58 s left
-        ("running", 30.0, 1.0, 0.5),  # at 100% and still running (storing its results)
-        ("running", 59.0, 0.99, 0.5),  # 0.60 s left
-        ("running", 61.0, 0.99, 2.0),  # past a minute: never fast again
-        ("running", 20.0, 0.0, 2.0),  # no progress reported: no estimate
-        ("running", None, 0.99, 2.0),  # no readable age: no estimate
-        ("queued", 20.0, 0.99, 5.0),  # waiting for a worker: not about to end
-        ("running", 3.0, 0.1, 0.5),  # its first seconds, whatever its progress
+        ("running", 8.2, 0.81, 8.2, False, 0.5),  # 8.2 x 0.19 / 0.81 = 1.92 s left: ending
+        ("running", 9.0, 0.81, 9.0, False, 2.0),  # 2.11 s left: the running pace
+        ("running", 9.0, 0.81, 9.0, True, 0.5),  # already fast: stays so below 4 s
+        ("running", 17.5, 0.81, 17.5, True, 2.0),  # 4.10 s left: back to the running pace
+        ("running", 28.0, 0.8, 3.0, False, 0.5),  # 25 s queued, 3 s running: 0.75 s left
+        ("running", 28.0, 0.8, 28.0, False, 2.0),  # counted from submission it would be 7 s
+        ("running", 25.0, 1.0, 25.0, False, 0.5),  # at 100% and still running (storing)
+        ("running", 29.0, 0.99, 29.0, False, 0.5),  # 0.29 s left
+        ("running", 31.0, 0.99, 31.0, True, 2.0),  # submitted over 30 s ago: never fast again
+        ("running", 20.0, 0.0, 20.0, False, 2.0),  # no progress reported: no estimate
+        ("running", None, 0.99, 20.0, False, 2.0),  # no readable age: no estimate
+        ("running", 20.0, 0.99, None, False, 2.0),  # no start time: no estimate
+        ("queued", 20.0, 0.99, None, True, 5.0),  # waiting for a worker: not about to end
+        ("running", 3.0, 0.1, 3.0, False, 0.5),  # its first seconds, whatever its progress
     ],
 )
-def test_a_job_about_to_end_is_polled_fast_again(status, age, progress, pace):
+def test_a_job_about_to_end_is_polled_fast_again(status, age, progress, running, fast, pace):
     """Issue 19 (s16): past its first seconds, a job whose progress says it ends within the
-    running pace (age x (1 - progress) / progress < 2 s), and younger than a minute, is
-    followed at the half-second pace again (hand-computed cases)."""
+    running pace (its seconds since it started x (1 - progress) / progress < 2 s; 4 s when it
+    is followed fast already), submitted under 30 s ago, is followed at the half-second pace
+    again (hand-computed cases)."""
     from pages.ui import jobs_view
 
-    assert jobs_view.poll_seconds(status, age, progress) == pace
+    assert jobs_view.poll_seconds(status, age, progress, running, fast) == pace
 
 
 def test_a_fresh_jobs_age_is_read_from_its_submission_time(app_workspace, planted_dataset):
@@ -161,12 +167,13 @@ def test_a_poll_waits_for_the_jobs_end_and_shows_its_run_the_page_run_never_wait
     # past the first seconds (the 2 s pace) a poll does not wait: a long job's box as before
     waits.clear()
     monkeypatch.setattr(jobs_view, "_age", lambda job: jobs_view.FIRST_SECONDS + 1)
-    _running_job(ws, planted_dataset)
+    monkeypatch.setattr(jobs_view, "_running", lambda job: jobs_view.FIRST_SECONDS + 1)
+    _running_job(ws, planted_dataset)  # 40% through: 9 x 0.6 / 0.4 = 13.5 s left
     at = make_app(PAGE)
     assert not at.exception, at.exception
     assert waits == [] and at.get("progress")
 
-    # ... unless its progress says it is about to end (s16): 9 s old and 90% through
+    # ... unless its progress says it is about to end (s16): 9 s running and 90% through
     # (9 x 0.1 / 0.9 = 1 s left) it is polled fast again, and the poll waits for its end
     ending_id = _running_job(ws, planted_dataset)
     ws.job_progress(ending_id, 0.9, "Checking the segments")
