@@ -314,20 +314,20 @@ def cpu_facts() -> dict[str, Any]:
     double_pumped = vendor == "AuthenticAMD" and family == "25" and "avx512f" in flags
     wide = 32 if double_pumped else 64
     fp32 = wide if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8
-    # bf16: AMX tiles; else AVX512-BF16 dot products (2 x 512-bit per cycle, as on Zen 5; 1 on
-    # Zen 4); else no bf16 arithmetic at all: bf16 is widened to fp32 and goes through the same
-    # FMAs. The vector units' bf16 rate is kept apart: it is the rate issue 19's arithmetic
-    # assumed (Zen 5), and on a CPU with AMX it is what a bf16 model gets outside the tiles.
+    # bf16: AMX tiles; else AVX512-BF16 dot products (2 x 512-bit a cycle on Zen 5, 1 on Zen 4);
+    # else no bf16 arithmetic at all: bf16 is widened to fp32 and goes through the same FMAs.
+    # The vector units' bf16 rate is kept apart: on a CPU with AMX it is what a bf16 model gets
+    # outside the tiles (issue 19's arithmetic assumed Zen 5's, 128 FLOP a cycle).
     vector = 2 * wide if "avx512_bf16" in flags else fp32
     if "amx_bf16" in flags:
         bf16, how = 2048, "AMX tiles"
-    elif "avx512_bf16" in flags and double_pumped:
-        bf16, how = (
-            vector,
-            "AVX512-BF16 dot products, one 512-bit a cycle (Zen 4: two 256-bit halves)",
-        )
     elif "avx512_bf16" in flags:
-        bf16, how = vector, "AVX512-BF16 dot products, 2 x 512-bit per cycle"
+        bf16 = vector
+        how = "AVX512-BF16 dot products, " + (
+            "one 512-bit a cycle (Zen 4: two 256-bit halves)"
+            if double_pumped
+            else "2 x 512-bit per cycle"
+        )
     else:
         bf16, how = fp32, "no native bf16 (no avx512_bf16 / amx_bf16): widened to fp32"
     return {
