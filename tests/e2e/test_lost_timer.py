@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import STEP_TIMEOUT_MS, screenshot, wait_idle
+from tests.e2e.conftest import new_context, screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,7 @@ LOSE_FRAGMENT_TIMERS = """
 
 
 def _open(browser, app_url: str, lose_timers: bool):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    # the conftest's step limit, as the shared page fixture has: Playwright's own 30 s ran out
-    # waiting for the first segmentation on a loaded machine (it took 33 s with two busy cores)
-    context.set_default_timeout(STEP_TIMEOUT_MS)
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     if lose_timers:
         context.add_init_script(LOSE_FRAGMENT_TIMERS)
     page = context.new_page()

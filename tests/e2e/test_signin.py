@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import free_port, running_app, screenshot, wait_idle
+from tests.e2e.conftest import free_port, new_context, running_app, screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,7 @@ def _upload(page, path: Path) -> None:
 
 def test_a_visitor_sees_only_the_sign_in_page(team_server, browser):
     url, _ = team_server
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = new_context(browser, viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
         for path in ("", "/policy", "/strategies?dataset=anything"):
@@ -124,8 +124,8 @@ def test_a_visitor_sees_only_the_sign_in_page(team_server, browser):
 
 def test_two_people_at_once_see_only_their_own_work(team_server, browser, tmp_path):
     url, root = team_server
-    alice_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    bob_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    alice_ctx = new_context(browser, viewport={"width": 1400, "height": 1000})
+    bob_ctx = new_context(browser, viewport={"width": 1400, "height": 1000})
     alice, bob = alice_ctx.new_page(), bob_ctx.new_page()
     try:
         _sign_in(alice, url, "alice@example.com")
@@ -193,7 +193,7 @@ def test_broken_sign_in_is_named_and_nothing_is_served(broken, provider, browser
         )
         expected = "'client_secret' is missing"
     with running_app(tmp_path, port, ("--secrets.files", str(secrets))):
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context = new_context(browser, viewport={"width": 1400, "height": 900})
         page = context.new_page()
         try:
             page.goto(f"http://localhost:{port}/segments")
@@ -213,7 +213,7 @@ def test_broken_sign_in_is_named_and_nothing_is_served(broken, provider, browser
 
 def test_a_tab_keeps_its_dataset(app_url, browser):
     """Without sign-in: two tabs, each on its own dataset, across page moves and refreshes."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     first, second = context.new_page(), context.new_page()
     try:
         first.goto(app_url)

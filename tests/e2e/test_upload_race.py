@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from retention.synth import make_planted
-from tests.e2e.conftest import SCREENSHOTS, wait_idle
+from tests.e2e.conftest import SCREENSHOTS, new_context, wait_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def test_file_chosen_during_a_rerun_is_not_lost(app_url, browser, tmp_path):
     text = planted.events.drop(columns=["text"]).to_csv(index=False)
     stalled: list[str] = []
     for attempt in range(TRIES):
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = new_context(browser, viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         try:
             page.goto(app_url)
